@@ -1,0 +1,29 @@
+//! The wire between the agent on a laptop and the school's console.
+//!
+//! - [`message`]: every message, both directions, and enrolment;
+//! - [`frame`]: the byte layout of one message on the wire (pure functions);
+//! - [`connection`]: framing over an async socket;
+//! - [`handshake`]: the version check that opens a device connection;
+//! - [`tls`]: the rustls configuration both sides share;
+//! - [`pki`]: the console's certificate authority, and test certificates.
+//!
+//! No business logic lives here. Serialisation is postcard over serde: its
+//! wire format is specified and stable.
+
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod pki;
+pub mod tls;
+
+#[cfg(test)]
+mod arbitrary;
+
+pub use connection::Connection;
+pub use error::ProtocolError;
+pub use handshake::{MIN_SUPPORTED_VERSION, PROTOCOL_VERSION};
+pub use message::*;
+#[cfg(test)]
+mod roundtrip_tests;

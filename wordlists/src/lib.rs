@@ -1,0 +1,1 @@
+//! Term libraries and the matching engine (issue 3).
