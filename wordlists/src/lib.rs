@@ -1,1 +1,30 @@
-//! Term libraries and the matching engine (issue 3).
+//! Term libraries for safeguarding, and the engine that matches them.
+//!
+//! ```
+//! use wordlists::{Libraries, MatcherBuilder};
+//! let matcher = MatcherBuilder::new(Libraries::builtin()?).build()?;
+//! let hits = matcher.scan("i want to k1ll mys3lf");
+//! assert!(hits.iter().any(|h| h.entry.term == "kill myself" && h.severity == 5));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`fold`]: what one character means (case, accents, look-alikes);
+//! - [`normalize`]: the exact normaliser, with offsets into the original;
+//! - [`skeleton`]: the coarse form the automaton runs over;
+//! - [`verify`]: the letter-by-letter check behind every hit;
+//! - [`library`]: the TOML format and the built-in libraries;
+//! - [`matcher`]: the engine;
+//! - [`detect`]: phone numbers, emails, postcodes and addresses.
+//!
+//! No I/O happens here; the `wordlists` binary reads files.
+
+pub mod detect;
+pub mod fold;
+pub mod library;
+pub mod matcher;
+pub mod normalize;
+pub mod skeleton;
+pub mod verify;
+
+pub use library::{Category, Entry, Libraries, LibraryError, Rule};
+pub use matcher::{BuildError, Hit, Matcher, MatcherBuilder};

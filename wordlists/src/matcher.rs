@@ -1,0 +1,546 @@
+//! The matching engine: built once from libraries, immutable, shared across
+//! threads (`Matcher: Send + Sync`).
+//!
+//! A scan has two stages:
+//!
+//! 1. **Fast pass.** One walk over the raw bytes. Each byte is turned into
+//!    its skeleton symbol by one table lookup ([`SKELETON`]), runs of one
+//!    symbol are collapsed, and the symbol is fed straight into an
+//!    Aho-Corasick DFA (from the `aho-corasick` crate) built over the
+//!    skeletons of every term variant and exception. Nothing is allocated
+//!    and no normalised copy of the text is made. Word boundaries are part
+//!    of the patterns (" rape " for a whole word), so innocent words that
+//!    merely contain a term ("grape") never get past this stage. A match
+//!    marks a *region* of the original text.
+//! 2. **Exact pass**, only over marked regions (widened to whole words):
+//!    the exact normaliser ([`crate::normalize`]), the same automaton over
+//!    that region's skeleton, then letter-by-letter verification of each
+//!    candidate ([`crate::verify`]). Exceptions found there suppress the
+//!    hits they cover; context words adjust severity.
+//!
+//! Letters spaced out ("k i l l") are the one thing the fast pass cannot
+//! see; it notices runs of three or more one-letter words and marks them
+//! for the exact pass, which joins them.
+//!
+//! Guarantee: a hit's `start..end` is a byte range of the original text on
+//! character boundaries.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind};
+use thiserror::Error;
+
+use crate::fold::{Fold, OPAQUE, fold_char};
+use crate::library::{Category, Entry, Libraries, Rule};
+use crate::normalize::normalize;
+use crate::skeleton::{BOUNDARY, NON_ASCII, PEEK, SEP, SKELETON, skeleton, symbol};
+use crate::verify::Runs;
+
+/// Longest pattern, in skeleton symbols; the fast pass remembers where the
+/// last this many symbols came from.
+const RING: usize = 256;
+/// How far a marked region is widened to reach whole words.
+const WIDEN: usize = 64;
+/// Bytes of text either side of a hit that context words are looked for in.
+const CONTEXT_REACH: usize = 120;
+
+/// Building a [`Matcher`] failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("term {term:?} in {category} is too long ({len} symbols; the limit is {max})")]
+    TermTooLong {
+        term: String,
+        category: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("cannot build the automaton: {0}")]
+    Automaton(String),
+}
+
+/// What one pattern of the automaton stands for.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Entry index.
+    Term(u32),
+    /// Category index.
+    Exception(u32),
+}
+
+#[derive(Debug, Clone)]
+struct Variant {
+    target: Target,
+    runs: Runs,
+    /// Whether the form starts with a boundary (so the match starts one
+    /// byte later in normalised text).
+    leading_boundary: bool,
+}
+
+/// A term found in text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit<'m> {
+    pub entry: &'m Entry,
+    /// The entry's severity adjusted by context words.
+    pub severity: u8,
+    /// Byte range of the matched text in the input (on char boundaries).
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Hit<'_> {
+    /// A bounded snippet around the hit: up to `reach` bytes either side,
+    /// cut at character boundaries, and the hit's range within it.
+    pub fn context<'t>(&self, text: &'t str, reach: usize) -> (&'t str, Range<usize>) {
+        let from = floor_char(text, self.start.saturating_sub(reach));
+        let to = ceil_char(text, (self.end + reach).min(text.len()));
+        (&text[from..to], self.start - from..self.end - from)
+    }
+}
+
+/// Builds a [`Matcher`].
+#[derive(Debug, Default)]
+pub struct MatcherBuilder {
+    libraries: Libraries,
+    disabled: Vec<String>,
+}
+
+impl MatcherBuilder {
+    /// A builder over the given libraries.
+    pub fn new(libraries: Libraries) -> Self {
+        MatcherBuilder {
+            libraries,
+            disabled: Vec::new(),
+        }
+    }
+
+    /// Leaves out a category.
+    pub fn disable(mut self, category: &str) -> Self {
+        self.disabled.push(category.to_owned());
+        self
+    }
+
+    /// Compiles the automaton.
+    ///
+    /// # Errors
+    /// [`BuildError`] for a term too long for the automaton.
+    pub fn build(self) -> Result<Matcher, BuildError> {
+        let categories: Vec<Category> = self
+            .libraries
+            .categories
+            .into_iter()
+            .filter(|c| !self.disabled.contains(&c.name))
+            .collect();
+        let mut entries = Vec::new();
+        let mut entry_category = Vec::new();
+        let mut by_skeleton: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut variants: Vec<Vec<Variant>> = Vec::new();
+        let mut add = |form: Vec<u8>, target: Target, what: &Entry| -> Result<(), BuildError> {
+            let (skel, _) = skeleton(&form);
+            if skel.len() >= RING {
+                return Err(BuildError::TermTooLong {
+                    term: what.term.clone(),
+                    category: what.category.clone(),
+                    len: skel.len(),
+                    max: RING - 1,
+                });
+            }
+            let id = *by_skeleton.entry(skel.clone()).or_insert_with(|| {
+                patterns.push(skel);
+                variants.push(Vec::new());
+                patterns.len() - 1
+            });
+            variants[id].push(Variant {
+                target,
+                leading_boundary: form.first() == Some(&b' '),
+                runs: Runs::of(&form),
+            });
+            Ok(())
+        };
+        for (c, cat) in categories.iter().enumerate() {
+            for e in &cat.entries {
+                let idx = entries.len() as u32;
+                let form = crate::normalize::normalize_term(&e.term);
+                for f in forms(&form, e.rule) {
+                    add(f, Target::Term(idx), e)?;
+                }
+                entries.push(e.clone());
+                entry_category.push(c as u32);
+            }
+            for x in &cat.exceptions {
+                let form = crate::normalize::normalize_term(x);
+                let stand_in = Entry {
+                    term: x.clone(),
+                    category: cat.name.clone(),
+                    severity: 1,
+                    rule: Rule::Substring,
+                    definition: String::new(),
+                    raise: vec![],
+                    lower: vec![],
+                };
+                add(form, Target::Exception(c as u32), &stand_in)?;
+            }
+        }
+        let dfa = DFA::builder()
+            .match_kind(MatchKind::Standard)
+            .start_kind(aho_corasick::StartKind::Unanchored)
+            .build(&patterns)
+            .map_err(|e| BuildError::Automaton(e.to_string()))?;
+        let detectors = categories
+            .iter()
+            .flat_map(|c| {
+                c.detectors.iter().map(move |d| {
+                    let entry = Entry {
+                        term: d.kind.as_str().to_owned(),
+                        category: c.name.clone(),
+                        severity: d.severity,
+                        rule: Rule::Pattern,
+                        definition: d.definition.clone(),
+                        raise: vec![],
+                        lower: vec![],
+                    };
+                    (d.kind, entry)
+                })
+            })
+            .collect();
+        Ok(Matcher {
+            dfa,
+            variants,
+            entries,
+            entry_category,
+            detectors,
+        })
+    }
+}
+
+/// The normalised forms a term is matched in, boundaries included.
+fn forms(term: &[u8], rule: Rule) -> Vec<Vec<u8>> {
+    let wrap = |lead: bool, body: &[u8], trail: bool| {
+        let mut f = Vec::with_capacity(body.len() + 2);
+        if lead {
+            f.push(b' ');
+        }
+        f.extend_from_slice(body);
+        if trail {
+            f.push(b' ');
+        }
+        f
+    };
+    match rule {
+        Rule::Word => vec![wrap(true, term, true)],
+        Rule::Prefix => vec![wrap(true, term, false)],
+        Rule::Substring | Rule::Pattern => vec![term.to_vec()],
+        Rule::Phrase => {
+            let mut v = vec![wrap(true, term, true)];
+            if term.contains(&b' ') {
+                let joined: Vec<u8> = term.iter().copied().filter(|&b| b != b' ').collect();
+                v.push(wrap(true, &joined, true));
+            }
+            v
+        }
+    }
+}
+
+/// The compiled libraries. Cheap to share: wrap in an `Arc`.
+#[derive(Debug)]
+pub struct Matcher {
+    dfa: DFA,
+    variants: Vec<Vec<Variant>>,
+    entries: Vec<Entry>,
+    entry_category: Vec<u32>,
+    detectors: Vec<(crate::library::DetectorKind, Entry)>,
+}
+
+/// A byte range of the input that the exact pass must look at.
+type Region = (usize, usize);
+
+impl Matcher {
+    /// Every entry the matcher was built with.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Number of automaton patterns (term variants and exceptions, by skeleton).
+    pub fn pattern_count(&self) -> usize {
+        self.variants.len()
+    }
+
+    /// All hits in `text`, in order of position. Cost: one table-driven pass
+    /// over the bytes, plus exact work proportional to the candidate regions.
+    pub fn scan<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
+        let regions = self.fast_pass(text);
+        let mut hits = Vec::new();
+        for (from, to) in merge(regions, text) {
+            self.exact_pass(text, from, to, &mut hits);
+        }
+        if !self.detectors.is_empty() {
+            self.detect(text, &mut hits);
+        }
+        hits.sort_by_key(|h| (h.start, h.end));
+        hits.dedup_by(|a, b| {
+            a.start == b.start && a.end == b.end && std::ptr::eq(a.entry, b.entry)
+        });
+        for h in &mut hits {
+            h.severity = self.contextual_severity(h, text);
+        }
+        hits
+    }
+
+    fn detect<'m>(&'m self, text: &str, hits: &mut Vec<Hit<'m>>) {
+        for (kind, entry) in &self.detectors {
+            for (start, end) in crate::detect::find(*kind, text) {
+                hits.push(Hit {
+                    entry,
+                    severity: entry.severity,
+                    start,
+                    end,
+                });
+            }
+        }
+    }
+
+    // The macros below update the walk's state after every symbol, including
+    // the last, whose updates are then never read.
+    #[allow(unused_assignments)]
+    fn fast_pass(&self, text: &str) -> Vec<Region> {
+        let bytes = text.as_bytes();
+        let dfa = &self.dfa;
+        let mut regions: Vec<Region> = Vec::new();
+        let mut ring = [0u32; RING];
+        let mut count: usize = 0;
+        let mut prev = BOUNDARY;
+        let mut sid = match dfa.start_state(Anchored::No) {
+            Ok(s) => s,
+            Err(_) => return regions,
+        };
+        // One-letter words in a row, for "k i l l".
+        let mut word_len = 0u32;
+        let mut word_start = 0usize;
+        let mut singles = 0u32;
+        let mut singles_start = 0usize;
+
+        macro_rules! emit {
+            ($sym:expr, $at:expr) => {{
+                let sym: u8 = $sym;
+                ring[count % RING] = $at as u32;
+                count += 1;
+                prev = sym;
+                sid = dfa.next_state(Anchored::No, sid, sym);
+                if dfa.is_special(sid) && dfa.is_match(sid) {
+                    for k in 0..dfa.match_len(sid) {
+                        let pid = dfa.match_pattern(sid, k);
+                        let len = dfa.pattern_len(pid);
+                        let first = ring[(count - len) % RING] as usize;
+                        regions.push((first, ($at as usize + 1).min(bytes.len())));
+                    }
+                }
+            }};
+        }
+        macro_rules! boundary {
+            ($at:expr) => {{
+                if prev != BOUNDARY {
+                    if word_len == 1 {
+                        if singles == 0 {
+                            singles_start = word_start;
+                        }
+                        singles += 1;
+                    } else {
+                        if singles >= 3 {
+                            regions.push((singles_start, $at));
+                        }
+                        singles = 0;
+                    }
+                    word_len = 0;
+                    emit!(BOUNDARY, $at);
+                }
+            }};
+        }
+        macro_rules! letter {
+            ($sym:expr, $at:expr) => {{
+                if word_len == 0 {
+                    word_start = $at;
+                }
+                word_len += 1;
+                let s: u8 = $sym;
+                if s != prev {
+                    emit!(s, $at);
+                }
+            }};
+        }
+
+        emit!(BOUNDARY, 0usize);
+        let mut i = 0usize;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let s = SKELETON[b as usize];
+            if s > BOUNDARY {
+                letter!(s, i);
+                i += 1;
+                continue;
+            }
+            match s {
+                BOUNDARY => boundary!(i),
+                SEP | PEEK => {
+                    let next_alnum = bytes.get(i + 1).is_some_and(|n| n.is_ascii_alphanumeric());
+                    if prev != BOUNDARY && next_alnum {
+                        if s == PEEK {
+                            letter!(b'i', i);
+                        }
+                    } else {
+                        boundary!(i);
+                    }
+                }
+                NON_ASCII => {
+                    let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
+                    match fold_char(c) {
+                        Fold::Letters(out, n) => {
+                            for &o in &out[..n as usize] {
+                                letter!(symbol(o), i);
+                            }
+                        }
+                        Fold::Opaque => letter!(OPAQUE, i),
+                        Fold::Ignore => {}
+                        Fold::Boundary => boundary!(i),
+                    }
+                    i += c.len_utf8();
+                    continue;
+                }
+                _ => boundary!(i),
+            }
+            i += 1;
+        }
+        let end = bytes.len();
+        if prev != BOUNDARY {
+            boundary!(end);
+        }
+        if singles >= 3 {
+            regions.push((singles_start, end));
+        }
+        regions
+    }
+
+    fn exact_pass<'m>(&'m self, text: &str, from: usize, to: usize, hits: &mut Vec<Hit<'m>>) {
+        let region = &text[from..to];
+        let norm = normalize(region);
+        let (skel, runs) = skeleton(&norm.bytes);
+        let Ok(mut sid) = self.dfa.start_state(Anchored::No) else {
+            return;
+        };
+        let mut found: Vec<(Target, usize, usize)> = Vec::new();
+        for (j, &sym) in skel.iter().enumerate() {
+            sid = self.dfa.next_state(Anchored::No, sid, sym);
+            if !(self.dfa.is_special(sid) && self.dfa.is_match(sid)) {
+                continue;
+            }
+            for k in 0..self.dfa.match_len(sid) {
+                let pid = self.dfa.match_pattern(sid, k);
+                let first = j + 1 - self.dfa.pattern_len(pid);
+                let starts = runs[first] as usize..runs[first + 1] as usize;
+                for v in &self.variants[pid.as_usize()] {
+                    if let Some((s, e)) = v.runs.find(&norm.bytes, starts.clone()) {
+                        let s = if v.leading_boundary { s + 1 } else { s };
+                        if let Some((os, oe)) = original_span(&norm.spans, &norm.bytes, s, e) {
+                            found.push((v.target.clone(), from + os, from + oe));
+                        }
+                    }
+                }
+            }
+        }
+        for (target, s, e) in &found {
+            let Target::Term(idx) = target else { continue };
+            let cat = self.entry_category[*idx as usize];
+            let excepted = found.iter().any(|(t, xs, xe)| {
+                matches!(t, Target::Exception(c) if *c == cat) && xs <= s && e <= xe
+            });
+            if !excepted {
+                let entry = &self.entries[*idx as usize];
+                hits.push(Hit {
+                    entry,
+                    severity: entry.severity,
+                    start: *s,
+                    end: *e,
+                });
+            }
+        }
+    }
+
+    fn contextual_severity(&self, hit: &Hit<'_>, text: &str) -> u8 {
+        let e = hit.entry;
+        if e.raise.is_empty() && e.lower.is_empty() {
+            return e.severity;
+        }
+        let (ctx, _) = hit.context(text, CONTEXT_REACH);
+        let norm = normalize(ctx).bytes;
+        let near = |words: &[String]| {
+            words.iter().any(|w| {
+                let mut needle = vec![b' '];
+                needle.extend(crate::normalize::normalize_term(w));
+                needle.push(b' ');
+                norm.windows(needle.len())
+                    .any(|win| win == needle.as_slice())
+            })
+        };
+        let mut sev = e.severity as i32;
+        if near(&e.raise) {
+            sev += 1;
+        }
+        if near(&e.lower) {
+            sev -= 1;
+        }
+        sev.clamp(1, 5) as u8
+    }
+}
+
+/// The original byte range of normalised bytes `s..e`, trimmed of
+/// boundaries; `None` if there is nothing but boundaries.
+fn original_span(spans: &[(u32, u32)], bytes: &[u8], s: usize, e: usize) -> Option<(usize, usize)> {
+    let first = (s..e).find(|&i| bytes[i] != b' ')?;
+    let last = (s..e).rev().find(|&i| bytes[i] != b' ')?;
+    Some((spans[first].0 as usize, spans[last].1 as usize))
+}
+
+/// Widens regions to whole words (to the nearest whitespace, at most
+/// [`WIDEN`] bytes) and merges overlapping ones.
+fn merge(mut regions: Vec<Region>, text: &str) -> Vec<Region> {
+    let bytes = text.as_bytes();
+    for r in &mut regions {
+        let lo = r.0.saturating_sub(WIDEN);
+        let mut s = r.0;
+        while s > lo && !bytes[s - 1].is_ascii_whitespace() {
+            s -= 1;
+        }
+        let hi = (r.1 + WIDEN).min(bytes.len());
+        let mut e = r.1;
+        while e < hi && !bytes[e].is_ascii_whitespace() {
+            e += 1;
+        }
+        *r = (floor_char(text, s), ceil_char(text, e));
+    }
+    regions.sort_unstable();
+    let mut out: Vec<Region> = Vec::with_capacity(regions.len());
+    for r in regions {
+        match out.last_mut() {
+            Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(text: &str, mut i: usize) -> usize {
+    while i < text.len() && !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}

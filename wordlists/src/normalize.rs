@@ -1,0 +1,297 @@
+//! The exact normaliser: text in, a normalised byte string out, with every
+//! byte mapped back to the span of the original text it came from.
+//!
+//! The normalised alphabet is `a`–`z`, `0`–`9`, [`AMBIGUOUS_IL`] (a `1`,
+//! `!` or `|` inside a word, which may be an i or an l), [`OPAQUE`] (a
+//! letter of another script) and `' '` (one word boundary, however many
+//! spaces or punctuation marks it stands for). The output always starts
+//! and ends with a boundary, so whole-word rules need no special case at
+//! the ends of the text.
+//!
+//! What it undoes, in one pass over the characters:
+//! - case, accents, compatibility forms (fullwidth, mathematical letters,
+//!   ligatures, circled digits) and Cyrillic/Greek look-alikes (see
+//!   [`crate::fold`]);
+//! - zero-width characters, bidi controls and combining marks (dropped);
+//! - leetspeak: inside a word that has at least one letter, `0 3 4 5 7 @ $`
+//!   read as `o e a s t a s`, and `1 ! |` as "i or l"; a word of digits only
+//!   stays a number;
+//! - separators inside a word: `. - _ * '` between two word characters are
+//!   dropped ("s.u.i.c.i.d.e", "self-harm" → "selfharm", "don't" → "dont");
+//! - letters spaced out: three or more one-letter words separated by one or
+//!   two spaces are joined ("k i l l" → "kill").
+//!
+//! Repeated letters are *not* collapsed here: the matcher compares runs
+//! ("kiiiill" has at least the letters of "kill"), see [`crate::skeleton`].
+
+use crate::fold::{AMBIGUOUS_IL, ASCII, Class, Fold, OPAQUE, fold_char, leet};
+
+/// Normalised text and where each byte came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Normalized {
+    /// The normalised bytes (ASCII).
+    pub bytes: Vec<u8>,
+    /// For each normalised byte, the byte range of the original text it
+    /// stands for. Boundaries added at the ends have empty ranges.
+    pub spans: Vec<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Letter,
+    Digit,
+    Leet,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    byte: u8,
+    kind: Kind,
+    start: u32,
+    end: u32,
+}
+
+struct Token {
+    units: Vec<Unit>,
+    /// Original byte range of the boundary run before this token.
+    gap: (u32, u32),
+}
+
+fn is_ascii_alnum(b: Option<&u8>) -> bool {
+    b.is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// Normalises `text`. Cost: linear in the text, one allocation per output
+/// vector and per word.
+pub fn normalize(text: &str) -> Normalized {
+    let bytes = text.as_bytes();
+    let mut tokens: Vec<Token> = Vec::new();
+    let mut current: Vec<Unit> = Vec::new();
+    // The run of boundary characters since the last word, and the one that
+    // stood before the word being read.
+    let mut gap: (u32, u32) = (0, 0);
+    let mut token_gap: (u32, u32) = (0, 0);
+
+    for (i, c) in text.char_indices() {
+        let start = i as u32;
+        let end = (i + c.len_utf8()) as u32;
+        let in_word = !current.is_empty();
+        let next = bytes.get(end as usize);
+        let before = current.len();
+        let mut boundary = false;
+        if c.is_ascii() {
+            match ASCII[c as usize] {
+                Class::Letter(b) => current.push(Unit {
+                    byte: b,
+                    kind: Kind::Letter,
+                    start,
+                    end,
+                }),
+                Class::Digit(b) => current.push(Unit {
+                    byte: b,
+                    kind: Kind::Digit,
+                    start,
+                    end,
+                }),
+                Class::Leet(b @ (b'@' | b'$')) => current.push(Unit {
+                    byte: b,
+                    kind: Kind::Leet,
+                    start,
+                    end,
+                }),
+                Class::Leet(b) => {
+                    if in_word && is_ascii_alnum(next) {
+                        current.push(Unit {
+                            byte: b,
+                            kind: Kind::Leet,
+                            start,
+                            end,
+                        })
+                    } else {
+                        boundary = true;
+                    }
+                }
+                Class::Sep => {
+                    if !(in_word && is_ascii_alnum(next)) {
+                        boundary = true;
+                    }
+                }
+                Class::Boundary | Class::NonAscii => boundary = true,
+            }
+        } else {
+            match fold_char(c) {
+                Fold::Letters(b, n) => {
+                    for &byte in &b[..n as usize] {
+                        let kind = if byte.is_ascii_digit() {
+                            Kind::Digit
+                        } else {
+                            Kind::Letter
+                        };
+                        current.push(Unit {
+                            byte,
+                            kind,
+                            start,
+                            end,
+                        });
+                    }
+                }
+                Fold::Opaque => current.push(Unit {
+                    byte: OPAQUE,
+                    kind: Kind::Letter,
+                    start,
+                    end,
+                }),
+                Fold::Ignore => {}
+                Fold::Boundary => boundary = true,
+            }
+        }
+        if before == 0 && !current.is_empty() {
+            token_gap = gap;
+        }
+        if boundary {
+            if !current.is_empty() {
+                tokens.push(Token {
+                    units: std::mem::take(&mut current),
+                    gap: token_gap,
+                });
+                gap = (start, end);
+            } else if gap.0 == gap.1 {
+                gap = (start, end);
+            } else {
+                gap.1 = end;
+            }
+        }
+    }
+    if !current.is_empty() {
+        tokens.push(Token {
+            units: current,
+            gap: token_gap,
+        });
+    }
+
+    let spaced = spaced_runs(&tokens, bytes);
+    let mut out = Normalized::default();
+    out.bytes.reserve(text.len() + 2);
+    out.spans.reserve(text.len() + 2);
+    out.bytes.push(b' ');
+    out.spans.push((0, 0));
+    for (t, token) in tokens.iter().enumerate() {
+        if t > 0 && !spaced[t] {
+            out.bytes.push(b' ');
+            out.spans.push(token.gap);
+        }
+        let has_letter = token.units.iter().any(|u| u.kind == Kind::Letter);
+        for u in &token.units {
+            let byte = match (u.kind, has_letter) {
+                (Kind::Letter, _) => u.byte,
+                (Kind::Digit | Kind::Leet, true) => leet(u.byte),
+                (Kind::Digit, false) => u.byte,
+                (Kind::Leet, false) => u.byte,
+            };
+            out.bytes.push(byte);
+            out.spans.push((u.start, u.end));
+        }
+    }
+    let len = text.len() as u32;
+    out.bytes.push(b' ');
+    out.spans.push((len, len));
+    out
+}
+
+/// For each token, whether it joins the previous one because both belong
+/// to a run of three or more one-letter words separated by at most two
+/// spaces ("k i l l").
+fn spaced_runs(tokens: &[Token], text: &[u8]) -> Vec<bool> {
+    let single = |t: &Token| t.units.len() == 1 && t.units[0].kind != Kind::Digit;
+    let narrow = |t: &Token| {
+        let (s, e) = t.gap;
+        let gap = &text[s as usize..e as usize];
+        (1..=2).contains(&gap.len()) && gap.iter().all(|&b| b == b' ')
+    };
+    let mut join = vec![false; tokens.len()];
+    let mut i = 0;
+    while i < tokens.len() {
+        if !single(&tokens[i]) {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < tokens.len() && single(&tokens[j]) && narrow(&tokens[j]) {
+            j += 1;
+        }
+        if j - i >= 3 {
+            for flag in &mut join[i + 1..j] {
+                *flag = true;
+            }
+        }
+        i = j;
+    }
+    join
+}
+
+/// Normalises a library term or exception: as [`normalize`], without the
+/// boundaries at the ends. Spaced-out letters in a term are not joined.
+pub fn normalize_term(term: &str) -> Vec<u8> {
+    let n = normalize(term);
+    let inner = &n.bytes[1..n.bytes.len() - 1];
+    inner.to_vec()
+}
+
+/// Whether a normalised byte is part of a word.
+pub fn is_word_byte(b: u8) -> bool {
+    b != b' '
+}
+
+/// The `1`/`!`/`|` reading: does text byte `t` satisfy term byte `p`?
+pub fn compatible(p: u8, t: u8) -> bool {
+    p == t || (t == AMBIGUOUS_IL && (p == b'i' || p == b'l'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> String {
+        String::from_utf8(normalize(s).bytes).unwrap()
+    }
+
+    #[test]
+    fn undoes_the_obfuscations_it_claims() {
+        assert_eq!(n("KILL Myself"), " kill myself ");
+        assert_eq!(n("k1ll"), " k1ll ");
+        assert_eq!(n("s.u.i.c.i.d.e"), " suicide ");
+        assert_eq!(n("k i l l"), " kill ");
+        assert_eq!(n("k  i  l  l  me"), " kill me ");
+        assert_eq!(n("kiiiill"), " kiiiill ");
+        assert_eq!(n("ｋｉｌｌ"), " kill ");
+        assert_eq!(n("kіll"), " kill "); // Cyrillic і
+        assert_eq!(n("k\u{200B}ill"), " kill ");
+        assert_eq!(n("h4t3 y0u"), " hate you ");
+        assert_eq!(n("$ex"), " sex ");
+        assert_eq!(n("don't"), " dont ");
+        assert_eq!(n("self-harm"), " selfharm ");
+        assert_eq!(n("s3lf h@rm"), " self harm ");
+    }
+
+    #[test]
+    fn leaves_ordinary_text_alone() {
+        assert_eq!(n("I have 5 apples, 2013!"), " i have 5 apples 2013 ");
+        assert_eq!(n("stop!"), " stop ");
+        assert_eq!(n("well... then"), " well then ");
+        assert_eq!(n("a, b"), " a b ");
+        assert_eq!(n(""), "  ");
+    }
+
+    #[test]
+    fn spans_point_into_the_original() {
+        let text = "Ｋ i l l";
+        let out = normalize(text);
+        for (b, &(s, e)) in out.bytes.iter().zip(&out.spans) {
+            assert!(text.is_char_boundary(s as usize) && text.is_char_boundary(e as usize));
+            if *b != b' ' {
+                assert!(s < e);
+            }
+        }
+        assert_eq!(out.spans[1], (0, 3));
+    }
+}
