@@ -6,9 +6,14 @@
 use crate::library::DetectorKind;
 
 const STREET_WORDS: &[&str] = &[
-    "road", "rd", "street", "st", "avenue", "ave", "lane", "ln", "close", "drive", "dr", "way",
-    "crescent", "grove", "gardens", "place", "court", "terrace", "walk", "mews", "row", "square",
+    "road", "rd", "street", "avenue", "ave", "lane", "drive", "crescent", "grove", "gardens",
+    "terrace", "mews",
 ];
+/// Street words that are ordinary English too ("3 nights in a row"): they
+/// count only after a capitalised name ("4 Church Close").
+const AMBIGUOUS_STREET_WORDS: &[&str] = &["close", "way", "place", "court", "walk", "row", "square", "st", "dr", "ln"];
+/// Words that never form part of a street name.
+const NOT_A_NAME: &[&str] = &["a", "an", "the", "of", "and", "in", "on", "at", "to", "or", "m", "am", "pm", "p", "nights", "days", "times", "years", "hours"];
 
 /// Finds every match of `kind` in `text`, as byte ranges.
 pub fn find(kind: DetectorKind, text: &str) -> Vec<(usize, usize)> {
@@ -169,11 +174,16 @@ fn streets(text: &str) -> Vec<(usize, usize)> {
             let Some(&(ls, le)) = ws.get(k + n) else {
                 break;
             };
-            let name_ok = ws[k + 1..k + n]
-                .iter()
-                .all(|&(a, z)| b[a..z].iter().all(u8::is_ascii_alphabetic));
+            let name = &ws[k + 1..k + n];
+            let name_ok = name.iter().all(|&(a, z)| {
+                b[a..z].iter().all(u8::is_ascii_alphabetic)
+                    && !NOT_A_NAME.contains(&text[a..z].to_ascii_lowercase().as_str())
+            });
+            let capitalised = name.iter().all(|&(a, _)| b[a].is_ascii_uppercase());
             let last = text[ls..le].to_ascii_lowercase();
-            if name_ok && STREET_WORDS.contains(&last.as_str()) {
+            let street = STREET_WORDS.contains(&last.as_str())
+                || (capitalised && AMBIGUOUS_STREET_WORDS.contains(&last.as_str()));
+            if name_ok && street {
                 out.push((s, le));
                 break;
             }

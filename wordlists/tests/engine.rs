@@ -1,0 +1,196 @@
+//! The engine against the shipped libraries: recall under every
+//! obfuscation the normaliser claims to undo, exceptions, offsets.
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use wordlists::{Libraries, Matcher, MatcherBuilder, Rule};
+
+fn matcher() -> &'static Matcher {
+    static M: OnceLock<Matcher> = OnceLock::new();
+    M.get_or_init(|| MatcherBuilder::new(Libraries::builtin().unwrap()).build().unwrap())
+}
+
+fn caught(text: &str, term: &str) -> bool {
+    matcher().scan(text).iter().any(|h| h.entry.term == term)
+}
+
+#[test]
+fn shipped_libraries_pass_the_lint_and_are_large_enough() {
+    let libs = Libraries::builtin().unwrap();
+    assert_eq!(libs.lint(), Vec::<String>::new());
+    let n = libs.entries().count();
+    assert!(n >= 1300, "only {n} entries");
+    for grave in ["self-harm", "grooming", "sexting", "extremism"] {
+        let cat = libs.categories.iter().find(|c| c.name == grave).unwrap();
+        let phrases = cat.entries.iter().filter(|e| e.term.contains(' ')).count();
+        assert!(phrases * 2 > cat.entries.len(), "{grave}: most entries must be phrases");
+    }
+}
+
+/// Applies one obfuscation to a term; `None` where it does not apply.
+fn obfuscate(term: &str, how: &str) -> Option<String> {
+    let leet = |c: char| match c {
+        'a' => '4',
+        'e' => '3',
+        'i' => '1',
+        'o' => '0',
+        's' => '5',
+        't' => '7',
+        other => other,
+    };
+    let words = |f: &dyn Fn(&str) -> String| term.split(' ').map(f).collect::<Vec<_>>().join(" ");
+    Some(match how {
+        "upper" => term.to_uppercase(),
+        "leet" => words(&|w| {
+            // Leave a word's first letter alone so the word still has a letter.
+            let mut cs = w.chars();
+            let first = cs.next().map(String::from).unwrap_or_default();
+            first + &cs.map(leet).collect::<String>()
+        }),
+        "dots" => words(&|w| w.chars().map(String::from).collect::<Vec<_>>().join(".")),
+        "spaced" => {
+            if term.contains(' ') {
+                return None;
+            }
+            term.chars().map(String::from).collect::<Vec<_>>().join(" ")
+        }
+        "repeat" => words(&|w| w.chars().flat_map(|c| [c, c, c]).collect()),
+        "cyrillic" => term
+            .chars()
+            .map(|c| match c {
+                'a' => 'а',
+                'e' => 'е',
+                'o' => 'о',
+                'c' => 'с',
+                'p' => 'р',
+                'x' => 'х',
+                other => other,
+            })
+            .collect(),
+        "fullwidth" => term
+            .chars()
+            .map(|c| match c {
+                'a'..='z' => char::from_u32(c as u32 - 'a' as u32 + 0xFF41).unwrap(),
+                other => other,
+            })
+            .collect(),
+        "zero-width" => words(&|w| w.chars().map(String::from).collect::<Vec<_>>().join("\u{200B}")),
+        "accents" => term
+            .chars()
+            .map(|c| match c {
+                'a' => 'á',
+                'e' => 'é',
+                'o' => 'ö',
+                'u' => 'ü',
+                other => other,
+            })
+            .collect(),
+        _ => unreachable!(),
+    })
+}
+
+#[test]
+fn at_least_95_percent_of_terms_survive_each_obfuscation() {
+    let m = matcher();
+    let terms: Vec<_> = m
+        .entries()
+        .iter()
+        .filter(|e| e.rule != Rule::Pattern && e.term.is_ascii())
+        .collect();
+    let mut report = Vec::new();
+    for how in ["upper", "leet", "dots", "spaced", "repeat", "cyrillic", "fullwidth", "zero-width", "accents"] {
+        let (mut tried, mut ok, mut missed) = (0, 0, Vec::new());
+        for e in &terms {
+            let Some(text) = obfuscate(&e.term.to_lowercase(), how) else { continue };
+            tried += 1;
+            if caught(&format!("well {text} then"), &e.term) {
+                ok += 1;
+            } else if missed.len() < 5 {
+                missed.push(text);
+            }
+        }
+        let rate = ok as f64 / tried as f64;
+        report.push(format!("{how}: {ok}/{tried} = {:.1}% (missed e.g. {missed:?})", rate * 100.0));
+        assert!(rate >= 0.95, "{}", report.join("\n"));
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[test]
+fn exceptions_never_produce_a_hit_of_their_own_category() {
+    let libs = Libraries::builtin().unwrap();
+    for cat in &libs.categories {
+        for x in &cat.exceptions {
+            let hits = matcher().scan(x);
+            let own: Vec<_> = hits.iter().filter(|h| h.entry.category == cat.name).map(|h| &h.entry.term).collect();
+            assert!(own.is_empty(), "exception {x:?} of {} fires {own:?}", cat.name);
+        }
+    }
+}
+
+#[test]
+fn innocent_words_that_contain_terms_stay_quiet() {
+    for text in [
+        "We drove through Scunthorpe to Penistone",
+        "The assessment of the cocktail analysis was passed to the therapist in Sussex",
+        "Matt Hancock and Alfred Hitchcock",
+        "grapes and drapes",
+        "My classmate Jo passed the class",
+        "We are killing it in the match today",
+        "I could kill for a pizza",
+        "Romeo drinks the poison and dies; Juliet stabs herself with his dagger",
+    ] {
+        let hits: Vec<_> = matcher().scan(text).into_iter().filter(|h| h.severity >= 3).collect();
+        assert!(hits.is_empty(), "{text:?}: {hits:?}");
+    }
+}
+
+#[test]
+fn risk_in_text_nobody_wrote_for_the_purpose() {
+    for (text, term) in [
+        ("honestly i just want to die at this point", "want to die"),
+        ("pls dont tell ur parents bout this ok. dont tell your parents", "dont tell your parents"),
+        ("u should just k.y.s lol", "kys"),
+        ("im gonna k1ll mys3lf", "kill myself"),
+        ("send n00dz? no - send NUDES now", "send nudes"),
+        ("are u home alone rn? are you home alone", "are you home alone"),
+        ("ive been cutting myself again", "cutting myself"),
+    ] {
+        assert!(caught(text, term), "{text:?} should catch {term:?}: {:?}", matcher().scan(text));
+    }
+}
+
+#[test]
+fn context_words_move_severity() {
+    let sev = |t: &str| matcher().scan(t).iter().find(|h| h.entry.term == "i hate myself").map(|h| h.severity);
+    assert_eq!(sev("i hate myself"), Some(3));
+    assert_eq!(sev("i hate myself lol"), Some(2));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Hit offsets land on character boundaries of the original and the
+    /// scan never panics, whatever the input.
+    #[test]
+    fn offsets_are_char_boundaries(text in "(\\PC|[ .!1|@$\u{200B}кiIlL]){0,80}") {
+        for h in matcher().scan(&text) {
+            prop_assert!(h.start <= h.end && h.end <= text.len());
+            prop_assert!(text.is_char_boundary(h.start) && text.is_char_boundary(h.end));
+            let (ctx, range) = h.context(&text, 20);
+            prop_assert_eq!(&ctx[range], &text[h.start..h.end]);
+        }
+    }
+
+    /// A term embedded in random words is found (no hidden dependence on
+    /// what surrounds it, beyond word boundaries).
+    #[test]
+    fn terms_are_found_among_other_words(idx in 0usize..1000, before in "[a-z]{1,8}", after in "[a-z]{1,8}") {
+        let entries = matcher().entries();
+        let e = &entries[idx % entries.len()];
+        prop_assume!(e.rule != Rule::Pattern);
+        let text = format!("{before} {} {after}", e.term);
+        prop_assert!(matcher().scan(&text).iter().any(|h| h.entry.term == e.term), "{}", text);
+    }
+}
