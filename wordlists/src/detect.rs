@@ -11,9 +11,14 @@ const STREET_WORDS: &[&str] = &[
 ];
 /// Street words that are ordinary English too ("3 nights in a row"): they
 /// count only after a capitalised name ("4 Church Close").
-const AMBIGUOUS_STREET_WORDS: &[&str] = &["close", "way", "place", "court", "walk", "row", "square", "st", "dr", "ln"];
+const AMBIGUOUS_STREET_WORDS: &[&str] = &[
+    "close", "way", "place", "court", "walk", "row", "square", "st", "dr", "ln",
+];
 /// Words that never form part of a street name.
-const NOT_A_NAME: &[&str] = &["a", "an", "the", "of", "and", "in", "on", "at", "to", "or", "m", "am", "pm", "p", "nights", "days", "times", "years", "hours"];
+const NOT_A_NAME: &[&str] = &[
+    "a", "an", "the", "of", "and", "in", "on", "at", "to", "or", "m", "am", "pm", "p", "nights",
+    "days", "times", "years", "hours",
+];
 
 /// Finds every match of `kind` in `text`, as byte ranges.
 pub fn find(kind: DetectorKind, text: &str) -> Vec<(usize, usize)> {

@@ -8,7 +8,11 @@ use wordlists::{Libraries, Matcher, MatcherBuilder, Rule};
 
 fn matcher() -> &'static Matcher {
     static M: OnceLock<Matcher> = OnceLock::new();
-    M.get_or_init(|| MatcherBuilder::new(Libraries::builtin().unwrap()).build().unwrap())
+    M.get_or_init(|| {
+        MatcherBuilder::new(Libraries::builtin().unwrap())
+            .build()
+            .unwrap()
+    })
 }
 
 fn caught(text: &str, term: &str) -> bool {
@@ -24,7 +28,10 @@ fn shipped_libraries_pass_the_lint_and_are_large_enough() {
     for grave in ["self-harm", "grooming", "sexting", "extremism"] {
         let cat = libs.categories.iter().find(|c| c.name == grave).unwrap();
         let phrases = cat.entries.iter().filter(|e| e.term.contains(' ')).count();
-        assert!(phrases * 2 > cat.entries.len(), "{grave}: most entries must be phrases");
+        assert!(
+            phrases * 2 > cat.entries.len(),
+            "{grave}: most entries must be phrases"
+        );
     }
 }
 
@@ -75,7 +82,12 @@ fn obfuscate(term: &str, how: &str) -> Option<String> {
                 other => other,
             })
             .collect(),
-        "zero-width" => words(&|w| w.chars().map(String::from).collect::<Vec<_>>().join("\u{200B}")),
+        "zero-width" => words(&|w| {
+            w.chars()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .join("\u{200B}")
+        }),
         "accents" => term
             .chars()
             .map(|c| match c {
@@ -99,10 +111,22 @@ fn at_least_95_percent_of_terms_survive_each_obfuscation() {
         .filter(|e| e.rule != Rule::Pattern && e.term.is_ascii())
         .collect();
     let mut report = Vec::new();
-    for how in ["upper", "leet", "dots", "spaced", "repeat", "cyrillic", "fullwidth", "zero-width", "accents"] {
+    for how in [
+        "upper",
+        "leet",
+        "dots",
+        "spaced",
+        "repeat",
+        "cyrillic",
+        "fullwidth",
+        "zero-width",
+        "accents",
+    ] {
         let (mut tried, mut ok, mut missed) = (0, 0, Vec::new());
         for e in &terms {
-            let Some(text) = obfuscate(&e.term.to_lowercase(), how) else { continue };
+            let Some(text) = obfuscate(&e.term.to_lowercase(), how) else {
+                continue;
+            };
             tried += 1;
             if caught(&format!("well {text} then"), &e.term) {
                 ok += 1;
@@ -111,7 +135,10 @@ fn at_least_95_percent_of_terms_survive_each_obfuscation() {
             }
         }
         let rate = ok as f64 / tried as f64;
-        report.push(format!("{how}: {ok}/{tried} = {:.1}% (missed e.g. {missed:?})", rate * 100.0));
+        report.push(format!(
+            "{how}: {ok}/{tried} = {:.1}% (missed e.g. {missed:?})",
+            rate * 100.0
+        ));
         assert!(rate >= 0.95, "{}", report.join("\n"));
     }
     println!("{}", report.join("\n"));
@@ -123,8 +150,16 @@ fn exceptions_never_produce_a_hit_of_their_own_category() {
     for cat in &libs.categories {
         for x in &cat.exceptions {
             let hits = matcher().scan(x);
-            let own: Vec<_> = hits.iter().filter(|h| h.entry.category == cat.name).map(|h| &h.entry.term).collect();
-            assert!(own.is_empty(), "exception {x:?} of {} fires {own:?}", cat.name);
+            let own: Vec<_> = hits
+                .iter()
+                .filter(|h| h.entry.category == cat.name)
+                .map(|h| &h.entry.term)
+                .collect();
+            assert!(
+                own.is_empty(),
+                "exception {x:?} of {} fires {own:?}",
+                cat.name
+            );
         }
     }
 }
@@ -141,7 +176,11 @@ fn innocent_words_that_contain_terms_stay_quiet() {
         "I could kill for a pizza",
         "Romeo drinks the poison and dies; Juliet stabs herself with his dagger",
     ] {
-        let hits: Vec<_> = matcher().scan(text).into_iter().filter(|h| h.severity >= 3).collect();
+        let hits: Vec<_> = matcher()
+            .scan(text)
+            .into_iter()
+            .filter(|h| h.severity >= 3)
+            .collect();
         assert!(hits.is_empty(), "{text:?}: {hits:?}");
     }
 }
@@ -150,20 +189,36 @@ fn innocent_words_that_contain_terms_stay_quiet() {
 fn risk_in_text_nobody_wrote_for_the_purpose() {
     for (text, term) in [
         ("honestly i just want to die at this point", "want to die"),
-        ("pls dont tell ur parents bout this ok. dont tell your parents", "dont tell your parents"),
+        (
+            "pls dont tell ur parents bout this ok. dont tell your parents",
+            "dont tell your parents",
+        ),
         ("u should just k.y.s lol", "kys"),
         ("im gonna k1ll mys3lf", "kill myself"),
         ("send n00dz? no - send NUDES now", "send nudes"),
-        ("are u home alone rn? are you home alone", "are you home alone"),
+        (
+            "are u home alone rn? are you home alone",
+            "are you home alone",
+        ),
         ("ive been cutting myself again", "cutting myself"),
     ] {
-        assert!(caught(text, term), "{text:?} should catch {term:?}: {:?}", matcher().scan(text));
+        assert!(
+            caught(text, term),
+            "{text:?} should catch {term:?}: {:?}",
+            matcher().scan(text)
+        );
     }
 }
 
 #[test]
 fn context_words_move_severity() {
-    let sev = |t: &str| matcher().scan(t).iter().find(|h| h.entry.term == "i hate myself").map(|h| h.severity);
+    let sev = |t: &str| {
+        matcher()
+            .scan(t)
+            .iter()
+            .find(|h| h.entry.term == "i hate myself")
+            .map(|h| h.severity)
+    };
     assert_eq!(sev("i hate myself"), Some(3));
     assert_eq!(sev("i hate myself lol"), Some(2));
 }

@@ -10,9 +10,36 @@ use wordlists::{Libraries, MatcherBuilder};
 /// The fortunes files read: ordinary prose, leaving out the ones whose
 /// subject is drugs, ethnicity or sex, where hits are on topic.
 const FORTUNES: &[&str] = &[
-    "art", "computers", "cookie", "definitions", "education", "food", "fortunes", "goedel", "humorists", "kids",
-    "law", "linuxcookie", "literature", "love", "magic", "medicine", "miscellaneous", "news", "people", "pets",
-    "platitudes", "politics", "riddles", "science", "songs-poems", "sports", "startrek", "wisdom", "work", "zippy",
+    "art",
+    "computers",
+    "cookie",
+    "definitions",
+    "education",
+    "food",
+    "fortunes",
+    "goedel",
+    "humorists",
+    "kids",
+    "law",
+    "linuxcookie",
+    "literature",
+    "love",
+    "magic",
+    "medicine",
+    "miscellaneous",
+    "news",
+    "people",
+    "pets",
+    "platitudes",
+    "politics",
+    "riddles",
+    "science",
+    "songs-poems",
+    "sports",
+    "startrek",
+    "wisdom",
+    "work",
+    "zippy",
 ];
 
 fn read(path: &str, package: &str) -> String {
@@ -24,13 +51,18 @@ fn read(path: &str, package: &str) -> String {
 #[test]
 fn ordinary_english_rarely_gets_a_severity_3_hit() {
     let dir = "/usr/share/games/fortunes";
-    assert!(Path::new(dir).is_dir(), "{dir} is missing: install the Debian package `fortunes` (tests/run does)");
+    assert!(
+        Path::new(dir).is_dir(),
+        "{dir} is missing: install the Debian package `fortunes` (tests/run does)"
+    );
     let text: String = FORTUNES
         .iter()
         .map(|f| read(&format!("{dir}/{f}"), "fortunes"))
         .collect::<Vec<_>>()
         .join("\n");
-    let matcher = MatcherBuilder::new(Libraries::builtin().unwrap()).build().unwrap();
+    let matcher = MatcherBuilder::new(Libraries::builtin().unwrap())
+        .build()
+        .unwrap();
     let reviewed: Vec<String> = include_str!("benign-hits.txt")
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -54,19 +86,37 @@ fn ordinary_english_rarely_gets_a_severity_3_hit() {
             flagged += 1;
         }
     }
-    println!("{lines} lines, {words} words; lines with a hit of severity >= 3: {flagged} (1 in {:.0})", lines as f64 / flagged.max(1) as f64);
+    println!(
+        "{lines} lines, {words} words; lines with a hit of severity >= 3: {flagged} (1 in {:.0})",
+        lines as f64 / flagged.max(1) as f64
+    );
     for (sev, n) in &by_severity {
-        println!("severity {sev}: {n} hits, {:.1} per 100,000 words", *n as f64 * 1e5 / words as f64);
+        println!(
+            "severity {sev}: {n} hits, {:.1} per 100,000 words",
+            *n as f64 * 1e5 / words as f64
+        );
     }
-    assert!(lines > 40_000, "the corpus is smaller than expected: {lines} lines");
-    assert!(flagged * 200 <= lines, "{flagged} of {lines} lines flagged at severity >= 3; the target is at most 1 in 200");
-    assert!(unreviewed.is_empty(), "new hits not in tests/benign-hits.txt:\n{}", unreviewed.join("\n"));
+    assert!(
+        lines > 40_000,
+        "the corpus is smaller than expected: {lines} lines"
+    );
+    assert!(
+        flagged * 200 <= lines,
+        "{flagged} of {lines} lines flagged at severity >= 3; the target is at most 1 in 200"
+    );
+    assert!(
+        unreviewed.is_empty(),
+        "new hits not in tests/benign-hits.txt:\n{}",
+        unreviewed.join("\n")
+    );
 }
 
 #[test]
 fn dictionary_words_report() {
     let words = read("/usr/share/dict/british-english", "wbritish");
-    let matcher = MatcherBuilder::new(Libraries::builtin().unwrap()).build().unwrap();
+    let matcher = MatcherBuilder::new(Libraries::builtin().unwrap())
+        .build()
+        .unwrap();
     let mut by_severity: BTreeMap<u8, usize> = BTreeMap::new();
     let n = words.lines().count();
     for w in words.lines() {
@@ -76,10 +126,16 @@ fn dictionary_words_report() {
     }
     println!("{n} dictionary words");
     for (sev, hits) in &by_severity {
-        println!("severity {sev}: {hits} hits, {:.1} per 100,000 words", *hits as f64 * 1e5 / n as f64);
+        println!(
+            "severity {sev}: {hits} hits, {:.1} per 100,000 words",
+            *hits as f64 * 1e5 / n as f64
+        );
     }
     // A dictionary holds the slurs and sexual words themselves, which are
     // true hits; what must stay small is the share of ordinary words.
     let grave: usize = by_severity.range(3..).map(|(_, v)| v).sum();
-    assert!(grave * 200 <= n, "{grave} of {n} dictionary words hit at severity >= 3");
+    assert!(
+        grave * 200 <= n,
+        "{grave} of {n} dictionary words hit at severity >= 3"
+    );
 }
