@@ -280,7 +280,9 @@ impl Matcher {
         if !self.detectors.is_empty() {
             self.detect(text, &mut hits);
         }
-        hits.sort_by_key(|h| (h.start, h.end));
+        // Entry address as the last key puts duplicates of one entry next
+        // to each other, so `dedup_by` removes all of them.
+        hits.sort_by_key(|h| (h.start, h.end, std::ptr::from_ref(h.entry) as usize));
         hits.dedup_by(|a, b| {
             a.start == b.start && a.end == b.end && std::ptr::eq(a.entry, b.entry)
         });

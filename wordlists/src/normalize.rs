@@ -237,11 +237,6 @@ pub fn normalize_term(term: &str) -> Vec<u8> {
     inner.to_vec()
 }
 
-/// Whether a normalised byte is part of a word.
-pub fn is_word_byte(b: u8) -> bool {
-    b != b' '
-}
-
 /// The `1`/`!`/`|` reading: does text byte `t` satisfy term byte `p`?
 pub fn compatible(p: u8, t: u8) -> bool {
     p == t || (t == AMBIGUOUS_IL && (p == b'i' || p == b'l'))
