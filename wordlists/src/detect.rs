@@ -20,13 +20,101 @@ const NOT_A_NAME: &[&str] = &[
     "days", "times", "years", "hours",
 ];
 
+/// Trigger bytes are looked for this many at a time.
+const CHUNK: usize = 32;
+
+fn is_trigger(c: u8) -> bool {
+    c.wrapping_sub(b'0') < 10 || c == b'@'
+}
+
+/// The next digit or `@` at or after `i`. Every detector's match holds one,
+/// so text without them costs one branch-free (vectorised) test per
+/// [`CHUNK`] bytes.
+fn next_trigger(b: &[u8], mut i: usize) -> Option<usize> {
+    while i + CHUNK <= b.len() {
+        if b[i..i + CHUNK]
+            .iter()
+            .fold(false, |acc, &c| acc | is_trigger(c))
+        {
+            break;
+        }
+        i += CHUNK;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| is_trigger(c))
+        .map(|k| i + k)
+}
+
 /// Finds every match of `kind` in `text`, as byte ranges.
 pub fn find(kind: DetectorKind, text: &str) -> Vec<(usize, usize)> {
-    match kind {
-        DetectorKind::Phone => phones(text.as_bytes()),
-        DetectorKind::Email => emails(text.as_bytes()),
-        DetectorKind::Postcode => postcodes(text),
-        DetectorKind::StreetAddress => streets(text),
+    let mut out = Vec::new();
+    find_all(text, &[kind], |_, s, e| out.push((s, e)));
+    out
+}
+
+/// Runs the detectors in `kinds` over `text` in one pass, calling `found`
+/// with each match's kind and byte range (on character boundaries: every
+/// match begins and ends on ASCII).
+pub fn find_all(
+    text: &str,
+    kinds: &[DetectorKind],
+    mut found: impl FnMut(DetectorKind, usize, usize),
+) {
+    let b = text.as_bytes();
+    let on = |k| kinds.contains(&k);
+    let (phone, email, postcode, street) = (
+        on(DetectorKind::Phone),
+        on(DetectorKind::Email),
+        on(DetectorKind::Postcode),
+        on(DetectorKind::StreetAddress),
+    );
+    let mut i = 0;
+    while let Some(t) = next_trigger(b, i) {
+        i = t + 1;
+        if b[t] == b'@' {
+            if email && let Some((s, e)) = email_at(b, t) {
+                found(DetectorKind::Email, s, e);
+            }
+            continue;
+        }
+        // A digit: each alphanumeric word is looked at once, from the
+        // first digit in it.
+        let mut ws = t;
+        while ws > 0 && b[ws - 1].is_ascii_alphanumeric() {
+            ws -= 1;
+        }
+        if (ws..t).any(|k| b[k].is_ascii_digit()) {
+            continue;
+        }
+        let mut we = t;
+        while we < b.len() && b[we].is_ascii_alphanumeric() {
+            we += 1;
+        }
+        i = we;
+        if phone
+            && ws == t
+            && let Some((s, e)) = phone_at(b, t)
+        {
+            found(DetectorKind::Phone, s, e);
+            i = i.max(e);
+            continue;
+        }
+        if postcode
+            && (1..=2).contains(&(t - ws))
+            && let Some(e) = postcode_at(b, ws, we)
+        {
+            found(DetectorKind::Postcode, ws, e);
+            i = i.max(e);
+            continue;
+        }
+        if street
+            && ws == t
+            && let Some(e) = street_at(text, ws, we)
+        {
+            found(DetectorKind::StreetAddress, ws, e);
+            i = i.max(e);
+        }
     }
 }
 
@@ -34,92 +122,72 @@ fn word_start(b: &[u8], i: usize) -> bool {
     i == 0 || !b[i - 1].is_ascii_alphanumeric()
 }
 
-/// 10 to 13 digits starting with `0` or `+`, with single spaces, dashes,
-/// dots or brackets between groups.
-fn phones(b: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let starts = (b[i] == b'0'
-            || (b[i] == b'+' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
-            || (b[i] == b'(' && b.get(i + 1) == Some(&b'0')))
-            && word_start(b, i);
-        if !starts {
-            i += 1;
-            continue;
-        }
-        let mut j = i;
-        let mut digits = 0;
-        let mut last_digit = i;
-        let mut seps = 0;
-        while j < b.len() {
-            match b[j] {
-                b'0'..=b'9' => {
-                    digits += 1;
-                    last_digit = j;
-                    seps = 0;
-                }
-                b'+' if j == i => {}
-                b' ' | b'-' | b'.' | b'(' | b')' if seps == 0 => seps += 1,
-                _ => break,
+/// A phone number whose first digit is at `d`: 10 to 13 digits starting
+/// with `0` or `+`, with single spaces, dashes, dots or brackets between
+/// groups.
+fn phone_at(b: &[u8], d: usize) -> Option<(usize, usize)> {
+    let i = match b[d] {
+        _ if d > 0 && b[d - 1] == b'+' && word_start(b, d - 1) => d - 1,
+        b'0' if d > 0 && b[d - 1] == b'(' && word_start(b, d - 1) => d - 1,
+        b'0' if word_start(b, d) => d,
+        _ => return None,
+    };
+    let mut digits = 0;
+    let mut last_digit = d;
+    let mut seps = 0;
+    let mut j = d;
+    while j < b.len() {
+        match b[j] {
+            b'0'..=b'9' => {
+                digits += 1;
+                last_digit = j;
+                seps = 0;
             }
-            j += 1;
+            b' ' | b'-' | b'.' | b'(' | b')' if seps == 0 => seps += 1,
+            _ => break,
         }
-        let end = last_digit + 1;
-        let clean_end = end == b.len() || !b[end].is_ascii_alphanumeric();
-        if (10..=13).contains(&digits) && clean_end {
-            out.push((i, end));
-            i = end;
-        } else {
-            i += 1;
-        }
+        j += 1;
     }
-    out
+    let end = last_digit + 1;
+    let clean_end = end == b.len() || !b[end].is_ascii_alphanumeric();
+    ((10..=13).contains(&digits) && clean_end).then_some((i, end))
 }
 
-fn emails(b: &[u8]) -> Vec<(usize, usize)> {
+/// The email address around the `@` at `at`.
+fn email_at(b: &[u8], at: usize) -> Option<(usize, usize)> {
     let local = |c: u8| c.is_ascii_alphanumeric() || b"._%+-".contains(&c);
     let domain = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'-';
-    let mut out = Vec::new();
-    for (at, _) in b.iter().enumerate().filter(|(_, c)| **c == b'@') {
-        let mut s = at;
-        while s > 0 && local(b[s - 1]) {
-            s -= 1;
-        }
-        let mut e = at + 1;
-        while e < b.len() && domain(b[e]) {
-            e += 1;
-        }
-        while e > at + 1 && b[e - 1] == b'.' {
-            e -= 1;
-        }
-        let dom = &b[at + 1..e];
-        let tld_ok = dom.iter().rposition(|&c| c == b'.').is_some_and(|d| {
-            d > 0 && dom.len() - d > 2 && dom[d + 1..].iter().all(u8::is_ascii_alphabetic)
-        });
-        if s < at && tld_ok {
-            out.push((s, e));
-        }
+    let mut s = at;
+    while s > 0 && local(b[s - 1]) {
+        s -= 1;
     }
-    out
+    let mut e = at + 1;
+    while e < b.len() && domain(b[e]) {
+        e += 1;
+    }
+    while e > at + 1 && b[e - 1] == b'.' {
+        e -= 1;
+    }
+    let dom = &b[at + 1..e];
+    let tld_ok = dom.iter().rposition(|&c| c == b'.').is_some_and(|d| {
+        d > 0 && dom.len() - d > 2 && dom[d + 1..].iter().all(u8::is_ascii_alphabetic)
+    });
+    (s < at && tld_ok).then_some((s, e))
 }
 
-fn words(text: &str) -> Vec<(usize, usize)> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_alphanumeric() {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_alphanumeric() {
-                i += 1;
-            }
-            out.push((s, i));
-        } else {
-            i += 1;
-        }
+/// The alphanumeric word starting at or after `i`.
+fn next_word(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
+    while i < b.len() && !b[i].is_ascii_alphanumeric() {
+        i += 1;
     }
-    out
+    if i == b.len() {
+        return None;
+    }
+    let s = i;
+    while i < b.len() && b[i].is_ascii_alphanumeric() {
+        i += 1;
+    }
+    Some((s, i))
 }
 
 fn is_outward(w: &[u8]) -> bool {
@@ -138,63 +206,62 @@ fn is_inward(w: &[u8]) -> bool {
         && w[2].is_ascii_alphabetic()
 }
 
-/// "SW1A 1AA", "m1 1ae", "B338TH".
-fn postcodes(text: &str) -> Vec<(usize, usize)> {
-    let b = text.as_bytes();
-    let ws = words(text);
-    let mut out = Vec::new();
-    for (k, &(s, e)) in ws.iter().enumerate() {
-        let w = &b[s..e];
-        if let Some(&(s2, e2)) = ws.get(k + 1)
-            && is_outward(w)
-            && s2 == e + 1
-            && b[e] == b' '
-            && is_inward(&b[s2..e2])
-        {
-            out.push((s, e2));
-            continue;
-        }
-        if (5..=7).contains(&w.len())
-            && is_outward(&w[..w.len() - 3])
-            && is_inward(&w[w.len() - 3..])
-        {
-            out.push((s, e));
-        }
+/// A postcode starting with the word `s..e`: "SW1A 1AA", "m1 1ae",
+/// "B338TH". Returns its end.
+fn postcode_at(b: &[u8], s: usize, e: usize) -> Option<usize> {
+    let w = &b[s..e];
+    if let Some((s2, e2)) = next_word(b, e)
+        && is_outward(w)
+        && s2 == e + 1
+        && b[e] == b' '
+        && is_inward(&b[s2..e2])
+    {
+        return Some(e2);
     }
-    out
+    ((5..=7).contains(&w.len()) && is_outward(&w[..w.len() - 3]) && is_inward(&w[w.len() - 3..]))
+        .then_some(e)
 }
 
-/// A house number, one to three words, and a street word: "12 Elm Road".
-fn streets(text: &str) -> Vec<(usize, usize)> {
+/// A street address starting with the house number `s..e`: the number,
+/// one to three words, and a street word ("12 Elm Road"). Returns its end.
+fn street_at(text: &str, s: usize, e: usize) -> Option<usize> {
     let b = text.as_bytes();
-    let ws = words(text);
-    let mut out = Vec::new();
-    for (k, &(s, e)) in ws.iter().enumerate() {
-        let num = &b[s..e];
-        let digits = num.iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 || digits > 4 || num.len() > digits + 1 {
-            continue;
+    let num = &b[s..e];
+    let digits = num.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 4 || num.len() > digits + 1 {
+        return None;
+    }
+    // The number and the four words after it.
+    let mut ws = [(s, e); 5];
+    let mut found = 1;
+    while found < 5 {
+        match next_word(b, ws[found - 1].1) {
+            Some(w) => ws[found] = w,
+            None => break,
         }
-        for n in 2..=4 {
-            let Some(&(ls, le)) = ws.get(k + n) else {
-                break;
-            };
-            let name = &ws[k + 1..k + n];
-            let name_ok = name.iter().all(|&(a, z)| {
-                b[a..z].iter().all(u8::is_ascii_alphabetic)
-                    && !NOT_A_NAME.contains(&text[a..z].to_ascii_lowercase().as_str())
-            });
-            let capitalised = name.iter().all(|&(a, _)| b[a].is_ascii_uppercase());
-            let last = text[ls..le].to_ascii_lowercase();
-            let street = STREET_WORDS.contains(&last.as_str())
-                || (capitalised && AMBIGUOUS_STREET_WORDS.contains(&last.as_str()));
-            if name_ok && street {
-                out.push((s, le));
-                break;
-            }
+        found += 1;
+    }
+    for n in 2..found.min(5) {
+        let (ls, le) = ws[n];
+        let name = &ws[1..n];
+        let name_ok = name.iter().all(|&(a, z)| {
+            b[a..z].iter().all(u8::is_ascii_alphabetic)
+                && !NOT_A_NAME
+                    .iter()
+                    .any(|w| text[a..z].eq_ignore_ascii_case(w))
+        });
+        let capitalised = name.iter().all(|&(a, _)| b[a].is_ascii_uppercase());
+        let last = &text[ls..le];
+        let street = STREET_WORDS.iter().any(|w| last.eq_ignore_ascii_case(w))
+            || (capitalised
+                && AMBIGUOUS_STREET_WORDS
+                    .iter()
+                    .any(|w| last.eq_ignore_ascii_case(w)));
+        if name_ok && street {
+            return Some(le);
         }
     }
-    out
+    None
 }
 
 #[cfg(test)]

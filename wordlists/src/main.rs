@@ -245,6 +245,7 @@ fn bench(out: &mut impl Write, set: Libraries, text: &str) -> Result<()> {
     let (per_line, line_hits) = best_mbps(text.len(), RUNS, || {
         lines.iter().map(|l| matcher.scan(l).len()).sum()
     });
+    let (fast, regions) = best_mbps(text.len(), RUNS, || matcher.candidate_regions(text));
     let (rawm, raw_hits) = best_mbps(lowered.len(), RUNS, || raw.find_iter(&lowered).count());
     writeln!(
         out,
@@ -257,6 +258,16 @@ fn bench(out: &mut impl Write, set: Libraries, text: &str) -> Result<()> {
     writeln!(
         out,
         "scan (line by line): {per_line:.1} MB/s ({line_hits} hits)"
+    )?;
+    writeln!(
+        out,
+        "fast pass alone: {fast:.1} MB/s ({regions} candidate regions)"
+    )?;
+    writeln!(
+        out,
+        "automaton memory: fast pass {} KiB, raw {} KiB",
+        matcher.automaton_bytes() / 1024,
+        raw.memory_usage() / 1024
     )?;
     writeln!(out, "raw-aho-corasick hits: {raw_hits}; scan hits: {hits}")?;
     writeln!(out, "ratio: {:.2}", scan / rawm)?;

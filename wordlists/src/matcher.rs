@@ -35,15 +35,17 @@ use thiserror::Error;
 
 use crate::fold::{Fold, OPAQUE, fold_char};
 use crate::library::{Category, Entry, Libraries, Rule};
-use crate::normalize::normalize;
+use crate::normalize::{normalize, normalize_unjoined};
 use crate::skeleton::{BOUNDARY, NON_ASCII, PEEK, SEP, SKELETON, skeleton, symbol};
 use crate::verify::Runs;
 
 /// Longest pattern, in skeleton symbols; the fast pass remembers where the
 /// last this many symbols came from.
 const RING: usize = 256;
-/// How far a marked region is widened to reach whole words.
+/// How far a marked region is widened, at most, for each word it takes in.
 const WIDEN: usize = 64;
+/// Most words a region is widened by on each side, for long exceptions.
+const MAX_EXTRA_WORDS: usize = 6;
 /// Bytes of text either side of a hit that context words are looked for in.
 const CONTEXT_REACH: usize = 120;
 
@@ -136,37 +138,14 @@ impl MatcherBuilder {
             .collect();
         let mut entries = Vec::new();
         let mut entry_category = Vec::new();
-        let mut by_skeleton: HashMap<Vec<u8>, usize> = HashMap::new();
-        let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut variants: Vec<Vec<Variant>> = Vec::new();
-        let mut add = |form: Vec<u8>, target: Target, what: &Entry| -> Result<(), BuildError> {
-            let (skel, _) = skeleton(&form);
-            if skel.len() >= RING {
-                return Err(BuildError::TermTooLong {
-                    term: what.term.clone(),
-                    category: what.category.clone(),
-                    len: skel.len(),
-                    max: RING - 1,
-                });
-            }
-            let id = *by_skeleton.entry(skel.clone()).or_insert_with(|| {
-                patterns.push(skel);
-                variants.push(Vec::new());
-                patterns.len() - 1
-            });
-            variants[id].push(Variant {
-                target,
-                leading_boundary: form.first() == Some(&b' '),
-                runs: Runs::of(&form),
-            });
-            Ok(())
-        };
+        let mut terms = PatternsBuilder::default();
+        let mut exceptions = PatternsBuilder::default();
         for (c, cat) in categories.iter().enumerate() {
             for e in &cat.entries {
                 let idx = entries.len() as u32;
                 let form = crate::normalize::normalize_term(&e.term);
                 for f in forms(&form, e.rule) {
-                    add(f, Target::Term(idx), e)?;
+                    terms.add(f, Target::Term(idx), e)?;
                 }
                 entries.push(e.clone());
                 entry_category.push(c as u32);
@@ -182,15 +161,17 @@ impl MatcherBuilder {
                     raise: vec![],
                     lower: vec![],
                 };
-                add(form, Target::Exception(c as u32), &stand_in)?;
+                exceptions.add(form, Target::Exception(c as u32), &stand_in)?;
             }
         }
-        let dfa = DFA::builder()
-            .match_kind(MatchKind::Standard)
-            .start_kind(aho_corasick::StartKind::Unanchored)
-            .build(&patterns)
-            .map_err(|e| BuildError::Automaton(e.to_string()))?;
-        let detectors = categories
+        let mut terms = terms.build()?;
+        terms.widen = reach_of_exceptions(&terms, &exceptions);
+        let exceptions = exceptions.build()?;
+        let spaced_widen = terms
+            .widen
+            .iter()
+            .fold((0, 0), |acc, w| (acc.0.max(w.0), acc.1.max(w.1)));
+        let detectors: Vec<(crate::library::DetectorKind, Entry)> = categories
             .iter()
             .flat_map(|c| {
                 c.detectors.iter().map(move |d| {
@@ -208,10 +189,12 @@ impl MatcherBuilder {
             })
             .collect();
         Ok(Matcher {
-            dfa,
-            variants,
+            terms,
+            exceptions,
             entries,
             entry_category,
+            spaced_widen,
+            detector_kinds: detectors.iter().map(|(k, _)| *k).collect(),
             detectors,
         })
     }
@@ -245,18 +228,124 @@ fn forms(term: &[u8], rule: Rule) -> Vec<Vec<u8>> {
     }
 }
 
+/// Collects forms by skeleton for one automaton.
+#[derive(Default)]
+struct PatternsBuilder {
+    by_skeleton: HashMap<Vec<u8>, usize>,
+    patterns: Vec<Vec<u8>>,
+    variants: Vec<Vec<Variant>>,
+}
+
+impl PatternsBuilder {
+    fn add(&mut self, form: Vec<u8>, target: Target, what: &Entry) -> Result<(), BuildError> {
+        let (skel, _) = skeleton(&form);
+        if skel.len() >= RING {
+            return Err(BuildError::TermTooLong {
+                term: what.term.clone(),
+                category: what.category.clone(),
+                len: skel.len(),
+                max: RING - 1,
+            });
+        }
+        let id = *self.by_skeleton.entry(skel.clone()).or_insert_with(|| {
+            self.patterns.push(skel);
+            self.variants.push(Vec::new());
+            self.patterns.len() - 1
+        });
+        self.variants[id].push(Variant {
+            target,
+            leading_boundary: form.first() == Some(&b' '),
+            runs: Runs::of(&form),
+        });
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Patterns, BuildError> {
+        let dfa = DFA::builder()
+            .match_kind(MatchKind::Standard)
+            .start_kind(aho_corasick::StartKind::Unanchored)
+            // The walk is ours, so a prefilter would only make the start
+            // state "special" and cost a branch per symbol.
+            .prefilter(false)
+            .build(&self.patterns)
+            .map_err(|e| BuildError::Automaton(e.to_string()))?;
+        Ok(Patterns {
+            dfa,
+            widen: vec![(0, 0); self.variants.len()],
+            variants: self.variants.clone(),
+        })
+    }
+}
+
+/// An Aho-Corasick DFA over skeletons, and what each pattern stands for.
+#[derive(Debug)]
+struct Patterns {
+    dfa: DFA,
+    variants: Vec<Vec<Variant>>,
+    /// Per pattern: words before and after a match that the exact pass
+    /// must see (for exceptions longer than the term).
+    widen: Vec<(u8, u8)>,
+}
+
+impl Patterns {
+    /// Runs the automaton over a skeleton and verifies each candidate
+    /// letter by letter against the normalised bytes; calls `found` with
+    /// each verified variant's target and normalised byte range.
+    fn candidates(
+        &self,
+        skel: &[u8],
+        runs: &[u32],
+        norm: &[u8],
+        mut found: impl FnMut(&Target, usize, usize),
+    ) {
+        let dfa = &self.dfa;
+        let Ok(mut sid) = dfa.start_state(Anchored::No) else {
+            return;
+        };
+        for (j, &sym) in skel.iter().enumerate() {
+            sid = dfa.next_state(Anchored::No, sid, sym);
+            if !(dfa.is_special(sid) && dfa.is_match(sid)) {
+                continue;
+            }
+            for k in 0..dfa.match_len(sid) {
+                let pid = dfa.match_pattern(sid, k);
+                let first = j + 1 - dfa.pattern_len(pid);
+                let starts = runs[first] as usize..runs[first + 1] as usize;
+                for v in &self.variants[pid.as_usize()] {
+                    if let Some((s, e)) = v.runs.find(norm, starts.clone()) {
+                        let s = if v.leading_boundary { s + 1 } else { s };
+                        found(&v.target, s, e);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The compiled libraries. Cheap to share: wrap in an `Arc`.
 #[derive(Debug)]
 pub struct Matcher {
-    dfa: DFA,
-    variants: Vec<Vec<Variant>>,
+    /// Every term's forms: the fast pass runs this alone.
+    terms: Patterns,
+    /// Every exception: only the exact pass needs these.
+    exceptions: Patterns,
     entries: Vec<Entry>,
     entry_category: Vec<u32>,
     detectors: Vec<(crate::library::DetectorKind, Entry)>,
+    detector_kinds: Vec<crate::library::DetectorKind>,
+    /// How a region of spaced-out letters is widened: the most of any
+    /// pattern.
+    spaced_widen: (u8, u8),
 }
 
 /// A byte range of the input that the exact pass must look at.
-type Region = (usize, usize);
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    start: usize,
+    end: usize,
+    /// Words to take in before and after it (see [`Patterns::widen`]).
+    widen: (u8, u8),
+}
 
 impl Matcher {
     /// Every entry the matcher was built with.
@@ -266,7 +355,7 @@ impl Matcher {
 
     /// Number of automaton patterns (term variants and exceptions, by skeleton).
     pub fn pattern_count(&self) -> usize {
-        self.variants.len()
+        self.terms.variants.len() + self.exceptions.variants.len()
     }
 
     /// All hits in `text`, in order of position. Cost: one table-driven pass
@@ -292,9 +381,21 @@ impl Matcher {
         hits
     }
 
+    /// Heap bytes of the automaton.
+    pub fn automaton_bytes(&self) -> usize {
+        self.terms.dfa.memory_usage()
+    }
+
+    /// The fast pass alone: how many candidate regions it marks. For
+    /// benchmarks.
+    #[doc(hidden)]
+    pub fn candidate_regions(&self, text: &str) -> usize {
+        self.fast_pass(text).len()
+    }
+
     fn detect<'m>(&'m self, text: &str, hits: &mut Vec<Hit<'m>>) {
-        for (kind, entry) in &self.detectors {
-            for (start, end) in crate::detect::find(*kind, text) {
+        crate::detect::find_all(text, &self.detector_kinds, |kind, start, end| {
+            if let Some((_, entry)) = self.detectors.iter().find(|(k, _)| *k == kind) {
                 hits.push(Hit {
                     entry,
                     severity: entry.severity,
@@ -302,7 +403,7 @@ impl Matcher {
                     end,
                 });
             }
-        }
+        });
     }
 
     // The macros below update the walk's state after every symbol, including
@@ -310,7 +411,7 @@ impl Matcher {
     #[allow(unused_assignments)]
     fn fast_pass(&self, text: &str) -> Vec<Region> {
         let bytes = text.as_bytes();
-        let dfa = &self.dfa;
+        let dfa = &self.terms.dfa;
         let mut regions: Vec<Region> = Vec::new();
         let mut ring = [0u32; RING];
         let mut count: usize = 0;
@@ -335,9 +436,12 @@ impl Matcher {
                 if dfa.is_special(sid) && dfa.is_match(sid) {
                     for k in 0..dfa.match_len(sid) {
                         let pid = dfa.match_pattern(sid, k);
-                        let len = dfa.pattern_len(pid);
-                        let first = ring[(count - len) % RING] as usize;
-                        regions.push((first, ($at as usize + 1).min(bytes.len())));
+                        let first = ring[(count - dfa.pattern_len(pid)) % RING] as usize;
+                        regions.push(Region {
+                            start: first,
+                            end: ($at as usize + 1).min(bytes.len()),
+                            widen: self.terms.widen[pid.as_usize()],
+                        });
                     }
                 }
             }};
@@ -352,7 +456,11 @@ impl Matcher {
                         singles += 1;
                     } else {
                         if singles >= 3 {
-                            regions.push((singles_start, $at));
+                            regions.push(Region {
+                                start: singles_start,
+                                end: $at,
+                                widen: self.spaced_widen,
+                            });
                         }
                         singles = 0;
                     }
@@ -420,36 +528,28 @@ impl Matcher {
             boundary!(end);
         }
         if singles >= 3 {
-            regions.push((singles_start, end));
+            regions.push(Region {
+                start: singles_start,
+                end,
+                widen: self.spaced_widen,
+            });
         }
         regions
     }
 
     fn exact_pass<'m>(&'m self, text: &str, from: usize, to: usize, hits: &mut Vec<Hit<'m>>) {
         let region = &text[from..to];
-        let norm = normalize(region);
-        let (skel, runs) = skeleton(&norm.bytes);
-        let Ok(mut sid) = self.dfa.start_state(Anchored::No) else {
-            return;
-        };
         let mut found: Vec<(Target, usize, usize)> = Vec::new();
-        for (j, &sym) in skel.iter().enumerate() {
-            sid = self.dfa.next_state(Anchored::No, sid, sym);
-            if !(self.dfa.is_special(sid) && self.dfa.is_match(sid)) {
-                continue;
-            }
-            for k in 0..self.dfa.match_len(sid) {
-                let pid = self.dfa.match_pattern(sid, k);
-                let first = j + 1 - self.dfa.pattern_len(pid);
-                let starts = runs[first] as usize..runs[first + 1] as usize;
-                for v in &self.variants[pid.as_usize()] {
-                    if let Some((s, e)) = v.runs.find(&norm.bytes, starts.clone()) {
-                        let s = if v.leading_boundary { s + 1 } else { s };
-                        if let Some((os, oe)) = original_span(&norm.spans, &norm.bytes, s, e) {
-                            found.push((v.target.clone(), from + os, from + oe));
-                        }
+        let norm = normalize(region);
+        let unjoined = norm.joined.then(|| normalize_unjoined(region));
+        for norm in std::iter::once(&norm).chain(unjoined.as_ref()) {
+            let (skel, runs) = skeleton(&norm.bytes);
+            for set in [&self.terms, &self.exceptions] {
+                set.candidates(&skel, &runs, &norm.bytes, |target, s, e| {
+                    if let Some((os, oe)) = original_span(&norm.spans, &norm.bytes, s, e) {
+                        found.push((target.clone(), from + os, from + oe));
                     }
-                }
+                });
             }
         }
         for (target, s, e) in &found {
@@ -505,32 +605,96 @@ fn original_span(spans: &[(u32, u32)], bytes: &[u8], s: usize, e: usize) -> Opti
     Some((spans[first].0 as usize, spans[last].1 as usize))
 }
 
-/// Widens regions to whole words (to the nearest whitespace, at most
-/// [`WIDEN`] bytes) and merges overlapping ones.
-fn merge(mut regions: Vec<Region>, text: &str) -> Vec<Region> {
+/// Widens regions to whole words plus the words their exceptions need
+/// (words split at whitespace, each at most [`WIDEN`] bytes), merges
+/// overlapping ones, and returns byte ranges on character boundaries.
+fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
-    for r in &mut regions {
-        let lo = r.0.saturating_sub(WIDEN);
-        let mut s = r.0;
-        while s > lo && !bytes[s - 1].is_ascii_whitespace() {
-            s -= 1;
+    let mut out: Vec<(usize, usize)> = regions
+        .into_iter()
+        .map(|r| {
+            let mut s = r.start;
+            for word in 0..=r.widen.0 {
+                if word > 0 {
+                    while s > 0 && bytes[s - 1].is_ascii_whitespace() {
+                        s -= 1;
+                    }
+                }
+                let lo = s.saturating_sub(WIDEN);
+                while s > lo && !bytes[s - 1].is_ascii_whitespace() {
+                    s -= 1;
+                }
+            }
+            let mut e = r.end;
+            for word in 0..=r.widen.1 {
+                if word > 0 {
+                    while e < bytes.len() && bytes[e].is_ascii_whitespace() {
+                        e += 1;
+                    }
+                }
+                let hi = (e + WIDEN).min(bytes.len());
+                while e < hi && !bytes[e].is_ascii_whitespace() {
+                    e += 1;
+                }
+            }
+            (floor_char(text, s), ceil_char(text, e))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup_by(|next, last| {
+        if next.0 <= last.1 {
+            last.1 = last.1.max(next.1);
+            true
+        } else {
+            false
         }
-        let hi = (r.1 + WIDEN).min(bytes.len());
-        let mut e = r.1;
-        while e < hi && !bytes[e].is_ascii_whitespace() {
-            e += 1;
-        }
-        *r = (floor_char(text, s), ceil_char(text, e));
-    }
-    regions.sort_unstable();
-    let mut out: Vec<Region> = Vec::with_capacity(regions.len());
-    for r in regions {
-        match out.last_mut() {
-            Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
-            _ => out.push(r),
-        }
-    }
+    });
     out
+}
+
+/// For each term pattern, how many words before and after it the longest
+/// exception that contains it reaches (plus one for punctuation standing
+/// between words in the original text), so its region takes them in.
+fn reach_of_exceptions(terms: &Patterns, exceptions: &PatternsBuilder) -> Vec<(u8, u8)> {
+    let mut widen = vec![(0u8, 0u8); terms.variants.len()];
+    let words = |skel: &[u8]| {
+        let n = skel
+            .windows(2)
+            .filter(|w| w[0] == BOUNDARY && w[1] != BOUNDARY)
+            .count()
+            + usize::from(skel.first().is_some_and(|&b| b != BOUNDARY));
+        if n == 0 {
+            0
+        } else {
+            (n + 1).min(MAX_EXTRA_WORDS) as u8
+        }
+    };
+    for skel in &exceptions.patterns {
+        // Terms may begin or end with a boundary where the exception does.
+        let skel: Vec<u8> = [BOUNDARY]
+            .iter()
+            .chain(skel)
+            .chain(&[BOUNDARY])
+            .copied()
+            .collect();
+        let Ok(mut sid) = terms.dfa.start_state(Anchored::No) else {
+            continue;
+        };
+        for (j, &sym) in skel.iter().enumerate() {
+            sid = terms.dfa.next_state(Anchored::No, sid, sym);
+            if !(terms.dfa.is_special(sid) && terms.dfa.is_match(sid)) {
+                continue;
+            }
+            for k in 0..terms.dfa.match_len(sid) {
+                let pid = terms.dfa.match_pattern(sid, k);
+                let first = j + 1 - terms.dfa.pattern_len(pid);
+                let w = &mut widen[pid.as_usize()];
+                w.0 = w.0.max(words(&skel[..first]));
+                w.1 = w.1.max(words(&skel[j + 1..]));
+            }
+        }
+    }
+    widen
 }
 
 fn floor_char(text: &str, mut i: usize) -> usize {

@@ -34,6 +34,10 @@ pub struct Normalized {
     /// For each normalised byte, the byte range of the original text it
     /// stands for. Boundaries added at the ends have empty ranges.
     pub spans: Vec<(u32, u32)>,
+    /// Whether spaced-out letters were joined. Text like "how old r u a"
+    /// reads both ways, so the matcher then also looks at
+    /// [`normalize_unjoined`].
+    pub joined: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +68,15 @@ fn is_ascii_alnum(b: Option<&u8>) -> bool {
 /// Normalises `text`. Cost: linear in the text, one allocation per output
 /// vector and per word.
 pub fn normalize(text: &str) -> Normalized {
+    normalize_with(text, true)
+}
+
+/// Normalises `text` without joining spaced-out letters.
+pub fn normalize_unjoined(text: &str) -> Normalized {
+    normalize_with(text, false)
+}
+
+fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
     let bytes = text.as_bytes();
     let mut tokens: Vec<Token> = Vec::new();
     let mut current: Vec<Unit> = Vec::new();
@@ -169,8 +182,15 @@ pub fn normalize(text: &str) -> Normalized {
         });
     }
 
-    let spaced = spaced_runs(&tokens, bytes);
-    let mut out = Normalized::default();
+    let spaced = if join_spaced {
+        spaced_runs(&tokens, bytes)
+    } else {
+        vec![false; tokens.len()]
+    };
+    let mut out = Normalized {
+        joined: spaced.contains(&true),
+        ..Normalized::default()
+    };
     out.bytes.reserve(text.len() + 2);
     out.spans.reserve(text.len() + 2);
     out.bytes.push(b' ');
