@@ -231,35 +231,29 @@ fn street_at(text: &str, s: usize, e: usize) -> Option<usize> {
     if digits == 0 || digits > 4 || num.len() > digits + 1 {
         return None;
     }
-    // The number and the four words after it.
-    let mut ws = [(s, e); 5];
-    let mut found = 1;
-    while found < 5 {
-        match next_word(b, ws[found - 1].1) {
-            Some(w) => ws[found] = w,
-            None => break,
+    // Up to three name words, then the street word.
+    let mut name_capitalised = true;
+    let mut end = e;
+    for k in 1..=4 {
+        let (a, z) = next_word(b, end)?;
+        end = z;
+        let word = &text[a..z];
+        if k >= 2 {
+            let street = STREET_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w))
+                || (name_capitalised
+                    && AMBIGUOUS_STREET_WORDS
+                        .iter()
+                        .any(|w| word.eq_ignore_ascii_case(w)));
+            if street {
+                return Some(z);
+            }
         }
-        found += 1;
-    }
-    for n in 2..found.min(5) {
-        let (ls, le) = ws[n];
-        let name = &ws[1..n];
-        let name_ok = name.iter().all(|&(a, z)| {
-            b[a..z].iter().all(u8::is_ascii_alphabetic)
-                && !NOT_A_NAME
-                    .iter()
-                    .any(|w| text[a..z].eq_ignore_ascii_case(w))
-        });
-        let capitalised = name.iter().all(|&(a, _)| b[a].is_ascii_uppercase());
-        let last = &text[ls..le];
-        let street = STREET_WORDS.iter().any(|w| last.eq_ignore_ascii_case(w))
-            || (capitalised
-                && AMBIGUOUS_STREET_WORDS
-                    .iter()
-                    .any(|w| last.eq_ignore_ascii_case(w)));
-        if name_ok && street {
-            return Some(le);
+        let name_ok = word.bytes().all(|c| c.is_ascii_alphabetic())
+            && !NOT_A_NAME.iter().any(|w| word.eq_ignore_ascii_case(w));
+        if !name_ok {
+            return None;
         }
+        name_capitalised &= b[a].is_ascii_uppercase();
     }
     None
 }

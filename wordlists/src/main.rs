@@ -240,7 +240,7 @@ fn bench(out: &mut impl Write, set: Libraries, text: &str) -> Result<()> {
         .kind(Some(aho_corasick::AhoCorasickKind::DFA))
         .build(&terms)?;
     let lines: Vec<&str> = text.lines().collect();
-    const RUNS: usize = 5;
+    const RUNS: usize = 9;
     let (scan, hits) = best_mbps(text.len(), RUNS, || matcher.scan(text).len());
     let (per_line, line_hits) = best_mbps(text.len(), RUNS, || {
         lines.iter().map(|l| matcher.scan(l).len()).sum()

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use aho_corasick::automaton::Automaton;
+use aho_corasick::automaton::StateID;
 use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind};
 use thiserror::Error;
@@ -41,7 +42,7 @@ use crate::verify::Runs;
 
 /// Longest pattern, in skeleton symbols; the fast pass remembers where the
 /// last this many symbols came from.
-const RING: usize = 256;
+const RING: usize = 64;
 /// How far a marked region is widened, at most, for each word it takes in.
 const WIDEN: usize = 64;
 /// Most words a region is widened by on each side, for long exceptions.
@@ -188,12 +189,17 @@ impl MatcherBuilder {
                 })
             })
             .collect();
+        let context_words = entries
+            .iter()
+            .map(|e| (context_needles(&e.raise), context_needles(&e.lower)))
+            .collect();
         Ok(Matcher {
             terms,
             exceptions,
             entries,
             entry_category,
             spaced_widen,
+            context_words,
             detector_kinds: detectors.iter().map(|(k, _)| *k).collect(),
             detectors,
         })
@@ -333,6 +339,9 @@ pub struct Matcher {
     entry_category: Vec<u32>,
     detectors: Vec<(crate::library::DetectorKind, Entry)>,
     detector_kinds: Vec<crate::library::DetectorKind>,
+    /// Per entry: its raise and lower words, normalised, with a boundary
+    /// either side (" knife ").
+    context_words: Vec<(Vec<String>, Vec<String>)>,
     /// How a region of spaced-out letters is widened: the most of any
     /// pattern.
     spaced_widen: (u8, u8),
@@ -361,7 +370,18 @@ impl Matcher {
     /// All hits in `text`, in order of position. Cost: one table-driven pass
     /// over the bytes, plus exact work proportional to the candidate regions.
     pub fn scan<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
-        let regions = self.fast_pass(text);
+        self.scan_with(text, INTERLEAVE_MIN)
+    }
+
+    /// [`Matcher::scan`] with the fast pass always one walk, whatever the
+    /// length: the reference the interleaved walk is tested against.
+    #[doc(hidden)]
+    pub fn scan_one_walk<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
+        self.scan_with(text, usize::MAX)
+    }
+
+    fn scan_with<'m>(&'m self, text: &str, interleave_min: usize) -> Vec<Hit<'m>> {
+        let regions = self.fast_pass(text, interleave_min);
         let mut hits = Vec::new();
         for (from, to) in merge(regions, text) {
             self.exact_pass(text, from, to, &mut hits);
@@ -375,9 +395,6 @@ impl Matcher {
         hits.dedup_by(|a, b| {
             a.start == b.start && a.end == b.end && std::ptr::eq(a.entry, b.entry)
         });
-        for h in &mut hits {
-            h.severity = self.contextual_severity(h, text);
-        }
         hits
     }
 
@@ -390,7 +407,7 @@ impl Matcher {
     /// benchmarks.
     #[doc(hidden)]
     pub fn candidate_regions(&self, text: &str) -> usize {
-        self.fast_pass(text).len()
+        self.fast_pass(text, INTERLEAVE_MIN).len()
     }
 
     fn detect<'m>(&'m self, text: &str, hits: &mut Vec<Hit<'m>>) {
@@ -406,134 +423,57 @@ impl Matcher {
         });
     }
 
-    // The macros below update the walk's state after every symbol, including
-    // the last, whose updates are then never read.
-    #[allow(unused_assignments)]
-    fn fast_pass(&self, text: &str) -> Vec<Region> {
-        let bytes = text.as_bytes();
-        let dfa = &self.terms.dfa;
-        let mut regions: Vec<Region> = Vec::new();
-        let mut ring = [0u32; RING];
-        let mut count: usize = 0;
-        let mut prev = BOUNDARY;
-        let mut sid = match dfa.start_state(Anchored::No) {
-            Ok(s) => s,
-            Err(_) => return regions,
+    /// The fast pass: candidate regions of `text`. Long texts are walked
+    /// as two halves at once, interleaved, so the two chains of automaton
+    /// look-ups overlap in the processor (each look-up waits on memory;
+    /// two independent ones wait together).
+    fn fast_pass(&self, text: &str, interleave_min: usize) -> Vec<Region> {
+        let mut regions = Vec::new();
+        let Ok(start) = self.terms.dfa.start_state(Anchored::No) else {
+            return regions;
         };
-        // One-letter words in a row, for "k i l l".
-        let mut word_len = 0u32;
-        let mut word_start = 0usize;
-        let mut singles = 0u32;
-        let mut singles_start = 0usize;
-
-        macro_rules! emit {
-            ($sym:expr, $at:expr) => {{
-                let sym: u8 = $sym;
-                ring[count % RING] = $at as u32;
-                count += 1;
-                prev = sym;
-                sid = dfa.next_state(Anchored::No, sid, sym);
-                if dfa.is_special(sid) && dfa.is_match(sid) {
-                    for k in 0..dfa.match_len(sid) {
-                        let pid = dfa.match_pattern(sid, k);
-                        let first = ring[(count - dfa.pattern_len(pid)) % RING] as usize;
-                        regions.push(Region {
-                            start: first,
-                            end: ($at as usize + 1).min(bytes.len()),
-                            widen: self.terms.widen[pid.as_usize()],
-                        });
-                    }
-                }
-            }};
-        }
-        macro_rules! boundary {
-            ($at:expr) => {{
-                if prev != BOUNDARY {
-                    if word_len == 1 {
-                        if singles == 0 {
-                            singles_start = word_start;
-                        }
-                        singles += 1;
-                    } else {
-                        if singles >= 3 {
-                            regions.push(Region {
-                                start: singles_start,
-                                end: $at,
-                                widen: self.spaced_widen,
-                            });
-                        }
-                        singles = 0;
-                    }
-                    word_len = 0;
-                    emit!(BOUNDARY, $at);
-                }
-            }};
-        }
-        macro_rules! letter {
-            ($sym:expr, $at:expr) => {{
-                if word_len == 0 {
-                    word_start = $at;
-                }
-                word_len += 1;
-                let s: u8 = $sym;
-                if s != prev {
-                    emit!(s, $at);
-                }
-            }};
-        }
-
-        emit!(BOUNDARY, 0usize);
-        let mut i = 0usize;
-        while i < bytes.len() {
-            let b = bytes[i];
-            let s = SKELETON[b as usize];
-            if s > BOUNDARY {
-                letter!(s, i);
-                i += 1;
-                continue;
+        let bytes = text.as_bytes();
+        let mid = (bytes.len() >= interleave_min)
+            .then(|| {
+                bytes[bytes.len() / 2..]
+                    .iter()
+                    .position(u8::is_ascii_whitespace)
+                    .map(|k| bytes.len() / 2 + k)
+            })
+            .flatten();
+        let Some(mid) = mid else {
+            let mut walk = Walk::new(self, start, 0);
+            let mut i = 0;
+            while i < bytes.len() {
+                i = walk.step(self, text, i, &mut regions);
             }
-            match s {
-                BOUNDARY => boundary!(i),
-                SEP | PEEK => {
-                    let next_alnum = bytes.get(i + 1).is_some_and(|n| n.is_ascii_alphanumeric());
-                    if prev != BOUNDARY && next_alnum {
-                        if s == PEEK {
-                            letter!(b'i', i);
-                        }
-                    } else {
-                        boundary!(i);
-                    }
-                }
-                NON_ASCII => {
-                    let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
-                    match fold_char(c) {
-                        Fold::Letters(out, n) => {
-                            for &o in &out[..n as usize] {
-                                letter!(symbol(o), i);
-                            }
-                        }
-                        Fold::Opaque => letter!(OPAQUE, i),
-                        Fold::Ignore => {}
-                        Fold::Boundary => boundary!(i),
-                    }
-                    i += c.len_utf8();
-                    continue;
-                }
-                _ => boundary!(i),
-            }
-            i += 1;
+            walk.finish(self, bytes.len(), &mut regions);
+            return regions;
+        };
+        let mut a = Walk::new(self, start, 0);
+        let mut b = Walk::new(self, start, mid);
+        let (mut i, mut j) = (0, mid);
+        let mut regions_b = Vec::new();
+        while i < mid && j < bytes.len() {
+            i = a.step(self, text, i, &mut regions);
+            j = b.step(self, text, j, &mut regions_b);
         }
-        let end = bytes.len();
-        if prev != BOUNDARY {
-            boundary!(end);
+        while j < bytes.len() {
+            j = b.step(self, text, j, &mut regions_b);
         }
-        if singles >= 3 {
-            regions.push(Region {
-                start: singles_start,
-                end,
-                widen: self.spaced_widen,
-            });
+        b.finish(self, bytes.len(), &mut regions_b);
+        // The first half goes on past the middle until it is where a fresh
+        // walk would be (after a boundary, in the automaton's state for a
+        // lone boundary, no run of one-letter words open): from there on
+        // the second half's walk has seen everything it would.
+        let fresh = self.terms.dfa.next_state(Anchored::No, start, BOUNDARY);
+        while i < bytes.len() && !(i > mid && a.is_fresh(fresh)) {
+            i = a.step(self, text, i, &mut regions);
         }
+        if i >= bytes.len() {
+            a.finish(self, bytes.len(), &mut regions);
+        }
+        regions.append(&mut regions_b);
         regions
     }
 
@@ -562,7 +502,7 @@ impl Matcher {
                 let entry = &self.entries[*idx as usize];
                 hits.push(Hit {
                     entry,
-                    severity: entry.severity,
+                    severity: self.contextual_severity(*idx as usize, *s, *e, text),
                     start: *s,
                     end: *e,
                 });
@@ -570,31 +510,198 @@ impl Matcher {
         }
     }
 
-    fn contextual_severity(&self, hit: &Hit<'_>, text: &str) -> u8 {
-        let e = hit.entry;
-        if e.raise.is_empty() && e.lower.is_empty() {
+    /// The severity of entry `idx` found at `start..end`, raised or
+    /// lowered by its context words within [`CONTEXT_REACH`] bytes.
+    fn contextual_severity(&self, idx: usize, start: usize, end: usize, text: &str) -> u8 {
+        let e = &self.entries[idx];
+        let (raise, lower) = &self.context_words[idx];
+        if raise.is_empty() && lower.is_empty() {
             return e.severity;
         }
-        let (ctx, _) = hit.context(text, CONTEXT_REACH);
-        let norm = normalize(ctx).bytes;
-        let near = |words: &[String]| {
-            words.iter().any(|w| {
-                let mut needle = vec![b' '];
-                needle.extend(crate::normalize::normalize_term(w));
-                needle.push(b' ');
-                norm.windows(needle.len())
-                    .any(|win| win == needle.as_slice())
-            })
-        };
+        let from = floor_char(text, start.saturating_sub(CONTEXT_REACH));
+        let to = ceil_char(text, (end + CONTEXT_REACH).min(text.len()));
+        // Normalised text is ASCII.
+        let norm = String::from_utf8(normalize(&text[from..to]).bytes).unwrap_or_default();
+        let near = |words: &[String]| words.iter().any(|w| norm.contains(w.as_str()));
         let mut sev = e.severity as i32;
-        if near(&e.raise) {
+        if near(raise) {
             sev += 1;
         }
-        if near(&e.lower) {
+        if near(lower) {
             sev -= 1;
         }
         sev.clamp(1, 5) as u8
     }
+}
+
+/// Texts at least this long are walked as two interleaved halves.
+const INTERLEAVE_MIN: usize = 4096;
+
+/// The state of one fast-pass walk over the text.
+struct Walk {
+    sid: StateID,
+    /// The last symbol fed to the automaton.
+    prev: u8,
+    /// Where each of the last [`RING`] symbols came from.
+    ring: [u32; RING],
+    count: usize,
+    /// `count` at the last boundary.
+    word_mark: usize,
+    /// One-letter words in a row ("k i l l"), and where the run began.
+    singles: u32,
+    singles_start: usize,
+}
+
+impl Walk {
+    /// A walk starting at byte `at`, which is the start of the text or
+    /// whitespace; it begins as if after a boundary.
+    fn new(m: &Matcher, start: StateID, at: usize) -> Walk {
+        let mut walk = Walk {
+            sid: start,
+            prev: 0,
+            ring: [0; RING],
+            count: 0,
+            word_mark: 0,
+            singles: 0,
+            singles_start: 0,
+        };
+        walk.emit(m, BOUNDARY, at, &mut Vec::new());
+        walk.word_mark = walk.count;
+        walk
+    }
+
+    fn is_fresh(&self, fresh: StateID) -> bool {
+        self.prev == BOUNDARY && self.sid == fresh && self.singles == 0
+    }
+
+    /// Feeds one symbol that came from byte `at`.
+    #[inline(always)]
+    fn emit(&mut self, m: &Matcher, sym: u8, at: usize, regions: &mut Vec<Region>) {
+        let dfa = &m.terms.dfa;
+        self.ring[self.count % RING] = at as u32;
+        self.count += 1;
+        self.prev = sym;
+        self.sid = dfa.next_state(Anchored::No, self.sid, sym);
+        if dfa.is_special(self.sid) && dfa.is_match(self.sid) {
+            self.matched(m, at, regions);
+        }
+    }
+
+    #[cold]
+    fn matched(&self, m: &Matcher, at: usize, regions: &mut Vec<Region>) {
+        let dfa = &m.terms.dfa;
+        for k in 0..dfa.match_len(self.sid) {
+            let pid = dfa.match_pattern(self.sid, k);
+            let first = self.ring[(self.count - dfa.pattern_len(pid)) % RING] as usize;
+            regions.push(Region {
+                start: first,
+                end: at + 1,
+                widen: m.terms.widen[pid.as_usize()],
+            });
+        }
+    }
+
+    #[inline(always)]
+    fn letter(&mut self, m: &Matcher, sym: u8, at: usize, regions: &mut Vec<Region>) {
+        if sym != self.prev {
+            self.emit(m, sym, at, regions);
+        }
+    }
+
+    #[inline(always)]
+    fn boundary(&mut self, m: &Matcher, at: usize, regions: &mut Vec<Region>) {
+        if self.prev == BOUNDARY {
+            return;
+        }
+        // One symbol since the boundary: a one-letter word (or a run of
+        // one letter, "ll", which only costs the exact pass a look).
+        if self.count - self.word_mark == 1 {
+            if self.singles == 0 {
+                self.singles_start = self.ring[self.word_mark % RING] as usize;
+            }
+            self.singles += 1;
+        } else {
+            if self.singles >= 3 {
+                self.spaced(m, at, regions);
+            }
+            self.singles = 0;
+        }
+        self.emit(m, BOUNDARY, at, regions);
+        self.word_mark = self.count;
+    }
+
+    #[cold]
+    fn spaced(&self, m: &Matcher, at: usize, regions: &mut Vec<Region>) {
+        regions.push(Region {
+            start: self.singles_start,
+            end: at,
+            widen: m.spaced_widen,
+        });
+    }
+
+    /// Reads the character at byte `i`; returns where the next one starts.
+    #[inline(always)]
+    fn step(&mut self, m: &Matcher, text: &str, i: usize, regions: &mut Vec<Region>) -> usize {
+        let bytes = text.as_bytes();
+        let b = bytes[i];
+        let s = SKELETON[b as usize];
+        if s > BOUNDARY {
+            self.letter(m, s, i, regions);
+            return i + 1;
+        }
+        match s {
+            SEP | PEEK => {
+                let next_alnum = bytes.get(i + 1).is_some_and(u8::is_ascii_alphanumeric);
+                if self.prev != BOUNDARY && next_alnum {
+                    if s == PEEK {
+                        self.letter(m, b'i', i, regions);
+                    }
+                } else {
+                    self.boundary(m, i, regions);
+                }
+                i + 1
+            }
+            NON_ASCII => self.non_ascii(m, text, i, regions),
+            _ => {
+                self.boundary(m, i, regions);
+                i + 1
+            }
+        }
+    }
+
+    fn non_ascii(&mut self, m: &Matcher, text: &str, i: usize, regions: &mut Vec<Region>) -> usize {
+        let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
+        match fold_char(c) {
+            Fold::Letters(out, n) => {
+                for &o in &out[..n as usize] {
+                    self.letter(m, symbol(o), i, regions);
+                }
+            }
+            Fold::Opaque => self.letter(m, OPAQUE, i, regions),
+            Fold::Ignore => {}
+            Fold::Boundary => self.boundary(m, i, regions),
+        }
+        i + c.len_utf8()
+    }
+
+    /// Ends the walk at the end of the text.
+    fn finish(&mut self, m: &Matcher, end: usize, regions: &mut Vec<Region>) {
+        self.boundary(m, end, regions);
+        if self.singles >= 3 {
+            self.spaced(m, end, regions);
+        }
+    }
+}
+
+/// Context words as they appear in normalised text: " word ".
+fn context_needles(words: &[String]) -> Vec<String> {
+    words
+        .iter()
+        .map(|w| {
+            let norm = crate::normalize::normalize_term(w);
+            format!(" {} ", String::from_utf8_lossy(&norm))
+        })
+        .collect()
 }
 
 /// The original byte range of normalised bytes `s..e`, trimmed of
@@ -625,7 +732,8 @@ fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize)> {
                     s -= 1;
                 }
             }
-            let mut e = r.end;
+            // A match ending at the final boundary ends one past the text.
+            let mut e = r.end.min(bytes.len());
             for word in 0..=r.widen.1 {
                 if word > 0 {
                     while e < bytes.len() && bytes[e].is_ascii_whitespace() {

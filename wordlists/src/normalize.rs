@@ -56,7 +56,8 @@ struct Unit {
 }
 
 struct Token {
-    units: Vec<Unit>,
+    /// Its units, as a range of the shared unit list.
+    units: std::ops::Range<usize>,
     /// Original byte range of the boundary run before this token.
     gap: (u32, u32),
 }
@@ -79,7 +80,10 @@ pub fn normalize_unjoined(text: &str) -> Normalized {
 fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
     let bytes = text.as_bytes();
     let mut tokens: Vec<Token> = Vec::new();
-    let mut current: Vec<Unit> = Vec::new();
+    // Every word's units, one after another; the current word's start at
+    // `current`.
+    let mut units: Vec<Unit> = Vec::with_capacity(text.len());
+    let mut current = 0usize;
     // The run of boundary characters since the last word, and the one that
     // stood before the word being read.
     let mut gap: (u32, u32) = (0, 0);
@@ -88,25 +92,25 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
     for (i, c) in text.char_indices() {
         let start = i as u32;
         let end = (i + c.len_utf8()) as u32;
-        let in_word = !current.is_empty();
+        let in_word = units.len() > current;
         let next = bytes.get(end as usize);
-        let before = current.len();
+        let before = units.len() - current;
         let mut boundary = false;
         if c.is_ascii() {
             match ASCII[c as usize] {
-                Class::Letter(b) => current.push(Unit {
+                Class::Letter(b) => units.push(Unit {
                     byte: b,
                     kind: Kind::Letter,
                     start,
                     end,
                 }),
-                Class::Digit(b) => current.push(Unit {
+                Class::Digit(b) => units.push(Unit {
                     byte: b,
                     kind: Kind::Digit,
                     start,
                     end,
                 }),
-                Class::Leet(b @ (b'@' | b'$')) => current.push(Unit {
+                Class::Leet(b @ (b'@' | b'$')) => units.push(Unit {
                     byte: b,
                     kind: Kind::Leet,
                     start,
@@ -114,7 +118,7 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
                 }),
                 Class::Leet(b) => {
                     if in_word && is_ascii_alnum(next) {
-                        current.push(Unit {
+                        units.push(Unit {
                             byte: b,
                             kind: Kind::Leet,
                             start,
@@ -140,7 +144,7 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
                         } else {
                             Kind::Letter
                         };
-                        current.push(Unit {
+                        units.push(Unit {
                             byte,
                             kind,
                             start,
@@ -148,7 +152,7 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
                         });
                     }
                 }
-                Fold::Opaque => current.push(Unit {
+                Fold::Opaque => units.push(Unit {
                     byte: OPAQUE,
                     kind: Kind::Letter,
                     start,
@@ -158,15 +162,16 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
                 Fold::Boundary => boundary = true,
             }
         }
-        if before == 0 && !current.is_empty() {
+        if before == 0 && units.len() > current {
             token_gap = gap;
         }
         if boundary {
-            if !current.is_empty() {
+            if units.len() > current {
                 tokens.push(Token {
-                    units: std::mem::take(&mut current),
+                    units: current..units.len(),
                     gap: token_gap,
                 });
+                current = units.len();
                 gap = (start, end);
             } else if gap.0 == gap.1 {
                 gap = (start, end);
@@ -175,15 +180,15 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
             }
         }
     }
-    if !current.is_empty() {
+    if units.len() > current {
         tokens.push(Token {
-            units: current,
+            units: current..units.len(),
             gap: token_gap,
         });
     }
 
     let spaced = if join_spaced {
-        spaced_runs(&tokens, bytes)
+        spaced_runs(&tokens, &units, bytes)
     } else {
         vec![false; tokens.len()]
     };
@@ -200,8 +205,9 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
             out.bytes.push(b' ');
             out.spans.push(token.gap);
         }
-        let has_letter = token.units.iter().any(|u| u.kind == Kind::Letter);
-        for u in &token.units {
+        let word = &units[token.units.clone()];
+        let has_letter = word.iter().any(|u| u.kind == Kind::Letter);
+        for u in word {
             let byte = match (u.kind, has_letter) {
                 (Kind::Letter, _) => u.byte,
                 (Kind::Digit | Kind::Leet, true) => leet(u.byte),
@@ -221,8 +227,8 @@ fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
 /// For each token, whether it joins the previous one because both belong
 /// to a run of three or more one-letter words separated by at most two
 /// spaces ("k i l l").
-fn spaced_runs(tokens: &[Token], text: &[u8]) -> Vec<bool> {
-    let single = |t: &Token| t.units.len() == 1 && t.units[0].kind != Kind::Digit;
+fn spaced_runs(tokens: &[Token], units: &[Unit], text: &[u8]) -> Vec<bool> {
+    let single = |t: &Token| t.units.len() == 1 && units[t.units.start].kind != Kind::Digit;
     let narrow = |t: &Token| {
         let (s, e) = t.gap;
         let gap = &text[s as usize..e as usize];

@@ -249,3 +249,33 @@ proptest! {
         prop_assert!(matcher().scan(&text).iter().any(|h| h.entry.term == e.term), "{}", text);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Long texts are walked as two interleaved halves; the hits are
+    /// exactly those of one walk, wherever the halves meet.
+    #[test]
+    fn interleaved_walk_finds_what_one_walk_finds(
+        picks in proptest::collection::vec((0usize..2000, 0usize..6), 700..1000),
+    ) {
+        let entries = matcher().entries();
+        let fillers = ["the", "a", "kill my", "r u", "x", "k i l l", "\u{200B}", "naïve"];
+        let mut text = String::new();
+        for (n, (idx, how)) in picks.iter().enumerate() {
+            let e = &entries[idx % entries.len()];
+            match how {
+                0 => text.push_str(&e.term),
+                1 => text.push_str(&e.term.to_uppercase()),
+                2 => text.push_str(&e.term.replace(' ', "  ")),
+                _ => text.push_str(fillers[(idx + n) % fillers.len()]),
+            }
+            text.push(if n % 7 == 0 { '\n' } else { ' ' });
+        }
+        prop_assume!(text.len() >= 4096);
+        let key = |h: &wordlists::Hit<'_>| (h.start, h.end, h.entry.term.clone(), h.severity);
+        let whole: Vec<_> = matcher().scan(&text).iter().map(key).collect();
+        let one: Vec<_> = matcher().scan_one_walk(&text).iter().map(key).collect();
+        prop_assert_eq!(whole, one);
+    }
+}
