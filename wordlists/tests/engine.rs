@@ -24,7 +24,7 @@ fn shipped_libraries_pass_the_lint_and_are_large_enough() {
     let libs = Libraries::builtin().unwrap();
     assert_eq!(libs.lint(), Vec::<String>::new());
     let n = libs.entries().count();
-    assert!(n >= 1300, "only {n} entries");
+    assert!(n >= 1500, "only {n} entries");
     for grave in ["self-harm", "grooming", "sexting", "extremism"] {
         let cat = libs.categories.iter().find(|c| c.name == grave).unwrap();
         let phrases = cat.entries.iter().filter(|e| e.term.contains(' ')).count();
