@@ -14,7 +14,8 @@
 //! - [`verify`]: the letter-by-letter check behind every hit;
 //! - [`library`]: the TOML format and the built-in libraries;
 //! - [`matcher`]: the engine;
-//! - [`detect`]: phone numbers, emails, postcodes and addresses.
+//! - [`detect`]: phone numbers, emails, postcodes and addresses;
+//! - [`stream`]: typed text, key by key, with editing keys respected.
 //!
 //! No I/O happens here; the `wordlists` binary reads files.
 
@@ -24,7 +25,9 @@ pub mod library;
 pub mod matcher;
 pub mod normalize;
 pub mod skeleton;
+pub mod stream;
 pub mod verify;
 
 pub use library::{Category, Entry, Libraries, LibraryError, Rule};
 pub use matcher::{BuildError, Hit, Matcher, MatcherBuilder};
+pub use stream::{Committed, Key, KeyStream};

@@ -1,0 +1,43 @@
+//! The normaliser and the full scan on arbitrary text: no panic, every
+//! span inside the text and in order, every hit on character boundaries,
+//! and the interleaved walk agreeing with one walk.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use wordlists::{Libraries, Matcher, MatcherBuilder};
+
+fn matcher() -> &'static Matcher {
+    static M: OnceLock<Matcher> = OnceLock::new();
+    M.get_or_init(|| {
+        MatcherBuilder::new(Libraries::builtin().expect("built-in libraries"))
+            .build()
+            .expect("matcher")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let norm = wordlists::normalize::normalize(&text);
+    assert_eq!(norm.bytes.len(), norm.spans.len());
+    assert!(norm.bytes.is_ascii());
+    let mut last = 0;
+    for &(s, e) in &norm.spans {
+        assert!(s <= e && (e as usize) <= text.len());
+        assert!(text.is_char_boundary(s as usize) && text.is_char_boundary(e as usize));
+        assert!(s >= last || s == e, "spans go backwards");
+        last = last.max(s);
+    }
+    let hits = matcher().scan(&text);
+    for h in &hits {
+        assert!(h.start <= h.end && h.end <= text.len());
+        assert!(text.is_char_boundary(h.start) && text.is_char_boundary(h.end));
+        assert!((1..=5).contains(&h.severity));
+    }
+    // Long inputs take the interleaved walk; it must agree with one walk.
+    if text.len() >= 4096 {
+        let one = matcher().scan_one_walk(&text);
+        assert_eq!(hits, one);
+    }
+});
