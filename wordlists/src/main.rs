@@ -153,16 +153,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let input = read_input(file.as_deref())?;
             for (n, raw) in input.split(|&b| b == b'\n').enumerate() {
                 let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                let line = String::from_utf8_lossy(raw);
+                let (line, to_raw) = repaired(raw);
                 for hit in matcher.scan(&line) {
+                    let (start, end) = (to_raw[hit.start], to_raw[hit.end]);
                     let obj = json!({
                         "line": n + 1,
                         "term": hit.entry.term,
                         "category": hit.entry.category,
                         "severity": hit.severity,
-                        "start": hit.start,
-                        "end": hit.end,
-                        "matched": &line[hit.start..hit.end],
+                        "start": start,
+                        "end": end,
+                        "matched": String::from_utf8_lossy(&raw[start..end]),
                     });
                     writeln!(out, "{obj}")?;
                 }
@@ -214,6 +215,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A line as text, invalid UTF-8 replaced by U+FFFD, and for each byte
+/// offset of that text (and its end) the offset in the raw line, so hits
+/// are reported at the input's own byte offsets.
+fn repaired(raw: &[u8]) -> (String, Vec<usize>) {
+    let mut text = String::with_capacity(raw.len());
+    let mut to_raw = Vec::with_capacity(raw.len() + 1);
+    let mut at = 0;
+    for chunk in raw.utf8_chunks() {
+        let valid = chunk.valid();
+        text.push_str(valid);
+        to_raw.extend(at..at + valid.len());
+        at += valid.len();
+        if !chunk.invalid().is_empty() {
+            text.push(char::REPLACEMENT_CHARACTER);
+            to_raw.extend([at; 3]);
+            at += chunk.invalid().len();
+        }
+    }
+    to_raw.push(at);
+    (text, to_raw)
 }
 
 /// Best of several runs, in MB/s (10^6 bytes per second).
