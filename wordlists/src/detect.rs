@@ -78,14 +78,12 @@ pub fn find_all(
             }
             continue;
         }
-        // A digit: each alphanumeric word is looked at once, from the
-        // first digit in it.
+        // A digit: each alphanumeric word is looked at once, from its
+        // first digit; the scan then resumes after the word, so the whole
+        // pass stays linear however many digits a word holds.
         let mut ws = t;
         while ws > 0 && b[ws - 1].is_ascii_alphanumeric() {
             ws -= 1;
-        }
-        if (ws..t).any(|k| b[k].is_ascii_digit()) {
-            continue;
         }
         let mut we = t;
         while we < b.len() && b[we].is_ascii_alphanumeric() {
@@ -138,6 +136,9 @@ fn phone_at(b: &[u8], d: usize) -> Option<(usize, usize)> {
     let mut j = d;
     while j < b.len() {
         match b[j] {
+            // More digits than any phone number: stop reading, so a long
+            // run of digits is not re-read from every word in it.
+            b'0'..=b'9' if digits > 13 => break,
             b'0'..=b'9' => {
                 digits += 1;
                 last_digit = j;
@@ -267,6 +268,34 @@ mod tests {
             .into_iter()
             .map(|(s, e)| &text[s..e])
             .collect()
+    }
+
+    /// Long runs of digits, digit-laden words and spaced zeros: each byte
+    /// is read a bounded number of times (these took minutes when every
+    /// digit re-read its whole word or number). Only the last ten zeros of
+    /// a spaced run read as a phone number.
+    #[test]
+    fn digit_floods_are_read_in_linear_time() {
+        let floods = [
+            ("7".repeat(400_000), 0),
+            ("0 ".repeat(200_000), 1),
+            ("a1".repeat(200_000), 0),
+            ("0-".repeat(200_000), 1),
+        ];
+        for (text, expected) in &floods {
+            let mut n = 0;
+            find_all(
+                text,
+                &[
+                    DetectorKind::Phone,
+                    DetectorKind::Email,
+                    DetectorKind::Postcode,
+                    DetectorKind::StreetAddress,
+                ],
+                |_, _, _| n += 1,
+            );
+            assert_eq!(n, *expected, "{}", &text[..20]);
+        }
     }
 
     #[test]

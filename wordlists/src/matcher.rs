@@ -146,27 +146,28 @@ impl MatcherBuilder {
                 let idx = entries.len() as u32;
                 let form = crate::normalize::normalize_term(&e.term);
                 for f in forms(&form, e.rule) {
-                    terms.add(f, Target::Term(idx), e)?;
+                    let len = terms.add(f, Target::Term(idx));
+                    // The fast pass remembers where the last RING symbols
+                    // came from; a longer term could not be placed.
+                    if len >= RING {
+                        return Err(BuildError::TermTooLong {
+                            term: e.term.clone(),
+                            category: e.category.clone(),
+                            len,
+                            max: RING - 1,
+                        });
+                    }
                 }
                 entries.push(e.clone());
                 entry_category.push(c as u32);
             }
             for x in &cat.exceptions {
                 let form = crate::normalize::normalize_term(x);
-                let stand_in = Entry {
-                    term: x.clone(),
-                    category: cat.name.clone(),
-                    severity: 1,
-                    rule: Rule::Substring,
-                    definition: String::new(),
-                    raise: vec![],
-                    lower: vec![],
-                };
-                exceptions.add(form, Target::Exception(c as u32), &stand_in)?;
+                exceptions.add(form, Target::Exception(c as u32));
             }
         }
         let mut terms = terms.build()?;
-        terms.widen = reach_of_exceptions(&terms, &exceptions);
+        terms.widen = reach_of_exceptions(&terms, &exceptions.patterns);
         let exceptions = exceptions.build()?;
         let spaced_widen = terms
             .widen
@@ -243,16 +244,10 @@ struct PatternsBuilder {
 }
 
 impl PatternsBuilder {
-    fn add(&mut self, form: Vec<u8>, target: Target, what: &Entry) -> Result<(), BuildError> {
+    /// Adds a normalised form; returns its length in skeleton symbols.
+    fn add(&mut self, form: Vec<u8>, target: Target) -> usize {
         let (skel, _) = skeleton(&form);
-        if skel.len() >= RING {
-            return Err(BuildError::TermTooLong {
-                term: what.term.clone(),
-                category: what.category.clone(),
-                len: skel.len(),
-                max: RING - 1,
-            });
-        }
+        let len = skel.len();
         let id = *self.by_skeleton.entry(skel.clone()).or_insert_with(|| {
             self.patterns.push(skel);
             self.variants.push(Vec::new());
@@ -263,10 +258,10 @@ impl PatternsBuilder {
             leading_boundary: form.first() == Some(&b' '),
             runs: Runs::of(&form),
         });
-        Ok(())
+        len
     }
 
-    fn build(&self) -> Result<Patterns, BuildError> {
+    fn build(self) -> Result<Patterns, BuildError> {
         let dfa = DFA::builder()
             .match_kind(MatchKind::Standard)
             .start_kind(aho_corasick::StartKind::Unanchored)
@@ -278,7 +273,7 @@ impl PatternsBuilder {
         Ok(Patterns {
             dfa,
             widen: vec![(0, 0); self.variants.len()],
-            variants: self.variants.clone(),
+            variants: self.variants,
         })
     }
 }
@@ -412,7 +407,8 @@ impl Matcher {
 
     fn detect<'m>(&'m self, text: &str, hits: &mut Vec<Hit<'m>>) {
         crate::detect::find_all(text, &self.detector_kinds, |kind, start, end| {
-            if let Some((_, entry)) = self.detectors.iter().find(|(k, _)| *k == kind) {
+            // Two libraries may both ask for one kind: each gets its hit.
+            for (_, entry) in self.detectors.iter().filter(|(k, _)| *k == kind) {
                 hits.push(Hit {
                     entry,
                     severity: entry.severity,
@@ -763,7 +759,7 @@ fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize)> {
 /// For each term pattern, how many words before and after it the longest
 /// exception that contains it reaches (plus one for punctuation standing
 /// between words in the original text), so its region takes them in.
-fn reach_of_exceptions(terms: &Patterns, exceptions: &PatternsBuilder) -> Vec<(u8, u8)> {
+fn reach_of_exceptions(terms: &Patterns, exceptions: &[Vec<u8>]) -> Vec<(u8, u8)> {
     let mut widen = vec![(0u8, 0u8); terms.variants.len()];
     let words = |skel: &[u8]| {
         let n = skel
@@ -777,7 +773,7 @@ fn reach_of_exceptions(terms: &Patterns, exceptions: &PatternsBuilder) -> Vec<(u
             (n + 1).min(MAX_EXTRA_WORDS) as u8
         }
     };
-    for skel in &exceptions.patterns {
+    for skel in exceptions {
         // Terms may begin or end with a boundary where the exception does.
         let skel: Vec<u8> = [BOUNDARY]
             .iter()

@@ -92,6 +92,7 @@ impl KeyStream {
             Key::Char(c) if c.is_control() => {}
             Key::Char(c) => {
                 self.chars.insert(self.cursor, c);
+                self.edited(self.cursor, 0, 1);
                 self.cursor += 1;
                 if self.chars.len() > MAX_CHARS {
                     self.cut();
@@ -104,7 +105,7 @@ impl KeyStream {
                 if self.cursor > 0 {
                     self.cursor -= 1;
                     self.chars.remove(self.cursor);
-                    self.forget_from(self.cursor);
+                    self.edited(self.cursor, 1, 0);
                 }
             }
             Key::WordBackSpace => {
@@ -116,13 +117,13 @@ impl KeyStream {
                     from -= 1;
                 }
                 self.chars.drain(from..self.cursor);
+                self.edited(from, self.cursor - from, 0);
                 self.cursor = from;
-                self.forget_from(from);
             }
             Key::Delete => {
                 if self.cursor < self.chars.len() {
                     self.chars.remove(self.cursor);
-                    self.forget_from(self.cursor);
+                    self.edited(self.cursor, 1, 0);
                 }
             }
             Key::Left => self.cursor = self.cursor.saturating_sub(1),
@@ -174,10 +175,21 @@ impl KeyStream {
         (!fresh.is_empty()).then_some(Committed { text, hits: fresh })
     }
 
-    /// Text at or after character `at` changed: what was reported there
-    /// no longer stands.
-    fn forget_from(&mut self, at: usize) {
-        self.reported.retain(|&(_, _, _, end)| end < at);
+    /// `removed` characters at `at` were replaced by `inserted` ones: a
+    /// reported hit after the edit moves with its text; one the edit
+    /// touches no longer stands, so typed again it is new.
+    fn edited(&mut self, at: usize, removed: usize, inserted: usize) {
+        self.reported.retain_mut(|(_, _, start, end)| {
+            if at >= *end {
+                true
+            } else if at + removed <= *start {
+                *start = *start + inserted - removed;
+                *end = *end + inserted - removed;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// Drops the oldest words so that about [`KEEP_CHARS`] remain.
@@ -296,6 +308,20 @@ mod tests {
         let got = type_keys(&mut s, "i want to kill myself ");
         assert!(got.contains(&"kill myself".to_owned()));
         assert!(s.len() <= MAX_CHARS);
+    }
+
+    #[test]
+    fn text_typed_before_a_reported_hit_does_not_report_it_again() {
+        let mut s = KeyStream::new();
+        let first = type_keys(&mut s, "kill myself ");
+        // Home, then a few words in front of it, each committed at a space.
+        let later = type_keys(&mut s, "^oh no i \n");
+        assert_eq!(first.iter().filter(|t| *t == "kill myself").count(), 1);
+        assert_eq!(
+            later.iter().filter(|t| *t == "kill myself").count(),
+            0,
+            "{later:?}"
+        );
     }
 
     #[test]

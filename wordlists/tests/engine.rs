@@ -210,6 +210,29 @@ fn risk_in_text_nobody_wrote_for_the_purpose() {
     }
 }
 
+/// Two libraries asking for the same detector each get their hit.
+#[test]
+fn every_library_with_a_detector_reports_it() {
+    let extra = r#"
+category = "school-contacts"
+title = "Contact details"
+[[detector]]
+kind = "phone"
+severity = 2
+definition = "A phone number."
+"#;
+    let mut libs = Libraries::builtin().unwrap();
+    libs.add(wordlists::library::parse("school-contacts.toml", extra).unwrap());
+    let m = MatcherBuilder::new(libs).build().unwrap();
+    let mut cats: Vec<String> = m
+        .scan("ring me on 07700 900123")
+        .iter()
+        .map(|h| h.entry.category.clone())
+        .collect();
+    cats.sort();
+    assert_eq!(cats, ["personal-info", "school-contacts"]);
+}
+
 #[test]
 fn context_words_move_severity() {
     let sev = |t: &str| {

@@ -1,22 +1,14 @@
-//! The key-by-key matcher on arbitrary key sequences: no panic, the line
-//! stays bounded, the cursor stays inside it, and every reported hit lies
-//! on character boundaries of the committed text.
+//! The key-by-key matcher on arbitrary key sequences: no panic (an edit at
+//! a cursor outside the line would panic), the line stays bounded, and
+//! every reported hit lies on character boundaries of the committed text.
 #![no_main]
 
-use std::sync::OnceLock;
+mod matcher;
 
 use libfuzzer_sys::fuzz_target;
+use matcher::matcher;
 use wordlists::stream::MAX_CHARS;
-use wordlists::{Key, KeyStream, Libraries, Matcher, MatcherBuilder};
-
-fn matcher() -> &'static Matcher {
-    static M: OnceLock<Matcher> = OnceLock::new();
-    M.get_or_init(|| {
-        MatcherBuilder::new(Libraries::builtin().expect("built-in libraries"))
-            .build()
-            .expect("matcher")
-    })
-}
+use wordlists::{Key, KeyStream};
 
 /// Bytes to keys: mostly characters (so words and phrases form), with
 /// every editing key reachable.

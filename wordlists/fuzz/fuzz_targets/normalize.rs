@@ -3,19 +3,10 @@
 //! and the interleaved walk agreeing with one walk.
 #![no_main]
 
-use std::sync::OnceLock;
+mod matcher;
 
 use libfuzzer_sys::fuzz_target;
-use wordlists::{Libraries, Matcher, MatcherBuilder};
-
-fn matcher() -> &'static Matcher {
-    static M: OnceLock<Matcher> = OnceLock::new();
-    M.get_or_init(|| {
-        MatcherBuilder::new(Libraries::builtin().expect("built-in libraries"))
-            .build()
-            .expect("matcher")
-    })
-}
+use matcher::matcher;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
