@@ -1,1 +1,27 @@
-//! The school's console (issue 4): enrolment, agent ingest, storage, the web console and API.
+//! The school's console server: enrols laptops, takes in what their agents
+//! send without losing or doubling it, keeps it, and serves it to staff.
+//!
+//! - [`data_dir`]: the data directory (CA, certificates, database, images);
+//! - [`settings`]: the settings file, `console.toml`;
+//! - [`store`]: storage traits and the SQLite implementation;
+//! - [`agent_listener`]: enrolment and device sessions over TLS;
+//! - [`ingest`]: checking records and storing them in batches before acks;
+//! - [`policy`]: the policy pushed to agents;
+//! - [`api`], [`https`]: the JSON API over HTTPS;
+//! - [`console`]: everything wired together, with graceful shutdown;
+//! - [`enrollment`]: minting enrolment tokens; [`secret`]: tokens and hashes;
+//! - [`demo`]: the newcomer's first run.
+
+pub mod agent_listener;
+pub mod api;
+pub mod console;
+pub mod data_dir;
+pub mod demo;
+pub mod enrollment;
+pub mod https;
+pub mod ingest;
+pub mod policy;
+pub mod rate;
+pub mod secret;
+pub mod settings;
+pub mod store;

@@ -27,7 +27,7 @@ pub struct Connection<S> {
     max_frame: u32,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+impl<S> Connection<S> {
     /// Wraps `stream`, accepting frames up to [`frame::DEFAULT_MAX_FRAME`].
     pub fn new(stream: S) -> Self {
         Self::with_max_frame(stream, frame::DEFAULT_MAX_FRAME)
@@ -40,6 +40,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             buf: BytesMut::with_capacity(READ_CHUNK),
             max_frame,
         }
+    }
+
+    /// The underlying stream (for example to read the peer's TLS certificate).
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Gives back the stream, dropping any buffered bytes.
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+impl<S: AsyncRead + Unpin> Connection<S> {
+    /// Waits until the next frame's header has arrived and returns its body
+    /// length (already checked against the maximum), without reading the
+    /// body. A server uses it to reserve memory for the frame from a shared
+    /// budget before [`Connection::read`] buffers it. `Ok(None)` means the
+    /// peer closed cleanly between frames.
+    ///
+    /// Cancel-safe, like [`Connection::read`].
+    ///
+    /// # Errors
+    /// As [`Connection::read`], for the header only.
+    pub async fn next_frame_len(&mut self) -> Result<Option<usize>, ProtocolError> {
+        while self.buf.len() < HEADER_LEN {
+            self.buf.reserve(READ_CHUNK);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ProtocolError::Truncated {
+                    got: self.buf.len(),
+                    expected: HEADER_LEN,
+                });
+            }
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&self.buf[..HEADER_LEN]);
+        frame::body_len(header, self.max_frame).map(Some)
     }
 
     /// Reads the next message. `Ok(None)` means the peer closed the
@@ -57,6 +97,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let body = &self.buf[HEADER_LEN..HEADER_LEN + len];
                 let result = frame::decode_body(body);
                 self.buf.advance(HEADER_LEN + len);
+                if self.buf.is_empty() && self.buf.capacity() > MAX_RESERVE {
+                    // Give back a big frame's room: an idle connection holds
+                    // a small buffer, not the largest frame it ever read.
+                    self.buf = BytesMut::with_capacity(READ_CHUNK);
+                }
                 return result.map(Some);
             }
             let want = match frame::needed(&self.buf, self.max_frame)? {
@@ -87,7 +132,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn recv<T: WireMessage>(&mut self, during: &'static str) -> Result<T, ProtocolError> {
         self.read().await?.ok_or(ProtocolError::Closed { during })
     }
+}
 
+impl<S: AsyncWrite + Unpin> Connection<S> {
     /// Writes one message and flushes it.
     ///
     /// Not cancel-safe: a dropped send may leave half a frame on the wire,
@@ -110,15 +157,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn shutdown(&mut self) -> Result<(), ProtocolError> {
         self.stream.shutdown().await?;
         Ok(())
-    }
-
-    /// The underlying stream (for example to read the peer's TLS certificate).
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
-
-    /// Gives back the stream, dropping any buffered bytes.
-    pub fn into_inner(self) -> S {
-        self.stream
     }
 }

@@ -47,9 +47,18 @@ pub async fn agent_hello<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     hello: &Hello,
 ) -> Result<Welcome, ProtocolError> {
-    const DURING: &str = "waiting for the console's Welcome";
     conn.send(&AgentMessage::Hello(hello.clone())).await?;
-    match conn.recv::<ConsoleMessage>(DURING).await? {
+    welcome_from(conn.recv::<ConsoleMessage>(WELCOME_DURING).await?)
+}
+
+const WELCOME_DURING: &str = "waiting for the console's Welcome";
+
+/// The agent's reading of the console's first message.
+///
+/// # Errors
+/// As [`agent_hello`].
+pub fn welcome_from(reply: ConsoleMessage) -> Result<Welcome, ProtocolError> {
+    match reply {
         ConsoleMessage::Welcome(welcome) => {
             check_version(welcome.protocol_version)?;
             Ok(welcome)
@@ -68,7 +77,7 @@ pub async fn agent_hello<S: AsyncRead + AsyncWrite + Unpin>(
         ConsoleMessage::Refuse(Refusal::Other(reason)) => Err(ProtocolError::Refused(reason)),
         other => Err(ProtocolError::Unexpected {
             got: other.kind_name(),
-            during: DURING,
+            during: WELCOME_DURING,
         }),
     }
 }

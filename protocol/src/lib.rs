@@ -5,12 +5,16 @@
 //! - [`connection`]: framing over an async socket;
 //! - [`handshake`]: the version check that opens a device connection;
 //! - [`tls`]: the rustls configuration both sides share;
+//! - [`device_link`]: a device's mutual-TLS session with the console;
+//! - [`enrol`]: the one-time enrolment token and the laptop's side of enrolment;
 //! - [`pki`]: the console's certificate authority, and test certificates.
 //!
 //! No business logic lives here. Serialisation is postcard over serde: its
 //! wire format is specified and stable.
 
 pub mod connection;
+pub mod device_link;
+pub mod enrol;
 pub mod error;
 pub mod frame;
 pub mod handshake;

@@ -218,3 +218,23 @@ pub fn device_key_and_csr() -> Result<(SecretPem, String), ProtocolError> {
         .map_err(pki_err("cannot build the certificate signing request"))?;
     Ok((SecretPem::new(key.serialize_pem()), csr))
 }
+
+/// The device id a device certificate was issued for: its subject's common
+/// name, as [`Authority::issue_client`] and [`Authority::sign_csr`] write it.
+///
+/// # Errors
+/// [`ProtocolError::Tls`] if the certificate cannot be parsed or names no
+/// common name.
+pub fn device_id_of(cert_der: &[u8]) -> Result<String, ProtocolError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| ProtocolError::Tls(format!("the device certificate cannot be parsed: {e}")))?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| {
+            ProtocolError::Tls("the device certificate names no device (no common name)".into())
+        })?;
+    Ok(cn.to_owned())
+}

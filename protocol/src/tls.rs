@@ -19,10 +19,12 @@
 
 use std::sync::Arc;
 
+use rustls::DistinguishedName;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -129,6 +131,112 @@ pub fn server_config_mtls(
             "the server certificate and key do not fit together",
         ))?;
     Ok(Arc::new(config))
+}
+
+/// Decides whether a device certificate that chains to the console CA may
+/// still connect: given the device id it names, `Some(reason)` refuses it
+/// (revoked, say). Called during the TLS handshake, so it must be quick.
+pub type DeviceGate = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The console's agent listener: clients that present a certificate must
+/// chain to `ca_pem` and pass `gate`, or the handshake fails; clients with no
+/// certificate are let through the handshake so that they can enrol, and the
+/// console must refuse them anything but an [`crate::EnrollRequest`] (check
+/// the peer certificates after the handshake).
+///
+/// # Errors
+/// [`ProtocolError::Tls`] if a PEM input is unusable or the key does not fit
+/// the certificate.
+pub fn server_config_devices(
+    ca_pem: &str,
+    chain_pem: &str,
+    key_pem: &str,
+    gate: DeviceGate,
+) -> Result<Arc<ServerConfig>, ProtocolError> {
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ProtocolError::Tls(format!("cannot build the client verifier: {e}")))?;
+    let verifier = Arc::new(GatedClientVerifier { inner, gate });
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err("protocol versions"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            certs_from_pem(chain_pem, "the server certificate")?,
+            key_from_pem(key_pem, "the server key")?,
+        )
+        .map_err(tls_err(
+            "the server certificate and key do not fit together",
+        ))?;
+    Ok(Arc::new(config))
+}
+
+/// WebPKI client verification, then the console's own say on the device.
+struct GatedClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    gate: DeviceGate,
+}
+
+impl std::fmt::Debug for GatedClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatedClientVerifier")
+    }
+}
+
+impl ClientCertVerifier for GatedClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let device = crate::pki::device_id_of(end_entity)
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        if let Some(reason) = (self.gate)(&device) {
+            return Err(rustls::Error::General(format!(
+                "device {device} is refused: {reason}"
+            )));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A server-authenticated listener (enrolment): presents `chain_pem`/`key_pem`

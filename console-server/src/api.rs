@@ -1,0 +1,528 @@
+//! The JSON API (`/api/v1/…`, see CONTRACT.md), on the web listener.
+//!
+//! Every request carries `Authorization: Bearer TOKEN` from
+//! `console-server api-token`. Roles: admin and reviewer see captures;
+//! an auditor gets capture lists with the captured text withheld and never
+//! a screenshot. Every call that reads a capture or changes anything is
+//! written to the audit log before the answer is sent; if the audit write
+//! fails, the call fails.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{Policy, UnixMillis};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::https::Peer;
+use crate::store::{AuditEntry, CaptureQuery, Role, Status, Store, StoreError, Triage};
+
+/// What the API handlers share.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub policy: watch::Sender<Arc<Policy>>,
+    /// A device not heard from for this long is listed as offline.
+    pub offline_after_ms: i64,
+}
+
+type AppState = Arc<ApiState>;
+
+/// The router for `/api/v1`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/captures", get(list_captures))
+        .route(
+            "/api/v1/captures/{id}",
+            get(get_capture).delete(delete_capture),
+        )
+        .route("/api/v1/captures/{id}/image", get(get_image))
+        .route("/api/v1/captures/{id}/triage", post(triage))
+        .route("/api/v1/devices", get(devices))
+        .route("/api/v1/devices/{id}/revoke", post(revoke))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/site-visits/weekly", get(weekly_visits))
+        .route("/api/v1/aup/decisions", get(aup_decisions))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/policy", get(get_policy).put(put_policy))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(state)
+}
+
+/// An API failure, as `{"error": "…"}` with a fitting status.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    BadRequest(String),
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Internal(m) => {
+                tracing::error!("API: {m}");
+                (StatusCode::INTERNAL_SERVER_ERROR, m)
+            }
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// Runs a storage call off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a storage task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub origin: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let origin = parts
+            .extensions
+            .get::<ConnectInfo<Peer>>()
+            .map(|c| c.0.0.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "missing `Authorization: Bearer TOKEN`; make a token with `console-server api-token`"
+                        .into(),
+                )
+            })?;
+        let hash = crate::secret::token_hash(token.trim());
+        match blocking(state, move |s| s.api_token(&hash)).await? {
+            Some((name, role)) => Ok(Caller { name, role, origin }),
+            None => Err(ApiError::Unauthorized(
+                "the bearer token is not valid (unknown or revoked)".into(),
+            )),
+        }
+    }
+}
+
+impl Caller {
+    fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the {} role may not do this",
+                self.role.as_str()
+            )))
+        }
+    }
+
+    async fn audit(
+        &self,
+        state: &AppState,
+        action: &'static str,
+        target: String,
+        detail: String,
+    ) -> Result<(), ApiError> {
+        let (actor, origin) = (self.name.clone(), self.origin.clone());
+        blocking(state, move |s| {
+            s.audit(&AuditEntry {
+                time: UnixMillis::now(),
+                actor: &actor,
+                action,
+                target: &target,
+                detail: &detail,
+                origin: &origin,
+            })
+        })
+        .await
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::BadRequest(format!("{id:?} is not a capture id")))
+}
+
+#[derive(Debug, Deserialize)]
+struct CapturesParams {
+    status: Option<String>,
+    limit: Option<u32>,
+    before: Option<String>,
+    device: Option<String>,
+    category: Option<String>,
+    min_severity: Option<u8>,
+}
+
+async fn list_captures(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<CapturesParams>,
+) -> Result<Response, ApiError> {
+    let status = match p.status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "status {s:?} is not one of new, violation, false_positive"
+            ))
+        })?),
+    };
+    let query = CaptureQuery {
+        status,
+        device: p.device.as_deref().map(parse_id).transpose()?,
+        category: p.category,
+        min_severity: p.min_severity,
+        before: p.before.as_deref().map(parse_id).transpose()?,
+        limit: p.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let detail = format!("{query:?}");
+    let mut captures = blocking(&state, move |s| s.captures(&query)).await?;
+    if !caller.role.sees_captures() {
+        for c in &mut captures {
+            c.context.clear();
+            c.context_match = [0, 0];
+            c.window_title.clear();
+            c.url = None;
+        }
+    }
+    caller
+        .audit(&state, "list_captures", String::new(), detail)
+        .await?;
+    Ok(
+        Json(json!({ "captures": captures, "text_withheld": !caller.role.sees_captures() }))
+            .into_response(),
+    )
+}
+
+async fn get_capture(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin, Role::Reviewer])?;
+    let id = parse_id(&id)?;
+    caller
+        .audit(&state, "view_capture", id.to_string(), String::new())
+        .await?;
+    match blocking(&state, move |s| s.capture(id)).await? {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Err(ApiError::NotFound(format!("no capture {id}"))),
+    }
+}
+
+async fn get_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin, Role::Reviewer])?;
+    let id = parse_id(&id)?;
+    caller
+        .audit(&state, "view_screenshot", id.to_string(), String::new())
+        .await?;
+    match blocking(&state, move |s| s.capture_image(id)).await? {
+        Some(png) => Ok((
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            png,
+        )
+            .into_response()),
+        None => Err(ApiError::NotFound(format!(
+            "capture {id} has no screenshot"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriageBody {
+    status: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+async fn triage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<TriageBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin, Role::Reviewer])?;
+    let id = parse_id(&id)?;
+    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let status = Status::parse(&body.status).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "status {:?} is not one of violation, false_positive, new (reopen)",
+            body.status
+        ))
+    })?;
+    if body.note.len() > 8192 {
+        return Err(ApiError::BadRequest("the note is over 8192 bytes".into()));
+    }
+    let decision = Triage {
+        status,
+        note: body.note.clone(),
+        action: body.action.clone(),
+        actor: caller.name.clone(),
+        time: UnixMillis::now(),
+    };
+    caller
+        .audit(
+            &state,
+            "triage",
+            id.to_string(),
+            format!("{} {:?}", status.as_str(), body.note),
+        )
+        .await?;
+    if blocking(&state, move |s| s.triage(id, &decision)).await? {
+        let detail = blocking(&state, move |s| s.capture(id)).await?;
+        Ok(Json(detail).into_response())
+    } else {
+        Err(ApiError::NotFound(format!("no capture {id}")))
+    }
+}
+
+async fn delete_capture(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let id = parse_id(&id)?;
+    let (actor, origin) = (caller.name.clone(), caller.origin.clone());
+    // The store writes the audit event in the same transaction.
+    if blocking(&state, move |s| s.delete_capture(id, &actor, &origin)).await? {
+        Ok(Json(json!({ "deleted": id })).into_response())
+    } else {
+        Err(ApiError::NotFound(format!("no capture {id}")))
+    }
+}
+
+async fn devices(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
+    let since = UnixMillis(UnixMillis::now().0 - state.offline_after_ms);
+    let devices = blocking(&state, move |s| s.devices(since)).await?;
+    Ok(Json(json!({ "devices": devices })).into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RevokeBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<RevokeBody>>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let id = parse_id(&id)?;
+    let reason = body.map(|b| b.0.reason).unwrap_or_default();
+    let reason = if reason.is_empty() {
+        format!("revoked by {}", caller.name)
+    } else {
+        reason
+    };
+    caller
+        .audit(&state, "revoke_device", id.to_string(), reason.clone())
+        .await?;
+    if blocking(&state, move |s| {
+        s.revoke_device(id, &reason, UnixMillis::now())
+    })
+    .await?
+    {
+        Ok(Json(json!({ "revoked": id })).into_response())
+    } else {
+        Err(ApiError::NotFound(format!("no device {id}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitParams {
+    limit: Option<u32>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(p): Query<LimitParams>,
+) -> Result<Response, ApiError> {
+    let limit = p.limit.unwrap_or(200).clamp(1, 10_000);
+    let events = blocking(&state, move |s| s.events(limit)).await?;
+    Ok(Json(json!({ "events": events })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct WeekParams {
+    week: String,
+    format: Option<String>,
+}
+
+/// `YYYY-Www` to the week's start and end in the console's time zone.
+fn week_bounds(week: &str) -> Result<(UnixMillis, UnixMillis), ApiError> {
+    let bad = || ApiError::BadRequest(format!("week {week:?} is not YYYY-Www (e.g. 2026-W47)"));
+    let (year, w) = week.split_once("-W").ok_or_else(bad)?;
+    let year: i16 = year.parse().map_err(|_| bad())?;
+    let w: i8 = w.parse().map_err(|_| bad())?;
+    let monday = jiff::civil::ISOWeekDate::new(year, w, jiff::civil::Weekday::Monday)
+        .map_err(|_| bad())?
+        .date();
+    let tz = jiff::tz::TimeZone::system();
+    let start = monday.to_zoned(tz.clone()).map_err(|_| bad())?;
+    let end = monday
+        .checked_add(jiff::Span::new().days(7))
+        .and_then(|d| d.to_zoned(tz))
+        .map_err(|_| bad())?;
+    Ok((
+        UnixMillis(start.timestamp().as_millisecond()),
+        UnixMillis(end.timestamp().as_millisecond()),
+    ))
+}
+
+/// A CSV cell: quoted, and a leading `=`, `+`, `-` or `@` defused so a
+/// spreadsheet never runs a page title as a formula.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+async fn weekly_visits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<WeekParams>,
+) -> Result<Response, ApiError> {
+    let (start, end) = week_bounds(&p.week)?;
+    let rows = blocking(&state, move |s| s.weekly_visits(start, end)).await?;
+    caller
+        .audit(&state, "read_weekly_visits", p.week.clone(), String::new())
+        .await?;
+    if p.format.as_deref() == Some("csv") {
+        let mut out = String::from("domain,user,visits,active_seconds,first,last,flags\n");
+        for r in &rows {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                csv_cell(&r.domain),
+                csv_cell(&r.user),
+                r.visits,
+                r.active_seconds,
+                r.first,
+                r.last,
+                csv_cell(&r.flags.join(";"))
+            ));
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+    }
+    Ok(Json(json!({ "week": p.week, "rows": rows })).into_response())
+}
+
+async fn aup_decisions(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(p): Query<LimitParams>,
+) -> Result<Response, ApiError> {
+    let limit = p.limit.unwrap_or(1000).clamp(1, 100_000);
+    let decisions = blocking(&state, move |s| s.aup_decisions(limit)).await?;
+    Ok(Json(json!({ "decisions": decisions })).into_response())
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<LimitParams>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let limit = p.limit.unwrap_or(500).clamp(1, 100_000);
+    let events = blocking(&state, move |s| s.audit_events(limit)).await?;
+    Ok(Json(json!({ "events": events })).into_response())
+}
+
+async fn get_policy(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let policy = state.policy.borrow().clone();
+    Ok(Json(&*policy).into_response())
+}
+
+async fn put_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Policy>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let Json(policy) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let checked = policy.clone();
+    tokio::task::spawn_blocking(move || crate::policy::check(&checked))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    caller
+        .audit(&state, "set_policy", String::new(), String::new())
+        .await?;
+    let saved = blocking(&state, move |s| s.set_policy(policy, UnixMillis::now())).await?;
+    let saved = Arc::new(saved);
+    state.policy.send_replace(saved.clone());
+    Ok(Json(&*saved).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_parse_and_bad_weeks_say_the_format() {
+        let (a, b) = week_bounds("2026-W47").unwrap();
+        assert_eq!(b.0 - a.0, 7 * 24 * 3600 * 1000);
+        for bad in ["2026-47", "2026-W60", "W47", ""] {
+            match week_bounds(bad) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains("YYYY-Www"), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_defused() {
+        assert_eq!(csv_cell("a\"b"), "\"a\"\"b\"");
+        assert_eq!(csv_cell("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
+        assert_eq!(csv_cell("bbc.co.uk"), "\"bbc.co.uk\"");
+    }
+}

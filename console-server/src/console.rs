@@ -1,0 +1,279 @@
+//! The running console: both listeners, the ingest writer, and the
+//! housekeeping loops (revocations and policy picked up from the database,
+//! offline alerts, retention), wired together and shut down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::UnixMillis;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::agent_listener::{self, Revoked};
+use crate::api::{self, ApiState};
+use crate::data_dir::DataDir;
+use crate::https::{Peer, TlsListener};
+use crate::ingest;
+use crate::store::Store;
+
+/// How often revocations and policy changes made by another process (the
+/// CLI) are picked up.
+const REFRESH: Duration = Duration::from_secs(2);
+/// How often devices are checked for silence.
+const PRESENCE_EVERY: Duration = Duration::from_secs(30);
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How long shutdown waits for open agent connections to finish.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Where to listen, overriding the settings file.
+#[derive(Debug, Clone, Default)]
+pub struct Listen {
+    pub agent: Option<SocketAddr>,
+    pub web: Option<SocketAddr>,
+}
+
+/// A console that is running.
+pub struct Console {
+    pub agent_addr: SocketAddr,
+    pub web_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Why the console could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot listen for {what} on {addr}: {source}; is another console running, or is the port taken?"
+    )]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] protocol::ProtocolError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl Console {
+    /// Starts everything. Returns once both listeners are bound.
+    ///
+    /// # Errors
+    /// If a listener cannot be bound or the TLS setup fails.
+    pub async fn start(dir: &DataDir, listen: Listen) -> Result<Console, StartError> {
+        let settings = dir.settings.clone();
+        let store: Arc<dyn Store> = dir.store.clone();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let revoked = Revoked::default();
+        revoked.replace(store.revoked_devices()?);
+        let policy = Arc::new(store.policy()?);
+        let (policy_tx, policy_rx) = watch::channel(policy);
+
+        let agent_addr = listen.agent.unwrap_or(settings.agent_listen);
+        let agent_tcp = TcpListener::bind(agent_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "agents",
+                addr: agent_addr,
+                source,
+            })?;
+        let web_addr = listen.web.unwrap_or(settings.web_listen);
+        let web_tcp = TcpListener::bind(web_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "the web console",
+                addr: web_addr,
+                source,
+            })?;
+        let agent_addr = agent_tcp
+            .local_addr()
+            .expect("a bound socket has an address");
+        let web_addr = web_tcp.local_addr().expect("a bound socket has an address");
+
+        let (ingest, writer) = ingest::start(store.clone(), 4096);
+        let agent_tls = protocol::tls::server_config_devices(
+            dir.authority.cert_pem(),
+            &dir.server.cert_pem,
+            dir.server.key_pem.expose(),
+            revoked.gate(),
+        )?;
+        let limits = settings.limits.clone();
+        let ctx = Arc::new(agent_listener::Context {
+            acceptor: TlsAcceptor::from(agent_tls),
+            store: store.clone(),
+            authority: dir.authority.clone(),
+            ingest,
+            policy: policy_rx,
+            revoked: revoked.clone(),
+            connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+            budget: Arc::new(Semaphore::new(
+                usize::try_from(limits.memory_budget_bytes).unwrap_or(usize::MAX),
+            )),
+            limits,
+            shutdown: shutdown_rx.clone(),
+        });
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(agent_listener::run(agent_tcp, ctx, DRAIN)));
+
+        let web_tls =
+            protocol::tls::server_config(&dir.server.cert_pem, dir.server.key_pem.expose())?;
+        let web = TlsListener::new(web_tcp, TlsAcceptor::from(web_tls)).map_err(|source| {
+            StartError::Bind {
+                what: "the web console",
+                addr: web_addr,
+                source,
+            }
+        })?;
+        let app = api::router(Arc::new(ApiState {
+            store: store.clone(),
+            policy: policy_tx.clone(),
+            offline_after_ms: i64::from(settings.offline_after_minutes) * 60_000,
+        }));
+        let mut web_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(web, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(async move {
+                    let _ = web_shutdown.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!("the web listener failed: {e}");
+            }
+        }));
+
+        tasks.push(tokio::spawn(refresh(
+            store.clone(),
+            revoked,
+            policy_tx.clone(),
+            shutdown_rx.clone(),
+        )));
+        let offline_after = Duration::from_secs(u64::from(settings.offline_after_minutes) * 60);
+        tasks.push(tokio::spawn(presence(
+            store.clone(),
+            offline_after,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(retention(
+            store.clone(),
+            settings.retention,
+            shutdown_rx,
+        )));
+        tracing::info!(
+            "console listening: agents on {agent_addr}, web console and API on https://{web_addr}"
+        );
+        Ok(Console {
+            agent_addr,
+            web_addr,
+            shutdown,
+            tasks,
+            writer: Some(writer),
+        })
+    }
+
+    /// Stops accepting, lets open agent connections finish what they sent
+    /// (stored and acked), then stops the writer once its queue is empty.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        tracing::info!("console stopped");
+    }
+}
+
+/// Picks up revocations and policy versions written by other processes.
+async fn refresh(
+    store: Arc<dyn Store>,
+    revoked: Revoked,
+    policy: watch::Sender<Arc<protocol::Policy>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(REFRESH) => {}
+        }
+        let s = store.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((s.revoked_devices()?, s.policy()?))
+        })
+        .await;
+        match read {
+            Ok(Ok((set, current))) => {
+                revoked.replace(set);
+                if current.version != policy.borrow().version {
+                    tracing::info!("policy version {} is now in force", current.version);
+                    policy.send_replace(Arc::new(current));
+                }
+            }
+            Ok(Err(e)) => tracing::error!("reading revocations and policy failed: {e}"),
+            Err(e) => tracing::error!("reading revocations and policy failed: {e}"),
+        }
+    }
+}
+
+/// Raises an event when a device goes quiet for `offline_after`, and when
+/// it comes back.
+async fn presence(
+    store: Arc<dyn Store>,
+    offline_after: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let after = i64::try_from(offline_after.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let s = store.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let now = UnixMillis::now();
+            s.update_presence(UnixMillis(now.0.saturating_sub(after)), now)
+        })
+        .await;
+        match checked {
+            Ok(Ok(events)) => {
+                for e in events {
+                    tracing::warn!("{}: {}", e.kind, e.detail);
+                }
+            }
+            Ok(Err(e)) => tracing::error!("checking device presence failed: {e}"),
+            Err(e) => tracing::error!("checking device presence failed: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(PRESENCE_EVERY.min(offline_after)) => {}
+        }
+    }
+}
+
+/// Deletes expired captures at start and then hourly.
+async fn retention(
+    store: Arc<dyn Store>,
+    rules: crate::store::Retention,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.expire(&rules, UnixMillis::now())).await {
+            Ok(Ok(deleted)) if !deleted.is_empty() => {
+                tracing::info!("retention deleted {} captures", deleted.len());
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("retention failed: {e}"),
+            Err(e) => tracing::error!("retention failed: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! `console-server`: see CONTRACT.md for the commands.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use console_server::console::{Console, Listen};
+use console_server::data_dir::DataDir;
+use console_server::enrollment::{mint_api_token, mint_enroll_token, parse_ttl};
+use console_server::store::{AuditEntry, AuditStore, DeviceStore, Role, UserStore};
+use protocol::UnixMillis;
+
+#[derive(Parser)]
+#[command(
+    name = "console-server",
+    version,
+    about = "The school's safeguarding console"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the console (agent listener, web console and JSON API).
+    Serve {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Overrides agent_listen in DIR/console.toml (default 0.0.0.0:9443).
+        #[arg(long)]
+        agent_listen: Option<SocketAddr>,
+        /// Overrides web_listen in DIR/console.toml (default 0.0.0.0:8443).
+        #[arg(long)]
+        web_listen: Option<SocketAddr>,
+    },
+    /// Prints a one-time enrolment token for one laptop, on the last line.
+    EnrollToken {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// How long the token may be used: 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// The HOST:PORT laptops reach the agent listener at (default: the
+        /// settings' public_address, else this host and the agent port).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Staff accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Prints a bearer token for the JSON API, on the last line.
+    ApiToken {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// Laptops.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// A console and a demonstration laptop on this machine, ready to try.
+    Demo {
+        #[arg(long, default_value = "./demo-data")]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        agent_listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        web_listen: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a staff account; the password is read from standard input.
+    Add {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Lists enrolled laptops.
+    List {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Revokes a laptop: its certificate is refused from now on (a running
+    /// console picks this up within seconds).
+    Revoke {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        id: uuid::Uuid,
+        #[arg(long, default_value = "revoked by the IT technician")]
+        reason: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: admin, reviewer or auditor"))
+}
+
+fn audit_cli(dir: &DataDir, action: &str, target: &str, detail: &str) -> anyhow::Result<()> {
+    let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    dir.store
+        .audit(&AuditEntry {
+            time: UnixMillis::now(),
+            actor: &format!("{actor} (command line)"),
+            action,
+            target,
+            detail,
+            origin: "cli",
+        })
+        .context("cannot write the audit log")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve {
+            data,
+            agent_listen,
+            web_listen,
+        } => {
+            let dir = DataDir::open(&data)?;
+            println!(
+                "data directory {} (CA fingerprint {})",
+                data.display(),
+                dir.ca_fingerprint()
+            );
+            runtime.block_on(async {
+                let console = Console::start(
+                    &dir,
+                    Listen {
+                        agent: agent_listen,
+                        web: web_listen,
+                    },
+                )
+                .await?;
+                println!(
+                    "listening: agents on {}, web console and API on https://{}",
+                    console.agent_addr, console.web_addr
+                );
+                wait_for_stop().await;
+                println!("stopping: finishing what agents already sent");
+                console.shutdown().await;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::EnrollToken { data, ttl, address } => {
+            let ttl = parse_ttl(&ttl).map_err(anyhow::Error::msg)?;
+            let dir = DataDir::open(&data)?;
+            let (text, token) = mint_enroll_token(&dir, ttl, address.as_deref())?;
+            audit_cli(
+                &dir,
+                "mint_enroll_token",
+                "",
+                &format!(
+                    "for {} until {}",
+                    token.address,
+                    console_server::store::rfc3339(UnixMillis(token.expires))
+                ),
+            )?;
+            println!(
+                "One laptop can enrol with this token until {} (console {}, CA {}):",
+                console_server::store::rfc3339(UnixMillis(token.expires)),
+                token.address,
+                token.ca_fingerprint
+            );
+            println!("{text}");
+        }
+        Command::User {
+            command: UserCommand::Add { data, name, role },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.chars().count() < 12 {
+                bail!("the password must be at least 12 characters");
+            }
+            let hash = console_server::secret::hash_password(password)?;
+            let dir = DataDir::open(&data)?;
+            dir.store.add_user(&name, role, &hash, UnixMillis::now())?;
+            audit_cli(&dir, "add_user", &name, role.as_str())?;
+            println!("added {} user {name}", role.as_str());
+        }
+        Command::ApiToken { data, name, role } => {
+            let dir = DataDir::open(&data)?;
+            let token = mint_api_token(&dir, &name, role)?;
+            audit_cli(&dir, "mint_api_token", &name, role.as_str())?;
+            println!("API token for {name} ({}); keep it secret:", role.as_str());
+            println!("{token}");
+        }
+        Command::Device {
+            command: DeviceCommand::List { data },
+        } => {
+            let dir = DataDir::open(&data)?;
+            let minutes = i64::from(dir.settings.offline_after_minutes);
+            let since = UnixMillis(UnixMillis::now().0 - minutes * 60_000);
+            for d in dir.store.devices(since)? {
+                println!(
+                    "{}  {:<20} {:<10} last seen {}{}",
+                    d.id,
+                    d.hostname,
+                    if d.online { "online" } else { "offline" },
+                    d.last_seen.as_deref().unwrap_or("never"),
+                    d.revoked
+                        .map(|r| format!("  REVOKED {r}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Command::Device {
+            command: DeviceCommand::Revoke { data, id, reason },
+        } => {
+            let dir = DataDir::open(&data)?;
+            if !dir.store.revoke_device(id, &reason, UnixMillis::now())? {
+                bail!("no device {id}; `console-server device list` shows them");
+            }
+            audit_cli(&dir, "revoke_device", &id.to_string(), &reason)?;
+            println!("revoked {id}");
+        }
+        Command::Demo {
+            data,
+            agent_listen,
+            web_listen,
+        } => runtime.block_on(console_server::demo::run(
+            &data,
+            Listen {
+                agent: Some(agent_listen),
+                web: Some(web_listen),
+            },
+        ))?,
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_stop() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be handled");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,172 @@
+//! The console's settings: `DIR/console.toml`, written with its defaults
+//! and comments at first run, read at every start. Command-line flags
+//! override the listen addresses.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Retention;
+
+/// Everything an operator may tune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where laptops connect.
+    pub agent_listen: SocketAddr,
+    /// The web console and the JSON API.
+    pub web_listen: SocketAddr,
+    /// The `HOST:PORT` laptops use to reach the agent listener, written
+    /// into enrolment tokens. Empty: this machine's hostname and the agent
+    /// listener's port.
+    pub public_address: String,
+    /// A device not heard from for this long raises an offline alert.
+    pub offline_after_minutes: u32,
+    pub retention: Retention,
+    pub limits: Limits,
+}
+
+/// What one agent, or all of them, may cost the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Agent connections open at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// The largest frame an agent may send (a capture with its PNG).
+    pub max_frame_bytes: u32,
+    /// Bytes of agent frames held in memory at once, over all connections;
+    /// a connection waits for room before reading a frame's body.
+    pub memory_budget_bytes: u64,
+    /// A connection with nothing received for this long is closed (agents
+    /// send a heartbeat every minute).
+    pub idle_timeout_seconds: u32,
+    /// Time allowed for the TLS handshake and the Hello.
+    pub handshake_timeout_seconds: u32,
+    /// Per-connection sustained message rate; beyond it the console reads
+    /// more slowly (TCP backpressure), it does not drop.
+    pub messages_per_second: u32,
+    /// Per-connection sustained byte rate, same rule.
+    pub bytes_per_second: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 5_000,
+            max_frame_bytes: protocol::frame::DEFAULT_MAX_FRAME,
+            memory_budget_bytes: 256 * 1024 * 1024,
+            idle_timeout_seconds: 180,
+            handshake_timeout_seconds: 15,
+            messages_per_second: 50,
+            bytes_per_second: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            agent_listen: "0.0.0.0:9443".parse().expect("a valid address"),
+            web_listen: "0.0.0.0:8443".parse().expect("a valid address"),
+            public_address: String::new(),
+            offline_after_minutes: 15,
+            retention: Retention::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A settings file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct SettingsError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Settings {
+    /// Reads `path`, or writes the defaults there if it does not exist.
+    ///
+    /// # Errors
+    /// If the file cannot be read or written, does not parse, or holds a
+    /// value that cannot work.
+    pub fn load_or_create(path: &Path) -> Result<Settings, SettingsError> {
+        let err = |reason: String| SettingsError {
+            path: path.display().to_string(),
+            reason,
+        };
+        if !path.exists() {
+            let settings = Settings::default();
+            let text = format!(
+                "# console-server settings. Delete a line to get its default back.\n\
+                 # Retention: days before captures are deleted; leave violation_days\n\
+                 # out to keep violations until an admin deletes them.\n\n{}",
+                toml::to_string(&settings).expect("settings serialise")
+            );
+            std::fs::write(path, text).map_err(|e| err(format!("cannot write: {e}")))?;
+            return Ok(settings);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let settings: Settings =
+            toml::from_str(&text).map_err(|e| err(format!("does not parse: {e}")))?;
+        settings.check().map_err(err)?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if l.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        if l.max_frame_bytes < 64 * 1024 {
+            return Err(
+                "limits.max_frame_bytes must be at least 65536 (a screenshot must fit)".into(),
+            );
+        }
+        if l.memory_budget_bytes < u64::from(l.max_frame_bytes) {
+            return Err(format!(
+                "limits.memory_budget_bytes ({}) must be at least limits.max_frame_bytes ({})",
+                l.memory_budget_bytes, l.max_frame_bytes
+            ));
+        }
+        if l.messages_per_second == 0 || l.bytes_per_second == 0 {
+            return Err(
+                "limits.messages_per_second and limits.bytes_per_second must be above 0".into(),
+            );
+        }
+        if l.idle_timeout_seconds == 0 || l.handshake_timeout_seconds == 0 {
+            return Err("timeouts must be at least 1 second".into());
+        }
+        if self.offline_after_minutes == 0 {
+            return Err("offline_after_minutes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_run_writes_defaults_that_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.toml");
+        let written = Settings::load_or_create(&path).unwrap();
+        assert_eq!(written, Settings::default());
+        assert_eq!(Settings::load_or_create(&path).unwrap(), written);
+    }
+
+    #[test]
+    fn bad_settings_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.toml");
+        std::fs::write(&path, "offline_after_minute = 3\n").unwrap();
+        let err = Settings::load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("offline_after_minute"), "{err}");
+        std::fs::write(&path, "[limits]\nmemory_budget_bytes = 10\n").unwrap();
+        let err = Settings::load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("memory_budget_bytes"), "{err}");
+    }
+}

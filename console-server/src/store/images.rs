@@ -1,0 +1,154 @@
+//! Screenshot files, one per capture or concern, kept outside the database
+//! so that the database stays small and fast to back up.
+//!
+//! Layout: `images/<last two hex digits of the id>/<id>.png`. A file is
+//! written to `<id>.png.tmp`, synced, renamed into place, and its directory
+//! synced, so after [`ImageStore::put_all`] returns the image survives a
+//! power cut; only then may the row naming it commit. A crash between the
+//! two leaves an unnamed file, which the agent's resend overwrites with the
+//! same bytes.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+/// Where screenshots live.
+pub trait ImageStore: Send + Sync {
+    /// Writes every image durably; returns the key each is stored under.
+    ///
+    /// # Errors
+    /// An I/O error; some images may then be written but none is named by
+    /// a row yet.
+    fn put_all(&self, images: &[(Uuid, &[u8])]) -> io::Result<Vec<String>>;
+    /// # Errors
+    /// An I/O error other than the image being absent.
+    fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Removes an image; an absent one is not an error.
+    ///
+    /// # Errors
+    /// An I/O error.
+    fn delete(&self, key: &str) -> io::Result<()>;
+}
+
+/// Images as files under one directory.
+#[derive(Debug)]
+pub struct FsImageStore {
+    root: PathBuf,
+}
+
+impl FsImageStore {
+    /// # Errors
+    /// If `root` cannot be created.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        fs::create_dir_all(root)?;
+        Ok(FsImageStore {
+            root: root.to_owned(),
+        })
+    }
+
+    fn key(id: Uuid) -> String {
+        let hex = id.simple().to_string();
+        format!("{}/{id}.png", &hex[hex.len() - 2..])
+    }
+
+    /// The path for a key, refusing anything that is not a key this store
+    /// made (so a damaged row cannot point outside the store).
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        let ok = key.len() == 43
+            && key.as_bytes()[2] == b'/'
+            && key.ends_with(".png")
+            && key[..2].bytes().all(|b| b.is_ascii_hexdigit())
+            && Uuid::parse_str(&key[3..39]).is_ok();
+        if !ok {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{key:?} is not an image key"),
+            ));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+impl ImageStore for FsImageStore {
+    fn put_all(&self, images: &[(Uuid, &[u8])]) -> io::Result<Vec<String>> {
+        let mut keys = Vec::with_capacity(images.len());
+        let mut dirs = BTreeSet::new();
+        for (id, bytes) in images {
+            let key = Self::key(*id);
+            let path = self.path(&key)?;
+            let dir = path.parent().expect("an image path has a directory");
+            if !dir.exists() {
+                fs::create_dir_all(dir)?;
+                dirs.insert(self.root.clone());
+            }
+            let tmp = path.with_extension("png.tmp");
+            let mut file = File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &path)?;
+            dirs.insert(dir.to_owned());
+            keys.push(key);
+        }
+        for dir in dirs {
+            File::open(&dir)?.sync_all()?;
+        }
+        Ok(keys)
+    }
+
+    fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path(key)?) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete(&self, key: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(key)?) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsImageStore::open(dir.path()).unwrap();
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        let keys = store.put_all(&[(a, b"one"), (b, b"two")]).unwrap();
+        assert_eq!(store.get(&keys[0]).unwrap().unwrap(), b"one");
+        assert_eq!(store.get(&keys[1]).unwrap().unwrap(), b"two");
+        store.delete(&keys[0]).unwrap();
+        assert!(store.get(&keys[0]).unwrap().is_none());
+        store.delete(&keys[0]).unwrap();
+        // A rewrite (an agent's resend) replaces the file whole.
+        store.put_all(&[(b, b"two")]).unwrap();
+        assert_eq!(store.get(&keys[1]).unwrap().unwrap(), b"two");
+    }
+
+    #[test]
+    fn refuses_keys_it_did_not_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsImageStore::open(dir.path()).unwrap();
+        for key in [
+            "../../etc/passwd",
+            "ab/../../x.png",
+            "",
+            "zz/not-a-uuid.png",
+        ] {
+            assert!(store.get(key).is_err(), "{key}");
+            assert!(store.delete(key).is_err(), "{key}");
+        }
+    }
+}

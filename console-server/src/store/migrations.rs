@@ -1,0 +1,167 @@
+//! The database schema, as numbered migrations. `PRAGMA user_version` holds
+//! the number of the last one applied; each runs in its own transaction, so
+//! a crash mid-upgrade leaves the previous version intact. Migrations are
+//! only ever appended.
+
+/// Migration `n` is `MIGRATIONS[n - 1]`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+CREATE TABLE devices (
+    id            TEXT PRIMARY KEY,
+    hostname      TEXT NOT NULL DEFAULT '',
+    os            TEXT NOT NULL DEFAULT '',
+    agent_version TEXT NOT NULL DEFAULT '',
+    user          TEXT,
+    enrolled      INTEGER,
+    first_seen    INTEGER NOT NULL,
+    last_seen     INTEGER,
+    online        INTEGER NOT NULL DEFAULT 0,
+    revoked       INTEGER,
+    revoked_reason TEXT,
+    heartbeat     TEXT
+) STRICT;
+
+CREATE TABLE captures (
+    id            TEXT PRIMARY KEY,
+    device        TEXT NOT NULL,
+    time          INTEGER NOT NULL,
+    received      INTEGER NOT NULL,
+    user          TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    app           TEXT NOT NULL,
+    window_title  TEXT NOT NULL,
+    url           TEXT,
+    term          TEXT NOT NULL,
+    category      TEXT NOT NULL,
+    severity      INTEGER NOT NULL,
+    context       TEXT NOT NULL,
+    match_start   INTEGER NOT NULL,
+    match_end     INTEGER NOT NULL,
+    image         TEXT,
+    image_missing TEXT,
+    status        TEXT NOT NULL DEFAULT 'new',
+    status_time   INTEGER
+) STRICT;
+CREATE INDEX captures_by_status ON captures (status, id);
+CREATE INDEX captures_by_device ON captures (device, id);
+
+CREATE TABLE triage (
+    seq      INTEGER PRIMARY KEY,
+    capture  TEXT NOT NULL,
+    time     INTEGER NOT NULL,
+    actor    TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    note     TEXT NOT NULL,
+    action   TEXT
+) STRICT;
+CREATE INDEX triage_by_capture ON triage (capture, seq);
+
+CREATE TABLE visit_batches (
+    id       TEXT PRIMARY KEY,
+    device   TEXT NOT NULL,
+    received INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE site_visits (
+    batch          TEXT NOT NULL,
+    device         TEXT NOT NULL,
+    user           TEXT NOT NULL,
+    browser        TEXT NOT NULL,
+    url            TEXT NOT NULL,
+    domain         TEXT NOT NULL,
+    title          TEXT NOT NULL,
+    start          INTEGER NOT NULL,
+    end            INTEGER NOT NULL,
+    active_seconds INTEGER NOT NULL,
+    visits         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX site_visits_by_start ON site_visits (start);
+
+CREATE TABLE aup_decisions (
+    id       TEXT PRIMARY KEY,
+    device   TEXT NOT NULL,
+    time     INTEGER NOT NULL,
+    user     TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    decision TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE concerns (
+    id            TEXT PRIMARY KEY,
+    device        TEXT NOT NULL,
+    time          INTEGER NOT NULL,
+    user          TEXT NOT NULL,
+    text          TEXT NOT NULL,
+    app           TEXT NOT NULL,
+    window_title  TEXT NOT NULL,
+    url           TEXT,
+    page_title    TEXT,
+    image         TEXT,
+    image_missing TEXT,
+    status        TEXT NOT NULL DEFAULT 'new'
+) STRICT;
+
+CREATE TABLE tamper_events (
+    id     TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    time   INTEGER NOT NULL,
+    user   TEXT,
+    kind   TEXT NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE events (
+    id     INTEGER PRIMARY KEY,
+    time   INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    device TEXT,
+    detail TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE audit (
+    seq    INTEGER PRIMARY KEY,
+    time   INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    origin TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TABLE users (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created       INTEGER NOT NULL,
+    disabled      INTEGER
+) STRICT;
+
+CREATE TABLE api_tokens (
+    hash    TEXT PRIMARY KEY,
+    name    TEXT NOT NULL,
+    role    TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    revoked INTEGER
+) STRICT;
+
+CREATE TABLE enroll_tokens (
+    hash    TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    used    INTEGER,
+    device  TEXT
+) STRICT;
+
+CREATE TABLE policies (
+    version INTEGER PRIMARY KEY,
+    created INTEGER NOT NULL,
+    body    TEXT NOT NULL
+) STRICT;
+"#,
+];

@@ -1,0 +1,558 @@
+//! Everything the console keeps, behind narrow traits so that a multi-school
+//! trust can move to PostgreSQL and object storage without touching ingest,
+//! the API or the web console.
+//!
+//! The traits are synchronous: a call may block on disk, so async callers
+//! run them on a blocking thread ([`tokio::task::spawn_blocking`]) and the
+//! ingest writer runs on a thread of its own. [`Store`] is all of them
+//! together; [`sqlite::SqliteStore`] is the embedded implementation.
+//!
+//! Invariants every implementation keeps:
+//! - a record is stored at most once, by the agent's id: storing a batch
+//!   that holds an id already stored leaves the first copy and reports a
+//!   duplicate;
+//! - an image is durable before the row that names it commits, and a row
+//!   is durable when [`IngestStore::store_batch`] returns;
+//! - the audit log is append-only.
+
+pub mod images;
+pub mod migrations;
+pub mod sqlite;
+
+use std::collections::HashSet;
+
+use protocol::{AgentMessage, Policy, UnixMillis};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A failure of the storage layer. The message says what failed and, where
+/// it helps, what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database error while {during}: {source}")]
+    Database {
+        during: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("image store error while {during}: {source}")]
+    Image {
+        during: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the database was written by a newer console (schema {found}, this one knows up to {known}); run the newer console-server"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Who may do what in the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Staff accounts, devices, libraries, policy, AUP, retention.
+    Admin,
+    /// Sees and triages captures.
+    Reviewer,
+    /// Audit log and reports; never screenshots or captured text.
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Reviewer => "reviewer",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "reviewer" => Some(Role::Reviewer),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+
+    /// Whether this role may see captured text and screenshots.
+    pub fn sees_captures(self) -> bool {
+        matches!(self, Role::Admin | Role::Reviewer)
+    }
+}
+
+/// Where a capture stands in triage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    New,
+    Violation,
+    FalsePositive,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Violation => "violation",
+            Status::FalsePositive => "false_positive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "new" => Some(Status::New),
+            "violation" => Some(Status::Violation),
+            "false_positive" => Some(Status::FalsePositive),
+            _ => None,
+        }
+    }
+}
+
+/// One record from an agent, checked and ready to store.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The device the record came from (its certificate's id).
+    pub device: Uuid,
+    pub received: UnixMillis,
+    /// Never a Hello.
+    pub message: AgentMessage,
+}
+
+/// What storing one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new row.
+    New,
+    /// The id was already stored; nothing changed.
+    Duplicate,
+    /// Not a record (a heartbeat): its effect is applied, nothing to ack.
+    Applied,
+}
+
+/// Takes in what agents send.
+pub trait IngestStore {
+    /// Stores a batch durably, in one transaction: images first (written
+    /// and synced), then the rows, then the commit. Returns one outcome per
+    /// input, in order.
+    ///
+    /// # Errors
+    /// Any storage failure; then nothing of the batch may be acked.
+    fn store_batch(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError>;
+}
+
+/// Filters for the capture list.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureQuery {
+    pub status: Option<Status>,
+    pub device: Option<Uuid>,
+    pub category: Option<String>,
+    pub min_severity: Option<u8>,
+    /// Only captures strictly older than this id (UUID v7 sorts by time):
+    /// the cursor for the next page.
+    pub before: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// A capture as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureSummary {
+    pub id: Uuid,
+    pub device: Uuid,
+    pub hostname: String,
+    pub user: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub source: String,
+    pub app: String,
+    pub window_title: String,
+    pub url: Option<String>,
+    pub term: String,
+    pub category: String,
+    pub severity: u8,
+    pub context: String,
+    /// Byte range of the match inside `context`.
+    pub context_match: [u32; 2],
+    pub has_image: bool,
+    /// Why there is no screenshot, when there is none.
+    pub image_missing: Option<String>,
+    pub status: Status,
+}
+
+/// One triage decision on a capture.
+#[derive(Debug, Clone, Serialize)]
+pub struct TriageEntry {
+    pub time: String,
+    pub actor: String,
+    pub status: Status,
+    pub note: String,
+    pub action: Option<String>,
+}
+
+/// A capture with its triage history.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureDetail {
+    #[serde(flatten)]
+    pub summary: CaptureSummary,
+    pub received: String,
+    pub history: Vec<TriageEntry>,
+}
+
+/// A triage decision to record.
+#[derive(Debug, Clone)]
+pub struct Triage {
+    pub status: Status,
+    pub note: String,
+    pub action: Option<String>,
+    pub actor: String,
+    pub time: UnixMillis,
+}
+
+/// How long captures are kept, in days; `None` keeps them until an admin
+/// deletes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct Retention {
+    pub false_positive_days: Option<u32>,
+    pub unreviewed_days: Option<u32>,
+    pub violation_days: Option<u32>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            false_positive_days: Some(30),
+            unreviewed_days: Some(90),
+            violation_days: None,
+        }
+    }
+}
+
+/// A capture removed by retention or by an admin.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub id: Uuid,
+    pub status: Status,
+    pub time: UnixMillis,
+}
+
+/// Captures and their screenshots.
+pub trait CaptureStore {
+    /// Newest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn captures(&self, query: &CaptureQuery) -> Result<Vec<CaptureSummary>, StoreError>;
+    /// # Errors
+    /// A storage failure.
+    fn capture(&self, id: Uuid) -> Result<Option<CaptureDetail>, StoreError>;
+    /// The PNG, if the capture exists and has one.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn capture_image(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Records a decision; `false` if there is no such capture.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn triage(&self, id: Uuid, triage: &Triage) -> Result<bool, StoreError>;
+    /// Counts per status.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn capture_counts(&self) -> Result<Vec<(Status, u64)>, StoreError>;
+    /// Deletes the captures (and their images) that `retention` says have
+    /// expired at `now`, and writes one audit event for each. Returns them.
+    ///
+    /// # Errors
+    /// A storage failure; what was deleted before it stays deleted and
+    /// audited.
+    fn expire(&self, retention: &Retention, now: UnixMillis) -> Result<Vec<Deleted>, StoreError>;
+    /// Deletes one capture and its image, with an audit event by `actor`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn delete_capture(&self, id: Uuid, actor: &str, origin: &str) -> Result<bool, StoreError>;
+}
+
+/// A laptop as the console knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    pub id: Uuid,
+    pub hostname: String,
+    pub os: String,
+    pub agent_version: String,
+    pub user: Option<String>,
+    pub enrolled: Option<String>,
+    pub last_seen: Option<String>,
+    pub online: bool,
+    pub revoked: Option<String>,
+    /// The latest heartbeat's figures, as JSON.
+    pub heartbeat: Option<serde_json::Value>,
+}
+
+/// A console event worth an alert (a device gone quiet, back again, …).
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub time: String,
+    pub kind: String,
+    pub device: Option<Uuid>,
+    pub detail: String,
+}
+
+/// Laptops, their liveness and their revocation.
+pub trait DeviceStore {
+    /// Records a newly enrolled device.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn add_device(
+        &self,
+        id: Uuid,
+        hostname: &str,
+        os: &str,
+        agent_version: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// A device opened a connection (created if it was minted without
+    /// enrolment, as the load simulator's are).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn device_connected(
+        &self,
+        id: Uuid,
+        agent_version: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// Every device, by hostname; `online` means heard from since
+    /// `online_since`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn devices(&self, online_since: UnixMillis) -> Result<Vec<Device>, StoreError>;
+    /// Marks devices silent since before `cutoff` offline, with an event
+    /// each; marks devices seen since `cutoff` online again, with an event
+    /// each. Returns the events written.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn update_presence(
+        &self,
+        cutoff: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// Revokes a device: its certificate is refused from now on.
+    /// `false` if there is no such device.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn revoke_device(&self, id: Uuid, reason: &str, now: UnixMillis) -> Result<bool, StoreError>;
+    /// The ids of every revoked device.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn revoked_devices(&self) -> Result<HashSet<String>, StoreError>;
+    /// Console events, newest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
+}
+
+/// One row of the weekly site-visit report.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeeklyVisitRow {
+    pub domain: String,
+    pub user: String,
+    pub visits: u64,
+    pub active_seconds: u64,
+    pub first: String,
+    pub last: String,
+    pub flags: Vec<String>,
+}
+
+/// An AUP answer as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AupDecisionRow {
+    pub user: String,
+    pub device: Uuid,
+    pub hostname: String,
+    pub audience: String,
+    pub version: u32,
+    pub decision: String,
+    pub time: String,
+}
+
+/// Site visits, AUP answers, pupils' concerns and tamper events.
+pub trait ActivityStore {
+    /// Site visits that started in `[start, end)`, by domain and user.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn weekly_visits(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<Vec<WeeklyVisitRow>, StoreError>;
+    /// Newest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn aup_decisions(&self, limit: u32) -> Result<Vec<AupDecisionRow>, StoreError>;
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    /// Where the request came from (an address, `cli`, `system`).
+    pub origin: String,
+}
+
+/// What to write to the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    pub time: UnixMillis,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub detail: &'a str,
+    pub origin: &'a str,
+}
+
+/// The append-only record of who did what.
+pub trait AuditStore {
+    /// # Errors
+    /// A storage failure: the caller must then not do what it was auditing.
+    fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError>;
+    /// Newest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Why an enrolment token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error(
+        "the enrolment token was not issued by this console (or was mistyped); mint a new one with `console-server enroll-token`"
+    )]
+    Unknown,
+    #[error(
+        "the enrolment token expired at {0}; mint a new one with `console-server enroll-token`"
+    )]
+    Expired(String),
+    #[error(
+        "the enrolment token was already used at {at} by device {device}; each token enrols one laptop, mint another"
+    )]
+    Used { at: String, device: String },
+}
+
+/// Staff accounts, API tokens and enrolment tokens. Secrets are stored only
+/// as hashes.
+pub trait UserStore {
+    /// # Errors
+    /// A storage failure, or [`StoreError::Refused`] if the name is taken.
+    fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// # Errors
+    /// A storage failure.
+    fn add_api_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// The name and role the token was issued to.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn api_token(&self, token_hash: &str) -> Result<Option<(String, Role)>, StoreError>;
+    /// # Errors
+    /// A storage failure.
+    fn add_enroll_token(
+        &self,
+        secret_hash: &str,
+        expires: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// Uses up a token for `device`, atomically: of two laptops racing with
+    /// one token, exactly one wins.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn redeem_enroll_token(
+        &self,
+        secret_hash: &str,
+        device: Uuid,
+        now: UnixMillis,
+    ) -> Result<Result<(), TokenRefusal>, StoreError>;
+}
+
+/// The policy agents run, versioned.
+pub trait PolicyStore {
+    /// The current policy (version 1 is written at first run).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn policy(&self) -> Result<Policy, StoreError>;
+    /// Stores `policy` as the next version and returns it with that version.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn set_policy(&self, policy: Policy, now: UnixMillis) -> Result<Policy, StoreError>;
+}
+
+/// All of the console's storage.
+pub trait Store:
+    IngestStore
+    + CaptureStore
+    + DeviceStore
+    + ActivityStore
+    + AuditStore
+    + UserStore
+    + PolicyStore
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: IngestStore
+        + CaptureStore
+        + DeviceStore
+        + ActivityStore
+        + AuditStore
+        + UserStore
+        + PolicyStore
+        + Send
+        + Sync
+{
+}
+
+/// RFC 3339 in UTC, millisecond precision, for the API.
+pub fn rfc3339(t: UnixMillis) -> String {
+    match jiff::Timestamp::from_millisecond(t.0) {
+        Ok(ts) => format!("{ts:.3}"),
+        Err(_) => format!("invalid time ({} ms)", t.0),
+    }
+}

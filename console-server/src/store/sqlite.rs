@@ -1,0 +1,1088 @@
+//! The embedded store: SQLite in WAL mode with `synchronous = FULL` (a
+//! commit is on disk when it returns, which is what lets the console ack),
+//! and screenshots in an [`ImageStore`].
+//!
+//! Two connections: a writer (ingest batches, triage, audit, retention) and
+//! a reader for the API, so a long report never holds up ingest; WAL lets
+//! them run at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use protocol::{AgentMessage, Audience, Decision, Policy, Screenshot, UnixMillis};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use uuid::Uuid;
+
+use super::images::ImageStore;
+use super::migrations::MIGRATIONS;
+use super::*;
+
+/// SQLite plus image files.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    images: Arc<dyn ImageStore>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+fn db(during: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Database { during, source }
+}
+
+fn img(during: &'static str) -> impl Fn(std::io::Error) -> StoreError {
+    move |source| StoreError::Image { during, source }
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (an
+    // open transaction rolls back when dropped), so a poisoned lock is safe
+    // to reuse.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db("opening the database"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db("setting the busy timeout"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )
+    .map_err(db("setting up the database connection"))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db("reading the schema version"))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(db("starting a migration"))?;
+        tx.execute_batch(sql).map_err(db("applying a migration"))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(db("recording a migration"))?;
+        tx.commit().map_err(db("committing a migration"))?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`, and
+    /// writes `default_policy` as version 1 if there is no policy yet.
+    ///
+    /// # Errors
+    /// If the database cannot be opened or migrated.
+    pub fn open(
+        path: &Path,
+        images: Arc<dyn ImageStore>,
+        default_policy: impl FnOnce() -> Policy,
+    ) -> Result<Self, StoreError> {
+        let mut writer = open_connection(path)?;
+        migrate(&mut writer)?;
+        let has_policy: bool = writer
+            .query_row("SELECT EXISTS (SELECT 1 FROM policies)", [], |r| r.get(0))
+            .map_err(db("reading the policy"))?;
+        if !has_policy {
+            let mut policy = default_policy();
+            policy.version = 1;
+            let body = serde_json::to_string(&policy).expect("a policy serialises");
+            writer
+                .execute(
+                    "INSERT INTO policies (version, created, body) VALUES (1, ?1, ?2)",
+                    params![UnixMillis::now().0, body],
+                )
+                .map_err(db("writing the first policy"))?;
+        }
+        let reader = open_connection(path)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            images,
+        })
+    }
+}
+
+fn id_str(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+fn parse_id(s: &str) -> rusqlite::Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn record_exists(tx: &Transaction<'_>, table: &str, id: Uuid) -> rusqlite::Result<bool> {
+    tx.query_row(
+        &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"),
+        [id_str(id)],
+        |r| r.get(0),
+    )
+}
+
+fn audience_str(a: Audience) -> &'static str {
+    match a {
+        Audience::Pupils => "pupils",
+        Audience::Staff => "staff",
+    }
+}
+
+fn decision_str(d: Decision) -> &'static str {
+    match d {
+        Decision::Accept => "accept",
+        Decision::Decline => "decline",
+    }
+}
+
+fn png(shot: &Screenshot) -> Option<&[u8]> {
+    match shot {
+        Screenshot::Png(bytes) => Some(bytes),
+        Screenshot::Missing(_) => None,
+    }
+}
+
+fn missing(shot: &Screenshot) -> Option<&str> {
+    match shot {
+        Screenshot::Png(_) => None,
+        Screenshot::Missing(why) => Some(why),
+    }
+}
+
+fn insert_record(
+    tx: &Transaction<'_>,
+    item: &Incoming,
+    image: Option<&str>,
+) -> rusqlite::Result<Stored> {
+    let device = id_str(item.device);
+    let changed = match &item.message {
+        AgentMessage::Capture(c) => tx.execute(
+            "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
+                 window_title, url, term, category, severity, context, match_start, match_end,
+                 image, image_missing)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            params![
+                id_str(c.id),
+                device,
+                c.time.0,
+                item.received.0,
+                c.user,
+                c.source.as_str(),
+                c.app,
+                c.window_title,
+                c.url,
+                c.term,
+                c.category,
+                c.severity,
+                c.context,
+                c.context_match.0,
+                c.context_match.1,
+                image,
+                missing(&c.screenshot),
+            ],
+        )?,
+        AgentMessage::Concern(c) => tx.execute(
+            "INSERT OR IGNORE INTO concerns (id, device, time, user, text, app, window_title,
+                 url, page_title, image, image_missing)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                id_str(c.id),
+                device,
+                c.time.0,
+                c.user,
+                c.text,
+                c.app,
+                c.window_title,
+                c.url,
+                c.page_title,
+                image,
+                missing(&c.screenshot),
+            ],
+        )?,
+        AgentMessage::SiteVisits(batch) => {
+            let new = tx.execute(
+                "INSERT OR IGNORE INTO visit_batches (id, device, received) VALUES (?1, ?2, ?3)",
+                params![id_str(batch.id), device, item.received.0],
+            )?;
+            if new == 1 {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO site_visits (batch, device, user, browser, url, domain, title,
+                         start, end, active_seconds, visits)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?;
+                for v in &batch.visits {
+                    stmt.execute(params![
+                        id_str(batch.id),
+                        device,
+                        v.user,
+                        v.browser,
+                        v.url,
+                        v.domain,
+                        v.title,
+                        v.start.0,
+                        v.end.0,
+                        v.active_seconds,
+                        v.visits,
+                    ])?;
+                }
+            }
+            new
+        }
+        AgentMessage::AupDecision(a) => tx.execute(
+            "INSERT OR IGNORE INTO aup_decisions (id, device, time, user, audience, version, decision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                id_str(a.id),
+                device,
+                a.time.0,
+                a.user,
+                audience_str(a.audience),
+                a.aup_version,
+                decision_str(a.decision),
+            ],
+        )?,
+        AgentMessage::TamperEvent(t) => tx.execute(
+            "INSERT OR IGNORE INTO tamper_events (id, device, time, user, kind, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id_str(t.id),
+                device,
+                t.time.0,
+                t.user,
+                format!("{:?}", t.kind),
+                t.detail,
+            ],
+        )?,
+        AgentMessage::Heartbeat(h) => {
+            let figures = serde_json::json!({
+                "time": rfc3339(h.time),
+                "uptime_seconds": h.uptime_seconds,
+                "load": h.load,
+                "memory_total_bytes": h.memory_total_bytes,
+                "memory_used_bytes": h.memory_used_bytes,
+                "spool_depth": h.spool_depth,
+                "spool_dropped": h.spool_dropped,
+                "policy_version": h.policy_version,
+            });
+            tx.execute(
+                "UPDATE devices SET hostname = ?2, os = ?3, agent_version = ?4, user = ?5,
+                     heartbeat = ?6
+                 WHERE id = ?1",
+                params![
+                    device,
+                    h.hostname,
+                    h.os,
+                    h.agent_version,
+                    h.user,
+                    figures.to_string()
+                ],
+            )?;
+            return Ok(Stored::Applied);
+        }
+        AgentMessage::Hello(_) => return Ok(Stored::Applied),
+    };
+    Ok(if changed == 1 {
+        Stored::New
+    } else {
+        Stored::Duplicate
+    })
+}
+
+fn table_of(message: &AgentMessage) -> Option<&'static str> {
+    match message {
+        AgentMessage::Capture(_) => Some("captures"),
+        AgentMessage::Concern(_) => Some("concerns"),
+        _ => None,
+    }
+}
+
+fn image_of(message: &AgentMessage) -> Option<(Uuid, &[u8])> {
+    match message {
+        AgentMessage::Capture(c) => png(&c.screenshot).map(|b| (c.id, b)),
+        AgentMessage::Concern(c) => png(&c.screenshot).map(|b| (c.id, b)),
+        _ => None,
+    }
+}
+
+impl IngestStore for SqliteStore {
+    fn store_batch(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction()
+            .map_err(db("starting an ingest transaction"))?;
+        // Images of records not stored yet go to disk (synced) first.
+        let mut pending: Vec<(usize, Uuid, &[u8])> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, item) in batch.iter().enumerate() {
+            if let (Some(table), Some((id, bytes))) =
+                (table_of(&item.message), image_of(&item.message))
+                && seen.insert(id)
+                && !record_exists(&tx, table, id).map_err(db("checking for a resend"))?
+            {
+                pending.push((i, id, bytes));
+            }
+        }
+        let to_write: Vec<(Uuid, &[u8])> = pending.iter().map(|(_, id, b)| (*id, *b)).collect();
+        let keys = self
+            .images
+            .put_all(&to_write)
+            .map_err(img("writing screenshots"))?;
+        let mut key_of: BTreeMap<usize, &str> = BTreeMap::new();
+        for ((i, _, _), key) in pending.iter().zip(&keys) {
+            key_of.insert(*i, key);
+        }
+        // A resend whose first copy is in this same batch has no key; its
+        // row is ignored as a duplicate anyway.
+        let mut out = Vec::with_capacity(batch.len());
+        let mut last_seen: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for (i, item) in batch.iter().enumerate() {
+            let key = key_of.get(&i).copied();
+            out.push(insert_record(&tx, item, key).map_err(db("storing a record"))?);
+            let seen = last_seen.entry(item.device).or_insert(item.received.0);
+            *seen = (*seen).max(item.received.0);
+        }
+        for (device, at) in last_seen {
+            tx.execute(
+                "UPDATE devices SET last_seen = MAX(COALESCE(last_seen, 0), ?2) WHERE id = ?1",
+                params![id_str(device), at],
+            )
+            .map_err(db("updating last seen"))?;
+        }
+        tx.commit().map_err(db("committing an ingest batch"))?;
+        Ok(out)
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "c.id, c.device, COALESCE(d.hostname, ''), c.user, c.time, c.source,
+    c.app, c.window_title, c.url, c.term, c.category, c.severity, c.context, c.match_start,
+    c.match_end, c.image IS NOT NULL, c.image_missing, c.status";
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaptureSummary> {
+    let status: String = r.get(17)?;
+    Ok(CaptureSummary {
+        id: parse_id(&r.get::<_, String>(0)?)?,
+        device: parse_id(&r.get::<_, String>(1)?)?,
+        hostname: r.get(2)?,
+        user: r.get(3)?,
+        time: rfc3339(UnixMillis(r.get(4)?)),
+        source: r.get(5)?,
+        app: r.get(6)?,
+        window_title: r.get(7)?,
+        url: r.get(8)?,
+        term: r.get(9)?,
+        category: r.get(10)?,
+        severity: r.get(11)?,
+        context: r.get(12)?,
+        context_match: [r.get(13)?, r.get(14)?],
+        has_image: r.get(15)?,
+        image_missing: r.get(16)?,
+        status: Status::parse(&status).unwrap_or(Status::New),
+    })
+}
+
+impl SqliteStore {
+    fn delete_capture_in(
+        tx: &Transaction<'_>,
+        id: Uuid,
+        entry: &AuditEntry<'_>,
+    ) -> rusqlite::Result<Option<(Option<String>, Deleted)>> {
+        let row: Option<(Option<String>, String, i64)> = tx
+            .query_row(
+                "SELECT image, status, time FROM captures WHERE id = ?1",
+                [id_str(id)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((image, status, time)) = row else {
+            return Ok(None);
+        };
+        tx.execute("DELETE FROM triage WHERE capture = ?1", [id_str(id)])?;
+        tx.execute("DELETE FROM captures WHERE id = ?1", [id_str(id)])?;
+        insert_audit(tx, entry)?;
+        Ok(Some((
+            image,
+            Deleted {
+                id,
+                status: Status::parse(&status).unwrap_or(Status::New),
+                time: UnixMillis(time),
+            },
+        )))
+    }
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEntry<'_>) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO audit (time, actor, action, target, detail, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.time.0, e.actor, e.action, e.target, e.detail, e.origin],
+    )?;
+    Ok(())
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl CaptureStore for SqliteStore {
+    fn captures(&self, q: &CaptureQuery) -> Result<Vec<CaptureSummary>, StoreError> {
+        let mut sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM captures c LEFT JOIN devices d ON d.id = c.device WHERE 1"
+        );
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = q.status {
+            sql.push_str(" AND c.status = ?");
+            args.push(Box::new(s.as_str()));
+        }
+        if let Some(d) = q.device {
+            sql.push_str(" AND c.device = ?");
+            args.push(Box::new(id_str(d)));
+        }
+        if let Some(cat) = &q.category {
+            sql.push_str(" AND c.category = ?");
+            args.push(Box::new(cat.clone()));
+        }
+        if let Some(min) = q.min_severity {
+            sql.push_str(" AND c.severity >= ?");
+            args.push(Box::new(min));
+        }
+        if let Some(before) = q.before {
+            sql.push_str(" AND c.id < ?");
+            args.push(Box::new(id_str(before)));
+        }
+        sql.push_str(" ORDER BY c.id DESC LIMIT ?");
+        args.push(Box::new(q.limit));
+        let conn = lock(&self.reader);
+        let mut stmt = conn.prepare(&sql).map_err(db("listing captures"))?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+                summary_row,
+            )
+            .map_err(db("listing captures"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(db("reading the capture list"))
+    }
+
+    fn capture(&self, id: Uuid) -> Result<Option<CaptureDetail>, StoreError> {
+        let conn = lock(&self.reader);
+        let found = conn
+            .query_row(
+                &format!(
+                    "SELECT {SUMMARY_COLUMNS}, c.received FROM captures c
+                     LEFT JOIN devices d ON d.id = c.device WHERE c.id = ?1"
+                ),
+                [id_str(id)],
+                |r| Ok((summary_row(r)?, r.get::<_, i64>(18)?)),
+            )
+            .optional()
+            .map_err(db("reading a capture"))?;
+        let Some((summary, received)) = found else {
+            return Ok(None);
+        };
+        let mut stmt = conn
+            .prepare(
+                "SELECT time, actor, status, note, action FROM triage WHERE capture = ?1 ORDER BY seq",
+            )
+            .map_err(db("reading triage history"))?;
+        let history = stmt
+            .query_map([id_str(id)], |r| {
+                let status: String = r.get(2)?;
+                Ok(TriageEntry {
+                    time: rfc3339(UnixMillis(r.get(0)?)),
+                    actor: r.get(1)?,
+                    status: Status::parse(&status).unwrap_or(Status::New),
+                    note: r.get(3)?,
+                    action: r.get(4)?,
+                })
+            })
+            .map_err(db("reading triage history"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("reading triage history"))?;
+        Ok(Some(CaptureDetail {
+            summary,
+            received: rfc3339(UnixMillis(received)),
+            history,
+        }))
+    }
+
+    fn capture_image(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let key: Option<Option<String>> = lock(&self.reader)
+            .query_row(
+                "SELECT image FROM captures WHERE id = ?1",
+                [id_str(id)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("reading a capture"))?;
+        match key.flatten() {
+            Some(key) => self.images.get(&key).map_err(img("reading a screenshot")),
+            None => Ok(None),
+        }
+    }
+
+    fn triage(&self, id: Uuid, t: &Triage) -> Result<bool, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("starting triage"))?;
+        let changed = tx
+            .execute(
+                "UPDATE captures SET status = ?2, status_time = ?3 WHERE id = ?1",
+                params![id_str(id), t.status.as_str(), t.time.0],
+            )
+            .map_err(db("recording triage"))?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO triage (capture, time, actor, status, note, action)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id_str(id),
+                t.time.0,
+                t.actor,
+                t.status.as_str(),
+                t.note,
+                t.action
+            ],
+        )
+        .map_err(db("recording triage"))?;
+        tx.commit().map_err(db("committing triage"))?;
+        Ok(true)
+    }
+
+    fn capture_counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare("SELECT status, COUNT(*) FROM captures GROUP BY status")
+            .map_err(db("counting captures"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(db("counting captures"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (status, n) = row.map_err(db("counting captures"))?;
+            if let Some(s) = Status::parse(&status) {
+                out.push((s, n as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    fn expire(&self, retention: &Retention, now: UnixMillis) -> Result<Vec<Deleted>, StoreError> {
+        let rules = [
+            (Status::FalsePositive, retention.false_positive_days),
+            (Status::New, retention.unreviewed_days),
+            (Status::Violation, retention.violation_days),
+        ];
+        let mut deleted = Vec::new();
+        for (status, days) in rules {
+            let Some(days) = days else { continue };
+            let cutoff = now.0 - i64::from(days) * DAY_MS;
+            loop {
+                // In slices, so a big first sweep never holds the writer long.
+                let ids: Vec<String> = {
+                    let conn = lock(&self.reader);
+                    let mut stmt = conn
+                        .prepare(
+                            "SELECT id FROM captures WHERE status = ?1 AND time < ?2 LIMIT 500",
+                        )
+                        .map_err(db("finding expired captures"))?;
+                    stmt.query_map(params![status.as_str(), cutoff], |r| r.get(0))
+                        .map_err(db("finding expired captures"))?
+                        .collect::<Result<_, _>>()
+                        .map_err(db("finding expired captures"))?
+                };
+                if ids.is_empty() {
+                    break;
+                }
+                let mut images = Vec::new();
+                {
+                    let mut conn = lock(&self.writer);
+                    let tx = conn.transaction().map_err(db("starting retention"))?;
+                    for id in &ids {
+                        let id = Uuid::parse_str(id)
+                            .map_err(|e| StoreError::Corrupt(format!("capture id {id}: {e}")))?;
+                        let detail = format!(
+                            "retention: {} capture older than {days} days",
+                            status.as_str()
+                        );
+                        let entry = AuditEntry {
+                            time: now,
+                            actor: "retention",
+                            action: "delete_capture",
+                            target: &id_str(id),
+                            detail: &detail,
+                            origin: "system",
+                        };
+                        if let Some((image, d)) = Self::delete_capture_in(&tx, id, &entry)
+                            .map_err(db("deleting an expired capture"))?
+                        {
+                            images.extend(image);
+                            deleted.push(d);
+                        }
+                    }
+                    tx.commit().map_err(db("committing retention"))?;
+                }
+                // Rows first, then files: a crash in between leaves an
+                // unnamed file, never a row naming a missing file.
+                for key in images {
+                    self.images
+                        .delete(&key)
+                        .map_err(img("deleting an expired screenshot"))?;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn delete_capture(&self, id: Uuid, actor: &str, origin: &str) -> Result<bool, StoreError> {
+        let image = {
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction().map_err(db("starting a deletion"))?;
+            let entry = AuditEntry {
+                time: UnixMillis::now(),
+                actor,
+                action: "delete_capture",
+                target: &id_str(id),
+                detail: "deleted by an admin",
+                origin,
+            };
+            let Some((image, _)) =
+                Self::delete_capture_in(&tx, id, &entry).map_err(db("deleting a capture"))?
+            else {
+                return Ok(false);
+            };
+            tx.commit().map_err(db("committing a deletion"))?;
+            image
+        };
+        if let Some(key) = image {
+            self.images
+                .delete(&key)
+                .map_err(img("deleting a screenshot"))?;
+        }
+        Ok(true)
+    }
+}
+
+fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
+    let heartbeat: Option<String> = r.get(9)?;
+    Ok(Device {
+        id: parse_id(&r.get::<_, String>(0)?)?,
+        hostname: r.get(1)?,
+        os: r.get(2)?,
+        agent_version: r.get(3)?,
+        user: r.get(4)?,
+        enrolled: r.get::<_, Option<i64>>(5)?.map(|t| rfc3339(UnixMillis(t))),
+        last_seen: r.get::<_, Option<i64>>(6)?.map(|t| rfc3339(UnixMillis(t))),
+        online: r.get(7)?,
+        revoked: r.get::<_, Option<i64>>(8)?.map(|t| rfc3339(UnixMillis(t))),
+        heartbeat: heartbeat.and_then(|h| serde_json::from_str(&h).ok()),
+    })
+}
+
+fn insert_event(
+    conn: &Connection,
+    now: UnixMillis,
+    kind: &str,
+    device: Option<&str>,
+    detail: &str,
+) -> rusqlite::Result<Event> {
+    conn.execute(
+        "INSERT INTO events (time, kind, device, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![now.0, kind, device, detail],
+    )?;
+    Ok(Event {
+        id: conn.last_insert_rowid(),
+        time: rfc3339(now),
+        kind: kind.to_owned(),
+        device: device.and_then(|d| Uuid::parse_str(d).ok()),
+        detail: detail.to_owned(),
+    })
+}
+
+impl DeviceStore for SqliteStore {
+    fn add_device(
+        &self,
+        id: Uuid,
+        hostname: &str,
+        os: &str,
+        agent_version: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        lock(&self.writer)
+            .execute(
+                "INSERT INTO devices (id, hostname, os, agent_version, enrolled, first_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![id_str(id), hostname, os, agent_version, now.0],
+            )
+            .map_err(db("recording an enrolled device"))?;
+        Ok(())
+    }
+
+    fn device_connected(
+        &self,
+        id: Uuid,
+        agent_version: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        lock(&self.writer)
+            .execute(
+                "INSERT INTO devices (id, agent_version, first_seen, last_seen)
+                 VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (id) DO UPDATE SET agent_version = ?2, last_seen = ?3",
+                params![id_str(id), agent_version, now.0],
+            )
+            .map_err(db("recording a device connection"))?;
+        Ok(())
+    }
+
+    fn devices(&self, online_since: UnixMillis) -> Result<Vec<Device>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, hostname, os, agent_version, user, enrolled, last_seen,
+                     revoked IS NULL AND COALESCE(last_seen >= ?1, 0), revoked, heartbeat
+                 FROM devices ORDER BY hostname, id",
+            )
+            .map_err(db("listing devices"))?;
+        stmt.query_map([online_since.0], device_row)
+            .map_err(db("listing devices"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("listing devices"))
+    }
+
+    fn update_presence(
+        &self,
+        cutoff: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("updating presence"))?;
+        let mut events = Vec::new();
+        let changes: Vec<(String, String, bool)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, hostname, online FROM devices
+                     WHERE revoked IS NULL AND last_seen IS NOT NULL
+                       AND ((online = 1 AND last_seen < ?1) OR (online = 0 AND last_seen >= ?1))",
+                )
+                .map_err(db("updating presence"))?;
+            stmt.query_map([cutoff.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db("updating presence"))?
+                .collect::<Result<_, _>>()
+                .map_err(db("updating presence"))?
+        };
+        for (id, hostname, was_online) in changes {
+            let name = if hostname.is_empty() { &id } else { &hostname };
+            let (online, kind, detail) = if was_online {
+                (
+                    0,
+                    "device_offline",
+                    format!("{name} has not been heard from"),
+                )
+            } else {
+                (1, "device_online", format!("{name} is back online"))
+            };
+            tx.execute(
+                "UPDATE devices SET online = ?2 WHERE id = ?1",
+                params![id, online],
+            )
+            .map_err(db("updating presence"))?;
+            events.push(
+                insert_event(&tx, now, kind, Some(&id), &detail)
+                    .map_err(db("recording a presence event"))?,
+            );
+        }
+        tx.commit().map_err(db("committing presence"))?;
+        Ok(events)
+    }
+
+    fn revoke_device(&self, id: Uuid, reason: &str, now: UnixMillis) -> Result<bool, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("revoking a device"))?;
+        let changed = tx
+            .execute(
+                "UPDATE devices SET revoked = ?2, revoked_reason = ?3, online = 0
+                 WHERE id = ?1 AND revoked IS NULL",
+                params![id_str(id), now.0, reason],
+            )
+            .map_err(db("revoking a device"))?;
+        if changed == 1 {
+            insert_event(&tx, now, "device_revoked", Some(&id_str(id)), reason)
+                .map_err(db("recording a revocation"))?;
+        }
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM devices WHERE id = ?1)",
+                [id_str(id)],
+                |r| r.get(0),
+            )
+            .map_err(db("revoking a device"))?;
+        tx.commit().map_err(db("committing a revocation"))?;
+        Ok(exists)
+    }
+
+    fn revoked_devices(&self) -> Result<HashSet<String>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare("SELECT id FROM devices WHERE revoked IS NOT NULL")
+            .map_err(db("reading revocations"))?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(db("reading revocations"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("reading revocations"))
+    }
+
+    fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare("SELECT id, time, kind, device, detail FROM events ORDER BY id DESC LIMIT ?1")
+            .map_err(db("listing events"))?;
+        stmt.query_map([limit], |r| {
+            let device: Option<String> = r.get(3)?;
+            Ok(Event {
+                id: r.get(0)?,
+                time: rfc3339(UnixMillis(r.get(1)?)),
+                kind: r.get(2)?,
+                device: device.and_then(|d| Uuid::parse_str(&d).ok()),
+                detail: r.get(4)?,
+            })
+        })
+        .map_err(db("listing events"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("listing events"))
+    }
+}
+
+impl ActivityStore for SqliteStore {
+    fn weekly_visits(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<Vec<WeeklyVisitRow>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare(
+                "SELECT domain, user, SUM(visits), SUM(active_seconds), MIN(start), MAX(end)
+                 FROM site_visits WHERE start >= ?1 AND start < ?2
+                 GROUP BY domain, user ORDER BY SUM(active_seconds) DESC, domain, user",
+            )
+            .map_err(db("building the weekly report"))?;
+        stmt.query_map(params![start.0, end.0], |r| {
+            Ok(WeeklyVisitRow {
+                domain: r.get(0)?,
+                user: r.get(1)?,
+                visits: r.get::<_, i64>(2)? as u64,
+                active_seconds: r.get::<_, i64>(3)? as u64,
+                first: rfc3339(UnixMillis(r.get(4)?)),
+                last: rfc3339(UnixMillis(r.get(5)?)),
+                flags: Vec::new(),
+            })
+        })
+        .map_err(db("building the weekly report"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("building the weekly report"))
+    }
+
+    fn aup_decisions(&self, limit: u32) -> Result<Vec<AupDecisionRow>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.user, a.device, COALESCE(d.hostname, ''), a.audience, a.version,
+                     a.decision, a.time
+                 FROM aup_decisions a LEFT JOIN devices d ON d.id = a.device
+                 ORDER BY a.time DESC, a.id DESC LIMIT ?1",
+            )
+            .map_err(db("listing AUP decisions"))?;
+        stmt.query_map([limit], |r| {
+            Ok(AupDecisionRow {
+                user: r.get(0)?,
+                device: parse_id(&r.get::<_, String>(1)?)?,
+                hostname: r.get(2)?,
+                audience: r.get(3)?,
+                version: r.get(4)?,
+                decision: r.get(5)?,
+                time: rfc3339(UnixMillis(r.get(6)?)),
+            })
+        })
+        .map_err(db("listing AUP decisions"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("listing AUP decisions"))
+    }
+}
+
+impl AuditStore for SqliteStore {
+    fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+        insert_audit(&lock(&self.writer), entry).map_err(db("writing the audit log"))
+    }
+
+    fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare(
+                "SELECT time, actor, action, target, detail, origin FROM audit
+                 ORDER BY seq DESC LIMIT ?1",
+            )
+            .map_err(db("reading the audit log"))?;
+        stmt.query_map([limit], |r| {
+            Ok(AuditEvent {
+                time: rfc3339(UnixMillis(r.get(0)?)),
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                target: r.get(3)?,
+                detail: r.get(4)?,
+                origin: r.get(5)?,
+            })
+        })
+        .map_err(db("reading the audit log"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("reading the audit log"))
+    }
+}
+
+impl UserStore for SqliteStore {
+    fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let changed = lock(&self.writer)
+            .execute(
+                "INSERT OR IGNORE INTO users (name, role, password_hash, created)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![name, role.as_str(), password_hash, now.0],
+            )
+            .map_err(db("adding a user"))?;
+        if changed == 0 {
+            return Err(StoreError::Refused(format!(
+                "a user named {name:?} already exists; choose another name"
+            )));
+        }
+        Ok(())
+    }
+
+    fn add_api_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        lock(&self.writer)
+            .execute(
+                "INSERT INTO api_tokens (hash, name, role, created) VALUES (?1, ?2, ?3, ?4)",
+                params![token_hash, name, role.as_str(), now.0],
+            )
+            .map_err(db("adding an API token"))?;
+        Ok(())
+    }
+
+    fn api_token(&self, token_hash: &str) -> Result<Option<(String, Role)>, StoreError> {
+        let row: Option<(String, String)> = lock(&self.reader)
+            .query_row(
+                "SELECT name, role FROM api_tokens WHERE hash = ?1 AND revoked IS NULL",
+                [token_hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db("checking an API token"))?;
+        Ok(row.and_then(|(name, role)| Role::parse(&role).map(|r| (name, r))))
+    }
+
+    fn add_enroll_token(
+        &self,
+        secret_hash: &str,
+        expires: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        lock(&self.writer)
+            .execute(
+                "INSERT INTO enroll_tokens (hash, created, expires) VALUES (?1, ?2, ?3)",
+                params![secret_hash, now.0, expires.0],
+            )
+            .map_err(db("recording an enrolment token"))?;
+        Ok(())
+    }
+
+    fn redeem_enroll_token(
+        &self,
+        secret_hash: &str,
+        device: Uuid,
+        now: UnixMillis,
+    ) -> Result<Result<(), TokenRefusal>, StoreError> {
+        let conn = lock(&self.writer);
+        let changed = conn
+            .execute(
+                "UPDATE enroll_tokens SET used = ?2, device = ?3
+                 WHERE hash = ?1 AND used IS NULL AND expires > ?2",
+                params![secret_hash, now.0, id_str(device)],
+            )
+            .map_err(db("redeeming an enrolment token"))?;
+        if changed == 1 {
+            return Ok(Ok(()));
+        }
+        let row: Option<(i64, Option<i64>, Option<String>)> = conn
+            .query_row(
+                "SELECT expires, used, device FROM enroll_tokens WHERE hash = ?1",
+                [secret_hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db("redeeming an enrolment token"))?;
+        Ok(Err(match row {
+            None => TokenRefusal::Unknown,
+            Some((_, Some(used), device)) => TokenRefusal::Used {
+                at: rfc3339(UnixMillis(used)),
+                device: device.unwrap_or_default(),
+            },
+            Some((expires, None, _)) => TokenRefusal::Expired(rfc3339(UnixMillis(expires))),
+        }))
+    }
+}
+
+impl PolicyStore for SqliteStore {
+    fn policy(&self) -> Result<Policy, StoreError> {
+        let body: String = lock(&self.reader)
+            .query_row(
+                "SELECT body FROM policies ORDER BY version DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db("reading the policy"))?;
+        serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("the stored policy does not parse: {e}")))
+    }
+
+    fn set_policy(&self, mut policy: Policy, now: UnixMillis) -> Result<Policy, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("saving the policy"))?;
+        let version: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM policies",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db("saving the policy"))?;
+        policy.version = version as u64;
+        let body = serde_json::to_string(&policy).expect("a policy serialises");
+        tx.execute(
+            "INSERT INTO policies (version, created, body) VALUES (?1, ?2, ?3)",
+            params![version, now.0, body],
+        )
+        .map_err(db("saving the policy"))?;
+        tx.commit().map_err(db("saving the policy"))?;
+        Ok(policy)
+    }
+}
