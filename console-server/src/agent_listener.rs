@@ -41,6 +41,10 @@ use crate::store::{Incoming, Store};
 
 /// Unacked records one connection may have in flight.
 pub const WINDOW: u32 = 64;
+/// At shutdown: how long a quiet line is waited on for more records, and
+/// the most time spent draining one connection.
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Longest a write to an agent may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest enrolment request (a CSR and a few names).
@@ -67,7 +71,11 @@ impl Revoked {
         let me = self.clone();
         Arc::new(move |device: &str| {
             me.contains(device).then(|| {
-                "its certificate has been revoked; enrol the laptop again with a new token".into()
+                tracing::info!(
+                    "refused device {device} at the handshake: it has been revoked \
+                     (enrol the laptop again with a new token to readmit it)"
+                );
+                "revoked".into()
             })
         })
     }
@@ -370,10 +378,22 @@ async fn read_loop(
     );
     let window = Arc::new(Semaphore::new(WINDOW as usize));
     let mut shutdown = ctx.shutdown.clone();
+    // At shutdown, records the agent has already sent are still read (until
+    // the line is quiet for DRAIN_QUIET, or DRAIN_LIMIT passes), stored and
+    // acked, so a restart costs the agent no resends.
+    let mut drain_until: Option<Instant> = None;
     loop {
+        let wait = match drain_until {
+            None => idle,
+            Some(limit) => DRAIN_QUIET.min(limit.saturating_duration_since(Instant::now())),
+        };
         let len = tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => return,
-            r = timeout(idle, reader.next_frame_len()) => match r {
+            _ = shutdown.wait_for(|s| *s), if drain_until.is_none() => {
+                drain_until = Some(Instant::now() + DRAIN_LIMIT);
+                continue;
+            }
+            r = timeout(wait, reader.next_frame_len()) => match r {
+                Err(_) if drain_until.is_some() => return,
                 Err(_) => {
                     tracing::info!("{peer} ({device}): idle for {idle:?}; closing");
                     return;

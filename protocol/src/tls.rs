@@ -135,7 +135,9 @@ pub fn server_config_mtls(
 
 /// Decides whether a device certificate that chains to the console CA may
 /// still connect: given the device id it names, `Some(reason)` refuses it
-/// (revoked, say). Called during the TLS handshake, so it must be quick.
+/// (revoked, say; the laptop gets a `certificate_revoked` alert, the reason
+/// is for the console's log). Called during the TLS handshake, so it must
+/// be quick.
 pub type DeviceGate = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The console's agent listener: clients that present a certificate must
@@ -208,10 +210,12 @@ impl ClientCertVerifier for GatedClientVerifier {
             .verify_client_cert(end_entity, intermediates, now)?;
         let device = crate::pki::device_id_of(end_entity)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        if let Some(reason) = (self.gate)(&device) {
-            return Err(rustls::Error::General(format!(
-                "device {device} is refused: {reason}"
-            )));
+        if (self.gate)(&device).is_some() {
+            // Sent to the laptop as a `certificate_revoked` alert; the gate
+            // logs the console's reason.
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
         }
         Ok(verified)
     }

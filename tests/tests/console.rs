@@ -1,0 +1,573 @@
+//! The console server end to end: the real binary, real TLS on loopback,
+//! the real SQLite database, driven through its command line, its agent
+//! port and its JSON API.
+
+use std::time::Duration;
+
+use protocol::device_link::{DeviceIdentity, DeviceLink};
+use protocol::enrol::{DeviceFacts, EnrollToken, enroll};
+use protocol::frame;
+use protocol::{AgentMessage, ConsoleMessage, ProtocolError};
+use tests::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn facts(name: &str) -> DeviceFacts {
+    DeviceFacts {
+        hostname: name.into(),
+        os: "Debian 13".into(),
+        agent_version: "test".into(),
+    }
+}
+
+async fn enrol_with(token: &str, name: &str) -> Result<DeviceIdentity, ProtocolError> {
+    let token = EnrollToken::decode(token)?;
+    let e = timeout(WAIT, enroll(&token, &facts(name)))
+        .await
+        .expect("enrolment answered within 20 s")?;
+    Ok(DeviceIdentity {
+        device_id: e.device_id,
+        certificate_pem: e.certificate_pem,
+        key_pem: e.key_pem,
+        ca_pem: e.ca_pem,
+    })
+}
+
+async fn link(console: &ConsoleProcess, id: &DeviceIdentity) -> Result<DeviceLink, ProtocolError> {
+    timeout(
+        WAIT,
+        DeviceLink::connect(&console.agent_addr, id, "test", 0),
+    )
+    .await
+    .expect("connection answered within 20 s")
+}
+
+/// Sends a message and waits for the console's next message.
+async fn roundtrip(link: &mut DeviceLink, msg: AgentMessage) -> ConsoleMessage {
+    link.send(&msg).await.expect("sent");
+    timeout(WAIT, link.recv())
+        .await
+        .expect("the console answered within 20 s")
+        .expect("the console answered")
+}
+
+fn started() -> (tempfile::TempDir, ConsoleProcess) {
+    let tmp = tempfile::tempdir().unwrap();
+    let console = ConsoleProcess::start(&tmp.path().join("data")).unwrap();
+    (tmp, console)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_admits_each_laptop_once_and_refuses_bad_tokens() {
+    let (_tmp, console) = started();
+    let data = &console.data;
+
+    // Happy path: enrol, connect with the new certificate, deliver a capture.
+    let token = enroll_token(data, &console.agent_addr, "1h").unwrap();
+    let laptop = enrol_with(&token, "lab-01").await.unwrap();
+    let mut session = link(&console, &laptop).await.unwrap();
+    assert!(session.policy.is_some(), "a new device gets the policy");
+    let c = capture("i want to kms tonight", "kms", None);
+    let id = c.id;
+    assert_eq!(
+        roundtrip(&mut session, AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![id])
+    );
+
+    // The same token again: refused, saying it was used and by whom.
+    let err = enrol_with(&token, "lab-02").await.unwrap_err().to_string();
+    assert!(err.contains("already used"), "{err}");
+    assert!(err.contains(&laptop.device_id.to_string()), "{err}");
+
+    // Each laptop gets its own identity.
+    let second = enrol_with(
+        &enroll_token(data, &console.agent_addr, "1h").unwrap(),
+        "lab-02",
+    )
+    .await
+    .unwrap();
+    assert_ne!(second.device_id, laptop.device_id);
+    assert_ne!(second.certificate_pem, laptop.certificate_pem);
+
+    // Expired.
+    let short = enroll_token(data, &console.agent_addr, "1s").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let err = enrol_with(&short, "lab-03").await.unwrap_err().to_string();
+    assert!(err.contains("expired"), "{err}");
+
+    // Forged: the right console and CA, a secret it never issued.
+    let mut forged = EnrollToken::decode(&token).unwrap();
+    forged.secret = "made-up-secret".into();
+    let err = enrol_with(&forged.encode(), "lab-04")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not issued by this console"), "{err}");
+
+    // A token pinning another CA: the laptop refuses the console.
+    let mut wrong_pin =
+        EnrollToken::decode(&enroll_token(data, &console.agent_addr, "1h").unwrap()).unwrap();
+    wrong_pin.ca_fingerprint = "00".repeat(32);
+    let err = enrol_with(&wrong_pin.encode(), "lab-05")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pinned"), "{err}");
+
+    // A damaged token is refused before any connection.
+    let err = enrol_with(&token[..token.len() - 3], "lab-06")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("damaged"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_laptop_is_cut_off_and_refused_at_the_handshake() {
+    let (_tmp, console) = started();
+    let laptop = enrol_with(
+        &enroll_token(&console.data, &console.agent_addr, "1h").unwrap(),
+        "lab-07",
+    )
+    .await
+    .unwrap();
+    let mut open = link(&console, &laptop).await.unwrap();
+    let c = capture("kms", "kms", None);
+    let id = c.id;
+    assert_eq!(
+        roundtrip(&mut open, AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![id])
+    );
+
+    let data = console.data.to_str().unwrap();
+    console_cli(
+        &[
+            "device",
+            "revoke",
+            "--data",
+            data,
+            &laptop.device_id.to_string(),
+        ],
+        None,
+    )
+    .unwrap();
+    // The running console picks the revocation up within a few seconds;
+    // the open session is told at its next record.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = roundtrip(
+            &mut open,
+            AgentMessage::Capture(capture("kms", "kms", None)),
+        )
+        .await;
+        match reply {
+            ConsoleMessage::Revoke { reason } => {
+                assert!(reason.contains("revoked"), "{reason}");
+                break;
+            }
+            ConsoleMessage::Ack(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still acked 20 s after revocation"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let err = link(&console, &laptop).await.unwrap_err().to_string();
+    assert!(
+        err.contains("CertificateRevoked"),
+        "{err}\n{}",
+        console.log_text()
+    );
+    let log = console.log_text();
+    assert!(log.contains("revoked"), "the console logs why: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_a_device_certificate_get_nothing() {
+    let (_tmp, console) = started();
+    // A certificate from another CA: refused in the handshake.
+    let stranger =
+        identity_from(&protocol::pki::Authority::generate("Other school").unwrap()).unwrap();
+    let mut foreign = stranger.clone();
+    foreign.ca_pem = std::fs::read_to_string(console.data.join("ca.pem")).unwrap();
+    assert!(link(&console, &foreign).await.is_err());
+
+    // TLS without a certificate, speaking the device protocol: no Welcome.
+    let config = protocol::tls::client_config(&foreign.ca_pem).unwrap();
+    let tcp = TcpStream::connect(&console.agent_addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(protocol::tls::console_server_name(), tcp)
+        .await
+        .unwrap();
+    let mut conn = protocol::Connection::new(tls);
+    let hello = AgentMessage::Hello(protocol::Hello {
+        protocol_version: protocol::PROTOCOL_VERSION,
+        agent_version: "x".into(),
+        device_id: uuid::Uuid::now_v7(),
+        policy_version: 0,
+    });
+    conn.send(&hello).await.unwrap();
+    let answer = timeout(WAIT, conn.read::<ConsoleMessage>()).await.unwrap();
+    assert!(
+        !matches!(answer, Ok(Some(ConsoleMessage::Welcome(_)))),
+        "{answer:?}"
+    );
+
+    // Plain TCP: a Hello frame without TLS is not a TLS ClientHello.
+    let mut tcp = TcpStream::connect(&console.agent_addr).await.unwrap();
+    tcp.write_all(&frame::encode(&hello, frame::DEFAULT_MAX_FRAME).unwrap())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = timeout(WAIT, tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    // At most a TLS alert (content type 21), never a frame.
+    assert!(n == 0 || buf[0] == 21, "got {:?}", &buf[..n]);
+
+    // And the console still serves enrolled laptops.
+    let laptop = enrol_with(
+        &enroll_token(&console.data, &console.agent_addr, "1h").unwrap(),
+        "lab-08",
+    )
+    .await
+    .unwrap();
+    assert!(link(&console, &laptop).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_only_that_connection_and_bad_records_are_rejected() {
+    let (_tmp, console) = started();
+    let good_id = identity_from_ca(&console.data).unwrap();
+    let bad_id = identity_from_ca(&console.data).unwrap();
+    let mut good = link(&console, &good_id).await.unwrap();
+
+    // Garbage inside a well-sized frame.
+    let mut garbage = link(&console, &bad_id).await.unwrap();
+    let mut raw = garbage.writer.into_inner();
+    raw.write_all(&[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+        .await
+        .unwrap();
+    raw.flush().await.unwrap();
+    let closed = timeout(WAIT, garbage.reader.read::<ConsoleMessage>())
+        .await
+        .expect("the console closed the garbage connection within 20 s");
+    assert!(matches!(closed, Ok(None) | Err(_)), "{closed:?}");
+
+    // An oversized frame header: closed before any body is read.
+    let mut big = link(&console, &bad_id).await.unwrap();
+    let mut raw = big.writer.into_inner();
+    raw.write_all(&(200u32 * 1024 * 1024).to_be_bytes())
+        .await
+        .unwrap();
+    raw.flush().await.unwrap();
+    let closed = timeout(WAIT, big.reader.read::<ConsoleMessage>())
+        .await
+        .expect("the console closed the oversized connection within 20 s");
+    assert!(matches!(closed, Ok(None) | Err(_)), "{closed:?}");
+    assert!(console.log_text().contains("over the"), "the log says why");
+
+    // The other connection carries on.
+    let c = capture("i want to kms", "kms", Some(fake_png(20, 1)));
+    let id = c.id;
+    assert_eq!(
+        roundtrip(&mut good, AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![id])
+    );
+
+    // A record that can never be stored is rejected, with a reason.
+    let mut bad = capture("x", "x", None);
+    bad.severity = 9;
+    let bad_record = bad.id;
+    match roundtrip(&mut good, AgentMessage::Capture(bad)).await {
+        ConsoleMessage::Reject(r) => {
+            assert_eq!(r[0].id, bad_record);
+            assert!(r[0].reason.contains("severity"), "{}", r[0].reason);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut not_png = capture("kms", "kms", Some(b"<html>".to_vec()));
+    not_png.id = uuid::Uuid::now_v7();
+    match roundtrip(&mut good, AgentMessage::Capture(not_png)).await {
+        ConsoleMessage::Reject(r) => assert!(r[0].reason.contains("PNG"), "{}", r[0].reason),
+        other => panic!("{other:?}"),
+    }
+    // A resend is acked again and stored once.
+    let again = capture("i want to kms", "kms", Some(fake_png(20, 1)));
+    let mut resend = again.clone();
+    resend.id = id;
+    assert_eq!(
+        roundtrip(&mut good, AgentMessage::Capture(resend)).await,
+        ConsoleMessage::Ack(vec![id])
+    );
+    assert_eq!(count_stored(&console.data, &[id]).unwrap(), (0, 0));
+    assert_eq!(count_stored(&console.data, &[bad_record]).unwrap(), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_captures_by_role_and_audits_every_look() {
+    let (_tmp, console) = started();
+    let data = &console.data;
+    let laptop = enrol_with(
+        &enroll_token(data, &console.agent_addr, "1h").unwrap(),
+        "lab-09",
+    )
+    .await
+    .unwrap();
+    let mut session = link(&console, &laptop).await.unwrap();
+    let png = fake_png(150, 7);
+    let hostile = "<script>alert(1)</script> \u{202e}kms\u{0}\" '";
+    let mut c = capture(hostile, "kms", Some(png.clone()));
+    c.window_title = "<img src=x onerror=alert(2)>".into();
+    let id = c.id;
+    assert_eq!(
+        roundtrip(&mut session, AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![id])
+    );
+
+    let admin = Api::new(
+        data,
+        &console.web_addr,
+        &api_token(data, "ms.lead", "admin").unwrap(),
+    )
+    .unwrap();
+    let reviewer = admin.with_token(&api_token(data, "mr.review", "reviewer").unwrap());
+    let auditor = admin.with_token(&api_token(data, "mrs.audit", "auditor").unwrap());
+    let nobody = admin.with_token("sgapi_not-a-token");
+
+    tokio::task::spawn_blocking(move || {
+        // No token, a wrong token.
+        assert_eq!(nobody.get("/api/v1/captures").unwrap().0, 401);
+        // The reviewer sees the capture, hostile text exactly as captured.
+        let (status, list) = reviewer
+            .get("/api/v1/captures?status=new&limit=10")
+            .unwrap();
+        assert_eq!(status, 200, "{list}");
+        let first = &list["captures"][0];
+        assert_eq!(first["id"], id.to_string());
+        assert_eq!(first["context"], hostile);
+        assert_eq!(first["window_title"], "<img src=x onerror=alert(2)>");
+        assert_eq!(first["has_image"], true);
+        assert_eq!(first["status"], "new");
+        assert_eq!(first["device"], laptop.device_id.to_string());
+        // The screenshot, byte for byte.
+        let (status, ctype, body) = reviewer
+            .get_bytes(&format!("/api/v1/captures/{id}/image"))
+            .unwrap();
+        assert_eq!((status, ctype.as_str()), (200, "image/png"));
+        assert_eq!(body, png);
+        // Triage, and its history.
+        let (status, detail) = reviewer
+            .send(
+                "POST",
+                &format!("/api/v1/captures/{id}/triage"),
+                &serde_json::json!({"status": "violation", "note": "spoke to pupil"}),
+            )
+            .unwrap();
+        assert_eq!(status, 200, "{detail}");
+        assert_eq!(detail["status"], "violation");
+        assert_eq!(detail["history"][0]["actor"], "mr.review");
+        let (status, err) = reviewer
+            .send(
+                "POST",
+                &format!("/api/v1/captures/{id}/triage"),
+                &serde_json::json!({"status": "maybe"}),
+            )
+            .unwrap();
+        assert_eq!(status, 400, "{err}");
+        assert!(err["error"].as_str().unwrap().contains("maybe"));
+        // The auditor: the list without captured text, never the image.
+        let (status, list) = auditor.get("/api/v1/captures").unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(list["captures"][0]["context"], "");
+        assert_eq!(list["captures"][0]["window_title"], "");
+        assert_eq!(list["text_withheld"], true);
+        assert_eq!(
+            auditor
+                .get_bytes(&format!("/api/v1/captures/{id}/image"))
+                .unwrap()
+                .0,
+            403
+        );
+        assert_eq!(
+            auditor.get(&format!("/api/v1/captures/{id}")).unwrap().0,
+            403
+        );
+        // Devices.
+        let (_, devices) = admin.get("/api/v1/devices").unwrap();
+        assert_eq!(devices["devices"][0]["hostname"], "lab-09");
+        assert_eq!(devices["devices"][0]["online"], true);
+        // The audit log saw every look and every change, with who and where.
+        let (status, audit) = auditor.get("/api/v1/audit").unwrap();
+        assert_eq!(status, 200);
+        let events = audit["events"].as_array().unwrap();
+        let has = |actor: &str, action: &str| {
+            events
+                .iter()
+                .any(|e| e["actor"] == actor && e["action"] == action)
+        };
+        assert!(has("mr.review", "list_captures"));
+        assert!(has("mr.review", "view_screenshot"));
+        assert!(has("mr.review", "triage"));
+        assert!(has("mrs.audit", "list_captures"));
+        assert!(events.iter().any(|e| e["action"] == "enrol_device"));
+        assert!(
+            events
+                .iter()
+                .filter(|e| e["actor"] == "mr.review")
+                .all(|e| e["origin"].as_str().unwrap().starts_with("127.0.0.1:"))
+        );
+        // The reviewer may not read the audit log, revoke or delete.
+        assert_eq!(reviewer.get("/api/v1/audit").unwrap().0, 403);
+        assert_eq!(
+            reviewer
+                .send(
+                    "DELETE",
+                    &format!("/api/v1/captures/{id}"),
+                    &serde_json::json!({})
+                )
+                .unwrap()
+                .0,
+            403
+        );
+        // The admin deletes it; the image goes with it; the deletion is audited.
+        assert_eq!(
+            admin
+                .send(
+                    "DELETE",
+                    &format!("/api/v1/captures/{id}"),
+                    &serde_json::json!({})
+                )
+                .unwrap()
+                .0,
+            200
+        );
+        assert_eq!(
+            admin
+                .get_bytes(&format!("/api/v1/captures/{id}/image"))
+                .unwrap()
+                .0,
+            404
+        );
+        let (_, audit) = auditor.get("/api/v1/audit").unwrap();
+        assert!(
+            audit["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == "delete_capture" && e["actor"] == "ms.lead")
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_reaches_connected_laptops() {
+    let (_tmp, console) = started();
+    let data = &console.data;
+    let laptop = identity_from_ca(data).unwrap();
+    let mut session = link(&console, &laptop).await.unwrap();
+    let first = session
+        .policy
+        .clone()
+        .expect("a new laptop gets the policy");
+    assert_eq!(first.version, 1);
+    let admin = Api::new(
+        data,
+        &console.web_addr,
+        &api_token(data, "it", "admin").unwrap(),
+    )
+    .unwrap();
+    let mut changed = serde_json::to_value(&first).unwrap();
+    changed["min_severity"] = 4.into();
+    changed["libraries"] = serde_json::json!([{
+        "name": "school.toml",
+        "toml": "category = \"school\"\ntitle = \"Local words\"\n\n[[group]]\nseverity = 4\ndefinition = \"A local slur\"\nterms = [\"zorblax\"]\n"
+    }]);
+    let (status, saved) = tokio::task::spawn_blocking({
+        let changed = changed.clone();
+        move || admin.send("PUT", "/api/v1/policy", &changed).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["version"], 2);
+    match timeout(WAIT, session.recv()).await.unwrap().unwrap() {
+        ConsoleMessage::Policy(p) => {
+            assert_eq!(p.version, 2);
+            assert_eq!(p.min_severity, 4);
+            assert_eq!(p.libraries.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A broken library is refused with the reason, and nothing is pushed.
+    let admin = Api::new(
+        data,
+        &console.web_addr,
+        &api_token(data, "it2", "admin").unwrap(),
+    )
+    .unwrap();
+    changed["libraries"][0]["toml"] = "[category\nbroken".into();
+    let (status, err) =
+        tokio::task::spawn_blocking(move || admin.send("PUT", "/api/v1/policy", &changed).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("school.toml"),
+        "{err}"
+    );
+    // A laptop that reconnects with version 2 gets no policy resent.
+    let again = DeviceLink::connect(&console.agent_addr, &laptop, "test", 2)
+        .await
+        .unwrap();
+    assert!(again.policy.is_none());
+    assert_eq!(again.welcome.policy_version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stores_and_acks_what_was_already_sent() {
+    let (_tmp, mut console) = started();
+    let laptop = identity_from_ca(&console.data).unwrap();
+    let mut session = link(&console, &laptop).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let c = capture("kms", "kms", Some(fake_png(50, i)));
+        ids.push(c.id);
+        session.send(&AgentMessage::Capture(c)).await.unwrap();
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let status = console.terminate(Duration::from_secs(30));
+        (status, console)
+    })
+    .await
+    .unwrap();
+    let (status, console) = status;
+    assert!(status.unwrap().success(), "{}", console.log_text());
+    let mut acked = Vec::new();
+    while let Ok(Ok(ConsoleMessage::Ack(batch))) = timeout(WAIT, session.recv()).await {
+        acked.extend(batch);
+    }
+    let (missing, doubled) = count_stored(&console.data, &acked).unwrap();
+    assert_eq!(
+        (missing, doubled),
+        (0, 0),
+        "every ack names a stored capture"
+    );
+    // Every record the console had read before the signal is stored and acked.
+    assert_eq!(
+        acked.len(),
+        ids.len(),
+        "acked {} of {}",
+        acked.len(),
+        ids.len()
+    );
+}
