@@ -82,25 +82,34 @@ pub fn start(store: Arc<dyn Store>, queue: usize) -> (IngestHandle, JoinHandle<(
 }
 
 fn write_batch(store: &dyn Store, jobs: Vec<Job>) {
-    let batch: Vec<Incoming> = jobs.iter().map(|j| j.item.clone()).collect();
+    // The records move into the batch (no copy of their images); what is
+    // needed to answer stays behind, in the same order.
+    let (batch, answers): (Vec<Incoming>, Vec<_>) = jobs
+        .into_iter()
+        .map(|j| (j.item, (j.reply, j.window, j.budget)))
+        .unzip();
     let result = store.store_batch(&batch);
+    let ids: Vec<Option<RecordId>> = batch.iter().map(|i| i.message.record_id()).collect();
+    // The memory budget is given back once the records are out of memory.
     drop(batch);
     match result {
         Ok(outcomes) => {
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let reply = match (outcome, job.item.message.record_id()) {
+            for (((reply, window, _budget), outcome), id) in
+                answers.into_iter().zip(outcomes).zip(ids)
+            {
+                let answer = match (outcome, id) {
                     (Stored::New | Stored::Duplicate, Some(id)) => Reply::Stored(id),
                     _ => Reply::Applied,
                 };
                 // A closed connection no longer wants its reply; the agent
                 // resends on its next connection and gets a duplicate ack.
-                let _ = job.reply.send((reply, job.window));
+                let _ = reply.send((answer, window));
             }
         }
         Err(e) => {
-            tracing::error!("storing {} records failed: {e}", jobs.len());
-            for job in jobs {
-                let _ = job.reply.send((Reply::Failed(e.to_string()), job.window));
+            tracing::error!("storing {} records failed: {e}", answers.len());
+            for (reply, window, _budget) in answers {
+                let _ = reply.send((Reply::Failed(e.to_string()), window));
             }
         }
     }

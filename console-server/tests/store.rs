@@ -1,0 +1,267 @@
+//! The SQLite store on its own: retention, offline alerts, the append-only
+//! audit log, tokens, idempotent ingest. A real database in a temporary
+//! directory; times are passed in, so nothing waits on a clock.
+
+use std::sync::Arc;
+
+use console_server::policy::default_policy;
+use console_server::store::images::FsImageStore;
+use console_server::store::sqlite::SqliteStore;
+use console_server::store::*;
+use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
+use uuid::Uuid;
+
+const DAY: i64 = 24 * 3600 * 1000;
+
+fn open(dir: &std::path::Path) -> SqliteStore {
+    let images = FsImageStore::open(&dir.join("images")).unwrap();
+    SqliteStore::open(&dir.join("console.db"), Arc::new(images), default_policy).unwrap()
+}
+
+fn capture_at(time: UnixMillis) -> Capture {
+    Capture {
+        id: Uuid::now_v7(),
+        time,
+        user: "pupil".into(),
+        source: Source::Typed,
+        app: "app".into(),
+        window_title: "w".into(),
+        url: None,
+        term: "kms".into(),
+        category: "self-harm".into(),
+        severity: 5,
+        context: "kms".into(),
+        context_match: (0, 3),
+        screenshot: Screenshot::Png(b"\x89PNG\r\n\x1a\nimage".to_vec()),
+    }
+}
+
+fn ingest(store: &SqliteStore, device: Uuid, c: &Capture) -> Stored {
+    store
+        .store_batch(&[Incoming {
+            device,
+            received: UnixMillis::now(),
+            message: AgentMessage::Capture(c.clone()),
+        }])
+        .unwrap()[0]
+}
+
+fn images_on_disk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("images"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .count()
+}
+
+#[test]
+fn a_resend_is_a_duplicate_and_keeps_the_first_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let device = Uuid::now_v7();
+    let c = capture_at(UnixMillis::now());
+    assert_eq!(ingest(&store, device, &c), Stored::New);
+    let mut resend = c.clone();
+    resend.context = "changed".into();
+    assert_eq!(ingest(&store, device, &resend), Stored::Duplicate);
+    let stored = store.capture(c.id).unwrap().unwrap();
+    assert_eq!(stored.summary.context, "kms");
+    // Twice in one batch: one row.
+    let d = capture_at(UnixMillis::now());
+    let item = Incoming {
+        device,
+        received: UnixMillis::now(),
+        message: AgentMessage::Capture(d.clone()),
+    };
+    let out = store.store_batch(&[item.clone(), item]).unwrap();
+    assert_eq!(out, vec![Stored::New, Stored::Duplicate]);
+    assert_eq!(images_on_disk(tmp.path()), 2);
+}
+
+#[test]
+fn retention_deletes_by_status_and_age_with_images_and_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let device = Uuid::now_v7();
+    let now = UnixMillis::now();
+    let old_fp = capture_at(UnixMillis(now.0 - 31 * DAY));
+    let young_fp = capture_at(UnixMillis(now.0 - 29 * DAY));
+    let old_new = capture_at(UnixMillis(now.0 - 91 * DAY));
+    let young_new = capture_at(UnixMillis(now.0 - 89 * DAY));
+    let ancient_violation = capture_at(UnixMillis(now.0 - 3000 * DAY));
+    for c in [&old_fp, &young_fp, &old_new, &young_new, &ancient_violation] {
+        ingest(&store, device, c);
+    }
+    let mark = |id, status| {
+        store
+            .triage(
+                id,
+                &Triage {
+                    status,
+                    note: String::new(),
+                    action: None,
+                    actor: "lead".into(),
+                    time: now,
+                },
+            )
+            .unwrap()
+    };
+    assert!(mark(old_fp.id, Status::FalsePositive));
+    assert!(mark(young_fp.id, Status::FalsePositive));
+    assert!(mark(ancient_violation.id, Status::Violation));
+    assert_eq!(images_on_disk(tmp.path()), 5);
+
+    let deleted = store.expire(&Retention::default(), now).unwrap();
+    let mut gone: Vec<Uuid> = deleted.iter().map(|d| d.id).collect();
+    gone.sort();
+    let mut expected = vec![old_fp.id, old_new.id];
+    expected.sort();
+    assert_eq!(gone, expected);
+    for c in [&young_fp, &young_new, &ancient_violation] {
+        assert!(store.capture(c.id).unwrap().is_some());
+    }
+    assert!(store.capture(old_fp.id).unwrap().is_none());
+    assert_eq!(images_on_disk(tmp.path()), 3, "images go with their rows");
+    let audit = store.audit_events(100).unwrap();
+    let retention: Vec<_> = audit.iter().filter(|e| e.actor == "retention").collect();
+    assert_eq!(retention.len(), 2);
+    assert!(retention.iter().all(|e| e.action == "delete_capture"));
+    // Running again deletes nothing more.
+    assert!(store.expire(&Retention::default(), now).unwrap().is_empty());
+}
+
+#[test]
+fn the_audit_log_cannot_be_changed_or_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    store
+        .audit(&AuditEntry {
+            time: UnixMillis::now(),
+            actor: "a",
+            action: "view_capture",
+            target: "x",
+            detail: "",
+            origin: "cli",
+        })
+        .unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(tmp.path().join("console.db")).unwrap();
+    for sql in ["UPDATE audit SET actor = 'b'", "DELETE FROM audit"] {
+        let err = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+}
+
+#[test]
+fn silent_devices_raise_an_offline_alert_once_and_a_back_online_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let device = Uuid::now_v7();
+    let t0 = UnixMillis(1_800_000_000_000);
+    store
+        .add_device(device, "lab-01", "Debian", "1", t0)
+        .unwrap();
+    store.device_connected(device, "1", t0).unwrap();
+    let minutes = |m: i64| UnixMillis(t0.0 + m * 60_000);
+    // Heard from just now: comes online.
+    let events = store.update_presence(minutes(-15), t0).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "device_online");
+    // Ten minutes of silence: nothing yet.
+    assert!(
+        store
+            .update_presence(minutes(-5), minutes(10))
+            .unwrap()
+            .is_empty()
+    );
+    // Sixteen minutes: one offline alert, naming the laptop; not repeated.
+    let events = store.update_presence(minutes(1), minutes(16)).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "device_offline");
+    assert!(events[0].detail.contains("lab-01"));
+    assert!(
+        store
+            .update_presence(minutes(2), minutes(17))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.events(10).unwrap().len(), 2);
+    // Listed offline, then online once it connects again.
+    assert!(!store.devices(minutes(1)).unwrap()[0].online);
+    store.device_connected(device, "1", minutes(20)).unwrap();
+    assert!(store.devices(minutes(5)).unwrap()[0].online);
+    let events = store.update_presence(minutes(5), minutes(20)).unwrap();
+    assert_eq!(events[0].kind, "device_online");
+}
+
+#[test]
+fn an_enrolment_token_is_used_once_even_under_a_race() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(tmp.path()));
+    let now = UnixMillis::now();
+    store
+        .add_enroll_token("hash", UnixMillis(now.0 + 60_000), now)
+        .unwrap();
+    let winners: usize = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store
+                    .redeem_enroll_token("hash", Uuid::now_v7(), UnixMillis::now())
+                    .unwrap()
+                    .is_ok()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| usize::from(t.join().unwrap()))
+        .sum();
+    assert_eq!(winners, 1);
+    assert_eq!(
+        store
+            .redeem_enroll_token("nope", Uuid::now_v7(), now)
+            .unwrap(),
+        Err(TokenRefusal::Unknown)
+    );
+    store
+        .add_enroll_token("old", UnixMillis(now.0 - 1), UnixMillis(now.0 - 10))
+        .unwrap();
+    assert!(matches!(
+        store
+            .redeem_enroll_token("old", Uuid::now_v7(), now)
+            .unwrap(),
+        Err(TokenRefusal::Expired(_))
+    ));
+}
+
+#[test]
+fn a_newer_schema_is_refused_not_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(open(tmp.path()));
+    let conn = rusqlite::Connection::open(tmp.path().join("console.db")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let images = FsImageStore::open(&tmp.path().join("images")).unwrap();
+    let err = SqliteStore::open(
+        &tmp.path().join("console.db"),
+        Arc::new(images),
+        default_policy,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("newer console"), "{err}");
+}
+
+#[test]
+fn policies_are_versioned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let first = store.policy().unwrap();
+    assert_eq!(first.version, 1);
+    let mut next = first.clone();
+    next.min_severity = 2;
+    let saved = store.set_policy(next, UnixMillis::now()).unwrap();
+    assert_eq!(saved.version, 2);
+    assert_eq!(store.policy().unwrap(), saved);
+    drop(store);
+    assert_eq!(open(tmp.path()).policy().unwrap().version, 2);
+}
