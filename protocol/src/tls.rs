@@ -119,6 +119,15 @@ pub fn server_config_mtls(
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
             .build()
             .map_err(|e| ProtocolError::Tls(format!("cannot build the client verifier: {e}")))?;
+    server_config_verifying(verifier, chain_pem, key_pem)
+}
+
+/// A server configuration that checks client certificates with `verifier`.
+fn server_config_verifying(
+    verifier: Arc<dyn ClientCertVerifier>,
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, ProtocolError> {
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_err("protocol versions"))?
@@ -160,18 +169,7 @@ pub fn server_config_devices(
         .build()
         .map_err(|e| ProtocolError::Tls(format!("cannot build the client verifier: {e}")))?;
     let verifier = Arc::new(GatedClientVerifier { inner, gate });
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(tls_err("protocol versions"))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            certs_from_pem(chain_pem, "the server certificate")?,
-            key_from_pem(key_pem, "the server key")?,
-        )
-        .map_err(tls_err(
-            "the server certificate and key do not fit together",
-        ))?;
-    Ok(Arc::new(config))
+    server_config_verifying(verifier, chain_pem, key_pem)
 }
 
 /// WebPKI client verification, then the console's own say on the device.

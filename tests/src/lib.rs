@@ -355,14 +355,12 @@ impl Api {
     /// # Errors
     /// A network or TLS failure.
     pub fn get(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-        let mut resp = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .call()?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+        json_reply(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {}", self.token))
+                .call()?,
+        )
     }
 
     /// GET; returns the status, content type and raw body.
@@ -405,22 +403,26 @@ impl Api {
         let req = match method {
             "PUT" => self.agent.put(url),
             "DELETE" => {
-                let mut resp = self
-                    .agent
-                    .delete(url)
-                    .header("Authorization", auth)
-                    .call()?;
-                let status = resp.status().as_u16();
-                let text = resp.body_mut().read_to_string()?;
-                return Ok((status, serde_json::from_str(&text).unwrap_or_default()));
+                return json_reply(
+                    self.agent
+                        .delete(url)
+                        .header("Authorization", auth)
+                        .call()?,
+                );
             }
             _ => self.agent.post(url),
         };
-        let mut resp = req.header("Authorization", auth).send_json(body)?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+        json_reply(req.header("Authorization", auth).send_json(body)?)
     }
+}
+
+/// A response's status and its body as JSON (`null` if not JSON).
+fn json_reply(
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or_default()))
 }
 
 /// The console's database, read-only, for checking what was stored.
