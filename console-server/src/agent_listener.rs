@@ -229,7 +229,7 @@ fn enrol_device(
         Ok(pem) => pem,
         Err(e) => return refused(e.to_string()),
     };
-    let hash = protocol::enrol::EnrollToken::secret_hash(&request.token_secret);
+    let hash = crate::secret::token_hash(&request.token_secret);
     let now = UnixMillis::now();
     match store.redeem_enroll_token(&hash, device, now) {
         Ok(Ok(())) => {}

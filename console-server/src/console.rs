@@ -115,8 +115,12 @@ impl Console {
             policy: policy_rx,
             revoked: revoked.clone(),
             connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
+            // A semaphore holds at most MAX_PERMITS; a larger budget is
+            // capped rather than panicking at start.
             budget: Arc::new(Semaphore::new(
-                usize::try_from(limits.memory_budget_bytes).unwrap_or(usize::MAX),
+                usize::try_from(limits.memory_budget_bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
             )),
             limits,
             shutdown: shutdown_rx.clone(),

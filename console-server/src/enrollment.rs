@@ -15,16 +15,17 @@ use crate::store::{Role, StoreError, UserStore};
 /// A message saying the accepted forms.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration like 30m, 24h or 7d");
-    let split = text.len().checked_sub(1).ok_or_else(bad)?;
+    let (split, _) = text.char_indices().last().ok_or_else(bad)?;
     let (n, unit) = text.split_at(split);
     let n: u64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(bad()),
     };
+    let secs = n.saturating_mul(scale);
     if secs == 0 || secs > 365 * 86_400 {
         return Err(format!(
             "{text:?}: a token must live between 1 second and 365 days"
@@ -90,7 +91,18 @@ mod tests {
         assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(parse_ttl("2s").unwrap(), Duration::from_secs(2));
-        for bad in ["", "h", "24", "24x", "-1h", "0s", "400d"] {
+        for bad in [
+            "",
+            "h",
+            "24",
+            "24x",
+            "-1h",
+            "0s",
+            "400d",
+            "24é",
+            "é",
+            "18446744073709551615d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }

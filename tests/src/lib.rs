@@ -439,6 +439,8 @@ pub fn open_db(data: &Path) -> anyhow::Result<rusqlite::Connection> {
 }
 
 /// How many times each of `ids` is stored as a capture: (missing, doubled).
+/// The schema makes the id a primary key, so `doubled` only guards against
+/// that changing; a test that must catch doubling also counts all rows.
 ///
 /// # Errors
 /// If the database cannot be read.

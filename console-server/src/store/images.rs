@@ -57,7 +57,9 @@ impl FsImageStore {
     /// The path for a key, refusing anything that is not a key this store
     /// made (so a damaged row cannot point outside the store).
     fn path(&self, key: &str) -> io::Result<PathBuf> {
-        let ok = key.len() == 43
+        // Keys this store makes are ASCII; anything else is refused outright.
+        let ok = key.is_ascii()
+            && key.len() == 43
             && key.as_bytes()[2] == b'/'
             && key.ends_with(".png")
             && key[..2].bytes().all(|b| b.is_ascii_hexdigit())
@@ -141,11 +143,15 @@ mod tests {
     fn refuses_keys_it_did_not_make() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsImageStore::open(dir.path()).unwrap();
+        // The right length, but not ASCII.
+        let wide = format!("é/{}.png", "x".repeat(36));
+        assert_eq!(wide.len(), 43);
         for key in [
             "../../etc/passwd",
             "ab/../../x.png",
             "",
             "zz/not-a-uuid.png",
+            wide.as_str(),
         ] {
             assert!(store.get(key).is_err(), "{key}");
             assert!(store.delete(key).is_err(), "{key}");

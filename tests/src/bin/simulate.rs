@@ -113,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let stop_at = start + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
+    let devices: Vec<Uuid> = links.iter().map(|(i, _)| i.device_id).collect();
     for (n, (_identity, link)) in links.into_iter().enumerate() {
         let totals = totals.clone();
         let images = images.clone();
@@ -129,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     for e in totals.errors.iter().take(5) {
         eprintln!("agent error: {e}");
     }
-    let (stored, duplicated) = check_database(&args.data, &totals.sent)?;
+    let (stored, duplicated) = check_database(&args.data, &totals.sent, &devices)?;
     let sent = totals.sent.len();
     let mut lat = totals.latencies_us;
     lat.sort_unstable();
@@ -271,18 +272,27 @@ fn heartbeat() -> Heartbeat {
     }
 }
 
-/// How many of `ids` the console stored, and how many rows beyond one each.
-fn check_database(data: &std::path::Path, ids: &[Uuid]) -> anyhow::Result<(usize, usize)> {
+/// How many of `ids` the console stored, and how many rows the simulated
+/// devices have beyond those (a capture stored twice under any id, or
+/// something stored that was never sent). A row per id is guaranteed by the
+/// primary key, so the second count is what catches doubling.
+fn check_database(
+    data: &std::path::Path,
+    ids: &[Uuid],
+    devices: &[Uuid],
+) -> anyhow::Result<(usize, usize)> {
     let conn = open_db(data)?;
-    let mut stmt = conn.prepare("SELECT COUNT(*) FROM captures WHERE id = ?1")?;
+    let mut by_id = conn.prepare("SELECT COUNT(*) FROM captures WHERE id = ?1")?;
     let mut stored = 0;
-    let mut duplicated = 0;
     for id in ids {
-        let n: i64 = stmt.query_row([id.hyphenated().to_string()], |r| r.get(0))?;
-        if n >= 1 {
-            stored += 1;
-        }
-        duplicated += (n.max(1) - 1) as usize;
+        let n: i64 = by_id.query_row([id.hyphenated().to_string()], |r| r.get(0))?;
+        stored += usize::from(n >= 1);
     }
-    Ok((stored, duplicated))
+    let mut by_device = conn.prepare("SELECT COUNT(*) FROM captures WHERE device = ?1")?;
+    let mut rows = 0;
+    for device in devices {
+        let n: i64 = by_device.query_row([device.hyphenated().to_string()], |r| r.get(0))?;
+        rows += n as usize;
+    }
+    Ok((stored, rows.saturating_sub(stored)))
 }
