@@ -1,1 +1,28 @@
-//! The agent on each school laptop (issue 5): sources, matching, capture, spool and uplink.
+//! The safeguarding agent on each school laptop.
+//!
+//! Two roles of one binary, joined by a Unix socket:
+//! - the **service** ([`service`], root): the device identity, the durable
+//!   [`spool`], the [`uplink`] to the console, the policy;
+//! - the **session helper** ([`session`], one per logged-in desktop, as the
+//!   user): the [`platform`] layer (X11 over `x11rb`), the text sources
+//!   ([`browser_history`], [`search_query`]), matching and the capture
+//!   [`pipeline`], [`screenshot`]s.
+//!
+//! `agent run` starts both in one process.
+
+pub mod backoff;
+pub mod browser_history;
+pub mod heartbeat;
+pub mod ipc;
+pub mod pipeline;
+pub mod platform;
+pub mod screenshot;
+pub mod search_query;
+pub mod service;
+pub mod session;
+pub mod spool;
+pub mod state_dir;
+pub mod uplink;
+
+/// This agent's version, sent in Hello and heartbeats.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

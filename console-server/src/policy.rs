@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use protocol::{Audience, AupText, Policy, SourceSwitches};
+use protocol::{Audience, AupText, Policy};
 
 /// The Acceptable Use Policy shown to pupils until the school writes its own.
 pub const DEFAULT_PUPIL_AUP: &str = "\
@@ -30,25 +30,12 @@ Choose Accept to go on using this computer.
 pub fn default_policy() -> Policy {
     Policy {
         version: 1,
-        libraries: Vec::new(),
-        disabled_categories: Vec::new(),
-        min_severity: 3,
-        debounce_seconds: 60,
-        screenshots: true,
-        screenshot_max_width: 1920,
-        sources: SourceSwitches {
-            typed: true,
-            window_title: true,
-            browser: true,
-            clipboard: true,
-            site_visits: true,
-        },
         aup: vec![AupText {
             audience: Audience::Pupils,
             version: 1,
             markdown: DEFAULT_PUPIL_AUP.into(),
         }],
-        heartbeat_seconds: 60,
+        ..Policy::baseline()
     }
 }
 
@@ -78,13 +65,13 @@ pub fn check(policy: &Policy) -> Result<(), PolicyError> {
     if policy.heartbeat_seconds == 0 {
         return Err(PolicyError("heartbeat_seconds must be at least 1".into()));
     }
-    let mut libraries = wordlists::Libraries::builtin()
-        .map_err(|e| PolicyError(format!("the built-in libraries do not load: {e}")))?;
-    for file in &policy.libraries {
-        let category = wordlists::library::parse(&file.name, &file.toml)
-            .map_err(|e| PolicyError(e.to_string()))?;
-        libraries.add(category);
-    }
+    let libraries = wordlists::Libraries::builtin_with(
+        policy
+            .libraries
+            .iter()
+            .map(|f| (f.name.as_str(), f.toml.as_str())),
+    )
+    .map_err(|e| PolicyError(e.to_string()))?;
     wordlists::MatcherBuilder::new(libraries)
         .build()
         .map_err(|e| PolicyError(format!("the libraries do not build: {e}")))?;

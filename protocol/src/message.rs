@@ -391,6 +391,33 @@ pub struct Policy {
     pub heartbeat_seconds: u32,
 }
 
+impl Policy {
+    /// What an agent does before the console has sent it anything (version
+    /// 0), and what a new console starts from: the built-in libraries only,
+    /// severity 3 and above, one capture per term and window a minute,
+    /// screenshots at most 1920 px wide, every source on, no AUP text.
+    pub fn baseline() -> Policy {
+        Policy {
+            version: 0,
+            libraries: Vec::new(),
+            disabled_categories: Vec::new(),
+            min_severity: 3,
+            debounce_seconds: 60,
+            screenshots: true,
+            screenshot_max_width: 1920,
+            sources: SourceSwitches {
+                typed: true,
+                window_title: true,
+                browser: true,
+                clipboard: true,
+                site_visits: true,
+            },
+            aup: Vec::new(),
+            heartbeat_seconds: 60,
+        }
+    }
+}
+
 /// Everything the console sends on a device connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

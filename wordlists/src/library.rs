@@ -300,6 +300,21 @@ impl Libraries {
         Ok(libs)
     }
 
+    /// The built-in libraries with a school's own files added on top, each
+    /// given as its name and TOML text.
+    ///
+    /// # Errors
+    /// [`LibraryError`] naming the school's file and what is wrong in it.
+    pub fn builtin_with<'a>(
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Libraries, LibraryError> {
+        let mut libs = Libraries::builtin()?;
+        for (name, text) in files {
+            libs.add(parse(name, text)?);
+        }
+        Ok(libs)
+    }
+
     /// Adds a category, merging it into one of the same name.
     pub fn add(&mut self, cat: Category) {
         match self.categories.iter_mut().find(|c| c.name == cat.name) {

@@ -1,0 +1,140 @@
+//! The local conversation between the service and the session helpers (and
+//! `agent feed`), over the service's Unix socket, in the same frames as the
+//! console protocol.
+//!
+//! The service never trusts what a peer says about who it is: the user of
+//! every record is the account the kernel reports for the socket's peer
+//! (`SO_PEERCRED`), written over whatever the record said.
+
+use protocol::{AgentMessage, Policy, RecordId, WireMessage};
+use serde::{Deserialize, Serialize};
+
+/// Text handed to the agent by `agent feed`: on-screen text of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedText {
+    pub app: String,
+    pub title: String,
+    pub text: String,
+}
+
+/// From a session helper or `agent feed` to the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToService {
+    /// A session helper starts, on this X display (if any).
+    SessionHello { display: Option<String> },
+    /// A record to spool and deliver (a capture, …).
+    Record(AgentMessage),
+    /// The helper is stopping on purpose (logout, shutdown).
+    Goodbye { reason: String },
+    /// `agent feed`: text for a session helper of the same user.
+    Feed(FeedText),
+}
+
+/// From the service to a session helper or `agent feed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToSession {
+    /// The account the service sees on the other end of the socket.
+    Welcome { user: String },
+    /// The policy to run; sent at the start and whenever it changes.
+    Policy(Policy),
+    /// The record is in the spool; the helper may forget it.
+    Stored(RecordId),
+    /// Text from `agent feed`, to be matched as on-screen text.
+    Feed(FeedText),
+    /// `agent feed`: the text went to a session helper.
+    FeedQueued,
+    /// The service will not do what was asked, and why.
+    Refused(String),
+}
+
+impl WireMessage for ToService {
+    const NAME: &'static str = "message to the agent service";
+    const KINDS: Option<u32> = Some(4);
+}
+
+impl WireMessage for ToSession {
+    const NAME: &'static str = "message to a session helper";
+    const KINDS: Option<u32> = Some(6);
+}
+
+/// The account name of a user id: `/etc/passwd`, then `getent` (for
+/// directory accounts), else `uid N`.
+pub fn user_name(uid: u32) -> String {
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd")
+        && let Some(name) = passwd_name(&passwd, uid)
+    {
+        return name;
+    }
+    if let Ok(out) = std::process::Command::new("getent")
+        .args(["passwd", &uid.to_string()])
+        .output()
+        && out.status.success()
+        && let Some(name) = passwd_name(&String::from_utf8_lossy(&out.stdout), uid)
+    {
+        return name;
+    }
+    format!("uid {uid}")
+}
+
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    })
+}
+
+/// Whether the user still has processes running (other than `except`):
+/// a session helper that vanished while its user is still logged in was
+/// killed, not logged out.
+pub fn user_has_processes(uid: u32, except: Option<i32>) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        if Some(pid) == except || pid == std::process::id() as i32 {
+            return false;
+        }
+        std::fs::read_to_string(entry.path().join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+            })
+            == Some(uid)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lines_give_names() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\npupil:x:1001:1001::/home/pupil:/bin/bash\n";
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 1001).as_deref(), Some("pupil"));
+        assert_eq!(passwd_name(passwd, 5), None);
+        assert_eq!(user_name(0), "root");
+        assert_eq!(user_name(4_000_000_000), "uid 4000000000");
+    }
+
+    #[test]
+    fn this_user_has_processes() {
+        // The test runner's own user has at least the shell that started it.
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap();
+        assert!(user_has_processes(uid, None));
+        assert!(!user_has_processes(3_999_999_999, None));
+    }
+}

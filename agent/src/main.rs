@@ -1,0 +1,343 @@
+//! `agent`: the safeguarding agent's command line (see CONTRACT.md).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent::ipc::{FeedText, ToService, ToSession};
+use agent::service::{Service, ServiceOptions};
+use agent::session::{self, SessionOptions};
+use agent::spool::Spool;
+use agent::state_dir::{DEFAULT_STATE_DIR, StateDir};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use protocol::Connection;
+use protocol::enrol::{DeviceFacts, EnrollToken, enroll};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "The safeguarding agent on a school laptop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrols this laptop with the console named in TOKEN (from
+    /// `console-server enroll-token`), pinning its CA.
+    Enroll {
+        token: String,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Service and session helper in one process, on the current $DISPLAY
+    /// (demos, tests, single-user machines). Without a display it still
+    /// runs, without the desktop sources.
+    Run {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// The root service: spool, certificate, uplink, policy.
+    Service {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// The session helper of one desktop (started at login by XDG autostart).
+    Session {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Seconds between looks at browser history.
+        #[arg(long, default_value_t = 5)]
+        browser_poll_seconds: u64,
+    },
+    /// Hands text to the running agent as on-screen text of an app.
+    Feed {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[arg(long, default_value = "feed")]
+        app: String,
+        #[arg(long, default_value = "")]
+        title: String,
+        /// The text, or `-` (or nothing) to read standard input.
+        text: Option<String>,
+    },
+    /// Enrolled or not, console reachable or not, spool depth, policy version.
+    Status {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct Tuning {
+    /// The spool's cap in megabytes (screenshots are dropped first at the cap).
+    #[arg(long, default_value_t = 500)]
+    spool_cap_mb: u64,
+    /// Seconds between looks at browser history.
+    #[arg(long, default_value_t = 5)]
+    browser_poll_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AGENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("agent: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn command(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Enroll { token, state_dir } => enroll_here(&token, StateDir::new(state_dir)).await,
+        Command::Run { state_dir, tuning } => run(StateDir::new(state_dir), tuning, true).await,
+        Command::Service { state_dir, tuning } => {
+            run(StateDir::new(state_dir), tuning, false).await
+        }
+        Command::Session {
+            state_dir,
+            browser_poll_seconds,
+        } => {
+            let (stop, shutdown) = watch::channel(false);
+            tokio::spawn(stop_on_signal(stop));
+            session::run(
+                session_options(&StateDir::new(state_dir), browser_poll_seconds),
+                shutdown,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Feed {
+            state_dir,
+            app,
+            title,
+            text,
+        } => feed(&StateDir::new(state_dir), app, title, text).await,
+        Command::Status { state_dir } => status(&StateDir::new(state_dir)).await,
+    }
+}
+
+async fn enroll_here(token: &str, state: StateDir) -> anyhow::Result<ExitCode> {
+    if state.is_enrolled() {
+        anyhow::bail!(
+            "{} already holds an enrolment; to enrol again, stop the agent and remove {}",
+            state.root().display(),
+            state.private().display()
+        );
+    }
+    let token = EnrollToken::decode(token)?;
+    let facts = DeviceFacts {
+        hostname: agent::heartbeat::hostname(),
+        os: agent::heartbeat::os_name(),
+        agent_version: agent::AGENT_VERSION.into(),
+    };
+    let enrolled = enroll(&token, &facts)
+        .await
+        .with_context(|| format!("enrolment with the console at {} failed", token.address))?;
+    state.save_enrolment(
+        &enrolled,
+        &token.address,
+        jiff::Timestamp::now().to_string(),
+    )?;
+    println!(
+        "enrolled as device {} with the console at {}; state in {}",
+        enrolled.device_id,
+        token.address,
+        state.root().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn session_options(state: &StateDir, browser_poll_seconds: u64) -> SessionOptions {
+    SessionOptions {
+        socket: state.socket(),
+        use_display: std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty()),
+        home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
+        browser_poll: Duration::from_secs(browser_poll_seconds.max(1)),
+    }
+}
+
+async fn stop_on_signal(stop: watch::Sender<bool>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch for SIGTERM: {e}");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+}
+
+async fn run(state: StateDir, tuning: Tuning, with_session: bool) -> anyhow::Result<ExitCode> {
+    let (stop, shutdown) = watch::channel(false);
+    let running = Service::start(
+        state.clone(),
+        ServiceOptions {
+            spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    tokio::spawn(stop_on_signal(stop));
+    if with_session {
+        let options = session_options(&state, tuning.browser_poll_seconds);
+        let mut session_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = session::run(options, session_shutdown.clone()).await {
+                tracing::error!("the session helper stopped: {e:#}");
+            }
+            // Keep the service running after the desktop closes.
+            let _ = session_shutdown.changed().await;
+        });
+    }
+    let mut shutdown = shutdown;
+    let _ = shutdown.changed().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.uplink).await;
+    running.listener.abort();
+    let _ = std::fs::remove_file(state.socket());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn feed(
+    state: &StateDir,
+    app: String,
+    title: String,
+    text: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let text = match text.as_deref() {
+        None | Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the text from standard input")?;
+            s
+        }
+        Some(t) => t.to_owned(),
+    };
+    let socket = state.socket();
+    let stream = tokio::net::UnixStream::connect(&socket)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the running agent at {} (is it running?)",
+                socket.display()
+            )
+        })?;
+    let mut conn = Connection::new(stream);
+    conn.send(&ToService::Feed(FeedText { app, title, text }))
+        .await?;
+    match conn
+        .recv::<ToSession>("waiting for the agent's answer")
+        .await?
+    {
+        ToSession::FeedQueued => {
+            println!("handed to the agent");
+            Ok(ExitCode::SUCCESS)
+        }
+        ToSession::Refused(why) => {
+            eprintln!("agent: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => anyhow::bail!("the agent answered {other:?}"),
+    }
+}
+
+async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
+    let enrolment = match state.enrolment() {
+        Ok(e) => e,
+        Err(e) => {
+            println!("enrolled: no ({e:#})");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "enrolled: yes, device {} with the console at {}",
+        enrolment.identity.device_id, enrolment.console_address
+    );
+    let policy = state.load_policy().map_or(0, |p| p.version);
+    let link = tokio::time::timeout(
+        Duration::from_secs(5),
+        protocol::device_link::DeviceLink::connect(
+            &enrolment.console_address,
+            &enrolment.identity,
+            agent::AGENT_VERSION,
+            policy,
+        ),
+    )
+    .await;
+    let reachable = match link {
+        Ok(Ok(mut l)) => {
+            println!(
+                "console: reachable (console {}, its policy version {})",
+                l.welcome.console_version, l.welcome.policy_version
+            );
+            let _ = l.writer.shutdown().await;
+            true
+        }
+        Ok(Err(e)) => {
+            println!("console: not reachable ({e})");
+            false
+        }
+        Err(_) => {
+            println!("console: not reachable (no answer within 5 s)");
+            false
+        }
+    };
+    match Spool::stats_read_only(&state.spool()) {
+        Ok(s) => println!(
+            "spool: {} record(s), {} bytes; dropped at the cap: {} screenshot(s), {} record(s)",
+            s.records, s.bytes, s.images_dropped, s.records_dropped
+        ),
+        Err(e) => println!("spool: cannot read ({e:#})"),
+    }
+    println!("policy: version {policy}");
+    println!(
+        "service: {}",
+        if std::os::unix::net::UnixStream::connect(state.socket()).is_ok() {
+            "running"
+        } else {
+            "not running"
+        }
+    );
+    Ok(if reachable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,458 @@
+//! The session helper: one per logged-in desktop, running as the user. It
+//! watches the sources (typed text, window titles, the clipboard, browser
+//! history, fed text), matches them, takes the screenshot and hands each
+//! capture to the service, keeping it until the service says it is spooled.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use protocol::{
+    AgentMessage, Capture, Connection, Policy, RecordId, Screenshot, Source, UnixMillis,
+};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use wordlists::{KeyStream, Matcher};
+
+use crate::backoff::Backoff;
+use crate::browser_history::BrowserHistory;
+use crate::ipc::{FeedText, ToService, ToSession};
+use crate::pipeline::{Pipeline, Seen, matcher_for};
+use crate::platform::x11::X11Desktop;
+use crate::platform::{Desktop, DesktopEvent, WindowInfo};
+use crate::screenshot::{downscale, encode_png};
+use crate::search_query::{percent_decode, search_query};
+
+/// A pause in typing after which the line is matched even without a space.
+const TYPING_PAUSE: Duration = Duration::from_millis(800);
+
+/// How the session helper runs.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// The service's socket.
+    pub socket: PathBuf,
+    /// Watch the X display in `$DISPLAY` (false: no desktop at all).
+    pub use_display: bool,
+    /// The user's home, for browser profiles.
+    pub home: PathBuf,
+    /// How often browser history is looked at.
+    pub browser_poll: Duration,
+}
+
+type Reader = Connection<ReadHalf<UnixStream>>;
+type Writer = Connection<WriteHalf<UnixStream>>;
+
+struct Link {
+    reader: Reader,
+    writer: Writer,
+}
+
+/// Connects to the service, retrying until it answers or shutdown.
+async fn connect(
+    socket: &std::path::Path,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(Link, String, Policy)> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match handshake(socket).await {
+            Ok(ok) => return Some(ok),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!("{e:#}; trying again in {:.1} s", delay.as_secs_f32());
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return None,
+                }
+            }
+        }
+    }
+}
+
+async fn handshake(socket: &std::path::Path) -> anyhow::Result<(Link, String, Policy)> {
+    let stream = UnixStream::connect(socket).await.with_context(|| {
+        format!(
+            "cannot reach the agent service at {} (is `agent service` running?)",
+            socket.display()
+        )
+    })?;
+    let (read, write) = tokio::io::split(stream);
+    let mut link = Link {
+        reader: Connection::new(read),
+        writer: Connection::new(write),
+    };
+    link.writer
+        .send(&ToService::SessionHello {
+            display: std::env::var("DISPLAY").ok(),
+        })
+        .await?;
+    let user = match link
+        .reader
+        .recv::<ToSession>("waiting for the service's welcome")
+        .await?
+    {
+        ToSession::Welcome { user } => user,
+        ToSession::Refused(why) => anyhow::bail!("the service refused this session helper: {why}"),
+        other => anyhow::bail!("the service sent {other:?} instead of a welcome"),
+    };
+    let policy = match link
+        .reader
+        .recv::<ToSession>("waiting for the policy")
+        .await?
+    {
+        ToSession::Policy(p) => p,
+        other => anyhow::bail!("the service sent {other:?} instead of the policy"),
+    };
+    Ok((link, user, policy))
+}
+
+/// The helper's state between events.
+struct Helper {
+    pipeline: Pipeline,
+    desktop: Option<Arc<dyn Desktop>>,
+    no_desktop_reason: String,
+    keys: KeyStream,
+    front: WindowInfo,
+    pending: BTreeMap<RecordId, Capture>,
+}
+
+/// Runs the session helper until shutdown or until its desktop closes.
+///
+/// # Errors
+/// Only a failure to build even the baseline matcher.
+pub async fn run(
+    options: SessionOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Some((mut link, user, policy)) = connect(&options.socket, &mut shutdown).await else {
+        return Ok(());
+    };
+    tracing::info!(
+        "session helper for {user}: policy version {}",
+        policy.version
+    );
+    let policy = Arc::new(policy);
+    let matcher = {
+        let p = policy.clone();
+        tokio::task::spawn_blocking(move || matcher_for(&p)).await??
+    };
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (desktop, no_desktop_reason): (Option<Arc<dyn Desktop>>, String) = if !options.use_display {
+        (None, "no display: the agent runs without a desktop".into())
+    } else {
+        match X11Desktop::open(None, Box::new(move |e| events_tx.send(e).is_ok())) {
+            Ok(d) => {
+                tracing::info!("watching the X display {}", d.name());
+                (Some(d as Arc<dyn Desktop>), String::new())
+            }
+            Err(e) => {
+                let why = format!("no display: {e:#}");
+                tracing::warn!(
+                    "{why}; typed text, titles, the clipboard and screenshots are not available"
+                );
+                (None, why)
+            }
+        }
+    };
+    let front = desktop
+        .as_ref()
+        .and_then(|d| d.active_window())
+        .unwrap_or_default();
+    let mut helper = Helper {
+        pipeline: Pipeline::new(policy, Arc::new(matcher)),
+        desktop,
+        no_desktop_reason,
+        keys: KeyStream::new(),
+        front,
+        pending: BTreeMap::new(),
+    };
+    if !helper.front.title.is_empty() {
+        let w = helper.front.clone();
+        let caps = helper
+            .pipeline
+            .scan(&w.title, &seen(Source::WindowTitle, &w, None));
+        helper.emit(caps, &mut link).await;
+    }
+
+    let history = Arc::new(Mutex::new(BrowserHistory::new(
+        &options.home,
+        UnixMillis::now(),
+    )));
+    let mut browser_tick = tokio::time::interval(options.browser_poll);
+    browser_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (rebuilt_tx, mut rebuilt) = mpsc::unbounded_channel::<(Arc<Policy>, Arc<Matcher>)>();
+    let mut flush_at: Option<Instant> = None;
+
+    loop {
+        tokio::select! {
+            Some(event) = events.recv() => {
+                if let DesktopEvent::Closed(why) = &event {
+                    tracing::info!("{why}; the session helper stops");
+                    let _ = link.writer.send(&ToService::Goodbye { reason: why.clone() }).await;
+                    return Ok(());
+                }
+                let caps = helper.desktop_event(event, &mut flush_at);
+                helper.emit(caps, &mut link).await;
+            }
+            got = link.reader.read::<ToSession>() => match got {
+                Ok(Some(message)) => {
+                    let caps = helper.service_message(message, &rebuilt_tx);
+                    helper.emit(caps, &mut link).await;
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!("lost the agent service; reconnecting");
+                    let Some((l, _, policy)) = connect(&options.socket, &mut shutdown).await else {
+                        return Ok(());
+                    };
+                    link = l;
+                    helper.rebuild(policy, &rebuilt_tx);
+                    // Whatever the service had not confirmed goes again (it keeps one copy per id).
+                    let again: Vec<Capture> = helper.pending.values().cloned().collect();
+                    for c in again {
+                        let _ = link.writer.send(&ToService::Record(AgentMessage::Capture(c))).await;
+                    }
+                }
+            },
+            Some((policy, matcher)) = rebuilt.recv() => {
+                tracing::info!("policy version {} in force", policy.version);
+                helper.pipeline.replace(policy, matcher);
+            }
+            _ = browser_tick.tick(), if helper.pipeline.wants(Source::Browser) => {
+                let h = history.clone();
+                let visits = tokio::task::spawn_blocking(move || {
+                    h.lock().unwrap_or_else(|p| p.into_inner()).poll()
+                }).await.unwrap_or_default();
+                let mut caps = Vec::new();
+                for v in visits {
+                    caps.extend(helper.page_visit(&v));
+                }
+                helper.emit(caps, &mut link).await;
+            }
+            () = sleep_until(flush_at), if flush_at.is_some() => {
+                flush_at = None;
+                let matcher = helper.pipeline.matcher().clone();
+                if let Some(c) = helper.keys.flush(&matcher) {
+                    let w = helper.front.clone();
+                    let caps = helper.pipeline.captures(&c.text, &c.hits, &seen(Source::Typed, &w, None));
+                    helper.emit(caps, &mut link).await;
+                }
+            }
+            _ = shutdown.changed() => {
+                let _ = link.writer.send(&ToService::Goodbye { reason: "stopped".into() }).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn seen<'a>(source: Source, window: &'a WindowInfo, url: Option<&'a str>) -> Seen<'a> {
+    Seen {
+        source,
+        window,
+        url,
+    }
+}
+
+fn window_id(parts: &[&str]) -> u64 {
+    let mut h = DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+impl Helper {
+    fn desktop_event(
+        &mut self,
+        event: DesktopEvent,
+        flush_at: &mut Option<Instant>,
+    ) -> Vec<Capture> {
+        let matcher = self.pipeline.matcher().clone();
+        match event {
+            DesktopEvent::Key(key) => {
+                if !self.pipeline.wants(Source::Typed) {
+                    return Vec::new();
+                }
+                let committed = self.keys.feed(key, &matcher);
+                *flush_at = (!self.keys.is_empty()).then(|| Instant::now() + TYPING_PAUSE);
+                let w = self.front.clone();
+                committed
+                    .map(|c| {
+                        self.pipeline
+                            .captures(&c.text, &c.hits, &seen(Source::Typed, &w, None))
+                    })
+                    .unwrap_or_default()
+            }
+            DesktopEvent::Focus(window) => {
+                let old = self.front.clone();
+                let mut caps = self
+                    .keys
+                    .focus_changed(&matcher)
+                    .map(|c| {
+                        self.pipeline
+                            .captures(&c.text, &c.hits, &seen(Source::Typed, &old, None))
+                    })
+                    .unwrap_or_default();
+                *flush_at = None;
+                self.front = window.clone();
+                caps.extend(
+                    self.pipeline
+                        .scan(&window.title, &seen(Source::WindowTitle, &window, None)),
+                );
+                caps
+            }
+            DesktopEvent::Title(window) => {
+                self.front = window.clone();
+                self.pipeline
+                    .scan(&window.title, &seen(Source::WindowTitle, &window, None))
+            }
+            DesktopEvent::Clipboard(text) => {
+                let w = self.front.clone();
+                self.pipeline
+                    .scan(&text, &seen(Source::Clipboard, &w, None))
+            }
+            DesktopEvent::Closed(_) => Vec::new(),
+        }
+    }
+
+    fn service_message(
+        &mut self,
+        message: ToSession,
+        rebuilt: &mpsc::UnboundedSender<(Arc<Policy>, Arc<Matcher>)>,
+    ) -> Vec<Capture> {
+        match message {
+            ToSession::Stored(id) => {
+                self.pending.remove(&id);
+                Vec::new()
+            }
+            ToSession::Policy(policy) => {
+                self.rebuild(policy, rebuilt);
+                Vec::new()
+            }
+            ToSession::Feed(FeedText { app, title, text }) => {
+                let w = WindowInfo {
+                    id: window_id(&["feed", &app, &title]),
+                    app,
+                    title,
+                };
+                self.pipeline.scan(&text, &seen(Source::Feed, &w, None))
+            }
+            ToSession::Refused(why) => {
+                tracing::error!("the agent service refused a record: {why}");
+                Vec::new()
+            }
+            other => {
+                tracing::warn!("unexpected message from the service: {other:?}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Builds the new policy's matcher off the event loop; the old one
+    /// keeps matching until it is ready, so no event waits or is lost.
+    fn rebuild(
+        &self,
+        policy: Policy,
+        rebuilt: &mpsc::UnboundedSender<(Arc<Policy>, Arc<Matcher>)>,
+    ) {
+        if policy == **self.pipeline.policy() {
+            return;
+        }
+        let tx = rebuilt.clone();
+        tokio::task::spawn_blocking(move || match matcher_for(&policy) {
+            Ok(m) => {
+                let _ = tx.send((Arc::new(policy), Arc::new(m)));
+            }
+            Err(e) => tracing::error!(
+                "policy version {} does not build ({e:#}); the previous one stays in force",
+                policy.version
+            ),
+        });
+    }
+
+    fn page_visit(&mut self, v: &crate::browser_history::PageVisit) -> Vec<Capture> {
+        let w = WindowInfo {
+            id: window_id(&["browser", &v.browser, &v.url]),
+            app: v.browser.clone(),
+            title: v.title.clone(),
+        };
+        let s = seen(Source::Browser, &w, Some(&v.url));
+        let mut caps = self.pipeline.scan(&v.title, &s);
+        if let Some(q) = search_query(&v.url) {
+            caps.extend(self.pipeline.scan(&q, &s));
+        } else {
+            // The address's words ("/news/knife-crime-…") as text.
+            let words =
+                percent_decode(&v.url).replace(['/', '-', '_', '.', '?', '=', '&', ':'], " ");
+            caps.extend(self.pipeline.scan(&words, &s));
+        }
+        caps
+    }
+
+    /// Adds one screenshot to the captures of this moment and hands them to
+    /// the service.
+    async fn emit(&mut self, mut captures: Vec<Capture>, link: &mut Link) {
+        if captures.is_empty() {
+            return;
+        }
+        let shot = self.screenshot().await;
+        for c in &mut captures {
+            c.screenshot = shot.clone();
+            tracing::info!(
+                "capture {}: {:?} ({}, severity {}) from {} in {:?}",
+                c.id,
+                c.term,
+                c.category,
+                c.severity,
+                c.source.as_str(),
+                c.window_title
+            );
+            self.pending.insert(c.id, c.clone());
+        }
+        for c in captures {
+            if let Err(e) = link
+                .writer
+                .send(&ToService::Record(AgentMessage::Capture(c)))
+                .await
+            {
+                // Kept in `pending`; sent again once the service is back.
+                tracing::warn!("cannot hand a capture to the service now: {e}");
+                break;
+            }
+        }
+    }
+
+    async fn screenshot(&self) -> Screenshot {
+        let policy = self.pipeline.policy();
+        if !policy.screenshots {
+            return Screenshot::Missing(
+                "screenshots are switched off by the school's policy".into(),
+            );
+        }
+        let Some(desktop) = self.desktop.clone() else {
+            return Screenshot::Missing(self.no_desktop_reason.clone());
+        };
+        let width = policy.screenshot_max_width;
+        let made = tokio::task::spawn_blocking(move || {
+            let raw = desktop.screenshot()?;
+            encode_png(&downscale(&raw, width))
+        })
+        .await;
+        match made {
+            Ok(Ok(png)) => Screenshot::Png(png),
+            Ok(Err(e)) => Screenshot::Missing(format!("the screenshot failed: {e:#}")),
+            Err(e) => Screenshot::Missing(format!("the screenshot failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! The durable spool: every record the agent makes waits here until the
+//! console acks it.
+//!
+//! SQLite in WAL mode with `synchronous=FULL`: a record is on disk before
+//! [`Spool::push`] returns, so it survives `kill -9` and a power cut. Records
+//! leave only through [`Spool::remove`], called with the ids the console
+//! acked (or rejected for good).
+//!
+//! **The cap** (default 500 MB of record and image bytes). When a new record
+//! would go over it:
+//! 1. the oldest screenshots are dropped first; their captures stay, saying
+//!    the image was dropped at the cap;
+//! 2. when no screenshot is left, the oldest records that are not captures
+//!    (site-visit batches, …) go;
+//! 3. only then the oldest captures.
+//!
+//! Every drop is counted (persisted with the spool) and the count goes to
+//! the console in each heartbeat.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use protocol::{AgentMessage, RecordId, Screenshot};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// The default cap: 500 MB.
+pub const DEFAULT_CAP_BYTES: u64 = 500 * 1000 * 1000;
+
+/// What a capture's screenshot says when the cap took it.
+pub const DROPPED_AT_CAP: &str = "the screenshot was dropped on the laptop: the spool reached its size cap while the console could not be reached";
+
+/// How the last [`Spool::push`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushOutcome {
+    /// False if a record with this id was already in the spool.
+    pub inserted: bool,
+    /// Screenshots dropped to make room.
+    pub images_dropped: u64,
+    /// Records dropped to make room.
+    pub records_dropped: u64,
+}
+
+/// Depth and drop counts, for heartbeats and `agent status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpoolStats {
+    pub records: u64,
+    pub bytes: u64,
+    pub images_dropped: u64,
+    pub records_dropped: u64,
+}
+
+/// The spool.
+#[derive(Debug)]
+pub struct Spool {
+    conn: Mutex<Connection>,
+    cap: u64,
+    path: PathBuf,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool at `path`. A file that fails SQLite's
+    /// integrity check is moved aside (kept for inspection) and a new one
+    /// started; the second value then says so, for a tamper event.
+    ///
+    /// # Errors
+    /// If the file cannot be opened or created at all.
+    pub fn open(path: &Path, cap: u64) -> anyhow::Result<(Spool, Option<String>)> {
+        match Self::open_checked(path, cap) {
+            Ok(spool) => Ok((spool, None)),
+            Err(e) if path.exists() => {
+                let aside =
+                    path.with_extension(format!("damaged-{}", protocol::UnixMillis::now().0));
+                std::fs::rename(path, &aside).with_context(|| {
+                    format!(
+                        "the spool {} is damaged ({e:#}) and cannot be moved aside",
+                        path.display()
+                    )
+                })?;
+                for suffix in ["-wal", "-shm"] {
+                    let mut side = path.as_os_str().to_owned();
+                    side.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(side));
+                }
+                let detail = format!(
+                    "the spool {} was damaged ({e:#}); it was moved to {} and a new one started",
+                    path.display(),
+                    aside.display()
+                );
+                tracing::error!("{detail}");
+                Ok((Self::open_checked(path, cap)?, Some(detail)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_checked(path: &Path, cap: u64) -> anyhow::Result<Spool> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the spool {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // auto_vacuum must be chosen before the first table exists.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        anyhow::ensure!(mode == "wal", "the spool cannot use WAL mode (got {mode})");
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS records (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id TEXT NOT NULL UNIQUE,
+                 is_capture INTEGER NOT NULL,
+                 body BLOB NOT NULL,
+                 image BLOB,
+                 image_note TEXT,
+                 bytes INTEGER NOT NULL
+             ) STRICT;
+             CREATE TABLE IF NOT EXISTS counters (
+                 name TEXT PRIMARY KEY,
+                 value INTEGER NOT NULL
+             ) STRICT;",
+        )
+        .context("cannot set up the spool's tables")?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        anyhow::ensure!(check == "ok", "integrity check failed: {check}");
+        Ok(Spool {
+            conn: Mutex::new(conn),
+            cap,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a record durably. A record whose id is already here is left
+    /// as it is (the session helper may hand one over twice).
+    ///
+    /// # Errors
+    /// A message without a record id, or a disk error.
+    pub fn push(&self, message: &AgentMessage) -> anyhow::Result<PushOutcome> {
+        let id = message
+            .record_id()
+            .with_context(|| format!("a {} is not a spooled record", message.kind_name()))?;
+        let (body, image, note) = split_image(message)?;
+        let bytes = (body.len() + image.as_ref().map_or(0, Vec::len)) as u64;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM records WHERE id = ?1",
+                [id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if exists {
+            return Ok(PushOutcome::default());
+        }
+        let mut outcome = PushOutcome {
+            inserted: true,
+            ..PushOutcome::default()
+        };
+        let mut used: u64 =
+            tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM records", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
+        // 1. the oldest screenshots.
+        while used + bytes > self.cap {
+            let oldest: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT seq, length(image) FROM records WHERE image IS NOT NULL ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((seq, len)) = oldest else { break };
+            tx.execute(
+                "UPDATE records SET image = NULL, image_note = ?2, bytes = bytes - ?3 WHERE seq = ?1",
+                params![seq, DROPPED_AT_CAP, len],
+            )?;
+            used -= len as u64;
+            outcome.images_dropped += 1;
+        }
+        // 2. and 3. the oldest records, captures last.
+        while used + bytes > self.cap {
+            let oldest: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT seq, bytes FROM records ORDER BY is_capture, seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((seq, len)) = oldest else { break };
+            tx.execute("DELETE FROM records WHERE seq = ?1", [seq])?;
+            used -= len as u64;
+            outcome.records_dropped += 1;
+        }
+        // A record bigger than the whole cap keeps its text, not its image.
+        let (image, note, bytes) = if used + bytes > self.cap && image.is_some() {
+            outcome.images_dropped += 1;
+            (None, Some(DROPPED_AT_CAP.to_owned()), body.len() as u64)
+        } else {
+            (image, note, bytes)
+        };
+        tx.execute(
+            "INSERT INTO records (id, is_capture, body, image, image_note, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id.to_string(),
+                matches!(message, AgentMessage::Capture(_)),
+                body,
+                image,
+                note,
+                bytes as i64
+            ],
+        )?;
+        for (name, n) in [
+            ("images_dropped", outcome.images_dropped),
+            ("records_dropped", outcome.records_dropped),
+        ] {
+            if n > 0 {
+                tx.execute(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+                    params![name, n as i64],
+                )?;
+            }
+        }
+        tx.commit().context("cannot commit a record to the spool")?;
+        Ok(outcome)
+    }
+
+    /// Up to `limit` records after position `after` (0 for the start), in
+    /// the order they were made, with their positions.
+    ///
+    /// # Errors
+    /// A disk error. A record that no longer decodes is removed and logged.
+    pub fn after(&self, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, AgentMessage)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, id, body, image, image_note FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, id, body, image, note) in rows {
+            match join_image(&body, image, note) {
+                Ok(m) => out.push((seq, m)),
+                Err(e) => {
+                    tracing::error!("spooled record {id} does not decode ({e}); removing it");
+                    conn.execute("DELETE FROM records WHERE seq = ?1", [seq])?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes acked (or rejected) records; returns how many were here.
+    ///
+    /// # Errors
+    /// A disk error.
+    pub fn remove(&self, ids: &[RecordId]) -> anyhow::Result<usize> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM records WHERE id = ?1")?;
+            for id in ids {
+                n += stmt.execute([id.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        // Give pages back a few at a time so the file shrinks after an outage.
+        let _ = conn.execute_batch("PRAGMA incremental_vacuum(256);");
+        Ok(n)
+    }
+
+    /// Depth and drop counts.
+    ///
+    /// # Errors
+    /// A disk error.
+    pub fn stats(&self) -> anyhow::Result<SpoolStats> {
+        stats_of(&self.lock())
+    }
+
+    /// Depth and drop counts of the spool at `path`, read without writing
+    /// (for `agent status` while the service runs). No file: empty.
+    ///
+    /// # Errors
+    /// A file that is not a spool.
+    pub fn stats_read_only(path: &Path) -> anyhow::Result<SpoolStats> {
+        if !path.exists() {
+            return Ok(SpoolStats::default());
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| {
+                format!(
+                    "cannot open {} (the agent's spool is readable by root only)",
+                    path.display()
+                )
+            })?;
+        stats_of(&conn)
+    }
+}
+
+fn stats_of(conn: &Connection) -> anyhow::Result<SpoolStats> {
+    let (records, bytes): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM records",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let counter = |name: &str| -> anyhow::Result<u64> {
+        Ok(conn
+            .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .unwrap_or(0) as u64)
+    };
+    Ok(SpoolStats {
+        records: records as u64,
+        bytes: bytes as u64,
+        images_dropped: counter("images_dropped")?,
+        records_dropped: counter("records_dropped")?,
+    })
+}
+
+/// Splits a capture's or concern's PNG from the rest, so the cap can drop
+/// the image and keep the text.
+type Split = (Vec<u8>, Option<Vec<u8>>, Option<String>);
+
+fn split_image(message: &AgentMessage) -> anyhow::Result<Split> {
+    let mut message = message.clone();
+    let shot = match &mut message {
+        AgentMessage::Capture(c) => Some(&mut c.screenshot),
+        AgentMessage::Concern(c) => Some(&mut c.screenshot),
+        _ => None,
+    };
+    let (image, note) = match shot {
+        Some(shot) => match std::mem::replace(shot, Screenshot::Missing(String::new())) {
+            Screenshot::Png(png) => (Some(png), None),
+            Screenshot::Missing(why) => (None, Some(why)),
+        },
+        None => (None, None),
+    };
+    let body = postcard::to_stdvec(&message).context("cannot encode a record for the spool")?;
+    Ok((body, image, note))
+}
+
+fn join_image(
+    body: &[u8],
+    image: Option<Vec<u8>>,
+    note: Option<String>,
+) -> Result<AgentMessage, postcard::Error> {
+    let mut message: AgentMessage = postcard::from_bytes(body)?;
+    let shot = match &mut message {
+        AgentMessage::Capture(c) => Some(&mut c.screenshot),
+        AgentMessage::Concern(c) => Some(&mut c.screenshot),
+        _ => None,
+    };
+    if let Some(shot) = shot {
+        *shot = match image {
+            Some(png) => Screenshot::Png(png),
+            None => Screenshot::Missing(note.unwrap_or_default()),
+        };
+    }
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{Capture, SiteVisits, Source, UnixMillis};
+
+    fn capture(image: Option<usize>) -> AgentMessage {
+        AgentMessage::Capture(Capture {
+            id: uuid::Uuid::now_v7(),
+            time: UnixMillis::now(),
+            user: "pupil".into(),
+            source: Source::Typed,
+            app: "XTerm".into(),
+            window_title: "xterm".into(),
+            url: None,
+            term: "kill myself".into(),
+            category: "self-harm".into(),
+            severity: 5,
+            context: "i want to kill myself".into(),
+            context_match: (10, 21),
+            screenshot: match image {
+                Some(n) => Screenshot::Png(vec![7; n]),
+                None => Screenshot::Missing("no display".into()),
+            },
+        })
+    }
+
+    fn visits() -> AgentMessage {
+        AgentMessage::SiteVisits(SiteVisits {
+            id: uuid::Uuid::now_v7(),
+            // Bigger than a text-only capture, so dropping it makes room for one.
+            visits: vec![protocol::SiteVisit {
+                user: "pupil".into(),
+                browser: "Chromium".into(),
+                url: format!("https://example.org/{}", "a".repeat(400)),
+                domain: "example.org".into(),
+                title: "a page".into(),
+                start: UnixMillis(1),
+                end: UnixMillis(2),
+                active_seconds: 1,
+                visits: 1,
+            }],
+        })
+    }
+
+    fn ids(spool: &Spool) -> Vec<RecordId> {
+        spool
+            .after(0, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| m.record_id().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn records_come_back_whole_in_order_and_leave_on_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spool, damaged) =
+            Spool::open(&tmp.path().join("spool.db"), DEFAULT_CAP_BYTES).unwrap();
+        assert!(damaged.is_none());
+        let a = capture(Some(1000));
+        let b = capture(None);
+        let c = visits();
+        for m in [&a, &b, &c] {
+            assert!(spool.push(m).unwrap().inserted);
+        }
+        assert!(
+            !spool.push(&a).unwrap().inserted,
+            "the same id twice is stored once"
+        );
+        let got: Vec<AgentMessage> = spool
+            .after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
+        let first = spool.after(0, 1).unwrap()[0].0;
+        assert_eq!(spool.after(first, 10).unwrap().len(), 2);
+        assert_eq!(
+            spool
+                .remove(&[a.record_id().unwrap(), uuid::Uuid::now_v7()])
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            ids(&spool),
+            vec![b.record_id().unwrap(), c.record_id().unwrap()]
+        );
+        drop(spool);
+        let (spool, _) = Spool::open(&tmp.path().join("spool.db"), DEFAULT_CAP_BYTES).unwrap();
+        assert_eq!(
+            spool.stats().unwrap().records,
+            2,
+            "records survive reopening"
+        );
+    }
+
+    #[test]
+    fn at_the_cap_old_screenshots_go_first_then_other_records_then_captures() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(&tmp.path().join("spool.db"), 10_000).unwrap();
+        let first = capture(Some(4000));
+        let second = capture(Some(4000));
+        spool.push(&first).unwrap();
+        spool.push(&second).unwrap();
+        let v = visits();
+        spool.push(&v).unwrap();
+        // A third image does not fit: the oldest screenshot goes, its text stays.
+        let third = capture(Some(4000));
+        let out = spool.push(&third).unwrap();
+        assert_eq!((out.images_dropped, out.records_dropped), (1, 0));
+        let got = spool.after(0, 10).unwrap();
+        assert_eq!(got.len(), 4);
+        match &got[0].1 {
+            AgentMessage::Capture(c) => {
+                assert_eq!(c.screenshot, Screenshot::Missing(DROPPED_AT_CAP.into()));
+                assert_eq!(c.term, "kill myself");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&got[1].1, AgentMessage::Capture(c) if matches!(c.screenshot, Screenshot::Png(_)))
+        );
+        // Text-only captures until even the text does not fit: every image
+        // goes, then the site visits, then the oldest capture.
+        let mut pushed = 0;
+        let mut records_dropped = 0;
+        while records_dropped == 0 {
+            records_dropped += spool.push(&capture(None)).unwrap().records_dropped;
+            pushed += 1;
+            assert!(pushed < 1000);
+        }
+        let left = ids(&spool);
+        assert!(
+            !left.contains(&v.record_id().unwrap()),
+            "site visits go before captures"
+        );
+        assert!(
+            left.contains(&first.record_id().unwrap()),
+            "captures go last"
+        );
+        let stats = spool.stats().unwrap();
+        assert!(stats.bytes <= 10_000, "{stats:?}");
+        assert_eq!(stats.images_dropped, 3);
+        assert_eq!(stats.records_dropped, 1);
+        // An image bigger than the whole cap: the capture is kept without it.
+        let huge = capture(Some(20_000));
+        let out = spool.push(&huge).unwrap();
+        assert!(out.inserted && out.images_dropped == 1);
+        let all = spool.after(0, 1000).unwrap();
+        let kept = all
+            .iter()
+            .find(|(_, m)| m.record_id() == huge.record_id())
+            .unwrap();
+        assert!(
+            matches!(&kept.1, AgentMessage::Capture(c) if c.screenshot == Screenshot::Missing(DROPPED_AT_CAP.into()))
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_moved_aside_and_a_new_spool_started() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("spool.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let (spool, damaged) = Spool::open(&path, DEFAULT_CAP_BYTES).unwrap();
+        let detail = damaged.expect("the damage is reported");
+        assert!(detail.contains("moved to"), "{detail}");
+        assert!(spool.push(&capture(None)).unwrap().inserted);
+        let aside = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("damaged")
+            })
+            .count();
+        assert_eq!(aside, 1);
+    }
+
+    #[test]
+    fn a_message_without_a_record_id_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(&tmp.path().join("spool.db"), DEFAULT_CAP_BYTES).unwrap();
+        let hb = AgentMessage::Hello(protocol::Hello {
+            protocol_version: 1,
+            agent_version: "x".into(),
+            device_id: uuid::Uuid::now_v7(),
+            policy_version: 0,
+        });
+        assert!(
+            spool
+                .push(&hb)
+                .unwrap_err()
+                .to_string()
+                .contains("not a spooled record")
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The agent's state directory.
+//!
+//! ```text
+//! DIR/              0755  root (so the session helpers reach the socket)
+//!   agent.sock      0666  the service's Unix socket; peers are identified
+//!                         by their kernel credentials, not by anything sent
+//!   private/        0700  root only
+//!     enrolment.toml      device id and console address
+//!     device.pem          the device certificate
+//!     device-key.pem 0600 its private key
+//!     ca.pem              the console CA, pinned at enrolment
+//!     policy.bin          the last policy the console sent (postcard)
+//!     spool.db            the durable spool (SQLite, WAL)
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use protocol::Policy;
+use protocol::device_link::DeviceIdentity;
+use protocol::pki::SecretPem;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where a Debian or Ubuntu installation keeps its state.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/safeguard-agent";
+
+/// The agent's state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+/// What `private/enrolment.toml` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolmentFacts {
+    pub device_id: Uuid,
+    pub console_address: String,
+    /// When the device enrolled (RFC 3339, for people reading the file).
+    pub enrolled_at: String,
+}
+
+/// An enrolled device: who it is and where its console is.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub identity: DeviceIdentity,
+    pub console_address: String,
+}
+
+impl StateDir {
+    /// The directory at `root`; nothing is created until [`StateDir::create`].
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("agent.sock")
+    }
+
+    pub fn private(&self) -> PathBuf {
+        self.root.join("private")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.private().join("spool.db")
+    }
+
+    fn policy_file(&self) -> PathBuf {
+        self.private().join("policy.bin")
+    }
+
+    /// Creates the directories with their modes, or tightens them.
+    ///
+    /// # Errors
+    /// If the directories cannot be made (for the real path, run as root).
+    pub fn create(&self) -> anyhow::Result<()> {
+        for (dir, mode) in [(self.root.clone(), 0o755), (self.private(), 0o700)] {
+            fs::create_dir_all(&dir).with_context(|| {
+                format!(
+                    "cannot create the agent's state directory {} (the service runs as root)",
+                    dir.display()
+                )
+            })?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `agent enroll` has run here.
+    pub fn is_enrolled(&self) -> bool {
+        self.private().join("enrolment.toml").exists()
+    }
+
+    /// Stores what enrolment returned. Refuses to overwrite an enrolment.
+    ///
+    /// # Errors
+    /// If the device is already enrolled here or a file cannot be written.
+    pub fn save_enrolment(
+        &self,
+        enrolled: &protocol::enrol::Enrolled,
+        console_address: &str,
+        now_rfc3339: String,
+    ) -> anyhow::Result<()> {
+        if self.is_enrolled() {
+            bail!(
+                "{} already holds an enrolment; to enrol again, stop the agent and remove {}",
+                self.root.display(),
+                self.private().display()
+            );
+        }
+        self.create()?;
+        let private = self.private();
+        write_private(&private.join("device-key.pem"), enrolled.key_pem.expose())?;
+        write_private(&private.join("device.pem"), &enrolled.certificate_pem)?;
+        write_private(&private.join("ca.pem"), &enrolled.ca_pem)?;
+        let facts = EnrolmentFacts {
+            device_id: enrolled.device_id,
+            console_address: console_address.to_owned(),
+            enrolled_at: now_rfc3339,
+        };
+        // Written last: its presence means the enrolment is complete.
+        write_private(
+            &private.join("enrolment.toml"),
+            &toml::to_string(&facts).context("cannot write the enrolment facts")?,
+        )
+    }
+
+    /// Loads the device identity.
+    ///
+    /// # Errors
+    /// If the device is not enrolled (saying how to enrol) or a file is damaged.
+    pub fn enrolment(&self) -> anyhow::Result<Enrolment> {
+        let private = self.private();
+        if !self.is_enrolled() {
+            bail!(
+                "this laptop is not enrolled ({} has no enrolment); run `agent enroll TOKEN --state-dir {}` with a token from `console-server enroll-token`",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        let read = |name: &str| {
+            fs::read_to_string(private.join(name))
+                .with_context(|| format!("cannot read {}", private.join(name).display()))
+        };
+        let facts: EnrolmentFacts = toml::from_str(&read("enrolment.toml")?)
+            .context("private/enrolment.toml is damaged")?;
+        Ok(Enrolment {
+            identity: DeviceIdentity {
+                device_id: facts.device_id,
+                certificate_pem: read("device.pem")?,
+                key_pem: SecretPem::new(read("device-key.pem")?),
+                ca_pem: read("ca.pem")?,
+            },
+            console_address: facts.console_address,
+        })
+    }
+
+    /// The policy last received, or `None` if the console has sent none (or
+    /// the file is damaged, which is logged: the console sends it again).
+    pub fn load_policy(&self) -> Option<Policy> {
+        let bytes = fs::read(self.policy_file()).ok()?;
+        match postcard::from_bytes(&bytes) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(
+                    "the saved policy is damaged ({e}); using the baseline until the console sends one"
+                );
+                None
+            }
+        }
+    }
+
+    /// Saves a policy atomically (write, sync, rename).
+    ///
+    /// # Errors
+    /// If it cannot be written.
+    pub fn save_policy(&self, policy: &Policy) -> anyhow::Result<()> {
+        let bytes = postcard::to_stdvec(policy).context("cannot encode the policy")?;
+        let tmp = self.private().join("policy.bin.tmp");
+        write_private(&tmp, &bytes)?;
+        fs::rename(&tmp, self.policy_file()).context("cannot replace the saved policy")
+    }
+}
+
+/// Writes a file only root can read, synced to disk.
+fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_ref())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_policy_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path().join("state"));
+        dir.create().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.root()), 0o755);
+        assert_eq!(mode(&dir.private()), 0o700);
+        assert!(dir.load_policy().is_none());
+        let mut policy = Policy::baseline();
+        policy.version = 7;
+        dir.save_policy(&policy).unwrap();
+        assert_eq!(dir.load_policy().unwrap(), policy);
+        assert_eq!(mode(&dir.private().join("policy.bin")), 0o600);
+        fs::write(dir.private().join("policy.bin"), b"\xff\xff").unwrap();
+        assert!(dir.load_policy().is_none());
+        let err = dir.enrolment().unwrap_err().to_string();
+        assert!(
+            err.contains("not enrolled") && err.contains("agent enroll"),
+            "{err}"
+        );
+    }
+}
