@@ -133,7 +133,7 @@ pub async fn run(
         return Ok(());
     };
     tracing::info!(
-        "session helper for {user}: policy version {}",
+        "session helper for {user}: policy version {} in force",
         policy.version
     );
     let policy = Arc::new(policy);
@@ -390,7 +390,16 @@ impl Helper {
         let s = seen(Source::Browser, &w, Some(&v.url));
         let mut caps = self.pipeline.scan(&v.title, &s);
         if let Some(q) = search_query(&v.url) {
-            caps.extend(self.pipeline.scan(&q, &s));
+            // One search is one "window", however many addresses it took
+            // (Chromium tries https:// first, then http://).
+            let search = WindowInfo {
+                id: window_id(&["search", &v.browser, &q]),
+                ..w.clone()
+            };
+            caps.extend(
+                self.pipeline
+                    .scan(&q, &seen(Source::Browser, &search, Some(&v.url))),
+            );
         } else {
             // The address's words ("/news/knife-crime-…") as text.
             let words =

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod agent_process;
+pub mod desktop;
+
 use anyhow::{Context, bail};
 use protocol::device_link::DeviceIdentity;
 use protocol::pki::Authority;

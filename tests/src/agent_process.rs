@@ -1,0 +1,179 @@
+//! The real `agent` binary as a child process: enrol, run (or service and
+//! session separately), feed, status, and kill.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::desktop::wait_for;
+use crate::workspace_binary;
+
+/// Runs `agent ARGS` to completion and returns (success, stdout, stderr).
+///
+/// # Errors
+/// The binary is missing or cannot run.
+pub fn agent_cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(bool, String, String)> {
+    let out = Command::new(workspace_binary("agent")?)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("AGENT_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run agent")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Enrols a state directory with a token.
+///
+/// # Errors
+/// Enrolment fails.
+pub fn enroll_agent(state: &Path, token: &str) -> anyhow::Result<()> {
+    let state = state.to_str().context("a UTF-8 path")?;
+    let (ok, out, err) = agent_cli(&["enroll", token, "--state-dir", state], &[])?;
+    if !ok {
+        bail!("agent enroll failed: {out}{err}");
+    }
+    Ok(())
+}
+
+/// `agent feed`: hands text to the running agent as an app's on-screen text.
+///
+/// # Errors
+/// The agent refuses or is not running.
+pub fn feed(state: &Path, app: &str, title: &str, text: &str) -> anyhow::Result<()> {
+    let state = state.to_str().context("a UTF-8 path")?;
+    let (ok, out, err) = agent_cli(
+        &[
+            "feed",
+            "--state-dir",
+            state,
+            "--app",
+            app,
+            "--title",
+            title,
+            text,
+        ],
+        &[],
+    )?;
+    if !ok {
+        bail!("agent feed failed: {out}{err}");
+    }
+    Ok(())
+}
+
+/// `agent status`'s output.
+///
+/// # Errors
+/// The binary cannot run.
+pub fn status(state: &Path) -> anyhow::Result<String> {
+    let state = state.to_str().context("a UTF-8 path")?;
+    let (_, out, err) = agent_cli(&["status", "--state-dir", state], &[])?;
+    Ok(format!("{out}{err}"))
+}
+
+/// The spooled record count `agent status` reports.
+///
+/// # Errors
+/// No spool line in the status.
+pub fn spool_depth(state: &Path) -> anyhow::Result<u64> {
+    let text = status(state)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("spool: "))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .with_context(|| format!("no spool depth in the status:\n{text}"))
+}
+
+/// A running `agent run|service|session` process; killed on drop.
+pub struct AgentProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts `agent ROLE --state-dir STATE EXTRA…` with `DISPLAY` (if any)
+    /// and `HOME`, logging to a file beside the state directory, and waits
+    /// until its socket answers (for `run` and `service`).
+    ///
+    /// # Errors
+    /// It cannot start, or its socket does not answer within 30 s.
+    pub fn start(
+        role: &str,
+        state: &Path,
+        display: Option<&str>,
+        home: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<AgentProcess> {
+        let log = state.with_extension(format!("{role}.{}.log", protocol::UnixMillis::now().0));
+        let mut cmd = Command::new(workspace_binary("agent")?);
+        cmd.arg(role)
+            .arg("--state-dir")
+            .arg(state)
+            .args(extra)
+            .env("HOME", home)
+            .env("AGENT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log)?);
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
+        let child = cmd.spawn().context("cannot start agent")?;
+        let mut agent = AgentProcess { child, log };
+        if role != "session" {
+            let socket = state.join("agent.sock");
+            let up = wait_for(Duration::from_secs(30), || {
+                std::os::unix::net::UnixStream::connect(&socket).is_ok()
+            });
+            if !up {
+                agent.kill();
+                bail!(
+                    "agent {role} did not open its socket; its log:\n{}",
+                    agent.log_text()
+                );
+            }
+        }
+        Ok(agent)
+    }
+
+    /// Waits until the log contains `text` (30 s at most).
+    ///
+    /// # Errors
+    /// It never does; the log is included.
+    pub fn wait_log(&self, text: &str, within: Duration) -> anyhow::Result<()> {
+        if !wait_for(within, || self.log_text().contains(text)) {
+            bail!(
+                "the agent never logged {text:?}; its log:\n{}",
+                self.log_text()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no goodbye, nothing flushed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,545 @@
+//! The agent end to end: a real console, the real `agent` binary enrolled
+//! with it, a real X server (Xvfb + openbox) with xterm windows, real
+//! typing (xdotool), the real clipboard (xclip) and a real Chromium.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use tests::agent_process::{AgentProcess, enroll_agent, feed, spool_depth};
+use tests::desktop::{XDesktop, require, wait_for};
+use tests::*;
+
+/// A console with one enrolled agent state directory, and an API token.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    console: ConsoleProcess,
+    state: PathBuf,
+    home: PathBuf,
+    api: Api,
+}
+
+fn setup() -> anyhow::Result<Setup> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("console");
+    let console = ConsoleProcess::start(&data)?;
+    let state = tmp.path().join("agent-state");
+    enroll_agent(&state, &enroll_token(&data, &console.agent_addr, "1h")?)?;
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let api = Api::new(
+        &data,
+        &console.web_addr,
+        &api_token(&data, "lead", "admin")?,
+    )?;
+    Ok(Setup {
+        _tmp: tmp,
+        console,
+        state,
+        home,
+        api,
+    })
+}
+
+#[derive(Debug)]
+struct Row {
+    id: String,
+    source: String,
+    app: String,
+    window_title: String,
+    url: Option<String>,
+    term: String,
+    category: String,
+    user: String,
+    context: String,
+    image_missing: Option<String>,
+}
+
+fn captures(data: &Path) -> anyhow::Result<Vec<Row>> {
+    let db = open_db(data)?;
+    let mut stmt = db.prepare(
+        "SELECT id, source, app, window_title, url, term, category, user, context, image_missing
+         FROM captures ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                app: r.get(2)?,
+                window_title: r.get(3)?,
+                url: r.get(4)?,
+                term: r.get(5)?,
+                category: r.get(6)?,
+                user: r.get(7)?,
+                context: r.get(8)?,
+                image_missing: r.get(9)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Waits (up to `within`) until `ok` holds for the stored captures.
+fn wait_captures(
+    data: &Path,
+    within: Duration,
+    what: &str,
+    mut ok: impl FnMut(&[Row]) -> bool,
+) -> anyhow::Result<Vec<Row>> {
+    let mut last = Vec::new();
+    let found = wait_for(within, || {
+        last = captures(data).unwrap_or_default();
+        ok(&last)
+    });
+    ensure!(found, "{what}: not within {within:?}; captures: {last:#?}");
+    Ok(last)
+}
+
+fn whoami() -> anyhow::Result<String> {
+    let out = std::process::Command::new("id").arg("-un").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn decode_png(bytes: &[u8]) -> anyhow::Result<(u32, u32, Vec<u8>)> {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size().context("PNG too big")?];
+    let info = reader.next_frame(&mut buf)?;
+    ensure!(
+        info.color_type == png::ColorType::Rgb,
+        "not RGB: {:?}",
+        info.color_type
+    );
+    buf.truncate(info.buffer_size());
+    Ok((info.width, info.height, buf))
+}
+
+/// Share of white pixels and count of dark ones in a rectangle.
+fn whiteness(
+    img: &(u32, u32, Vec<u8>),
+    x: std::ops::Range<u32>,
+    y: std::ops::Range<u32>,
+) -> (f64, usize) {
+    let (w, _, px) = img;
+    let (mut white, mut dark, mut all) = (0usize, 0usize, 0usize);
+    for yy in y {
+        for xx in x.clone() {
+            let i = ((yy * w + xx) * 3) as usize;
+            let p = &px[i..i + 3];
+            all += 1;
+            if p.iter().all(|&c| c > 230) {
+                white += 1;
+            }
+            if p.iter().all(|&c| c < 60) {
+                dark += 1;
+            }
+        }
+    }
+    (white as f64 / all as f64, dark)
+}
+
+#[test]
+fn typed_risky_phrases_become_captures_with_a_screenshot_and_ordinary_typing_does_not()
+-> anyhow::Result<()> {
+    let mut x = XDesktop::start()?;
+    let s = setup()?;
+    let agent = AgentProcess::start("run", &s.state, Some(&x.display), &s.home, &[])?;
+    agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    x.xterm("Homework chat")?;
+
+    for line in [
+        "we will meet after the maths lesson to finish the project",
+        "my brother skilled himself at chess over the summer",
+        "the recipe needs two eggs and a cup of flour",
+        "please submit your essay about the history of the castle by friday",
+    ] {
+        x.type_text(line)?;
+        x.keys(&["Return"])?;
+    }
+    // A typo, corrected with BackSpace, then finished.
+    x.type_text("i want to kill mysrl")?;
+    x.keys(&["BackSpace", "BackSpace"])?;
+    x.type_text("elf")?;
+    x.keys(&["Return"])?;
+    // An obfuscated spelling, with Shift on a letter.
+    x.type_text("K1ll y0urself")?;
+    x.keys(&["Return"])?;
+
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "two typed captures",
+        |r| r.len() >= 2,
+    )?;
+    // Anything the ordinary lines caused would have arrived before these.
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = if captures(&s.console.data)?.len() == rows.len() {
+        rows
+    } else {
+        captures(&s.console.data)?
+    };
+    let summary: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.term.as_str(), r.category.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("kill myself", "self-harm"),
+            ("kill yourself", "cyberbullying")
+        ],
+        "exactly the two risky lines, nothing from the ordinary ones: {rows:#?}"
+    );
+    let me = whoami()?;
+    for r in &rows {
+        assert_eq!(r.source, "typed");
+        assert_eq!(r.user, me);
+        assert_eq!(r.window_title, "Homework chat");
+        assert_eq!(r.app, "XTerm");
+        assert!(r.image_missing.is_none(), "{r:?}");
+    }
+    assert!(
+        rows[0].context.contains("i want to kill myself"),
+        "{:?}",
+        rows[0].context
+    );
+    assert!(
+        !rows[0].context.contains("mysrl"),
+        "the typo was rubbed out: {:?}",
+        rows[0].context
+    );
+    assert!(
+        !rows[0].context.contains("maths"),
+        "only the line with the hit: {:?}",
+        rows[0].context
+    );
+    assert!(
+        rows[1].context.contains("K1ll y0urself"),
+        "{:?}",
+        rows[1].context
+    );
+
+    // The screenshot shows the xterm: white where it is, with dark text in
+    // it, and the desktop's dark background elsewhere.
+    let (status, kind, bytes) = s
+        .api
+        .get_bytes(&format!("/api/v1/captures/{}/image", rows[0].id))?;
+    assert_eq!((status, kind.as_str()), (200, "image/png"));
+    let img = decode_png(&bytes)?;
+    assert_eq!((img.0, img.1), (x.width, x.height));
+    let (white, dark) = whiteness(&img, 20..400, 60..300);
+    assert!(
+        white > 0.8 && dark > 50,
+        "the xterm's area: {white:.2} white, {dark} dark pixels"
+    );
+    let (white_elsewhere, _) = whiteness(&img, 700..1270, 450..790);
+    assert!(
+        white_elsewhere < 0.2,
+        "outside the xterm: {white_elsewhere:.2} white"
+    );
+    Ok(())
+}
+
+/// A minimal web server answering every request with a small page.
+fn web_server() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0; 4096];
+            let _ = stream.read(&mut buf);
+            let body =
+                "<html><head><title>Search results</title></head><body>results</body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(port)
+}
+
+#[test]
+fn risky_titles_clipboard_text_and_browser_searches_are_captured_with_their_source()
+-> anyhow::Result<()> {
+    require("chromium", "chromium")?;
+    require("xclip", "xclip")?;
+    let mut x = XDesktop::start()?;
+    let s = setup()?;
+    let agent = AgentProcess::start(
+        "run",
+        &s.state,
+        Some(&x.display),
+        &s.home,
+        &["--browser-poll-seconds", "1"],
+    )?;
+    agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+
+    // A window that opens with a risky title, and one renamed to one.
+    x.xterm("how to hang myself - notes")?;
+    let renamed = x.xterm("Revision timetable")?;
+    x.xdotool(&["set_window", "--name", "u r such a loser go die", &renamed])?;
+    wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "two title captures",
+        |r| r.iter().filter(|r| r.source == "window_title").count() >= 2,
+    )?;
+
+    // The clipboard.
+    let mut xclip = std::process::Command::new("xclip")
+        .args(["-selection", "clipboard"])
+        .env("DISPLAY", &x.display)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    xclip
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(b"send me nudes tonight")?;
+    xclip.wait()?;
+
+    // A search in a real Chromium, its history in the user's profile.
+    let port = web_server()?;
+    let profile = s.home.join(".config/chromium");
+    let status = std::process::Command::new("timeout")
+        .arg("90")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!(
+            "--host-resolver-rules=MAP www.google.com 127.0.0.1:{port}"
+        ))
+        .args([
+            "--dump-dom",
+            "http://www.google.com/search?q=how+to+buy+a+gun+online",
+        ])
+        .env("HOME", &s.home)
+        .env_remove("DISPLAY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    ensure!(status.success(), "chromium failed: {status}");
+
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(60),
+        "clipboard and browser captures",
+        |r| r.iter().any(|r| r.source == "clipboard") && r.iter().any(|r| r.source == "browser"),
+    )?;
+    let titles: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.source == "window_title")
+        .map(|r| (r.term.as_str(), r.window_title.as_str()))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ("hang myself", "how to hang myself - notes"),
+            ("go die", "u r such a loser go die")
+        ]
+    );
+    let clip = rows
+        .iter()
+        .find(|r| r.source == "clipboard")
+        .context("clipboard")?;
+    assert_eq!(clip.term, "send me nudes");
+    assert_eq!(clip.category, "sexting");
+    let web = rows
+        .iter()
+        .find(|r| r.source == "browser")
+        .context("browser")?;
+    assert_eq!(
+        (web.term.as_str(), web.category.as_str()),
+        ("buy a gun", "weapons")
+    );
+    assert_eq!(web.app, "Chromium");
+    let url = web.url.as_deref().unwrap_or_default();
+    assert!(
+        url.contains("www.google.com/search?q=how+to+buy+a+gun+online"),
+        "{url}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.source == "browser").count(),
+        1,
+        "one search is one capture however many addresses Chromium tried: {rows:#?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn captures_made_during_an_outage_and_a_kill_arrive_exactly_once() -> anyhow::Result<()> {
+    let mut s = setup()?;
+    // No display: the agent still runs, and says why there is no screenshot.
+    let mut agent = AgentProcess::start("run", &s.state, None, &s.home, &[])?;
+    agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
+    for i in 0..5 {
+        feed(
+            &s.state,
+            "Notes",
+            &format!("before {i}"),
+            "i want to kill myself",
+        )?;
+    }
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "5 captures",
+        |r| r.len() == 5,
+    )?;
+    assert!(
+        rows[0]
+            .image_missing
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no display"),
+        "{:?}",
+        rows[0].image_missing
+    );
+    assert_eq!(rows[0].source, "feed");
+
+    // The console goes down hard; the laptop keeps capturing.
+    let (agent_addr, web_addr) = (s.console.agent_addr.clone(), s.console.web_addr.clone());
+    s.console.kill();
+    for i in 0..10 {
+        feed(
+            &s.state,
+            "Notes",
+            &format!("outage {i}"),
+            "i want to kill myself",
+        )?;
+    }
+    ensure!(
+        wait_for(Duration::from_secs(30), || spool_depth(&s.state).ok()
+            == Some(10)),
+        "10 captures should wait in the spool; status:\n{}",
+        tests::agent_process::status(&s.state)?
+    );
+    // The agent is killed with them in its spool, and started again.
+    agent.kill();
+    ensure!(spool_depth(&s.state)? == 10, "the spool survives SIGKILL");
+    let agent = AgentProcess::start("run", &s.state, None, &s.home, &[])?;
+    std::thread::sleep(Duration::from_secs(1));
+    ensure!(
+        spool_depth(&s.state)? == 10,
+        "nothing sent while the console is down"
+    );
+
+    let _console = ConsoleProcess::start_on(&s.console.data, &agent_addr, &web_addr)?;
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(90),
+        "all 15 captures",
+        |r| r.len() >= 15,
+    )?;
+    ensure!(
+        wait_for(Duration::from_secs(30), || spool_depth(&s.state).ok()
+            == Some(0)),
+        "the spool empties once acked; agent log:\n{}",
+        agent.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let rows = if captures(&s.console.data)?.len() == rows.len() {
+        rows
+    } else {
+        captures(&s.console.data)?
+    };
+    let mut titles: Vec<&str> = rows.iter().map(|r| r.window_title.as_str()).collect();
+    titles.sort_unstable();
+    let mut want: Vec<String> = (0..5)
+        .map(|i| format!("before {i}"))
+        .chain((0..10).map(|i| format!("outage {i}")))
+        .collect();
+    want.sort();
+    assert_eq!(titles, want, "every capture exactly once");
+    Ok(())
+}
+
+#[test]
+fn the_service_and_session_roles_report_a_killed_helper_and_follow_a_pushed_policy()
+-> anyhow::Result<()> {
+    let s = setup()?;
+    let service = AgentProcess::start("service", &s.state, None, &s.home, &[])?;
+    let mut session = AgentProcess::start("session", &s.state, None, &s.home, &[])?;
+    service.wait_log("session helper for", Duration::from_secs(30))?;
+    session.wait_log("policy version 1 in force", Duration::from_secs(30))?;
+
+    feed(
+        &s.state,
+        "Chat",
+        "weapons before",
+        "how to buy a gun online",
+    )?;
+    wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "a weapons capture",
+        |r| r.iter().any(|r| r.term == "buy a gun"),
+    )?;
+
+    // The school switches weapons off; the running helper follows at once.
+    let (status, mut policy) = s.api.get("/api/v1/policy")?;
+    assert_eq!(status, 200);
+    policy["disabled_categories"] = serde_json::json!(["weapons"]);
+    let (status, body) = s.api.send("PUT", "/api/v1/policy", &policy)?;
+    assert_eq!(status, 200, "{body}");
+    session.wait_log("policy version 2 in force", Duration::from_secs(30))?;
+    feed(&s.state, "Chat", "weapons after", "how to buy a gun online")?;
+    feed(&s.state, "Chat", "self-harm after", "i want to kill myself")?;
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the self-harm capture",
+        |r| r.iter().any(|r| r.window_title == "self-harm after"),
+    )?;
+    assert!(
+        !rows.iter().any(|r| r.window_title == "weapons after"),
+        "a switched-off category is not captured: {rows:#?}"
+    );
+
+    // The helper is killed while its user is still logged in.
+    session.kill();
+    let db_has_tamper = || {
+        open_db(&s.console.data)
+            .and_then(|db| {
+                Ok(db.query_row(
+                    "SELECT COUNT(*) FROM tamper_events WHERE kind = 'AgentKilled'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap_or(0)
+    };
+    ensure!(
+        wait_for(Duration::from_secs(30), || db_has_tamper() == 1),
+        "a tamper event should reach the console; service log:\n{}",
+        service.log_text()
+    );
+    // Without a session helper, fed text is refused with the reason.
+    let err = feed(&s.state, "Chat", "nobody", "i want to kill myself")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no session helper"), "{err}");
+
+    // A helper that stops on purpose (SIGTERM at logout) is no tampering.
+    let session = AgentProcess::start("session", &s.state, None, &s.home, &[])?;
+    session.wait_log("policy version 2 in force", Duration::from_secs(30))?;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &session.pid().to_string()])
+        .status()?;
+    ensure!(term.success());
+    service.wait_log("stopped: stopped", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(db_has_tamper(), 1, "no tamper event for a clean stop");
+    Ok(())
+}
