@@ -543,3 +543,71 @@ fn the_service_and_session_roles_report_a_killed_helper_and_follow_a_pushed_poli
     assert_eq!(db_has_tamper(), 1, "no tamper event for a clean stop");
     Ok(())
 }
+
+#[test]
+fn the_x11_platform_layer_reads_keys_the_front_window_and_idle_time() -> anyhow::Result<()> {
+    use agent::platform::x11::X11Desktop;
+    use agent::platform::{Desktop, DesktopEvent};
+    use std::sync::{Arc, Mutex};
+    use wordlists::Key;
+
+    let mut x = XDesktop::start()?;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let desktop = X11Desktop::open(
+        Some(&x.display),
+        Box::new(move |e| {
+            sink.lock().unwrap().push(e);
+            true
+        }),
+    )?;
+    x.xterm("Alpha")?;
+    ensure!(
+        wait_for(Duration::from_secs(10), || desktop
+            .active_window()
+            .is_some_and(|w| w.title == "Alpha")),
+        "active window: {:?}",
+        desktop.active_window()
+    );
+    assert_eq!(desktop.active_window().unwrap_or_default().app, "XTerm");
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = desktop.idle_ms().context("idle time")?;
+    assert!(idle >= 1000, "idle {idle} ms after 1.5 s without input");
+    x.type_text("Hi! ")?;
+    assert!(
+        desktop.idle_ms().context("idle time")? < 1000,
+        "typing resets idle time"
+    );
+    ensure!(
+        wait_for(Duration::from_secs(10), || {
+            let keys: Vec<Key> = events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|e| match e {
+                    DesktopEvent::Key(k) => Some(*k),
+                    _ => None,
+                })
+                .collect();
+            keys.ends_with(&[
+                Key::Char('H'),
+                Key::Char('i'),
+                Key::Char('!'),
+                Key::Char(' '),
+            ])
+        }),
+        "keys: {:?}",
+        events.lock().unwrap()
+    );
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, DesktopEvent::Focus(w) if w.title == "Alpha")),
+        "the focus change was reported"
+    );
+    let shot = desktop.screenshot()?;
+    assert_eq!((shot.width, shot.height), (x.width, x.height));
+    Ok(())
+}
