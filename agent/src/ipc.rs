@@ -57,6 +57,32 @@ impl WireMessage for ToSession {
     const KINDS: Option<u32> = Some(6);
 }
 
+/// `agent feed`: hands text to the running agent through its socket.
+///
+/// # Errors
+/// The agent is not running, or it refused (the reason is in the error).
+pub async fn feed(socket: &std::path::Path, text: FeedText) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the running agent at {} (is it running?)",
+                socket.display()
+            )
+        })?;
+    let mut conn = protocol::Connection::new(stream);
+    conn.send(&ToService::Feed(text)).await?;
+    match conn
+        .recv::<ToSession>("waiting for the agent's answer")
+        .await?
+    {
+        ToSession::FeedQueued => Ok(()),
+        ToSession::Refused(why) => anyhow::bail!("{why}"),
+        other => anyhow::bail!("the agent answered {other:?}"),
+    }
+}
+
 /// The account name of a user id: `/etc/passwd`, then `getent` (for
 /// directory accounts), else `uid N`.
 pub fn user_name(uid: u32) -> String {

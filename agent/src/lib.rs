@@ -16,6 +16,7 @@ pub mod heartbeat;
 pub mod ipc;
 pub mod pipeline;
 pub mod platform;
+pub mod run;
 pub mod screenshot;
 pub mod search_query;
 pub mod service;

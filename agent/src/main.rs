@@ -5,14 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent::ipc::{FeedText, ToService, ToSession};
-use agent::service::{Service, ServiceOptions};
+use agent::ipc::FeedText;
+use agent::service::ServiceOptions;
 use agent::session::{self, SessionOptions};
 use agent::spool::Spool;
 use agent::state_dir::{DEFAULT_STATE_DIR, StateDir};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use protocol::Connection;
 use protocol::enrol::{DeviceFacts, EnrollToken, enroll};
 use tokio::sync::watch;
 
@@ -207,31 +206,12 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
 
 async fn run(state: StateDir, tuning: Tuning, with_session: bool) -> anyhow::Result<ExitCode> {
     let (stop, shutdown) = watch::channel(false);
-    let running = Service::start(
-        state.clone(),
-        ServiceOptions {
-            spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
-        },
-        shutdown.clone(),
-    )
-    .await?;
     tokio::spawn(stop_on_signal(stop));
-    if with_session {
-        let options = session_options(&state, tuning.browser_poll_seconds);
-        let mut session_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = session::run(options, session_shutdown.clone()).await {
-                tracing::error!("the session helper stopped: {e:#}");
-            }
-            // Keep the service running after the desktop closes.
-            let _ = session_shutdown.changed().await;
-        });
-    }
-    let mut shutdown = shutdown;
-    let _ = shutdown.changed().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), running.uplink).await;
-    running.listener.abort();
-    let _ = std::fs::remove_file(state.socket());
+    let session = with_session.then(|| session_options(&state, tuning.browser_poll_seconds));
+    let options = ServiceOptions {
+        spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
+    };
+    agent::run::run(state, options, session, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -251,32 +231,9 @@ async fn feed(
         }
         Some(t) => t.to_owned(),
     };
-    let socket = state.socket();
-    let stream = tokio::net::UnixStream::connect(&socket)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the running agent at {} (is it running?)",
-                socket.display()
-            )
-        })?;
-    let mut conn = Connection::new(stream);
-    conn.send(&ToService::Feed(FeedText { app, title, text }))
-        .await?;
-    match conn
-        .recv::<ToSession>("waiting for the agent's answer")
-        .await?
-    {
-        ToSession::FeedQueued => {
-            println!("handed to the agent");
-            Ok(ExitCode::SUCCESS)
-        }
-        ToSession::Refused(why) => {
-            eprintln!("agent: {why}");
-            Ok(ExitCode::FAILURE)
-        }
-        other => anyhow::bail!("the agent answered {other:?}"),
-    }
+    agent::ipc::feed(&state.socket(), FeedText { app, title, text }).await?;
+    println!("handed to the agent");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
@@ -341,4 +298,40 @@ async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped unit and autostart files run commands this binary takes.
+    #[test]
+    fn shipped_service_files_name_real_commands() {
+        for (file, text, key) in [
+            (
+                "safeguard-agent.service",
+                include_str!("../dist/safeguard-agent.service"),
+                "ExecStart=",
+            ),
+            (
+                "safeguard-agent-session.desktop",
+                include_str!("../dist/safeguard-agent-session.desktop"),
+                "Exec=",
+            ),
+        ] {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{file} has no {key}"));
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words[0], "/usr/local/bin/agent", "{file}");
+            let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{file}: {e}"));
+            match cli.command {
+                Command::Service { state_dir, .. } | Command::Session { state_dir, .. } => {
+                    assert_eq!(state_dir, PathBuf::from(DEFAULT_STATE_DIR), "{file}");
+                }
+                _ => panic!("{file} runs neither the service nor the session helper"),
+            }
+        }
+    }
 }

@@ -1,20 +1,25 @@
-//! `console-server demo`: a console on this machine and a demonstration
-//! laptop enrolled in it through the real enrolment path, so a newcomer can
-//! see captures arrive and read them through the API within a minute.
+//! `console-server demo`: a console on this machine and a real agent (the
+//! `agent` crate, service and session helper in this process) enrolled in
+//! it through the real enrolment path, so a newcomer sees captures arrive
+//! and can read them through the API within a minute.
 //!
-//! The demonstration laptop is not the agent (that is the `agent` binary):
-//! it takes lines from standard input (or, without a terminal, a few sample
-//! lines), matches them against the libraries and the console's policy as
-//! the agent would, and sends each hit as a capture over mutual TLS.
+//! With a desktop (`$DISPLAY`), the agent watches it as it would a pupil's
+//! laptop: typing anywhere, window titles, the clipboard, browser history,
+//! screenshots. Lines typed into the demo's terminal (or, without a
+//! terminal, a few sample lines) are handed to it as on-screen text, as
+//! `agent feed` does.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use protocol::device_link::{DeviceIdentity, DeviceLink};
-use protocol::enrol::{DeviceFacts, EnrollToken, enroll};
-use protocol::{AgentMessage, Capture, ConsoleMessage, Heartbeat, Screenshot, Source, UnixMillis};
+use agent::ipc::FeedText;
+use agent::service::ServiceOptions;
+use agent::session::SessionOptions;
+use agent::state_dir::StateDir;
+use protocol::enrol::{DeviceFacts, enroll};
 use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
 
 use crate::console::{Console, Listen};
 use crate::data_dir::DataDir;
@@ -31,8 +36,8 @@ const SAMPLES: &[&str] = &[
 /// Runs the demo until Ctrl-C.
 ///
 /// # Errors
-/// If the console cannot start or the demonstration laptop cannot enrol.
-pub async fn run(data: &Path, listen: Listen) -> anyhow::Result<()> {
+/// If the console cannot start or the agent cannot enrol or start.
+pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Result<()> {
     let dir = DataDir::open(data)?;
     let api_token = mint_api_token(&dir, "demo-admin", Role::Admin)?;
     let ca_path = dir.path.join("ca.pem");
@@ -40,9 +45,45 @@ pub async fn run(data: &Path, listen: Listen) -> anyhow::Result<()> {
     let agent_addr = format!("127.0.0.1:{}", console.agent_addr.port());
     let web = format!("https://localhost:{}", console.web_addr.port());
 
-    // Enrol through the same door a laptop uses.
-    let token = mint_enroll_token(&dir, Duration::from_secs(600), Some(&agent_addr))?.1;
-    let identity = enrol_demo_laptop(&token).await?;
+    // Enrol through the same door a laptop uses (once; later runs reuse it).
+    let state = StateDir::new(dir.path.join("demo-agent"));
+    let enrolled_here = state
+        .enrolment()
+        .is_ok_and(|e| e.console_address == agent_addr);
+    if !enrolled_here {
+        if state.private().exists() {
+            std::fs::remove_dir_all(state.private())?;
+        }
+        let token = mint_enroll_token(&dir, Duration::from_secs(600), Some(&agent_addr))?.1;
+        let enrolled = enroll(
+            &token,
+            &DeviceFacts {
+                hostname: agent::heartbeat::hostname(),
+                os: agent::heartbeat::os_name(),
+                agent_version: agent::AGENT_VERSION.into(),
+            },
+        )
+        .await?;
+        state.save_enrolment(&enrolled, &agent_addr, jiff::Timestamp::now().to_string())?;
+    }
+    let device = state.enrolment()?.identity.device_id;
+
+    let display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty());
+    let use_display = watch_desktop && display.is_some();
+    let (stop, shutdown) = watch::channel(false);
+    let session = SessionOptions {
+        socket: state.socket(),
+        use_display,
+        home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
+        browser_poll: Duration::from_secs(5),
+    };
+    let agent = tokio::spawn(agent::run::run(
+        state.clone(),
+        ServiceOptions::default(),
+        Some(session),
+        shutdown,
+    ));
+
     println!();
     println!("Console running. Web console and JSON API: {web}");
     println!("  its CA: {}", ca_path.display());
@@ -52,131 +93,74 @@ pub async fn run(data: &Path, listen: Listen) -> anyhow::Result<()> {
         ca_path.display()
     );
     println!(
-        "Demonstration laptop enrolled as device {} (through a one-time token, over TLS).",
-        identity.device_id
+        "A real agent runs in this process as device {device} (enrolled with a one-time token, over mutual TLS)."
     );
-
-    let mut link =
-        DeviceLink::connect(&agent_addr, &identity, env!("CARGO_PKG_VERSION"), 0).await?;
-    let policy = link
-        .policy
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("the console sent no policy"))?;
-    let mut libraries = wordlists::Libraries::builtin()?;
-    for file in &policy.libraries {
-        libraries.add(wordlists::library::parse(&file.name, &file.toml)?);
+    match (&display, use_display) {
+        (Some(d), true) => println!(
+            "  It watches this desktop ({d}): what you type in any window, window titles, the clipboard and\n  browser history are matched; each hit is sent with a screenshot. (--no-desktop keeps it off.)"
+        ),
+        _ => println!(
+            "  It is not watching a desktop (no $DISPLAY, or --no-desktop): captures come without a screenshot."
+        ),
     }
-    let mut builder = wordlists::MatcherBuilder::new(libraries);
-    for category in &policy.disabled_categories {
-        builder = builder.disable(category);
-    }
-    let matcher = builder.build()?;
-    link.send(&heartbeat(policy.version)).await?;
 
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         println!(
-            "Type a line and press Enter: it is matched as if typed on the laptop, and each hit"
+            "Type a line and press Enter: it is handed to the agent as on-screen text. Ctrl-C stops."
         );
-        println!("is sent to the console as a capture. Ctrl-C stops.");
     } else {
         println!(
-            "Sending {} sample lines as typed text. Ctrl-C stops.",
+            "Handing {} sample lines to the agent. Ctrl-C stops.",
             SAMPLES.len()
         );
     }
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut samples = SAMPLES.iter();
-    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    let mut samples = SAMPLES.iter().enumerate();
+    let mut n = 0;
     loop {
         let line = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            _ = ticker.tick() => {
-                link.send(&heartbeat(policy.version)).await?;
-                continue;
-            }
             line = lines.next_line(), if interactive => match line? {
                 Some(l) => l,
                 None => break,
             },
             _ = std::future::ready(()), if !interactive => match samples.next() {
-                Some(s) => (*s).to_owned(),
+                Some((_, s)) => (*s).to_owned(),
                 None => {
                     tokio::signal::ctrl_c().await?;
                     break;
                 }
             },
         };
-        let mut sent = 0;
-        for hit in matcher.scan(&line) {
-            if hit.severity < policy.min_severity {
-                continue;
-            }
-            let (context, range) = hit.context(&line, 120);
-            let capture = Capture {
-                id: uuid::Uuid::now_v7(),
-                time: UnixMillis::now(),
-                user: "demo.pupil".into(),
-                source: Source::Typed,
-                app: "demo".into(),
-                window_title: "Demonstration laptop".into(),
-                url: None,
-                term: hit.entry.term.clone(),
-                category: hit.entry.category.clone(),
-                severity: hit.severity,
-                context: context.to_owned(),
-                context_match: (range.start as u32, range.end as u32),
-                screenshot: Screenshot::Missing(
-                    "the demonstration laptop has no screen; the agent attaches one".into(),
-                ),
-            };
-            link.send(&AgentMessage::Capture(capture)).await?;
-            match tokio::time::timeout(Duration::from_secs(10), link.recv()).await {
-                Ok(Ok(ConsoleMessage::Ack(ids))) => sent += ids.len(),
-                Ok(Ok(other)) => println!("  console: {}", other.kind_name()),
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => anyhow::bail!("the console did not ack within 10 s"),
-            }
+        n += 1;
+        let text = FeedText {
+            app: "demo".into(),
+            title: format!("Demonstration line {n}"),
+            text: line.clone(),
+        };
+        match feed_when_ready(&state, text).await {
+            Ok(()) => println!("  {line:?}: handed to the agent"),
+            Err(e) => println!("  {line:?}: {e:#}"),
         }
-        println!("  {line:?}: {sent} capture(s) stored and acked");
     }
     println!("stopping");
-    drop(link);
+    let _ = stop.send(true);
+    let _ = agent.await;
     console.shutdown().await;
     Ok(())
 }
 
-async fn enrol_demo_laptop(token: &EnrollToken) -> anyhow::Result<DeviceIdentity> {
-    let enrolled = enroll(
-        token,
-        &DeviceFacts {
-            hostname: "demo-laptop".into(),
-            os: "demonstration".into(),
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-        },
-    )
-    .await?;
-    Ok(DeviceIdentity {
-        device_id: enrolled.device_id,
-        certificate_pem: enrolled.certificate_pem,
-        key_pem: enrolled.key_pem,
-        ca_pem: enrolled.ca_pem,
-    })
-}
-
-fn heartbeat(policy_version: u64) -> AgentMessage {
-    AgentMessage::Heartbeat(Heartbeat {
-        time: UnixMillis::now(),
-        hostname: "demo-laptop".into(),
-        os: "demonstration".into(),
-        agent_version: env!("CARGO_PKG_VERSION").into(),
-        user: Some("demo.pupil".into()),
-        uptime_seconds: 0,
-        load: [0.0; 3],
-        memory_total_bytes: 0,
-        memory_used_bytes: 0,
-        spool_depth: 0,
-        spool_dropped: 0,
-        policy_version,
-    })
+/// Feeds text, waiting (10 s at most) for the session helper to be up.
+async fn feed_when_ready(state: &StateDir, text: FeedText) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match agent::ipc::feed(&state.socket(), text.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

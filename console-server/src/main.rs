@@ -67,10 +67,14 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
-    /// A console and a demonstration laptop on this machine, ready to try.
+    /// A console and a real agent on this machine, ready to try.
     Demo {
         #[arg(long, default_value = "./demo-data")]
         data: PathBuf,
+        /// Keep the agent off this desktop (it then watches only fed text
+        /// and browser history, and captures have no screenshot).
+        #[arg(long)]
+        no_desktop: bool,
         #[arg(long, default_value = "127.0.0.1:9443")]
         agent_listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -245,6 +249,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Demo {
             data,
+            no_desktop,
             agent_listen,
             web_listen,
         } => runtime.block_on(console_server::demo::run(
@@ -253,6 +258,7 @@ fn main() -> anyhow::Result<()> {
                 agent: Some(agent_listen),
                 web: Some(web_listen),
             },
+            !no_desktop,
         ))?,
     }
     Ok(())
