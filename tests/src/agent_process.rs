@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::desktop::wait_for;
-use crate::workspace_binary;
+use crate::{Api, ConsoleProcess, api_token, enroll_token, workspace_binary};
 
 /// Runs `agent ARGS` to completion and returns (success, stdout, stderr).
 ///
@@ -175,5 +175,44 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A console, an agent state directory enrolled with it, a home directory
+/// for the agent's user, and an admin API client; all in a temporary
+/// directory removed on drop.
+pub struct EnrolledBed {
+    pub tmp: tempfile::TempDir,
+    pub console: ConsoleProcess,
+    pub state: PathBuf,
+    pub home: PathBuf,
+    pub api: Api,
+}
+
+impl EnrolledBed {
+    /// Starts the console and enrols the state directory through a token.
+    ///
+    /// # Errors
+    /// The console does not start or enrolment fails.
+    pub fn new() -> anyhow::Result<EnrolledBed> {
+        let tmp = tempfile::tempdir()?;
+        let data = tmp.path().join("console");
+        let console = ConsoleProcess::start(&data)?;
+        let state = tmp.path().join("agent-state");
+        enroll_agent(&state, &enroll_token(&data, &console.agent_addr, "1h")?)?;
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home)?;
+        let api = Api::new(
+            &data,
+            &console.web_addr,
+            &api_token(&data, "lead", "admin")?,
+        )?;
+        Ok(EnrolledBed {
+            tmp,
+            console,
+            state,
+            home,
+            api,
+        })
     }
 }

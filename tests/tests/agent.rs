@@ -4,43 +4,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use tests::agent_process::{AgentProcess, enroll_agent, feed, spool_depth};
+use tests::agent_process::{AgentProcess, EnrolledBed, feed, spool_depth};
 use tests::desktop::{XDesktop, require, wait_for};
 use tests::*;
 
-/// A console with one enrolled agent state directory, and an API token.
-struct Setup {
-    _tmp: tempfile::TempDir,
-    console: ConsoleProcess,
-    state: PathBuf,
-    home: PathBuf,
-    api: Api,
-}
-
-fn setup() -> anyhow::Result<Setup> {
-    let tmp = tempfile::tempdir()?;
-    let data = tmp.path().join("console");
-    let console = ConsoleProcess::start(&data)?;
-    let state = tmp.path().join("agent-state");
-    enroll_agent(&state, &enroll_token(&data, &console.agent_addr, "1h")?)?;
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home)?;
-    let api = Api::new(
-        &data,
-        &console.web_addr,
-        &api_token(&data, "lead", "admin")?,
-    )?;
-    Ok(Setup {
-        _tmp: tmp,
-        console,
-        state,
-        home,
-        api,
-    })
+fn setup() -> anyhow::Result<EnrolledBed> {
+    EnrolledBed::new()
 }
 
 #[derive(Debug)]

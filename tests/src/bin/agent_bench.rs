@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::{Parser, Subcommand};
-use tests::agent_process::{AgentProcess, enroll_agent};
+use tests::agent_process::{AgentProcess, EnrolledBed};
 use tests::desktop::XDesktop;
-use tests::{Api, ConsoleProcess, api_token, enroll_token, open_db};
+use tests::open_db;
 
 #[derive(Parser)]
 #[command(about = "Agent benchmarks on a real X desktop")]
@@ -42,38 +42,19 @@ enum Bench {
 }
 
 struct Bed {
-    _tmp: tempfile::TempDir,
     x: XDesktop,
-    console: ConsoleProcess,
     agent: AgentProcess,
-    api: Api,
+    setup: EnrolledBed,
 }
 
 fn bed() -> anyhow::Result<Bed> {
     let mut x = XDesktop::start()?;
-    let tmp = tempfile::tempdir()?;
-    let data = tmp.path().join("console");
-    let console = ConsoleProcess::start(&data)?;
-    let state = tmp.path().join("agent-state");
-    enroll_agent(&state, &enroll_token(&data, &console.agent_addr, "1h")?)?;
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home)?;
-    let api = Api::new(
-        &data,
-        &console.web_addr,
-        &api_token(&data, "bench", "admin")?,
-    )?;
-    let agent = AgentProcess::start("run", &state, Some(&x.display), &home, &[])?;
+    let setup = EnrolledBed::new()?;
+    let agent = AgentProcess::start("run", &setup.state, Some(&x.display), &setup.home, &[])?;
     agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
     agent.wait_log("watching the X display", Duration::from_secs(30))?;
     x.xterm("Bench chat")?;
-    Ok(Bed {
-        _tmp: tmp,
-        x,
-        console,
-        agent,
-        api,
-    })
+    Ok(Bed { x, agent, setup })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,13 +67,13 @@ fn main() -> anyhow::Result<()> {
 fn latency(n: usize) -> anyhow::Result<()> {
     let bed = bed()?;
     // Every repeat in the same window must capture: no debounce.
-    let (_, mut policy) = bed.api.get("/api/v1/policy")?;
+    let (_, mut policy) = bed.setup.api.get("/api/v1/policy")?;
     policy["debounce_seconds"] = serde_json::json!(0);
-    let (status, body) = bed.api.send("PUT", "/api/v1/policy", &policy)?;
+    let (status, body) = bed.setup.api.send("PUT", "/api/v1/policy", &policy)?;
     ensure!(status == 200, "cannot set the policy: {body}");
     bed.agent
         .wait_log("policy version 2 in force", Duration::from_secs(30))?;
-    let db = open_db(&bed.console.data)?;
+    let db = open_db(&bed.setup.console.data)?;
     let count = || -> anyhow::Result<i64> {
         Ok(db.query_row("SELECT COUNT(*) FROM captures", [], |r| r.get(0))?)
     };
