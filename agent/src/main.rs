@@ -149,13 +149,7 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn enroll_here(token: &str, state: StateDir) -> anyhow::Result<ExitCode> {
-    if state.is_enrolled() {
-        anyhow::bail!(
-            "{} already holds an enrolment; to enrol again, stop the agent and remove {}",
-            state.root().display(),
-            state.private().display()
-        );
-    }
+    state.ensure_not_enrolled()?;
     let token = EnrollToken::decode(token)?;
     let facts = DeviceFacts {
         hostname: agent::heartbeat::hostname(),

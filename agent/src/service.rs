@@ -78,6 +78,9 @@ impl Service {
     ) -> anyhow::Result<Running> {
         let enrolment = state.enrolment()?;
         state.create()?;
+        // The socket first: a second service on this directory stops here,
+        // before it touches the spool the first one is using.
+        let listener = bind(&state)?;
         let (spool, damaged) = Spool::open(&state.spool(), options.spool_cap_bytes)?;
         let spool = Arc::new(spool);
         if let Some(detail) = damaged {
@@ -94,7 +97,6 @@ impl Service {
         let (user_tx, user_rx) = watch::channel(None);
         let (connected_tx, connected_rx) = watch::channel(false);
         let spooled = Arc::new(Notify::new());
-        let listener = bind(&state)?;
         let service = Arc::new(Service {
             spool: spool.clone(),
             spooled: spooled.clone(),

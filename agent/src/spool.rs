@@ -53,22 +53,54 @@ pub struct SpoolStats {
 /// The spool.
 #[derive(Debug)]
 pub struct Spool {
-    conn: Mutex<Connection>,
+    inner: Mutex<Inner>,
     cap: u64,
     path: PathBuf,
 }
 
+/// The connection and the bytes it holds, kept together under one lock so
+/// the cap is checked without summing the table at every push.
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    used: u64,
+}
+
+/// Why a spool file could not be opened.
+enum OpenError {
+    /// The file is not a sound SQLite database: move it aside.
+    Damaged(String),
+    /// Anything else (permissions, a full disk, a lock): leave it alone.
+    Other(anyhow::Error),
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                OpenError::Damaged(e.to_string())
+            }
+            _ => OpenError::Other(e.into()),
+        }
+    }
+}
+
 impl Spool {
-    /// Opens (or creates) the spool at `path`. A file that fails SQLite's
-    /// integrity check is moved aside (kept for inspection) and a new one
-    /// started; the second value then says so, for a tamper event.
+    /// Opens (or creates) the spool at `path`. A file that is not a sound
+    /// SQLite database (corrupt, or failing the integrity check) is moved
+    /// aside, kept for inspection, and a new one started; the second value
+    /// then says so, for a tamper event. Any other failure leaves the file
+    /// as it is.
     ///
     /// # Errors
-    /// If the file cannot be opened or created at all.
+    /// If the file cannot be opened or created (permissions, disk).
     pub fn open(path: &Path, cap: u64) -> anyhow::Result<(Spool, Option<String>)> {
         match Self::open_checked(path, cap) {
             Ok(spool) => Ok((spool, None)),
-            Err(e) if path.exists() => {
+            Err(OpenError::Other(e)) => {
+                Err(e.context(format!("cannot open the spool {}", path.display())))
+            }
+            Err(OpenError::Damaged(e)) => {
                 let aside =
                     path.with_extension(format!("damaged-{}", protocol::UnixMillis::now().0));
                 std::fs::rename(path, &aside).with_context(|| {
@@ -88,20 +120,29 @@ impl Spool {
                     aside.display()
                 );
                 tracing::error!("{detail}");
-                Ok((Self::open_checked(path, cap)?, Some(detail)))
+                match Self::open_checked(path, cap) {
+                    Ok(spool) => Ok((spool, Some(detail))),
+                    Err(OpenError::Other(e)) => Err(e),
+                    Err(OpenError::Damaged(e)) => Err(anyhow::anyhow!(
+                        "a new spool at {} is damaged at once: {e}",
+                        path.display()
+                    )),
+                }
             }
-            Err(e) => Err(e),
         }
     }
 
-    fn open_checked(path: &Path, cap: u64) -> anyhow::Result<Spool> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the spool {}", path.display()))?;
+    fn open_checked(path: &Path, cap: u64) -> Result<Spool, OpenError> {
+        let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // auto_vacuum must be chosen before the first table exists.
         conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        anyhow::ensure!(mode == "wal", "the spool cannot use WAL mode (got {mode})");
+        if mode != "wal" {
+            return Err(OpenError::Other(anyhow::anyhow!(
+                "the spool cannot use WAL mode (got {mode})"
+            )));
+        }
         conn.execute_batch(
             "PRAGMA synchronous = FULL;
              CREATE TABLE IF NOT EXISTS records (
@@ -117,12 +158,21 @@ impl Spool {
                  name TEXT PRIMARY KEY,
                  value INTEGER NOT NULL
              ) STRICT;",
-        )
-        .context("cannot set up the spool's tables")?;
+        )?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        anyhow::ensure!(check == "ok", "integrity check failed: {check}");
+        if check != "ok" {
+            return Err(OpenError::Damaged(format!(
+                "integrity check failed: {check}"
+            )));
+        }
+        let used: i64 = conn.query_row("SELECT COALESCE(SUM(bytes), 0) FROM records", [], |r| {
+            r.get(0)
+        })?;
         Ok(Spool {
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Inner {
+                conn,
+                used: used as u64,
+            }),
             cap,
             path: path.to_owned(),
         })
@@ -132,8 +182,8 @@ impl Spool {
         &self.path
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stores a record durably. A record whose id is already here is left
@@ -147,7 +197,8 @@ impl Spool {
             .with_context(|| format!("a {} is not a spooled record", message.kind_name()))?;
         let (body, image, note) = split_image(message)?;
         let bytes = (body.len() + image.as_ref().map_or(0, Vec::len)) as u64;
-        let mut conn = self.lock();
+        let mut inner = self.lock();
+        let Inner { conn, used } = &mut *inner;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: bool = tx
             .query_row(
@@ -164,12 +215,10 @@ impl Spool {
             inserted: true,
             ..PushOutcome::default()
         };
-        let mut used: u64 =
-            tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM records", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64;
+        // The bytes held if this push commits; `*used` moves only on commit.
+        let mut used_after = *used;
         // 1. the oldest screenshots.
-        while used + bytes > self.cap {
+        while used_after + bytes > self.cap {
             let oldest: Option<(i64, i64)> = tx
                 .query_row(
                     "SELECT seq, length(image) FROM records WHERE image IS NOT NULL ORDER BY seq LIMIT 1",
@@ -182,11 +231,11 @@ impl Spool {
                 "UPDATE records SET image = NULL, image_note = ?2, bytes = bytes - ?3 WHERE seq = ?1",
                 params![seq, DROPPED_AT_CAP, len],
             )?;
-            used -= len as u64;
+            used_after -= len as u64;
             outcome.images_dropped += 1;
         }
         // 2. and 3. the oldest records, captures last.
-        while used + bytes > self.cap {
+        while used_after + bytes > self.cap {
             let oldest: Option<(i64, i64)> = tx
                 .query_row(
                     "SELECT seq, bytes FROM records ORDER BY is_capture, seq LIMIT 1",
@@ -196,11 +245,11 @@ impl Spool {
                 .optional()?;
             let Some((seq, len)) = oldest else { break };
             tx.execute("DELETE FROM records WHERE seq = ?1", [seq])?;
-            used -= len as u64;
+            used_after -= len as u64;
             outcome.records_dropped += 1;
         }
         // A record bigger than the whole cap keeps its text, not its image.
-        let (image, note, bytes) = if used + bytes > self.cap && image.is_some() {
+        let (image, note, bytes) = if used_after + bytes > self.cap && image.is_some() {
             outcome.images_dropped += 1;
             (None, Some(DROPPED_AT_CAP.to_owned()), body.len() as u64)
         } else {
@@ -230,6 +279,7 @@ impl Spool {
             }
         }
         tx.commit().context("cannot commit a record to the spool")?;
+        *used = used_after + bytes;
         Ok(outcome)
     }
 
@@ -239,7 +289,8 @@ impl Spool {
     /// # Errors
     /// A disk error. A record that no longer decodes is removed and logged.
     pub fn after(&self, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, AgentMessage)>> {
-        let conn = self.lock();
+        let mut inner = self.lock();
+        let Inner { conn, used } = &mut *inner;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, id, body, image, image_note FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
@@ -261,7 +312,12 @@ impl Spool {
                 Ok(m) => out.push((seq, m)),
                 Err(e) => {
                     tracing::error!("spooled record {id} does not decode ({e}); removing it");
-                    conn.execute("DELETE FROM records WHERE seq = ?1", [seq])?;
+                    let gone: i64 = conn.query_row(
+                        "DELETE FROM records WHERE seq = ?1 RETURNING bytes",
+                        [seq],
+                        |r| r.get(0),
+                    )?;
+                    *used = used.saturating_sub(gone as u64);
                 }
             }
         }
@@ -273,16 +329,26 @@ impl Spool {
     /// # Errors
     /// A disk error.
     pub fn remove(&self, ids: &[RecordId]) -> anyhow::Result<usize> {
-        let mut conn = self.lock();
+        let mut inner = self.lock();
+        let Inner { conn, used } = &mut *inner;
         let tx = conn.transaction()?;
         let mut n = 0;
+        let mut freed = 0u64;
         {
-            let mut stmt = tx.prepare_cached("DELETE FROM records WHERE id = ?1")?;
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM records WHERE id = ?1 RETURNING bytes")?;
             for id in ids {
-                n += stmt.execute([id.to_string()])?;
+                if let Some(bytes) = stmt
+                    .query_row([id.to_string()], |r| r.get::<_, i64>(0))
+                    .optional()?
+                {
+                    n += 1;
+                    freed += bytes as u64;
+                }
             }
         }
         tx.commit()?;
+        *used = used.saturating_sub(freed);
         // Give pages back a few at a time so the file shrinks after an outage.
         let _ = conn.execute_batch("PRAGMA incremental_vacuum(256);");
         Ok(n)
@@ -293,7 +359,7 @@ impl Spool {
     /// # Errors
     /// A disk error.
     pub fn stats(&self) -> anyhow::Result<SpoolStats> {
-        stats_of(&self.lock())
+        stats_of(&self.lock().conn)
     }
 
     /// Depth and drop counts of the spool at `path`, read without writing
@@ -468,6 +534,12 @@ mod tests {
             ids(&spool),
             vec![b.record_id().unwrap(), c.record_id().unwrap()]
         );
+        let used = spool.lock().used;
+        assert_eq!(
+            used,
+            spool.stats().unwrap().bytes,
+            "the running count agrees"
+        );
         drop(spool);
         let (spool, _) = Spool::open(&tmp.path().join("spool.db"), DEFAULT_CAP_BYTES).unwrap();
         assert_eq!(
@@ -523,6 +595,11 @@ mod tests {
         );
         let stats = spool.stats().unwrap();
         assert!(stats.bytes <= 10_000, "{stats:?}");
+        assert_eq!(
+            spool.lock().used,
+            stats.bytes,
+            "the running count agrees with the table"
+        );
         assert_eq!(stats.images_dropped, 3);
         assert_eq!(stats.records_dropped, 1);
         // An image bigger than the whole cap: the capture is kept without it.
@@ -559,6 +636,20 @@ mod tests {
             })
             .count();
         assert_eq!(aside, 1);
+    }
+
+    #[test]
+    fn a_spool_that_cannot_be_opened_for_another_reason_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("spool.db");
+        std::fs::create_dir(&path).unwrap();
+        let err = Spool::open(&path, DEFAULT_CAP_BYTES).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot open the spool"),
+            "{err:#}"
+        );
+        assert!(path.is_dir(), "not moved aside");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 
     #[test]

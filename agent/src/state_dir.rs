@@ -99,6 +99,22 @@ impl StateDir {
         self.private().join("enrolment.toml").exists()
     }
 
+    /// Fails if an enrolment is already here (checked before a token is
+    /// spent, and again before anything is written).
+    ///
+    /// # Errors
+    /// The device is enrolled here, saying how to enrol again.
+    pub fn ensure_not_enrolled(&self) -> anyhow::Result<()> {
+        if self.is_enrolled() {
+            bail!(
+                "{} already holds an enrolment; to enrol again, stop the agent and remove {}",
+                self.root.display(),
+                self.private().display()
+            );
+        }
+        Ok(())
+    }
+
     /// Stores what enrolment returned. Refuses to overwrite an enrolment.
     ///
     /// # Errors
@@ -109,13 +125,7 @@ impl StateDir {
         console_address: &str,
         now_rfc3339: String,
     ) -> anyhow::Result<()> {
-        if self.is_enrolled() {
-            bail!(
-                "{} already holds an enrolment; to enrol again, stop the agent and remove {}",
-                self.root.display(),
-                self.private().display()
-            );
-        }
+        self.ensure_not_enrolled()?;
         self.create()?;
         let private = self.private();
         write_private(&private.join("device-key.pem"), enrolled.key_pem.expose())?;

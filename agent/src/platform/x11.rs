@@ -517,6 +517,9 @@ pub fn to_rgb(
     if !matches!(bpp, 16 | 24 | 32) {
         bail!("screens with {bpp} bits per pixel are not supported");
     }
+    if layout.masks.contains(&0) {
+        bail!("the screen's visual has no colour masks (not a true-colour screen)");
+    }
     let bytes = bpp / 8;
     let pad = usize::from(layout.scanline_pad.max(8));
     let stride = (width as usize * bpp).div_ceil(pad) * pad / 8;
@@ -586,6 +589,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("expected")
+        );
+        let no_masks = PixelLayout {
+            masks: [0, 0, 0],
+            ..layout
+        };
+        assert!(
+            to_rgb(&data, 2, 2, no_masks)
+                .unwrap_err()
+                .to_string()
+                .contains("no colour masks")
         );
     }
 }
