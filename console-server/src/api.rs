@@ -51,7 +51,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/aup/decisions", get(aup_decisions))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/policy", get(get_policy).put(put_policy))
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
 
@@ -183,6 +182,8 @@ struct CapturesParams {
     device: Option<String>,
     category: Option<String>,
     min_severity: Option<u8>,
+    user: Option<String>,
+    q: Option<String>,
 }
 
 async fn list_captures(
@@ -205,6 +206,9 @@ async fn list_captures(
         min_severity: p.min_severity,
         before: p.before.as_deref().map(parse_id).transpose()?,
         limit: p.limit.unwrap_or(100).clamp(1, 1000),
+        user: p.user,
+        text: p.q,
+        ..CaptureQuery::default()
     };
     let detail = format!("{query:?}");
     let mut captures = blocking(&state, move |s| s.captures(&query)).await?;
@@ -415,17 +419,6 @@ fn week_bounds(week: &str) -> Result<(UnixMillis, UnixMillis), ApiError> {
     ))
 }
 
-/// A CSV cell: quoted, and a leading `=`, `+`, `-` or `@` defused so a
-/// spreadsheet never runs a page title as a formula.
-fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 async fn weekly_visits(
     State(state): State<AppState>,
     caller: Caller,
@@ -441,13 +434,13 @@ async fn weekly_visits(
         for r in &rows {
             out.push_str(&format!(
                 "{},{},{},{},{},{},{}\n",
-                csv_cell(&r.domain),
-                csv_cell(&r.user),
+                crate::csv::cell(&r.domain),
+                crate::csv::cell(&r.user),
                 r.visits,
                 r.active_seconds,
                 r.first,
                 r.last,
-                csv_cell(&r.flags.join(";"))
+                crate::csv::cell(&r.flags.join(";"))
             ));
         }
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
@@ -517,12 +510,5 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(csv_cell("a\"b"), "\"a\"\"b\"");
-        assert_eq!(csv_cell("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
-        assert_eq!(csv_cell("bbc.co.uk"), "\"bbc.co.uk\"");
     }
 }

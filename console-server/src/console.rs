@@ -18,6 +18,7 @@ use crate::data_dir::DataDir;
 use crate::https::{Peer, TlsListener};
 use crate::ingest;
 use crate::store::Store;
+use crate::web::{self, WebState};
 
 /// How often revocations and policy changes made by another process (the
 /// CLI) are picked up.
@@ -99,7 +100,8 @@ impl Console {
             .expect("a bound socket has an address");
         let web_addr = web_tcp.local_addr().expect("a bound socket has an address");
 
-        let (ingest, writer) = ingest::start(store.clone(), 4096);
+        let (live, _) = tokio::sync::broadcast::channel(1024);
+        let (ingest, writer) = ingest::start(store.clone(), 4096, live.clone());
         let agent_tls = protocol::tls::server_config_devices(
             dir.authority.cert_pem(),
             &dir.server.cert_pem,
@@ -137,11 +139,24 @@ impl Console {
                 source,
             }
         })?;
-        let app = api::router(Arc::new(ApiState {
+        let offline_after_ms = i64::from(settings.offline_after_minutes) * 60_000;
+        let api = api::router(Arc::new(ApiState {
             store: store.clone(),
             policy: policy_tx.clone(),
-            offline_after_ms: i64::from(settings.offline_after_minutes) * 60_000,
+            offline_after_ms,
         }));
+        let web_state = Arc::new(WebState::new(
+            store.clone(),
+            policy_tx.clone(),
+            live,
+            offline_after_ms,
+            crate::enrollment::default_address(&settings, agent_addr.port()),
+            dir.ca_fingerprint(),
+        ));
+        let app = api
+            .merge(web::router(web_state))
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn(web::security_headers));
         let mut web_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let served = axum::serve(web, app.into_make_service_with_connect_info::<Peer>())
@@ -194,6 +209,16 @@ impl Console {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
         tracing::info!("console stopped");
+    }
+}
+
+/// JSON for the API's addresses, a page for the rest.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if uri.path().starts_with("/api/") {
+        api::ApiError::NotFound("no such endpoint".into()).into_response()
+    } else {
+        web::layout::WebError::NotFound(format!("there is no page {}", uri.path())).into_response()
     }
 }
 

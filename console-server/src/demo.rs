@@ -40,6 +40,7 @@ const SAMPLES: &[&str] = &[
 pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Result<()> {
     let dir = DataDir::open(data)?;
     let api_token = mint_api_token(&dir, "demo-admin", Role::Admin)?;
+    let password = demo_login(&dir)?;
     let ca_path = dir.path.join("ca.pem");
     let console = Console::start(&dir, listen).await?;
     let agent_addr = format!("127.0.0.1:{}", console.agent_addr.port());
@@ -86,7 +87,14 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
 
     println!();
     println!("Console running. Web console and JSON API: {web}");
-    println!("  its CA: {}", ca_path.display());
+    println!("  sign in as `{DEMO_ADMIN}` with password `{password}` (new at every demo start)");
+    println!(
+        "  the browser will warn that the certificate is not trusted: it is the console's own CA,"
+    );
+    println!(
+        "  {}; import it into the browser, or accept the warning for this demo",
+        ca_path.display()
+    );
     println!("  admin API token: {api_token}");
     println!(
         "  try: curl --cacert {} -H 'Authorization: Bearer {api_token}' {web}/api/v1/captures",
@@ -149,6 +157,25 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
     let _ = agent.await;
     console.shutdown().await;
     Ok(())
+}
+
+/// The demo's web console account.
+pub const DEMO_ADMIN: &str = "admin";
+
+/// Makes sure the demo admin account exists, with a fresh random password
+/// (the demo keeps no secret between runs), and returns that password.
+fn demo_login(dir: &DataDir) -> anyhow::Result<String> {
+    use crate::store::{StaffStore, UserStore};
+    let password = crate::secret::random_token()[..16].to_owned();
+    let hash = crate::secret::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
+    if !dir.store.set_staff_password(DEMO_ADMIN, &hash)? {
+        dir.store
+            .add_user(DEMO_ADMIN, Role::Admin, &hash, protocol::UnixMillis::now())?;
+    }
+    dir.store
+        .set_staff_disabled(DEMO_ADMIN, false, protocol::UnixMillis::now())?;
+    Ok(password)
 }
 
 /// Feeds text, waiting (10 s at most) for the session helper to be up.

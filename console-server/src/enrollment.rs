@@ -45,25 +45,43 @@ pub fn mint_enroll_token(
 ) -> Result<(String, EnrollToken), StoreError> {
     let address = match address {
         Some(a) => a.to_owned(),
-        None if !dir.settings.public_address.is_empty() => dir.settings.public_address.clone(),
-        None => {
-            let host = hostname();
-            let host = if host.is_empty() {
-                "localhost".into()
-            } else {
-                host
-            };
-            format!("{host}:{}", dir.settings.agent_listen.port())
-        }
+        None => default_address(&dir.settings, dir.settings.agent_listen.port()),
     };
+    record_enroll_token(dir.store.as_ref(), &dir.ca_fingerprint(), ttl, address)
+}
+
+/// Where laptops reach the console: the configured public address, or this
+/// machine's hostname and the agent port.
+pub fn default_address(settings: &crate::settings::Settings, agent_port: u16) -> String {
+    if !settings.public_address.is_empty() {
+        return settings.public_address.clone();
+    }
+    let host = hostname();
+    let host = if host.is_empty() {
+        "localhost".into()
+    } else {
+        host
+    };
+    format!("{host}:{agent_port}")
+}
+
+/// Records a new enrolment token for `address` and returns it, printable.
+///
+/// # Errors
+/// A storage failure.
+pub fn record_enroll_token(
+    store: &dyn crate::store::Store,
+    ca_fingerprint: &str,
+    ttl: Duration,
+    address: String,
+) -> Result<(String, EnrollToken), StoreError> {
     let secret = random_token();
     let now = UnixMillis::now();
     let expires = UnixMillis(now.0 + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
-    dir.store
-        .add_enroll_token(&token_hash(&secret), expires, now)?;
+    store.add_enroll_token(&token_hash(&secret), expires, now)?;
     let token = EnrollToken {
         address,
-        ca_fingerprint: dir.ca_fingerprint(),
+        ca_fingerprint: ca_fingerprint.to_owned(),
         secret,
         expires: expires.0,
     };

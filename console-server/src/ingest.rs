@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use protocol::{AgentMessage, RecordId, Screenshot};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
+use uuid::Uuid;
 
 use crate::store::{Incoming, Store, Stored};
 
@@ -60,8 +61,13 @@ impl IngestHandle {
 }
 
 /// Starts the writer thread. It ends when every [`IngestHandle`] is dropped
-/// and the queue is drained.
-pub fn start(store: Arc<dyn Store>, queue: usize) -> (IngestHandle, JoinHandle<()>) {
+/// and the queue is drained. The id of every newly stored capture is sent
+/// on `live` after its commit (for live inboxes; nobody listening is fine).
+pub fn start(
+    store: Arc<dyn Store>,
+    queue: usize,
+    live: broadcast::Sender<Uuid>,
+) -> (IngestHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Job>(queue);
     let thread = std::thread::Builder::new()
         .name("ingest-writer".into())
@@ -74,14 +80,14 @@ pub fn start(store: Arc<dyn Store>, queue: usize) -> (IngestHandle, JoinHandle<(
                         Err(_) => break,
                     }
                 }
-                write_batch(store.as_ref(), jobs);
+                write_batch(store.as_ref(), jobs, &live);
             }
         })
         .expect("the ingest writer thread starts");
     (IngestHandle { jobs: tx }, thread)
 }
 
-fn write_batch(store: &dyn Store, jobs: Vec<Job>) {
+fn write_batch(store: &dyn Store, jobs: Vec<Job>, live: &broadcast::Sender<Uuid>) {
     // The records move into the batch (no copy of their images); what is
     // needed to answer stays behind, in the same order.
     let (batch, answers): (Vec<Incoming>, Vec<_>) = jobs
@@ -90,10 +96,19 @@ fn write_batch(store: &dyn Store, jobs: Vec<Job>) {
         .unzip();
     let result = store.store_batch(&batch);
     let ids: Vec<Option<RecordId>> = batch.iter().map(|i| i.message.record_id()).collect();
+    let captures: Vec<bool> = batch
+        .iter()
+        .map(|i| matches!(i.message, AgentMessage::Capture(_)))
+        .collect();
     // The memory budget is given back once the records are out of memory.
     drop(batch);
     match result {
         Ok(outcomes) => {
+            for (i, (outcome, id)) in outcomes.iter().zip(&ids).enumerate() {
+                if let (Stored::New, Some(id), true) = (outcome, id, captures[i]) {
+                    let _ = live.send(*id);
+                }
+            }
             for (((reply, window, _budget), outcome), id) in
                 answers.into_iter().zip(outcomes).zip(ids)
             {

@@ -10,11 +10,13 @@
 //! - [`api`], [`https`]: the JSON API over HTTPS;
 //! - [`console`]: everything wired together, with graceful shutdown;
 //! - [`enrollment`]: minting enrolment tokens; [`secret`]: tokens and hashes;
+//! - [`web`]: the web console for staff; [`csv`]: safe CSV exports;
 //! - [`demo`]: the newcomer's first run.
 
 pub mod agent_listener;
 pub mod api;
 pub mod console;
+pub mod csv;
 pub mod data_dir;
 pub mod demo;
 pub mod enrollment;
@@ -25,3 +27,4 @@ pub mod rate;
 pub mod secret;
 pub mod settings;
 pub mod store;
+pub mod web;

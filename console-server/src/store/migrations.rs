@@ -164,4 +164,22 @@ CREATE TABLE policies (
     body    TEXT NOT NULL
 ) STRICT;
 "#,
+    // 2: the web console: login sessions, and indexes for the inbox filters
+    // and the audit log's.
+    r#"
+CREATE TABLE web_sessions (
+    id_hash   TEXT PRIMARY KEY,
+    user      TEXT NOT NULL,
+    csrf      TEXT NOT NULL,
+    created   INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    origin    TEXT NOT NULL,
+    agent     TEXT NOT NULL
+) STRICT;
+CREATE INDEX web_sessions_by_user ON web_sessions (user);
+CREATE INDEX captures_by_user ON captures (user, id);
+CREATE INDEX captures_by_category ON captures (category, id);
+CREATE INDEX captures_by_time ON captures (time);
+CREATE INDEX audit_by_actor ON audit (actor, seq);
+"#,
 ];

@@ -155,9 +155,23 @@ pub struct CaptureQuery {
     pub device: Option<Uuid>,
     pub category: Option<String>,
     pub min_severity: Option<u8>,
+    /// Exactly this severity.
+    pub severity: Option<u8>,
+    /// The account name on the laptop, exactly.
+    pub user: Option<String>,
+    /// Captured at or after.
+    pub from: Option<UnixMillis>,
+    /// Captured before.
+    pub to: Option<UnixMillis>,
+    /// Appears (case-insensitively) in the context, the window title, the
+    /// term or the address.
+    pub text: Option<String>,
     /// Only captures strictly older than this id (UUID v7 sorts by time):
     /// the cursor for the next page.
     pub before: Option<Uuid>,
+    /// Only captures strictly newer than this id, oldest first: the cursor
+    /// for the previous page.
+    pub after: Option<Uuid>,
     pub limit: u32,
 }
 
@@ -215,6 +229,20 @@ pub struct Triage {
     pub time: UnixMillis,
 }
 
+/// Captures made in one hour that share category, severity, status and
+/// device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureBucket {
+    /// The hour's start (UTC milliseconds).
+    pub hour: UnixMillis,
+    pub category: String,
+    pub severity: u8,
+    pub status: Status,
+    pub hostname: String,
+    pub user: String,
+    pub count: u64,
+}
+
 /// How long captures are kept, in days; `None` keeps them until an admin
 /// deletes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
@@ -261,7 +289,25 @@ pub trait CaptureStore {
     ///
     /// # Errors
     /// A storage failure.
-    fn triage(&self, id: Uuid, triage: &Triage) -> Result<bool, StoreError>;
+    fn triage(&self, id: Uuid, triage: &Triage) -> Result<bool, StoreError> {
+        Ok(self.triage_many(&[id], triage)? == 1)
+    }
+    /// Records one decision on each capture, in one transaction; returns
+    /// how many captures existed.
+    ///
+    /// # Errors
+    /// A storage failure; then no decision is recorded.
+    fn triage_many(&self, ids: &[Uuid], triage: &Triage) -> Result<usize, StoreError>;
+    /// Capture counts by local hour, category, severity, status and device
+    /// for captures made in `[from, to)`: the raw material of the trends.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn capture_buckets(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<CaptureBucket>, StoreError>;
     /// Counts per status.
     ///
     /// # Errors
@@ -412,6 +458,8 @@ pub trait ActivityStore {
 /// One line of the audit log.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
+    /// Its place in the log (ascending); the cursor for the next page.
+    pub seq: i64,
     pub time: String,
     pub actor: String,
     pub action: String,
@@ -432,6 +480,20 @@ pub struct AuditEntry<'a> {
     pub origin: &'a str,
 }
 
+/// Filters for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Appears in the target or the detail.
+    pub text: Option<String>,
+    pub from: Option<UnixMillis>,
+    pub to: Option<UnixMillis>,
+    /// Only events before this sequence number.
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
 /// The append-only record of who did what.
 pub trait AuditStore {
     /// # Errors
@@ -441,7 +503,17 @@ pub trait AuditStore {
     ///
     /// # Errors
     /// A storage failure.
-    fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        self.audit_query(&AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        })
+    }
+    /// Newest first, filtered.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn audit_query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Why an enrolment token was refused.
@@ -508,6 +580,98 @@ pub trait UserStore {
     ) -> Result<Result<(), TokenRefusal>, StoreError>;
 }
 
+/// A staff account of the web console.
+#[derive(Debug, Clone)]
+pub struct StaffAccount {
+    pub name: String,
+    pub role: Role,
+    pub created: UnixMillis,
+    pub disabled: bool,
+    /// Argon2id, PHC string.
+    pub password_hash: String,
+}
+
+/// A signed-in browser. The cookie holds a secret whose SHA-256 is `id_hash`.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    pub id_hash: String,
+    pub user: String,
+    /// The account's role now (not at login), so a changed role applies at once.
+    pub role: Role,
+    /// Sent back in every form; compared on every state-changing request.
+    pub csrf: String,
+    pub created: UnixMillis,
+    pub last_seen: UnixMillis,
+    /// The address the session was opened from.
+    pub origin: String,
+    /// The browser's `User-Agent`, truncated.
+    pub agent: String,
+}
+
+/// Staff accounts and their browser sessions.
+pub trait StaffStore {
+    /// # Errors
+    /// A storage failure.
+    fn staff_account(&self, name: &str) -> Result<Option<StaffAccount>, StoreError>;
+    /// By name.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn staff_accounts(&self) -> Result<Vec<StaffAccount>, StoreError>;
+    /// `false` if there is no such account.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn set_staff_role(&self, name: &str, role: Role) -> Result<bool, StoreError>;
+    /// Disabling an account also ends its sessions. `false` if there is no
+    /// such account.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn set_staff_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
+    /// `false` if there is no such account.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn set_staff_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
+    /// # Errors
+    /// A storage failure.
+    fn open_session(&self, session: &WebSession) -> Result<(), StoreError>;
+    /// The session, if it exists and its account is enabled.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn session(&self, id_hash: &str) -> Result<Option<WebSession>, StoreError>;
+    /// # Errors
+    /// A storage failure.
+    fn touch_session(&self, id_hash: &str, now: UnixMillis) -> Result<(), StoreError>;
+    /// `false` if there was no such session.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn end_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Oldest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn sessions_of(&self, user: &str) -> Result<Vec<WebSession>, StoreError>;
+    /// Deletes sessions idle since before `idle_before` or opened before
+    /// `opened_before`; returns how many.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn purge_sessions(
+        &self,
+        idle_before: UnixMillis,
+        opened_before: UnixMillis,
+    ) -> Result<usize, StoreError>;
+}
+
 /// The policy agents run, versioned.
 pub trait PolicyStore {
     /// The current policy (version 1 is written at first run).
@@ -531,6 +695,7 @@ pub trait Store:
     + AuditStore
     + UserStore
     + PolicyStore
+    + StaffStore
     + Send
     + Sync
 {
@@ -544,6 +709,7 @@ impl<T> Store for T where
         + AuditStore
         + UserStore
         + PolicyStore
+        + StaffStore
         + Send
         + Sync
 {

@@ -456,11 +456,46 @@ impl CaptureStore for SqliteStore {
             sql.push_str(" AND c.severity >= ?");
             args.push(Box::new(min));
         }
+        if let Some(sev) = q.severity {
+            sql.push_str(" AND c.severity = ?");
+            args.push(Box::new(sev));
+        }
+        if let Some(user) = &q.user {
+            sql.push_str(" AND c.user = ?");
+            args.push(Box::new(user.clone()));
+        }
+        if let Some(from) = q.from {
+            sql.push_str(" AND c.time >= ?");
+            args.push(Box::new(from.0));
+        }
+        if let Some(to) = q.to {
+            sql.push_str(" AND c.time < ?");
+            args.push(Box::new(to.0));
+        }
+        if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
+            // instr on lower() rather than LIKE, so `%` and `_` in the
+            // search are plain characters.
+            sql.push_str(
+                " AND (instr(lower(c.context), ?) OR instr(lower(c.window_title), ?)
+                 OR instr(lower(c.term), ?) OR instr(lower(COALESCE(c.url, '')), ?))",
+            );
+            for _ in 0..4 {
+                args.push(Box::new(text.to_lowercase()));
+            }
+        }
         if let Some(before) = q.before {
             sql.push_str(" AND c.id < ?");
             args.push(Box::new(id_str(before)));
         }
-        sql.push_str(" ORDER BY c.id DESC LIMIT ?");
+        if let Some(after) = q.after {
+            sql.push_str(" AND c.id > ?");
+            args.push(Box::new(id_str(after)));
+        }
+        if q.after.is_some() && q.before.is_none() {
+            sql.push_str(" ORDER BY c.id ASC LIMIT ?");
+        } else {
+            sql.push_str(" ORDER BY c.id DESC LIMIT ?");
+        }
         args.push(Box::new(q.limit));
         let conn = lock(&self.reader);
         let mut stmt = conn.prepare(&sql).map_err(db("listing captures"))?;
@@ -531,33 +566,70 @@ impl CaptureStore for SqliteStore {
         }
     }
 
-    fn triage(&self, id: Uuid, t: &Triage) -> Result<bool, StoreError> {
+    fn triage_many(&self, ids: &[Uuid], t: &Triage) -> Result<usize, StoreError> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction().map_err(db("starting triage"))?;
-        let changed = tx
-            .execute(
-                "UPDATE captures SET status = ?2, status_time = ?3 WHERE id = ?1",
-                params![id_str(id), t.status.as_str(), t.time.0],
+        let mut found = 0;
+        for &id in ids {
+            let changed = tx
+                .execute(
+                    "UPDATE captures SET status = ?2, status_time = ?3 WHERE id = ?1",
+                    params![id_str(id), t.status.as_str(), t.time.0],
+                )
+                .map_err(db("recording triage"))?;
+            if changed == 0 {
+                continue;
+            }
+            found += 1;
+            tx.execute(
+                "INSERT INTO triage (capture, time, actor, status, note, action)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id_str(id),
+                    t.time.0,
+                    t.actor,
+                    t.status.as_str(),
+                    t.note,
+                    t.action
+                ],
             )
             .map_err(db("recording triage"))?;
-        if changed == 0 {
-            return Ok(false);
         }
-        tx.execute(
-            "INSERT INTO triage (capture, time, actor, status, note, action)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id_str(id),
-                t.time.0,
-                t.actor,
-                t.status.as_str(),
-                t.note,
-                t.action
-            ],
-        )
-        .map_err(db("recording triage"))?;
         tx.commit().map_err(db("committing triage"))?;
-        Ok(true)
+        Ok(found)
+    }
+
+    fn capture_buckets(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<CaptureBucket>, StoreError> {
+        const HOUR_MS: i64 = 3_600_000;
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare(
+                "SELECT (c.time / ?3) * ?3 AS hour, c.category, c.severity, c.status,
+                        COALESCE(d.hostname, ''), c.user, COUNT(*)
+                 FROM captures c LEFT JOIN devices d ON d.id = c.device
+                 WHERE c.time >= ?1 AND c.time < ?2
+                 GROUP BY hour, c.category, c.severity, c.status, c.device, c.user",
+            )
+            .map_err(db("reading trends"))?;
+        stmt.query_map(params![from.0, to.0, HOUR_MS], |r| {
+            let status: String = r.get(3)?;
+            Ok(CaptureBucket {
+                hour: UnixMillis(r.get(0)?),
+                category: r.get(1)?,
+                severity: r.get(2)?,
+                status: Status::parse(&status).unwrap_or(Status::New),
+                hostname: r.get(4)?,
+                user: r.get(5)?,
+                count: r.get::<_, i64>(6)? as u64,
+            })
+        })
+        .map_err(db("reading trends"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("reading trends"))
     }
 
     fn capture_counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
@@ -926,24 +998,54 @@ impl AuditStore for SqliteStore {
         insert_audit(&lock(&self.writer), entry).map_err(db("writing the audit log"))
     }
 
-    fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+    fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut sql = String::from(
+            "SELECT seq, time, actor, action, target, detail, origin FROM audit WHERE 1",
+        );
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(actor) = &q.actor {
+            sql.push_str(" AND actor = ?");
+            args.push(Box::new(actor.clone()));
+        }
+        if let Some(action) = &q.action {
+            sql.push_str(" AND action = ?");
+            args.push(Box::new(action.clone()));
+        }
+        if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
+            sql.push_str(" AND (instr(lower(target), ?) OR instr(lower(detail), ?))");
+            args.push(Box::new(text.to_lowercase()));
+            args.push(Box::new(text.to_lowercase()));
+        }
+        if let Some(from) = q.from {
+            sql.push_str(" AND time >= ?");
+            args.push(Box::new(from.0));
+        }
+        if let Some(to) = q.to {
+            sql.push_str(" AND time < ?");
+            args.push(Box::new(to.0));
+        }
+        if let Some(before) = q.before {
+            sql.push_str(" AND seq < ?");
+            args.push(Box::new(before));
+        }
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
+        args.push(Box::new(q.limit));
         let conn = lock(&self.reader);
-        let mut stmt = conn
-            .prepare(
-                "SELECT time, actor, action, target, detail, origin FROM audit
-                 ORDER BY seq DESC LIMIT ?1",
-            )
-            .map_err(db("reading the audit log"))?;
-        stmt.query_map([limit], |r| {
-            Ok(AuditEvent {
-                time: rfc3339(UnixMillis(r.get(0)?)),
-                actor: r.get(1)?,
-                action: r.get(2)?,
-                target: r.get(3)?,
-                detail: r.get(4)?,
-                origin: r.get(5)?,
-            })
-        })
+        let mut stmt = conn.prepare(&sql).map_err(db("reading the audit log"))?;
+        stmt.query_map(
+            rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+            |r| {
+                Ok(AuditEvent {
+                    seq: r.get(0)?,
+                    time: rfc3339(UnixMillis(r.get(1)?)),
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    detail: r.get(5)?,
+                    origin: r.get(6)?,
+                })
+            },
+        )
         .map_err(db("reading the audit log"))?
         .collect::<Result<_, _>>()
         .map_err(db("reading the audit log"))
@@ -1084,5 +1186,177 @@ impl PolicyStore for SqliteStore {
         .map_err(db("saving the policy"))?;
         tx.commit().map_err(db("saving the policy"))?;
         Ok(policy)
+    }
+}
+
+fn staff_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffAccount> {
+    let role: String = r.get(1)?;
+    Ok(StaffAccount {
+        name: r.get(0)?,
+        // An unknown role in the database reads as the least privileged.
+        role: Role::parse(&role).unwrap_or(Role::Auditor),
+        created: UnixMillis(r.get(2)?),
+        disabled: r.get::<_, Option<i64>>(3)?.is_some(),
+        password_hash: r.get(4)?,
+    })
+}
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebSession> {
+    let role: String = r.get(2)?;
+    Ok(WebSession {
+        id_hash: r.get(0)?,
+        user: r.get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Auditor),
+        csrf: r.get(3)?,
+        created: UnixMillis(r.get(4)?),
+        last_seen: UnixMillis(r.get(5)?),
+        origin: r.get(6)?,
+        agent: r.get(7)?,
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "s.id_hash, s.user, u.role, s.csrf, s.created, s.last_seen, s.origin, s.agent";
+
+impl StaffStore for SqliteStore {
+    fn staff_account(&self, name: &str) -> Result<Option<StaffAccount>, StoreError> {
+        lock(&self.reader)
+            .query_row(
+                "SELECT name, role, created, disabled, password_hash FROM users WHERE name = ?1",
+                [name],
+                staff_row,
+            )
+            .optional()
+            .map_err(db("reading a staff account"))
+    }
+
+    fn staff_accounts(&self) -> Result<Vec<StaffAccount>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare("SELECT name, role, created, disabled, password_hash FROM users ORDER BY name")
+            .map_err(db("listing staff accounts"))?;
+        stmt.query_map([], staff_row)
+            .map_err(db("listing staff accounts"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("listing staff accounts"))
+    }
+
+    fn set_staff_role(&self, name: &str, role: Role) -> Result<bool, StoreError> {
+        let changed = lock(&self.writer)
+            .execute(
+                "UPDATE users SET role = ?2 WHERE name = ?1",
+                params![name, role.as_str()],
+            )
+            .map_err(db("changing a role"))?;
+        Ok(changed == 1)
+    }
+
+    fn set_staff_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("disabling an account"))?;
+        let changed = tx
+            .execute(
+                "UPDATE users SET disabled = ?2 WHERE name = ?1",
+                params![name, disabled.then_some(now.0)],
+            )
+            .map_err(db("disabling an account"))?;
+        if disabled {
+            tx.execute("DELETE FROM web_sessions WHERE user = ?1", [name])
+                .map_err(db("ending a disabled account's sessions"))?;
+        }
+        tx.commit().map_err(db("disabling an account"))?;
+        Ok(changed == 1)
+    }
+
+    fn set_staff_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let changed = lock(&self.writer)
+            .execute(
+                "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                params![name, password_hash],
+            )
+            .map_err(db("changing a password"))?;
+        Ok(changed == 1)
+    }
+
+    fn open_session(&self, s: &WebSession) -> Result<(), StoreError> {
+        lock(&self.writer)
+            .execute(
+                "INSERT INTO web_sessions (id_hash, user, csrf, created, last_seen, origin, agent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id_hash,
+                    s.user,
+                    s.csrf,
+                    s.created.0,
+                    s.last_seen.0,
+                    s.origin,
+                    s.agent
+                ],
+            )
+            .map_err(db("opening a session"))?;
+        Ok(())
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<WebSession>, StoreError> {
+        lock(&self.reader)
+            .query_row(
+                &format!(
+                    "SELECT {SESSION_COLUMNS} FROM web_sessions s JOIN users u ON u.name = s.user
+                     WHERE s.id_hash = ?1 AND u.disabled IS NULL"
+                ),
+                [id_hash],
+                session_row,
+            )
+            .optional()
+            .map_err(db("reading a session"))
+    }
+
+    fn touch_session(&self, id_hash: &str, now: UnixMillis) -> Result<(), StoreError> {
+        lock(&self.writer)
+            .execute(
+                "UPDATE web_sessions SET last_seen = ?2 WHERE id_hash = ?1",
+                params![id_hash, now.0],
+            )
+            .map_err(db("recording session activity"))?;
+        Ok(())
+    }
+
+    fn end_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        let changed = lock(&self.writer)
+            .execute("DELETE FROM web_sessions WHERE id_hash = ?1", [id_hash])
+            .map_err(db("ending a session"))?;
+        Ok(changed == 1)
+    }
+
+    fn sessions_of(&self, user: &str) -> Result<Vec<WebSession>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {SESSION_COLUMNS} FROM web_sessions s JOIN users u ON u.name = s.user
+                 WHERE s.user = ?1 ORDER BY s.created"
+            ))
+            .map_err(db("listing sessions"))?;
+        stmt.query_map([user], session_row)
+            .map_err(db("listing sessions"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("listing sessions"))
+    }
+
+    fn purge_sessions(
+        &self,
+        idle_before: UnixMillis,
+        opened_before: UnixMillis,
+    ) -> Result<usize, StoreError> {
+        lock(&self.writer)
+            .execute(
+                "DELETE FROM web_sessions WHERE last_seen < ?1 OR created < ?2",
+                params![idle_before.0, opened_before.0],
+            )
+            .map_err(db("purging expired sessions"))
     }
 }

@@ -1,0 +1,750 @@
+//! Administration: devices (revoke, mint an enrolment token), staff accounts
+//! (add, change role, disable: each confirmed with the admin's password),
+//! the term libraries (browse; add the school's own terms and exceptions)
+//! and the capture settings of the policy. Every change is audited and a
+//! policy change is pushed to every connected agent at once.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use protocol::{Policy, UnixMillis};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::{Staff, same_site, urlencode};
+use super::form::Form;
+use super::layout::{WebError, confirm_password, csrf, local_time, shell};
+use super::{AppState, SEES_CAPTURES, blocking};
+use crate::secret::hash_password;
+use crate::store::Role;
+
+const ADMIN: &[Role] = &[Role::Admin];
+
+/// Checks, audits, saves and pushes a change to the policy. Changes made
+/// through the console are applied one at a time.
+///
+/// # Errors
+/// [`WebError::BadRequest`] if the changed policy would not build on the
+/// agents; a storage failure.
+pub async fn update_policy(
+    state: &AppState,
+    staff: &Staff,
+    action: &'static str,
+    target: String,
+    detail: String,
+    change: impl FnOnce(&mut Policy) -> Result<(), WebError>,
+) -> Result<Policy, WebError> {
+    let _one_at_a_time = state.policy_edit.lock().await;
+    let mut policy = (**state.policy.borrow()).clone();
+    change(&mut policy)?;
+    let checked = policy.clone();
+    tokio::task::spawn_blocking(move || crate::policy::check(&checked))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    staff.audit(state, action, target, detail).await?;
+    let saved = blocking(state, move |s| s.set_policy(policy, UnixMillis::now())).await?;
+    state
+        .policy
+        .send_replace(std::sync::Arc::new(saved.clone()));
+    Ok(saved)
+}
+
+/// The school's own additions to one category, as the console keeps them:
+/// the policy library file `school-<category>`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchoolFile {
+    category: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    exceptions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    group: Vec<SchoolGroup>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchoolGroup {
+    severity: u8,
+    definition: String,
+    terms: Vec<String>,
+}
+
+fn edit_school_file(
+    policy: &mut Policy,
+    category: &str,
+    edit: impl FnOnce(&mut SchoolFile) -> Result<(), WebError>,
+) -> Result<(), WebError> {
+    let name = format!("school-{category}");
+    let pos = policy.libraries.iter().position(|f| f.name == name);
+    let mut file = match pos {
+        Some(i) => toml::from_str::<SchoolFile>(&policy.libraries[i].toml).map_err(|e| {
+            WebError::BadRequest(format!(
+                "the school's library {name:?} was written by hand and the console cannot edit it ({e}); change it through the API"
+            ))
+        })?,
+        None => SchoolFile {
+            category: category.to_owned(),
+            ..SchoolFile::default()
+        },
+    };
+    edit(&mut file)?;
+    let text = toml::to_string(&file).map_err(|e| WebError::Internal(e.to_string()))?;
+    match pos {
+        Some(i) => policy.libraries[i].toml = text,
+        None => policy
+            .libraries
+            .push(protocol::LibraryFile { name, toml: text }),
+    }
+    Ok(())
+}
+
+fn phrase(text: &str, what: &str) -> Result<String, WebError> {
+    let t = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if t.is_empty() || t.len() > 200 {
+        return Err(WebError::BadRequest(format!(
+            "the {what} must be 1 to 200 characters"
+        )));
+    }
+    Ok(t)
+}
+
+/// Adds an exception (an innocent word or phrase) to the school's
+/// exceptions for `category`, and pushes it to the agents.
+///
+/// # Errors
+/// As [`update_policy`].
+pub async fn add_exception_to_policy(
+    state: &AppState,
+    staff: &Staff,
+    category: &str,
+    text: &str,
+) -> Result<(), WebError> {
+    let text = phrase(text, "exception")?;
+    let (cat, t) = (category.to_owned(), text.clone());
+    update_policy(
+        state,
+        staff,
+        "add_exception",
+        category.to_owned(),
+        text.clone(),
+        move |p| {
+            edit_school_file(p, &cat, |f| {
+                if !f.exceptions.contains(&t) {
+                    f.exceptions.push(t);
+                }
+                Ok(())
+            })
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn devices(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
+    devices_page(&state, &staff, None).await
+}
+
+async fn devices_page(
+    state: &AppState,
+    staff: &Staff,
+    minted: Option<String>,
+) -> Result<Response, WebError> {
+    let since = UnixMillis(UnixMillis::now().0 - state.offline_after_ms);
+    let devices = blocking(state, move |s| s.devices(since)).await?;
+    let online = devices.iter().filter(|d| d.online).count();
+    let body = html! {
+        h1 { "Devices" }
+        p.muted { (devices.len()) " enrolled, " (online) " online now." }
+        @if let Some(token) = &minted {
+            div.notice.ok {
+                p { "A one-time enrolment token (shown once; it enrols one laptop):" }
+                pre.context { (token) }
+                p { "On the laptop, as root: " code { "agent enroll TOKEN --state-dir /var/lib/safeguard-agent" } }
+            }
+        }
+        @if staff.role == Role::Admin {
+            form.toolbar method="post" action="/devices/enrol-token" {
+                (csrf(staff))
+                "Enrol a laptop: "
+                select name="ttl" aria-label="valid for" {
+                    option value="1" { "valid 1 hour" }
+                    option value="24" selected { "valid 24 hours" }
+                    option value="168" { "valid 7 days" }
+                }
+                button type="submit" { "Mint an enrolment token" }
+            }
+        }
+        table #devices {
+            thead { tr {
+                th { "Device" } th { "Status" } th { "Last seen" } th { "User" } th { "OS" } th { "Agent" }
+                @if staff.role == Role::Admin { th {} }
+            } }
+            tbody {
+                @for d in &devices {
+                    tr {
+                        td { @if d.hostname.is_empty() { (d.id) } @else { (d.hostname) } br; span.muted { (d.id) } }
+                        td {
+                            @if let Some(r) = &d.revoked { span.status.violation { "Revoked" } " " (local_time(r)) }
+                            @else if d.online { span.status.false_positive { "Online" } }
+                            @else { span.status.new { "Offline" } }
+                        }
+                        td { (d.last_seen.as_deref().map(local_time).unwrap_or_default()) }
+                        td { (d.user.as_deref().unwrap_or("")) }
+                        td { (d.os) }
+                        td { (d.agent_version) }
+                        @if staff.role == Role::Admin {
+                            td {
+                                @if d.revoked.is_none() {
+                                    form method="post" action={ "/devices/" (d.id) "/revoke" } data-confirm="Revoke this device? Its agent will be refused until it is enrolled again." {
+                                        (csrf(staff))
+                                        input name="reason" placeholder="reason" size="14";
+                                        " "
+                                        button type="submit" { "Revoke" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(shell(staff, "Devices", "Devices", body).into_response())
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| WebError::NotFound(format!("{id:?} is not a device id")))?;
+    let reason = form.get("reason").unwrap_or_default().trim().to_owned();
+    let reason = if reason.is_empty() {
+        format!("revoked by {}", staff.name)
+    } else {
+        reason.chars().take(500).collect()
+    };
+    staff
+        .audit(&state, "revoke_device", id.to_string(), reason.clone())
+        .await?;
+    if !blocking(&state, move |s| {
+        s.revoke_device(id, &reason, UnixMillis::now())
+    })
+    .await?
+    {
+        return Err(WebError::NotFound(format!("there is no device {id}")));
+    }
+    Ok(Redirect::to("/devices").into_response())
+}
+
+pub async fn enrol_token(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    let hours: u64 = match form.get("ttl").unwrap_or("24") {
+        "1" => 1,
+        "24" => 24,
+        "168" => 168,
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "{other:?} is not a choice of validity"
+            )));
+        }
+    };
+    staff
+        .audit(
+            &state,
+            "mint_enrol_token",
+            String::new(),
+            format!("valid {hours} h"),
+        )
+        .await?;
+    let (address, fingerprint) = (state.enrol_address.clone(), state.ca_fingerprint.clone());
+    let (token, _) = blocking(&state, move |s| {
+        crate::enrollment::record_enroll_token(
+            s,
+            &fingerprint,
+            Duration::from_secs(hours * 3600),
+            address,
+        )
+    })
+    .await?;
+    devices_page(&state, &staff, Some(token)).await
+}
+
+pub async fn staff(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
+    staff.require(ADMIN)?;
+    let accounts = blocking(&state, |s| s.staff_accounts()).await?;
+    let roles = [Role::Admin, Role::Reviewer, Role::Auditor];
+    let body = html! {
+        h1 { "Staff accounts" }
+        p.muted {
+            "Admins manage accounts, devices, libraries and settings. Reviewers see and triage captures. "
+            "Auditors read the audit log and reports and never see captured text or screenshots."
+        }
+        table #staff {
+            thead { tr { th { "Name" } th { "Role" } th { "Created" } th { "Status" } th { "Change role" } th { "Access" } } }
+            tbody {
+                @for a in &accounts {
+                    tr {
+                        td { (a.name) }
+                        td { (a.role.as_str()) }
+                        td { (local_time(&crate::store::rfc3339(a.created))) }
+                        td { @if a.disabled { "disabled" } @else { "enabled" } }
+                        td {
+                            @if a.name != staff.name {
+                                form method="post" action={ "/staff/" (urlencode(&a.name)) "/role" } {
+                                    (csrf(&staff))
+                                    select name="role" aria-label="role" {
+                                        @for r in roles { option value=(r.as_str()) selected[r == a.role] { (r.as_str()) } }
+                                    }
+                                    (confirm_password())
+                                    button type="submit" { "Change role" }
+                                }
+                            }
+                        }
+                        td {
+                            @if a.name != staff.name {
+                                form method="post" action={ "/staff/" (urlencode(&a.name)) "/disabled" } {
+                                    (csrf(&staff))
+                                    input type="hidden" name="disabled" value=(if a.disabled { "0" } else { "1" });
+                                    (confirm_password())
+                                    button type="submit" { @if a.disabled { "Enable" } @else { "Disable" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Add an account" }
+        form.card method="post" action="/staff" {
+            (csrf(&staff))
+            label { "Name " input name="name" required maxlength="64" autocomplete="off"; }
+            label { " Role "
+                select name="role" { @for r in roles { option value=(r.as_str()) selected[r == Role::Reviewer] { (r.as_str()) } } }
+            }
+            label { " Their first password (at least 12 characters) " input type="password" name="new_password" required minlength="12" autocomplete="new-password"; }
+            (confirm_password())
+            button type="submit" { "Add account" }
+        }
+    };
+    Ok(shell(&staff, "Staff", "Staff", body).into_response())
+}
+
+fn role_of(form: &Form) -> Result<Role, WebError> {
+    let r = form.get("role").unwrap_or_default();
+    Role::parse(r)
+        .ok_or_else(|| WebError::BadRequest(format!("{r:?} is not admin, reviewer or auditor")))
+}
+
+pub const MIN_PASSWORD: usize = 12;
+
+pub async fn add_staff(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    staff.reauthenticate(&state, &form).await?;
+    let name = form.get("name").unwrap_or_default().trim().to_owned();
+    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(WebError::BadRequest(
+            "a name is 1 to 64 characters, without control characters or '/'".into(),
+        ));
+    }
+    let role = role_of(&form)?;
+    let password = form.get("new_password").unwrap_or_default().to_owned();
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(WebError::BadRequest(format!(
+            "the password must be at least {MIN_PASSWORD} characters"
+        )));
+    }
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    staff
+        .audit(&state, "add_staff", name.clone(), role.as_str().into())
+        .await?;
+    let n = name.clone();
+    blocking(&state, move |s| {
+        s.add_user(&n, role, &hash, UnixMillis::now())
+    })
+    .await
+    .map_err(|e| match e {
+        WebError::Internal(m) if m.contains("already exists") => WebError::BadRequest(m),
+        e => e,
+    })?;
+    Ok(Redirect::to("/staff").into_response())
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    staff.reauthenticate(&state, &form).await?;
+    if name == staff.name {
+        return Err(WebError::BadRequest(
+            "you cannot change your own role; ask another admin".into(),
+        ));
+    }
+    let role = role_of(&form)?;
+    staff
+        .audit(&state, "set_role", name.clone(), role.as_str().into())
+        .await?;
+    let n = name.clone();
+    if !blocking(&state, move |s| s.set_staff_role(&n, role)).await? {
+        return Err(WebError::NotFound(format!("there is no account {name:?}")));
+    }
+    Ok(Redirect::to("/staff").into_response())
+}
+
+pub async fn set_disabled(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    staff.reauthenticate(&state, &form).await?;
+    if name == staff.name {
+        return Err(WebError::BadRequest(
+            "you cannot disable your own account; ask another admin".into(),
+        ));
+    }
+    let disabled = form.get("disabled") == Some("1");
+    let action = if disabled {
+        "disable_staff"
+    } else {
+        "enable_staff"
+    };
+    staff
+        .audit(&state, action, name.clone(), String::new())
+        .await?;
+    let n = name.clone();
+    if !blocking(&state, move |s| {
+        s.set_staff_disabled(&n, disabled, UnixMillis::now())
+    })
+    .await?
+    {
+        return Err(WebError::NotFound(format!("there is no account {name:?}")));
+    }
+    Ok(Redirect::to("/staff").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LibraryParams {
+    category: Option<String>,
+}
+
+pub async fn libraries(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(p): Query<LibraryParams>,
+) -> Result<Response, WebError> {
+    staff.require(SEES_CAPTURES)?;
+    let defs = state.definitions();
+    let policy = state.policy.borrow().clone();
+    let libs = &defs.libraries;
+    let chosen = p
+        .category
+        .as_deref()
+        .and_then(|c| libs.categories.iter().find(|cat| cat.name == c));
+    let body = html! {
+        h1 { "Term libraries" }
+        p.muted { "Policy version " (policy.version) ". The built-in libraries plus the school's own terms and exceptions; changes reach every laptop within seconds." }
+        table {
+            thead { tr { th { "Category" } th { "Terms" } th { "Exceptions" } th { "Captured?" } } }
+            tbody {
+                @for c in &libs.categories {
+                    tr {
+                        td { a href={ "/libraries?category=" (urlencode(&c.name)) } { (c.title) } }
+                        td { (c.entries.len()) }
+                        td { (c.exceptions.len()) }
+                        td { @if policy.disabled_categories.contains(&c.name) { "switched off" } @else { "yes" } }
+                    }
+                }
+            }
+        }
+        @if let Some(c) = chosen {
+            h2 { (c.title) }
+            @if staff.role == Role::Admin {
+                div.grid {
+                    form.card method="post" action="/libraries/terms" {
+                        (csrf(&staff))
+                        input type="hidden" name="category" value=(c.name);
+                        h2 { "Add a term" }
+                        label { "Term or phrase " input name="term" required maxlength="200"; }
+                        label { "Severity "
+                            select name="severity" { @for n in 1..=5 { option value=(n) selected[n == 3] { (n) } } }
+                        }
+                        label { "Definition for staff " input name="definition" required maxlength="500" size="40"; }
+                        button type="submit" { "Add term" }
+                    }
+                    form.card method="post" action="/libraries/exceptions" {
+                        (csrf(&staff))
+                        input type="hidden" name="category" value=(c.name);
+                        h2 { "Add an exception" }
+                        p.muted { "An innocent word or phrase that contains a term (\"kill time\")." }
+                        label { "Phrase " input name="exception" required maxlength="200"; }
+                        button type="submit" { "Add exception" }
+                    }
+                }
+            }
+            h2 { "Exceptions" }
+            p { @for (i, e) in c.exceptions.iter().enumerate() { @if i > 0 { ", " } (e) } }
+            h2 { "Terms" }
+            table #terms {
+                thead { tr { th { "Term" } th { "Severity" } th { "Rule" } th { "Definition" } } }
+                tbody {
+                    @for e in &c.entries {
+                        tr { td { (e.term) } td { (e.severity) } td { (e.rule.as_str()) } td { (e.definition) } }
+                    }
+                    @for d in &c.detectors {
+                        tr { td { (d.kind.as_str()) } td { (d.severity) } td { "detector" } td { (d.definition) } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(shell(&staff, "Libraries", "Libraries", body).into_response())
+}
+
+fn category_of(state: &AppState, form: &Form) -> Result<String, WebError> {
+    let c = form.get("category").unwrap_or_default();
+    let defs = state.definitions();
+    if defs.categories.iter().any(|(name, _)| name == c) {
+        Ok(c.to_owned())
+    } else {
+        Err(WebError::BadRequest(format!("{c:?} is not a category")))
+    }
+}
+
+pub async fn add_term(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    let category = category_of(&state, &form)?;
+    let term = phrase(form.get("term").unwrap_or_default(), "term")?;
+    let definition = phrase(form.get("definition").unwrap_or_default(), "definition")?;
+    let severity: u8 = form
+        .get("severity")
+        .and_then(|s| s.parse().ok())
+        .filter(|n| (1..=5).contains(n))
+        .ok_or_else(|| WebError::BadRequest("severity must be 1 to 5".into()))?;
+    let cat = category.clone();
+    update_policy(
+        &state,
+        &staff,
+        "add_term",
+        category.clone(),
+        format!("{term:?} severity {severity}"),
+        move |p| {
+            edit_school_file(p, &cat, |f| {
+                f.group.push(SchoolGroup {
+                    severity,
+                    definition,
+                    terms: vec![term],
+                });
+                Ok(())
+            })
+        },
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/libraries?category={}", urlencode(&category))).into_response())
+}
+
+pub async fn add_exception(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    let category = category_of(&state, &form)?;
+    add_exception_to_policy(
+        &state,
+        &staff,
+        &category,
+        form.get("exception").unwrap_or_default(),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/libraries?category={}", urlencode(&category))).into_response())
+}
+
+pub async fn settings(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
+    staff.require(ADMIN)?;
+    let p = state.policy.borrow().clone();
+    let defs = state.definitions();
+    let src = &p.sources;
+    let body = html! {
+        h1 { "Settings" }
+        p.muted { "What the laptops capture (policy version " (p.version) "). Saving makes a new version that every connected laptop receives within seconds." }
+        form.card method="post" action="/settings" {
+            (csrf(&staff))
+            h2 { "Capturing" }
+            label { "Minimum severity captured "
+                select name="min_severity" { @for n in 1..=5u8 { option value=(n) selected[n == p.min_severity] { (n) } } }
+            }
+            label { "The same term in the same window counts once per "
+                input type="number" name="debounce_seconds" min="0" max="86400" value=(p.debounce_seconds); " seconds"
+            }
+            label { input type="checkbox" name="screenshots" value="1" checked[p.screenshots]; " Take a screenshot with each capture" }
+            label { "Screenshot width at most "
+                input type="number" name="screenshot_max_width" min="320" max="7680" value=(p.screenshot_max_width); " pixels"
+            }
+            h2 { "Sources" }
+            label { input type="checkbox" name="typed" value="1" checked[src.typed]; " Typed text" }
+            label { input type="checkbox" name="window_title" value="1" checked[src.window_title]; " Window titles" }
+            label { input type="checkbox" name="browser" value="1" checked[src.browser]; " Browser addresses and searches" }
+            label { input type="checkbox" name="clipboard" value="1" checked[src.clipboard]; " Clipboard" }
+            label { input type="checkbox" name="site_visits" value="1" checked[src.site_visits]; " Site visits" }
+            h2 { "Categories captured" }
+            @for (name, title) in &defs.categories {
+                label { input type="checkbox" name="category" value=(name) checked[!p.disabled_categories.contains(name)]; " " (title) }
+            }
+            h2 { "Alerts" }
+            p.muted { "Live alerts reach every open inbox. Desktop notifications and the alert sound (by severity) are chosen in each browser, on the inbox." }
+            button.primary type="submit" { "Save and push to laptops" }
+        }
+        div.card {
+            h2 { "Retention" }
+            p.muted { "Set in console.toml in the data directory ([retention]); applied hourly." }
+        }
+    };
+    Ok(shell(&staff, "Settings", "Settings", body).into_response())
+}
+
+pub async fn save_settings(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(ADMIN)?;
+    let num = |name: &str| -> Result<u32, WebError> {
+        form.get(name)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .map_err(|_| WebError::BadRequest(format!("{name} must be a whole number")))
+    };
+    let min_severity = u8::try_from(num("min_severity")?)
+        .map_err(|_| WebError::BadRequest("min_severity must be 1 to 5".into()))?;
+    let debounce = num("debounce_seconds")?.min(86_400);
+    let width = num("screenshot_max_width")?;
+    let on = |name: &str| form.get(name) == Some("1");
+    let defs = state.definitions();
+    let kept: Vec<&str> = form.all("category").collect();
+    let disabled: Vec<String> = defs
+        .categories
+        .iter()
+        .filter(|(name, _)| !kept.contains(&name.as_str()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let sources = protocol::SourceSwitches {
+        typed: on("typed"),
+        window_title: on("window_title"),
+        browser: on("browser"),
+        clipboard: on("clipboard"),
+        site_visits: on("site_visits"),
+    };
+    let screenshots = on("screenshots");
+    let detail = format!(
+        "min severity {min_severity}, debounce {debounce}s, screenshots {screenshots} (≤{width}px), {sources:?}, off: {disabled:?}"
+    );
+    update_policy(
+        &state,
+        &staff,
+        "set_policy",
+        String::new(),
+        detail,
+        move |p| {
+            p.min_severity = min_severity;
+            p.debounce_seconds = debounce;
+            p.screenshots = screenshots;
+            p.screenshot_max_width = width;
+            p.sources = sources;
+            p.disabled_categories = disabled;
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(Redirect::to("/settings").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn school_files_gain_exceptions_and_terms_and_still_parse() {
+        let mut p = Policy::baseline();
+        edit_school_file(&mut p, "weapons", |f| {
+            f.exceptions.push("knife skills club".into());
+            Ok(())
+        })
+        .unwrap();
+        edit_school_file(&mut p, "weapons", |f| {
+            f.group.push(SchoolGroup {
+                severity: 4,
+                definition: "Local slang for a blade.".into(),
+                terms: vec!["a wrongun blade".into()],
+            });
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(p.libraries.len(), 1);
+        let cat = wordlists::library::parse(&p.libraries[0].name, &p.libraries[0].toml).unwrap();
+        assert_eq!(cat.exceptions, ["knife skills club"]);
+        assert_eq!(cat.entries[0].term, "a wrongun blade");
+        crate::policy::check(&p).unwrap();
+    }
+
+    #[test]
+    fn a_hand_written_school_file_is_not_overwritten() {
+        let mut p = Policy::baseline();
+        p.libraries.push(protocol::LibraryFile {
+            name: "school-weapons".into(),
+            toml: "category = \"weapons\"\ntitle = \"Ours\"\n".into(),
+        });
+        assert!(edit_school_file(&mut p, "weapons", |_| Ok(())).is_err());
+    }
+}

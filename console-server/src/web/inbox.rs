@@ -1,0 +1,399 @@
+//! The inbox: captures newest first, unreviewed by default, with filters,
+//! counts per status, keyset pagination (by capture id, which sorts by
+//! time, so the thousandth page costs what the first does) and bulk triage.
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use protocol::UnixMillis;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::{Staff, same_site, urlencode};
+use super::form::Form;
+use super::layout::{WebError, capture_row, csrf, shell, status_label};
+use super::{AppState, SEES_CAPTURES, blocking};
+use crate::store::{CaptureQuery, Status, Triage};
+
+pub const PAGE: u32 = 50;
+
+/// The inbox's filters, as in its address.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Filters {
+    pub status: Option<String>,
+    pub category: Option<String>,
+    pub severity: Option<String>,
+    pub device: Option<String>,
+    pub user: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub q: Option<String>,
+    pub before: Option<String>,
+}
+
+fn nonempty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A `YYYY-MM-DD` day's start in the school's time zone.
+pub fn day_start(day: &str, what: &str) -> Result<UnixMillis, WebError> {
+    let date: jiff::civil::Date = day
+        .parse()
+        .map_err(|_| WebError::BadRequest(format!("{what} {day:?} is not a date (YYYY-MM-DD)")))?;
+    let zoned = date
+        .to_zoned(jiff::tz::TimeZone::system())
+        .map_err(|e| WebError::BadRequest(format!("{what} {day:?}: {e}")))?;
+    Ok(UnixMillis(zoned.timestamp().as_millisecond()))
+}
+
+impl Filters {
+    /// The status shown: unreviewed unless asked otherwise; `all` for all.
+    pub fn status(&self) -> Result<Option<Status>, WebError> {
+        match nonempty(&self.status) {
+            None => Ok(Some(Status::New)),
+            Some("all") => Ok(None),
+            Some(s) => Status::parse(s).map(Some).ok_or_else(|| {
+                WebError::BadRequest(format!(
+                    "status {s:?} is not one of new, violation, false_positive, all"
+                ))
+            }),
+        }
+    }
+
+    pub fn query(&self, limit: u32) -> Result<CaptureQuery, WebError> {
+        let id = |s: &str, what: &str| {
+            Uuid::parse_str(s)
+                .map_err(|_| WebError::BadRequest(format!("{what} {s:?} is not an id")))
+        };
+        let severity = nonempty(&self.severity)
+            .map(|s| {
+                s.parse::<u8>()
+                    .ok()
+                    .filter(|n| (1..=5).contains(n))
+                    .ok_or_else(|| WebError::BadRequest(format!("severity {s:?} is not 1–5")))
+            })
+            .transpose()?;
+        let to = nonempty(&self.to)
+            .map(|d| day_start(d, "to").map(|t| UnixMillis(t.0 + 24 * 3_600_000)))
+            .transpose()?;
+        Ok(CaptureQuery {
+            status: self.status()?,
+            device: nonempty(&self.device)
+                .map(|d| id(d, "device"))
+                .transpose()?,
+            category: nonempty(&self.category).map(str::to_owned),
+            severity,
+            user: nonempty(&self.user).map(str::to_owned),
+            from: nonempty(&self.from)
+                .map(|d| day_start(d, "from"))
+                .transpose()?,
+            to,
+            text: nonempty(&self.q).map(str::to_owned),
+            before: nonempty(&self.before)
+                .map(|b| id(b, "before"))
+                .transpose()?,
+            limit,
+            ..CaptureQuery::default()
+        })
+    }
+
+    /// Whether this is the first page of an unfiltered view that new
+    /// captures belong at the top of.
+    fn live(&self) -> bool {
+        nonempty(&self.before).is_none()
+            && nonempty(&self.category).is_none()
+            && nonempty(&self.severity).is_none()
+            && nonempty(&self.device).is_none()
+            && nonempty(&self.user).is_none()
+            && nonempty(&self.to).is_none()
+            && nonempty(&self.q).is_none()
+            && matches!(nonempty(&self.status), None | Some("new") | Some("all"))
+    }
+
+    /// The address of this view with `before` replaced.
+    pub fn href(&self, before: Option<&str>) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("status", &self.status),
+            ("category", &self.category),
+            ("severity", &self.severity),
+            ("device", &self.device),
+            ("user", &self.user),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+        ] {
+            if let Some(v) = nonempty(v) {
+                parts.push(format!("{k}={}", urlencode(v)));
+            }
+        }
+        if let Some(b) = before {
+            parts.push(format!("before={b}"));
+        }
+        format!("/inbox?{}", parts.join("&"))
+    }
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    staff: Staff,
+    Query(filters): Query<Filters>,
+) -> Result<Response, WebError> {
+    staff.require(SEES_CAPTURES)?;
+    let query = filters.query(PAGE)?;
+    let detail = format!("{query:?}");
+    let (captures, counts, devices) = blocking(&state, move |s| {
+        Ok((
+            s.captures(&query)?,
+            s.capture_counts()?,
+            s.devices(UnixMillis(0))?,
+        ))
+    })
+    .await?;
+    staff
+        .audit(&state, "view_inbox", String::new(), detail)
+        .await?;
+    let defs = state.definitions();
+    let count = |s: Status| {
+        counts
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    let shown = filters.status()?;
+    let tab = |label: &str, value: &str, n: Option<u64>, id: &str| {
+        let mut f = filters.clone();
+        f.status = Some(value.to_owned());
+        f.before = None;
+        let current = match shown {
+            None => value == "all",
+            Some(s) => s.as_str() == value,
+        };
+        html! {
+            a href=(f.href(None)) aria-current=[current.then_some("page")] {
+                (label) @if let Some(n) = n { span.count id=(id) { (n) } }
+            }
+        }
+    };
+    let next = (captures.len() == PAGE as usize)
+        .then(|| captures.last().map(|c| c.id.to_string()))
+        .flatten();
+    let sel = |v: &Option<String>, opt: &str| nonempty(v) == Some(opt);
+    let body = html! {
+        h1 { "Inbox" }
+        div.tabs {
+            (tab(status_label(Status::New), "new", Some(count(Status::New)), "count-new"))
+            (tab(status_label(Status::Violation), "violation", Some(count(Status::Violation)), "count-violation"))
+            (tab(status_label(Status::FalsePositive), "false_positive", Some(count(Status::FalsePositive)), "count-fp"))
+            (tab("All", "all", None, "count-all"))
+        }
+        form.filters method="get" action="/inbox" {
+            input type="hidden" name="status" value=(filters.status.as_deref().unwrap_or("new"));
+            label { "Category"
+                select name="category" {
+                    option value="" { "Any" }
+                    @for (name, title) in &defs.categories {
+                        option value=(name) selected[sel(&filters.category, name)] { (title) }
+                    }
+                }
+            }
+            label { "Severity"
+                select name="severity" {
+                    option value="" { "Any" }
+                    @for n in (1..=5).rev() {
+                        option value=(n) selected[sel(&filters.severity, &n.to_string())] { (n) }
+                    }
+                }
+            }
+            label { "Device"
+                select name="device" {
+                    option value="" { "Any" }
+                    @for d in &devices {
+                        option value=(d.id) selected[sel(&filters.device, &d.id.to_string())] {
+                            @if d.hostname.is_empty() { (d.id) } @else { (d.hostname) }
+                        }
+                    }
+                }
+            }
+            label { "User" input name="user" value=(filters.user.as_deref().unwrap_or("")) size="12"; }
+            label { "From" input type="date" name="from" value=(filters.from.as_deref().unwrap_or("")); }
+            label { "To" input type="date" name="to" value=(filters.to.as_deref().unwrap_or("")); }
+            label { "Text" input type="search" name="q" value=(filters.q.as_deref().unwrap_or("")) placeholder="in context, title, term"; }
+            button type="submit" { "Filter" }
+            a.button href="/inbox" { "Clear" }
+        }
+        div.toolbar {
+            form #bulk method="post" action="/inbox/triage" {
+                (csrf(&staff))
+                input type="hidden" name="back" value=(filters.href(nonempty(&filters.before)));
+                "Selected: "
+                select name="status" aria-label="decision" {
+                    option value="false_positive" { "False positive" }
+                    option value="violation" { "Violation" }
+                    option value="new" { "Reopen" }
+                }
+                " "
+                input name="note" placeholder="note (optional)" size="30";
+                " "
+                button type="submit" { "Apply to selected" }
+            }
+            span.muted {
+                "Keys: " span.kbd { "j" } "/" span.kbd { "k" } " move, "
+                span.kbd { "o" } " open, " span.kbd { "x" } " select"
+            }
+            button #enable-notifications type="button" { "Enable desktop alerts" }
+            label { "Sound for "
+                select #sound-min {
+                    option value="0" { "no captures" }
+                    option value="5" { "severity 5" }
+                    option value="4" { "severity 4–5" }
+                    option value="3" { "severity 3–5" }
+                }
+            }
+        }
+        table #captures data-live=(if filters.live() { "1" } else { "0" }) {
+            thead { tr {
+                th { input #select-all type="checkbox" aria-label="select all"; }
+                th { "Time" } th { "Sev." } th { "Category" } th { "Term" } th { "Context" }
+                th { "User" } th { "Device" } th { "Source" } th { "Status" }
+            } }
+            tbody {
+                @for c in &captures {
+                    (capture_row(c, defs.title(&c.category), false))
+                }
+            }
+        }
+        @if captures.is_empty() {
+            p #empty.muted { "Nothing here. New captures appear at the top as they arrive." }
+        }
+        div.pager {
+            @if nonempty(&filters.before).is_some() { a href=(filters.href(None)) { "← Newest" } }
+            @if let Some(n) = &next { a href=(filters.href(Some(n))) { "Older →" } }
+        }
+    };
+    Ok(shell(&staff, "Inbox", "Inbox", body).into_response())
+}
+
+/// Parses the status of a triage form.
+pub fn decision(form: &Form) -> Result<Status, WebError> {
+    let s = form.get("status").unwrap_or_default();
+    Status::parse(s).ok_or_else(|| {
+        WebError::BadRequest(format!(
+            "decision {s:?} is not one of violation, false_positive, new"
+        ))
+    })
+}
+
+pub const MAX_NOTE: usize = 8192;
+
+pub async fn bulk_triage(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    same_site(&headers)?;
+    staff.check_csrf(&form)?;
+    staff.require(SEES_CAPTURES)?;
+    let status = decision(&form)?;
+    let ids = form
+        .all("id")
+        .map(|s| {
+            Uuid::parse_str(s)
+                .map_err(|_| WebError::BadRequest(format!("{s:?} is not a capture id")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Err(WebError::BadRequest(
+            "no captures were selected; tick the boxes of the captures first".into(),
+        ));
+    }
+    if ids.len() > 1000 {
+        return Err(WebError::BadRequest("at most 1000 captures at once".into()));
+    }
+    let note = form.get("note").unwrap_or_default().to_owned();
+    if note.len() > MAX_NOTE {
+        return Err(WebError::BadRequest(format!(
+            "the note is over {MAX_NOTE} bytes"
+        )));
+    }
+    let list = ids
+        .iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    staff
+        .audit(
+            &state,
+            "triage",
+            list,
+            format!(
+                "{} (bulk, {} captures) {note:?}",
+                status.as_str(),
+                ids.len()
+            ),
+        )
+        .await?;
+    let decision = Triage {
+        status,
+        note,
+        action: None,
+        actor: staff.name.clone(),
+        time: UnixMillis::now(),
+    };
+    blocking(&state, move |s| s.triage_many(&ids, &decision)).await?;
+    let back = form
+        .get("back")
+        .filter(|b| b.starts_with("/inbox"))
+        .unwrap_or("/inbox");
+    Ok(Redirect::to(back).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_default_to_unreviewed_and_parse() {
+        let f = Filters::default();
+        assert_eq!(f.status().unwrap(), Some(Status::New));
+        assert!(f.live());
+        let f = Filters {
+            status: Some("all".into()),
+            severity: Some("4".into()),
+            q: Some(" knife ".into()),
+            ..Filters::default()
+        };
+        let q = f.query(10).unwrap();
+        assert_eq!(
+            (q.status, q.severity, q.text.as_deref()),
+            (None, Some(4), Some("knife"))
+        );
+        assert!(!f.live());
+        assert!(
+            Filters {
+                severity: Some("9".into()),
+                ..Filters::default()
+            }
+            .query(1)
+            .is_err()
+        );
+        assert!(
+            Filters {
+                from: Some("yesterday".into()),
+                ..Filters::default()
+            }
+            .query(1)
+            .is_err()
+        );
+        assert_eq!(
+            Filters {
+                q: Some("a&b".into()),
+                ..Filters::default()
+            }
+            .href(Some("x")),
+            "/inbox?q=a%26b&before=x"
+        );
+    }
+}

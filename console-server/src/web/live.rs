@@ -1,0 +1,109 @@
+//! Live alerts: `GET /live` is a server-sent event stream that carries
+//! each capture within moments of its commit, as a ready-escaped inbox row,
+//! to every open page of a reviewer or admin.
+//!
+//! Events: `capture` (JSON: id, term, category, severity, row), `resync`
+//! (this stream fell behind; reload), `expired` (the session ended; the
+//! page goes to sign-in). The stream checks its session every
+//! [`SESSION_CHECK`] and ends with `expired` when it has run out: an open
+//! tab does not outlive its session, and does not keep it alive either.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use protocol::UnixMillis;
+use serde_json::json;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::auth::{Staff, expired};
+use super::layout::{WebError, capture_row};
+use super::{AppState, SEES_CAPTURES, blocking};
+
+const SESSION_CHECK: Duration = Duration::from_secs(30);
+
+pub async fn stream(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
+    staff.require(SEES_CAPTURES)?;
+    staff
+        .audit(&state, "open_live_feed", String::new(), String::new())
+        .await?;
+    let rx = state.live.subscribe();
+    Ok(Sse::new(events(state, staff.session.id_hash.clone(), rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+struct Feed {
+    state: AppState,
+    session: String,
+    rx: broadcast::Receiver<Uuid>,
+    check: tokio::time::Interval,
+    done: bool,
+}
+
+fn events(
+    state: AppState,
+    session: String,
+    rx: broadcast::Receiver<Uuid>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let feed = Feed {
+        state,
+        session,
+        rx,
+        check,
+        done: false,
+    };
+    stream::unfold(feed, |mut f| async move {
+        if f.done {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                _ = f.check.tick() => {
+                    let hash = f.session.clone();
+                    let alive = blocking(&f.state, move |s| s.session(&hash))
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| !expired(&s, UnixMillis::now()));
+                    if !alive {
+                        f.done = true;
+                        return Some((Ok(Event::default().event("expired").data("")), f));
+                    }
+                }
+                got = f.rx.recv() => match got {
+                    Ok(id) => {
+                        if let Some(event) = capture_event(&f.state, id).await {
+                            return Some((Ok(event), f));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((Ok(Event::default().event("resync").data("")), f));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    })
+}
+
+async fn capture_event(state: &AppState, id: Uuid) -> Option<Event> {
+    let capture = blocking(state, move |s| s.capture(id)).await.ok()??.summary;
+    let defs = state.definitions();
+    let title = defs.title(&capture.category);
+    let row = capture_row(&capture, title, true).into_string();
+    let data = json!({
+        "id": capture.id,
+        "term": capture.term,
+        "category": title,
+        "severity": capture.severity,
+        "row": row,
+    });
+    Some(Event::default().event("capture").data(data.to_string()))
+}

@@ -1,0 +1,266 @@
+//! The web console: server-rendered pages for staff, on the same HTTPS
+//! listener as the JSON API.
+//!
+//! Every page is built with `maud`, which escapes every interpolated value,
+//! so captured text (hostile input from a pupil's laptop) is only ever text.
+//! No asset comes from another site: the stylesheet and the one script are
+//! compiled into the binary, and the Content-Security-Policy allows nothing
+//! else (no inline script or style at all).
+//!
+//! - [`auth`]: passwords, sessions, CSRF, login throttling, re-authentication;
+//! - [`form`]: urlencoded form bodies, with repeated fields;
+//! - [`layout`]: the page shell, errors, shared fragments;
+//! - [`live`]: server-sent events for captures as they arrive;
+//! - [`inbox`], [`capture_page`]: finding and triaging captures;
+//! - [`audit_page`], [`trends`]: oversight and reports;
+//! - [`admin`]: devices, staff accounts, libraries, settings;
+//! - [`account`]: one's own sessions and password.
+
+pub mod account;
+pub mod admin;
+pub mod assets;
+pub mod audit_page;
+pub mod auth;
+pub mod capture_page;
+pub mod form;
+pub mod inbox;
+pub mod layout;
+pub mod live;
+pub mod trends;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use protocol::Policy;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+use crate::store::{Role, Store, StoreError};
+
+/// What the web handlers share.
+pub struct WebState {
+    pub store: Arc<dyn Store>,
+    pub policy: watch::Sender<Arc<Policy>>,
+    /// Ids of captures as they are stored, for live inboxes.
+    pub live: broadcast::Sender<Uuid>,
+    pub throttle: auth::Throttle,
+    /// A device not heard from for this long is listed as offline.
+    pub offline_after_ms: i64,
+    /// Written into enrolment tokens minted from the devices page.
+    pub enrol_address: String,
+    pub ca_fingerprint: String,
+    /// Policy changes made through the console, one at a time.
+    pub policy_edit: tokio::sync::Mutex<()>,
+    definitions: Mutex<Option<(u64, Arc<Definitions>)>>,
+}
+
+impl WebState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: watch::Sender<Arc<Policy>>,
+        live: broadcast::Sender<Uuid>,
+        offline_after_ms: i64,
+        enrol_address: String,
+        ca_fingerprint: String,
+    ) -> WebState {
+        WebState {
+            store,
+            policy,
+            live,
+            throttle: auth::Throttle::default(),
+            offline_after_ms,
+            enrol_address,
+            ca_fingerprint,
+            policy_edit: tokio::sync::Mutex::new(()),
+            definitions: Mutex::new(None),
+        }
+    }
+
+    /// The libraries in force (built-in plus the school's), indexed for
+    /// the pages; rebuilt when the policy version changes.
+    pub fn definitions(&self) -> Arc<Definitions> {
+        let policy = self.policy.borrow().clone();
+        let mut cached = self.definitions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((version, defs)) = cached.as_ref()
+            && *version == policy.version
+        {
+            return defs.clone();
+        }
+        let defs = Arc::new(Definitions::of(&policy));
+        *cached = Some((policy.version, defs.clone()));
+        defs
+    }
+}
+
+/// Term definitions and category titles, for staff.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    /// (category, term) → (severity, definition).
+    pub terms: HashMap<(String, String), (u8, String)>,
+    /// Category name → title, in library order.
+    pub categories: Vec<(String, String)>,
+    pub libraries: wordlists::Libraries,
+}
+
+impl Definitions {
+    fn of(policy: &Policy) -> Definitions {
+        let libs = wordlists::Libraries::builtin_with(
+            policy
+                .libraries
+                .iter()
+                .map(|f| (f.name.as_str(), f.toml.as_str())),
+        )
+        .or_else(|e| {
+            // The policy was checked when it was saved; a failure here means
+            // the built-in files are broken, which the tests rule out.
+            tracing::error!("the libraries in the policy do not load: {e}");
+            wordlists::Libraries::builtin()
+        })
+        .unwrap_or_default();
+        let mut terms = HashMap::new();
+        for e in libs.entries() {
+            terms.insert(
+                (e.category.clone(), e.term.clone()),
+                (e.severity, e.definition.clone()),
+            );
+        }
+        for c in &libs.categories {
+            for d in &c.detectors {
+                terms.insert(
+                    (c.name.clone(), d.kind.as_str().to_owned()),
+                    (d.severity, d.definition.clone()),
+                );
+            }
+        }
+        Definitions {
+            terms,
+            categories: libs
+                .categories
+                .iter()
+                .map(|c| (c.name.clone(), c.title.clone()))
+                .collect(),
+            libraries: libs,
+        }
+    }
+
+    pub fn title<'a>(&'a self, category: &'a str) -> &'a str {
+        self.categories
+            .iter()
+            .find(|(name, _)| name == category)
+            .map_or(category, |(_, title)| title.as_str())
+    }
+
+    pub fn definition(&self, category: &str, term: &str) -> Option<&str> {
+        self.terms
+            .get(&(category.to_owned(), term.to_owned()))
+            .map(|(_, d)| d.as_str())
+    }
+}
+
+pub type AppState = Arc<WebState>;
+
+/// The web console's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/assets/{name}", get(assets::serve))
+        .route("/inbox", get(inbox::page))
+        .route("/inbox/triage", post(inbox::bulk_triage))
+        .route("/live", get(live::stream))
+        .route("/captures/{id}", get(capture_page::page))
+        .route("/captures/{id}/image", get(capture_page::image))
+        .route("/captures/{id}/triage", post(capture_page::triage))
+        .route("/captures/{id}/delete", post(capture_page::delete))
+        .route("/audit", get(audit_page::page))
+        .route("/audit.csv", get(audit_page::csv))
+        .route("/trends", get(trends::page))
+        .route("/trends.csv", get(trends::csv))
+        .route("/devices", get(admin::devices))
+        .route("/devices/{id}/revoke", post(admin::revoke))
+        .route("/devices/enrol-token", post(admin::enrol_token))
+        .route("/staff", get(admin::staff).post(admin::add_staff))
+        .route("/staff/{name}/role", post(admin::set_role))
+        .route("/staff/{name}/disabled", post(admin::set_disabled))
+        .route("/libraries", get(admin::libraries))
+        .route("/libraries/terms", post(admin::add_term))
+        .route("/libraries/exceptions", post(admin::add_exception))
+        .route("/settings", get(admin::settings).post(admin::save_settings))
+        .route("/account", get(account::page))
+        .route("/account/sessions/end", post(account::end_session))
+        .route("/account/password", post(account::change_password))
+        .with_state(state)
+}
+
+async fn home(staff: Option<auth::Staff>) -> Response {
+    match staff {
+        None => Redirect::to("/login").into_response(),
+        Some(s) if s.role.sees_captures() => Redirect::to("/inbox").into_response(),
+        Some(_) => Redirect::to("/audit").into_response(),
+    }
+}
+
+/// The Content-Security-Policy of every response: nothing from elsewhere,
+/// no inline script or style, no framing, forms only back to this site.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
+/// Adds the security headers to every response, pages and API alike.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=31536000; includeSubDomains",
+    );
+    set(
+        h,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=()",
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    response
+}
+
+/// Runs a storage call off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, layout::WebError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| layout::WebError::Internal(format!("a storage task failed: {e}")))?
+        .map_err(|e| layout::WebError::Internal(e.to_string()))
+}
+
+/// The roles that may triage and see captured text and screenshots.
+pub const SEES_CAPTURES: &[Role] = &[Role::Admin, Role::Reviewer];
