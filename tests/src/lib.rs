@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod agent_process;
+pub mod browser;
 pub mod desktop;
 
 use anyhow::{Context, bail};

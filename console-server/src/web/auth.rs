@@ -262,6 +262,7 @@ pub fn same_site(headers: &HeaderMap) -> Result<(), WebError> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
+        tracing::warn!("refused a {site} request (Sec-Fetch-Site)");
         return Err(WebError::Csrf);
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
@@ -270,6 +271,7 @@ pub fn same_site(headers: &HeaderMap) -> Result<(), WebError> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if origin != format!("https://{host}") {
+            tracing::warn!("refused a request from origin {origin:?} to host {host:?}");
             return Err(WebError::Csrf);
         }
     }

@@ -130,6 +130,10 @@ pub async fn page(
                 }
             }
             div {
+                div.card.triage {
+                    h2 { "Decision" }
+                    (triage_forms(&staff, c))
+                }
                 div.card {
                     h2 { "What this term means" }
                     p { (definition.unwrap_or("No definition: the term is no longer in the libraries.")) }
@@ -146,10 +150,6 @@ pub async fn page(
                         dt { "Captured" } dd { (local_time(&c.time)) }
                         dt { "Received" } dd { (local_time(&detail.received)) }
                     }
-                }
-                div.card.triage {
-                    h2 { "Decision" }
-                    (triage_forms(&staff, c))
                 }
                 div.card {
                     h2 { "History" }
@@ -210,7 +210,7 @@ fn triage_forms(staff: &Staff, c: &CaptureSummary) -> Markup {
             button.fp type="submit" { "False positive" }
         }
         @if c.status != Status::New {
-            form method="post" action=(action) {
+            form #reopen-form method="post" action=(action) {
                 (csrf(staff))
                 input type="hidden" name="status" value="new";
                 input type="hidden" name="note" value="";

@@ -1,0 +1,753 @@
+//! The web console in a real headless Chromium, against the real console
+//! binary over HTTPS, with captures sent by a simulated agent over mutual
+//! TLS: sign-in, a capture arriving live in an open inbox, triage both ways
+//! (and by keyboard), the audit log, the auditor's limits, CSRF, and
+//! hostile captured text. Screenshots of the pages are saved under
+//! `target/web-artifacts/`.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use protocol::device_link::{DeviceIdentity, DeviceLink};
+use protocol::{AgentMessage, Capture, ConsoleMessage};
+use serde_json::Value;
+use tests::browser::Browser;
+use tests::{Api, ConsoleProcess, api_token, capture, console_cli, identity_from_ca};
+
+const WAIT: Duration = Duration::from_secs(20);
+const REVIEWER_PW: &str = "correct horse battery";
+const AUDITOR_PW: &str = "governors read only";
+
+struct Bed {
+    _tmp: tempfile::TempDir,
+    console: ConsoleProcess,
+    base: String,
+    device: DeviceIdentity,
+    admin: Api,
+}
+
+fn bed() -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let console = ConsoleProcess::start(&data).unwrap();
+    let d = data.to_str().unwrap();
+    for (name, role, pw) in [
+        ("lead", "reviewer", REVIEWER_PW),
+        ("governor", "auditor", AUDITOR_PW),
+    ] {
+        console_cli(
+            &["user", "add", "--data", d, "--name", name, "--role", role],
+            Some(&format!("{pw}\n")),
+        )
+        .unwrap();
+    }
+    let port = console.web_addr.rsplit(':').next().unwrap().to_owned();
+    let admin = Api::new(
+        &data,
+        &console.web_addr,
+        &api_token(&data, "it", "admin").unwrap(),
+    )
+    .unwrap();
+    Bed {
+        device: identity_from_ca(&data).unwrap(),
+        base: format!("https://localhost:{port}"),
+        console,
+        admin,
+        _tmp: tmp,
+    }
+}
+
+/// A real PNG: white, with a dark block where the "text" would be.
+fn screenshot_png() -> Vec<u8> {
+    let (w, h) = (320u32, 200u32);
+    let mut pixels = vec![255u8; (w * h * 3) as usize];
+    for y in 40..80 {
+        for x in 30..290 {
+            let i = ((y * w + x) * 3) as usize;
+            pixels[i..i + 3].copy_from_slice(&[20, 20, 40]);
+        }
+    }
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&pixels)
+        .unwrap();
+    out
+}
+
+/// Sends captures as a laptop would and waits until each is acked (stored).
+async fn ingest(bed: &Bed, captures: Vec<Capture>) {
+    let mut link = tokio::time::timeout(
+        WAIT,
+        DeviceLink::connect(&bed.console.agent_addr, &bed.device, "test", 0),
+    )
+    .await
+    .expect("connected in time")
+    .expect("connected");
+    let mut waiting: Vec<uuid::Uuid> = captures.iter().map(|c| c.id).collect();
+    for c in captures {
+        link.send(&AgentMessage::Capture(c)).await.unwrap();
+    }
+    while !waiting.is_empty() {
+        match tokio::time::timeout(WAIT, link.recv()).await {
+            Ok(Ok(ConsoleMessage::Ack(ids))) => waiting.retain(|w| !ids.contains(w)),
+            Ok(Ok(_)) => {}
+            other => panic!("no ack for {waiting:?}: {other:?}"),
+        }
+    }
+}
+
+fn hostile_capture() -> Capture {
+    let mut c = capture(
+        "i want to kill myself <img src=x onerror=alert(1)> tonight",
+        "kill myself",
+        Some(screenshot_png()),
+    );
+    c.window_title = "<script>alert(2)</script> chat".into();
+    c.app = "\"><svg onload=alert(3)>".into();
+    c.category = "self-harm".into();
+    c
+}
+
+async fn sign_in(browser: &Browser, bed: &Bed, name: &str, password: &str) {
+    if let Err(e) = browser.sign_in(&bed.base, name, password).await {
+        panic!("{e}\nconsole log:\n{}", bed.console.log_text());
+    }
+}
+
+async fn no_alert(browser: &Browser) {
+    assert!(
+        browser.client.get_alert_text().await.is_err(),
+        "a script ran: an alert is open"
+    );
+}
+
+async fn click(browser: &Browser, css: &str) {
+    browser
+        .wait_css(css, WAIT)
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+async fn wait_path(browser: &Browser, prefix: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let p = browser.path().await.unwrap();
+        if p.starts_with(prefix) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still on {p}, expected {prefix}…"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn audit_actions(bed: &Bed, actor: &str, target: &str) -> Vec<String> {
+    let (_, body) = bed.admin.get("/api/v1/audit?limit=1000").unwrap();
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == actor && e["target"].as_str().unwrap_or("").contains(target))
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_sees_a_capture_arrive_live_triages_it_both_ways_and_the_audit_log_shows_it() {
+    let bed = bed();
+    let browser = Browser::start(&bed.console.data.join("server.pem"))
+        .await
+        .unwrap();
+
+    // Not signed in: the inbox sends you to sign in, then back.
+    browser
+        .client
+        .goto(&format!("{}/inbox", bed.base))
+        .await
+        .unwrap();
+    wait_path(&browser, "/login").await;
+    sign_in(&browser, &bed, "lead", REVIEWER_PW).await;
+    browser
+        .client
+        .goto(&format!("{}/inbox", bed.base))
+        .await
+        .unwrap();
+    browser
+        .wait_css("table#captures[data-live='1']", WAIT)
+        .await
+        .unwrap();
+    browser.wait_css("#live-status.on", WAIT).await.unwrap();
+    // A marker that a reload would wipe.
+    browser
+        .client
+        .execute("window.__noReload = 42; return 1;", vec![])
+        .await
+        .unwrap();
+
+    // A laptop sends a capture with hostile text; the open inbox shows it.
+    let c = hostile_capture();
+    let id = c.id;
+    ingest(&bed, vec![c]).await;
+    let stored = Instant::now();
+    let row = browser
+        .wait_css(&format!("tr[data-id='{id}']"), Duration::from_secs(5))
+        .await
+        .expect("the capture appears in the open inbox");
+    let live_after = stored.elapsed();
+    println!("capture shown in the open inbox {live_after:?} after its ack");
+    assert!(live_after < Duration::from_secs(2), "{live_after:?}");
+    let marker = browser
+        .client
+        .execute("return window.__noReload || 0;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, Value::from(42), "the page was reloaded");
+    let text = row.text().await.unwrap();
+    assert!(text.contains("<img src=x onerror=alert(1)>"), "{text}");
+    assert!(
+        browser
+            .client
+            .find_all(Locator::Css(
+                "#captures img, #captures svg, #captures script"
+            ))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let marked = row
+        .find(Locator::Css("mark"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(marked, "kill myself");
+    no_alert(&browser).await;
+    let shot = browser.save_screenshot("inbox").await.unwrap();
+    println!("inbox screenshot: {}", shot.display());
+
+    // The capture page: context, definition, screenshot, all text escaped.
+    row.find(Locator::Css("a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(&browser, &format!("/captures/{id}")).await;
+    let page = browser.body_text().await.unwrap();
+    for expected in [
+        "<script>alert(2)</script> chat",
+        "\"><svg onload=alert(3)>",
+        "pupil.one",
+        "Self-harm",
+    ] {
+        assert!(
+            page.contains(expected),
+            "capture page lacks {expected:?}:\n{page}"
+        );
+    }
+    assert!(page.contains("What this term means"), "{page}");
+    let loaded = browser
+        .client
+        .execute(
+            "const i = document.querySelector('img.shot'); return i && i.complete ? i.naturalWidth : 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(loaded, Value::from(320), "the screenshot loads in the page");
+    no_alert(&browser).await;
+    let shot = browser.save_screenshot("capture").await.unwrap();
+    println!("capture page screenshot: {}", shot.display());
+
+    // Violation, with the action taken and a note.
+    let note = browser.wait_css("#violation-note", WAIT).await.unwrap();
+    note.send_keys("Spoke to her at break; parents called.")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css("#violation-form select[name=action]"))
+        .await
+        .unwrap()
+        .select_by_value("contacted_parents")
+        .await
+        .unwrap();
+    click(&browser, "#violation-form button[type=submit]").await;
+    wait_path(&browser, "/inbox").await;
+    let (_, detail) = bed.admin.get(&format!("/api/v1/captures/{id}")).unwrap();
+    assert_eq!(detail["status"], "violation");
+    assert_eq!(detail["history"][0]["actor"], "lead");
+    assert_eq!(detail["history"][0]["action"], "contacted_parents");
+
+    // Reopen, then false positive with an exception pushed to the laptops.
+    browser
+        .client
+        .goto(&format!("{}/captures/{id}", bed.base))
+        .await
+        .unwrap();
+    click(&browser, "#reopen-form button").await;
+    wait_path(&browser, &format!("/captures/{id}")).await;
+    browser.wait_css("#fp-form", WAIT).await.unwrap();
+    let policy_before = bed.admin.get("/api/v1/policy").unwrap().1["version"]
+        .as_u64()
+        .unwrap();
+    click(&browser, "#fp-form input[name=add_exception]").await;
+    let phrase = browser
+        .client
+        .find(Locator::Css("#fp-form input[name=exception]"))
+        .await
+        .unwrap();
+    phrase.clear().await.unwrap();
+    phrase.send_keys("kill myself laughing").await.unwrap();
+    click(&browser, "#fp-form button[type=submit]").await;
+    wait_path(&browser, "/inbox").await;
+    let (_, detail) = bed.admin.get(&format!("/api/v1/captures/{id}")).unwrap();
+    assert_eq!(detail["status"], "false_positive");
+    let statuses: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["violation", "new", "false_positive"]);
+    let policy = bed.admin.get("/api/v1/policy").unwrap().1;
+    assert_eq!(policy["version"].as_u64().unwrap(), policy_before + 1);
+    let libs = policy["libraries"].to_string();
+    assert!(
+        libs.contains("school-self-harm") && libs.contains("kill myself laughing"),
+        "{libs}"
+    );
+
+    // Keyboard triage: j selects the first row, o opens it, f marks it a
+    // false positive.
+    let keyed = capture("they said they will stab him after school", "stab", None);
+    let keyed_id = keyed.id;
+    ingest(&bed, vec![keyed]).await;
+    browser
+        .wait_css(&format!("tr[data-id='{keyed_id}']"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let body = browser.client.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("j").await.unwrap();
+    browser.wait_css("tr.cursor", WAIT).await.unwrap();
+    body.send_keys("o").await.unwrap();
+    wait_path(&browser, "/captures/").await;
+    let opened = browser.path().await.unwrap();
+    assert_eq!(opened, format!("/captures/{keyed_id}"));
+    browser.wait_css("#fp-form", WAIT).await.unwrap();
+    browser
+        .client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("f")
+        .await
+        .unwrap();
+    wait_path(&browser, "/inbox").await;
+    let (_, detail) = bed
+        .admin
+        .get(&format!("/api/v1/captures/{keyed_id}"))
+        .unwrap();
+    assert_eq!(detail["status"], "false_positive");
+
+    // Every look and every decision is in the audit log.
+    let actions = audit_actions(&bed, "lead", &id.to_string());
+    for a in ["view_capture", "view_screenshot", "triage"] {
+        assert!(actions.iter().any(|x| x == a), "no {a} in {actions:?}");
+    }
+    assert_eq!(
+        actions.iter().filter(|a| *a == "triage").count(),
+        3,
+        "{actions:?}"
+    );
+
+    // The auditor reads that in the audit log page, and is refused the
+    // capture, its screenshot and the inbox.
+    click(&browser, "header form button").await;
+    wait_path(&browser, "/login").await;
+    sign_in(&browser, &bed, "governor", AUDITOR_PW).await;
+    browser
+        .client
+        .goto(&format!("{}/audit?actor=lead&action=triage", bed.base))
+        .await
+        .unwrap();
+    browser.wait_css("table#audit", WAIT).await.unwrap();
+    let audit = browser.body_text().await.unwrap();
+    assert!(
+        audit.contains(&id.to_string()) && audit.contains("violation (contacted_parents)"),
+        "{audit}"
+    );
+    assert!(audit.contains("false_positive"), "{audit}");
+    let shot = browser.save_screenshot("audit").await.unwrap();
+    println!("audit page screenshot: {}", shot.display());
+    for refused in [
+        format!("/captures/{id}/image"),
+        format!("/captures/{id}"),
+        "/inbox".to_owned(),
+    ] {
+        browser
+            .client
+            .goto(&format!("{}{refused}", bed.base))
+            .await
+            .unwrap();
+        let text = browser.body_text().await.unwrap();
+        assert!(
+            text.contains("Forbidden") && text.contains("auditor"),
+            "{refused}: {text}"
+        );
+        assert!(
+            !text.contains("kill myself"),
+            "{refused} showed captured text"
+        );
+    }
+    let status = browser
+        .client
+        .execute(
+            "return fetch(arguments[0]).then(r => r.status);",
+            vec![Value::from(format!("/captures/{id}/image"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, Value::from(403));
+    browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let bed = bed();
+    let c = capture("i am going to kill myself", "kill myself", None);
+    let id = c.id;
+    ingest(&bed, vec![c]).await;
+    let browser = Browser::start(&bed.console.data.join("server.pem"))
+        .await
+        .unwrap();
+    sign_in(&browser, &bed, "lead", REVIEWER_PW).await;
+    browser
+        .client
+        .goto(&format!("{}/captures/{id}", bed.base))
+        .await
+        .unwrap();
+    browser.wait_css("#fp-form", WAIT).await.unwrap();
+    let post = "return fetch(arguments[0], {method: 'POST', body: new URLSearchParams(arguments[1]), redirect: 'manual'}).then(r => r.status);";
+    let url = Value::from(format!("/captures/{id}/triage"));
+    let without = browser
+        .client
+        .execute(
+            post,
+            vec![
+                url.clone(),
+                serde_json::json!({"status": "false_positive", "note": "x"}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(without, Value::from(403));
+    let wrong = browser
+        .client
+        .execute(
+            post,
+            vec![
+                url.clone(),
+                serde_json::json!({"status": "false_positive", "csrf": "forged"}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong, Value::from(403));
+    let (_, detail) = bed.admin.get(&format!("/api/v1/captures/{id}")).unwrap();
+    assert_eq!(
+        detail["status"], "new",
+        "a refused request changed the capture"
+    );
+    // The same request with the page's token goes through.
+    let token = browser
+        .client
+        .execute(
+            "return document.querySelector('meta[name=csrf]').content;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let with = browser
+        .client
+        .execute(
+            post,
+            vec![
+                url,
+                serde_json::json!({"status": "false_positive", "csrf": token}),
+            ],
+        )
+        .await
+        .unwrap();
+    // `redirect: 'manual'` reports a redirect as status 0.
+    assert_eq!(with, Value::from(0));
+    let (_, detail) = bed.admin.get(&format!("/api/v1/captures/{id}")).unwrap();
+    assert_eq!(detail["status"], "false_positive");
+    // The login form refuses a post without its token too.
+    browser
+        .client
+        .goto(&format!("{}/login", bed.base))
+        .await
+        .unwrap();
+    let login = browser
+        .client
+        .execute(
+            post,
+            vec![
+                Value::from("/login"),
+                serde_json::json!({"name": "lead", "password": REVIEWER_PW}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(login, Value::from(403));
+    browser.client.clone().close().await.unwrap();
+}
+
+/// A plain HTTPS client for the pages (no browser): cookies by hand, no
+/// redirects followed, so every header can be checked.
+struct Web {
+    agent: ureq::Agent,
+    base: String,
+}
+
+struct Reply {
+    status: u16,
+    location: String,
+    cookies: Vec<String>,
+    body: String,
+}
+
+impl Web {
+    fn new(bed: &Bed) -> Web {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let pem = std::fs::read(bed.console.data.join("ca.pem")).unwrap();
+        let ca = Certificate::from_pem(&pem).unwrap().to_owned();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::Specific(std::sync::Arc::new(vec![ca])))
+                    .build(),
+            )
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(WAIT))
+            .build()
+            .new_agent();
+        Web {
+            agent,
+            base: bed.base.clone(),
+        }
+    }
+
+    fn reply(mut r: ureq::http::Response<ureq::Body>) -> Reply {
+        let header = |name: &str| {
+            r.headers()
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let location = header("location").join("");
+        let cookies = header("set-cookie");
+        Reply {
+            status: r.status().as_u16(),
+            location,
+            cookies,
+            body: r.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&self, path: &str, cookie: &str) -> Reply {
+        Self::reply(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("Cookie", cookie)
+                .call()
+                .unwrap(),
+        )
+    }
+
+    fn post(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Reply {
+        Self::reply(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .header("Cookie", cookie)
+                .send_form(fields.iter().copied())
+                .unwrap(),
+        )
+    }
+
+    /// Signs in; returns the session cookie (`name=value`) and the reply.
+    fn sign_in(&self, name: &str, password: &str, old: &str) -> (String, Reply) {
+        let page = self.get("/login", "");
+        let login = cookie_pair(&page.cookies, "__Host-sg_login").expect("a login cookie");
+        let token = login.split_once('=').unwrap().1.to_owned();
+        let cookie = if old.is_empty() {
+            login.clone()
+        } else {
+            format!("{login}; {old}")
+        };
+        let r = self.post(
+            "/login",
+            &cookie,
+            &[
+                ("csrf", &token),
+                ("name", name),
+                ("password", password),
+                ("next", "/inbox"),
+            ],
+        );
+        (
+            cookie_pair(&r.cookies, "__Host-sg_session").unwrap_or_default(),
+            r,
+        )
+    }
+}
+
+fn cookie_pair(set_cookies: &[String], name: &str) -> Option<String> {
+    set_cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+}
+
+#[test]
+fn sessions_are_hardened_fresh_at_login_expire_and_throttle_failures() {
+    let bed = bed();
+    let web = Web::new(&bed);
+
+    // Cookies: __Host-, Secure, HttpOnly, SameSite=Strict; strict headers.
+    let page = web.get("/login", "");
+    assert_eq!(page.status, 200);
+    let (session, r) = web.sign_in("lead", REVIEWER_PW, "");
+    assert_eq!((r.status, r.location.as_str()), (303, "/inbox"));
+    let set = r
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-sg_session="))
+        .unwrap();
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    let inbox = Web::reply(
+        web.agent
+            .get(format!("{}/inbox", bed.base))
+            .header("Cookie", &session)
+            .call()
+            .unwrap(),
+    );
+    assert_eq!(inbox.status, 200);
+
+    // A fresh session id at every login; the old one is dead.
+    let (second, _) = web.sign_in("lead", REVIEWER_PW, &session);
+    assert_ne!(second, session);
+    assert_eq!(web.get("/inbox", &session).status, 303);
+    assert_eq!(web.get("/inbox", &second).status, 200);
+
+    // The user sees and ends their other sessions.
+    let (third, _) = web.sign_in("lead", REVIEWER_PW, "");
+    let account = web.get("/account", &third);
+    assert_eq!(
+        account
+            .body
+            .matches("<form method=\"post\" action=\"/account/sessions/end\">")
+            .count(),
+        2,
+        "one other session and 'end all others'"
+    );
+    let csrf = account
+        .body
+        .split("name=\"csrf\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = web.post(
+        "/account/sessions/end",
+        &third,
+        &[("csrf", &csrf), ("session", "others")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        web.get("/inbox", &second).status,
+        303,
+        "the other session ended"
+    );
+    assert_eq!(web.get("/inbox", &third).status, 200);
+
+    // 30 minutes idle, or 12 hours after sign-in, ends a session.
+    let db = rusqlite::Connection::open(bed.console.data.join("console.db")).unwrap();
+    db.execute(
+        "UPDATE web_sessions SET last_seen = last_seen - 31 * 60000",
+        [],
+    )
+    .unwrap();
+    let r = web.get("/inbox", &third);
+    assert_eq!(r.status, 303);
+    assert!(r.location.contains("why=expired"), "{}", r.location);
+    let (fourth, _) = web.sign_in("lead", REVIEWER_PW, "");
+    db.execute(
+        "UPDATE web_sessions SET created = created - (12 * 3600 + 60) * 1000",
+        [],
+    )
+    .unwrap();
+    assert_eq!(web.get("/inbox", &fourth).status, 303);
+
+    // Every page needs a session: no session, no page and no change.
+    for path in [
+        "/inbox",
+        "/captures/00000000-0000-0000-0000-000000000000",
+        "/audit",
+        "/audit.csv",
+        "/trends",
+        "/devices",
+        "/staff",
+        "/settings",
+        "/libraries",
+        "/account",
+        "/live",
+    ] {
+        let r = web.get(path, "");
+        assert_eq!(r.status, 303, "{path}");
+        assert!(r.location.starts_with("/login"), "{path}: {}", r.location);
+    }
+    for path in [
+        "/inbox/triage",
+        "/settings",
+        "/staff",
+        "/devices/enrol-token",
+        "/logout",
+    ] {
+        assert_eq!(web.post(path, "", &[("csrf", "x")]).status, 303, "{path}");
+    }
+
+    // Failed sign-ins are throttled per account, then even the right
+    // password waits; every failure is audited.
+    for _ in 0..5 {
+        let (_, r) = web.sign_in("lead", "wrong password", "");
+        assert_eq!(r.status, 401);
+    }
+    let (none, r) = web.sign_in("lead", REVIEWER_PW, "");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(none.is_empty());
+    assert!(r.body.contains("Too many failed sign-ins"), "{}", r.body);
+    let failures = audit_actions(&bed, "lead", "lead")
+        .iter()
+        .filter(|a| *a == "login_failed")
+        .count();
+    assert_eq!(failures, 5);
+}
