@@ -239,7 +239,6 @@ pub struct CaptureBucket {
     pub severity: u8,
     pub status: Status,
     pub hostname: String,
-    pub user: String,
     pub count: u64,
 }
 
@@ -298,7 +297,7 @@ pub trait CaptureStore {
     /// # Errors
     /// A storage failure; then no decision is recorded.
     fn triage_many(&self, ids: &[Uuid], triage: &Triage) -> Result<usize, StoreError>;
-    /// Capture counts by local hour, category, severity, status and device
+    /// Capture counts by hour, category, severity, status and device
     /// for captures made in `[from, to)`: the raw material of the trends.
     ///
     /// # Errors

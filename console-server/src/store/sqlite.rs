@@ -609,10 +609,10 @@ impl CaptureStore for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT (c.time / ?3) * ?3 AS hour, c.category, c.severity, c.status,
-                        COALESCE(d.hostname, ''), c.user, COUNT(*)
+                        COALESCE(d.hostname, ''), COUNT(*)
                  FROM captures c LEFT JOIN devices d ON d.id = c.device
                  WHERE c.time >= ?1 AND c.time < ?2
-                 GROUP BY hour, c.category, c.severity, c.status, c.device, c.user",
+                 GROUP BY hour, c.category, c.severity, c.status, c.device",
             )
             .map_err(db("reading trends"))?;
         stmt.query_map(params![from.0, to.0, HOUR_MS], |r| {
@@ -623,8 +623,7 @@ impl CaptureStore for SqliteStore {
                 severity: r.get(2)?,
                 status: Status::parse(&status).unwrap_or(Status::New),
                 hostname: r.get(4)?,
-                user: r.get(5)?,
-                count: r.get::<_, i64>(6)? as u64,
+                count: r.get::<_, i64>(5)? as u64,
             })
         })
         .map_err(db("reading trends"))?

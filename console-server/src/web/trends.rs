@@ -335,7 +335,6 @@ mod tests {
             severity: 4,
             status,
             hostname: "LAB-1".into(),
-            user: "p".into(),
             count: n,
         };
         let from: jiff::Timestamp = "2026-11-09T00:00:00Z".parse().unwrap();
