@@ -170,6 +170,18 @@ impl Caller {
     }
 }
 
+/// A screenshot as sent to a browser or client: PNG, never cached.
+pub fn png_response(png: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        png,
+    )
+        .into_response()
+}
+
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::BadRequest(format!("{id:?} is not a capture id")))
 }
@@ -256,14 +268,7 @@ async fn get_image(
         .audit(&state, "view_screenshot", id.to_string(), String::new())
         .await?;
     match blocking(&state, move |s| s.capture_image(id)).await? {
-        Some(png) => Ok((
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            png,
-        )
-            .into_response()),
+        Some(png) => Ok(png_response(png)),
         None => Err(ApiError::NotFound(format!(
             "capture {id} has no screenshot"
         ))),

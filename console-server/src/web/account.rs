@@ -6,12 +6,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use super::admin::MIN_PASSWORD;
-use super::auth::{ABSOLUTE, IDLE, Staff, same_site};
+use super::admin::new_password_hash;
+use super::auth::{ABSOLUTE, ALL_ROLES, IDLE, Staff};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::{AppState, blocking};
-use crate::secret::hash_password;
 use crate::store::rfc3339;
 
 pub async fn page_handler(
@@ -80,8 +79,7 @@ pub async fn end_session(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
+    staff.check_post(&headers, &form, ALL_ROLES)?;
     let which = form.get("session").unwrap_or_default().to_owned();
     let (name, this) = (staff.name.clone(), staff.session.id_hash.clone());
     let ended = blocking(&state, move |s| {
@@ -118,19 +116,9 @@ pub async fn change_password(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
+    staff.check_post(&headers, &form, ALL_ROLES)?;
     staff.reauthenticate(&state, &form).await?;
-    let password = form.get("new_password").unwrap_or_default().to_owned();
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(WebError::BadRequest(format!(
-            "the new password must be at least {MIN_PASSWORD} characters"
-        )));
-    }
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let hash = new_password_hash(&form).await?;
     staff
         .audit(&state, "change_password", staff.name.clone(), String::new())
         .await?;

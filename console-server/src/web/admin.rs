@@ -14,7 +14,7 @@ use protocol::{Policy, UnixMillis};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::{Staff, same_site, urlencode};
+use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, confirm_password, csrf, local_time, shell};
 use super::{AppState, SEES_CAPTURES, blocking};
@@ -102,7 +102,11 @@ fn edit_school_file(
     Ok(())
 }
 
-fn phrase(text: &str, what: &str) -> Result<String, WebError> {
+/// A term, phrase or definition typed by staff, with its spaces tidied.
+///
+/// # Errors
+/// [`WebError::BadRequest`] if it is empty or over 200 bytes.
+pub fn phrase(text: &str, what: &str) -> Result<String, WebError> {
     let t = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if t.is_empty() || t.len() > 200 {
         return Err(WebError::BadRequest(format!(
@@ -223,9 +227,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     let id = Uuid::parse_str(&id)
         .map_err(|_| WebError::NotFound(format!("{id:?} is not a device id")))?;
     let reason = form.get("reason").unwrap_or_default().trim().to_owned();
@@ -253,9 +255,7 @@ pub async fn enrol_token(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     let hours: u64 = match form.get("ttl").unwrap_or("24") {
         "1" => 1,
         "24" => 24,
@@ -355,15 +355,30 @@ fn role_of(form: &Form) -> Result<Role, WebError> {
 
 pub const MIN_PASSWORD: usize = 12;
 
+/// The form's `new_password`, checked for length and hashed (Argon2id).
+///
+/// # Errors
+/// [`WebError::BadRequest`] if it is too short.
+pub async fn new_password_hash(form: &Form) -> Result<String, WebError> {
+    let password = form.get("new_password").unwrap_or_default().to_owned();
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(WebError::BadRequest(format!(
+            "the new password must be at least {MIN_PASSWORD} characters"
+        )));
+    }
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
+
 pub async fn add_staff(
     State(state): State<AppState>,
     staff: Staff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     staff.reauthenticate(&state, &form).await?;
     let name = form.get("name").unwrap_or_default().trim().to_owned();
     if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == '/') {
@@ -372,16 +387,7 @@ pub async fn add_staff(
         ));
     }
     let role = role_of(&form)?;
-    let password = form.get("new_password").unwrap_or_default().to_owned();
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(WebError::BadRequest(format!(
-            "the password must be at least {MIN_PASSWORD} characters"
-        )));
-    }
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let hash = new_password_hash(&form).await?;
     staff
         .audit(&state, "add_staff", name.clone(), role.as_str().into())
         .await?;
@@ -404,9 +410,7 @@ pub async fn set_role(
     Path(name): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     staff.reauthenticate(&state, &form).await?;
     if name == staff.name {
         return Err(WebError::BadRequest(
@@ -431,9 +435,7 @@ pub async fn set_disabled(
     Path(name): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     staff.reauthenticate(&state, &form).await?;
     if name == staff.name {
         return Err(WebError::BadRequest(
@@ -554,9 +556,7 @@ pub async fn add_term(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     let category = category_of(&state, &form)?;
     let term = phrase(form.get("term").unwrap_or_default(), "term")?;
     let definition = phrase(form.get("definition").unwrap_or_default(), "definition")?;
@@ -593,9 +593,7 @@ pub async fn add_exception(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     let category = category_of(&state, &form)?;
     add_exception_to_policy(
         &state,
@@ -656,9 +654,7 @@ pub async fn save_settings(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(ADMIN)?;
+    staff.check_post(&headers, &form, ADMIN)?;
     let num = |name: &str| -> Result<u32, WebError> {
         form.get(name)
             .unwrap_or_default()

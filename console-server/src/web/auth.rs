@@ -36,6 +36,8 @@ use crate::secret::{random_token, token_hash, verify_password};
 use crate::store::{AuditEntry, Role, WebSession};
 
 pub const COOKIE: &str = "__Host-sg_session";
+/// Every role, for what any signed-in member of staff may do.
+pub const ALL_ROLES: &[Role] = &[Role::Admin, Role::Reviewer, Role::Auditor];
 const LOGIN_COOKIE: &str = "__Host-sg_login";
 /// A session ends after this long without a request.
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
@@ -175,6 +177,22 @@ impl Staff {
                 self.role.as_str()
             )))
         }
+    }
+
+    /// The checks every state-changing request passes: from a page of this
+    /// site, with this session's CSRF token, by one of `allowed`.
+    ///
+    /// # Errors
+    /// [`WebError::Csrf`] or [`WebError::Forbidden`].
+    pub fn check_post(
+        &self,
+        headers: &HeaderMap,
+        form: &Form,
+        allowed: &[Role],
+    ) -> Result<(), WebError> {
+        same_site(headers)?;
+        self.check_csrf(form)?;
+        self.require(allowed)
     }
 
     /// Refuses a form without this session's CSRF token.
@@ -536,8 +554,7 @@ pub async fn logout(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
+    staff.check_post(&headers, &form, ALL_ROLES)?;
     let hash = staff.session.id_hash.clone();
     blocking(&state, move |s| s.end_session(&hash)).await?;
     staff

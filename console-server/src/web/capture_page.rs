@@ -5,13 +5,13 @@
 //! log before anything is sent.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use protocol::UnixMillis;
 use uuid::Uuid;
 
-use super::auth::{Staff, same_site};
+use super::auth::Staff;
 use super::form::Form;
 use super::inbox::{MAX_NOTE, decision};
 use super::layout::{
@@ -257,14 +257,7 @@ pub async fn image(
         .audit(&state, "view_screenshot", id.to_string(), String::new())
         .await?;
     match blocking(&state, move |s| s.capture_image(id)).await? {
-        Some(png) => Ok((
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            png,
-        )
-            .into_response()),
+        Some(png) => Ok(crate::api::png_response(png)),
         None => Err(WebError::NotFound(format!(
             "capture {id} has no screenshot"
         ))),
@@ -278,9 +271,7 @@ pub async fn triage(
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(SEES_CAPTURES)?;
+    staff.check_post(&headers, &form, SEES_CAPTURES)?;
     let id = parse_id(&id)?;
     let status = decision(&form)?;
     let note = form.get("note").unwrap_or_default().trim().to_owned();
@@ -301,8 +292,10 @@ pub async fn triage(
         }
         _ => None,
     };
+    // Checked before anything is recorded, so a bad phrase changes nothing.
     let exception = (status == Status::FalsePositive && form.get("add_exception") == Some("1"))
-        .then(|| form.get("exception").unwrap_or_default().trim().to_owned());
+        .then(|| super::admin::phrase(form.get("exception").unwrap_or_default(), "exception"))
+        .transpose()?;
     let Some(capture) = blocking(&state, move |s| s.capture(id)).await? else {
         return Err(WebError::NotFound(format!("there is no capture {id}")));
     };
@@ -353,9 +346,7 @@ pub async fn delete(
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(&[Role::Admin])?;
+    staff.check_post(&headers, &form, &[Role::Admin])?;
     staff.reauthenticate(&state, &form).await?;
     let id = parse_id(&id)?;
     let (actor, origin) = (staff.name.clone(), staff.origin.clone());

@@ -10,7 +10,7 @@ use protocol::UnixMillis;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::{Staff, same_site, urlencode};
+use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, capture_row, csrf, shell, status_label};
 use super::{AppState, SEES_CAPTURES, blocking};
@@ -293,9 +293,7 @@ pub async fn bulk_triage(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    same_site(&headers)?;
-    staff.check_csrf(&form)?;
-    staff.require(SEES_CAPTURES)?;
+    staff.check_post(&headers, &form, SEES_CAPTURES)?;
     let status = decision(&form)?;
     let ids = form
         .all("id")
