@@ -228,7 +228,8 @@ pub async fn page(
                 (csrf(&staff))
                 input type="hidden" name="back" value=(filters.href(nonempty(&filters.before)));
                 "Selected: "
-                select name="status" aria-label="decision" {
+                select name="status" aria-label="decision" required {
+                    option value="" selected disabled { "Choose a decision…" }
                     option value="false_positive" { "False positive" }
                     option value="violation" { "Violation" }
                     option value="new" { "Reopen" }
