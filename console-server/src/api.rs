@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::https::Peer;
-use crate::store::{AuditEntry, CaptureQuery, Role, Status, Store, StoreError, Triage};
+use crate::store::{CaptureQuery, Role, Status, Store, StoreError, Triage};
 
 /// What the API handlers share.
 pub struct ApiState {
@@ -157,14 +157,7 @@ impl Caller {
     ) -> Result<(), ApiError> {
         let (actor, origin) = (self.name.clone(), self.origin.clone());
         blocking(state, move |s| {
-            s.audit(&AuditEntry {
-                time: UnixMillis::now(),
-                actor: &actor,
-                action,
-                target: &target,
-                detail: &detail,
-                origin: &origin,
-            })
+            s.audit_now(&actor, action, &target, &detail, &origin)
         })
         .await
     }

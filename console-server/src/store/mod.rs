@@ -498,6 +498,27 @@ pub trait AuditStore {
     /// # Errors
     /// A storage failure: the caller must then not do what it was auditing.
     fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError>;
+    /// Writes one event stamped now.
+    ///
+    /// # Errors
+    /// As [`AuditStore::audit`].
+    fn audit_now(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+        origin: &str,
+    ) -> Result<(), StoreError> {
+        self.audit(&AuditEntry {
+            time: UnixMillis::now(),
+            actor,
+            action,
+            target,
+            detail,
+            origin,
+        })
+    }
     /// Newest first.
     ///
     /// # Errors

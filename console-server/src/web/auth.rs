@@ -33,7 +33,7 @@ use super::layout::{WebError, bare_page};
 use super::{AppState, blocking};
 use crate::https::Peer;
 use crate::secret::{random_token, token_hash, verify_password};
-use crate::store::{AuditEntry, Role, WebSession};
+use crate::store::{Role, WebSession};
 
 pub const COOKIE: &str = "__Host-sg_session";
 /// Every role, for what any signed-in member of staff may do.
@@ -219,14 +219,7 @@ impl Staff {
     ) -> Result<(), WebError> {
         let (actor, origin) = (self.name.clone(), self.origin.clone());
         blocking(state, move |s| {
-            s.audit(&AuditEntry {
-                time: UnixMillis::now(),
-                actor: &actor,
-                action,
-                target: &target,
-                detail: &detail,
-                origin: &origin,
-            })
+            s.audit_now(&actor, action, &target, &detail, &origin)
         })
         .await
     }
@@ -473,14 +466,7 @@ pub async fn login(
     let audit = |action: &'static str, detail: String| {
         let (actor, ip) = (name.clone(), ip.clone());
         blocking(&state, move |s| {
-            s.audit(&AuditEntry {
-                time: UnixMillis::now(),
-                actor: &actor,
-                action,
-                target: &actor,
-                detail: &detail,
-                origin: &ip,
-            })
+            s.audit_now(&actor, action, &actor, &detail, &ip)
         })
     };
     let Some(account) = usable.filter(|_| matches) else {

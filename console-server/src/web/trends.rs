@@ -171,10 +171,10 @@ pub struct Params {
     weeks: Option<u32>,
 }
 
-async fn load(state: &AppState, weeks: u32) -> Result<(Trends, UnixMillis, UnixMillis), WebError> {
+/// From the Monday `weeks - 1` weeks before this one, to now.
+fn period(weeks: u32) -> Result<(UnixMillis, UnixMillis), WebError> {
     let tz = jiff::tz::TimeZone::system();
     let now = jiff::Timestamp::now().to_zoned(tz.clone());
-    // From the Monday `weeks - 1` weeks before this one.
     let monday = now
         .date()
         .iso_week_date()
@@ -187,8 +187,7 @@ async fn load(state: &AppState, weeks: u32) -> Result<(Trends, UnixMillis, UnixM
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let from = UnixMillis(start.timestamp().as_millisecond());
     let to = UnixMillis(now.timestamp().as_millisecond() + 1);
-    let buckets = blocking(state, move |s| s.capture_buckets(from, to)).await?;
-    Ok((Trends::of(&buckets, &tz, from, to), from, to))
+    Ok((from, to))
 }
 
 pub async fn page(
@@ -197,7 +196,9 @@ pub async fn page(
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let weeks = p.weeks.unwrap_or(12).clamp(1, 104);
-    let (t, _, _) = load(&state, weeks).await?;
+    let (from, to) = period(weeks)?;
+    let buckets = blocking(&state, move |s| s.capture_buckets(from, to)).await?;
+    let t = Trends::of(&buckets, &jiff::tz::TimeZone::system(), from, to);
     staff
         .audit(
             &state,
@@ -263,10 +264,7 @@ pub async fn csv(
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let weeks = p.weeks.unwrap_or(12).clamp(1, 104);
-    let (from, to) = {
-        let (_, from, to) = load(&state, weeks).await?;
-        (from, to)
-    };
+    let (from, to) = period(weeks)?;
     staff
         .audit(
             &state,
