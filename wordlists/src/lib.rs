@@ -15,11 +15,13 @@
 //! - [`library`]: the TOML format and the built-in libraries;
 //! - [`matcher`]: the engine;
 //! - [`detect`]: phone numbers, emails, postcodes and addresses;
+//! - [`domains`]: website categories and the host of an address;
 //! - [`stream`]: typed text, key by key, with editing keys respected.
 //!
 //! No I/O happens here; the `wordlists` binary reads files.
 
 pub mod detect;
+pub mod domains;
 pub mod fold;
 pub mod library;
 pub mod matcher;
