@@ -21,6 +21,7 @@ pub mod screenshot;
 pub mod search_query;
 pub mod service;
 pub mod session;
+pub mod site_activity;
 pub mod spool;
 pub mod state_dir;
 pub mod uplink;

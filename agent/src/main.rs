@@ -55,9 +55,8 @@ enum Command {
     Session {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
-        /// Seconds between looks at browser history.
-        #[arg(long, default_value_t = 5)]
-        browser_poll_seconds: u64,
+        #[command(flatten)]
+        tuning: SessionTuning,
     },
     /// Hands text to the running agent as on-screen text of an app.
     Feed {
@@ -82,9 +81,22 @@ struct Tuning {
     /// The spool's cap in megabytes (screenshots are dropped first at the cap).
     #[arg(long, default_value_t = 500)]
     spool_cap_mb: u64,
+    #[command(flatten)]
+    session: SessionTuning,
+}
+
+#[derive(clap::Args, Clone)]
+struct SessionTuning {
     /// Seconds between looks at browser history.
     #[arg(long, default_value_t = 5)]
     browser_poll_seconds: u64,
+    /// Seconds without keyboard or mouse input after which the user is idle
+    /// and time on a website stops counting (from the last input).
+    #[arg(long, default_value_t = 120)]
+    idle_seconds: u64,
+    /// Seconds between reports of time on websites to the console.
+    #[arg(long, default_value_t = 300)]
+    visit_report_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -125,14 +137,11 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Service { state_dir, tuning } => {
             run(StateDir::new(state_dir), tuning, false).await
         }
-        Command::Session {
-            state_dir,
-            browser_poll_seconds,
-        } => {
+        Command::Session { state_dir, tuning } => {
             let (stop, shutdown) = watch::channel(false);
             tokio::spawn(stop_on_signal(stop));
             session::run(
-                session_options(&StateDir::new(state_dir), browser_poll_seconds),
+                session_options(&StateDir::new(state_dir), &tuning),
                 shutdown,
             )
             .await?;
@@ -173,12 +182,14 @@ async fn enroll_here(token: &str, state: StateDir) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn session_options(state: &StateDir, browser_poll_seconds: u64) -> SessionOptions {
+fn session_options(state: &StateDir, tuning: &SessionTuning) -> SessionOptions {
     SessionOptions {
         socket: state.socket(),
         use_display: std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty()),
         home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
-        browser_poll: Duration::from_secs(browser_poll_seconds.max(1)),
+        browser_poll: Duration::from_secs(tuning.browser_poll_seconds.max(1)),
+        idle_after: Duration::from_secs(tuning.idle_seconds.max(1)),
+        visit_report: Duration::from_secs(tuning.visit_report_seconds.max(1)),
     }
 }
 
@@ -201,7 +212,7 @@ async fn stop_on_signal(stop: watch::Sender<bool>) {
 async fn run(state: StateDir, tuning: Tuning, with_session: bool) -> anyhow::Result<ExitCode> {
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(stop_on_signal(stop));
-    let session = with_session.then(|| session_options(&state, tuning.browser_poll_seconds));
+    let session = with_session.then(|| session_options(&state, &tuning.session));
     let options = ServiceOptions {
         spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
     };

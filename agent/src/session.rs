@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::{
-    AgentMessage, Capture, Connection, Policy, RecordId, Screenshot, Source, UnixMillis,
+    AgentMessage, Capture, Connection, Policy, RecordId, Screenshot, SiteVisits, Source,
+    UnixMillis,
 };
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
@@ -28,6 +29,7 @@ use crate::platform::x11::X11Desktop;
 use crate::platform::{Desktop, DesktopEvent, WindowInfo};
 use crate::screenshot::{downscale, encode_png};
 use crate::search_query::{percent_decode, search_query};
+use crate::site_activity::SiteActivity;
 
 /// A pause in typing after which the line is matched even without a space.
 const TYPING_PAUSE: Duration = Duration::from_millis(800);
@@ -43,7 +45,17 @@ pub struct SessionOptions {
     pub home: PathBuf,
     /// How often browser history is looked at.
     pub browser_poll: Duration,
+    /// A stretch without keyboard or mouse input this long is idle time,
+    /// not time on a website.
+    pub idle_after: Duration,
+    /// How often the time on websites is reported.
+    pub visit_report: Duration,
 }
+
+/// How often the idle time is read while a browser is in front.
+const ACTIVITY_LOOK: Duration = Duration::from_secs(2);
+/// Most site visits in one record.
+const VISITS_PER_BATCH: usize = 500;
 
 type Reader = Connection<ReadHalf<UnixStream>>;
 type Writer = Connection<WriteHalf<UnixStream>>;
@@ -118,7 +130,9 @@ struct Helper {
     no_desktop_reason: String,
     keys: KeyStream,
     front: WindowInfo,
-    pending: BTreeMap<RecordId, Capture>,
+    /// Records handed to the service and not yet confirmed spooled.
+    pending: BTreeMap<RecordId, AgentMessage>,
+    activity: SiteActivity,
 }
 
 /// Runs the session helper until shutdown or until its desktop closes.
@@ -171,7 +185,18 @@ pub async fn run(
         keys: KeyStream::new(),
         front,
         pending: BTreeMap::new(),
+        activity: SiteActivity::new(
+            u64::try_from(options.idle_after.as_millis()).unwrap_or(u64::MAX),
+            (ACTIVITY_LOOK * 5).as_millis() as u64,
+        ),
     };
+    if helper.tracks_visits() {
+        let (app, title) = (helper.front.app.clone(), helper.front.title.clone());
+        let idle = helper.idle_ms();
+        helper
+            .activity
+            .front_changed(UnixMillis::now().0, idle, &app, &title);
+    }
     if !helper.front.title.is_empty() {
         let w = helper.front.clone();
         let caps = helper
@@ -188,12 +213,18 @@ pub async fn run(
     browser_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (rebuilt_tx, mut rebuilt) = mpsc::unbounded_channel::<(Arc<Policy>, Arc<Matcher>)>();
     let mut flush_at: Option<Instant> = None;
+    let mut visit_report = tokio::time::interval_at(
+        Instant::now() + options.visit_report,
+        options.visit_report,
+    );
+    visit_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
             Some(event) = events.recv() => {
                 if let DesktopEvent::Closed(why) = &event {
                     tracing::info!("{why}; the session helper stops");
+                    helper.report_visits(&mut link, true).await;
                     let _ = link.writer.send(&ToService::Goodbye { reason: why.clone() }).await;
                     return Ok(());
                 }
@@ -213,9 +244,9 @@ pub async fn run(
                     link = l;
                     helper.rebuild(policy, &rebuilt_tx);
                     // Whatever the service had not confirmed goes again (it keeps one copy per id).
-                    let again: Vec<Capture> = helper.pending.values().cloned().collect();
-                    for c in again {
-                        let _ = link.writer.send(&ToService::Record(AgentMessage::Capture(c))).await;
+                    let again: Vec<AgentMessage> = helper.pending.values().cloned().collect();
+                    for record in again {
+                        let _ = link.writer.send(&ToService::Record(record)).await;
                     }
                 }
             },
@@ -223,16 +254,28 @@ pub async fn run(
                 tracing::info!("policy version {} in force", policy.version);
                 helper.pipeline.replace(policy, matcher);
             }
-            _ = browser_tick.tick(), if helper.pipeline.wants(Source::Browser) => {
+            _ = browser_tick.tick(), if helper.pipeline.wants(Source::Browser) || helper.tracks_visits() => {
                 let h = history.clone();
                 let visits = tokio::task::spawn_blocking(move || {
                     h.lock().unwrap_or_else(|p| p.into_inner()).poll()
                 }).await.unwrap_or_default();
                 let mut caps = Vec::new();
                 for v in visits {
-                    caps.extend(helper.page_visit(&v));
+                    if helper.tracks_visits() {
+                        helper.activity.opened(&v);
+                    }
+                    if helper.pipeline.wants(Source::Browser) {
+                        caps.extend(helper.page_visit(&v));
+                    }
                 }
                 helper.emit(caps, &mut link).await;
+            }
+            () = tokio::time::sleep(ACTIVITY_LOOK), if helper.activity.browser_in_front() || helper.activity.undecided() => {
+                let idle = helper.idle_ms();
+                helper.activity.look(UnixMillis::now().0, idle);
+            }
+            _ = visit_report.tick() => {
+                helper.report_visits(&mut link, false).await;
             }
             () = sleep_until(flush_at), if flush_at.is_some() => {
                 flush_at = None;
@@ -244,6 +287,7 @@ pub async fn run(
                 }
             }
             _ = shutdown.changed() => {
+                helper.report_visits(&mut link, true).await;
                 let _ = link.writer.send(&ToService::Goodbye { reason: "stopped".into() }).await;
                 return Ok(());
             }
@@ -273,6 +317,63 @@ fn window_id(parts: &[&str]) -> u64 {
 }
 
 impl Helper {
+    /// Whether the school's policy asks for time on websites.
+    fn tracks_visits(&self) -> bool {
+        self.pipeline.policy().sources.site_visits
+    }
+
+    fn idle_ms(&self) -> Option<u64> {
+        self.desktop.as_ref().and_then(|d| d.idle_ms())
+    }
+
+    fn front_for_activity(&mut self) {
+        if self.tracks_visits() {
+            let idle = self.idle_ms();
+            self.activity.front_changed(
+                UnixMillis::now().0,
+                idle,
+                &self.front.app,
+                &self.front.title,
+            );
+        }
+    }
+
+    /// Hands the time on websites counted so far to the service, in
+    /// batches; `all` also sends time whose address is still unknown
+    /// (the session is ending).
+    async fn report_visits(&mut self, link: &mut Link, all: bool) {
+        let now = UnixMillis::now().0;
+        let idle = self.idle_ms();
+        self.activity.look(now, idle);
+        let visits = if all {
+            self.activity.report_all(now)
+        } else {
+            self.activity.report(now)
+        };
+        for chunk in visits.chunks(VISITS_PER_BATCH) {
+            let record = AgentMessage::SiteVisits(SiteVisits {
+                id: uuid::Uuid::now_v7(),
+                visits: chunk.to_vec(),
+            });
+            tracing::info!("reporting {} site visits", chunk.len());
+            self.send_record(record, link).await;
+        }
+    }
+
+    /// Hands a record to the service, keeping it until the service says it
+    /// is spooled.
+    async fn send_record(&mut self, record: AgentMessage, link: &mut Link) -> bool {
+        if let Some(id) = record.record_id() {
+            self.pending.insert(id, record.clone());
+        }
+        if let Err(e) = link.writer.send(&ToService::Record(record)).await {
+            // Kept in `pending`; sent again once the service is back.
+            tracing::warn!("cannot hand a record to the service now: {e}");
+            return false;
+        }
+        true
+    }
+
     fn desktop_event(
         &mut self,
         event: DesktopEvent,
@@ -306,6 +407,7 @@ impl Helper {
                     .unwrap_or_default();
                 *flush_at = None;
                 self.front = window.clone();
+                self.front_for_activity();
                 caps.extend(
                     self.pipeline
                         .scan(&window.title, &seen(Source::WindowTitle, &window, None)),
@@ -314,6 +416,7 @@ impl Helper {
             }
             DesktopEvent::Title(window) => {
                 self.front = window.clone();
+                self.front_for_activity();
                 self.pipeline
                     .scan(&window.title, &seen(Source::WindowTitle, &window, None))
             }
@@ -427,17 +530,13 @@ impl Helper {
                 c.source.as_str(),
                 c.window_title
             );
-            self.pending.insert(c.id, c.clone());
         }
+        let mut sending = true;
         for c in captures {
-            if let Err(e) = link
-                .writer
-                .send(&ToService::Record(AgentMessage::Capture(c)))
-                .await
-            {
-                // Kept in `pending`; sent again once the service is back.
-                tracing::warn!("cannot hand a capture to the service now: {e}");
-                break;
+            if sending {
+                sending = self.send_record(AgentMessage::Capture(c), link).await;
+            } else {
+                self.pending.insert(c.id, AgentMessage::Capture(c));
             }
         }
     }

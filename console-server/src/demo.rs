@@ -77,6 +77,8 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
         use_display,
         home: std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
         browser_poll: Duration::from_secs(5),
+        idle_after: Duration::from_secs(120),
+        visit_report: Duration::from_secs(60),
     };
     let agent = tokio::spawn(agent::run::run(
         state.clone(),
