@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::{
-    AgentMessage, Capture, Connection, Policy, RecordId, Screenshot, SiteVisits, Source,
-    UnixMillis,
+    AgentMessage, Capture, Connection, Policy, RecordId, Screenshot, SiteVisits, Source, UnixMillis,
 };
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
@@ -213,10 +212,8 @@ pub async fn run(
     browser_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (rebuilt_tx, mut rebuilt) = mpsc::unbounded_channel::<(Arc<Policy>, Arc<Matcher>)>();
     let mut flush_at: Option<Instant> = None;
-    let mut visit_report = tokio::time::interval_at(
-        Instant::now() + options.visit_report,
-        options.visit_report,
-    );
+    let mut visit_report =
+        tokio::time::interval_at(Instant::now() + options.visit_report, options.visit_report);
     visit_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {

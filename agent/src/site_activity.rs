@@ -434,7 +434,10 @@ mod tests {
         opened(&mut a, T0 + 1, "https://late.test/", "Late");
         let got = a.report(T0 + 20 * S);
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].domain.as_str(), got[0].active_seconds), ("late.test", 8));
+        assert_eq!(
+            (got[0].domain.as_str(), got[0].active_seconds),
+            ("late.test", 8)
+        );
 
         a.front_changed(T0 + 20 * S, Some(0), "Chromium", "New Tab - Chromium");
         a.look(T0 + 24 * S, Some(0));

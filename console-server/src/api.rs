@@ -22,6 +22,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::https::Peer;
+use crate::school_week::Week;
+use crate::site_report::{self, WeeklyReport};
 use crate::store::{CaptureQuery, Role, Status, Store, StoreError, Triage};
 
 /// What the API handlers share.
@@ -396,54 +398,24 @@ struct WeekParams {
     format: Option<String>,
 }
 
-/// `YYYY-Www` to the week's start and end in the console's time zone.
-fn week_bounds(week: &str) -> Result<(UnixMillis, UnixMillis), ApiError> {
-    let bad = || ApiError::BadRequest(format!("week {week:?} is not YYYY-Www (e.g. 2026-W47)"));
-    let (year, w) = week.split_once("-W").ok_or_else(bad)?;
-    let year: i16 = year.parse().map_err(|_| bad())?;
-    let w: i8 = w.parse().map_err(|_| bad())?;
-    let monday = jiff::civil::ISOWeekDate::new(year, w, jiff::civil::Weekday::Monday)
-        .map_err(|_| bad())?
-        .date();
-    let tz = jiff::tz::TimeZone::system();
-    let start = monday.to_zoned(tz.clone()).map_err(|_| bad())?;
-    let end = monday
-        .checked_add(jiff::Span::new().days(7))
-        .and_then(|d| d.to_zoned(tz))
-        .map_err(|_| bad())?;
-    Ok((
-        UnixMillis(start.timestamp().as_millisecond()),
-        UnixMillis(end.timestamp().as_millisecond()),
-    ))
-}
-
 async fn weekly_visits(
     State(state): State<AppState>,
     caller: Caller,
     Query(p): Query<WeekParams>,
 ) -> Result<Response, ApiError> {
-    let (start, end) = week_bounds(&p.week)?;
-    let rows = blocking(&state, move |s| s.weekly_visits(start, end)).await?;
+    let week = Week::parse(&p.week).map_err(ApiError::BadRequest)?;
+    let report = blocking(&state, move |s| {
+        WeeklyReport::load(s, site_report::builtin_categories(), week)
+    })
+    .await?;
     caller
         .audit(&state, "read_weekly_visits", p.week.clone(), String::new())
         .await?;
     if p.format.as_deref() == Some("csv") {
-        let mut out = String::from("domain,user,visits,active_seconds,first,last,flags\n");
-        for r in &rows {
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
-                crate::csv::cell(&r.domain),
-                crate::csv::cell(&r.user),
-                r.visits,
-                r.active_seconds,
-                r.first,
-                r.last,
-                crate::csv::cell(&r.flags.join(";"))
-            ));
-        }
+        let out = site_report::csv(&report, "pairs").unwrap_or_default();
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
     }
-    Ok(Json(json!({ "week": p.week, "rows": rows })).into_response())
+    Ok(Json(json!({ "week": report.week, "rows": report.pairs })).into_response())
 }
 
 async fn aup_decisions(
@@ -492,21 +464,4 @@ async fn put_policy(
     let saved = Arc::new(saved);
     state.policy.send_replace(saved.clone());
     Ok(Json(&*saved).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weeks_parse_and_bad_weeks_say_the_format() {
-        let (a, b) = week_bounds("2026-W47").unwrap();
-        assert_eq!(b.0 - a.0, 7 * 24 * 3600 * 1000);
-        for bad in ["2026-47", "2026-W60", "W47", ""] {
-            match week_bounds(bad) {
-                Err(ApiError::BadRequest(m)) => assert!(m.contains("YYYY-Www"), "{m}"),
-                other => panic!("{bad}: {other:?}"),
-            }
-        }
-    }
 }

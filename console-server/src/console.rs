@@ -71,6 +71,10 @@ impl Console {
     /// If a listener cannot be bound or the TLS setup fails.
     pub async fn start(dir: &DataDir, listen: Listen) -> Result<Console, StartError> {
         let settings = dir.settings.clone();
+        // Checked when the settings were read.
+        if let Ok(tz) = crate::school_week::parse_zone(&settings.time_zone) {
+            crate::school_week::set_zone(tz);
+        }
         let store: Arc<dyn Store> = dir.store.clone();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -284,7 +288,7 @@ async fn presence(
     }
 }
 
-/// Deletes expired captures at start and then hourly.
+/// Deletes expired captures and site visits at start and then hourly.
 async fn retention(
     store: Arc<dyn Store>,
     rules: crate::store::Retention,
@@ -299,6 +303,16 @@ async fn retention(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!("retention failed: {e}"),
             Err(e) => tracing::error!("retention failed: {e}"),
+        }
+        if let Some(days) = rules.visit_days {
+            let s = store.clone();
+            let cutoff = UnixMillis(UnixMillis::now().0 - i64::from(days) * 86_400_000);
+            match tokio::task::spawn_blocking(move || s.expire_visits(cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!("retention deleted {n} site-visit rows"),
+                Ok(Err(e)) => tracing::error!("site-visit retention failed: {e}"),
+                Err(e) => tracing::error!("site-visit retention failed: {e}"),
+            }
         }
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,

@@ -23,8 +23,50 @@ pub struct Settings {
     pub public_address: String,
     /// A device not heard from for this long raises an offline alert.
     pub offline_after_minutes: u32,
+    /// The school's time zone, an IANA name such as `Europe/London`; empty
+    /// for this machine's. Weeks and the Monday report follow it.
+    pub time_zone: String,
     pub retention: Retention,
     pub limits: Limits,
+    /// Where the weekly site-visit report is mailed on Monday at 07:00.
+    pub report: ReportMail,
+}
+
+/// The weekly report's mail: nobody and no server by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportMail {
+    /// Addresses the report goes to; empty: it is made and kept, not mailed.
+    pub email_to: Vec<String>,
+    pub smtp: Smtp,
+}
+
+/// An SMTP relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (the default), `tls`, or `none` (a relay on this machine
+    /// or a trusted network only).
+    pub security: String,
+    /// Empty: no login.
+    pub username: String,
+    pub password: String,
+    pub from: String,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Smtp {
+            host: String::new(),
+            port: 587,
+            security: "starttls".into(),
+            username: String::new(),
+            password: String::new(),
+            from: String::new(),
+        }
+    }
 }
 
 /// What one agent, or all of them, may cost the console.
@@ -71,8 +113,10 @@ impl Default for Settings {
             web_listen: "0.0.0.0:8443".parse().expect("a valid address"),
             public_address: String::new(),
             offline_after_minutes: 15,
+            time_zone: String::new(),
             retention: Retention::default(),
             limits: Limits::default(),
+            report: ReportMail::default(),
         }
     }
 }
@@ -140,6 +184,22 @@ impl Settings {
         }
         if self.offline_after_minutes == 0 {
             return Err("offline_after_minutes must be at least 1".into());
+        }
+        crate::school_week::parse_zone(&self.time_zone)?;
+        let mail = &self.report;
+        if !mail.email_to.is_empty() {
+            if mail.smtp.host.is_empty() || mail.smtp.from.is_empty() {
+                return Err(
+                    "report.email_to is set, so report.smtp.host and report.smtp.from are needed too"
+                        .into(),
+                );
+            }
+            if !["starttls", "tls", "none"].contains(&mail.smtp.security.as_str()) {
+                return Err(format!(
+                    "report.smtp.security is {:?}; use starttls, tls or none",
+                    mail.smtp.security
+                ));
+            }
         }
         Ok(())
     }

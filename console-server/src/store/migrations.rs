@@ -182,4 +182,59 @@ CREATE INDEX captures_by_category ON captures (category, id);
 CREATE INDEX captures_by_time ON captures (time);
 CREATE INDEX audit_by_actor ON audit (actor, seq);
 "#,
+    // 3: the weekly site-visit report: hourly totals kept at ingest (the
+    // report reads them, not every visit row), the first sighting of each
+    // domain, the school's imported domain lists, sign-offs and the
+    // reports made on schedule.
+    r#"
+CREATE TABLE visit_hours (
+    hour           INTEGER NOT NULL,
+    domain         TEXT NOT NULL,
+    user           TEXT NOT NULL,
+    device         TEXT NOT NULL,
+    visits         INTEGER NOT NULL,
+    active_seconds INTEGER NOT NULL,
+    first          INTEGER NOT NULL,
+    last           INTEGER NOT NULL,
+    PRIMARY KEY (hour, domain, user, device)
+) STRICT, WITHOUT ROWID;
+INSERT INTO visit_hours
+    SELECT start / 3600000, domain, user, device, SUM(visits), SUM(active_seconds), MIN(start), MAX(end)
+    FROM site_visits GROUP BY start / 3600000, domain, user, device;
+
+CREATE TABLE domains_seen (
+    domain     TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO domains_seen SELECT domain, MIN(start) FROM site_visits GROUP BY domain;
+
+CREATE INDEX visit_batches_by_received ON visit_batches (received);
+
+CREATE TABLE domain_lists (
+    category   TEXT PRIMARY KEY,
+    severity   INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    imported   INTEGER NOT NULL,
+    source     TEXT NOT NULL
+) STRICT;
+CREATE TABLE domain_categories (
+    domain   TEXT NOT NULL,
+    category TEXT NOT NULL REFERENCES domain_lists (category) ON DELETE CASCADE,
+    PRIMARY KEY (domain, category)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE week_signoffs (
+    week  TEXT PRIMARY KEY,
+    staff TEXT NOT NULL,
+    time  INTEGER NOT NULL,
+    notes TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE weekly_reports (
+    week        TEXT PRIMARY KEY,
+    generated   INTEGER NOT NULL,
+    emailed     INTEGER,
+    email_error TEXT
+) STRICT;
+"#,
 ];

@@ -18,6 +18,7 @@
 pub mod images;
 pub mod migrations;
 pub mod sqlite;
+pub mod visits;
 
 use std::collections::HashSet;
 
@@ -245,10 +246,13 @@ pub struct CaptureBucket {
 /// How long captures are kept, in days; `None` keeps them until an admin
 /// deletes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(default)]
 pub struct Retention {
     pub false_positive_days: Option<u32>,
     pub unreviewed_days: Option<u32>,
     pub violation_days: Option<u32>,
+    /// Site visits (the rows behind the weekly report).
+    pub visit_days: Option<u32>,
 }
 
 impl Default for Retention {
@@ -257,6 +261,7 @@ impl Default for Retention {
             false_positive_days: Some(30),
             unreviewed_days: Some(90),
             violation_days: None,
+            visit_days: Some(400),
         }
     }
 }
@@ -412,18 +417,6 @@ pub trait DeviceStore {
     fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError>;
 }
 
-/// One row of the weekly site-visit report.
-#[derive(Debug, Clone, Serialize)]
-pub struct WeeklyVisitRow {
-    pub domain: String,
-    pub user: String,
-    pub visits: u64,
-    pub active_seconds: u64,
-    pub first: String,
-    pub last: String,
-    pub flags: Vec<String>,
-}
-
 /// An AUP answer as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct AupDecisionRow {
@@ -436,17 +429,8 @@ pub struct AupDecisionRow {
     pub time: String,
 }
 
-/// Site visits, AUP answers, pupils' concerns and tamper events.
+/// AUP answers, pupils' concerns and tamper events.
 pub trait ActivityStore {
-    /// Site visits that started in `[start, end)`, by domain and user.
-    ///
-    /// # Errors
-    /// A storage failure.
-    fn weekly_visits(
-        &self,
-        start: UnixMillis,
-        end: UnixMillis,
-    ) -> Result<Vec<WeeklyVisitRow>, StoreError>;
     /// Newest first.
     ///
     /// # Errors
@@ -716,6 +700,7 @@ pub trait Store:
     + UserStore
     + PolicyStore
     + StaffStore
+    + visits::VisitStore
     + Send
     + Sync
 {
@@ -730,6 +715,7 @@ impl<T> Store for T where
         + UserStore
         + PolicyStore
         + StaffStore
+        + visits::VisitStore
         + Send
         + Sync
 {

@@ -20,8 +20,8 @@ use super::*;
 
 /// SQLite plus image files.
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    pub(super) writer: Mutex<Connection>,
+    pub(super) reader: Mutex<Connection>,
     images: Arc<dyn ImageStore>,
 }
 
@@ -31,7 +31,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn db(during: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+pub(super) fn db(during: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |source| StoreError::Database { during, source }
 }
 
@@ -39,7 +39,7 @@ fn img(during: &'static str) -> impl Fn(std::io::Error) -> StoreError {
     move |source| StoreError::Image { during, source }
 }
 
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+pub(super) fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while holding the lock cannot leave SQLite inconsistent (an
     // open transaction rolls back when dropped), so a poisoned lock is safe
     // to reuse.
@@ -116,7 +116,7 @@ impl SqliteStore {
     }
 }
 
-fn id_str(id: Uuid) -> String {
+pub(super) fn id_str(id: Uuid) -> String {
     id.hyphenated().to_string()
 }
 
@@ -223,20 +223,48 @@ fn insert_record(
                          start, end, active_seconds, visits)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?;
+                let mut hours = tx.prepare_cached(
+                    "INSERT INTO visit_hours (hour, domain, user, device, visits, active_seconds, first, last)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (hour, domain, user, device) DO UPDATE SET
+                         visits = visits + excluded.visits,
+                         active_seconds = active_seconds + excluded.active_seconds,
+                         first = min(first, excluded.first),
+                         last = max(last, excluded.last)",
+                )?;
+                let mut seen = tx.prepare_cached(
+                    "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
+                     ON CONFLICT (domain) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
+                )?;
                 for v in &batch.visits {
+                    // The console decides the domain from the address, the
+                    // same way for every agent.
+                    let domain = wordlists::domains::host_of(&v.url).unwrap_or_default();
+                    let end = v.end.0.max(v.start.0);
                     stmt.execute(params![
                         id_str(batch.id),
                         device,
                         v.user,
                         v.browser,
                         v.url,
-                        v.domain,
+                        domain,
                         v.title,
                         v.start.0,
-                        v.end.0,
+                        end,
                         v.active_seconds,
                         v.visits,
                     ])?;
+                    hours.execute(params![
+                        v.start.0.div_euclid(3_600_000),
+                        domain,
+                        v.user,
+                        device,
+                        v.visits,
+                        v.active_seconds,
+                        v.start.0,
+                        end,
+                    ])?;
+                    seen.execute(params![domain, v.start.0])?;
                 }
             }
             new
@@ -936,35 +964,6 @@ impl DeviceStore for SqliteStore {
 }
 
 impl ActivityStore for SqliteStore {
-    fn weekly_visits(
-        &self,
-        start: UnixMillis,
-        end: UnixMillis,
-    ) -> Result<Vec<WeeklyVisitRow>, StoreError> {
-        let conn = lock(&self.reader);
-        let mut stmt = conn
-            .prepare(
-                "SELECT domain, user, SUM(visits), SUM(active_seconds), MIN(start), MAX(end)
-                 FROM site_visits WHERE start >= ?1 AND start < ?2
-                 GROUP BY domain, user ORDER BY SUM(active_seconds) DESC, domain, user",
-            )
-            .map_err(db("building the weekly report"))?;
-        stmt.query_map(params![start.0, end.0], |r| {
-            Ok(WeeklyVisitRow {
-                domain: r.get(0)?,
-                user: r.get(1)?,
-                visits: r.get::<_, i64>(2)? as u64,
-                active_seconds: r.get::<_, i64>(3)? as u64,
-                first: rfc3339(UnixMillis(r.get(4)?)),
-                last: rfc3339(UnixMillis(r.get(5)?)),
-                flags: Vec::new(),
-            })
-        })
-        .map_err(db("building the weekly report"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("building the weekly report"))
-    }
-
     fn aup_decisions(&self, limit: u32) -> Result<Vec<AupDecisionRow>, StoreError> {
         let conn = lock(&self.reader);
         let mut stmt = conn

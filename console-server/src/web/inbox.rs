@@ -42,7 +42,7 @@ pub fn day_start(day: &str, what: &str) -> Result<UnixMillis, WebError> {
         .parse()
         .map_err(|_| WebError::BadRequest(format!("{what} {day:?} is not a date (YYYY-MM-DD)")))?;
     let zoned = date
-        .to_zoned(jiff::tz::TimeZone::system())
+        .to_zoned(crate::school_week::zone())
         .map_err(|e| WebError::BadRequest(format!("{what} {day:?}: {e}")))?;
     Ok(UnixMillis(zoned.timestamp().as_millisecond()))
 }

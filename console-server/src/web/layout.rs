@@ -153,7 +153,7 @@ pub fn confirm_password() -> Markup {
 pub fn local_time(rfc3339: &str) -> String {
     match rfc3339.parse::<jiff::Timestamp>() {
         Ok(t) => t
-            .to_zoned(jiff::tz::TimeZone::system())
+            .to_zoned(crate::school_week::zone())
             .strftime("%a %-d %b %Y %H:%M")
             .to_string(),
         Err(_) => rfc3339.to_owned(),

@@ -173,7 +173,7 @@ pub struct Params {
 
 /// From the Monday `weeks - 1` weeks before this one, to now.
 fn period(weeks: u32) -> Result<(UnixMillis, UnixMillis), WebError> {
-    let tz = jiff::tz::TimeZone::system();
+    let tz = crate::school_week::zone();
     let now = jiff::Timestamp::now().to_zoned(tz.clone());
     let monday = now
         .date()
@@ -198,7 +198,7 @@ pub async fn page(
     let weeks = p.weeks.unwrap_or(12).clamp(1, 104);
     let (from, to) = period(weeks)?;
     let buckets = blocking(&state, move |s| s.capture_buckets(from, to)).await?;
-    let t = Trends::of(&buckets, &jiff::tz::TimeZone::system(), from, to);
+    let t = Trends::of(&buckets, &crate::school_week::zone(), from, to);
     staff
         .audit(
             &state,
@@ -274,7 +274,7 @@ pub async fn csv(
         )
         .await?;
     let buckets = blocking(&state, move |s| s.capture_buckets(from, to)).await?;
-    let tz = jiff::tz::TimeZone::system();
+    let tz = crate::school_week::zone();
     // week, category, severity, status, device → count
     let mut rows: BTreeMap<(String, String, u8, &'static str, String), u64> = BTreeMap::new();
     for b in &buckets {

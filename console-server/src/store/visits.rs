@@ -1,0 +1,411 @@
+//! Site visits as the weekly report reads them: hourly totals per domain,
+//! user and device (kept at ingest, so a week's report never reads every
+//! visit row), the first sighting of each domain, the school's imported
+//! domain lists, week sign-offs and the reports made on schedule.
+
+use std::collections::HashMap;
+
+use protocol::UnixMillis;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::sqlite::{SqliteStore, db, lock};
+
+/// A week's time on one domain by one user on one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitTotal {
+    pub domain: String,
+    pub user: String,
+    pub device: Uuid,
+    pub visits: u64,
+    pub active_seconds: u64,
+    pub first: UnixMillis,
+    pub last: UnixMillis,
+}
+
+/// One of the school's imported domain lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainListInfo {
+    pub category: String,
+    pub severity: u8,
+    pub definition: String,
+    pub domains: u64,
+    pub imported: UnixMillis,
+    pub source: String,
+}
+
+/// A reviewer's record that a week's visits were checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WeekSignoff {
+    pub week: String,
+    pub staff: String,
+    pub time: UnixMillis,
+    pub notes: String,
+}
+
+/// A weekly report made on schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledReport {
+    pub week: String,
+    pub generated: UnixMillis,
+    pub emailed: Option<UnixMillis>,
+    pub email_error: Option<String>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The hour buckets that make up `[start, end)` (both on the hour).
+fn hours(start: UnixMillis, end: UnixMillis) -> (i64, i64) {
+    (start.0.div_euclid(HOUR_MS), end.0.div_euclid(HOUR_MS))
+}
+
+/// What the weekly report needs from storage.
+pub trait VisitStore {
+    /// Totals per domain, user and device of the visits that started in
+    /// `[start, end)`, counted by the hour they started in.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn visit_totals(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<Vec<VisitTotal>, StoreError>;
+    /// Active seconds per domain in `[start, end)`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn domain_seconds(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<HashMap<String, u64>, StoreError>;
+    /// Domains first seen in `[start, end)`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn domains_first_seen(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<Vec<String>, StoreError>;
+    /// The imported categories of each host (its own and its parents').
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn imported_categories(
+        &self,
+        hosts: &[&str],
+    ) -> Result<HashMap<String, Vec<String>>, StoreError>;
+    /// Replaces an imported list with `domains`; returns how many it holds.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn import_domain_list(
+        &self,
+        info: &DomainListInfo,
+        domains: &[String],
+    ) -> Result<u64, StoreError>;
+    /// The imported lists.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn domain_lists(&self) -> Result<Vec<DomainListInfo>, StoreError>;
+    /// Records the sign-off of a week; false if it was already signed off.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn sign_off_week(&self, signoff: &WeekSignoff) -> Result<bool, StoreError>;
+    /// Every sign-off, by week.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn week_signoffs(&self) -> Result<HashMap<String, WeekSignoff>, StoreError>;
+    /// The earliest visit held, if any.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn first_visit(&self) -> Result<Option<UnixMillis>, StoreError>;
+    /// Notes that a week's report was made (and mailed, or why not).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn record_scheduled_report(&self, report: &ScheduledReport) -> Result<(), StoreError>;
+    /// The report made on schedule for a week, if any.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn scheduled_report(&self, week: &str) -> Result<Option<ScheduledReport>, StoreError>;
+    /// Deletes visits that started before `cutoff`; returns how many rows.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn expire_visits(&self, cutoff: UnixMillis) -> Result<u64, StoreError>;
+}
+
+impl VisitStore for SqliteStore {
+    fn visit_totals(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<Vec<VisitTotal>, StoreError> {
+        let (from, to) = hours(start, end);
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT domain, user, device, SUM(visits), SUM(active_seconds), MIN(first), MAX(last)
+                 FROM visit_hours WHERE hour >= ?1 AND hour < ?2
+                 GROUP BY domain, user, device",
+            )
+            .map_err(db("reading the week's visits"))?;
+        stmt.query_map(params![from, to], |r| {
+            let device: String = r.get(2)?;
+            Ok(VisitTotal {
+                domain: r.get(0)?,
+                user: r.get(1)?,
+                device: Uuid::parse_str(&device).unwrap_or_default(),
+                visits: r.get::<_, i64>(3)?.max(0) as u64,
+                active_seconds: r.get::<_, i64>(4)?.max(0) as u64,
+                first: UnixMillis(r.get(5)?),
+                last: UnixMillis(r.get(6)?),
+            })
+        })
+        .map_err(db("reading the week's visits"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("reading the week's visits"))
+    }
+
+    fn domain_seconds(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<HashMap<String, u64>, StoreError> {
+        let (from, to) = hours(start, end);
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT domain, SUM(active_seconds) FROM visit_hours
+                 WHERE hour >= ?1 AND hour < ?2 GROUP BY domain",
+            )
+            .map_err(db("reading the previous week"))?;
+        stmt.query_map(params![from, to], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })
+        .map_err(db("reading the previous week"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("reading the previous week"))
+    }
+
+    fn domains_first_seen(
+        &self,
+        start: UnixMillis,
+        end: UnixMillis,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT domain FROM domains_seen WHERE first_seen >= ?1 AND first_seen < ?2
+                 ORDER BY domain",
+            )
+            .map_err(db("reading new domains"))?;
+        stmt.query_map(params![start.0, end.0], |r| r.get(0))
+            .map_err(db("reading new domains"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("reading new domains"))
+    }
+
+    fn imported_categories(
+        &self,
+        hosts: &[&str],
+    ) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        let conn = lock(&self.reader);
+        let any: bool = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM domain_categories)", [], |r| {
+                r.get(0)
+            })
+            .map_err(db("reading domain lists"))?;
+        let mut out = HashMap::new();
+        if !any {
+            return Ok(out);
+        }
+        let mut stmt = conn
+            .prepare_cached("SELECT category FROM domain_categories WHERE domain = ?1")
+            .map_err(db("reading domain lists"))?;
+        for host in hosts {
+            let mut cats: Vec<String> = Vec::new();
+            for parent in wordlists::domains::parents(host) {
+                let found: Vec<String> = stmt
+                    .query_map([parent], |r| r.get(0))
+                    .map_err(db("reading domain lists"))?
+                    .collect::<Result<_, _>>()
+                    .map_err(db("reading domain lists"))?;
+                for c in found {
+                    if !cats.contains(&c) {
+                        cats.push(c);
+                    }
+                }
+            }
+            if !cats.is_empty() {
+                out.insert((*host).to_owned(), cats);
+            }
+        }
+        Ok(out)
+    }
+
+    fn import_domain_list(
+        &self,
+        info: &DomainListInfo,
+        domains: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("importing a domain list"))?;
+        tx.execute(
+            "DELETE FROM domain_lists WHERE category = ?1",
+            [&info.category],
+        )
+        .map_err(db("importing a domain list"))?;
+        tx.execute(
+            "INSERT INTO domain_lists (category, severity, definition, imported, source)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                info.category,
+                info.severity,
+                info.definition,
+                info.imported.0,
+                info.source
+            ],
+        )
+        .map_err(db("importing a domain list"))?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO domain_categories (domain, category) VALUES (?1, ?2)",
+                )
+                .map_err(db("importing a domain list"))?;
+            for d in domains {
+                stmt.execute([d, &info.category])
+                    .map_err(db("importing a domain list"))?;
+            }
+        }
+        let n: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM domain_categories WHERE category = ?1",
+                [&info.category],
+                |r| r.get(0),
+            )
+            .map_err(db("importing a domain list"))?;
+        tx.commit().map_err(db("importing a domain list"))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn domain_lists(&self) -> Result<Vec<DomainListInfo>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare(
+                "SELECT l.category, l.severity, l.definition, l.imported, l.source,
+                        (SELECT COUNT(*) FROM domain_categories c WHERE c.category = l.category)
+                 FROM domain_lists l ORDER BY l.category",
+            )
+            .map_err(db("listing domain lists"))?;
+        stmt.query_map([], |r| {
+            Ok(DomainListInfo {
+                category: r.get(0)?,
+                severity: r.get(1)?,
+                definition: r.get(2)?,
+                imported: UnixMillis(r.get(3)?),
+                source: r.get(4)?,
+                domains: r.get::<_, i64>(5)?.max(0) as u64,
+            })
+        })
+        .map_err(db("listing domain lists"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("listing domain lists"))
+    }
+
+    fn sign_off_week(&self, s: &WeekSignoff) -> Result<bool, StoreError> {
+        let conn = lock(&self.writer);
+        let n = conn
+            .execute(
+                "INSERT OR IGNORE INTO week_signoffs (week, staff, time, notes) VALUES (?1, ?2, ?3, ?4)",
+                params![s.week, s.staff, s.time.0, s.notes],
+            )
+            .map_err(db("signing off a week"))?;
+        Ok(n == 1)
+    }
+
+    fn week_signoffs(&self) -> Result<HashMap<String, WeekSignoff>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn
+            .prepare("SELECT week, staff, time, notes FROM week_signoffs")
+            .map_err(db("reading sign-offs"))?;
+        stmt.query_map([], |r| {
+            Ok(WeekSignoff {
+                week: r.get(0)?,
+                staff: r.get(1)?,
+                time: UnixMillis(r.get(2)?),
+                notes: r.get(3)?,
+            })
+        })
+        .map_err(db("reading sign-offs"))?
+        .map(|r| r.map(|s| (s.week.clone(), s)))
+        .collect::<Result<_, _>>()
+        .map_err(db("reading sign-offs"))
+    }
+
+    fn first_visit(&self) -> Result<Option<UnixMillis>, StoreError> {
+        let conn = lock(&self.reader);
+        let hour: Option<i64> = conn
+            .query_row("SELECT MIN(hour) FROM visit_hours", [], |r| r.get(0))
+            .map_err(db("reading the first visit"))?;
+        Ok(hour.map(|h| UnixMillis(h * HOUR_MS)))
+    }
+
+    fn record_scheduled_report(&self, r: &ScheduledReport) -> Result<(), StoreError> {
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT INTO weekly_reports (week, generated, emailed, email_error) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (week) DO UPDATE SET generated = excluded.generated,
+                 emailed = excluded.emailed, email_error = excluded.email_error",
+            params![r.week, r.generated.0, r.emailed.map(|t| t.0), r.email_error],
+        )
+        .map_err(db("recording a scheduled report"))?;
+        Ok(())
+    }
+
+    fn scheduled_report(&self, week: &str) -> Result<Option<ScheduledReport>, StoreError> {
+        let conn = lock(&self.reader);
+        conn.query_row(
+            "SELECT week, generated, emailed, email_error FROM weekly_reports WHERE week = ?1",
+            [week],
+            |r| {
+                Ok(ScheduledReport {
+                    week: r.get(0)?,
+                    generated: UnixMillis(r.get(1)?),
+                    emailed: r.get::<_, Option<i64>>(2)?.map(UnixMillis),
+                    email_error: r.get(3)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(db("reading a scheduled report"))
+    }
+
+    fn expire_visits(&self, cutoff: UnixMillis) -> Result<u64, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("expiring site visits"))?;
+        let rows = tx
+            .execute("DELETE FROM site_visits WHERE start < ?1", [cutoff.0])
+            .map_err(db("expiring site visits"))?;
+        tx.execute(
+            "DELETE FROM visit_hours WHERE hour < ?1",
+            [cutoff.0.div_euclid(HOUR_MS)],
+        )
+        .map_err(db("expiring site visits"))?;
+        tx.execute("DELETE FROM visit_batches WHERE received < ?1", [cutoff.0])
+            .map_err(db("expiring site visits"))?;
+        tx.commit().map_err(db("expiring site visits"))?;
+        Ok(rows as u64)
+    }
+}
