@@ -136,4 +136,44 @@
     else if (key === 'j') { const a = $('a[rel=next]'); if (a) location.href = a.href; }
     else if (key === 'k') { const a = $('a[rel=prev]'); if (a) location.href = a.href; }
   });
+  // Sortable tables: click a heading to sort by it (again to reverse).
+  $$('table.sortable').forEach((table) => {
+    $$('thead th', table).forEach((th, col) => {
+      th.tabIndex = 0;
+      const sort = () => {
+        const numeric = th.dataset.sort === 'num';
+        const dir = th.getAttribute('aria-sort') === 'descending' ? 1 : -1;
+        $$('thead th', table).forEach((h) => h.removeAttribute('aria-sort'));
+        th.setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
+        const body = $('tbody', table);
+        const rows = $$('tr', body);
+        const key = (tr) => {
+          const td = tr.children[col];
+          if (!td) return numeric ? 0 : '';
+          return numeric ? Number(td.dataset.v || '0') : td.textContent.trim().toLowerCase();
+        };
+        rows.sort((a, b) => {
+          const x = key(a), y = key(b);
+          return (x < y ? -1 : x > y ? 1 : 0) * dir;
+        });
+        rows.forEach((r) => body.appendChild(r));
+      };
+      th.addEventListener('click', sort);
+      th.addEventListener('keydown', (e) => { if (e.key === 'Enter') sort(); });
+    });
+  });
+
+  // Filter boxes: hide the rows of their table that do not contain the text.
+  $$('input.table-filter').forEach((input) => {
+    input.addEventListener('input', () => {
+      const q = input.value.trim().toLowerCase();
+      const table = document.getElementById(input.dataset.table);
+      if (!table) return;
+      $$('tbody tr', table).forEach((tr) => {
+        tr.hidden = q !== '' && !tr.textContent.toLowerCase().includes(q);
+      });
+    });
+  });
+
+  $$('[data-print]').forEach((b) => b.addEventListener('click', () => window.print()));
 })();

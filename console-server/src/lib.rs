@@ -24,6 +24,7 @@ pub mod https;
 pub mod ingest;
 pub mod policy;
 pub mod rate;
+pub mod report_pdf;
 pub mod school_week;
 pub mod secret;
 pub mod settings;

@@ -143,14 +143,20 @@ pub async fn page(
     staff.require(SEES_CAPTURES)?;
     let query = filters.query(PAGE)?;
     let detail = format!("{query:?}");
-    let (captures, counts, devices) = blocking(&state, move |s| {
+    let (captures, counts, devices, weeks) = blocking(&state, move |s| {
         Ok((
             s.captures(&query)?,
             s.capture_counts()?,
             s.devices(UnixMillis(0))?,
+            super::site_visits::recent_weeks(s)?,
         ))
     })
     .await?;
+    let unchecked: Vec<String> = weeks
+        .iter()
+        .filter(|(_, s)| s.is_none())
+        .map(|(w, _)| w.to_string())
+        .collect();
     staff
         .audit(&state, "view_inbox", String::new(), detail)
         .await?;
@@ -182,6 +188,15 @@ pub async fn page(
     let sel = |v: &Option<String>, opt: &str| nonempty(v) == Some(opt);
     let body = html! {
         h1 { "Inbox" }
+        @if !unchecked.is_empty() {
+            p.notice #unchecked-weeks {
+                "Site-visit reports not yet checked: "
+                @for (i, w) in unchecked.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    a href={ "/reports/weekly?week=" (w) } { (w) }
+                }
+            }
+        }
         div.tabs {
             (tab(status_label(Status::New), "new", Some(count(Status::New)), "count-new"))
             (tab(status_label(Status::Violation), "violation", Some(count(Status::Violation)), "count-violation"))

@@ -80,6 +80,24 @@ pub fn bare_page(title: &str, body: Markup) -> Markup {
     }
 }
 
+/// A page without navigation that runs the console's script (the print
+/// view of a report).
+pub fn bare_page_with_script(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Safeguard" }
+                link rel="stylesheet" href=(super::assets::CSS_PATH);
+                script src=(super::assets::JS_PATH) defer {}
+            }
+            body.print-view { (body) }
+        }
+    }
+}
+
 /// A page with the navigation for `staff`'s role. `active` names the nav
 /// entry to mark.
 pub fn shell(staff: &Staff, title: &str, active: &str, body: Markup) -> Markup {
@@ -87,6 +105,7 @@ pub fn shell(staff: &Staff, title: &str, active: &str, body: Markup) -> Markup {
     if staff.role.sees_captures() {
         nav.push(("/inbox", "Inbox"));
     }
+    nav.push(("/reports", "Reports"));
     nav.push(("/trends", "Trends"));
     if matches!(staff.role, Role::Admin | Role::Auditor) {
         nav.push(("/audit", "Audit log"));

@@ -26,6 +26,7 @@ pub mod form;
 pub mod inbox;
 pub mod layout;
 pub mod live;
+pub mod site_visits;
 pub mod trends;
 
 use std::collections::HashMap;
@@ -181,6 +182,11 @@ pub fn router(state: AppState) -> Router {
         .route("/captures/{id}/delete", post(capture_page::delete))
         .route("/audit", get(audit_page::page))
         .route("/audit.csv", get(audit_page::csv))
+        .route("/reports", get(site_visits::index))
+        .route("/reports/weekly", get(site_visits::page))
+        .route("/reports/weekly.csv", get(site_visits::csv))
+        .route("/reports/weekly.pdf", get(site_visits::pdf))
+        .route("/reports/weekly/signoff", post(site_visits::sign_off))
         .route("/trends", get(trends::page))
         .route("/trends.csv", get(trends::csv))
         .route("/devices", get(admin::devices))
