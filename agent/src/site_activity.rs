@@ -76,6 +76,18 @@ pub fn page_title(window_title: &str) -> &str {
         .trim()
 }
 
+/// While a page loads, browsers show its address (without the scheme) as
+/// the title: `alpha.test/`, `www.example.com/news`.
+fn loading_title_of(title: &str, url: &str) -> bool {
+    let bare = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    let bare = bare.strip_prefix("www.").unwrap_or(bare);
+    let title = title.strip_prefix("www.").unwrap_or(title);
+    title.len() > 3 && title.contains('.') && bare.starts_with(title)
+}
+
 fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -260,12 +272,13 @@ impl SiteActivity {
 
     fn resolve(&self, (browser, title): &Front) -> Key {
         let found = self.recent.get(browser).and_then(|r| {
-            r.iter().rev().find(|(t, _)| {
-                !t.is_empty()
+            r.iter().rev().find(|(t, url)| {
+                (!t.is_empty()
                     && (t == title
                         || title
                             .strip_prefix(t.as_str())
-                            .is_some_and(|rest| rest.starts_with(" - ")))
+                            .is_some_and(|rest| rest.starts_with(" - "))))
+                    || loading_title_of(title, url)
             })
         });
         match found {
@@ -384,6 +397,12 @@ mod tests {
         assert_eq!(page_title("Alpha page - Chromium"), "Alpha page");
         assert_eq!(page_title("News — Mozilla Firefox"), "News");
         assert_eq!(page_title("plain"), "plain");
+        assert!(loading_title_of("alpha.test/", "http://alpha.test/"));
+        assert!(loading_title_of(
+            "example.com/news",
+            "https://www.example.com/news?x"
+        ));
+        assert!(!loading_title_of("News", "https://news.example/"));
     }
 
     #[test]
