@@ -185,6 +185,12 @@ impl Console {
             offline_after,
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(crate::weekly_mail::run(
+            store.clone(),
+            dir.path.join("reports"),
+            settings.report.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(retention(
             store.clone(),
             settings.retention,

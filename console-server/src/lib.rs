@@ -31,3 +31,4 @@ pub mod settings;
 pub mod site_report;
 pub mod store;
 pub mod web;
+pub mod weekly_mail;

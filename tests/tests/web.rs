@@ -80,6 +80,15 @@ fn screenshot_png() -> Vec<u8> {
 
 /// Sends captures as a laptop would and waits until each is acked (stored).
 async fn ingest(bed: &Bed, captures: Vec<Capture>) {
+    ingest_records(
+        bed,
+        captures.into_iter().map(AgentMessage::Capture).collect(),
+    )
+    .await;
+}
+
+/// Sends records as a laptop would and waits until each is acked (stored).
+async fn ingest_records(bed: &Bed, records: Vec<AgentMessage>) {
     let mut link = tokio::time::timeout(
         WAIT,
         DeviceLink::connect(&bed.console.agent_addr, &bed.device, "test", 0),
@@ -87,9 +96,9 @@ async fn ingest(bed: &Bed, captures: Vec<Capture>) {
     .await
     .expect("connected in time")
     .expect("connected");
-    let mut waiting: Vec<uuid::Uuid> = captures.iter().map(|c| c.id).collect();
-    for c in captures {
-        link.send(&AgentMessage::Capture(c)).await.unwrap();
+    let mut waiting: Vec<uuid::Uuid> = records.iter().filter_map(AgentMessage::record_id).collect();
+    for r in records {
+        link.send(&r).await.unwrap();
     }
     while !waiting.is_empty() {
         match tokio::time::timeout(WAIT, link.recv()).await {
@@ -750,4 +759,317 @@ fn sessions_are_hardened_fresh_at_login_expire_and_throttle_failures() {
         .filter(|a| *a == "login_failed")
         .count();
     assert_eq!(failures, 5);
+}
+
+/// A week as the console names it, `weeks_ago` weeks before this one (in
+/// this machine's zone, which the test console uses).
+fn week_start(weeks_ago: i64) -> (String, i64) {
+    let tz = jiff::tz::TimeZone::system();
+    let today = jiff::Zoned::now().with_time_zone(tz.clone()).date();
+    let monday = today
+        .iso_week_date()
+        .first_of_week()
+        .unwrap()
+        .date()
+        .checked_sub(jiff::Span::new().weeks(weeks_ago))
+        .unwrap();
+    let w = monday.iso_week_date();
+    let start = monday
+        .at(10, 0, 0, 0)
+        .to_zoned(tz)
+        .unwrap()
+        .timestamp()
+        .as_millisecond();
+    (format!("{:04}-W{:02}", w.year(), w.week()), start)
+}
+
+fn visit(
+    user: &str,
+    url: &str,
+    title: &str,
+    start: i64,
+    active: u32,
+    visits: u32,
+) -> protocol::SiteVisit {
+    protocol::SiteVisit {
+        user: user.into(),
+        browser: "Chromium".into(),
+        url: url.into(),
+        domain: "ignored: the console takes the domain from the address".into(),
+        title: title.into(),
+        start: protocol::UnixMillis(start),
+        end: protocol::UnixMillis(start + i64::from(active) * 1000),
+        active_seconds: active,
+        visits,
+    }
+}
+
+/// A local SMTP sink: answers like a relay and hands over each message.
+fn smtp_sink() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut out = stream.try_clone().unwrap();
+            let mut lines = BufReader::new(stream);
+            let _ = out.write_all(b"220 sink ESMTP\r\n");
+            let mut data: Option<String> = None;
+            let mut line = String::new();
+            while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(body) = data.as_mut() {
+                    if line == ".\r\n" {
+                        let _ = tx.send(std::mem::take(body));
+                        data = None;
+                        let _ = out.write_all(b"250 2.0.0 queued\r\n");
+                    } else {
+                        body.push_str(&line);
+                    }
+                } else {
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            let _ = out.write_all(b"221 bye\r\n");
+                            break;
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    let _ = out.write_all(reply);
+                }
+                line.clear();
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" content=\"").expect("a csrf meta") + 21;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_weekly_site_visit_report_is_read_exported_signed_off_and_mailed_on_monday() {
+    let mut bed = bed();
+    let (last, last_start) = week_start(1);
+    let (before, before_start) = week_start(2);
+    let hostile_user = "=HYPERLINK(\"http://x\")<script>alert(1)</script>";
+    ingest_records(
+        &bed,
+        vec![AgentMessage::SiteVisits(protocol::SiteVisits {
+            id: uuid::Uuid::now_v7(),
+            visits: vec![
+                visit(
+                    "amy",
+                    "https://www.bbc.co.uk/news",
+                    "News",
+                    last_start,
+                    600,
+                    2,
+                ),
+                visit(
+                    "ben",
+                    "https://bbc.co.uk/sport",
+                    "Sport",
+                    last_start + 60_000,
+                    60,
+                    1,
+                ),
+                visit(
+                    hostile_user,
+                    "https://m.bet365.com/odds?x=<b>",
+                    "<img src=x onerror=alert(2)>",
+                    last_start + 120_000,
+                    120,
+                    1,
+                ),
+                visit(
+                    "amy",
+                    "https://www.bbc.co.uk/news",
+                    "News",
+                    before_start,
+                    300,
+                    1,
+                ),
+            ],
+        })],
+    )
+    .await;
+
+    let web = Web::new(&bed);
+    let (session, _) = web.sign_in("lead", REVIEWER_PW, "");
+    let inbox = web.get("/inbox", &session);
+    assert!(
+        inbox.body.contains("id=\"unchecked-weeks\""),
+        "the inbox says a week is unchecked"
+    );
+    assert!(inbox.body.contains(&last));
+    let list = web.get("/reports", &session);
+    assert!(list.body.contains(&last) && list.body.contains("Not yet checked"));
+
+    let page = web.get(&format!("/reports/weekly?week={last}"), &session);
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    assert!(body.contains("bbc.co.uk") && body.contains("m.bet365.com"));
+    assert!(
+        body.contains("gambling"),
+        "the subdomain inherits bet365.com's category"
+    );
+    assert!(
+        body.contains("+120%"),
+        "660 s against 300 s the week before"
+    );
+    assert!(body.contains("11 min 00 s"), "bbc.co.uk: 660 s");
+    assert!(
+        !body.contains("<script>alert(1)"),
+        "the user name is escaped"
+    );
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    let csv = web.get(
+        &format!("/reports/weekly.csv?week={last}&table=users"),
+        &session,
+    );
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.body.contains("\"'=HYPERLINK(\"\"http://x\"\")"),
+        "{}",
+        csv.body
+    );
+    assert!(csv.body.contains("\"m.bet365.com\""));
+    let domains = web.get(
+        &format!("/reports/weekly.csv?week={last}&table=domains"),
+        &session,
+    );
+    assert!(
+        domains.body.contains("\"bbc.co.uk\",3,2,660,300,"),
+        "{}",
+        domains.body
+    );
+
+    let pdf = web
+        .agent
+        .get(format!("{}/reports/weekly.pdf?week={last}", bed.base))
+        .header("Cookie", &session)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    assert!(
+        pdf.windows(13).any(|w| w == b"m.bet365.com)"),
+        "the PDF lists the flagged site"
+    );
+
+    // The auditor reads the report but may not sign it off.
+    let (auditor, _) = web.sign_in("governor", AUDITOR_PW, "");
+    let as_auditor = web.get(&format!("/reports/weekly?week={last}"), &auditor);
+    assert_eq!(as_auditor.status, 200);
+    let refused = web.post(
+        "/reports/weekly/signoff",
+        &auditor,
+        &[
+            ("csrf", &csrf_of(&as_auditor.body)),
+            ("week", &last),
+            ("notes", "x"),
+        ],
+    );
+    assert_eq!(refused.status, 403);
+
+    // The reviewer signs the week off; once only.
+    let token = csrf_of(&page.body);
+    let notes = "Checked the gambling visit; spoke to the pupil's tutor.";
+    let done = web.post(
+        "/reports/weekly/signoff",
+        &session,
+        &[("csrf", &token), ("week", &last), ("notes", notes)],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    let again = web.post(
+        "/reports/weekly/signoff",
+        &session,
+        &[("csrf", &token), ("week", &last), ("notes", "again")],
+    );
+    assert_eq!(again.status, 400);
+    let page = web.get(&format!("/reports/weekly?week={last}"), &session);
+    assert!(page.body.contains("Checked and signed off by") && page.body.contains(notes));
+    let inbox = web.get("/inbox", &session);
+    assert!(
+        !inbox.body.contains(&format!(">{last}<")),
+        "last week is no longer unchecked"
+    );
+    let (_, audit) = bed.admin.get("/api/v1/audit?limit=200").unwrap();
+    let signed = audit["events"].as_array().unwrap().iter().any(|e| {
+        e["action"] == "sign_off_week" && e["target"] == last.as_str() && e["actor"] == "lead"
+    });
+    assert!(signed, "the sign-off is in the audit log");
+
+    // The Monday report: set a relay, restart; the week due is made, kept
+    // and mailed (the console looks at start, as after a Monday outage).
+    let (smtp_port, mails) = smtp_sink();
+    let data = bed.console.data.clone();
+    bed.console.terminate(WAIT).unwrap();
+    let path = data.join("console.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let head = &text[..text.find("\n[report]").expect("a [report] section")];
+    std::fs::write(
+        &path,
+        format!(
+            "{head}\n[report]\nemail_to = [\"dsl@school.example\", \"head@school.example\"]\n\n\
+             [report.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\n\
+             from = \"Safeguard <safeguard@school.example>\"\n"
+        ),
+    )
+    .unwrap();
+    bed.console = ConsoleProcess::start(&data).unwrap();
+    let due = console_server::weekly_mail::due_week(
+        protocol::UnixMillis::now(),
+        &jiff::tz::TimeZone::system(),
+    )
+    .to_string();
+    assert!(due == last || due == before);
+    let mail = mails
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a mail to the sink");
+    assert!(
+        mail.contains("To: dsl@school.example, head@school.example"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains(&format!("Subject: Site-visit report {due}")),
+        "{mail}"
+    );
+    assert!(mail.contains("application/pdf"), "the PDF is attached");
+    assert!(mail.contains(&format!("site-visits-{due}-domains.csv")));
+    if due == last {
+        assert!(
+            mail.contains("gambling (severity 3): m.bet365.com"),
+            "{mail}"
+        );
+    }
+    assert!(
+        data.join(format!("reports/site-visits-{due}.pdf"))
+            .is_file()
+    );
+    let db = tests::open_db(&data).unwrap();
+    let emailed: Option<i64> = db
+        .query_row(
+            "SELECT emailed FROM weekly_reports WHERE week = ?1",
+            [&due],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(emailed.is_some());
+    // Not mailed twice: another restart sends nothing.
+    bed.console.terminate(WAIT).unwrap();
+    bed.console = ConsoleProcess::start(&data).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(mails.try_recv().is_err(), "the report was mailed once");
 }
