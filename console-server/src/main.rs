@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use console_server::console::{Console, Listen};
 use console_server::data_dir::DataDir;
 use console_server::enrollment::{mint_api_token, mint_enroll_token, parse_ttl};
+use console_server::store::visits::VisitStore;
 use console_server::store::{AuditEntry, AuditStore, DeviceStore, Role, UserStore};
 use protocol::UnixMillis;
 
@@ -67,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Website categories for the weekly report.
+    Domains {
+        #[command(subcommand)]
+        command: DomainsCommand,
+    },
     /// A console and a real agent on this machine, ready to try.
     Demo {
         #[arg(long, default_value = "./demo-data")]
@@ -110,6 +116,32 @@ enum DeviceCommand {
         id: uuid::Uuid,
         #[arg(long, default_value = "revoked by the IT technician")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainsCommand {
+    /// Loads a published list (plain domains, a hosts file, Adblock rules
+    /// or addresses, one a line) as a category, replacing an earlier import
+    /// of the same category. Subdomains inherit it.
+    Import {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Lower-case letters, digits and '-'; the same name as a built-in
+        /// category adds to it.
+        #[arg(long)]
+        category: String,
+        #[arg(long, default_value_t = 3)]
+        severity: u8,
+        #[arg(long, default_value = "")]
+        definition: String,
+        /// The list, or - for standard input.
+        file: PathBuf,
+    },
+    /// The built-in categories and the imported lists, with their sizes.
+    List {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
     },
 }
 
@@ -246,6 +278,80 @@ fn main() -> anyhow::Result<()> {
             }
             audit_cli(&dir, "revoke_device", &id.to_string(), &reason)?;
             println!("revoked {id}");
+        }
+        Command::Domains {
+            command:
+                DomainsCommand::Import {
+                    data,
+                    category,
+                    severity,
+                    definition,
+                    file,
+                },
+        } => {
+            if !wordlists::domains::valid_category(&category) {
+                bail!("category {category:?}: use lower-case letters, digits and '-'");
+            }
+            if !(1..=5).contains(&severity) {
+                bail!("severity {severity} is not 1 to 5");
+            }
+            let mut text = String::new();
+            if file.as_os_str() == "-" {
+                std::io::stdin().read_to_string(&mut text)?;
+            } else {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            let got = wordlists::domains::import(&text);
+            if got.domains.is_empty() {
+                bail!(
+                    "{} holds no domain names ({} lines skipped); nothing imported",
+                    file.display(),
+                    got.skipped.len()
+                );
+            }
+            let dir = DataDir::open(&data)?;
+            let info = console_server::store::visits::DomainListInfo {
+                category: category.clone(),
+                severity,
+                definition,
+                domains: 0,
+                imported: UnixMillis::now(),
+                source: file.display().to_string(),
+            };
+            let n = dir.store.import_domain_list(&info, &got.domains)?;
+            audit_cli(
+                &dir,
+                "import_domain_list",
+                &category,
+                &format!("{n} domains from {}", file.display()),
+            )?;
+            println!("imported {n} domains into {category}");
+            if !got.skipped.is_empty() {
+                println!("skipped {} lines:", got.skipped.len());
+                for (line, why) in got.skipped.iter().take(10) {
+                    println!("  line {line}: {why}");
+                }
+                if got.skipped.len() > 10 {
+                    println!("  …");
+                }
+            }
+        }
+        Command::Domains {
+            command: DomainsCommand::List { data },
+        } => {
+            let dir = DataDir::open(&data)?;
+            let builtin = console_server::site_report::builtin_categories();
+            for c in &builtin.categories {
+                println!("built-in  {:<20} severity {}", c.name, c.severity);
+            }
+            for l in dir.store.domain_lists()? {
+                println!(
+                    "imported  {:<20} severity {}  {} domains from {}",
+                    l.category, l.severity, l.domains, l.source
+                );
+            }
         }
         Command::Demo {
             data,
