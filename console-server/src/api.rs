@@ -415,7 +415,8 @@ async fn weekly_visits(
         let out = site_report::csv(&report, "pairs").unwrap_or_default();
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
     }
-    Ok(Json(json!({ "week": report.week, "rows": report.pairs })).into_response())
+    let rows: Vec<site_report::PairLine> = report.pair_lines().collect();
+    Ok(Json(json!({ "week": report.week, "rows": rows })).into_response())
 }
 
 async fn aup_decisions(

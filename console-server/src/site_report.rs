@@ -106,7 +106,21 @@ pub struct WeeklyReport {
     pub devices: Vec<DeviceLine>,
     /// Gravest first.
     pub flagged: Vec<FlaggedCategory>,
-    pub pairs: Vec<PairLine>,
+    /// By domain, then user; see [`WeeklyReport::pair_lines`].
+    #[serde(skip)]
+    pub pairs: Vec<Pair>,
+}
+
+/// One domain and user, by index into [`WeeklyReport::domains`] and
+/// [`WeeklyReport::users_lines`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    pub domain: usize,
+    pub user: usize,
+    pub visits: u64,
+    pub active_seconds: u64,
+    pub first: i64,
+    pub last: i64,
 }
 
 /// Where a domain's categories come from: the built-in lists and the
@@ -167,70 +181,78 @@ pub struct Inputs<'a> {
 }
 
 impl WeeklyReport {
-    /// Folds a week's totals.
+    /// Folds a week's totals. Names are interned once, so the fold is a
+    /// few hash lookups per row.
     pub fn build(input: &Inputs<'_>, categories: &Categories<'_>) -> WeeklyReport {
-        #[derive(Default)]
-        struct Acc {
-            visits: u64,
-            active: u64,
-            users: HashSet<String>,
-        }
-        let mut domains: HashMap<&str, Acc> = HashMap::new();
-        let mut users: HashMap<&str, (HashSet<&str>, u64, u64)> = HashMap::new();
-        let mut devices: HashMap<Uuid, Acc> = HashMap::new();
-        let mut pairs: BTreeMap<(&str, &str), (u64, u64, i64, i64)> = BTreeMap::new();
+        let mut domain_ids: HashMap<&str, u32> = HashMap::new();
+        let mut user_ids: HashMap<&str, u32> = HashMap::new();
+        let mut domain_names: Vec<&str> = Vec::new();
+        let mut user_names: Vec<&str> = Vec::new();
+        // (domain, user) → visits, active, first, last.
+        let mut pairs: HashMap<(u32, u32), (u64, u64, i64, i64)> = HashMap::new();
+        // device → visits, active, users.
+        let mut devices: HashMap<Uuid, (u64, u64, HashSet<u32>)> = HashMap::new();
         let (mut visits, mut active) = (0u64, 0u64);
         for t in input.totals {
             visits += t.visits;
             active += t.active_seconds;
-            let d = domains.entry(&t.domain).or_default();
-            d.visits += t.visits;
-            d.active += t.active_seconds;
-            if !d.users.contains(&t.user) {
-                d.users.insert(t.user.clone());
-            }
-            let u = users.entry(&t.user).or_default();
-            u.0.insert(&t.domain);
-            u.1 += t.visits;
-            u.2 += t.active_seconds;
-            let dev = devices.entry(t.device).or_default();
-            dev.visits += t.visits;
-            dev.active += t.active_seconds;
-            if !dev.users.contains(&t.user) {
-                dev.users.insert(t.user.clone());
-            }
-            let p = pairs
-                .entry((&t.domain, &t.user))
-                .or_insert((0, 0, i64::MAX, i64::MIN));
+            let d = *domain_ids.entry(&t.domain).or_insert_with(|| {
+                domain_names.push(&t.domain);
+                (domain_names.len() - 1) as u32
+            });
+            let u = *user_ids.entry(&t.user).or_insert_with(|| {
+                user_names.push(&t.user);
+                (user_names.len() - 1) as u32
+            });
+            let p = pairs.entry((d, u)).or_insert((0, 0, i64::MAX, i64::MIN));
             p.0 += t.visits;
             p.1 += t.active_seconds;
             p.2 = p.2.min(t.first.0);
             p.3 = p.3.max(t.last.0);
+            let dev = devices.entry(t.device).or_default();
+            dev.0 += t.visits;
+            dev.1 += t.active_seconds;
+            dev.2.insert(u);
         }
-        let flags: HashMap<&str, Vec<Flag>> = domains
-            .keys()
-            .map(|d| (*d, categories.flags(d)))
-            .filter(|(_, f)| !f.is_empty())
-            .collect();
+        let flags: Vec<Vec<Flag>> = domain_names.iter().map(|d| categories.flags(d)).collect();
 
-        let mut domain_lines: Vec<DomainLine> = domains
+        // Per domain and per user, from the pairs.
+        let mut per_domain = vec![(0u64, 0u64, 0u64); domain_names.len()];
+        let mut per_user = vec![(0u64, 0u64, 0u64, Vec::<u32>::new()); user_names.len()];
+        for (&(d, u), &(v, a, _, _)) in &pairs {
+            let pd = &mut per_domain[d as usize];
+            pd.0 += v;
+            pd.1 += a;
+            pd.2 += 1;
+            let pu = &mut per_user[u as usize];
+            pu.0 += 1;
+            pu.1 += v;
+            pu.2 += a;
+            if !flags[d as usize].is_empty() {
+                pu.3.push(d);
+            }
+        }
+
+        let mut order: Vec<usize> = (0..domain_names.len()).collect();
+        order.sort_by(|&a, &b| {
+            per_domain[b]
+                .1
+                .cmp(&per_domain[a].1)
+                .then(per_domain[b].0.cmp(&per_domain[a].0))
+                .then(domain_names[a].cmp(domain_names[b]))
+        });
+        let domain_lines: Vec<DomainLine> = order
             .iter()
-            .map(|(d, a)| DomainLine {
-                domain: (*d).to_owned(),
-                visits: a.visits,
-                users: a.users.len() as u64,
-                active_seconds: a.active,
-                previous_seconds: input.previous.get(*d).copied().unwrap_or(0),
-                flags: flags.get(d).cloned().unwrap_or_default(),
-                new: input.new_domains.contains(*d),
+            .map(|&i| DomainLine {
+                domain: domain_names[i].to_owned(),
+                visits: per_domain[i].0,
+                users: per_domain[i].2,
+                active_seconds: per_domain[i].1,
+                previous_seconds: input.previous.get(domain_names[i]).copied().unwrap_or(0),
+                flags: flags[i].clone(),
+                new: input.new_domains.contains(domain_names[i]),
             })
             .collect();
-        domain_lines.sort_by(|a, b| {
-            b.active_seconds
-                .cmp(&a.active_seconds)
-                .then(b.visits.cmp(&a.visits))
-                .then(a.domain.cmp(&b.domain))
-        });
 
         let mut by_category: BTreeMap<&str, (u8, Vec<usize>)> = BTreeMap::new();
         for (i, line) in domain_lines.iter().enumerate() {
@@ -256,18 +278,18 @@ impl WeeklyReport {
                 .then(a.category.cmp(&b.category))
         });
 
-        let mut user_lines: Vec<UserLine> = users
+        let mut user_lines: Vec<UserLine> = per_user
             .into_iter()
-            .map(|(u, (sites, v, a))| {
-                let mut flagged_sites: Vec<String> = sites
+            .enumerate()
+            .map(|(u, (sites, v, a, flagged))| {
+                let mut flagged_sites: Vec<String> = flagged
                     .iter()
-                    .filter(|d| flags.contains_key(*d))
-                    .map(|d| (*d).to_owned())
+                    .map(|&d| domain_names[d as usize].to_owned())
                     .collect();
                 flagged_sites.sort();
                 UserLine {
-                    user: u.to_owned(),
-                    sites: sites.len() as u64,
+                    user: user_names[u].to_owned(),
+                    sites,
                     visits: v,
                     active_seconds: a,
                     flagged_sites,
@@ -284,12 +306,12 @@ impl WeeklyReport {
 
         let mut device_lines: Vec<DeviceLine> = devices
             .into_iter()
-            .map(|(id, a)| DeviceLine {
+            .map(|(id, (v, a, users))| DeviceLine {
                 device: id,
                 hostname: input.hostnames.get(&id).cloned().unwrap_or_default(),
-                visits: a.visits,
-                users: a.users.len() as u64,
-                active_seconds: a.active,
+                visits: v,
+                users: users.len() as u64,
+                active_seconds: a,
             })
             .collect();
         device_lines.sort_by(|a, b| {
@@ -298,21 +320,35 @@ impl WeeklyReport {
                 .then(a.hostname.cmp(&b.hostname))
         });
 
-        let pair_lines = pairs
+        // Pairs keep indexes into the domain and user lines; their text
+        // form is made only for the API and the CSV.
+        let domain_line_of: HashMap<&str, usize> = domain_lines
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.domain.as_str(), i))
+            .collect();
+        let user_line_of: HashMap<&str, usize> = user_lines
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.user.as_str(), i))
+            .collect();
+        let mut pair_rows: Vec<Pair> = pairs
             .into_iter()
-            .map(|((d, u), (v, a, first, last))| PairLine {
-                domain: d.to_owned(),
-                user: u.to_owned(),
+            .map(|((d, u), (v, a, first, last))| Pair {
+                domain: domain_line_of[domain_names[d as usize]],
+                user: user_line_of[user_names[u as usize]],
                 visits: v,
                 active_seconds: a,
-                first: crate::store::rfc3339(UnixMillis(first)),
-                last: crate::store::rfc3339(UnixMillis(last)),
-                flags: flags
-                    .get(d)
-                    .map(|f| f.iter().map(|f| f.category.clone()).collect())
-                    .unwrap_or_default(),
+                first,
+                last,
             })
             .collect();
+        pair_rows.sort_by(|a, b| {
+            domain_lines[a.domain]
+                .domain
+                .cmp(&domain_lines[b.domain].domain)
+                .then(user_lines[a.user].user.cmp(&user_lines[b.user].user))
+        });
 
         WeeklyReport {
             week: input.week.to_string(),
@@ -326,8 +362,24 @@ impl WeeklyReport {
             users_lines: user_lines,
             devices: device_lines,
             flagged,
-            pairs: pair_lines,
+            pairs: pair_rows,
         }
+    }
+
+    /// The (domain, user) rows as the JSON API and the CSV list them.
+    pub fn pair_lines(&self) -> impl Iterator<Item = PairLine> + '_ {
+        self.pairs.iter().map(|p| {
+            let d = &self.domains[p.domain];
+            PairLine {
+                domain: d.domain.clone(),
+                user: self.users_lines[p.user].user.clone(),
+                visits: p.visits,
+                active_seconds: p.active_seconds,
+                first: crate::store::rfc3339(UnixMillis(p.first)),
+                last: crate::store::rfc3339(UnixMillis(p.last)),
+                flags: d.flags.iter().map(|f| f.category.clone()).collect(),
+            }
+        })
     }
 
     /// Reads and folds one week from the store, in the school's zone.
@@ -472,7 +524,7 @@ pub fn csv(report: &WeeklyReport, table: &str) -> Option<String> {
         }
         "pairs" => {
             out.push_str("domain,user,visits,active_seconds,first,last,flags\n");
-            for p in &report.pairs {
+            for p in report.pair_lines() {
                 out.push_str(&format!(
                     "{},{},{},{},{},{},{}\n",
                     cell(&p.domain),

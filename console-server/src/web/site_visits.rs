@@ -201,7 +201,7 @@ fn domain_name(d: &str) -> Markup {
 }
 
 /// The report itself, shared by the page and its print form.
-fn report_body(r: &WeeklyReport, week: Week) -> Markup {
+pub fn report_body(r: &WeeklyReport, week: Week) -> Markup {
     let flagged_visits: u64 = r
         .domains
         .iter()
