@@ -52,6 +52,14 @@ fn win_ansi(s: &str, size: f32, max_width: f32) -> Vec<u8> {
     out
 }
 
+fn categories(flags: &[crate::site_report::Flag]) -> String {
+    flags
+        .iter()
+        .map(|f| f.category.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Pages under construction.
 struct Doc {
     pages: Vec<Content>,
@@ -275,11 +283,7 @@ pub fn render(report: &WeeklyReport, week: Week, signoff: Option<&WeekSignoff>) 
                     x.domain.clone(),
                     x.users.to_string(),
                     duration(x.active_seconds),
-                    x.flags
-                        .iter()
-                        .map(|f| f.category.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    categories(&x.flags),
                 ]
             })
             .collect();
@@ -308,11 +312,7 @@ pub fn render(report: &WeeklyReport, week: Week, signoff: Option<&WeekSignoff>) 
                     x.users.to_string(),
                     duration(x.active_seconds),
                     change(x.active_seconds, x.previous_seconds),
-                    x.flags
-                        .iter()
-                        .map(|f| f.category.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    categories(&x.flags),
                 ]
             })
             .collect();

@@ -66,23 +66,16 @@ impl IntoResponse for WebError {
 
 /// A page without navigation (sign-in, errors).
 pub fn bare_page(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en-GB" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Safeguard" }
-                link rel="stylesheet" href=(super::assets::CSS_PATH);
-            }
-            body { (body) }
-        }
-    }
+    bare(title, body, false)
 }
 
 /// A page without navigation that runs the console's script (the print
 /// view of a report).
 pub fn bare_page_with_script(title: &str, body: Markup) -> Markup {
+    bare(title, body, true)
+}
+
+fn bare(title: &str, body: Markup, script: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en-GB" {
@@ -91,9 +84,9 @@ pub fn bare_page_with_script(title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Safeguard" }
                 link rel="stylesheet" href=(super::assets::CSS_PATH);
-                script src=(super::assets::JS_PATH) defer {}
+                @if script { script src=(super::assets::JS_PATH) defer {} }
             }
-            body.print-view { (body) }
+            body { (body) }
         }
     }
 }

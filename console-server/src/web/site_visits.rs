@@ -99,6 +99,19 @@ pub async fn index(State(state): State<AppState>, staff: Staff) -> Result<Respon
     Ok(shell(&staff, "Reports", "Reports", body).into_response())
 }
 
+/// A week's report and its sign-off, if any.
+async fn load(
+    state: &AppState,
+    week: Week,
+) -> Result<(WeeklyReport, Option<WeekSignoff>), WebError> {
+    blocking(state, move |s| {
+        let r = WeeklyReport::load(s, site_report::builtin_categories(), week)?;
+        let signoff = s.week_signoffs()?.remove(&week.to_string());
+        Ok((r, signoff))
+    })
+    .await
+}
+
 fn when(t: UnixMillis) -> String {
     super::layout::local_time(&crate::store::rfc3339(t))
 }
@@ -112,12 +125,7 @@ pub async fn page(
     staff.require(ALL_ROLES)?;
     let week = chosen(&p)?;
     let print = p.print.is_some();
-    let (report, signoff) = blocking(&state, move |s| {
-        let r = WeeklyReport::load(s, site_report::builtin_categories(), week)?;
-        let signoff = s.week_signoffs()?.remove(&week.to_string());
-        Ok(((r), signoff))
-    })
-    .await?;
+    let (report, signoff) = load(&state, week).await?;
     staff
         .audit(
             &state,
@@ -383,12 +391,7 @@ pub async fn pdf(
 ) -> Result<Response, WebError> {
     staff.require(ALL_ROLES)?;
     let week = chosen(&p)?;
-    let (report, signoff) = blocking(&state, move |s| {
-        let r = WeeklyReport::load(s, site_report::builtin_categories(), week)?;
-        let signoff = s.week_signoffs()?.remove(&week.to_string());
-        Ok((r, signoff))
-    })
-    .await?;
+    let (report, signoff) = load(&state, week).await?;
     let bytes = crate::report_pdf::render(&report, week, signoff.as_ref());
     staff
         .audit(
