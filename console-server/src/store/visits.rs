@@ -409,3 +409,90 @@ impl VisitStore for SqliteStore {
         Ok(rows as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use protocol::{AgentMessage, Policy, SiteVisit, SiteVisits};
+
+    use super::*;
+    use crate::store::images::FsImageStore;
+    use crate::store::{Incoming, IngestStore};
+
+    fn visit(url: &str, user: &str, start: i64, active: u32) -> SiteVisit {
+        SiteVisit {
+            user: user.into(),
+            browser: "Firefox".into(),
+            url: url.into(),
+            domain: "whatever the agent said".into(),
+            title: "t".into(),
+            start: UnixMillis(start),
+            end: UnixMillis(start + 1000),
+            active_seconds: active,
+            visits: 1,
+        }
+    }
+
+    #[test]
+    fn totals_first_sightings_duplicates_and_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
+        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
+        let device = Uuid::now_v7();
+        let day = 86_400_000;
+        let t0 = 1_800_000_000_000;
+        let batch = Incoming {
+            device,
+            received: UnixMillis(t0),
+            message: AgentMessage::SiteVisits(SiteVisits {
+                id: Uuid::now_v7(),
+                visits: vec![
+                    visit("https://www.bbc.co.uk/a", "amy", t0, 30),
+                    visit("https://bbc.co.uk/b", "amy", t0 + 60_000, 20),
+                    visit("https://old.example/", "ben", t0 - 30 * day, 5),
+                ],
+            }),
+        };
+        store.store_batch(&[batch.clone()]).unwrap();
+        store.store_batch(&[batch]).unwrap();
+        let week = store
+            .visit_totals(UnixMillis(t0 - day), UnixMillis(t0 + day))
+            .unwrap();
+        assert_eq!(week.len(), 1, "one domain, user and device: {week:?}");
+        assert_eq!(
+            (
+                week[0].domain.as_str(),
+                week[0].visits,
+                week[0].active_seconds
+            ),
+            ("bbc.co.uk", 2, 50),
+            "the console's domain, and a batch sent twice counts once"
+        );
+        let new = store
+            .domains_first_seen(UnixMillis(t0 - day), UnixMillis(t0 + day))
+            .unwrap();
+        assert_eq!(new, ["bbc.co.uk"]);
+        assert_eq!(
+            store.first_visit().unwrap().unwrap().0 / 3_600_000,
+            (t0 - 30 * day) / 3_600_000
+        );
+
+        let deleted = store.expire_visits(UnixMillis(t0 - day)).unwrap();
+        assert_eq!(deleted, 1, "only the old visit");
+        assert!(
+            store
+                .visit_totals(UnixMillis(t0 - 31 * day), UnixMillis(t0 - day))
+                .unwrap()
+                .is_empty(),
+            "its hourly totals went with it"
+        );
+        assert_eq!(
+            store
+                .visit_totals(UnixMillis(t0 - day), UnixMillis(t0 + day))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}
