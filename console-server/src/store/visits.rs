@@ -454,7 +454,7 @@ mod tests {
                 ],
             }),
         };
-        store.store_batch(&[batch.clone()]).unwrap();
+        store.store_batch(std::slice::from_ref(&batch)).unwrap();
         store.store_batch(&[batch]).unwrap();
         let week = store
             .visit_totals(UnixMillis(t0 - day), UnixMillis(t0 + day))
