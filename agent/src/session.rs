@@ -189,13 +189,7 @@ pub async fn run(
             (ACTIVITY_LOOK * 5).as_millis() as u64,
         ),
     };
-    if helper.tracks_visits() {
-        let (app, title) = (helper.front.app.clone(), helper.front.title.clone());
-        let idle = helper.idle_ms();
-        helper
-            .activity
-            .front_changed(UnixMillis::now().0, idle, &app, &title);
-    }
+    helper.front_for_activity();
     if !helper.front.title.is_empty() {
         let w = helper.front.clone();
         let caps = helper
@@ -215,6 +209,10 @@ pub async fn run(
     let mut visit_report =
         tokio::time::interval_at(Instant::now() + options.visit_report, options.visit_report);
     visit_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // An interval, not a sleep made afresh in the loop: a stream of other
+    // events (typing in the browser) must not keep putting the look off.
+    let mut activity_look = tokio::time::interval(ACTIVITY_LOOK);
+    activity_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     loop {
         tokio::select! {
@@ -267,7 +265,7 @@ pub async fn run(
                 }
                 helper.emit(caps, &mut link).await;
             }
-            () = tokio::time::sleep(ACTIVITY_LOOK), if helper.activity.browser_in_front() || helper.activity.undecided() => {
+            _ = activity_look.tick(), if helper.activity.browser_in_front() || helper.activity.undecided() => {
                 let idle = helper.idle_ms();
                 helper.activity.look(UnixMillis::now().0, idle);
             }

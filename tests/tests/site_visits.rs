@@ -267,7 +267,5 @@ fn time_on_sites_is_measured_from_focus_and_input_and_reaches_the_weekly_report(
         .filter(|d| !truth.contains_key(d.as_str()))
         .collect();
     assert!(extra.is_empty(), "unexpected sites: {extra:?}");
-    drop(browser);
-    x.xdotool(&["getdisplaygeometry"])?;
     Ok(())
 }

@@ -451,7 +451,7 @@ impl SqliteStore {
     }
 }
 
-fn insert_audit(conn: &Connection, e: &AuditEntry<'_>) -> rusqlite::Result<()> {
+pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry<'_>) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO audit (time, actor, action, target, detail, origin)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

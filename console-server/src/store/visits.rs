@@ -10,8 +10,8 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::StoreError;
-use super::sqlite::{SqliteStore, db, lock};
+use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::{AuditEntry, StoreError};
 
 /// A week's time on one domain by one user on one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +113,13 @@ pub trait VisitStore {
     /// # Errors
     /// A storage failure.
     fn domain_lists(&self) -> Result<Vec<DomainListInfo>, StoreError>;
-    /// Records the sign-off of a week; false if it was already signed off.
+    /// Records the sign-off of a week and its audit entry (`sign_off_week`
+    /// by the signer, from `origin`) in one transaction; false, and
+    /// nothing written, if the week was already signed off.
     ///
     /// # Errors
     /// A storage failure.
-    fn sign_off_week(&self, signoff: &WeekSignoff) -> Result<bool, StoreError>;
+    fn sign_off_week(&self, signoff: &WeekSignoff, origin: &str) -> Result<bool, StoreError>;
     /// Every sign-off, by week.
     ///
     /// # Errors
@@ -324,14 +326,30 @@ impl VisitStore for SqliteStore {
         .map_err(db("listing domain lists"))
     }
 
-    fn sign_off_week(&self, s: &WeekSignoff) -> Result<bool, StoreError> {
-        let conn = lock(&self.writer);
-        let n = conn
+    fn sign_off_week(&self, s: &WeekSignoff, origin: &str) -> Result<bool, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("signing off a week"))?;
+        let n = tx
             .execute(
                 "INSERT OR IGNORE INTO week_signoffs (week, staff, time, notes) VALUES (?1, ?2, ?3, ?4)",
                 params![s.week, s.staff, s.time.0, s.notes],
             )
             .map_err(db("signing off a week"))?;
+        if n == 1 {
+            insert_audit(
+                &tx,
+                &AuditEntry {
+                    time: s.time,
+                    actor: &s.staff,
+                    action: "sign_off_week",
+                    target: &s.week,
+                    detail: &s.notes,
+                    origin,
+                },
+            )
+            .map_err(db("signing off a week"))?;
+        }
+        tx.commit().map_err(db("signing off a week"))?;
         Ok(n == 1)
     }
 
@@ -476,6 +494,39 @@ mod tests {
         assert_eq!(
             store.first_visit().unwrap().unwrap().0 / 3_600_000,
             (t0 - 30 * day) / 3_600_000
+        );
+
+        let signoff = WeekSignoff {
+            week: "2027-W02".into(),
+            staff: "lead".into(),
+            time: UnixMillis(t0),
+            notes: "checked".into(),
+        };
+        assert!(store.sign_off_week(&signoff, "10.0.0.5").unwrap());
+        assert!(
+            !store.sign_off_week(&signoff, "10.0.0.5").unwrap(),
+            "once only"
+        );
+        let audited: Vec<_> = crate::store::AuditStore::audit_query(
+            &store,
+            &crate::store::AuditQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "sign_off_week")
+        .map(|e| (e.actor, e.target, e.origin))
+        .collect();
+        assert_eq!(
+            audited,
+            [(
+                "lead".to_owned(),
+                "2027-W02".to_owned(),
+                "10.0.0.5".to_owned()
+            )],
+            "one audit entry, written with the sign-off"
         );
 
         let deleted = store.expire_visits(UnixMillis(t0 - day)).unwrap();

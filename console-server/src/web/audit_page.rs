@@ -3,7 +3,6 @@
 //! paged by sequence number, exportable as CSV. Reading it is audited too.
 
 use axum::extract::{Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
@@ -184,15 +183,9 @@ pub async fn csv(
             &e.origin,
         ]));
     }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"audit-log.csv\"",
-            ),
-        ],
+    Ok(super::layout::download(
+        "text/csv; charset=utf-8",
+        "audit-log.csv",
         out,
-    )
-        .into_response())
+    ))
 }

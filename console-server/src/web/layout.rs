@@ -64,6 +64,25 @@ impl IntoResponse for WebError {
     }
 }
 
+/// A file to download (CSV, PDF), named `filename`.
+pub fn download(
+    content_type: &'static str,
+    filename: &str,
+    body: impl Into<axum::body::Body>,
+) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
 /// A page without navigation (sign-in, errors).
 pub fn bare_page(title: &str, body: Markup) -> Markup {
     bare(title, body, false)

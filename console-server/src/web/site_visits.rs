@@ -6,7 +6,7 @@
 //! read is audited. Admins and reviewers sign weeks off.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use protocol::UnixMillis;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::auth::{ALL_ROLES, Staff};
 use super::form::Form;
-use super::layout::{WebError, csrf, shell};
+use super::layout::{WebError, csrf, download, shell};
 use super::{AppState, SEES_CAPTURES, blocking};
 use crate::school_week::{self, Week};
 use crate::site_report::{self, WeeklyReport, change, duration};
@@ -370,17 +370,11 @@ pub async fn csv(
             format!("csv {table}"),
         )
         .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"site-visits-{week}-{table}.csv\""),
-            ),
-        ],
+    Ok(download(
+        "text/csv; charset=utf-8",
+        &format!("site-visits-{week}-{table}.csv"),
         body,
-    )
-        .into_response())
+    ))
 }
 
 /// `GET /reports/weekly.pdf?week=`.
@@ -401,17 +395,11 @@ pub async fn pdf(
             "pdf".into(),
         )
         .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/pdf".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"site-visits-{week}.pdf\""),
-            ),
-        ],
+    Ok(download(
+        "application/pdf",
+        &format!("site-visits-{week}.pdf"),
         bytes,
-    )
-        .into_response())
+    ))
 }
 
 /// `POST /reports/weekly/signoff`: week, notes.
@@ -439,16 +427,14 @@ pub async fn sign_off(
         week: week.to_string(),
         staff: staff.name.clone(),
         time: UnixMillis::now(),
-        notes: notes.clone(),
+        notes,
     };
-    let new = blocking(&state, move |s| s.sign_off_week(&signoff)).await?;
+    let origin = staff.origin.clone();
+    let new = blocking(&state, move |s| s.sign_off_week(&signoff, &origin)).await?;
     if !new {
         return Err(WebError::BadRequest(format!(
             "{week} was already signed off; see the report for who and when"
         )));
     }
-    staff
-        .audit(&state, "sign_off_week", week.to_string(), notes)
-        .await?;
     Ok(Redirect::to(&format!("/reports/weekly?week={week}#signoff")).into_response())
 }

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use protocol::UnixMillis;
@@ -304,17 +303,11 @@ pub async fn csv(
             &n.to_string(),
         ]));
     }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"capture-trends.csv\"",
-            ),
-        ],
+    Ok(super::layout::download(
+        "text/csv; charset=utf-8",
+        "capture-trends.csv",
         out,
-    )
-        .into_response())
+    ))
 }
 
 #[cfg(test)]
