@@ -28,6 +28,9 @@ pub enum ToService {
     Goodbye { reason: String },
     /// `agent feed`: text for a session helper of the same user.
     Feed(FeedText),
+    /// `agent report-concern` (the launcher entry): open the concern window
+    /// of the same user's session helper.
+    OpenConcern,
 }
 
 /// From the service to a session helper or `agent feed`.
@@ -41,20 +44,22 @@ pub enum ToSession {
     Stored(RecordId),
     /// Text from `agent feed`, to be matched as on-screen text.
     Feed(FeedText),
-    /// `agent feed`: the text went to a session helper.
-    FeedQueued,
+    /// `agent feed` / `agent report-concern`: handed to a session helper.
+    Handed,
+    /// Open the concern window.
+    OpenConcern,
     /// The service will not do what was asked, and why.
     Refused(String),
 }
 
 impl WireMessage for ToService {
     const NAME: &'static str = "message to the agent service";
-    const KINDS: Option<u32> = Some(4);
+    const KINDS: Option<u32> = Some(5);
 }
 
 impl WireMessage for ToSession {
     const NAME: &'static str = "message to a session helper";
-    const KINDS: Option<u32> = Some(6);
+    const KINDS: Option<u32> = Some(7);
 }
 
 /// `agent feed`: hands text to the running agent through its socket.
@@ -62,6 +67,19 @@ impl WireMessage for ToSession {
 /// # Errors
 /// The agent is not running, or it refused (the reason is in the error).
 pub async fn feed(socket: &std::path::Path, text: FeedText) -> anyhow::Result<()> {
+    ask(socket, ToService::Feed(text)).await
+}
+
+/// `agent report-concern`: asks this user's session helper to open the
+/// concern window.
+///
+/// # Errors
+/// The agent is not running, or no session helper runs for this user.
+pub async fn report_concern(socket: &std::path::Path) -> anyhow::Result<()> {
+    ask(socket, ToService::OpenConcern).await
+}
+
+async fn ask(socket: &std::path::Path, message: ToService) -> anyhow::Result<()> {
     use anyhow::Context;
     let stream = tokio::net::UnixStream::connect(socket)
         .await
@@ -72,12 +90,12 @@ pub async fn feed(socket: &std::path::Path, text: FeedText) -> anyhow::Result<()
             )
         })?;
     let mut conn = protocol::Connection::new(stream);
-    conn.send(&ToService::Feed(text)).await?;
+    conn.send(&message).await?;
     match conn
         .recv::<ToSession>("waiting for the agent's answer")
         .await?
     {
-        ToSession::FeedQueued => Ok(()),
+        ToSession::Handed => Ok(()),
         ToSession::Refused(why) => anyhow::bail!("{why}"),
         other => anyhow::bail!("the agent answered {other:?}"),
     }

@@ -6,7 +6,8 @@
 //! - the **session helper** ([`session`], one per logged-in desktop, as the
 //!   user): the [`platform`] layer (X11 over `x11rb`), the text sources
 //!   ([`browser_history`], [`search_query`]), matching and the capture
-//!   [`pipeline`], [`screenshot`]s.
+//!   [`pipeline`], [`screenshot`]s, and the agent's own [`window`]s (the
+//!   Acceptable Use Policy, "Report a concern"), run by [`prompts`].
 //!
 //! `agent run` starts both in one process.
 
@@ -16,6 +17,7 @@ pub mod heartbeat;
 pub mod ipc;
 pub mod pipeline;
 pub mod platform;
+pub mod prompts;
 pub mod run;
 pub mod screenshot;
 pub mod search_query;
@@ -25,6 +27,7 @@ pub mod site_activity;
 pub mod spool;
 pub mod state_dir;
 pub mod uplink;
+pub mod window;
 
 /// This agent's version, sent in Hello and heartbeats.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

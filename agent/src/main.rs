@@ -74,6 +74,18 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Opens "Report a concern" in this user's session (the launcher entry
+    /// runs this; Ctrl+Alt+R does the same).
+    ReportConcern {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// The AUP window (started by the session helper; request on stdin).
+    #[command(hide = true)]
+    AupWindow,
+    /// The concern window (started by the session helper; request on stdin).
+    #[command(hide = true)]
+    ConcernWindow,
 }
 
 #[derive(clap::Args, Clone)]
@@ -97,6 +109,10 @@ struct SessionTuning {
     /// Seconds between reports of time on websites to the console.
     #[arg(long, default_value_t = 300)]
     visit_report_seconds: u64,
+    /// Run with `sh -c` when the user declines the Acceptable Use Policy,
+    /// to log them out. Empty: no logout.
+    #[arg(long, default_value = agent::prompts::DEFAULT_DECLINE_COMMAND)]
+    decline_command: String,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +125,21 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // The windows are their own small processes, without the runtime.
+    if let Command::AupWindow | Command::ConcernWindow = cli.command {
+        let which = if matches!(cli.command, Command::AupWindow) {
+            "aup-window"
+        } else {
+            "concern-window"
+        };
+        return match agent::window::child_main(which) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("agent {which}: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
@@ -154,6 +185,11 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
             text,
         } => feed(&StateDir::new(state_dir), app, title, text).await,
         Command::Status { state_dir } => status(&StateDir::new(state_dir)).await,
+        Command::ReportConcern { state_dir } => {
+            agent::ipc::report_concern(&StateDir::new(state_dir).socket()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AupWindow | Command::ConcernWindow => unreachable!("handled before the runtime"),
     }
 }
 
@@ -190,6 +226,17 @@ fn session_options(state: &StateDir, tuning: &SessionTuning) -> SessionOptions {
         browser_poll: Duration::from_secs(tuning.browser_poll_seconds.max(1)),
         idle_after: Duration::from_secs(tuning.idle_seconds.max(1)),
         visit_report: Duration::from_secs(tuning.visit_report_seconds.max(1)),
+        prompts: std::env::current_exe()
+            .map_err(|e| {
+                tracing::error!(
+                    "cannot find the agent's own program ({e}); no AUP or concern windows"
+                )
+            })
+            .ok()
+            .map(|program| agent::prompts::PromptOptions {
+                program,
+                decline_command: tuning.decline_command.clone(),
+            }),
     }
 }
 
@@ -323,6 +370,11 @@ mod tests {
                 include_str!("../dist/safeguard-agent-session.desktop"),
                 "Exec=",
             ),
+            (
+                "safeguard-report-concern.desktop",
+                include_str!("../dist/safeguard-report-concern.desktop"),
+                "Exec=",
+            ),
         ] {
             let line = text
                 .lines()
@@ -332,10 +384,12 @@ mod tests {
             assert_eq!(words[0], "/usr/local/bin/agent", "{file}");
             let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{file}: {e}"));
             match cli.command {
-                Command::Service { state_dir, .. } | Command::Session { state_dir, .. } => {
+                Command::Service { state_dir, .. }
+                | Command::Session { state_dir, .. }
+                | Command::ReportConcern { state_dir } => {
                     assert_eq!(state_dir, PathBuf::from(DEFAULT_STATE_DIR), "{file}");
                 }
-                _ => panic!("{file} runs neither the service nor the session helper"),
+                _ => panic!("{file} runs none of the service, the session helper or the concern window"),
             }
         }
     }

@@ -19,7 +19,7 @@ use protocol::{AgentMessage, Connection, Policy, TamperEvent, TamperKind, UnixMi
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::ipc::{FeedText, ToService, ToSession, user_has_processes, user_name};
+use crate::ipc::{ToService, ToSession, user_has_processes, user_name};
 use crate::spool::Spool;
 use crate::state_dir::StateDir;
 use crate::uplink::{self, UplinkShared};
@@ -28,7 +28,8 @@ use crate::uplink::{self, UplinkShared};
 #[derive(Debug)]
 struct SessionEntry {
     uid: u32,
-    feed: mpsc::Sender<FeedText>,
+    /// Fed text and concern requests for the helper.
+    feed: mpsc::Sender<ToSession>,
 }
 
 /// The running service.
@@ -175,22 +176,26 @@ impl Service {
                 self.session(conn, uid, pid, user).await;
             }
             ToService::Feed(text) => {
-                let reply = self.route_feed(uid, text);
+                let reply = self.route_to_session(uid, ToSession::Feed(text));
+                let _ = conn.send(&reply).await;
+            }
+            ToService::OpenConcern => {
+                let reply = self.route_to_session(uid, ToSession::OpenConcern);
                 let _ = conn.send(&reply).await;
             }
             other => {
                 let _ = conn
                     .send(&ToSession::Refused(format!(
-                        "the first message must be SessionHello or Feed, not {other:?}"
+                        "the first message must be SessionHello, Feed or OpenConcern, not {other:?}"
                     )))
                     .await;
             }
         }
     }
 
-    /// Hands fed text to a session helper of the same user (or, for root,
-    /// the most recent helper).
-    fn route_feed(&self, uid: u32, text: FeedText) -> ToSession {
+    /// Hands fed text or a concern request to a session helper of the same
+    /// user (or, for root, the most recent helper).
+    fn route_to_session(&self, uid: u32, message: ToSession) -> ToSession {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let target = sessions
             .iter()
@@ -198,8 +203,8 @@ impl Service {
             .max_by_key(|(id, s)| (s.uid == uid, **id))
             .map(|(_, s)| s.feed.clone());
         match target {
-            Some(tx) => match tx.try_send(text) {
-                Ok(()) => ToSession::FeedQueued,
+            Some(tx) => match tx.try_send(message) {
+                Ok(()) => ToSession::Handed,
                 Err(_) => {
                     ToSession::Refused("the session helper is busy or stopping; try again".into())
                 }
@@ -258,8 +263,8 @@ impl Service {
                         break;
                     }
                 },
-                Some(text) = feed_rx.recv() => {
-                    ok = writer.send(&ToSession::Feed(text)).await.is_ok();
+                Some(message) = feed_rx.recv() => {
+                    ok = writer.send(&message).await.is_ok();
                 }
                 Ok(()) = policy.changed() => {
                     let p = (**policy.borrow_and_update()).clone();

@@ -3,8 +3,8 @@
 //! history, fed text), matches them, takes the screenshot and hands each
 //! capture to the service, keeping it until the service says it is spooled.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::{
-    AgentMessage, Capture, Connection, Policy, RecordId, Screenshot, SiteVisits, Source, UnixMillis,
+    AgentMessage, Audience, AupDecision, Capture, Concern, Connection, Decision, Policy, RecordId,
+    Screenshot, SiteVisits, Source, UnixMillis,
 };
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
@@ -26,9 +27,12 @@ use crate::ipc::{FeedText, ToService, ToSession};
 use crate::pipeline::{Pipeline, Seen, matcher_for};
 use crate::platform::x11::X11Desktop;
 use crate::platform::{Desktop, DesktopEvent, WindowInfo};
+use crate::prompts::{PromptAnswer, PromptOptions};
 use crate::screenshot::{downscale, encode_png};
 use crate::search_query::{percent_decode, search_query};
 use crate::site_activity::SiteActivity;
+use crate::window::aup::AupRequest;
+use crate::window::concern::{ConcernReport, ConcernRequest};
 
 /// A pause in typing after which the line is matched even without a space.
 const TYPING_PAUSE: Duration = Duration::from_millis(800);
@@ -49,6 +53,9 @@ pub struct SessionOptions {
     pub idle_after: Duration,
     /// How often the time on websites is reported.
     pub visit_report: Duration,
+    /// The AUP and concern windows (None: no windows, as in a headless
+    /// run).
+    pub prompts: Option<PromptOptions>,
 }
 
 /// How often the idle time is read while a browser is in front.
@@ -132,6 +139,25 @@ struct Helper {
     /// Records handed to the service and not yet confirmed spooled.
     pending: BTreeMap<RecordId, AgentMessage>,
     activity: SiteActivity,
+    /// The account this helper watches.
+    user: String,
+    /// The AUP version waiting for this user's acceptance, if any.
+    aup_want: watch::Sender<Option<AupRequest>>,
+    /// (audience, version) accepted in this session.
+    accepted: HashSet<(Audience, u32)>,
+    prompts: Option<PromptOptions>,
+    answers: mpsc::UnboundedSender<PromptAnswer>,
+    /// Concern windows open, with what was in front when each was asked for.
+    concerns: HashMap<u64, ConcernContext>,
+    next_concern: u64,
+}
+
+/// The moment a concern report was asked for.
+struct ConcernContext {
+    time: UnixMillis,
+    front: WindowInfo,
+    page: Option<(String, String)>,
+    screenshot: Screenshot,
 }
 
 /// Runs the session helper until shutdown or until its desktop closes.
@@ -177,6 +203,23 @@ pub async fn run(
         .as_ref()
         .and_then(|d| d.active_window())
         .unwrap_or_default();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel();
+    let (aup_want, aup_want_rx) = watch::channel(None);
+    let prompts = if desktop.is_some() {
+        options.prompts.clone()
+    } else {
+        if options.prompts.is_some() {
+            tracing::warn!("no desktop, so the AUP cannot be shown ({no_desktop_reason})");
+        }
+        None
+    };
+    if let Some(p) = &prompts {
+        tokio::spawn(crate::prompts::keep_aup_shown(
+            p.clone(),
+            aup_want_rx,
+            answers_tx.clone(),
+        ));
+    }
     let mut helper = Helper {
         pipeline: Pipeline::new(policy, Arc::new(matcher)),
         desktop,
@@ -188,7 +231,15 @@ pub async fn run(
             u64::try_from(options.idle_after.as_millis()).unwrap_or(u64::MAX),
             (ACTIVITY_LOOK * 5).as_millis() as u64,
         ),
+        user,
+        aup_want,
+        accepted: HashSet::new(),
+        prompts,
+        answers: answers_tx,
+        concerns: HashMap::new(),
+        next_concern: 1,
     };
+    helper.want_aup(&helper.pipeline.policy().clone());
     helper.front_for_activity();
     if !helper.front.title.is_empty() {
         let w = helper.front.clone();
@@ -223,10 +274,15 @@ pub async fn run(
                     let _ = link.writer.send(&ToService::Goodbye { reason: why.clone() }).await;
                     return Ok(());
                 }
+                if event == DesktopEvent::ConcernShortcut {
+                    helper.ask_concern().await;
+                    continue;
+                }
                 let caps = helper.desktop_event(event, &mut flush_at);
                 helper.emit(caps, &mut link).await;
             }
             got = link.reader.read::<ToSession>() => match got {
+                Ok(Some(ToSession::OpenConcern)) => helper.ask_concern().await,
                 Ok(Some(message)) => {
                     let caps = helper.service_message(message, &rebuilt_tx);
                     helper.emit(caps, &mut link).await;
@@ -237,6 +293,7 @@ pub async fn run(
                         return Ok(());
                     };
                     link = l;
+                    helper.want_aup(&policy);
                     helper.rebuild(policy, &rebuilt_tx);
                     // Whatever the service had not confirmed goes again (it keeps one copy per id).
                     let again: Vec<AgentMessage> = helper.pending.values().cloned().collect();
@@ -245,6 +302,9 @@ pub async fn run(
                     }
                 }
             },
+            Some(answer) = answers.recv() => {
+                helper.prompt_answer(answer, &mut link).await;
+            }
             Some((policy, matcher)) = rebuilt.recv() => {
                 tracing::info!("policy version {} in force", policy.version);
                 helper.pipeline.replace(policy, matcher);
@@ -312,6 +372,145 @@ fn window_id(parts: &[&str]) -> u64 {
 }
 
 impl Helper {
+    /// Whether typing now goes into one of the agent's own windows (the
+    /// AUP, or a concern being written): not the user's text to match.
+    fn own_window_in_front(&self) -> bool {
+        !self.concerns.is_empty()
+            || self.aup_want.borrow().is_some()
+            || self.front.app == crate::window::WINDOW_CLASS
+    }
+
+    /// Asks for the AUP of `policy` to be shown if this user has not
+    /// accepted that version in this session.
+    fn want_aup(&self, policy: &Policy) {
+        if self.prompts.is_none() {
+            return;
+        }
+        let audience = policy.audience_of(&self.user);
+        let want = policy
+            .aup_for(audience)
+            .filter(|t| !t.markdown.trim().is_empty())
+            .filter(|t| !self.accepted.contains(&(audience, t.version)))
+            .map(|t| AupRequest {
+                audience,
+                version: t.version,
+                markdown: t.markdown.clone(),
+            });
+        self.aup_want.send_if_modified(|now| {
+            let changed = *now != want;
+            now.clone_from(&want);
+            changed
+        });
+    }
+
+    /// Opens the concern window, noting first what is on screen (before
+    /// the window covers it).
+    async fn ask_concern(&mut self) {
+        let Some(prompts) = self.prompts.clone() else {
+            tracing::warn!("a concern report was asked for, but this session has no windows");
+            return;
+        };
+        if !self.concerns.is_empty() {
+            tracing::info!("the concern window is already open");
+            return;
+        }
+        let front = self
+            .desktop
+            .as_ref()
+            .and_then(|d| d.active_window())
+            .filter(|w| w.app != crate::window::WINDOW_CLASS)
+            .unwrap_or_else(|| self.front.clone());
+        let page = self.activity.page_of(&front.app, &front.title);
+        let context = ConcernContext {
+            time: UnixMillis::now(),
+            page,
+            screenshot: self.screenshot().await,
+            front,
+        };
+        let request = ConcernRequest {
+            page: context
+                .page
+                .as_ref()
+                .map(|(url, title)| format!("{title} ({url})")),
+        };
+        let id = self.next_concern;
+        self.next_concern += 1;
+        self.concerns.insert(id, context);
+        crate::prompts::open_concern(&prompts, id, request, self.answers.clone());
+    }
+
+    /// A window answered: an AUP decision or a concern report to send.
+    async fn prompt_answer(&mut self, answer: PromptAnswer, link: &mut Link) {
+        match answer {
+            PromptAnswer::Aup { request, decision } => {
+                tracing::info!(
+                    "{} chose {decision:?} for AUP version {} ({:?})",
+                    self.user,
+                    request.version,
+                    request.audience
+                );
+                let record = AgentMessage::AupDecision(AupDecision {
+                    id: uuid::Uuid::now_v7(),
+                    time: UnixMillis::now(),
+                    user: self.user.clone(),
+                    audience: request.audience,
+                    aup_version: request.version,
+                    decision,
+                });
+                self.send_record(record, link).await;
+                match decision {
+                    Decision::Accept => {
+                        self.accepted.insert((request.audience, request.version));
+                        self.want_aup(&self.pipeline.policy().clone());
+                        // A newer version may have arrived meanwhile.
+                        self.aup_want.send_if_modified(|now| {
+                            if now.as_ref() == Some(&request) {
+                                *now = None;
+                                true
+                            } else {
+                                false
+                            }
+                        });
+                    }
+                    Decision::Decline => {
+                        if let Some(p) = self.prompts.clone() {
+                            tokio::spawn(
+                                async move { crate::prompts::run_decline_command(&p).await },
+                            );
+                        }
+                    }
+                }
+            }
+            PromptAnswer::Concern { id, report } => {
+                let Some(context) = self.concerns.remove(&id) else {
+                    return;
+                };
+                let Some(ConcernReport { text, screenshot }) = report else {
+                    tracing::info!("the concern report was cancelled");
+                    return;
+                };
+                let (url, page_title) = context.page.unzip();
+                let record = AgentMessage::Concern(Concern {
+                    id: uuid::Uuid::now_v7(),
+                    time: context.time,
+                    user: self.user.clone(),
+                    text,
+                    app: context.front.app,
+                    window_title: context.front.title,
+                    url,
+                    page_title,
+                    screenshot: if screenshot {
+                        context.screenshot
+                    } else {
+                        Screenshot::Missing("the pupil chose not to include a picture".into())
+                    },
+                });
+                tracing::info!("sending a concern report from {}", self.user);
+                self.send_record(record, link).await;
+            }
+        }
+    }
+
     /// Whether the school's policy asks for time on websites.
     fn tracks_visits(&self) -> bool {
         self.pipeline.policy().sources.site_visits
@@ -377,7 +576,7 @@ impl Helper {
         let matcher = self.pipeline.matcher().clone();
         match event {
             DesktopEvent::Key(key) => {
-                if !self.pipeline.wants(Source::Typed) {
+                if !self.pipeline.wants(Source::Typed) || self.own_window_in_front() {
                     return Vec::new();
                 }
                 let committed = self.keys.feed(key, &matcher);
@@ -420,7 +619,7 @@ impl Helper {
                 self.pipeline
                     .scan(&text, &seen(Source::Clipboard, &w, None))
             }
-            DesktopEvent::Closed(_) => Vec::new(),
+            DesktopEvent::Closed(_) | DesktopEvent::ConcernShortcut => Vec::new(),
         }
     }
 
@@ -435,6 +634,7 @@ impl Helper {
                 Vec::new()
             }
             ToSession::Policy(policy) => {
+                self.want_aup(&policy);
                 self.rebuild(policy, rebuilt);
                 Vec::new()
             }

@@ -293,6 +293,17 @@ impl SiteActivity {
         }
     }
 
+    /// The page a browser window shows, from its application and window
+    /// title: (address, page title), if the address is known.
+    pub fn page_of(&self, app: &str, window_title: &str) -> Option<(String, String)> {
+        let browser = browser_of(app)?;
+        let title = cut(page_title(window_title), MAX_TITLE);
+        match self.resolve(&(browser, title.clone())) {
+            Key::Url { url, .. } => Some((url, title)),
+            Key::Title { .. } => None,
+        }
+    }
+
     /// Everything counted so far, as site visits, and forgets it. Time
     /// under a title is given its address if the history now knows it;
     /// if not, it waits for the history a while, then goes without one.

@@ -79,6 +79,14 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
         browser_poll: Duration::from_secs(5),
         idle_after: Duration::from_secs(120),
         visit_report: Duration::from_secs(60),
+        // The AUP and concern windows, from this program's hidden commands.
+        // Declining in the demo logs nobody out.
+        prompts: std::env::current_exe()
+            .ok()
+            .map(|program| agent::prompts::PromptOptions {
+                program,
+                decline_command: String::new(),
+            }),
     };
     let agent = tokio::spawn(agent::run::run(
         state.clone(),

@@ -68,6 +68,12 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// The demo agent's AUP window (its session helper starts it).
+    #[command(hide = true)]
+    AupWindow,
+    /// The demo agent's concern window.
+    #[command(hide = true)]
+    ConcernWindow,
     /// Website categories for the weekly report.
     Domains {
         #[command(subcommand)]
@@ -172,6 +178,11 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    match cli.command {
+        Command::AupWindow => return agent::window::child_main("aup-window"),
+        Command::ConcernWindow => return agent::window::child_main("concern-window"),
+        _ => {}
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve {

@@ -389,9 +389,27 @@ pub struct Policy {
     pub sources: SourceSwitches,
     pub aup: Vec<AupText>,
     pub heartbeat_seconds: u32,
+    /// Accounts shown the staff AUP rather than the pupils' one (from the
+    /// console's register of users). Older stored policies have none.
+    #[serde(default)]
+    pub staff_accounts: Vec<String>,
 }
 
 impl Policy {
+    /// The AUP text for `audience`, if the school has one.
+    pub fn aup_for(&self, audience: Audience) -> Option<&AupText> {
+        self.aup.iter().find(|a| a.audience == audience)
+    }
+
+    /// Which AUP an account is shown.
+    pub fn audience_of(&self, user: &str) -> Audience {
+        if self.staff_accounts.iter().any(|s| s == user) {
+            Audience::Staff
+        } else {
+            Audience::Pupils
+        }
+    }
+
     /// What an agent does before the console has sent it anything (version
     /// 0), and what a new console starts from: the built-in libraries only,
     /// severity 3 and above, one capture per term and window a minute,
@@ -414,6 +432,7 @@ impl Policy {
             },
             aup: Vec::new(),
             heartbeat_seconds: 60,
+            staff_accounts: Vec::new(),
         }
     }
 }

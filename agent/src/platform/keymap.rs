@@ -97,6 +97,12 @@ impl KeyTranslator {
         None
     }
 
+    /// The key's keysym without modifiers (a letter key gives its lower
+    /// case letter), for shortcuts.
+    pub fn base_keysym(&self, keycode: u8) -> u32 {
+        self.map.at(keycode, 0)
+    }
+
     /// A key came up.
     pub fn release(&mut self, keycode: u8) {
         let m = &mut self.mods;

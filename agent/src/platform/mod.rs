@@ -31,6 +31,8 @@ pub enum DesktopEvent {
     Clipboard(String),
     /// The desktop went away (the X server closed); no more events.
     Closed(String),
+    /// The "Report a concern" shortcut was pressed.
+    ConcernShortcut,
 }
 
 /// A screenshot: 8-bit RGB, row by row.

@@ -22,7 +22,7 @@ use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{
     Atom, AtomEnum, ChangeWindowAttributesAux, ConnectionExt as _, CreateWindowAux, EventMask,
-    ImageFormat, ImageOrder, PropMode, Window, WindowClass,
+    GrabMode, ImageFormat, ImageOrder, ModMask, PropMode, Window, WindowClass,
 };
 use x11rb::protocol::{screensaver, xfixes, xinput, xkb};
 use x11rb::rust_connection::RustConnection;
@@ -33,6 +33,9 @@ use super::{Desktop, DesktopEvent, EventSink, RgbImage, WindowInfo};
 
 /// The most clipboard text read at once.
 pub const MAX_CLIPBOARD: u32 = 64 * 1024;
+/// The "Report a concern" shortcut, as staff and pupils are told it.
+pub const CONCERN_SHORTCUT: &str = "Ctrl+Alt+R";
+const CONCERN_KEY: u32 = xkeysym::key::r;
 /// Longest title kept.
 const MAX_TITLE: u32 = 4096;
 
@@ -188,7 +191,9 @@ impl X11Desktop {
             has_screensaver,
         });
         let (caps_lock, num_lock) = desktop.locks(has_xkb);
-        let translator = KeyTranslator::new(desktop.keymap()?, caps_lock, num_lock);
+        let keymap = desktop.keymap()?;
+        desktop.grab_concern_shortcut(&keymap);
+        let translator = KeyTranslator::new(keymap, caps_lock, num_lock);
         let reader = desktop.clone();
         std::thread::Builder::new()
             .name("x11-events".into())
@@ -198,18 +203,56 @@ impl X11Desktop {
     }
 
     fn keymap(&self) -> anyhow::Result<Keymap> {
-        let setup = self.conn.setup();
-        let (min, max) = (setup.min_keycode, setup.max_keycode);
-        let reply = self
-            .conn
-            .get_keyboard_mapping(min, max - min + 1)?
-            .reply()
-            .context("cannot read the keyboard mapping")?;
-        Ok(Keymap {
-            min_keycode: min,
-            per_keycode: reply.keysyms_per_keycode,
-            keysyms: reply.keysyms,
-        })
+        read_keymap(&self.conn)
+    }
+
+    /// Takes Ctrl+Alt+R on the whole display for "Report a concern" (with
+    /// or without Caps Lock and Num Lock on).
+    fn grab_concern_shortcut(&self, keymap: &Keymap) {
+        let per = usize::from(keymap.per_keycode.max(1));
+        let codes: Vec<u8> = keymap
+            .keysyms
+            .chunks(per)
+            .enumerate()
+            .filter(|(_, syms)| syms.first() == Some(&CONCERN_KEY))
+            .filter_map(|(i, _)| u8::try_from(usize::from(keymap.min_keycode) + i).ok())
+            .collect();
+        if codes.is_empty() {
+            tracing::warn!("the keyboard has no R key; the concern shortcut is off");
+            return;
+        }
+        let base = ModMask::CONTROL | ModMask::M1;
+        let mut failed = None;
+        for code in codes {
+            for locks in [
+                ModMask::from(0u16),
+                ModMask::LOCK,
+                ModMask::M2,
+                ModMask::LOCK | ModMask::M2,
+            ] {
+                let grabbed = self
+                    .conn
+                    .grab_key(
+                        false,
+                        self.root,
+                        base | locks,
+                        code,
+                        GrabMode::ASYNC,
+                        GrabMode::ASYNC,
+                    )
+                    .map_err(anyhow::Error::from)
+                    .and_then(|c| c.check().map_err(anyhow::Error::from));
+                if let Err(e) = grabbed {
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => tracing::warn!(
+                "{CONCERN_SHORTCUT} is taken by another program ({e}); the concern window opens from its launcher only"
+            ),
+            None => tracing::info!("{CONCERN_SHORTCUT} opens \"Report a concern\""),
+        }
     }
 
     /// Caps Lock and Num Lock as they are now.
@@ -268,6 +311,7 @@ impl X11Desktop {
                     }
                     None
                 }
+                Event::KeyPress(e) if e.event == self.root => Some(DesktopEvent::ConcernShortcut),
                 Event::MappingNotify(_) => {
                     match self.keymap() {
                         Ok(map) => keys.set_map(map),
@@ -492,6 +536,24 @@ impl Desktop for X11Desktop {
     fn name(&self) -> String {
         self.name.clone()
     }
+}
+
+/// The server's keyboard mapping.
+///
+/// # Errors
+/// The X connection failed.
+pub fn read_keymap(conn: &impl Connection) -> anyhow::Result<Keymap> {
+    let setup = conn.setup();
+    let (min, max) = (setup.min_keycode, setup.max_keycode);
+    let reply = conn
+        .get_keyboard_mapping(min, max - min + 1)?
+        .reply()
+        .context("cannot read the keyboard mapping")?;
+    Ok(Keymap {
+        min_keycode: min,
+        per_keycode: reply.keysyms_per_keycode,
+        keysyms: reply.keysyms,
+    })
 }
 
 /// How the server lays out pixels in a Z-pixmap image.
