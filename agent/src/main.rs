@@ -389,7 +389,9 @@ mod tests {
                 | Command::ReportConcern { state_dir } => {
                     assert_eq!(state_dir, PathBuf::from(DEFAULT_STATE_DIR), "{file}");
                 }
-                _ => panic!("{file} runs none of the service, the session helper or the concern window"),
+                _ => panic!(
+                    "{file} runs none of the service, the session helper or the concern window"
+                ),
             }
         }
     }

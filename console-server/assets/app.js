@@ -176,4 +176,16 @@
   });
 
   $$('[data-print]').forEach((b) => b.addEventListener('click', () => window.print()));
+
+  // The register's import: a chosen CSV file is read into the text box.
+  const csvFile = $('#csv-file');
+  if (csvFile) {
+    csvFile.addEventListener('change', () => {
+      const f = csvFile.files && csvFile.files[0];
+      if (!f) return;
+      const r = new FileReader();
+      r.onload = () => { $('#csv-text').value = String(r.result); };
+      r.readAsText(f);
+    });
+  }
 })();

@@ -80,7 +80,7 @@ impl Console {
 
         let revoked = Revoked::default();
         revoked.replace(store.revoked_devices()?);
-        let policy = Arc::new(store.policy()?);
+        let policy = Arc::new(crate::policy::ensure_aup(store.as_ref())?);
         let (policy_tx, policy_rx) = watch::channel(policy);
 
         let agent_addr = listen.agent.unwrap_or(settings.agent_listen);

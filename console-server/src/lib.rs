@@ -6,7 +6,8 @@
 //! - [`store`]: storage traits and the SQLite implementation;
 //! - [`agent_listener`]: enrolment and device sessions over TLS;
 //! - [`ingest`]: checking records and storing them in batches before acks;
-//! - [`policy`]: the policy pushed to agents;
+//! - [`policy`]: the policy pushed to agents, with the AUP texts;
+//! - [`mis_import`]: the school's MIS export, for the register of users;
 //! - [`api`], [`https`]: the JSON API over HTTPS;
 //! - [`console`]: everything wired together, with graceful shutdown;
 //! - [`enrollment`]: minting enrolment tokens; [`secret`]: tokens and hashes;
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod enrollment;
 pub mod https;
 pub mod ingest;
+pub mod mis_import;
 pub mod policy;
 pub mod rate;
 pub mod report_pdf;

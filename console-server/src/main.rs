@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use console_server::console::{Console, Listen};
 use console_server::data_dir::DataDir;
 use console_server::enrollment::{mint_api_token, mint_enroll_token, parse_ttl};
+use console_server::store::register::RegisterStore;
 use console_server::store::visits::VisitStore;
-use console_server::store::{AuditEntry, AuditStore, DeviceStore, Role, UserStore};
+use console_server::store::{AuditEntry, AuditStore, DeviceStore, PolicyStore, Role, UserStore};
 use protocol::UnixMillis;
 
 #[derive(Parser)]
@@ -74,6 +75,11 @@ enum Command {
     /// The demo agent's concern window.
     #[command(hide = true)]
     ConcernWindow,
+    /// The register of users: the MIS import.
+    Register {
+        #[command(subcommand)]
+        command: RegisterCommand,
+    },
     /// Website categories for the weekly report.
     Domains {
         #[command(subcommand)]
@@ -122,6 +128,24 @@ enum DeviceCommand {
         id: uuid::Uuid,
         #[arg(long, default_value = "revoked by the IT technician")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegisterCommand {
+    /// Imports the school's MIS export (CSV with a header naming account,
+    /// name, year group and role). A file with any bad line is refused whole,
+    /// each bad line named. Staff accounts then see the staff AUP.
+    Import {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The CSV file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Every account: name, year group, role, last seen.
+    List {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
     },
 }
 
@@ -178,13 +202,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
-        Command::AupWindow => return agent::window::child_main("aup-window"),
-        Command::ConcernWindow => return agent::window::child_main("concern-window"),
-        _ => {}
-    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
+        Command::AupWindow => agent::window::child_main("aup-window")?,
+        Command::ConcernWindow => agent::window::child_main("concern-window")?,
         Command::Serve {
             data,
             agent_listen,
@@ -347,6 +368,76 @@ fn main() -> anyhow::Result<()> {
                 if got.skipped.len() > 10 {
                     println!("  …");
                 }
+            }
+        }
+        Command::Register {
+            command: RegisterCommand::Import { data, file },
+        } => {
+            let mut bytes = Vec::new();
+            if file.as_os_str() == "-" {
+                std::io::stdin().read_to_end(&mut bytes)?;
+            } else {
+                bytes = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+            }
+            let people = console_server::mis_import::parse(&bytes)
+                .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
+            let dir = DataDir::open(&data)?;
+            let actor = format!(
+                "{} (command line)",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            );
+            let counts = dir.store.import_people(
+                &people,
+                &AuditEntry {
+                    time: UnixMillis::now(),
+                    actor: &actor,
+                    action: "import_register",
+                    target: "",
+                    detail: &format!("{} people from {}", people.len(), file.display()),
+                    origin: "cli",
+                },
+            )?;
+            println!(
+                "{} people read: {} new, {} updated, {} unchanged",
+                people.len(),
+                counts.added,
+                counts.updated,
+                counts.unchanged
+            );
+            let policy = dir.store.policy()?;
+            if let Some(changed) = console_server::policy::with_staff_accounts(
+                &policy,
+                dir.store.mis_staff_accounts()?,
+            ) {
+                let n = changed.staff_accounts.len();
+                let saved = dir.store.set_policy(changed, UnixMillis::now())?;
+                audit_cli(
+                    &dir,
+                    "set_staff_accounts",
+                    "",
+                    &format!("{n} staff accounts from the MIS import"),
+                )?;
+                println!(
+                    "policy version {}: {n} staff accounts (a running console sends it to the laptops within seconds)",
+                    saved.version
+                );
+            }
+        }
+        Command::Register {
+            command: RegisterCommand::List { data },
+        } => {
+            let dir = DataDir::open(&data)?;
+            for a in dir.store.accounts()? {
+                println!(
+                    "{:<24} {:<30} {:<10} {:<6} last seen {}",
+                    a.account,
+                    a.name.as_deref().unwrap_or("-"),
+                    a.year_group.as_deref().unwrap_or("-"),
+                    a.role.map_or("-", |r| r.as_str()),
+                    a.last_seen
+                        .map_or("never".into(), console_server::store::rfc3339)
+                );
             }
         }
         Command::Domains {

@@ -237,4 +237,52 @@ CREATE TABLE weekly_reports (
     email_error TEXT
 ) STRICT;
 "#,
+    // 4: the AUP's published versions, the register of users (everyone
+    // seen on a laptop, and the school's MIS import), and pupils' concerns
+    // as captures of source `concern` (one inbox, one triage).
+    r#"
+CREATE TABLE aup_versions (
+    audience  TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    markdown  TEXT NOT NULL,
+    published INTEGER NOT NULL,
+    staff     TEXT NOT NULL,
+    PRIMARY KEY (audience, version)
+) STRICT;
+CREATE INDEX aup_decisions_by_user ON aup_decisions (user, time);
+
+CREATE TABLE accounts (
+    account    TEXT PRIMARY KEY,
+    name       TEXT,
+    year_group TEXT,
+    role       TEXT,
+    imported   INTEGER,
+    first_seen INTEGER,
+    last_seen  INTEGER
+) STRICT;
+CREATE TABLE account_devices (
+    account    TEXT NOT NULL,
+    device     TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    PRIMARY KEY (account, device)
+) STRICT, WITHOUT ROWID;
+INSERT INTO account_devices
+    SELECT user, device, MIN(time), MAX(time) FROM (
+        SELECT user, device, time FROM captures
+        UNION ALL SELECT user, device, time FROM aup_decisions
+        UNION ALL SELECT user, device, time FROM concerns
+        UNION ALL SELECT user, device, first FROM visit_hours
+    ) WHERE user != '' GROUP BY user, device;
+INSERT INTO accounts (account, first_seen, last_seen)
+    SELECT account, MIN(first_seen), MAX(last_seen) FROM account_devices GROUP BY account;
+
+INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app, window_title,
+        url, term, category, severity, context, match_start, match_end, image, image_missing,
+        status)
+    SELECT id, device, time, time, user, 'concern', app, window_title,
+        url, 'Report a concern', 'concern', 5, text, 0, 0, image, image_missing, status
+    FROM concerns;
+DROP TABLE concerns;
+"#,
 ];

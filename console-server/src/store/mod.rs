@@ -17,6 +17,7 @@
 
 pub mod images;
 pub mod migrations;
+pub mod register;
 pub mod sqlite;
 pub mod visits;
 
@@ -701,6 +702,7 @@ pub trait Store:
     + PolicyStore
     + StaffStore
     + visits::VisitStore
+    + register::RegisterStore
     + Send
     + Sync
 {
@@ -716,6 +718,7 @@ impl<T> Store for T where
         + PolicyStore
         + StaffStore
         + visits::VisitStore
+        + register::RegisterStore
         + Send
         + Sync
 {

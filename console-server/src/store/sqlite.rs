@@ -6,11 +6,11 @@
 //! a reader for the API, so a long report never holds up ingest; WAL lets
 //! them run at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{AgentMessage, Audience, Decision, Policy, Screenshot, UnixMillis};
+use protocol::{AgentMessage, Decision, Policy, Screenshot, UnixMillis};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
@@ -134,12 +134,7 @@ fn record_exists(tx: &Transaction<'_>, table: &str, id: Uuid) -> rusqlite::Resul
     )
 }
 
-fn audience_str(a: Audience) -> &'static str {
-    match a {
-        Audience::Pupils => "pupils",
-        Audience::Staff => "staff",
-    }
-}
+use super::register::audience_str;
 
 fn decision_str(d: Decision) -> &'static str {
     match d {
@@ -162,12 +157,59 @@ fn missing(shot: &Screenshot) -> Option<&str> {
     }
 }
 
+/// The term and category a pupil's concern is stored under.
+pub const CONCERN_TERM: &str = "Report a concern";
+pub const CONCERN_CATEGORY: &str = "concern";
+
+/// Notes that `user` was on `device` at `time`, for the register of users.
+fn account_seen(tx: &Transaction<'_>, user: &str, device: &str, time: i64) -> rusqlite::Result<()> {
+    if user.is_empty() {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO accounts (account, first_seen, last_seen) VALUES (?1, ?2, ?2)
+         ON CONFLICT (account) DO UPDATE SET
+             first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),
+             last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen)",
+    )?
+    .execute(params![user, time])?;
+    tx.prepare_cached(
+        "INSERT INTO account_devices (account, device, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (account, device) DO UPDATE SET
+             first_seen = min(first_seen, excluded.first_seen),
+             last_seen = max(last_seen, excluded.last_seen)",
+    )?
+    .execute(params![user, device, time])?;
+    Ok(())
+}
+
 fn insert_record(
     tx: &Transaction<'_>,
     item: &Incoming,
     image: Option<&str>,
 ) -> rusqlite::Result<Stored> {
     let device = id_str(item.device);
+    match &item.message {
+        AgentMessage::Capture(c) => account_seen(tx, &c.user, &device, c.time.0)?,
+        AgentMessage::Concern(c) => account_seen(tx, &c.user, &device, c.time.0)?,
+        AgentMessage::AupDecision(a) => account_seen(tx, &a.user, &device, a.time.0)?,
+        AgentMessage::Heartbeat(h) => {
+            if let Some(user) = &h.user {
+                account_seen(tx, user, &device, h.time.0)?;
+            }
+        }
+        AgentMessage::SiteVisits(batch) => {
+            let mut last: HashMap<&str, i64> = HashMap::new();
+            for v in &batch.visits {
+                let t = last.entry(v.user.as_str()).or_insert(v.end.0);
+                *t = (*t).max(v.end.0);
+            }
+            for (user, time) in last {
+                account_seen(tx, user, &device, time)?;
+            }
+        }
+        AgentMessage::TamperEvent(_) | AgentMessage::Hello(_) => {}
+    }
     let changed = match &item.message {
         AgentMessage::Capture(c) => tx.execute(
             "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
@@ -194,20 +236,25 @@ fn insert_record(
                 missing(&c.screenshot),
             ],
         )?,
+        // A pupil's own report: a capture of source `concern`, top
+        // severity, its text as the context.
         AgentMessage::Concern(c) => tx.execute(
-            "INSERT OR IGNORE INTO concerns (id, device, time, user, text, app, window_title,
-                 url, page_title, image, image_missing)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
+                 window_title, url, term, category, severity, context, match_start, match_end,
+                 image, image_missing)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'concern', ?6, ?7, ?8, ?9, ?10, 5, ?11, 0, 0, ?12, ?13)",
             params![
                 id_str(c.id),
                 device,
                 c.time.0,
+                item.received.0,
                 c.user,
-                c.text,
                 c.app,
                 c.window_title,
                 c.url,
-                c.page_title,
+                CONCERN_TERM,
+                CONCERN_CATEGORY,
+                c.text,
                 image,
                 missing(&c.screenshot),
             ],
@@ -332,7 +379,7 @@ fn insert_record(
 fn table_of(message: &AgentMessage) -> Option<&'static str> {
     match message {
         AgentMessage::Capture(_) => Some("captures"),
-        AgentMessage::Concern(_) => Some("concerns"),
+        AgentMessage::Concern(_) => Some("captures"),
         _ => None,
     }
 }

@@ -9,7 +9,8 @@ use axum::http::header;
 use super::layout::WebError;
 
 /// Largest form accepted.
-const MAX_FORM: usize = 256 * 1024;
+/// Large enough for an MIS export pasted into the register's form.
+const MAX_FORM: usize = 5 * 1024 * 1024;
 
 /// A submitted form.
 #[derive(Debug, Clone, Default)]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::auth::{Staff, urlencode};
 use super::form::Form;
-use super::layout::{WebError, capture_row, csrf, shell, status_label};
+use super::layout::{WebError, capture_row, csrf, local_time, shell, status_label};
 use super::{AppState, SEES_CAPTURES, blocking};
 use crate::store::{CaptureQuery, Status, Triage};
 
@@ -143,12 +143,18 @@ pub async fn page(
     staff.require(SEES_CAPTURES)?;
     let query = filters.query(PAGE)?;
     let detail = format!("{query:?}");
-    let (captures, counts, devices, weeks) = blocking(&state, move |s| {
+    let (captures, counts, devices, weeks, concerns) = blocking(&state, move |s| {
         Ok((
             s.captures(&query)?,
             s.capture_counts()?,
             s.devices(UnixMillis(0))?,
             super::site_visits::recent_weeks(s)?,
+            s.captures(&CaptureQuery {
+                status: Some(Status::New),
+                category: Some(crate::store::sqlite::CONCERN_CATEGORY.to_owned()),
+                limit: 20,
+                ..CaptureQuery::default()
+            })?,
         ))
     })
     .await?;
@@ -194,6 +200,20 @@ pub async fn page(
                 @for (i, w) in unchecked.iter().enumerate() {
                     @if i > 0 { ", " }
                     a href={ "/reports/weekly?week=" (w) } { (w) }
+                }
+            }
+        }
+        @if !concerns.is_empty() {
+            section.concerns #concerns {
+                h2 { "Pupils' concerns waiting (" (concerns.len()) @if concerns.len() == 20 { "+" } ")" }
+                p.muted { "Reports pupils made themselves. Read these first." }
+                ul {
+                    @for c in &concerns {
+                        li {
+                            a href={ "/captures/" (c.id) } { (local_time(&c.time)) " — " (c.user) }
+                            ": " (preview(&c.context))
+                        }
+                    }
                 }
             }
         }
@@ -289,6 +309,15 @@ pub async fn page(
         }
     };
     Ok(shell(&staff, "Inbox", "Inbox", body).into_response())
+}
+
+/// The start of a concern's text, for the list.
+fn preview(text: &str) -> String {
+    let mut out: String = text.chars().take(120).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out.replace('\n', " ")
 }
 
 /// Parses the status of a triage form.

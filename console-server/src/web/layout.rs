@@ -119,6 +119,8 @@ pub fn shell(staff: &Staff, title: &str, active: &str, body: Markup) -> Markup {
     }
     nav.push(("/reports", "Reports"));
     nav.push(("/trends", "Trends"));
+    nav.push(("/aup", "AUP"));
+    nav.push(("/register", "Users"));
     if matches!(staff.role, Role::Admin | Role::Auditor) {
         nav.push(("/audit", "Audit log"));
     }

@@ -14,18 +14,22 @@
 //! - [`inbox`], [`capture_page`]: finding and triaging captures;
 //! - [`audit_page`], [`trends`]: oversight and reports;
 //! - [`admin`]: devices, staff accounts, libraries, settings;
+//! - [`aup`], [`register`]: the Acceptable Use Policy and the register of
+//!   users;
 //! - [`account`]: one's own sessions and password.
 
 pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod audit_page;
+pub mod aup;
 pub mod auth;
 pub mod capture_page;
 pub mod form;
 pub mod inbox;
 pub mod layout;
 pub mod live;
+pub mod register;
 pub mod site_visits;
 pub mod trends;
 
@@ -99,6 +103,9 @@ impl WebState {
     }
 }
 
+/// What staff read on a pupil's concern.
+pub const CONCERN_DEFINITION: &str = "A pupil reported this themselves with \"Report a concern\" (Ctrl+Alt+R or the launcher). Treat it as high priority: read what they wrote, look at the page and the screenshot if they sent one, and follow the school's safeguarding procedure. Speak to the pupil.";
+
 /// Term definitions and category titles, for staff.
 #[derive(Debug, Default)]
 pub struct Definitions {
@@ -139,13 +146,26 @@ impl Definitions {
                 );
             }
         }
+        // A pupil's own report is listed with the captures, first.
+        terms.insert(
+            (
+                crate::store::sqlite::CONCERN_CATEGORY.to_owned(),
+                crate::store::sqlite::CONCERN_TERM.to_owned(),
+            ),
+            (5, CONCERN_DEFINITION.to_owned()),
+        );
+        let mut categories = vec![(
+            crate::store::sqlite::CONCERN_CATEGORY.to_owned(),
+            "Pupil's concern".to_owned(),
+        )];
+        categories.extend(
+            libs.categories
+                .iter()
+                .map(|c| (c.name.clone(), c.title.clone())),
+        );
         Definitions {
             terms,
-            categories: libs
-                .categories
-                .iter()
-                .map(|c| (c.name.clone(), c.title.clone()))
-                .collect(),
+            categories,
             libraries: libs,
         }
     }
@@ -187,6 +207,12 @@ pub fn router(state: AppState) -> Router {
         .route("/reports/weekly.csv", get(site_visits::csv))
         .route("/reports/weekly.pdf", get(site_visits::pdf))
         .route("/reports/weekly/signoff", post(site_visits::sign_off))
+        .route("/aup", get(aup::page))
+        .route("/aup/publish", post(aup::publish))
+        .route("/aup/decisions", get(aup::decisions))
+        .route("/aup/pending", get(aup::pending))
+        .route("/register", get(register::page))
+        .route("/register/import", post(register::import))
         .route("/trends", get(trends::page))
         .route("/trends.csv", get(trends::csv))
         .route("/devices", get(admin::devices))

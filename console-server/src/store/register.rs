@@ -1,0 +1,352 @@
+//! The register of users and the Acceptable Use Policy's versions.
+//!
+//! - **Accounts**: everyone who has used a school laptop (noted at ingest,
+//!   from every record that names a user: first and last seen, and on
+//!   which devices), plus what the school's management information system
+//!   says of them (real name, year group, pupil or staff), imported from
+//!   CSV all or nothing.
+//! - **AUP versions**: each published text per audience, who published it
+//!   and when. The text agents show travels in the policy; this is its
+//!   history.
+
+use protocol::{Audience, UnixMillis};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::{AuditEntry, StoreError};
+
+/// Pupil or staff, as the MIS says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersonRole {
+    Pupil,
+    Staff,
+}
+
+impl PersonRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersonRole::Pupil => "pupil",
+            PersonRole::Staff => "staff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PersonRole> {
+        match s {
+            "pupil" => Some(PersonRole::Pupil),
+            "staff" => Some(PersonRole::Staff),
+            _ => None,
+        }
+    }
+
+    /// Which AUP this person is shown.
+    pub fn audience(self) -> Audience {
+        match self {
+            PersonRole::Pupil => Audience::Pupils,
+            PersonRole::Staff => Audience::Staff,
+        }
+    }
+}
+
+/// One person from the MIS file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRecord {
+    pub account: String,
+    pub name: String,
+    pub year_group: String,
+    pub role: PersonRole,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// A user's most recent AUP answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastDecision {
+    pub audience: String,
+    pub version: u32,
+    pub decision: String,
+    pub time: UnixMillis,
+}
+
+/// One account in the register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountRow {
+    pub account: String,
+    pub name: Option<String>,
+    pub year_group: Option<String>,
+    pub role: Option<PersonRole>,
+    pub imported: Option<UnixMillis>,
+    pub first_seen: Option<UnixMillis>,
+    pub last_seen: Option<UnixMillis>,
+    /// Hostnames (or ids) of the devices used.
+    pub devices: Vec<String>,
+    /// The latest answer for each audience, newest first.
+    pub decisions: Vec<LastDecision>,
+}
+
+impl AccountRow {
+    /// Which AUP the account is shown: staff if the MIS says so.
+    pub fn audience(&self) -> Audience {
+        self.role.map_or(Audience::Pupils, PersonRole::audience)
+    }
+
+    /// The latest answer to `version` of the account's audience.
+    pub fn answer_to(&self, version: u32) -> Option<&LastDecision> {
+        let audience = audience_str(self.audience());
+        self.decisions
+            .iter()
+            .find(|d| d.audience == audience && d.version == version)
+    }
+}
+
+/// A published AUP text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AupVersion {
+    pub audience: String,
+    pub version: u32,
+    pub markdown: String,
+    pub published: UnixMillis,
+    pub staff: String,
+}
+
+pub fn audience_str(a: Audience) -> &'static str {
+    match a {
+        Audience::Pupils => "pupils",
+        Audience::Staff => "staff",
+    }
+}
+
+/// The register and the AUP's history.
+pub trait RegisterStore {
+    /// Every account, by account name.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn accounts(&self) -> Result<Vec<AccountRow>, StoreError>;
+
+    /// Accounts the MIS names as staff.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn mis_staff_accounts(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Writes an MIS import (already checked whole) and its audit entry in
+    /// one transaction.
+    ///
+    /// # Errors
+    /// A storage failure; nothing is written.
+    fn import_people(
+        &self,
+        people: &[PersonRecord],
+        audit: &AuditEntry<'_>,
+    ) -> Result<ImportCounts, StoreError>;
+
+    /// Every published AUP text, newest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn aup_versions(&self) -> Result<Vec<AupVersion>, StoreError>;
+
+    /// Records a published text (the policy carries it to the agents).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn record_aup_version(&self, version: &AupVersion) -> Result<(), StoreError>;
+}
+
+impl RegisterStore for SqliteStore {
+    fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        let conn = lock(&self.reader);
+        let during = "listing the register of users";
+        let mut rows: Vec<AccountRow> = conn
+            .prepare(
+                "SELECT account, name, year_group, role, imported, first_seen, last_seen
+                 FROM accounts ORDER BY account",
+            )
+            .map_err(db(during))?
+            .query_map([], |r| {
+                Ok(AccountRow {
+                    account: r.get(0)?,
+                    name: r.get(1)?,
+                    year_group: r.get(2)?,
+                    role: r
+                        .get::<_, Option<String>>(3)?
+                        .and_then(|s| PersonRole::parse(&s)),
+                    imported: r.get::<_, Option<i64>>(4)?.map(UnixMillis),
+                    first_seen: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
+                    last_seen: r.get::<_, Option<i64>>(6)?.map(UnixMillis),
+                    devices: Vec::new(),
+                    decisions: Vec::new(),
+                })
+            })
+            .map_err(db(during))?
+            .collect::<Result<_, _>>()
+            .map_err(db(during))?;
+        let index: std::collections::HashMap<String, usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.account.clone(), i))
+            .collect();
+        let mut devices = conn
+            .prepare(
+                "SELECT a.account, COALESCE(NULLIF(d.hostname, ''), a.device)
+                 FROM account_devices a LEFT JOIN devices d ON d.id = a.device
+                 ORDER BY a.last_seen DESC",
+            )
+            .map_err(db(during))?;
+        let pairs = devices
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db(during))?;
+        for pair in pairs {
+            let (account, device) = pair.map_err(db(during))?;
+            if let Some(&i) = index.get(&account) {
+                rows[i].devices.push(device);
+            }
+        }
+        // The latest answer per user, audience and version.
+        let mut decisions = conn
+            .prepare(
+                "SELECT user, audience, version, decision, MAX(time) FROM aup_decisions
+                 GROUP BY user, audience, version ORDER BY MAX(time) DESC",
+            )
+            .map_err(db(during))?;
+        let answers = decisions
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    LastDecision {
+                        audience: r.get(1)?,
+                        version: r.get(2)?,
+                        decision: r.get(3)?,
+                        time: UnixMillis(r.get(4)?),
+                    },
+                ))
+            })
+            .map_err(db(during))?;
+        for answer in answers {
+            let (user, d) = answer.map_err(db(during))?;
+            if let Some(&i) = index.get(&user) {
+                rows[i].decisions.push(d);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn mis_staff_accounts(&self) -> Result<Vec<String>, StoreError> {
+        let conn = lock(&self.reader);
+        conn.prepare("SELECT account FROM accounts WHERE role = 'staff' ORDER BY account")
+            .map_err(db("listing staff accounts"))?
+            .query_map([], |r| r.get(0))
+            .map_err(db("listing staff accounts"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("listing staff accounts"))
+    }
+
+    fn import_people(
+        &self,
+        people: &[PersonRecord],
+        audit: &AuditEntry<'_>,
+    ) -> Result<ImportCounts, StoreError> {
+        let during = "importing the register of users";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(during))?;
+        let mut counts = ImportCounts::default();
+        {
+            let mut find = tx
+                .prepare(
+                    "SELECT name, year_group, role FROM accounts WHERE account = ?1 AND imported IS NOT NULL",
+                )
+                .map_err(db(during))?;
+            let mut exists = tx
+                .prepare("SELECT 1 FROM accounts WHERE account = ?1")
+                .map_err(db(during))?;
+            let mut upsert = tx
+                .prepare(
+                    "INSERT INTO accounts (account, name, year_group, role, imported)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (account) DO UPDATE SET name = excluded.name,
+                         year_group = excluded.year_group, role = excluded.role,
+                         imported = excluded.imported",
+                )
+                .map_err(db(during))?;
+            for p in people {
+                let before: Option<(String, String, String)> = find
+                    .query_row([&p.account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .map_err(db(during))?;
+                let now = (
+                    p.name.clone(),
+                    p.year_group.clone(),
+                    p.role.as_str().to_owned(),
+                );
+                match before {
+                    Some(b) if b == now => counts.unchanged += 1,
+                    Some(_) => counts.updated += 1,
+                    None => {
+                        let seen = exists
+                            .query_row([&p.account], |_| Ok(()))
+                            .optional()
+                            .map_err(db(during))?
+                            .is_some();
+                        if seen {
+                            counts.updated += 1;
+                        } else {
+                            counts.added += 1;
+                        }
+                    }
+                }
+                upsert
+                    .execute(params![
+                        p.account,
+                        p.name,
+                        p.year_group,
+                        p.role.as_str(),
+                        audit.time.0
+                    ])
+                    .map_err(db(during))?;
+            }
+        }
+        insert_audit(&tx, audit).map_err(db(during))?;
+        tx.commit().map_err(db(during))?;
+        Ok(counts)
+    }
+
+    fn aup_versions(&self) -> Result<Vec<AupVersion>, StoreError> {
+        let conn = lock(&self.reader);
+        conn.prepare(
+            "SELECT audience, version, markdown, published, staff FROM aup_versions
+             ORDER BY published DESC, version DESC",
+        )
+        .map_err(db("listing AUP versions"))?
+        .query_map([], |r| {
+            Ok(AupVersion {
+                audience: r.get(0)?,
+                version: r.get(1)?,
+                markdown: r.get(2)?,
+                published: UnixMillis(r.get(3)?),
+                staff: r.get(4)?,
+            })
+        })
+        .map_err(db("listing AUP versions"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("listing AUP versions"))
+    }
+
+    fn record_aup_version(&self, v: &AupVersion) -> Result<(), StoreError> {
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT OR IGNORE INTO aup_versions (audience, version, markdown, published, staff)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![v.audience, v.version, v.markdown, v.published.0, v.staff],
+        )
+        .map_err(db("recording an AUP version"))?;
+        Ok(())
+    }
+}

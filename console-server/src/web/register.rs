@@ -1,0 +1,273 @@
+//! The register of users: everyone who has used a school laptop, with
+//! what the MIS says of them, their devices and their AUP status; and the
+//! MIS import (admins), all or nothing.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use protocol::{Audience, UnixMillis};
+
+use super::auth::Staff;
+use super::form::Form;
+use super::layout::{WebError, csrf, local_time, shell};
+use super::{AppState, blocking};
+use crate::mis_import;
+use crate::store::register::{AccountRow, audience_str};
+use crate::store::{AuditEntry, Role, rfc3339};
+
+/// Everyone who works in the console may read the register and the AUP
+/// record (auditors oversee it); only admins change them.
+pub const READERS: &[Role] = &[Role::Admin, Role::Reviewer, Role::Auditor];
+const ADMIN: &[Role] = &[Role::Admin];
+
+/// Where an account stands with the AUP version in force for its audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AupStatus {
+    Accepted {
+        time: UnixMillis,
+    },
+    Declined {
+        time: UnixMillis,
+    },
+    /// Accepted an earlier version only.
+    Outdated {
+        version: u32,
+    },
+    NeverAnswered,
+    /// Imported from the MIS, never seen on a laptop.
+    NotSeen,
+}
+
+impl AupStatus {
+    pub fn of(account: &AccountRow, current: &HashMap<Audience, u32>) -> AupStatus {
+        let audience = account.audience();
+        let Some(&version) = current.get(&audience) else {
+            return AupStatus::NeverAnswered;
+        };
+        match account.answer_to(version) {
+            Some(d) if d.decision == "accept" => return AupStatus::Accepted { time: d.time },
+            Some(d) => return AupStatus::Declined { time: d.time },
+            None => {}
+        }
+        let older = account
+            .decisions
+            .iter()
+            .filter(|d| d.audience == audience_str(audience) && d.decision == "accept")
+            .map(|d| d.version)
+            .max();
+        match older {
+            Some(version) => AupStatus::Outdated { version },
+            None if account.last_seen.is_none() => AupStatus::NotSeen,
+            None => AupStatus::NeverAnswered,
+        }
+    }
+
+    pub fn accepted(&self) -> bool {
+        matches!(self, AupStatus::Accepted { .. })
+    }
+
+    pub fn cell(&self) -> Markup {
+        match self {
+            AupStatus::Accepted { time } => {
+                html! { span.ok { "Accepted " } span.muted { (local_time(&rfc3339(*time))) } }
+            }
+            AupStatus::Declined { time } => {
+                html! { span.bad { "Declined " } span.muted { (local_time(&rfc3339(*time))) } }
+            }
+            AupStatus::Outdated { version } => {
+                html! { span.warn { "Accepted version " (version) " only" } }
+            }
+            AupStatus::NeverAnswered => html! { span.warn { "Never answered" } },
+            AupStatus::NotSeen => html! { span.muted { "Not seen on a laptop yet" } },
+        }
+    }
+}
+
+/// The AUP version in force per audience.
+pub fn current_versions(state: &AppState) -> HashMap<Audience, u32> {
+    state
+        .policy
+        .borrow()
+        .aup
+        .iter()
+        .map(|a| (a.audience, a.version))
+        .collect()
+}
+
+pub fn audience_label(a: Audience) -> &'static str {
+    match a {
+        Audience::Pupils => "Pupils",
+        Audience::Staff => "Staff",
+    }
+}
+
+fn when(t: Option<UnixMillis>) -> String {
+    t.map_or_else(String::new, |t| local_time(&rfc3339(t)))
+}
+
+/// One row of an account, shared with the AUP's "not yet accepted" list.
+pub fn account_cells(a: &AccountRow, status: &AupStatus) -> Markup {
+    html! {
+        td { code { (a.account) } }
+        td { (a.name.as_deref().unwrap_or("")) }
+        td { (a.year_group.as_deref().unwrap_or("")) }
+        td { (audience_label(a.audience())) }
+        td { (status.cell()) }
+        td { (when(a.last_seen)) }
+        td { (a.devices.join(", ")) }
+    }
+}
+
+/// `GET /register`
+pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
+    staff.require(READERS)?;
+    let accounts = blocking(&state, |s| s.accounts()).await?;
+    staff
+        .audit(&state, "view_register", String::new(), String::new())
+        .await?;
+    let current = current_versions(&state);
+    let imported = accounts.iter().filter(|a| a.imported.is_some()).count();
+    let unknown = accounts.iter().filter(|a| a.imported.is_none()).count();
+    let body = html! {
+        h1 { "Users" }
+        p.muted {
+            (accounts.len()) " accounts: " (imported) " from the school's MIS, "
+            (unknown) " seen on a laptop but not in the MIS (shown the pupils' AUP until the MIS names them staff)."
+        }
+        p { a href="/aup/pending" { "Who has not accepted the AUP in force" } }
+        input.table-filter type="search" data-table="register" placeholder="Filter by account, name, year…" aria-label="filter the register";
+        table.sortable #register {
+            thead { tr {
+                th { "Account" } th { "Name" } th { "Year group" } th { "AUP" }
+                th { "AUP status" } th { "Last seen" } th { "Devices" } th { "First seen" }
+            } }
+            tbody {
+                @for a in &accounts {
+                    tr {
+                        (account_cells(a, &AupStatus::of(a, &current)))
+                        td { (when(a.first_seen)) }
+                    }
+                }
+            }
+        }
+        @if staff.role == Role::Admin {
+            (import_form(&staff, ""))
+        }
+    };
+    Ok(shell(&staff, "Users", "Users", body).into_response())
+}
+
+fn import_form(staff: &Staff, text: &str) -> Markup {
+    html! {
+        section #import {
+            h2 { "Import from the MIS" }
+            p.muted {
+                "A CSV export with a header line naming the columns: account (or username), "
+                "name (or first name and last name), year group, and role (pupil or student; "
+                "staff or teacher). Other columns are ignored. A file with any bad line is "
+                "refused whole, and every bad line is listed. People already in the register "
+                "keep their history; an import only sets names, year groups and roles."
+            }
+            form method="post" action="/register/import" {
+                (csrf(staff))
+                label { "CSV file " input #csv-file type="file" accept=".csv,text/csv"; }
+                textarea #csv-text name="csv" rows="10" cols="90" placeholder="name,account,year group,role" { (text) }
+                button type="submit" { "Import" }
+            }
+        }
+    }
+}
+
+/// `POST /register/import`
+pub async fn import(
+    State(state): State<AppState>,
+    staff: Staff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    staff.check_post(&headers, &form, ADMIN)?;
+    let text = form.get("csv").unwrap_or_default().to_owned();
+    let people = match mis_import::parse(text.as_bytes()) {
+        Ok(p) => p,
+        Err(refused) => {
+            staff
+                .audit(
+                    &state,
+                    "import_register_refused",
+                    String::new(),
+                    format!("{} problem(s)", refused.problems.len()),
+                )
+                .await?;
+            let body = html! {
+                h1 { "Users: import refused" }
+                p.error #import-refused { "Nothing was imported. Fix these lines and import the file again:" }
+                ul #problems {
+                    @for p in &refused.problems {
+                        li { @if p.line > 0 { "Line " (p.line) ": " } (p.reason) }
+                    }
+                    @if refused.more { li { "… and more." } }
+                }
+                (import_form(&staff, &text))
+            };
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                shell(&staff, "Import refused", "Users", body),
+            )
+                .into_response());
+        }
+    };
+    let n = people.len();
+    let (actor, origin) = (staff.name.clone(), staff.origin.clone());
+    let counts = blocking(&state, move |s| {
+        s.import_people(
+            &people,
+            &AuditEntry {
+                time: UnixMillis::now(),
+                actor: &actor,
+                action: "import_register",
+                target: "",
+                detail: &format!("{n} people"),
+                origin: &origin,
+            },
+        )
+    })
+    .await?;
+    // Staff see the staff AUP: the policy carries their accounts.
+    let staff_accounts = blocking(&state, |s| s.mis_staff_accounts()).await?;
+    let current = state.policy.borrow().clone();
+    let pushed = if let Some(changed) =
+        crate::policy::with_staff_accounts(&current, staff_accounts.clone())
+    {
+        let count = changed.staff_accounts.len();
+        super::admin::update_policy(
+            &state,
+            &staff,
+            "set_staff_accounts",
+            String::new(),
+            format!("{count} staff accounts from the MIS import"),
+            move |p| {
+                p.staff_accounts = changed.staff_accounts;
+                Ok(())
+            },
+        )
+        .await?;
+        true
+    } else {
+        false
+    };
+    let body = html! {
+        h1 { "Users: imported" }
+        p #import-result {
+            (n) " people read: " (counts.added) " new, " (counts.updated) " updated, "
+            (counts.unchanged) " unchanged."
+        }
+        @if pushed {
+            p { (staff_accounts.len()) " staff accounts were sent to the laptops, which now show them the staff AUP." }
+        }
+        p { a href="/register" { "Back to the register" } }
+    };
+    Ok(shell(&staff, "Users imported", "Users", body).into_response())
+}
