@@ -489,7 +489,13 @@ impl Helper {
                     tracing::info!("the concern report was cancelled");
                     return;
                 };
-                let (url, page_title) = context.page.unzip();
+                // The browser may have written the page to its history only
+                // while the pupil was writing.
+                let page = context.page.or_else(|| {
+                    self.activity
+                        .page_of(&context.front.app, &context.front.title)
+                });
+                let (url, page_title) = page.unzip();
                 let record = AgentMessage::Concern(Concern {
                     id: uuid::Uuid::now_v7(),
                     time: context.time,

@@ -453,6 +453,21 @@ async fn put_policy(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     let Json(policy) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    {
+        // Laptops show a version once: a changed text needs a new number.
+        let current = state.policy.borrow().clone();
+        for a in &policy.aup {
+            if let Some(old) = current.aup_for(a.audience)
+                && a.version <= old.version
+                && a.markdown != old.markdown
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "the AUP for {:?} changed but its version is {} (in force: {}); give the new text a higher version",
+                    a.audience, a.version, old.version
+                )));
+            }
+        }
+    }
     let checked = policy.clone();
     tokio::task::spawn_blocking(move || crate::policy::check(&checked))
         .await
@@ -461,7 +476,21 @@ async fn put_policy(
     caller
         .audit(&state, "set_policy", String::new(), String::new())
         .await?;
-    let saved = blocking(&state, move |s| s.set_policy(policy, UnixMillis::now())).await?;
+    let by = caller.name.clone();
+    let saved = blocking(&state, move |s| {
+        let saved = s.set_policy(policy, UnixMillis::now())?;
+        for a in &saved.aup {
+            s.record_aup_version(&crate::store::register::AupVersion {
+                audience: crate::store::register::audience_str(a.audience).into(),
+                version: a.version,
+                markdown: a.markdown.clone(),
+                published: UnixMillis::now(),
+                staff: format!("{by} (API)"),
+            })?;
+        }
+        Ok(saved)
+    })
+    .await?;
     let saved = Arc::new(saved);
     state.policy.send_replace(saved.clone());
     Ok(Json(&*saved).into_response())

@@ -96,6 +96,9 @@ pub struct AgentProcess {
     pub log: PathBuf,
 }
 
+/// What the AUP window logs once it holds the keyboard and pointer.
+pub const HELD: &str = "the keyboard and pointer are held by the window";
+
 impl AgentProcess {
     /// Starts `agent ROLE --state-dir STATE EXTRA…` with `DISPLAY` (if any)
     /// and `HOME`, logging to a file beside the state directory, and waits
@@ -155,6 +158,44 @@ impl AgentProcess {
             );
         }
         Ok(())
+    }
+
+    /// Waits until the log contains `text` at least `n` times.
+    ///
+    /// # Errors
+    /// It never does; the log is included.
+    pub fn wait_log_count(&self, text: &str, n: usize, within: Duration) -> anyhow::Result<()> {
+        if !wait_for(within, || self.log_text().matches(text).count() >= n) {
+            bail!(
+                "the agent logged {text:?} {} times, not {n}; its log:\n{}",
+                self.log_text().matches(text).count(),
+                self.log_text()
+            );
+        }
+        Ok(())
+    }
+
+    /// Answers the `n`th showing of the AUP window with Alt+A (accept) or
+    /// Alt+D (decline), once the window holds the keyboard, and waits
+    /// until the agent has taken the answer.
+    ///
+    /// # Errors
+    /// The window never shows, or the answer is not taken.
+    pub fn answer_aup(
+        &self,
+        x: &crate::desktop::XDesktop,
+        n: usize,
+        accept: bool,
+    ) -> anyhow::Result<()> {
+        self.wait_log_count(HELD, n, Duration::from_secs(60))?;
+        let (key, logged) = if accept {
+            ("alt+a", "chose Accept")
+        } else {
+            ("alt+d", "chose Decline")
+        };
+        let before = self.log_text().matches(logged).count();
+        x.keys(&[key])?;
+        self.wait_log_count(logged, before + 1, Duration::from_secs(30))
     }
 
     pub fn pid(&self) -> u32 {

@@ -121,6 +121,7 @@ fn typed_risky_phrases_become_captures_with_a_screenshot_and_ordinary_typing_doe
     let agent = AgentProcess::start("run", &s.state, Some(&x.display), &s.home, &[])?;
     agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
     agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
     x.xterm("Homework chat")?;
 
     for line in [
@@ -248,6 +249,7 @@ fn risky_titles_clipboard_text_and_browser_searches_are_captured_with_their_sour
     )?;
     agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
     agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
 
     // A window that opens with a risky title, and one renamed to one.
     x.xterm("how to hang myself - notes")?;

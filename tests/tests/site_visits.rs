@@ -7,130 +7,15 @@
 //! touching keyboard and mouse, must not count.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use tests::agent_process::{AgentProcess, EnrolledBed};
 use tests::desktop::{XDesktop, require, wait_for};
+use tests::headful_chromium::{Chromium, sites};
 
 /// The idle threshold given to the agent.
 const IDLE_SECONDS: u64 = 6;
-
-/// A web server for `*.test`: each host gets a page titled `Page <name>`.
-fn sites() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(&stream);
-                let mut host = String::new();
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some(h) = line.to_ascii_lowercase().strip_prefix("host:") {
-                        host = h.trim().split(':').next().unwrap_or("").to_owned();
-                    }
-                    line.clear();
-                }
-                let name = host.split('.').next().unwrap_or("unknown");
-                let body = format!(
-                    "<html><head><title>Page {name}</title></head><body><h1>{name}</h1>{}</body></html>",
-                    "text ".repeat(200)
-                );
-                let mut stream = &stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    Ok(port)
-}
-
-struct Chromium<'a> {
-    x: &'a XDesktop,
-    profile: std::path::PathBuf,
-    home: std::path::PathBuf,
-    port: u16,
-    children: Vec<std::process::Child>,
-}
-
-impl Chromium<'_> {
-    /// Opens `url` (the first call starts the browser; later ones hand the
-    /// address to it, as a new tab).
-    fn open(&mut self, url: &str) -> anyhow::Result<()> {
-        let child = std::process::Command::new("chromium")
-            .args([
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--password-store=basic",
-                "--disable-features=Translate,MediaRouter",
-                "--window-position=0,0",
-                "--window-size=1200,760",
-            ])
-            .arg(format!("--user-data-dir={}", self.profile.display()))
-            .arg(format!(
-                "--host-resolver-rules=MAP *.test 127.0.0.1:{}",
-                self.port
-            ))
-            .arg(url)
-            .env("DISPLAY", &self.x.display)
-            .env("HOME", &self.home)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("cannot start chromium")?;
-        self.children.push(child);
-        Ok(())
-    }
-
-    /// Waits until the front window is this page, activating the
-    /// browser's window; returns when it was first seen in front.
-    fn front(&self, title: &str) -> anyhow::Result<Instant> {
-        let want = format!("{title} - Chromium");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(name) = self.x.xdotool(&["getactivewindow", "getwindowname"])
-                && name.trim() == want
-            {
-                return Ok(Instant::now());
-            }
-            if let Ok(ids) =
-                self.x
-                    .xdotool(&["search", "--onlyvisible", "--name", &format!("^{want}$")])
-                && let Some(id) = ids.lines().next()
-            {
-                let _ = self.x.xdotool(&["windowactivate", "--sync", id]);
-            }
-            if Instant::now() > deadline {
-                bail!("{want:?} never came to the front");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Chromium<'_> {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::process::Command::new("pkill")
-            .args(["-f", &format!("user-data-dir={}", self.profile.display())])
-            .status();
-    }
-}
 
 /// Keeps the user active (the mouse moves every 500 ms) for `d`.
 fn active_for(x: &XDesktop, d: Duration) -> anyhow::Result<Instant> {
@@ -192,6 +77,7 @@ fn time_on_sites_is_measured_from_focus_and_input_and_reaches_the_weekly_report(
     )?;
     agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
     agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
     let terminal = x.xterm("terminal")?;
 
     let mut browser = Chromium {
