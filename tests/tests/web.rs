@@ -1117,3 +1117,166 @@ async fn the_weekly_site_visit_report_is_read_exported_signed_off_and_mailed_on_
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aup_is_published_its_answers_listed_and_the_register_imported_all_or_nothing() {
+    let bed = bed();
+    let d = bed.console.data.to_str().unwrap().to_owned();
+    console_cli(
+        &[
+            "user", "add", "--data", &d, "--name", "it", "--role", "admin",
+        ],
+        Some("admin pass phrase\n"),
+    )
+    .unwrap();
+    let web = Web::new(&bed);
+    let (admin, _) = web.sign_in("it", "admin pass phrase", "");
+    let (auditor, _) = web.sign_in("governor", AUDITOR_PW, "");
+
+    // Answers from two pupils (one hostile name), and a staff member.
+    let hostile = "<img src=x onerror=alert(1)>";
+    let answer = |user: &str, audience, version, decision| {
+        AgentMessage::AupDecision(protocol::AupDecision {
+            id: uuid::Uuid::now_v7(),
+            time: protocol::UnixMillis::now(),
+            user: user.into(),
+            audience,
+            aup_version: version,
+            decision,
+        })
+    };
+    use protocol::{Audience, Decision};
+    ingest_records(
+        &bed,
+        vec![
+            answer("akhan23", Audience::Pupils, 1, Decision::Accept),
+            answer(hostile, Audience::Pupils, 1, Decision::Decline),
+            answer("hprice", Audience::Pupils, 1, Decision::Accept),
+        ],
+    )
+    .await;
+
+    // The default texts are in force, version 1 for each audience.
+    let page = web.get("/aup", &auditor);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Pupils: version 1") && page.body.contains("Staff: version 1"));
+    assert!(page.body.contains("Using school computers"));
+    assert!(
+        !page.body.contains("Publish version"),
+        "an auditor cannot publish"
+    );
+    let log = web.get("/aup/decisions", &auditor);
+    assert_eq!(log.status, 200);
+    assert!(log.body.contains("akhan23") && log.body.contains("Declined"));
+    assert!(!log.body.contains(hostile) && log.body.contains("&lt;img"));
+
+    // An import with bad lines is refused whole, each line named.
+    let bad = "Forename,Surname,Username,Year Group,Role\n\
+               Amira,Khan,AKhan23,Year 8,Student\n\
+               Helen,Price,hprice,,Teacher\n\
+               Nobody,Here,,Year 9,Student\n\
+               Sam,Smith,ssmith,Year 7,Headmaster\n";
+    let page = web.get("/register", &admin);
+    let csrf = csrf_of(&page.body);
+    let refused = web.post("/register/import", &admin, &[("csrf", &csrf), ("csv", bad)]);
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.body.contains("Line 4: the account is empty"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("Line 5: the role"),
+        "{}",
+        refused.body
+    );
+    let register = web.get("/register", &admin);
+    assert!(
+        !register.body.contains("Amira Khan"),
+        "nothing was imported"
+    );
+
+    // A good file: names, year groups, and staff get the staff AUP.
+    let good = bad.lines().take(3).collect::<Vec<_>>().join("\n");
+    let (_, before) = bed.admin.get("/api/v1/policy").unwrap();
+    let done = web.post(
+        "/register/import",
+        &admin,
+        &[("csrf", &csrf), ("csv", &good)],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("2 people read: 0 new, 2 updated"),
+        "{}",
+        done.body
+    );
+    let (_, after) = bed.admin.get("/api/v1/policy").unwrap();
+    assert_eq!(after["staff_accounts"], serde_json::json!(["hprice"]));
+    assert!(after["version"].as_u64() > before["version"].as_u64());
+    let register = web.get("/register", &auditor);
+    assert_eq!(register.status, 200);
+    assert!(register.body.contains("Amira Khan") && register.body.contains("Year 8"));
+    // Helen accepted the pupils' text, but she is staff: not yet accepted.
+    let pending = web.get("/aup/pending", &auditor);
+    assert!(pending.body.contains("hprice") && !pending.body.contains(">akhan23<"));
+
+    // Publishing: an auditor may not; an admin makes version 2.
+    let text = "# New rules\n\n- Phones stay in bags.\n\n<script>alert(3)</script>";
+    let refused = web.post(
+        "/aup/publish",
+        &auditor,
+        &[
+            ("csrf", &csrf_of(&page.body)),
+            ("audience", "pupils"),
+            ("markdown", text),
+        ],
+    );
+    assert_eq!(refused.status, 403);
+    let published = web.post(
+        "/aup/publish",
+        &admin,
+        &[("csrf", &csrf), ("audience", "pupils"), ("markdown", text)],
+    );
+    assert_eq!(published.status, 303, "{}", published.body);
+    let (_, policy) = bed.admin.get("/api/v1/policy").unwrap();
+    let pupils = policy["aup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["audience"] == "Pupils")
+        .unwrap()
+        .clone();
+    assert_eq!(pupils["version"], 2);
+    assert_eq!(pupils["markdown"], text);
+    let again = web.post(
+        "/aup/publish",
+        &admin,
+        &[("csrf", &csrf), ("audience", "pupils"), ("markdown", text)],
+    );
+    assert_eq!(again.status, 400, "the same text is not a new version");
+    let page = web.get("/aup", &auditor);
+    assert!(page.body.contains("Pupils: version 2"));
+    assert!(
+        !page.body.contains("<script>alert(3)"),
+        "the school's HTML is text"
+    );
+    assert!(
+        page.body.contains("it</td>"),
+        "the history names who published"
+    );
+    // Now nobody has accepted the pupils' version in force.
+    let pending = web.get("/aup/pending", &auditor);
+    assert!(pending.body.contains("akhan23") && pending.body.contains("Accepted version 1 only"));
+    let actions = audit_actions(&bed, "it", "");
+    for a in [
+        "import_register_refused",
+        "import_register",
+        "set_staff_accounts",
+        "publish_aup",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
+    }
+}
