@@ -115,7 +115,7 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
     );
     match (&display, use_display) {
         (Some(d), true) => println!(
-            "  It watches this desktop ({d}): what you type in any window, window titles, the clipboard and\n  browser history are matched; each hit is sent with a screenshot. (--no-desktop keeps it off.)"
+            "  It watches this desktop ({d}): what you type in any window, window titles, the clipboard and\n  browser history are matched; each hit is sent with a screenshot. (--no-desktop keeps it off.)\n  First it shows the school's Acceptable Use Policy full screen, as at a pupil's login: Alt+A\n  accepts (Alt+D declines; the demo logs nobody out). Ctrl+Alt+R opens \"Report a concern\"."
         ),
         _ => println!(
             "  It is not watching a desktop (no $DISPLAY, or --no-desktop): captures come without a screenshot."
