@@ -179,12 +179,17 @@ fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: admin, reviewer or auditor"))
 }
 
+/// Who the audit log names for a change made on the command line.
+fn cli_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user} (command line)")
+}
+
 fn audit_cli(dir: &DataDir, action: &str, target: &str, detail: &str) -> anyhow::Result<()> {
-    let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     dir.store
         .audit(&AuditEntry {
             time: UnixMillis::now(),
-            actor: &format!("{actor} (command line)"),
+            actor: &cli_actor(),
             action,
             target,
             detail,
@@ -383,10 +388,7 @@ fn main() -> anyhow::Result<()> {
             let people = console_server::mis_import::parse(&bytes)
                 .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
             let dir = DataDir::open(&data)?;
-            let actor = format!(
-                "{} (command line)",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            );
+            let actor = cli_actor();
             let counts = dir.store.import_people(
                 &people,
                 &AuditEntry {
