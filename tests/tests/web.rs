@@ -1280,3 +1280,217 @@ async fn the_aup_is_published_its_answers_listed_and_the_register_imported_all_o
         );
     }
 }
+
+/// Who may use each route: admin, reviewer, auditor.
+const ADM: u8 = 1;
+const REV: u8 = 2;
+const AUD: u8 = 4;
+const ALL: u8 = ADM | REV | AUD;
+/// No sign-in needed (the sign-in page itself, the stylesheet and script).
+const PUBLIC: u8 = 0;
+
+/// The access the console promises, route by route.
+const ACCESS: &[(&str, &str, u8)] = &[
+    ("GET", "/", PUBLIC),
+    ("GET", "/login", PUBLIC),
+    ("POST", "/login", PUBLIC),
+    ("POST", "/logout", PUBLIC),
+    ("GET", "/assets/{name}", PUBLIC),
+    ("GET", "/inbox", ADM | REV),
+    ("POST", "/inbox/triage", ADM | REV),
+    ("GET", "/live", ADM | REV),
+    ("GET", "/captures/{id}", ADM | REV),
+    ("GET", "/captures/{id}/image", ADM | REV),
+    ("POST", "/captures/{id}/triage", ADM | REV),
+    ("POST", "/captures/{id}/delete", ADM),
+    ("GET", "/audit", ADM | AUD),
+    ("GET", "/audit.csv", ADM | AUD),
+    ("GET", "/reports", ALL),
+    ("GET", "/reports/weekly", ALL),
+    ("GET", "/reports/weekly.csv", ALL),
+    ("GET", "/reports/weekly.pdf", ALL),
+    ("POST", "/reports/weekly/signoff", ADM | REV),
+    ("GET", "/aup", ALL),
+    ("POST", "/aup/publish", ADM),
+    ("GET", "/aup/decisions", ALL),
+    ("GET", "/aup/pending", ALL),
+    ("GET", "/register", ALL),
+    ("POST", "/register/import", ADM),
+    ("GET", "/trends", ALL),
+    ("GET", "/trends.csv", ALL),
+    ("GET", "/devices", ALL),
+    ("POST", "/devices/{id}/revoke", ADM),
+    ("POST", "/devices/enrol-token", ADM),
+    ("GET", "/staff", ADM),
+    ("POST", "/staff", ADM),
+    ("POST", "/staff/{name}/role", ADM),
+    ("POST", "/staff/{name}/disabled", ADM),
+    ("GET", "/libraries", ADM | REV),
+    ("POST", "/libraries/terms", ADM),
+    ("POST", "/libraries/exceptions", ADM),
+    ("GET", "/settings", ADM),
+    ("POST", "/settings", ADM),
+    ("GET", "/account", ALL),
+    ("POST", "/account/sessions/end", ALL),
+    ("POST", "/account/password", ALL),
+    // An auditor gets the list without any captured text (checked below).
+    ("GET", "/api/v1/captures", ALL),
+    ("GET", "/api/v1/captures/{id}", ADM | REV),
+    ("DELETE", "/api/v1/captures/{id}", ADM),
+    ("GET", "/api/v1/captures/{id}/image", ADM | REV),
+    ("POST", "/api/v1/captures/{id}/triage", ADM | REV),
+    ("GET", "/api/v1/devices", ALL),
+    ("POST", "/api/v1/devices/{id}/revoke", ADM),
+    ("GET", "/api/v1/events", ALL),
+    ("GET", "/api/v1/site-visits/weekly", ALL),
+    ("GET", "/api/v1/aup/decisions", ALL),
+    ("GET", "/api/v1/audit", ADM | AUD),
+    ("GET", "/api/v1/policy", ADM),
+    ("PUT", "/api/v1/policy", ADM),
+];
+
+/// Every (method, path) the console's routers declare, read from their
+/// source, so a route added without an entry in [`ACCESS`] fails the test.
+fn declared_routes() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../console-server/src");
+    let mut out = Vec::new();
+    for file in ["web/mod.rs", "api.rs"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for chunk in text.split(".route(").skip(1) {
+            let chunk = chunk.split(".with_state").next().unwrap();
+            let path = chunk.split('"').nth(1).unwrap().to_owned();
+            for method in ["get", "post", "put", "delete"] {
+                let call = format!("{method}(");
+                let declared = chunk.match_indices(&call).any(|(i, _)| {
+                    i == 0
+                        || !chunk.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && chunk.as_bytes()[i - 1] != b'_'
+                });
+                if declared {
+                    out.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{id}", &uuid::Uuid::now_v7().to_string())
+        .replace("{name}", "nobody")
+}
+
+#[test]
+fn every_route_refuses_strangers_and_the_roles_it_does_not_serve() {
+    let bed = bed();
+    let d = bed.console.data.to_str().unwrap().to_owned();
+    console_cli(
+        &[
+            "user", "add", "--data", &d, "--name", "it", "--role", "admin",
+        ],
+        Some("admin pass phrase\n"),
+    )
+    .unwrap();
+
+    // The table covers exactly the routes the console declares.
+    let mut declared = declared_routes();
+    declared.sort();
+    let mut promised: Vec<(String, String)> = ACCESS
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    promised.sort();
+    assert_eq!(
+        declared, promised,
+        "routes and their promised access differ"
+    );
+
+    // Strangers: pages send them to sign in, forms are refused, the API
+    // answers 401.
+    let web = Web::new(&bed);
+    let stranger = bed.admin.with_token("not-a-token");
+    for (method, path, who) in ACCESS {
+        if *who == PUBLIC {
+            continue;
+        }
+        let url = concrete(path);
+        if path.starts_with("/api/") {
+            let status = match *method {
+                "GET" => stranger.get(&url).unwrap().0,
+                m => stranger.send(m, &url, &serde_json::json!({})).unwrap().0,
+            };
+            assert_eq!(status, 401, "{method} {path} without a valid token");
+        } else if *method == "GET" {
+            let r = web.get(&url, "");
+            assert!(
+                r.status == 303 && r.location.starts_with("/login"),
+                "GET {path} signed out: {} {}",
+                r.status,
+                r.location
+            );
+        } else {
+            let r = web.post(&url, "", &[("csrf", "x")]);
+            assert!(
+                r.status == 403 || (r.status == 303 && r.location.starts_with("/login")),
+                "POST {path} signed out: {} {}",
+                r.status,
+                r.location
+            );
+        }
+    }
+
+    // Each role: refused (403) where it is not served, never refused where
+    // it is. Forms carry the session's own token, so a refusal is the role's.
+    let roles = [
+        (ADM, "it", "admin pass phrase", "admin"),
+        (REV, "lead", REVIEWER_PW, "reviewer"),
+        (AUD, "governor", AUDITOR_PW, "auditor"),
+    ];
+    for (bit, name, password, role) in roles {
+        let (session, _) = web.sign_in(name, password, "");
+        let csrf = csrf_of(&web.get("/account", &session).body);
+        let api = bed
+            .admin
+            .with_token(&api_token(&bed.console.data, &format!("{name}-token"), role).unwrap());
+        for (method, path, who) in ACCESS {
+            if *who == PUBLIC {
+                continue;
+            }
+            let allowed = who & bit != 0;
+            let url = concrete(path);
+            let status = if path.starts_with("/api/") {
+                if allowed && *method != "GET" {
+                    continue; // not changed here: refusals are what is tested
+                }
+                match *method {
+                    "GET" => api.get(&url).unwrap().0,
+                    m => api.send(m, &url, &serde_json::json!({})).unwrap().0,
+                }
+            } else if *method == "GET" {
+                if allowed && *path == "/live" {
+                    continue; // an endless event stream
+                }
+                web.get(&url, &session).status
+            } else {
+                if allowed {
+                    continue;
+                }
+                web.post(&url, &session, &[("csrf", &csrf)]).status
+            };
+            if allowed {
+                assert!(
+                    status != 401 && status != 403,
+                    "{role}: {method} {path} is promised but answered {status}"
+                );
+            } else {
+                assert_eq!(status, 403, "{role}: {method} {path} must be refused");
+            }
+        }
+        let (_, list) = api.get("/api/v1/captures").unwrap();
+        assert_eq!(
+            list["text_withheld"],
+            bit == AUD,
+            "{role}: captured text is withheld from auditors only"
+        );
+    }
+}

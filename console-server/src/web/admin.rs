@@ -21,7 +21,9 @@ use super::{AppState, SEES_CAPTURES, blocking};
 use crate::secret::hash_password;
 use crate::store::Role;
 
-const ADMIN: &[Role] = &[Role::Admin];
+/// Administration: staff accounts, devices, libraries, settings, the AUP
+/// text, the register's import.
+pub const ADMIN: &[Role] = &[Role::Admin];
 
 /// Checks, audits, saves and pushes a change to the policy. Changes made
 /// through the console are applied one at a time.

@@ -10,16 +10,17 @@ use maud::{Markup, PreEscaped, html};
 use protocol::{Audience, AupText, UnixMillis};
 use serde::Deserialize;
 
+use super::admin::ADMIN;
+use super::auth::ALL_ROLES;
 use super::auth::Staff;
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
-use super::register::{AupStatus, READERS, account_cells, audience_label, current_versions};
+use super::register::{AupStatus, account_cells, audience_label, current_versions};
 use super::{AppState, blocking};
 use crate::policy::MAX_AUP;
 use crate::store::Role;
 use crate::store::register::{AupVersion, audience_str};
 
-const ADMIN: &[Role] = &[Role::Admin];
 const AUDIENCES: [Audience; 2] = [Audience::Pupils, Audience::Staff];
 /// Most decisions listed on the log page.
 const LOG_ROWS: u32 = 2000;
@@ -52,7 +53,7 @@ fn parse_audience(s: Option<&str>) -> Result<Audience, WebError> {
 
 /// `GET /aup`
 pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(READERS)?;
+    staff.require(ALL_ROLES)?;
     let (history, accounts) = blocking(&state, |s| Ok((s.aup_versions()?, s.accounts()?))).await?;
     staff
         .audit(&state, "view_aup", String::new(), String::new())
@@ -196,7 +197,7 @@ pub async fn decisions(
     staff: Staff,
     Query(filter): Query<LogFilter>,
 ) -> Result<Response, WebError> {
-    staff.require(READERS)?;
+    staff.require(ALL_ROLES)?;
     let user = filter.user.filter(|u| !u.trim().is_empty());
     let (rows, accounts) =
         blocking(&state, |s| Ok((s.aup_decisions(LOG_ROWS)?, s.accounts()?))).await?;
@@ -247,7 +248,7 @@ pub async fn decisions(
 
 /// `GET /aup/pending`
 pub async fn pending(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(READERS)?;
+    staff.require(ALL_ROLES)?;
     let accounts = blocking(&state, |s| s.accounts()).await?;
     staff
         .audit(&state, "view_aup_pending", String::new(), String::new())

@@ -10,18 +10,14 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use protocol::{Audience, UnixMillis};
 
-use super::auth::Staff;
+use super::admin::ADMIN;
+use super::auth::{ALL_ROLES, Staff};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::{AppState, blocking};
 use crate::mis_import;
 use crate::store::register::{AccountRow, audience_str};
 use crate::store::{AuditEntry, Role, rfc3339};
-
-/// Everyone who works in the console may read the register and the AUP
-/// record (auditors oversee it); only admins change them.
-pub const READERS: &[Role] = &[Role::Admin, Role::Reviewer, Role::Auditor];
-const ADMIN: &[Role] = &[Role::Admin];
 
 /// Where an account stands with the AUP version in force for its audience.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +119,8 @@ pub fn account_cells(a: &AccountRow, status: &AupStatus) -> Markup {
 
 /// `GET /register`
 pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(READERS)?;
+    // Every role reads the register (auditors oversee it); admins change it.
+    staff.require(ALL_ROLES)?;
     let accounts = blocking(&state, |s| s.accounts()).await?;
     staff
         .audit(&state, "view_register", String::new(), String::new())
