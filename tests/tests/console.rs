@@ -571,3 +571,81 @@ async fn shutdown_stores_and_acks_what_was_already_sent() {
         ids.len()
     );
 }
+
+/// A connection to `addr` from the loopback address `ip` (another
+/// "machine" than the test's own 127.0.0.1).
+async fn connect_from(ip: &str, addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_half_open_and_slow_clients_do_not_stop_service_for_others() {
+    let (_tmp, console) = started();
+    // On each listener, from one hostile machine: 300 connections that
+    // never start TLS, and 50 that send the first bytes of a ClientHello
+    // and stall.
+    let mut stalled = Vec::new();
+    for addr in [&console.agent_addr, &console.web_addr] {
+        for _ in 0..300 {
+            stalled.push(connect_from("127.0.0.2", addr).await);
+        }
+        for _ in 0..50 {
+            let mut s = connect_from("127.0.0.2", addr).await;
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                .await
+                .unwrap();
+            stalled.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Meanwhile a laptop delivers a capture and staff load a page, promptly.
+    let started_at = std::time::Instant::now();
+    let id = identity_from_ca(&console.data).unwrap();
+    let mut good = link(&console, &id).await.unwrap();
+    let c = capture("i want to kms", "kms", None);
+    let cid = c.id;
+    assert_eq!(
+        roundtrip(&mut good, AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![cid])
+    );
+    let agent_took = started_at.elapsed();
+    let api = Api::new(
+        &console.data,
+        &console.web_addr,
+        &api_token(&console.data, "it", "admin").unwrap(),
+    )
+    .unwrap();
+    let web_started = std::time::Instant::now();
+    let (status, body) = tokio::task::spawn_blocking(move || api.get("/api/v1/devices").unwrap())
+        .await
+        .unwrap();
+    let web_took = web_started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        agent_took < Duration::from_secs(5) && web_took < Duration::from_secs(5),
+        "under 700 stalled connections: a capture took {agent_took:?}, an API call {web_took:?}"
+    );
+    eprintln!("under load: capture acked in {agent_took:?}, API answered in {web_took:?}");
+
+    // The stalled connections are closed at the handshake timeout (15 s).
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    let mut closed = 0;
+    for s in &mut stalled {
+        let mut buf = [0u8; 64];
+        if matches!(
+            timeout(Duration::from_millis(50), s.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        ) {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed,
+        stalled.len(),
+        "the console still holds {} stalled connections after 18 s",
+        stalled.len() - closed
+    );
+}
