@@ -125,21 +125,6 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    // The windows are their own small processes, without the runtime.
-    if let Command::AupWindow | Command::ConcernWindow = cli.command {
-        let which = if matches!(cli.command, Command::AupWindow) {
-            "aup-window"
-        } else {
-            "concern-window"
-        };
-        return match agent::window::child_main(which) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("agent {which}: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
@@ -189,8 +174,18 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
             agent::ipc::report_concern(&StateDir::new(state_dir).socket()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::AupWindow | Command::ConcernWindow => unreachable!("handled before the runtime"),
+        Command::AupWindow => window("aup-window").await,
+        Command::ConcernWindow => window("concern-window").await,
     }
+}
+
+/// `agent aup-window` / `agent concern-window`: a window the session helper
+/// started, run off the async threads.
+async fn window(which: &'static str) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(move || agent::window::child_main(which))
+        .await
+        .with_context(|| format!("the {which} stopped unexpectedly"))??;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn enroll_here(token: &str, state: StateDir) -> anyhow::Result<ExitCode> {

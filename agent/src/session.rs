@@ -372,12 +372,12 @@ fn window_id(parts: &[&str]) -> u64 {
 }
 
 impl Helper {
-    /// Whether typing now goes into one of the agent's own windows (the
-    /// AUP, or a concern being written): not the user's text to match.
+    /// Whether typing now goes into the concern window: a pupil's report
+    /// to the safeguarding team, sent as it is, not text to match. (Keys
+    /// typed at the AUP window are still matched: it may be slow to come
+    /// up, or unable to, and monitoring must not pause meanwhile.)
     fn own_window_in_front(&self) -> bool {
-        !self.concerns.is_empty()
-            || self.aup_want.borrow().is_some()
-            || self.front.app == crate::window::WINDOW_CLASS
+        !self.concerns.is_empty() || self.front.app == crate::window::WINDOW_CLASS
     }
 
     /// Asks for the AUP of `policy` to be shown if this user has not

@@ -181,7 +181,8 @@ fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() 
 {
     require("chromium", "chromium")?;
     require("pkill", "procps")?;
-    let x = XDesktop::start()?;
+    require("xterm", "xterm")?;
+    let mut x = XDesktop::start()?;
     let bed = EnrolledBed::new()?;
     let port = sites()?;
     let agent = AgentProcess::start(
@@ -238,7 +239,9 @@ fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() 
         .context("no concern window")?
         .to_owned();
     x.xdotool(&["windowactivate", "--sync", &window])?;
-    x.type_text("Someone in my class keeps sending me horrible messages on this forum")?;
+    // Words the libraries match ("kill myself"): typed into the concern
+    // window they are the pupil's report, not a typed-text capture.
+    x.type_text("Someone on this forum keeps telling me to go kill myself")?;
     x.keys(&["ctrl+Return"])?;
     agent.wait_log("sending a concern report", WAIT)?;
 
@@ -257,7 +260,7 @@ fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() 
     ensure!(
         found["context"]
             .as_str()
-            .is_some_and(|t| t.contains("horrible messages on this forum")),
+            .is_some_and(|t| t.contains("keeps telling me to go kill myself")),
         "the concern's text: {found}"
     );
     ensure!(found["severity"] == 5, "a concern is top priority: {found}");
@@ -269,10 +272,45 @@ fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() 
         "the page's title: {found}"
     );
     ensure!(found["has_image"] == true, "the screenshot: {found}");
-    // No typed-text capture was made from the words written in the window.
+    // No typed-text capture was made from the words written in the window
+    // (the agent would have sent it before the report, at the typing pause).
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, all) = bed.api.get("/api/v1/captures?status=all")?;
+    let typed: Vec<&Value> = all["captures"]
+        .as_array()
+        .context("captures")?
+        .iter()
+        .filter(|c| c["source"] == "typed")
+        .collect();
     ensure!(
-        !agent.log_text().contains("from typed"),
-        "the concern's words were matched as typed text:\n{}",
+        typed.is_empty(),
+        "the concern's words were captured as typed text: {typed:?}"
+    );
+    // Once the window is gone, typing elsewhere is matched again (the
+    // shortcut's modifiers were followed to their release).
+    drop(browser);
+    x.xterm("Chat")?;
+    x.type_text("i want to kill myself")?;
+    x.keys(&["Return"])?;
+    let mut after = Vec::new();
+    let matched = wait_for(WAIT, || {
+        let Ok((200, body)) = bed.api.get("/api/v1/captures?status=all") else {
+            return false;
+        };
+        after = body["captures"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c["source"] == "typed")
+                    .map(|c| c["term"].clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        !after.is_empty()
+    });
+    ensure!(
+        matched,
+        "typing in an xterm after the report was not captured:\n{}",
         agent.log_text()
     );
     Ok(())

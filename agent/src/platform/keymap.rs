@@ -103,6 +103,17 @@ impl KeyTranslator {
         self.map.at(keycode, 0)
     }
 
+    /// Forgets the modifiers held (the locks stay). For a key combination
+    /// the agent itself grabs: while the grab lasts the X server sends no
+    /// raw events for it, so the releases of its Ctrl and Alt never arrive.
+    pub fn release_modifiers(&mut self) {
+        self.mods = Modifiers {
+            caps_lock: self.mods.caps_lock,
+            num_lock: self.mods.num_lock,
+            ..Modifiers::default()
+        };
+    }
+
     /// A key came up.
     pub fn release(&mut self, keycode: u8) {
         let m = &mut self.mods;
@@ -254,6 +265,16 @@ mod tests {
             false,
             false,
         )
+    }
+
+    #[test]
+    fn modifiers_whose_release_was_never_seen_can_be_forgotten() {
+        let mut t = translator();
+        t.press(13, 0); // Caps Lock on
+        t.press(12, 0); // Control, released while grabbed: never seen
+        assert_eq!(t.press(9, 0), Some(Key::Reset));
+        t.release_modifiers();
+        assert_eq!(t.press(9, 0), Some(Key::Char('A')), "Caps Lock stays");
     }
 
     #[test]

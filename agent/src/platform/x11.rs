@@ -311,7 +311,10 @@ impl X11Desktop {
                     }
                     None
                 }
-                Event::KeyPress(e) if e.event == self.root => Some(DesktopEvent::ConcernShortcut),
+                Event::KeyPress(e) if e.event == self.root => {
+                    keys.release_modifiers();
+                    Some(DesktopEvent::ConcernShortcut)
+                }
                 Event::MappingNotify(_) => {
                     match self.keymap() {
                         Ok(map) => keys.set_map(map),

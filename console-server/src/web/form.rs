@@ -9,8 +9,9 @@ use axum::http::header;
 use super::layout::WebError;
 
 /// Largest form accepted.
-/// Large enough for an MIS export pasted into the register's form.
-const MAX_FORM: usize = 5 * 1024 * 1024;
+const MAX_FORM: usize = 256 * 1024;
+/// Largest [`LargeForm`]: an MIS export pasted into the register's form.
+const MAX_LARGE_FORM: usize = 5 * 1024 * 1024;
 
 /// A submitted form.
 #[derive(Debug, Clone, Default)]
@@ -43,24 +44,42 @@ impl Form {
     }
 }
 
+/// A form that may be as large as an MIS export. Only for signed-in
+/// admins' routes: put the `Staff` extractor first, so nobody else's body
+/// is read.
+#[derive(Debug, Clone, Default)]
+pub struct LargeForm(pub Form);
+
+async fn read(req: Request, max: usize) -> Result<Form, WebError> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(WebError::BadRequest(
+            "expected a form (application/x-www-form-urlencoded)".into(),
+        ));
+    }
+    let bytes: Bytes = axum::body::to_bytes(req.into_body(), max)
+        .await
+        .map_err(|_| WebError::BadRequest(format!("the form is over {max} bytes")))?;
+    Ok(Form::parse(&bytes))
+}
+
 impl<S: Send + Sync> FromRequest<S> for Form {
     type Rejection = WebError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, WebError> {
-        let is_form = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if !is_form {
-            return Err(WebError::BadRequest(
-                "expected a form (application/x-www-form-urlencoded)".into(),
-            ));
-        }
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_FORM)
-            .await
-            .map_err(|_| WebError::BadRequest(format!("the form is over {MAX_FORM} bytes")))?;
-        Ok(Form::parse(&bytes))
+        read(req, MAX_FORM).await
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for LargeForm {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, WebError> {
+        read(req, MAX_LARGE_FORM).await.map(LargeForm)
     }
 }
 

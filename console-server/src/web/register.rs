@@ -12,7 +12,7 @@ use protocol::{Audience, UnixMillis};
 
 use super::admin::ADMIN;
 use super::auth::{ALL_ROLES, Staff};
-use super::form::Form;
+use super::form::LargeForm;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::{AppState, blocking};
 use crate::mis_import;
@@ -183,7 +183,7 @@ pub async fn import(
     State(state): State<AppState>,
     staff: Staff,
     headers: HeaderMap,
-    form: Form,
+    LargeForm(form): LargeForm,
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form, ADMIN)?;
     let text = form.get("csv").unwrap_or_default().to_owned();
