@@ -2,7 +2,7 @@
 //! manager, xterm windows, xdotool typing. A missing tool fails the test
 //! and names the Debian package (`./tests/run` installs them all).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,67 +41,99 @@ impl XDesktop {
         require("xdotool", "xdotool")?;
         require("xterm", "xterm")?;
         let (width, height) = (1280, 800);
-        // A display number no other test (or process) holds.
-        let base = 300 + (std::process::id() % 500) * 7;
-        for n in base..base + 50 {
-            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-            let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
-            if socket.exists() || lock.exists() {
-                continue;
-            }
-            let display = format!(":{n}");
-            let xvfb = Command::new("Xvfb")
-                .args([
-                    &display,
-                    "-screen",
-                    "0",
-                    &format!("{width}x{height}x24"),
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("cannot start Xvfb")?;
-            let mut desktop = XDesktop {
-                display: display.clone(),
-                children: vec![xvfb],
-                width,
-                height,
-            };
-            if !wait_for(Duration::from_secs(20), || socket.exists()) {
-                // Another test took the number first: try the next one.
-                continue;
-            }
-            // Ready when a client can talk to it.
-            if !wait_for(Duration::from_secs(20), || {
-                desktop.xdotool_quiet(&["getdisplaygeometry"]).is_ok()
-            }) {
-                bail!("Xvfb on {display} does not answer");
-            }
-            let openbox = Command::new("openbox")
+        // Xvfb picks a free display number itself and writes it to the
+        // descriptor given (its standard output): tests running at once
+        // never race for a number.
+        let mut xvfb = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                &format!("{width}x{height}x24"),
+                "-nolisten",
+                "tcp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start Xvfb")?;
+        let stdout = xvfb.stdout.take().context("Xvfb's standard output")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut reader, &mut line);
+            let _ = tx.send(line);
+            // Anything more it writes is read and dropped: a closed pipe
+            // would kill it.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let mut desktop = XDesktop {
+            display: String::new(),
+            children: vec![xvfb],
+            width,
+            height,
+        };
+        let number = rx
+            .recv_timeout(Duration::from_secs(20))
+            .context("Xvfb did not say which display it took within 20 s")?;
+        let number: u32 = number
+            .trim()
+            .parse()
+            .with_context(|| format!("Xvfb named its display {number:?}"))?;
+        let display = format!(":{number}");
+        desktop.display.clone_from(&display);
+        // Ready when a client can talk to it.
+        if !wait_for(Duration::from_secs(20), || {
+            desktop.xdotool_quiet(&["getdisplaygeometry"]).is_ok()
+        }) {
+            bail!("Xvfb on {display} does not answer");
+        }
+        // openbox now and then exits at once, silently, with status 1 when
+        // several desktops start together; it is started again (three
+        // tries), and must then be managing.
+        let openbox_log =
+            std::env::temp_dir().join(format!("openbox-{number}-{}.log", std::process::id()));
+        let managing = || {
+            Command::new("xprop")
+                .args(["-root", "_NET_SUPPORTING_WM_CHECK"])
+                .env("DISPLAY", &display)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("window id"))
+                .unwrap_or(false)
+        };
+        let mut exits = Vec::new();
+        for _ in 0..3 {
+            let mut openbox = Command::new("openbox")
                 .env("DISPLAY", &display)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(&openbox_log)?)
                 .spawn()
                 .context("cannot start openbox")?;
-            desktop.children.push(openbox);
             // openbox is managing once it has set _NET_SUPPORTING_WM_CHECK.
-            if !wait_for(Duration::from_secs(20), || {
-                Command::new("xprop")
-                    .args(["-root", "_NET_SUPPORTING_WM_CHECK"])
-                    .env("DISPLAY", &display)
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).contains("window id"))
-                    .unwrap_or(false)
-            }) {
-                bail!("openbox did not start on {display}");
+            wait_for(Duration::from_secs(20), || {
+                managing() || matches!(openbox.try_wait(), Ok(Some(_)))
+            });
+            match openbox.try_wait() {
+                Ok(Some(status)) => exits.push(status),
+                _ if managing() => {
+                    let _ = std::fs::remove_file(&openbox_log);
+                    desktop.children.push(openbox);
+                    return Ok(desktop);
+                }
+                _ => {
+                    let _ = openbox.kill();
+                    let _ = openbox.wait();
+                    break;
+                }
             }
-            return Ok(desktop);
         }
-        bail!("no free X display number from {base}")
+        let output = std::fs::read_to_string(&openbox_log).unwrap_or_default();
+        let _ = std::fs::remove_file(&openbox_log);
+        bail!("openbox did not start on {display} (exits: {exits:?}); its output:\n{output}")
     }
 
     /// Opens an xterm titled `title` at the top left, 80x24, black on
