@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::agent_listener::{self, Revoked};
 use crate::api::{self, ApiState};
 use crate::data_dir::DataDir;
-use crate::https::{Peer, TlsListener};
+use crate::https::TlsListener;
 use crate::ingest;
 use crate::store::Store;
 use crate::web::{self, WebState};
@@ -136,13 +136,7 @@ impl Console {
 
         let web_tls =
             protocol::tls::server_config(&dir.server.cert_pem, dir.server.key_pem.expose())?;
-        let web = TlsListener::new(web_tcp, TlsAcceptor::from(web_tls)).map_err(|source| {
-            StartError::Bind {
-                what: "the web console",
-                addr: web_addr,
-                source,
-            }
-        })?;
+        let web = TlsListener::new(web_tcp, TlsAcceptor::from(web_tls));
         let offline_after_ms = i64::from(settings.offline_after_minutes) * 60_000;
         let api = api::router(Arc::new(ApiState {
             store: store.clone(),
@@ -161,17 +155,11 @@ impl Console {
             .merge(web::router(web_state))
             .fallback(not_found)
             .layer(axum::middleware::from_fn(web::security_headers));
-        let mut web_shutdown = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(web, app.into_make_service_with_connect_info::<Peer>())
-                .with_graceful_shutdown(async move {
-                    let _ = web_shutdown.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!("the web listener failed: {e}");
-            }
-        }));
+        tasks.push(tokio::spawn(crate::https::serve(
+            web,
+            app,
+            shutdown_rx.clone(),
+        )));
 
         tasks.push(tokio::spawn(refresh(
             store.clone(),

@@ -649,3 +649,234 @@ async fn silent_half_open_and_slow_clients_do_not_stop_service_for_others() {
         stalled.len() - closed
     );
 }
+
+/// A TLS connection from `ip` to `addr`, handshake finished.
+async fn tls_from(
+    ip: &str,
+    addr: &str,
+    config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = connect_from(ip, addr).await;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(protocol::tls::console_server_name(), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// Writes `head`, then one byte `tail` every `every`, until
+/// the server closes the connection or answers. Returns how long after
+/// `start` (when the connection was opened) that was, and what the server
+/// sent, or `None` if it still had not after `limit`.
+async fn trickle<S>(
+    (mut s, start): (S, std::time::Instant),
+    head: Vec<u8>,
+    tail: u8,
+    every: Duration,
+    limit: Duration,
+) -> Option<(Duration, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut byte = head;
+    while start.elapsed() < limit {
+        if s.write_all(&byte).await.is_err() || s.flush().await.is_err() {
+            return Some((start.elapsed(), String::from_utf8_lossy(&answer).into()));
+        }
+        match timeout(every, s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                return Some((start.elapsed(), String::from_utf8_lossy(&answer).into()));
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        byte = vec![tail];
+        if !answer.is_empty() && answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Some((start.elapsed(), String::from_utf8_lossy(&answer).into()));
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_clients_on_both_listeners_are_cut_off_without_stopping_service() {
+    let (_tmp, console) = started();
+    let ca = std::fs::read_to_string(console.data.join("ca.pem")).unwrap();
+    let web_tls = protocol::tls::client_config(&ca).unwrap();
+    let token = api_token(&console.data, "it", "admin").unwrap();
+    let slow = Duration::from_millis(500);
+    let limit = Duration::from_secs(100);
+
+    // Web: one machine opens 80 TLS connections. It may hold 64; the rest
+    // are closed at once.
+    let mut opened = Vec::new();
+    for _ in 0..80 {
+        let at = std::time::Instant::now();
+        opened.push((
+            tls_from("127.0.0.3", &console.web_addr, web_tls.clone()).await,
+            at,
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for (mut s, at) in opened {
+        let mut buf = [0u8; 16];
+        match timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => refused += 1,
+            Ok(Ok(n)) => panic!("the console said {n} bytes unasked"),
+            Err(_) => held.push((s, at)),
+        }
+    }
+    assert_eq!(
+        (held.len(), refused),
+        (64, 16),
+        "one address should hold at most 64 web connections"
+    );
+    // Each of the 64 sends a request's headers a byte at a time.
+    let mut lorises = Vec::new();
+    for s in held {
+        lorises.push(tokio::spawn(trickle(
+            s,
+            b"GET /api/v1/devices HTTP/1.1\r\nHost: console\r\nX-Slow: ".to_vec(),
+            b'a',
+            slow,
+            limit,
+        )));
+    }
+    // A body sent a byte at a time, with a valid token.
+    let body_loris = {
+        let at = std::time::Instant::now();
+        let s = (
+            tls_from("127.0.0.4", &console.web_addr, web_tls.clone()).await,
+            at,
+        );
+        let head = format!(
+            "PUT /api/v1/policy HTTP/1.1\r\nHost: console\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"x\": \""
+        );
+        tokio::spawn(trickle(
+            s,
+            head.into_bytes(),
+            b'a',
+            Duration::from_secs(1),
+            limit,
+        ))
+    };
+    // A keep-alive connection that goes quiet after its request.
+    let idle = {
+        let mut s = tls_from("127.0.0.5", &console.web_addr, web_tls.clone()).await;
+        s.write_all(b"GET /login HTTP/1.1\r\nHost: console\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match timeout(limit, s.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+                    Ok(Ok(_)) => {}
+                    Err(_) => return None,
+                }
+            }
+        })
+    };
+    // Agents: a laptop with a real device certificate opens 20 connections
+    // and sends its Hello a byte at a time.
+    let loris_id = identity_from_ca(&console.data).unwrap();
+    let device_tls = protocol::tls::client_config_mtls(
+        &loris_id.ca_pem,
+        &loris_id.certificate_pem,
+        loris_id.key_pem.expose(),
+    )
+    .unwrap();
+    let mut agent_lorises = Vec::new();
+    for _ in 0..20 {
+        let at = std::time::Instant::now();
+        let s = (
+            tls_from("127.0.0.3", &console.agent_addr, device_tls.clone()).await,
+            at,
+        );
+        agent_lorises.push(tokio::spawn(trickle(
+            s,
+            vec![0, 0, 0x10, 0],
+            0x01,
+            slow,
+            limit,
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Meanwhile a laptop delivers a capture and staff use the API, promptly.
+    let id = identity_from_ca(&console.data).unwrap();
+    let started_at = std::time::Instant::now();
+    let mut good = link(&console, &id).await.unwrap();
+    let c = capture("i want to kms", "kms", None);
+    let cid = c.id;
+    assert_eq!(
+        roundtrip(&mut good, AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![cid])
+    );
+    let agent_took = started_at.elapsed();
+    let api = Api::new(&console.data, &console.web_addr, &token).unwrap();
+    let web_started = std::time::Instant::now();
+    let (status, body) = tokio::task::spawn_blocking(move || api.get("/api/v1/devices").unwrap())
+        .await
+        .unwrap();
+    let web_took = web_started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        agent_took < Duration::from_secs(5) && web_took < Duration::from_secs(5),
+        "under slow clients: a capture took {agent_took:?}, an API call {web_took:?}"
+    );
+    eprintln!("under slow clients: capture acked in {agent_took:?}, API answered in {web_took:?}");
+
+    // Headers trickled: cut at the 10 s header timeout.
+    for l in lorises {
+        let (took, said) = l
+            .await
+            .unwrap()
+            .expect("a header slow loris was never cut off");
+        assert!(
+            (Duration::from_secs(9)..Duration::from_secs(15)).contains(&took),
+            "a header slow loris was cut off after {took:?} (said {said:?}); expected 10 s"
+        );
+    }
+    // A quiet keep-alive connection: closed after 10 s.
+    let quiet = idle
+        .await
+        .unwrap()
+        .expect("an idle keep-alive connection was never closed");
+    assert!(
+        quiet < Duration::from_secs(15),
+        "an idle keep-alive connection lasted {quiet:?}"
+    );
+    // Hello trickled to the agent listener: cut at the 15 s handshake limit.
+    for l in agent_lorises {
+        let (took, _) = l
+            .await
+            .unwrap()
+            .expect("an agent slow loris was never cut off");
+        assert!(
+            (Duration::from_secs(14)..Duration::from_secs(20)).contains(&took),
+            "an agent slow loris was cut off after {took:?}; expected 15 s"
+        );
+    }
+    // The body trickled: answered 408 at the 60 s request limit.
+    let (took, said) = body_loris
+        .await
+        .unwrap()
+        .expect("a body slow loris was never cut off");
+    assert!(
+        said.starts_with("HTTP/1.1 408"),
+        "a body slow loris got {said:?} after {took:?}"
+    );
+    assert!(
+        (Duration::from_secs(59)..Duration::from_secs(70)).contains(&took),
+        "a body slow loris was answered after {took:?}; expected 60 s"
+    );
+    eprintln!(
+        "quiet keep-alive closed after {quiet:?}; body slow loris answered 408 after {took:?}"
+    );
+}
