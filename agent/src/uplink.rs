@@ -61,7 +61,8 @@ pub async fn run(
         );
         let ended = match tokio::time::timeout(Duration::from_secs(30), connect).await {
             Ok(Ok(mut link)) => {
-                backoff.reset();
+                let began = tokio::time::Instant::now();
+                let mut progressed = false;
                 tracing::info!(
                     "connected to the console at {} (console {}, policy {})",
                     enrolment.console_address,
@@ -72,8 +73,22 @@ pub async fn run(
                     adopt_policy(&state, &shared, policy);
                 }
                 let _ = shared.connected.send(true);
-                let ended = session(link, &shared, &state, &mut probe, &mut shutdown).await;
+                let ended = session(
+                    link,
+                    &shared,
+                    &state,
+                    &mut probe,
+                    &mut shutdown,
+                    &mut progressed,
+                )
+                .await;
                 let _ = shared.connected.send(false);
+                // Only a session that did something, or lasted, earns a
+                // quick reconnect: a link that is cut as soon as it opens
+                // must not make the laptop knock every second.
+                if progressed || began.elapsed() >= STABLE {
+                    backoff.reset();
+                }
                 ended
             }
             Ok(Err(e)) => Ended::Lost(describe(&e, &enrolment.console_address)),
@@ -117,13 +132,47 @@ fn adopt_policy(state: &StateDir, shared: &UplinkShared, policy: Policy) {
     let _ = shared.policy.send(Arc::new(policy));
 }
 
-/// One session: send, read acks and policies, beat.
+/// A session that lasted this long resets the reconnect backoff.
+const STABLE: Duration = Duration::from_secs(30);
+/// Records sent and not acknowledged for this long (with nothing else
+/// acknowledged meanwhile) mean the connection is dead though still open
+/// (a black hole on the path): it is dropped and the records are sent again
+/// on a new one.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// A send that cannot finish in this long (the console or the path stopped
+/// taking bytes) ends the session.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends one message, within [`WRITE_TIMEOUT`].
+async fn send<S>(
+    writer: &mut protocol::Connection<S>,
+    message: &AgentMessage,
+    what: &str,
+) -> Result<(), Ended>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(WRITE_TIMEOUT, writer.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Ended::Lost(format!(
+            "sending {what} to the console failed: {e}"
+        ))),
+        Err(_) => Err(Ended::Lost(format!(
+            "sending {what} to the console did not finish within {} s",
+            WRITE_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// One session: send, read acks and policies, beat. `progressed` is set
+/// once the console acknowledges a record.
 async fn session(
     link: DeviceLink,
     shared: &UplinkShared,
     state: &StateDir,
     probe: &mut HealthProbe,
     shutdown: &mut watch::Receiver<bool>,
+    progressed: &mut bool,
 ) -> Ended {
     let DeviceLink {
         welcome,
@@ -134,6 +183,8 @@ async fn session(
     let window = welcome.window.clamp(1, 1024) as usize;
     let mut in_flight: HashSet<RecordId> = HashSet::new();
     let mut cursor: i64 = 0;
+    // Since when records have waited for an ack with none coming.
+    let mut waiting_since: Option<tokio::time::Instant> = None;
     let mut beat = tokio::time::interval(Duration::from_secs(u64::from(
         shared.policy.borrow().heartbeat_seconds.max(1),
     )));
@@ -151,32 +202,46 @@ async fn session(
                 cursor = seq;
                 if let Some(id) = message.record_id() {
                     in_flight.insert(id);
+                    waiting_since.get_or_insert_with(tokio::time::Instant::now);
                 }
-                if let Err(e) = writer.send(&message).await {
-                    return Ended::Lost(format!("sending to the console failed: {e}"));
+                if let Err(ended) = send(&mut writer, &message, "a record").await {
+                    return ended;
                 }
             }
         }
         let room = in_flight.len() < window;
+        let ack_deadline = waiting_since.map(|t| t + ACK_TIMEOUT);
         tokio::select! {
             got = reader.read::<ConsoleMessage>() => match got {
                 Ok(Some(message)) => {
+                    let answered = matches!(message, ConsoleMessage::Ack(_) | ConsoleMessage::Reject(_));
                     if let Some(ended) = handle(message, shared, state, &mut in_flight).await {
                         return ended;
+                    }
+                    if answered {
+                        *progressed = true;
+                        waiting_since = (!in_flight.is_empty()).then(tokio::time::Instant::now);
                     }
                 }
                 Ok(None) => return Ended::Lost("the console closed the connection".into()),
                 Err(e) => return Ended::Lost(format!("the connection to the console failed: {e}")),
             },
             () = shared.spooled.notified(), if room => {}
+            () = sleep_until_or_never(ack_deadline) => {
+                return Ended::Lost(format!(
+                    "the console has acknowledged nothing for {} s though {} records wait; the connection is dropped and they will be sent again",
+                    ACK_TIMEOUT.as_secs(),
+                    in_flight.len()
+                ));
+            }
             _ = beat.tick() => {
                 let spool = shared.spool.clone();
                 let stats = tokio::task::spawn_blocking(move || spool.stats()).await;
                 let stats = stats.ok().and_then(Result::ok).unwrap_or_default();
                 let user = shared.user.borrow().clone();
                 let hb = probe.heartbeat(user, stats, shared.policy.borrow().version);
-                if let Err(e) = writer.send(&AgentMessage::Heartbeat(hb)).await {
-                    return Ended::Lost(format!("sending a heartbeat failed: {e}"));
+                if let Err(ended) = send(&mut writer, &AgentMessage::Heartbeat(hb), "a heartbeat").await {
+                    return ended;
                 }
             }
             _ = shutdown.changed() => {
@@ -184,6 +249,13 @@ async fn session(
                 return Ended::Shutdown;
             }
         }
+    }
+}
+
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub mod agent_process;
 pub mod browser;
 pub mod desktop;
+pub mod fault_proxy;
 pub mod headful_chromium;
 
 use anyhow::{Context, bail};
