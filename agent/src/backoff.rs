@@ -51,6 +51,11 @@ impl Backoff {
     }
 }
 
+/// A random number in `[0, 1)`, for spreading waits.
+pub fn random_fraction() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A random number from the standard library's per-process hash keys,
 /// mixed with the clock; jitter needs no more.
 fn random_u64() -> u64 {

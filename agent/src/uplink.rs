@@ -34,6 +34,8 @@ pub struct UplinkShared {
 enum Ended {
     /// The connection broke or the console went away: reconnect.
     Lost(String),
+    /// The console asked to be tried again after this many seconds.
+    Busy(u32),
     /// The console revoked this device: stop for good.
     Revoked(String),
     Shutdown,
@@ -91,13 +93,16 @@ pub async fn run(
                 }
                 ended
             }
+            Ok(Err(ProtocolError::Busy {
+                retry_after_seconds,
+            })) => Ended::Busy(retry_after_seconds),
             Ok(Err(e)) => Ended::Lost(describe(&e, &enrolment.console_address)),
             Err(_) => Ended::Lost(format!(
                 "the console at {} did not answer within 30 s",
                 enrolment.console_address
             )),
         };
-        match ended {
+        let (why, delay) = match ended {
             Ended::Shutdown => return,
             Ended::Revoked(reason) => {
                 tracing::error!(
@@ -105,16 +110,27 @@ pub async fn run(
                 );
                 return;
             }
-            Ended::Lost(why) => {
-                let delay = backoff.next_delay();
-                tracing::warn!("{why}; trying again in {:.1} s", delay.as_secs_f32());
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => return,
-                }
-            }
+            Ended::Busy(after) => (
+                format!("the console at {} is busy", enrolment.console_address),
+                busy_delay(&mut backoff, after),
+            ),
+            Ended::Lost(why) => (why, backoff.next_delay()),
+        };
+        tracing::warn!("{why}; trying again in {:.1} s", delay.as_secs_f32());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
         }
     }
+}
+
+/// The wait after the console said it is busy: the time it asked for,
+/// spread by ±25% so the laptops it turned away do not return together, and
+/// never less than the backoff's own next delay.
+pub fn busy_delay(backoff: &mut Backoff, retry_after_seconds: u32) -> Duration {
+    let asked = Duration::from_secs(u64::from(retry_after_seconds.clamp(1, 3600)));
+    let spread = asked.mul_f64(0.75 + crate::backoff::random_fraction() * 0.5);
+    spread.max(backoff.next_delay())
 }
 
 fn describe(e: &ProtocolError, address: &str) -> String {
@@ -283,6 +299,9 @@ async fn handle(
             return None;
         }
         ConsoleMessage::Revoke { reason } => return Some(Ended::Revoked(reason)),
+        ConsoleMessage::Refuse(protocol::Refusal::Busy {
+            retry_after_seconds,
+        }) => return Some(Ended::Busy(retry_after_seconds)),
         other => {
             return Some(Ended::Lost(format!(
                 "the console sent an unexpected {} mid-session",

@@ -3,7 +3,8 @@
 //! the revocation list) opens a device session; one without may only enrol.
 //!
 //! Limits, all from [`crate::settings::Limits`]: a semaphore caps open
-//! connections; the handshake and Hello have a deadline; a frame's length is
+//! connections (one over the cap is told `Busy` and closed: load is shed,
+//! politely); the handshake and Hello have a deadline; a frame's length is
 //! checked before its body is read, and its bytes are taken from a budget
 //! shared by all connections before they are buffered, so memory stays
 //! bounded whatever agents send; each connection has a token-bucket rate
@@ -47,6 +48,12 @@ const DRAIN_QUIET: Duration = Duration::from_millis(500);
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Longest a write to an agent may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections over the limit being told "busy" at once.
+const SHED_AT_ONCE: usize = 64;
+/// What a laptop turned away is asked to wait (it adds ±25%).
+pub const BUSY_RETRY_SECONDS: u32 = 30;
+/// Time allowed to tell a laptop it is turned away.
+const SHED_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest enrolment request (a CSR and a few names).
 const MAX_ENROLL_FRAME: u32 = 64 * 1024;
 
@@ -100,14 +107,9 @@ pub struct Context {
 pub async fn run(listener: TcpListener, ctx: Arc<Context>, drain: Duration) {
     let mut shutdown = ctx.shutdown.clone();
     let mut backoff = Duration::from_millis(10);
+    let shed_slots = Arc::new(Semaphore::new(SHED_AT_ONCE));
+    let mut shed_count: u64 = 0;
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => break,
-            p = ctx.connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             a = listener.accept() => a,
@@ -115,11 +117,37 @@ pub async fn run(listener: TcpListener, ctx: Arc<Context>, drain: Duration) {
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(10);
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    handle(tcp, peer, &ctx).await;
-                    drop(permit);
-                });
+                if let Ok(permit) = ctx.connections.clone().try_acquire_owned() {
+                    if shed_count > 0 {
+                        tracing::info!(
+                            "agent connections below the limit again; {shed_count} were asked to come back later"
+                        );
+                        shed_count = 0;
+                    }
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        handle(tcp, peer, &ctx).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+                if shed_count == 0 {
+                    tracing::warn!(
+                        "{} agent connections are open, the most allowed ([limits] max_connections); laptops that connect now are asked to come back later",
+                        ctx.limits.max_connections
+                    );
+                }
+                shed_count += 1;
+                // At most a few refusals are explained at once; beyond
+                // that a connection is simply closed (the agent backs off
+                // either way).
+                if let Ok(slot) = shed_slots.clone().try_acquire_owned() {
+                    let acceptor = ctx.acceptor.clone();
+                    tokio::spawn(async move {
+                        shed(tcp, peer, acceptor).await;
+                        drop(slot);
+                    });
+                }
             }
             Err(e) => {
                 // Out of file descriptors, usually: wait, then try again.
@@ -136,6 +164,33 @@ pub async fn run(listener: TcpListener, ctx: Arc<Context>, drain: Duration) {
         .is_err()
     {
         tracing::warn!("some agent connections were still open after {drain:?}; closing anyway");
+    }
+}
+
+/// Over the connection limit: finish the TLS handshake, read the Hello,
+/// answer `Busy` and close, all within [`SHED_TIMEOUT`].
+async fn shed(tcp: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor) {
+    let told = timeout(SHED_TIMEOUT, async {
+        let tls = acceptor.accept(tcp).await.ok()?;
+        let mut conn = Connection::with_max_frame(tls, MAX_ENROLL_FRAME);
+        match conn
+            .recv::<AgentMessage>("waiting for the agent's Hello")
+            .await
+        {
+            Ok(AgentMessage::Hello(_)) => {}
+            _ => return None,
+        }
+        conn.send(&ConsoleMessage::Refuse(Refusal::Busy {
+            retry_after_seconds: BUSY_RETRY_SECONDS,
+        }))
+        .await
+        .ok()?;
+        let _ = conn.shutdown().await;
+        Some(())
+    })
+    .await;
+    if !matches!(told, Ok(Some(()))) {
+        tracing::debug!("{peer}: over the connection limit and closed without a word");
     }
 }
 

@@ -73,7 +73,8 @@ impl Default for Smtp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Agent connections open at once; more wait in the kernel's backlog.
+    /// Agent connections open at once; a laptop connecting beyond it is
+    /// told `Busy` (come back in about 30 s) and closed.
     pub max_connections: u32,
     /// The largest frame an agent may send (a capture with its PNG).
     pub max_frame_bytes: u32,

@@ -58,6 +58,11 @@ pub enum ProtocolError {
     )]
     VersionMismatch { ours: u16, theirs: u16 },
 
+    /// The console is shedding load (or cannot store for now) and asked to
+    /// be tried again later.
+    #[error("the console is busy; it asked to be tried again in {retry_after_seconds} s")]
+    Busy { retry_after_seconds: u32 },
+
     /// The console refused this agent for a reason other than the version.
     #[error("the console refused the connection: {0}")]
     Refused(String),

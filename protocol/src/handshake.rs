@@ -71,9 +71,9 @@ pub fn welcome_from(reply: ConsoleMessage) -> Result<Welcome, ProtocolError> {
         }
         ConsoleMessage::Refuse(Refusal::Busy {
             retry_after_seconds,
-        }) => Err(ProtocolError::Refused(format!(
-            "the console is busy; retry in {retry_after_seconds} s"
-        ))),
+        }) => Err(ProtocolError::Busy {
+            retry_after_seconds,
+        }),
         ConsoleMessage::Refuse(Refusal::Other(reason)) => Err(ProtocolError::Refused(reason)),
         other => Err(ProtocolError::Unexpected {
             got: other.kind_name(),

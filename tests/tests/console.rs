@@ -880,3 +880,74 @@ async fn slow_loris_clients_on_both_listeners_are_cut_off_without_stopping_servi
         "quiet keep-alive closed after {quiet:?}; body slow loris answered 408 after {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_its_connection_limit_the_console_asks_laptops_to_come_back_later() {
+    let (_tmp, mut console) = started();
+    let data = console.data.clone();
+    console.terminate(Duration::from_secs(20)).unwrap();
+    let path = data.join("console.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("max_connections") {
+                "max_connections = 5".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, text).unwrap();
+    let console = ConsoleProcess::start(&data).unwrap();
+
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let id = identity_from_ca(&data).unwrap();
+        held.push(link(&console, &id).await.expect("within the limit"));
+    }
+    // A sixth laptop is told, in words it understands, to come back later.
+    let late = identity_from_ca(&data).unwrap();
+    match link(&console, &late).await {
+        Err(ProtocolError::Busy {
+            retry_after_seconds,
+        }) => assert_eq!(retry_after_seconds, 30),
+        other => panic!("over the limit a laptop should be told Busy, got {other:?}"),
+    }
+    assert!(
+        console
+            .log_text()
+            .contains("laptops that connect now are asked to come back later"),
+        "the console says it is shedding; its log:\n{}",
+        console.log_text()
+    );
+    // Those already connected are served as before.
+    let c = capture("i want to kms", "kms", None);
+    let cid = c.id;
+    assert_eq!(
+        roundtrip(&mut held[0], AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![cid])
+    );
+    // Once one leaves, the late laptop gets in.
+    let DeviceLink {
+        mut writer, reader, ..
+    } = held.pop().unwrap();
+    writer.shutdown().await.ok();
+    drop(reader);
+    let mut got_in = None;
+    for _ in 0..50 {
+        if let Ok(l) = link(&console, &late).await {
+            got_in = Some(l);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut l = got_in.expect("a slot freed up, but the late laptop never got in");
+    let c = capture("i want to kms", "kms", None);
+    let cid = c.id;
+    assert_eq!(
+        roundtrip(&mut l, AgentMessage::Capture(c)).await,
+        ConsoleMessage::Ack(vec![cid])
+    );
+}
