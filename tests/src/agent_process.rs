@@ -58,6 +58,7 @@ pub fn feed(state: &Path, app: &str, title: &str, text: &str) -> anyhow::Result<
             app,
             "--title",
             title,
+            "--",
             text,
         ],
         &[],

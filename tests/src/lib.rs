@@ -469,3 +469,27 @@ pub fn count_stored(data: &Path, ids: &[uuid::Uuid]) -> anyhow::Result<(usize, u
     }
     Ok((missing, doubled))
 }
+
+/// The Big List of Naughty Strings (MIT; `tests/assets/blns/`), plus
+/// control characters, bidi overrides, zero-width characters, spreadsheet
+/// formulas and markup breakouts.
+pub fn naughty_strings() -> Vec<String> {
+    let mut all: Vec<String> =
+        serde_json::from_str(include_str!("../assets/blns/blns.json")).expect("blns.json");
+    all.push((1u8..32).map(char::from).collect());
+    for s in [
+        "\u{202E}fdp.exe\u{202C} \u{2066}isolate\u{2069} \u{200F}rtl",
+        "zero\u{200B}width\u{200D}joiner\u{FEFF}bom",
+        "\u{7F}\u{80}\u{9F} c1 controls",
+        "=cmd|' /C calc'!A0",
+        "+SUM(1,1)",
+        "@SUM(1,1)",
+        "-1+1",
+        "</textarea><script>alert(9)</script>",
+        "javascript:alert(10)",
+        "(\\) \\) ( ) PDF string delimiters",
+    ] {
+        all.push(s.to_owned());
+    }
+    all
+}

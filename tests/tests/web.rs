@@ -1494,3 +1494,178 @@ fn every_route_refuses_strangers_and_the_roles_it_does_not_serve() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naughty_strings_pass_through_storage_pages_api_and_exports_unmangled_and_inert() {
+    let bed = bed();
+    let strings = tests::naughty_strings();
+    let (last, last_start) = week_start(1);
+    // One capture per string, in every text field; one site visit per
+    // string, in the user, title and address.
+    let mut sent = Vec::new();
+    let mut records = Vec::new();
+    for s in &strings {
+        let context = format!("{s} i want to kill myself {s}");
+        let mut c = capture(&context, "kill myself", None);
+        c.context_match = {
+            let at = s.len() + " i want to ".len();
+            (at as u32, (at + "kill myself".len()) as u32)
+        };
+        c.window_title = s.clone();
+        let short = if s.len() <= 256 { s.as_str() } else { "long" };
+        c.app = short.into();
+        c.user = short.into();
+        c.url = Some(format!("https://chat.example/?q={s}"));
+        sent.push(c.clone());
+        records.push(AgentMessage::Capture(c));
+    }
+    let visits: Vec<protocol::SiteVisit> = strings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let user = if s.len() <= 256 { s.as_str() } else { "long" };
+            visit(
+                user,
+                &format!("https://site{i}.example/{s}"),
+                s,
+                last_start + i as i64 * 1000,
+                30,
+                1,
+            )
+        })
+        .collect();
+    records.push(AgentMessage::SiteVisits(protocol::SiteVisits {
+        id: uuid::Uuid::now_v7(),
+        visits,
+    }));
+    ingest_records(&bed, records).await;
+
+    // Storage and the API: every field comes back byte for byte.
+    for c in &sent {
+        let (status, got) = bed
+            .admin
+            .get(&format!("/api/v1/captures/{}", c.id))
+            .unwrap();
+        assert_eq!(status, 200, "{got}");
+        let got = if got["capture"].is_object() {
+            &got["capture"]
+        } else {
+            &got
+        };
+        for (field, want) in [
+            ("context", c.context.as_str()),
+            ("window_title", c.window_title.as_str()),
+            ("app", c.app.as_str()),
+            ("user", c.user.as_str()),
+            ("url", c.url.as_deref().unwrap()),
+        ] {
+            assert_eq!(
+                got[field].as_str(),
+                Some(want),
+                "{field} of a capture came back changed"
+            );
+        }
+    }
+
+    // The pages: each capture's page, the inbox, the user's timeline, the
+    // register and the weekly report render, and no string that could be
+    // markup appears unescaped.
+    let web = Web::new(&bed);
+    let (session, _) = web.sign_in("lead", REVIEWER_PW, "");
+    let markup: Vec<&String> = strings
+        .iter()
+        .filter(|s| s.contains('<') && s.len() > 2)
+        .collect();
+    let inert = |what: &str, body: &str| {
+        for s in &markup {
+            assert!(!body.contains(s.as_str()), "{what} shows {s:?} unescaped");
+        }
+    };
+    assert!(markup.len() > 30, "blns has markup to try");
+    let script = sent
+        .iter()
+        .find(|c| c.window_title == "<script>alert(123)</script>")
+        .expect("blns has <script>alert(123)</script>");
+    let page = web.get(&format!("/captures/{}", script.id), &session);
+    assert!(
+        page.body
+            .contains("&lt;script&gt;alert(123)&lt;/script&gt;"),
+        "the title is shown, escaped"
+    );
+    for c in sent.iter().step_by(7) {
+        let page = web.get(&format!("/captures/{}", c.id), &session);
+        assert_eq!(
+            page.status, 200,
+            "the page of a capture with {:?}",
+            c.window_title
+        );
+        inert("a capture's page", &page.body);
+    }
+    for path in [
+        "/inbox".to_owned(),
+        "/inbox?status=all".to_owned(),
+        format!("/reports/weekly?week={last}"),
+        "/trends".to_owned(),
+    ] {
+        let page = web.get(&path, &session);
+        assert_eq!(page.status, 200, "{path}");
+        inert(&path, &page.body);
+    }
+    let (admin_session, _) = {
+        let d = bed.console.data.to_str().unwrap().to_owned();
+        console_cli(
+            &[
+                "user", "add", "--data", &d, "--name", "it", "--role", "admin",
+            ],
+            Some("admin pass phrase\n"),
+        )
+        .unwrap();
+        web.sign_in("it", "admin pass phrase", "")
+    };
+    let register = web.get("/register", &admin_session);
+    assert_eq!(register.status, 200);
+    inert("the register", &register.body);
+
+    // The CSV: every cell that a spreadsheet would run is defused; the
+    // rest are intact.
+    let csv = web.get(
+        &format!("/reports/weekly.csv?week={last}&table=users"),
+        &session,
+    );
+    assert_eq!(csv.status, 200);
+    let mut rows = ::csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(csv.body.as_bytes());
+    let mut users_seen = 0;
+    for row in rows.records() {
+        let row = row.expect("the CSV parses");
+        for cell in row.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a CSV cell a spreadsheet would run: {cell:?}"
+            );
+        }
+        users_seen += 1;
+    }
+    assert!(users_seen > 400, "the users table has {users_seen} rows");
+    // The PDF: made and whole.
+    let pdf = web
+        .agent
+        .get(format!("{}/reports/weekly.pdf?week={last}", bed.base))
+        .header("Cookie", &session)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    assert!(
+        pdf.windows(5).rev().take(1024).any(|w| w == b"%%EOF"),
+        "the PDF is complete"
+    );
+
+    // The console is still serving, and says nothing alarming in its log.
+    assert_eq!(web.get("/login", "").status, 200);
+    let log = bed.console.log_text();
+    assert!(!log.contains("panicked"), "the console panicked:\n{log}");
+}
