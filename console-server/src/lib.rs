@@ -16,6 +16,7 @@
 
 pub mod agent_listener;
 pub mod api;
+pub mod backup;
 pub mod console;
 pub mod csv;
 pub mod data_dir;
@@ -32,5 +33,6 @@ pub mod secret;
 pub mod settings;
 pub mod site_report;
 pub mod store;
+pub mod subject_access;
 pub mod web;
 pub mod weekly_mail;

@@ -85,6 +85,29 @@ enum Command {
         #[command(subcommand)]
         command: DomainsCommand,
     },
+    /// Copies the data directory to a new folder while the console runs
+    /// (a consistent database snapshot, the screenshots, reports, keys and
+    /// settings), then checks the copy.
+    Backup {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// A new (or empty) folder for the copy.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Exports everything held about one user (a subject-access request)
+    /// into a new folder: captures, reviews, screenshots, site visits, AUP
+    /// answers, the register entry. The export is written to the audit log.
+    SubjectExport {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The account name, as the laptops report it.
+        #[arg(long)]
+        user: String,
+        /// A new folder for the export.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A console and a real agent on this machine, ready to try.
     Demo {
         #[arg(long, default_value = "./demo-data")]
@@ -374,6 +397,39 @@ fn main() -> anyhow::Result<()> {
                     println!("  …");
                 }
             }
+        }
+        Command::Backup { data, to } => {
+            let got = console_server::backup::backup(&data, &to)?;
+            println!(
+                "backed up {} to {}: {} captures, {} screenshots, {} weekly reports, {:.1} MB; the copy passed its integrity check",
+                data.display(),
+                to.display(),
+                got.captures,
+                got.images,
+                got.reports,
+                got.bytes as f64 / 1_048_576.0
+            );
+        }
+        Command::SubjectExport { data, user, out } => {
+            let got = console_server::subject_access::export(&data, &user, &out)?;
+            let dir = DataDir::open(&data)?;
+            audit_cli(
+                &dir,
+                "subject_export",
+                &user,
+                &format!("to {}", out.display()),
+            )?;
+            println!(
+                "exported {user:?} to {}: {} captures ({} screenshots, {} reviews), {} site visits, {} AUP answers, {} tamper events, register entry: {}",
+                out.display(),
+                got.captures,
+                got.screenshots,
+                got.triage,
+                got.site_visits,
+                got.aup_decisions,
+                got.tamper_events,
+                if got.account { "yes" } else { "none" }
+            );
         }
         Command::Register {
             command: RegisterCommand::Import { data, file },

@@ -1,0 +1,269 @@
+//! The operator's guide, tested: a backup taken while laptops keep sending
+//! restores to a working console (the same CA, so laptops and API tokens
+//! carry on), and a subject-access export holds everything about one pupil
+//! and nothing about another.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use protocol::device_link::DeviceLink;
+use protocol::{AgentMessage, ConsoleMessage};
+use tests::*;
+
+/// Sends records and waits for each ack.
+async fn deliver(link: &mut DeviceLink, records: Vec<AgentMessage>) {
+    let mut waiting: Vec<uuid::Uuid> = records.iter().filter_map(AgentMessage::record_id).collect();
+    for r in records {
+        link.send(&r).await.unwrap();
+    }
+    while !waiting.is_empty() {
+        match tokio::time::timeout(Duration::from_secs(20), link.recv()).await {
+            Ok(Ok(ConsoleMessage::Ack(ids))) => waiting.retain(|w| !ids.contains(w)),
+            Ok(Ok(_)) => {}
+            other => panic!("no ack for {waiting:?}: {other:?}"),
+        }
+    }
+}
+
+fn count(data: &Path, sql: &str) -> i64 {
+    open_db(data)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_backup_restores_to_a_working_console_and_a_subject_export_is_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let console = ConsoleProcess::start(&data).unwrap();
+    let device = identity_from_ca(&data).unwrap();
+    let token = api_token(&data, "it", "admin").unwrap();
+    let api = Api::new(&data, &console.web_addr, &token).unwrap();
+    let mut link = DeviceLink::connect(&console.agent_addr, &device, "test", 0)
+        .await
+        .unwrap();
+
+    // Amy and Ben each have captures with screenshots and site visits.
+    let mut amy = Vec::new();
+    let mut records = Vec::new();
+    for (i, user) in ["amy", "ben", "amy", "ben", "amy"].iter().enumerate() {
+        let mut c = capture(
+            &format!("message {i}: i want to kill myself"),
+            "kill myself",
+            Some(fake_png(20, i as u64)),
+        );
+        c.user = (*user).into();
+        if *user == "amy" {
+            amy.push(c.clone());
+        }
+        records.push(AgentMessage::Capture(c));
+    }
+    let now = protocol::UnixMillis::now().0;
+    let visit = |user: &str, url: &str| protocol::SiteVisit {
+        user: user.into(),
+        browser: "Chromium".into(),
+        url: url.into(),
+        domain: String::new(),
+        title: "a page".into(),
+        start: protocol::UnixMillis(now - 60_000),
+        end: protocol::UnixMillis(now),
+        active_seconds: 60,
+        visits: 1,
+    };
+    records.push(AgentMessage::SiteVisits(protocol::SiteVisits {
+        id: uuid::Uuid::now_v7(),
+        visits: vec![
+            visit("amy", "https://www.bbc.co.uk/bitesize"),
+            visit("ben", "https://ben-only.example/secret"),
+        ],
+    }));
+    deliver(&mut link, records).await;
+    let (status, _) = api
+        .send(
+            "POST",
+            &format!("/api/v1/captures/{}/triage", amy[0].id),
+            &serde_json::json!({"status": "violation", "note": "spoke to Amy and her parents", "action": "referred to DSL"}),
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+
+    // A laptop keeps sending while the backup is taken.
+    let sending = Arc::new(AtomicBool::new(true));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stream = {
+        let (sending, sent) = (sending.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while sending.load(Ordering::Relaxed) {
+                let mut c = capture("during the backup: kms", "kms", Some(fake_png(50, 100 + i)));
+                c.user = "ben".into();
+                deliver(&mut link, vec![AgentMessage::Capture(c)]).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            link
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backup = tmp.path().join("backup");
+    let out = {
+        let (d, b) = (data.clone(), backup.clone());
+        tokio::task::spawn_blocking(move || {
+            console_cli(
+                &[
+                    "backup",
+                    "--data",
+                    d.to_str().unwrap(),
+                    "--to",
+                    b.to_str().unwrap(),
+                ],
+                None,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sending.store(false, Ordering::Relaxed);
+    let _link = stream.await.unwrap();
+    let during = sent.load(Ordering::Relaxed);
+    assert!(during > 0, "captures were sent during the backup");
+    assert!(out.contains("passed its integrity check"), "{out}");
+    let in_backup = count(&backup, "SELECT COUNT(*) FROM captures");
+    assert!(
+        (5..=5 + during as i64).contains(&in_backup),
+        "the backup holds {in_backup} captures; 5 before and {during} during"
+    );
+    assert!(
+        out.contains(&format!("{in_backup} captures, {in_backup} screenshots")),
+        "{out}"
+    );
+    // A second backup into the same folder is refused.
+    let again = console_cli(
+        &[
+            "backup",
+            "--data",
+            data.to_str().unwrap(),
+            "--to",
+            backup.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(again.is_err(), "a backup over an existing one is refused");
+
+    // The school loses the server. The backup is copied into place on a
+    // new one (cp -a) and the console started.
+    drop(console);
+    let restored = tmp.path().join("restored");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&backup)
+        .arg(&restored)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let console = ConsoleProcess::start(&restored).unwrap();
+    let api = Api::new(&restored, &console.web_addr, &token).unwrap();
+    // The old API token works, every capture and screenshot is there.
+    let (status, list) = api.get("/api/v1/captures?status=all&limit=1000").unwrap();
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["captures"].as_array().unwrap().len() as i64, in_backup);
+    for c in &amy {
+        let (status, ctype, bytes) = api
+            .get_bytes(&format!("/api/v1/captures/{}/image", c.id))
+            .unwrap();
+        assert_eq!((status, ctype.as_str()), (200, "image/png"));
+        let protocol::Screenshot::Png(png) = &c.screenshot else {
+            unreachable!("made with a screenshot")
+        };
+        assert_eq!(&bytes, png, "a screenshot came back changed");
+    }
+    // The same laptop, with the same certificate, delivers to it.
+    let mut link = DeviceLink::connect(&console.agent_addr, &device, "test", 0)
+        .await
+        .expect("the laptop connects to the restored console");
+    deliver(
+        &mut link,
+        vec![AgentMessage::Capture(capture(
+            "after the restore: kms",
+            "kms",
+            None,
+        ))],
+    )
+    .await;
+
+    // A subject-access request for Amy.
+    let export = tmp.path().join("sar-amy");
+    let out = console_cli(
+        &[
+            "subject-export",
+            "--data",
+            restored.to_str().unwrap(),
+            "--user",
+            "amy",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        None,
+    )
+    .unwrap();
+    assert!(
+        out.contains("3 captures (3 screenshots, 1 reviews), 1 site visits"),
+        "{out}"
+    );
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(export.join(f)).unwrap()).unwrap()
+    };
+    let captures = read("captures.json");
+    let contexts: Vec<&str> = captures
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["context"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = amy.iter().map(|c| c.context.as_str()).collect();
+    assert_eq!(contexts, want);
+    assert_eq!(
+        read("reviews.json")[0]["note"],
+        "spoke to Amy and her parents"
+    );
+    assert_eq!(
+        read("site_visits.json")[0]["url"],
+        "https://www.bbc.co.uk/bitesize"
+    );
+    assert_eq!(read("account.json")[0]["account"], "amy");
+    for c in &amy {
+        let shot = std::fs::read(export.join("screenshots").join(format!("{}.png", c.id))).unwrap();
+        let protocol::Screenshot::Png(png) = &c.screenshot else {
+            unreachable!("made with a screenshot")
+        };
+        assert_eq!(&shot, png);
+    }
+    // Nothing about Ben.
+    for entry in std::fs::read_dir(&export).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("ben") && !text.contains("during the backup"),
+                "{} mentions another pupil",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        std::fs::read_to_string(export.join("README.txt"))
+            .unwrap()
+            .contains("captures.json (3)")
+    );
+    // The export is in the audit log.
+    let (_, audit) = api.get("/api/v1/audit?limit=50").unwrap();
+    assert!(
+        audit.to_string().contains("subject_export"),
+        "the export is audited: {audit}"
+    );
+}
