@@ -160,19 +160,21 @@ async fn relay(
     };
     let generation = *cut.borrow_and_update();
     tokio::select! {
-        () = pump(cr, sw, delay, up_limit) => {}
-        () = pump_down(sr, cw, delay, silence_at) => {}
+        () = pump(cr, sw, delay, up_limit, None) => {}
+        () = pump(sr, cw, delay, None, silence_at) => {}
         () = tokio::time::sleep(life) => {}
         _ = cut.wait_for(|g| *g != generation) => {}
     }
 }
 
-/// Copies `from` to `to`, closing after `limit` bytes.
+/// Copies `from` to `to`: closing after `limit` bytes, or from
+/// `silence_at` on swallowing everything while staying open.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
     limit: Option<usize>,
+    silence_at: Option<tokio::time::Instant>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut passed = 0usize;
@@ -184,38 +186,15 @@ async fn pump(
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        if silence_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
+            continue;
+        }
         let room = limit.map_or(n, |l| l.saturating_sub(passed).min(n));
         if room > 0 && to.write_all(&buf[..room]).await.is_err() {
             return;
         }
         passed += room;
         if room < n {
-            return;
-        }
-    }
-}
-
-/// Copies `from` to `to`; from `silence_at` on, swallows everything while
-/// staying open.
-async fn pump_down(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    delay: Duration,
-    silence_at: Option<tokio::time::Instant>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if silence_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
-            continue;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }

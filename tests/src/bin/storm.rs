@@ -14,7 +14,6 @@
 //! Last line: `agents=… back_s_p50=… back_s_p99=… back_s_max=… attempts=… peak_rss_mb=… lost=… duplicated=…`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +24,7 @@ use clap::Parser;
 use protocol::device_link::{DeviceIdentity, DeviceLink};
 use protocol::pki::Authority;
 use protocol::{AgentMessage, ConsoleMessage, ProtocolError};
-use tests::{ConsoleProcess, capture, identity_from, open_db};
+use tests::{ConsoleProcess, capture, count_stored, identity_from, open_db};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, timeout};
 use uuid::Uuid;
@@ -212,7 +211,11 @@ async fn main() -> anyhow::Result<()> {
     drop(connected);
 
     let tally = std::mem::take(&mut *tally.lock().unwrap());
-    let (lost, duplicated) = check(&data, &tally.sent)?;
+    // Doubling under one id is ruled out by the key; a capture stored
+    // twice would show as more rows than captures sent and stored.
+    let (lost, _) = count_stored(&data, &tally.sent)?;
+    let rows: i64 = open_db(&data)?.query_row("SELECT COUNT(*) FROM captures", [], |r| r.get(0))?;
+    let duplicated = usize::try_from(rows)?.saturating_sub(tally.sent.len() - lost);
     let mut back = tally.back.clone();
     back.sort_by(f64::total_cmp);
     let pct = |p: f64| back[((back.len() as f64 - 1.0) * p).round() as usize];
@@ -328,20 +331,4 @@ async fn laptop(
             }
         }
     }
-}
-
-/// Lost: sent, not stored. Duplicated: rows beyond one per capture sent.
-fn check(data: &Path, ids: &[Uuid]) -> anyhow::Result<(usize, usize)> {
-    let conn = open_db(data)?;
-    let mut by_id = conn.prepare("SELECT COUNT(*) FROM captures WHERE id = ?1")?;
-    let mut stored = 0;
-    for id in ids {
-        let n: i64 = by_id.query_row([id.hyphenated().to_string()], |r| r.get(0))?;
-        stored += usize::from(n >= 1);
-    }
-    let rows: i64 = conn.query_row("SELECT COUNT(*) FROM captures", [], |r| r.get(0))?;
-    Ok((
-        ids.len() - stored,
-        usize::try_from(rows).unwrap_or(0).saturating_sub(stored),
-    ))
 }
