@@ -419,16 +419,16 @@ fn main() -> anyhow::Result<()> {
                 &user,
                 &format!("to {}", out.display()),
             )?;
+            let counts: Vec<String> = got
+                .files
+                .iter()
+                .map(|(file, n)| format!("{file} {n}"))
+                .collect();
             println!(
-                "exported {user:?} to {}: {} captures ({} screenshots, {} reviews), {} site visits, {} AUP answers, {} tamper events, register entry: {}",
+                "exported {user:?} to {}: {}, screenshots {}",
                 out.display(),
-                got.captures,
-                got.screenshots,
-                got.triage,
-                got.site_visits,
-                got.aup_decisions,
-                got.tamper_events,
-                if got.account { "yes" } else { "none" }
+                counts.join(", "),
+                got.screenshots
             );
         }
         Command::Register {

@@ -15,18 +15,24 @@ use serde_json::{Map, Value};
 /// How many records of each kind went into an export.
 #[derive(Debug, Default)]
 pub struct ExportSummary {
-    pub captures: usize,
+    /// Rows per file, in the order written.
+    pub files: Vec<(&'static str, usize)>,
     pub screenshots: usize,
-    pub triage: usize,
-    pub site_visits: usize,
-    pub aup_decisions: usize,
-    pub tamper_events: usize,
-    pub account: bool,
+}
+
+impl ExportSummary {
+    /// Rows written to `file`.
+    pub fn rows(&self, file: &str) -> usize {
+        self.files
+            .iter()
+            .find(|(f, _)| *f == file)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 /// What goes in the export: file, what it is, and the query (one `?1`: the
 /// user).
-const PARTS: [(&str, &str, &str); 6] = [
+const PARTS: [(&str, &str, &str); 7] = [
     (
         "captures.json",
         "Every capture made while this user was signed in: when, on which laptop, in which application and window, the term that matched, its category and severity, the text around it, and its review status. Concerns the user reported themselves are among them (source \"concern\").",
@@ -41,6 +47,11 @@ const PARTS: [(&str, &str, &str); 6] = [
         "site_visits.json",
         "Websites the user had open: address, title, browser, when, and for how long.",
         "SELECT device, browser, url, domain, title, start, end, active_seconds, visits FROM site_visits WHERE user = ?1 ORDER BY start",
+    ),
+    (
+        "site_hours.json",
+        "The same visits summed by hour and website, which the weekly report is made from (kept as long as the visits).",
+        "SELECT hour * 3600000 AS hour_start, domain, device, visits, active_seconds, first, last FROM visit_hours WHERE user = ?1 ORDER BY hour, domain",
     ),
     (
         "aup_decisions.json",
@@ -105,14 +116,7 @@ pub fn export(data: &Path, user: &str, out: &Path) -> anyhow::Result<ExportSumma
             }
         }
         let n = rows.len();
-        match file {
-            "captures.json" => summary.captures = n,
-            "reviews.json" => summary.triage = n,
-            "site_visits.json" => summary.site_visits = n,
-            "aup_decisions.json" => summary.aup_decisions = n,
-            "tamper_events.json" => summary.tamper_events = n,
-            _ => summary.account = n > 0,
-        }
+        summary.files.push((file, n));
         fs::write(out.join(file), serde_json::to_vec_pretty(&rows)?)
             .with_context(|| format!("cannot write {file}"))?;
         readme.push_str(&format!("{file} ({n}): {what}\n\n"));

@@ -146,9 +146,12 @@ fn the_agent_turns_naughty_on_screen_text_into_intact_bounded_captures() -> anyh
             text.contains(context.as_str()),
             "the context {context:?} is not a piece of what was on screen, {text:?}"
         );
+        // At most CONTEXT_REACH bytes either side of a match (and no
+        // matched text here is longer than 64 bytes: terms are at most 39).
+        let bound = 2 * agent::pipeline::CONTEXT_REACH + 64;
         ensure!(
-            context.len() <= 1024,
-            "the context is bounded: {} bytes",
+            context.len() <= bound,
+            "the context is bounded to {bound} bytes: {} bytes",
             context.len()
         );
     }

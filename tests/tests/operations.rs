@@ -212,7 +212,8 @@ async fn a_live_backup_restores_to_a_working_console_and_a_subject_export_is_com
     )
     .unwrap();
     assert!(
-        out.contains("3 captures (3 screenshots, 1 reviews), 1 site visits"),
+        out.contains("captures.json 3, reviews.json 1, site_visits.json 1, site_hours.json 1")
+            && out.contains("account.json 1, screenshots 3"),
         "{out}"
     );
     let read = |f: &str| -> serde_json::Value {
@@ -235,6 +236,7 @@ async fn a_live_backup_restores_to_a_working_console_and_a_subject_export_is_com
         read("site_visits.json")[0]["url"],
         "https://www.bbc.co.uk/bitesize"
     );
+    assert_eq!(read("site_hours.json")[0]["domain"], "bbc.co.uk");
     assert_eq!(read("account.json")[0]["account"], "amy");
     for c in &amy {
         let shot = std::fs::read(export.join("screenshots").join(format!("{}.png", c.id))).unwrap();
