@@ -571,11 +571,19 @@ async fn write_loop(
                         }
                     }
                     if failed {
-                        // Storage is failing: close, so the agent resends
-                        // later rather than waiting on acks that will not come.
-                        let _ = writer
-                            .send(&ConsoleMessage::Refuse(Refusal::Busy { retry_after_seconds: 30 }))
-                            .await;
+                        // Storage is failing: ack what did get stored, then
+                        // close, so the agent resends the rest later rather
+                        // than waiting on acks that will not come.
+                        if !acks.is_empty() {
+                            let _ = timeout(WRITE_TIMEOUT, writer.send(&ConsoleMessage::Ack(acks))).await;
+                        }
+                        let _ = timeout(
+                            WRITE_TIMEOUT,
+                            writer.send(&ConsoleMessage::Refuse(Refusal::Busy {
+                                retry_after_seconds: BUSY_RETRY_SECONDS,
+                            })),
+                        )
+                        .await;
                         break;
                     }
                     if acks.is_empty() {

@@ -7,6 +7,7 @@
 //! written to the audit log before the answer is sent; if the audit write
 //! fails, the call fails.
 
+use crate::storage_health::StorageHealth;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
@@ -32,6 +33,8 @@ pub struct ApiState {
     pub policy: watch::Sender<Arc<Policy>>,
     /// A device not heard from for this long is listed as offline.
     pub offline_after_ms: i64,
+    /// Whether storing works and how much room is left.
+    pub health: Arc<StorageHealth>,
 }
 
 type AppState = Arc<ApiState>;
@@ -49,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}/revoke", post(revoke))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/health", get(health))
         .route("/api/v1/site-visits/weekly", get(weekly_visits))
         .route("/api/v1/aup/decisions", get(aup_decisions))
         .route("/api/v1/audit", get(audit))
@@ -63,6 +67,8 @@ pub enum ApiError {
     Forbidden(String),
     NotFound(String),
     BadRequest(String),
+    /// The console cannot do this now (its disk is full).
+    Unavailable(String),
     Internal(String),
 }
 
@@ -73,6 +79,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
                 tracing::error!("API: {m}");
                 (StatusCode::INTERNAL_SERVER_ERROR, m)
@@ -84,7 +91,11 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_disk_full() {
+            ApiError::Unavailable(e.disk_full_message())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 
@@ -380,6 +391,18 @@ async fn revoke(
 #[derive(Debug, Deserialize)]
 struct LimitParams {
     limit: Option<u32>,
+}
+
+/// Whether the console can store what laptops send, and its free space;
+/// any role may ask (it says nothing about pupils).
+async fn health(State(state): State<AppState>, _caller: Caller) -> Response {
+    let report = state.health.report();
+    Json(json!({
+        "ok": report.ok(),
+        "message": report.message(),
+        "storage": report,
+    }))
+    .into_response()
 }
 
 async fn events(

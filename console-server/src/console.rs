@@ -17,6 +17,7 @@ use crate::api::{self, ApiState};
 use crate::data_dir::DataDir;
 use crate::https::TlsListener;
 use crate::ingest;
+use crate::storage_health::StorageHealth;
 use crate::store::Store;
 use crate::web::{self, WebState};
 
@@ -105,7 +106,8 @@ impl Console {
         let web_addr = web_tcp.local_addr().expect("a bound socket has an address");
 
         let (live, _) = tokio::sync::broadcast::channel(1024);
-        let (ingest, writer) = ingest::start(store.clone(), 4096, live.clone());
+        let health = Arc::new(StorageHealth::new(&dir.path));
+        let (ingest, writer) = ingest::start(store.clone(), 4096, live.clone(), health.clone());
         let agent_tls = protocol::tls::server_config_devices(
             dir.authority.cert_pem(),
             &dir.server.cert_pem,
@@ -142,6 +144,7 @@ impl Console {
             store: store.clone(),
             policy: policy_tx.clone(),
             offline_after_ms,
+            health: health.clone(),
         }));
         let web_state = Arc::new(WebState::new(
             store.clone(),
@@ -150,6 +153,7 @@ impl Console {
             offline_after_ms,
             crate::enrollment::default_address(&settings, agent_addr.port()),
             dir.ca_fingerprint(),
+            health.clone(),
         ));
         let app = api
             .merge(web::router(web_state))
@@ -177,6 +181,10 @@ impl Console {
             store.clone(),
             dir.path.join("reports"),
             settings.report.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::storage_health::watch_space(
+            health,
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(retention(

@@ -15,6 +15,7 @@ use protocol::{AgentMessage, RecordId, Screenshot};
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 use uuid::Uuid;
 
+use crate::storage_health::StorageHealth;
 use crate::store::{Incoming, Store, Stored};
 
 /// Most records stored in one transaction.
@@ -63,10 +64,12 @@ impl IngestHandle {
 /// Starts the writer thread. It ends when every [`IngestHandle`] is dropped
 /// and the queue is drained. The id of every newly stored capture is sent
 /// on `live` after its commit (for live inboxes; nobody listening is fine).
+/// Every batch's outcome goes to `health`.
 pub fn start(
     store: Arc<dyn Store>,
     queue: usize,
     live: broadcast::Sender<Uuid>,
+    health: Arc<StorageHealth>,
 ) -> (IngestHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Job>(queue);
     let thread = std::thread::Builder::new()
@@ -80,14 +83,19 @@ pub fn start(
                         Err(_) => break,
                     }
                 }
-                write_batch(store.as_ref(), jobs, &live);
+                write_batch(store.as_ref(), jobs, &live, &health);
             }
         })
         .expect("the ingest writer thread starts");
     (IngestHandle { jobs: tx }, thread)
 }
 
-fn write_batch(store: &dyn Store, jobs: Vec<Job>, live: &broadcast::Sender<Uuid>) {
+fn write_batch(
+    store: &dyn Store,
+    jobs: Vec<Job>,
+    live: &broadcast::Sender<Uuid>,
+    health: &StorageHealth,
+) {
     // The records move into the batch (no copy of their images); what is
     // needed to answer stays behind, in the same order.
     let (batch, answers): (Vec<Incoming>, Vec<_>) = jobs
@@ -104,6 +112,7 @@ fn write_batch(store: &dyn Store, jobs: Vec<Job>, live: &broadcast::Sender<Uuid>
     drop(batch);
     match result {
         Ok(outcomes) => {
+            health.stored();
             for (i, (outcome, id)) in outcomes.iter().zip(&ids).enumerate() {
                 if let (Stored::New, Some(id), true) = (outcome, id, captures[i]) {
                     let _ = live.send(*id);
@@ -122,7 +131,10 @@ fn write_batch(store: &dyn Store, jobs: Vec<Job>, live: &broadcast::Sender<Uuid>
             }
         }
         Err(e) => {
-            tracing::error!("storing {} records failed: {e}", answers.len());
+            // The first failure of a spell is logged by `health`; every one
+            // would flood the log of a console whose disk is full.
+            tracing::debug!("storing {} records failed: {e}", answers.len());
+            health.failed(&e);
             for (reply, window, _budget) in answers {
                 let _ = reply.send((Reply::Failed(e.to_string()), window));
             }

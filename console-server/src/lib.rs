@@ -32,6 +32,7 @@ pub mod school_week;
 pub mod secret;
 pub mod settings;
 pub mod site_report;
+pub mod storage_health;
 pub mod store;
 pub mod subject_access;
 pub mod web;

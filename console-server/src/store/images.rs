@@ -87,11 +87,16 @@ impl ImageStore for FsImageStore {
                 dirs.insert(self.root.clone());
             }
             let tmp = path.with_extension("png.tmp");
-            let mut file = File::create(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, &path)?;
+            let written = File::create(&tmp).and_then(|mut file| {
+                file.write_all(bytes)?;
+                file.sync_all()
+            });
+            if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
+                // A half-written file would only hold space a full disk
+                // needs; the agent resends the image.
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
             dirs.insert(dir.to_owned());
             keys.push(key);
         }

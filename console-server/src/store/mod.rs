@@ -54,6 +54,30 @@ pub enum StoreError {
     Refused(String),
 }
 
+impl StoreError {
+    /// What staff read when a change could not be saved for a full disk.
+    pub fn disk_full_message(&self) -> String {
+        format!(
+            "the console's disk is full, so this could not be saved ({self}). Free space on the volume holding the console's data directory; nothing already stored is lost"
+        )
+    }
+
+    /// True when the failure is a full disk (or an exhausted quota): staff
+    /// must free space; nothing is wrong with the data.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Database { source, .. } => {
+                source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            StoreError::Image { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Who may do what in the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -56,6 +56,9 @@ pub struct Staff {
     pub session: WebSession,
     /// The client's address.
     pub origin: String,
+    /// What staff must know about the console's storage, if anything (a
+    /// full disk), shown on every page.
+    pub storage_alert: Option<String>,
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -149,16 +152,19 @@ impl OptionalFromRequestParts<AppState> for Staff {
         }
         // The live stream is not the user at the keyboard: it must not keep
         // an idle session alive.
-        if parts.uri.path() != "/live" {
-            blocking(state, move |s| s.touch_session(&hash, now))
-                .await
-                .map_err(IntoResponse::into_response)?;
+        if parts.uri.path() != "/live"
+            && let Err(e) = blocking(state, move |s| s.touch_session(&hash, now)).await
+        {
+            // A full disk must not lock staff out of the page that tells
+            // them so; the session just does not get longer.
+            tracing::warn!("cannot extend the session of {}: {e:?}", session.user);
         }
         Ok(Some(Staff {
             name: session.user.clone(),
             role: session.role,
             origin: origin_of(parts),
             session,
+            storage_alert: state.health.report().message(),
         }))
     }
 }

@@ -18,6 +18,8 @@ pub enum WebError {
     /// another site.
     Csrf,
     TooMany(std::time::Duration),
+    /// The console cannot do this now (its disk is full).
+    Unavailable(String),
     Internal(String),
 }
 
@@ -38,6 +40,7 @@ impl IntoResponse for WebError {
                     wait.as_secs().max(1)
                 ),
             ),
+            WebError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             WebError::Internal(m) => {
                 tracing::error!("web console: {m}");
                 (
@@ -162,6 +165,9 @@ pub fn shell(staff: &Staff, title: &str, active: &str, body: Markup) -> Markup {
                     }
                 }
                 div #toasts aria-live="polite" {}
+                @if let Some(alert) = &staff.storage_alert {
+                    div.storage-alert role="alert" { (alert) }
+                }
                 main { (body) }
             }
         }

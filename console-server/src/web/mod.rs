@@ -46,6 +46,7 @@ use protocol::Policy;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
+use crate::storage_health::StorageHealth;
 use crate::store::{Role, Store, StoreError};
 
 /// What the web handlers share.
@@ -62,6 +63,8 @@ pub struct WebState {
     pub ca_fingerprint: String,
     /// Policy changes made through the console, one at a time.
     pub policy_edit: tokio::sync::Mutex<()>,
+    /// Whether storing works and how much room is left.
+    pub health: Arc<StorageHealth>,
     definitions: Mutex<Option<(u64, Arc<Definitions>)>>,
 }
 
@@ -73,6 +76,7 @@ impl WebState {
         offline_after_ms: i64,
         enrol_address: String,
         ca_fingerprint: String,
+        health: Arc<StorageHealth>,
     ) -> WebState {
         WebState {
             store,
@@ -83,6 +87,7 @@ impl WebState {
             enrol_address,
             ca_fingerprint,
             policy_edit: tokio::sync::Mutex::new(()),
+            health,
             definitions: Mutex::new(None),
         }
     }
@@ -293,7 +298,17 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
         .map_err(|e| layout::WebError::Internal(format!("a storage task failed: {e}")))?
-        .map_err(|e| layout::WebError::Internal(e.to_string()))
+        .map_err(layout::WebError::from)
+}
+
+impl From<StoreError> for layout::WebError {
+    fn from(e: StoreError) -> Self {
+        if e.is_disk_full() {
+            layout::WebError::Unavailable(e.disk_full_message())
+        } else {
+            layout::WebError::Internal(e.to_string())
+        }
+    }
 }
 
 /// The roles that may triage and see captured text and screenshots.
