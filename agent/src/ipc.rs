@@ -50,6 +50,9 @@ pub enum ToSession {
     OpenConcern,
     /// The service will not do what was asked, and why.
     Refused(String),
+    /// The service could not spool this record now (its disk is full); the
+    /// helper keeps it and offers it again.
+    NotSpooled { id: RecordId, why: String },
 }
 
 impl WireMessage for ToService {
@@ -59,7 +62,7 @@ impl WireMessage for ToService {
 
 impl WireMessage for ToSession {
     const NAME: &'static str = "message to a session helper";
-    const KINDS: Option<u32> = Some(7);
+    const KINDS: Option<u32> = Some(8);
 }
 
 /// `agent feed`: hands text to the running agent through its socket.

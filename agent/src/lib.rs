@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod browser_history;
 pub mod heartbeat;
 pub mod ipc;
+pub mod pending;
 pub mod pipeline;
 pub mod platform;
 pub mod prompts;

@@ -42,6 +42,16 @@ pub struct Service {
     connected: watch::Receiver<bool>,
     sessions: Mutex<HashMap<u64, SessionEntry>>,
     next_session: AtomicU64,
+    /// Since when, and why, records cannot be spooled (a full disk).
+    spool_trouble: Mutex<Option<SpoolTrouble>>,
+}
+
+/// A spell in which the spool could not be written.
+#[derive(Debug)]
+struct SpoolTrouble {
+    since: UnixMillis,
+    why: String,
+    refused: u64,
 }
 
 /// Spool cap and other knobs of the service.
@@ -106,6 +116,7 @@ impl Service {
             connected: connected_rx,
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            spool_trouble: Mutex::new(None),
         });
         let uplink = tokio::spawn(uplink::run(
             enrolment,
@@ -286,8 +297,11 @@ impl Service {
                 );
                 tracing::error!("{detail}");
                 let event = tamper(Some(user), TamperKind::AgentKilled, detail);
-                if let ToSession::Refused(why) = self.spool_record(event).await {
-                    tracing::error!("cannot spool the tamper event: {why}");
+                match self.spool_record(event).await {
+                    ToSession::Refused(why) | ToSession::NotSpooled { why, .. } => {
+                        tracing::error!("cannot spool the tamper event: {why}");
+                    }
+                    _ => {}
                 }
             }
         }
@@ -322,6 +336,7 @@ impl Service {
         let spool = self.spool.clone();
         match tokio::task::spawn_blocking(move || spool.push(&record)).await {
             Ok(Ok(outcome)) => {
+                self.spool_works().await;
                 if outcome.images_dropped + outcome.records_dropped > 0 {
                     tracing::warn!(
                         "spool cap reached: {} screenshot(s) and {} record(s) dropped",
@@ -332,8 +347,54 @@ impl Service {
                 self.spooled.notify_one();
                 ToSession::Stored(id)
             }
-            Ok(Err(e)) => ToSession::Refused(format!("cannot spool the record: {e:#}")),
+            Ok(Err(e)) => {
+                let why = format!("{e:#}");
+                let mut trouble = self.spool_trouble.lock().unwrap_or_else(|p| p.into_inner());
+                match trouble.as_mut() {
+                    Some(t) => {
+                        t.refused += 1;
+                        t.why.clone_from(&why);
+                    }
+                    None => {
+                        tracing::error!(
+                            "cannot write the spool ({why}); session helpers keep their records until it can"
+                        );
+                        *trouble = Some(SpoolTrouble {
+                            since: UnixMillis::now(),
+                            why: why.clone(),
+                            refused: 1,
+                        });
+                    }
+                }
+                ToSession::NotSpooled { id, why }
+            }
             Err(e) => ToSession::Refused(format!("the spool writer failed: {e}")),
+        }
+    }
+
+    /// After a spell of failing writes, records what happened for the
+    /// console (a tamper event: the laptop could not keep records).
+    async fn spool_works(&self) {
+        let Some(t) = self
+            .spool_trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let minutes = (UnixMillis::now().0 - t.since.0) / 60_000;
+        let detail = format!(
+            "the laptop could not write its spool for {minutes} minute(s) ({}); {} record(s) were refused meanwhile and held by the session helpers in memory until it could (a restart meanwhile would have lost them)",
+            t.why, t.refused
+        );
+        tracing::warn!("the spool can be written again: {detail}");
+        let spool = self.spool.clone();
+        let event = tamper(None, TamperKind::Other, detail);
+        match tokio::task::spawn_blocking(move || spool.push(&event)).await {
+            Ok(Ok(_)) => self.spooled.notify_one(),
+            Ok(Err(e)) => tracing::error!("cannot spool the note of the full spool: {e:#}"),
+            Err(e) => tracing::error!("cannot spool the note of the full spool: {e}"),
         }
     }
 }

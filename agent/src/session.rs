@@ -4,7 +4,7 @@
 //! capture to the service, keeping it until the service says it is spooled.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::{
-    AgentMessage, Audience, AupDecision, Capture, Concern, Connection, Decision, Policy, RecordId,
+    AgentMessage, Audience, AupDecision, Capture, Concern, Connection, Decision, Policy,
     Screenshot, SiteVisits, Source, UnixMillis,
 };
 use tokio::io::{ReadHalf, WriteHalf};
@@ -24,6 +24,7 @@ use wordlists::{KeyStream, Matcher};
 use crate::backoff::Backoff;
 use crate::browser_history::BrowserHistory;
 use crate::ipc::{FeedText, ToService, ToSession};
+use crate::pending::Pending;
 use crate::pipeline::{Pipeline, Seen, matcher_for};
 use crate::platform::x11::X11Desktop;
 use crate::platform::{Desktop, DesktopEvent, WindowInfo};
@@ -137,7 +138,7 @@ struct Helper {
     keys: KeyStream,
     front: WindowInfo,
     /// Records handed to the service and not yet confirmed spooled.
-    pending: BTreeMap<RecordId, AgentMessage>,
+    pending: Pending,
     activity: SiteActivity,
     /// The account this helper watches.
     user: String,
@@ -226,7 +227,7 @@ pub async fn run(
         no_desktop_reason,
         keys: KeyStream::new(),
         front,
-        pending: BTreeMap::new(),
+        pending: Pending::default(),
         activity: SiteActivity::new(
             u64::try_from(options.idle_after.as_millis()).unwrap_or(u64::MAX),
             (ACTIVITY_LOOK * 5).as_millis() as u64,
@@ -296,8 +297,7 @@ pub async fn run(
                     helper.want_aup(&policy);
                     helper.rebuild(policy, &rebuilt_tx);
                     // Whatever the service had not confirmed goes again (it keeps one copy per id).
-                    let again: Vec<AgentMessage> = helper.pending.values().cloned().collect();
-                    for record in again {
+                    for record in helper.pending.again() {
                         let _ = link.writer.send(&ToService::Record(record)).await;
                     }
                 }
@@ -331,6 +331,14 @@ pub async fn run(
             }
             _ = visit_report.tick() => {
                 helper.report_visits(&mut link, false).await;
+            }
+            () = sleep_until(helper.pending.retry_at()), if helper.pending.retry_at().is_some() => {
+                for record in helper.pending.again() {
+                    if link.writer.send(&ToService::Record(record)).await.is_err() {
+                        // Lost the service; the reconnect offers them all.
+                        break;
+                    }
+                }
             }
             () = sleep_until(flush_at), if flush_at.is_some() => {
                 flush_at = None;
@@ -563,9 +571,7 @@ impl Helper {
     /// Hands a record to the service, keeping it until the service says it
     /// is spooled.
     async fn send_record(&mut self, record: AgentMessage, link: &mut Link) -> bool {
-        if let Some(id) = record.record_id() {
-            self.pending.insert(id, record.clone());
-        }
+        self.pending.insert(record.clone());
         if let Err(e) = link.writer.send(&ToService::Record(record)).await {
             // Kept in `pending`; sent again once the service is back.
             tracing::warn!("cannot hand a record to the service now: {e}");
@@ -636,7 +642,11 @@ impl Helper {
     ) -> Vec<Capture> {
         match message {
             ToSession::Stored(id) => {
-                self.pending.remove(&id);
+                self.pending.stored(id);
+                Vec::new()
+            }
+            ToSession::NotSpooled { id, why } => {
+                self.pending.not_spooled(id, why);
                 Vec::new()
             }
             ToSession::Policy(policy) => {
@@ -737,7 +747,7 @@ impl Helper {
             if sending {
                 sending = self.send_record(AgentMessage::Capture(c), link).await;
             } else {
-                self.pending.insert(c.id, AgentMessage::Capture(c));
+                self.pending.insert(AgentMessage::Capture(c));
             }
         }
     }
