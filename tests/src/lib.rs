@@ -16,6 +16,8 @@ pub mod browser;
 pub mod desktop;
 pub mod fault_proxy;
 pub mod headful_chromium;
+pub mod small_disk;
+pub mod web_client;
 
 use anyhow::{Context, bail};
 use protocol::device_link::DeviceIdentity;

@@ -12,6 +12,7 @@ use protocol::device_link::{DeviceIdentity, DeviceLink};
 use protocol::{AgentMessage, Capture, ConsoleMessage};
 use serde_json::Value;
 use tests::browser::Browser;
+use tests::web_client::Web;
 use tests::{Api, ConsoleProcess, api_token, capture, console_cli, identity_from_ca};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -523,118 +524,10 @@ async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
     browser.client.clone().close().await.unwrap();
 }
 
-/// A plain HTTPS client for the pages (no browser): cookies by hand, no
-/// redirects followed, so every header can be checked.
-struct Web {
-    agent: ureq::Agent,
-    base: String,
-}
-
-struct Reply {
-    status: u16,
-    location: String,
-    cookies: Vec<String>,
-    body: String,
-}
-
-impl Web {
-    fn new(bed: &Bed) -> Web {
-        use ureq::tls::{Certificate, RootCerts, TlsConfig};
-        let pem = std::fs::read(bed.console.data.join("ca.pem")).unwrap();
-        let ca = Certificate::from_pem(&pem).unwrap().to_owned();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(
-                TlsConfig::builder()
-                    .root_certs(RootCerts::Specific(std::sync::Arc::new(vec![ca])))
-                    .build(),
-            )
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(WAIT))
-            .build()
-            .new_agent();
-        Web {
-            agent,
-            base: bed.base.clone(),
-        }
-    }
-
-    fn reply(mut r: ureq::http::Response<ureq::Body>) -> Reply {
-        let header = |name: &str| {
-            r.headers()
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
-        let location = header("location").join("");
-        let cookies = header("set-cookie");
-        Reply {
-            status: r.status().as_u16(),
-            location,
-            cookies,
-            body: r.body_mut().read_to_string().unwrap_or_default(),
-        }
-    }
-
-    fn get(&self, path: &str, cookie: &str) -> Reply {
-        Self::reply(
-            self.agent
-                .get(format!("{}{path}", self.base))
-                .header("Cookie", cookie)
-                .call()
-                .unwrap(),
-        )
-    }
-
-    fn post(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Reply {
-        Self::reply(
-            self.agent
-                .post(format!("{}{path}", self.base))
-                .header("Cookie", cookie)
-                .send_form(fields.iter().copied())
-                .unwrap(),
-        )
-    }
-
-    /// Signs in; returns the session cookie (`name=value`) and the reply.
-    fn sign_in(&self, name: &str, password: &str, old: &str) -> (String, Reply) {
-        let page = self.get("/login", "");
-        let login = cookie_pair(&page.cookies, "__Host-sg_login").expect("a login cookie");
-        let token = login.split_once('=').unwrap().1.to_owned();
-        let cookie = if old.is_empty() {
-            login.clone()
-        } else {
-            format!("{login}; {old}")
-        };
-        let r = self.post(
-            "/login",
-            &cookie,
-            &[
-                ("csrf", &token),
-                ("name", name),
-                ("password", password),
-                ("next", "/inbox"),
-            ],
-        );
-        (
-            cookie_pair(&r.cookies, "__Host-sg_session").unwrap_or_default(),
-            r,
-        )
-    }
-}
-
-fn cookie_pair(set_cookies: &[String], name: &str) -> Option<String> {
-    set_cookies
-        .iter()
-        .find(|c| c.starts_with(&format!("{name}=")))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-}
-
 #[test]
 fn sessions_are_hardened_fresh_at_login_expire_and_throttle_failures() {
     let bed = bed();
-    let web = Web::new(&bed);
+    let web = Web::new(&bed.console.data, &bed.base);
 
     // Cookies: __Host-, Secure, HttpOnly, SameSite=Strict; strict headers.
     let page = web.get("/login", "");
@@ -930,7 +823,7 @@ async fn the_weekly_site_visit_report_is_read_exported_signed_off_and_mailed_on_
     );
     assert!(out.contains("line 4: \"not\" has no dot"), "{out}");
 
-    let web = Web::new(&bed);
+    let web = Web::new(&bed.console.data, &bed.base);
     let (session, _) = web.sign_in("lead", REVIEWER_PW, "");
     let inbox = web.get("/inbox", &session);
     assert!(
@@ -1129,7 +1022,7 @@ async fn the_aup_is_published_its_answers_listed_and_the_register_imported_all_o
         Some("admin pass phrase\n"),
     )
     .unwrap();
-    let web = Web::new(&bed);
+    let web = Web::new(&bed.console.data, &bed.base);
     let (admin, _) = web.sign_in("it", "admin pass phrase", "");
     let (auditor, _) = web.sign_in("governor", AUDITOR_PW, "");
 
@@ -1407,7 +1300,7 @@ fn every_route_refuses_strangers_and_the_roles_it_does_not_serve() {
 
     // Strangers: pages send them to sign in, forms are refused, the API
     // answers 401.
-    let web = Web::new(&bed);
+    let web = Web::new(&bed.console.data, &bed.base);
     let stranger = bed.admin.with_token("not-a-token");
     for (method, path, who) in ACCESS {
         if *who == PUBLIC {
@@ -1570,7 +1463,7 @@ async fn naughty_strings_pass_through_storage_pages_api_and_exports_unmangled_an
     // The pages: each capture's page, the inbox, the user's timeline, the
     // register and the weekly report render, and no string that could be
     // markup appears unescaped.
-    let web = Web::new(&bed);
+    let web = Web::new(&bed.console.data, &bed.base);
     let (session, _) = web.sign_in("lead", REVIEWER_PW, "");
     let markup: Vec<&String> = strings
         .iter()
