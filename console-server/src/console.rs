@@ -61,6 +61,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] protocol::ProtocolError),
+    #[error("{0}")]
+    WebCertificate(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -136,8 +138,14 @@ impl Console {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(agent_listener::run(agent_tcp, ctx, DRAIN)));
 
-        let web_tls =
-            protocol::tls::server_config(&dir.server.cert_pem, dir.server.key_pem.expose())?;
+        let web_cert = crate::web_certificate::choose(
+            &settings.web_certificate,
+            &dir.server,
+            UnixMillis::now(),
+        )
+        .map_err(StartError::WebCertificate)?;
+        tracing::info!("web certificate: {}", web_cert.source);
+        let web_tls = protocol::tls::server_config(&web_cert.chain_pem, &web_cert.key_pem)?;
         let web = TlsListener::new(web_tcp, TlsAcceptor::from(web_tls));
         let offline_after_ms = i64::from(settings.offline_after_minutes) * 60_000;
         let api = api::router(Arc::new(ApiState {

@@ -36,4 +36,5 @@ pub mod storage_health;
 pub mod store;
 pub mod subject_access;
 pub mod web;
+pub mod web_certificate;
 pub mod weekly_mail;

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::store::Retention;
+use crate::web_certificate::WebCertificateSettings;
 
 /// Everything an operator may tune.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Where the weekly site-visit report is mailed on Monday at 07:00.
     pub report: ReportMail,
+    /// The school's own certificate for the web console, if any.
+    pub web_certificate: WebCertificateSettings,
 }
 
 /// The weekly report's mail: nobody and no server by default.
@@ -118,6 +121,7 @@ impl Default for Settings {
             retention: Retention::default(),
             limits: Limits::default(),
             report: ReportMail::default(),
+            web_certificate: WebCertificateSettings::default(),
         }
     }
 }
@@ -187,6 +191,7 @@ impl Settings {
             return Err("offline_after_minutes must be at least 1".into());
         }
         crate::school_week::parse_zone(&self.time_zone)?;
+        self.web_certificate.check()?;
         let mail = &self.report;
         if !mail.email_to.is_empty() {
             if mail.smtp.host.is_empty() || mail.smtp.from.is_empty() {

@@ -219,6 +219,18 @@ pub fn device_key_and_csr() -> Result<(SecretPem, String), ProtocolError> {
     Ok((SecretPem::new(key.serialize_pem()), csr))
 }
 
+/// The validity of a certificate: not before and not after, in seconds
+/// since the Unix epoch.
+///
+/// # Errors
+/// [`ProtocolError::Tls`] if the certificate cannot be parsed.
+pub fn validity_of(cert_der: &[u8]) -> Result<(i64, i64), ProtocolError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| ProtocolError::Tls(format!("the certificate cannot be parsed: {e}")))?;
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
 /// The device id a device certificate was issued for: its subject's common
 /// name, as [`Authority::issue_client`] and [`Authority::sign_csr`] write it.
 ///

@@ -26,9 +26,16 @@ impl Web {
     /// # Panics
     /// The console's CA cannot be read.
     pub fn new(data: &Path, base: &str) -> Web {
+        Self::trusting(&std::fs::read(data.join("ca.pem")).unwrap(), base)
+    }
+
+    /// A client trusting only the CA certificate `pem`.
+    ///
+    /// # Panics
+    /// `pem` is not a certificate.
+    pub fn trusting(pem: &[u8], base: &str) -> Web {
         use ureq::tls::{Certificate, RootCerts, TlsConfig};
-        let pem = std::fs::read(data.join("ca.pem")).unwrap();
-        let ca = Certificate::from_pem(&pem).unwrap().to_owned();
+        let ca = Certificate::from_pem(pem).unwrap().to_owned();
         let agent = ureq::Agent::config_builder()
             .tls_config(
                 TlsConfig::builder()

@@ -1,7 +1,8 @@
 //! The operator's guide, tested: a backup taken while laptops keep sending
 //! restores to a working console (the same CA, so laptops and API tokens
-//! carry on), and a subject-access export holds everything about one pupil
-//! and nothing about another.
+//! carry on), a subject-access export holds everything about one pupil
+//! and nothing about another, and the school's own web certificate is
+//! served to browsers while laptops keep the built-in CA.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -267,5 +268,82 @@ async fn a_live_backup_restores_to_a_working_console_and_a_subject_export_is_com
     assert!(
         audit.to_string().contains("subject_export"),
         "the export is audited: {audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schools_own_web_certificate_is_served_while_laptops_keep_the_built_in_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut console = ConsoleProcess::start(&data).unwrap();
+    console.terminate(Duration::from_secs(10)).unwrap();
+
+    // The school's domain CA issues the console a certificate.
+    let school = protocol::pki::Authority::generate("Test School Domain CA").unwrap();
+    let issued = school.issue_server(&["localhost"]).unwrap();
+    let etc = tmp.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let (chain, key) = (etc.join("console.pem"), etc.join("console.key"));
+    std::fs::write(&chain, &issued.cert_pem).unwrap();
+    std::fs::write(&key, issued.key_pem.expose()).unwrap();
+    let toml_path = data.join("console.toml");
+    let settings = std::fs::read_to_string(&toml_path).unwrap();
+    let default = "[web_certificate]\nchain = \"\"\nkey = \"\"\n";
+    assert!(
+        settings.contains(default),
+        "the default settings show the section:\n{settings}"
+    );
+    let named = format!(
+        "[web_certificate]\nchain = {:?}\nkey = {:?}\n",
+        chain.display().to_string(),
+        key.display().to_string()
+    );
+    std::fs::write(&toml_path, settings.replace(default, &named)).unwrap();
+
+    let console = ConsoleProcess::start(&data).unwrap();
+    assert!(
+        console
+            .log_text()
+            .contains("web certificate: the school's, from")
+    );
+    let port = console.web_addr.rsplit(':').next().unwrap().to_owned();
+    let base = format!("https://localhost:{port}");
+    // A browser that trusts the school's CA, and nothing else, signs in.
+    let browser = tests::web_client::Web::trusting(school.cert_pem().as_bytes(), &base);
+    let page = tokio::task::spawn_blocking(move || browser.get("/login", ""))
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    // The built-in CA no longer vouches for the web console.
+    let builtin = std::fs::read(data.join("ca.pem")).unwrap();
+    let url = format!("{base}/login");
+    let refused = tokio::task::spawn_blocking(move || {
+        tests::web_client::Web::trusting(&builtin, "")
+            .agent
+            .get(&url)
+            .call()
+            .map(|r| r.status())
+    })
+    .await
+    .unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+    // Laptops are unaffected: a capture goes through on the built-in CA.
+    let device = identity_from_ca(&data).unwrap();
+    let mut link = DeviceLink::connect(&console.agent_addr, &device, "test", 0)
+        .await
+        .unwrap();
+    let c = capture("with the school's certificate: kms", "kms", None);
+    deliver(&mut link, vec![AgentMessage::Capture(c.clone())]).await;
+    assert_eq!(count_stored(&data, &[c.id]).unwrap(), (0, 0));
+    drop(link);
+    drop(console);
+
+    // A key that does not fit stops the start, naming the files.
+    let other = protocol::pki::Authority::generate("other").unwrap();
+    std::fs::write(&key, other.key_pem().expose()).unwrap();
+    let err = ConsoleProcess::start(&data).err().unwrap().to_string();
+    assert!(
+        err.contains("do not fit together") && err.contains("console.key"),
+        "{err}"
     );
 }
