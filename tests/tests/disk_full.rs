@@ -78,6 +78,19 @@ fn offer(
     })
 }
 
+/// Enrols `state` with the console and runs the agent on it (no display),
+/// with a home directory under `tmp`.
+fn start_agent(state: &Path, tmp: &Path, console: &ConsoleProcess) -> AgentProcess {
+    enroll_agent(
+        state,
+        &enroll_token(&console.data, &console.agent_addr, "1h").unwrap(),
+    )
+    .unwrap();
+    let home = tmp.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    AgentProcess::start("run", state, None, &home, &[]).unwrap()
+}
+
 fn connect(rt: &tokio::runtime::Runtime, addr: &str, device: &DeviceIdentity) -> DeviceLink {
     rt.block_on(DeviceLink::connect(addr, device, "test", 0))
         .unwrap()
@@ -128,14 +141,7 @@ fn the_console_on_a_full_disk_acks_nothing_it_cannot_keep_and_resumes_when_space
 
     // A real agent, and a raw laptop that sends screenshots.
     let state = tmp.path().join("agent");
-    enroll_agent(
-        &state,
-        &enroll_token(&data, &console.agent_addr, "1h").unwrap(),
-    )
-    .unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let agent = AgentProcess::start("run", &state, None, &home, &[]).unwrap();
+    let agent = start_agent(&state, tmp.path(), &console);
     let device = identity_from_ca(&data).unwrap();
     let mut raw = connect(&rt, &console.agent_addr, &device);
 
@@ -319,14 +325,7 @@ fn the_agent_on_a_full_disk_holds_its_captures_and_spools_them_when_space_return
     let console = ConsoleProcess::start(&data).unwrap();
     let mut disk = SmallDisk::mount(&tmp.path().join("agent"), DISK).unwrap();
     let state = disk.path().to_owned();
-    enroll_agent(
-        &state,
-        &enroll_token(&data, &console.agent_addr, "1h").unwrap(),
-    )
-    .unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let agent = AgentProcess::start("run", &state, None, &home, &[]).unwrap();
+    let agent = start_agent(&state, tmp.path(), &console);
 
     feed(
         &state,
