@@ -145,7 +145,7 @@ impl Console {
         )
         .map_err(StartError::WebCertificate)?;
         tracing::info!("web certificate: {}", web_cert.source);
-        let web_tls = protocol::tls::server_config(&web_cert.chain_pem, &web_cert.key_pem)?;
+        let web_tls = web_cert.config;
         let web = TlsListener::new(web_tcp, TlsAcceptor::from(web_tls));
         let offline_after_ms = i64::from(settings.offline_after_minutes) * 60_000;
         let api = api::router(Arc::new(ApiState {

@@ -104,7 +104,7 @@ impl Report {
                 "The console cannot store what laptops send: {what}, since {} UTC ({} batch{} refused{}). \
                  Laptops keep their captures and resend them every 30 seconds; nothing is lost while they wait. \
                  Free space on the volume holding {}.",
-                rfc3339_minutes(f.since),
+                utc_minutes(f.since),
                 f.batches_refused,
                 if f.batches_refused == 1 { "" } else { "es" },
                 free.map(|s| format!("; {s}")).unwrap_or_default(),
@@ -160,7 +160,7 @@ impl StorageHealth {
         if let Some(f) = recovered {
             tracing::warn!(
                 "storing records works again, after failing since {} UTC ({} batches refused); laptops resend what waited",
-                rfc3339_minutes(f.since),
+                utc_minutes(f.since),
                 f.batches_refused
             );
             // Space was freed: the banner must not wait for the next check.
@@ -273,7 +273,7 @@ pub fn human_bytes(n: u64) -> String {
     format!("{n} bytes")
 }
 
-fn rfc3339_minutes(t: UnixMillis) -> String {
+fn utc_minutes(t: UnixMillis) -> String {
     jiff::Timestamp::from_millisecond(t.0)
         .map(|ts| ts.strftime("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_else(|_| t.0.to_string())

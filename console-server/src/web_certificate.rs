@@ -20,6 +20,7 @@
 //! is read at the next start.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use protocol::UnixMillis;
 use protocol::pki::Issued;
@@ -52,11 +53,12 @@ impl WebCertificateSettings {
     }
 }
 
-/// The certificate chosen, ready for the TLS setup.
+/// The certificate chosen, with the TLS setup built from it.
 #[derive(Debug)]
 pub struct WebCertificate {
     pub chain_pem: String,
-    pub key_pem: String,
+    /// The web listener's TLS setup (built once, here).
+    pub config: Arc<rustls::ServerConfig>,
     /// Where it came from, for the log.
     pub source: String,
 }
@@ -74,8 +76,9 @@ pub fn choose(
 ) -> Result<WebCertificate, String> {
     if settings.chain.is_empty() {
         return Ok(WebCertificate {
+            config: protocol::tls::server_config(&builtin.cert_pem, builtin.key_pem.expose())
+                .map_err(|e| e.to_string())?,
             chain_pem: builtin.cert_pem.clone(),
-            key_pem: builtin.key_pem.expose().to_owned(),
             source: "the console's own, from its built-in CA".into(),
         });
     }
@@ -89,7 +92,7 @@ pub fn choose(
     let fix = "; fix the files named in [web_certificate] in console.toml, or remove that section to use the built-in certificate";
     let chain = protocol::tls::certs_from_pem(&chain_pem, &settings.chain)
         .map_err(|e| format!("{e}{fix}"))?;
-    protocol::tls::server_config(&chain_pem, &key_pem)
+    let config = protocol::tls::server_config(&chain_pem, &key_pem)
         .map_err(|e| format!("{e} ({} and {}){fix}", settings.chain, settings.key))?;
     let (not_before, not_after) = protocol::pki::validity_of(&chain[0])
         .map_err(|e| format!("{}: {e}{fix}", settings.chain))?;
@@ -123,7 +126,7 @@ pub fn choose(
     }
     Ok(WebCertificate {
         chain_pem,
-        key_pem,
+        config,
         source: format!("the school's, from {}", settings.chain),
     })
 }

@@ -49,6 +49,24 @@ fn stored_with(data: &Path, marker: &str) -> i64 {
         .unwrap()
 }
 
+/// Feeds `n` captures, each in its own window, marked `marker-{set}{i}`.
+fn feed_marked(state: &Path, set: &str, n: usize) {
+    for i in 1..=n {
+        feed(
+            state,
+            "Chat",
+            &format!("{set} {i}"),
+            &format!("marker-{set}{i}: i want to kill myself"),
+        )
+        .unwrap();
+    }
+}
+
+/// True when each of the `n` captures of [`feed_marked`] is stored once.
+fn all_stored_once(data: &Path, set: &str, n: usize) -> bool {
+    (1..=n).all(|i| stored_with(data, &format!("marker-{set}{i}")) == 1)
+}
+
 fn health(api: &Api) -> Value {
     let (status, body) = api.get("/api/v1/health").unwrap();
     assert_eq!(status, 200, "{body}");
@@ -172,15 +190,7 @@ fn the_console_on_a_full_disk_acks_nothing_it_cannot_keep_and_resumes_when_space
         "ballast: {ballast} bytes; {} left",
         disk.free_bytes().unwrap()
     );
-    for i in 1..=3 {
-        feed(
-            &state,
-            "Chat",
-            &format!("full {i}"),
-            &format!("marker-a{i}: i want to kill myself"),
-        )
-        .unwrap();
-    }
+    feed_marked(&state, "a", 3);
     let mut shot = capture("marker-raw: i want to kill myself", "kill myself", None);
     shot.screenshot = protocol::Screenshot::Png(fake_png(300, 7));
     let verdict = offer(&rt, &mut raw, &shot);
@@ -244,8 +254,9 @@ fn the_console_on_a_full_disk_acks_nothing_it_cannot_keep_and_resumes_when_space
     // the raw laptop resends by hand; the banner goes.
     disk.free().unwrap();
     assert!(
-        wait_for(Duration::from_secs(90), || (1..=3)
-            .all(|i| stored_with(&data, &format!("marker-a{i}")) == 1)),
+        wait_for(Duration::from_secs(90), || {
+            all_stored_once(&data, "a", 3)
+        }),
         "the agent's captures did not arrive after space returned; console log:\n{}\nagent log:\n{}",
         console.log_text(),
         agent.log_text()
@@ -265,15 +276,7 @@ fn the_console_on_a_full_disk_acks_nothing_it_cannot_keep_and_resumes_when_space
 
     // Phase 2: full again, and the console is killed while refusing.
     disk.fill().unwrap();
-    for i in 1..=2 {
-        feed(
-            &state,
-            "Chat",
-            &format!("full again {i}"),
-            &format!("marker-b{i}: i want to kill myself"),
-        )
-        .unwrap();
-    }
+    feed_marked(&state, "b", 2);
     assert!(
         wait_for(Duration::from_secs(60), || {
             health(&api)["storage"]["failing"].is_object()
@@ -285,8 +288,9 @@ fn the_console_on_a_full_disk_acks_nothing_it_cannot_keep_and_resumes_when_space
     disk.free().unwrap();
     let console = ConsoleProcess::start_on(&data, &agent_addr, &web_addr).unwrap();
     assert!(
-        wait_for(Duration::from_secs(90), || (1..=2)
-            .all(|i| stored_with(&data, &format!("marker-b{i}")) == 1)),
+        wait_for(Duration::from_secs(90), || {
+            all_stored_once(&data, "b", 2)
+        }),
         "the captures made while full did not arrive after the restart; console log:\n{}\nagent log:\n{}",
         console.log_text(),
         agent.log_text()
@@ -340,15 +344,7 @@ fn the_agent_on_a_full_disk_holds_its_captures_and_spools_them_when_space_return
         == 0));
 
     disk.fill().unwrap();
-    for i in 1..=3 {
-        feed(
-            &state,
-            "Chat",
-            &format!("full {i}"),
-            &format!("marker-a{i}: i want to kill myself"),
-        )
-        .unwrap();
-    }
+    feed_marked(&state, "a", 3);
     agent
         .wait_log("cannot write the spool", Duration::from_secs(30))
         .unwrap();
@@ -361,8 +357,9 @@ fn the_agent_on_a_full_disk_holds_its_captures_and_spools_them_when_space_return
 
     disk.free().unwrap();
     assert!(
-        wait_for(Duration::from_secs(60), || (1..=3)
-            .all(|i| stored_with(&data, &format!("marker-a{i}")) == 1)),
+        wait_for(Duration::from_secs(60), || {
+            all_stored_once(&data, "a", 3)
+        }),
         "the held captures did not arrive after space returned; agent log:\n{}",
         agent.log_text()
     );

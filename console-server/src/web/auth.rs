@@ -152,12 +152,16 @@ impl OptionalFromRequestParts<AppState> for Staff {
         }
         // The live stream is not the user at the keyboard: it must not keep
         // an idle session alive.
-        if parts.uri.path() != "/live"
-            && let Err(e) = blocking(state, move |s| s.touch_session(&hash, now)).await
-        {
-            // A full disk must not lock staff out of the page that tells
-            // them so; the session just does not get longer.
-            tracing::warn!("cannot extend the session of {}: {e:?}", session.user);
+        if parts.uri.path() != "/live" {
+            match blocking(state, move |s| s.touch_session(&hash, now)).await {
+                Ok(()) => {}
+                // A full disk must not lock staff out of the page that tells
+                // them so; the session just does not get longer.
+                Err(WebError::Unavailable(why)) => {
+                    tracing::warn!("cannot extend the session of {}: {why}", session.user);
+                }
+                Err(e) => return Err(e.into_response()),
+            }
         }
         Ok(Some(Staff {
             name: session.user.clone(),
