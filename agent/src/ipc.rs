@@ -17,6 +17,21 @@ pub struct FeedText {
     pub text: String,
 }
 
+/// Text the browser extension read from a page, handed over by
+/// `agent native-host`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageText {
+    /// The address of the tab's page.
+    pub page_url: String,
+    pub page_title: String,
+    /// The address of the frame the text is in (the page's, or an iframe's).
+    pub frame_url: String,
+    /// The text, block by block (a paragraph, a message, a table cell).
+    pub blocks: Vec<String>,
+    /// Microseconds the extension spent reading it in the page.
+    pub reader_us: u32,
+}
+
 /// From a session helper or `agent feed` to the service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToService {
@@ -31,6 +46,13 @@ pub enum ToService {
     /// `agent report-concern` (the launcher entry): open the concern window
     /// of the same user's session helper.
     OpenConcern,
+    /// `agent native-host` starts: a browser's page reader (the extension)
+    /// is connected; the connection stays open while it is. `browser` is
+    /// what the host says of the browser that started it (for logs only:
+    /// the service finds the browser's process itself).
+    PageReader { browser: String },
+    /// Text from a page, on a page reader's connection.
+    PageText(PageText),
 }
 
 /// From the service to a session helper or `agent feed`.
@@ -53,16 +75,32 @@ pub enum ToSession {
     /// The service could not spool this record now (its disk is full); the
     /// helper keeps it and offers it again.
     NotSpooled { id: RecordId, why: String },
+    /// A page reader of this user connected or went away. `browser_pid` is
+    /// the process that started `agent native-host` (the browser), as the
+    /// kernel says.
+    PageReader {
+        reader: u64,
+        browser_pid: Option<u32>,
+        browser: String,
+        connected: bool,
+    },
+    /// Text a page reader read.
+    PageText { reader: u64, text: PageText },
+    /// To a page reader: what the policy says of reading pages.
+    PageConfig {
+        reading: bool,
+        excluded_sites: Vec<String>,
+    },
 }
 
 impl WireMessage for ToService {
     const NAME: &'static str = "message to the agent service";
-    const KINDS: Option<u32> = Some(5);
+    const KINDS: Option<u32> = Some(7);
 }
 
 impl WireMessage for ToSession {
     const NAME: &'static str = "message to a session helper";
-    const KINDS: Option<u32> = Some(8);
+    const KINDS: Option<u32> = Some(11);
 }
 
 /// `agent feed`: hands text to the running agent through its socket.
@@ -132,6 +170,15 @@ fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
     })
 }
 
+/// The parent of a process, from `/proc/PID/stat`.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses,
+    // so read after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Whether the user still has processes running (other than `except`):
 /// a session helper that vanished while its user is still logged in was
 /// killed, not logged out.
@@ -170,6 +217,14 @@ mod tests {
         assert_eq!(passwd_name(passwd, 5), None);
         assert_eq!(user_name(0), "root");
         assert_eq!(user_name(4_000_000_000), "uid 4000000000");
+    }
+
+    #[test]
+    fn a_process_has_a_parent() {
+        let me = std::process::id();
+        let parent = parent_pid(me).unwrap();
+        assert_eq!(parent, std::os::unix::process::parent_id());
+        assert_eq!(parent_pid(4_000_000_000), None);
     }
 
     #[test]

@@ -13,8 +13,11 @@
 
 pub mod backoff;
 pub mod browser_history;
+pub mod browser_integration;
 pub mod heartbeat;
 pub mod ipc;
+pub mod native_host;
+pub mod page_readers;
 pub mod pending;
 pub mod pipeline;
 pub mod platform;

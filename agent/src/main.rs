@@ -80,12 +80,53 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// The native-messaging host the browsers start for the page-reader
+    /// extension (registered by `browser-integration install`); passes page
+    /// text to this user's session helper. The browser's own arguments
+    /// (the extension's origin) are accepted and logged.
+    NativeHost {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        browser_args: Vec<String>,
+    },
+    /// Registers the page-reader extension's native host with the browsers
+    /// (and, system-wide, writes the managed browser policies).
+    #[command(subcommand)]
+    BrowserIntegration(BrowserIntegration),
     /// The AUP window (started by the session helper; request on stdin).
     #[command(hide = true)]
     AupWindow,
     /// The concern window (started by the session helper; request on stdin).
     #[command(hide = true)]
     ConcernWindow,
+}
+
+#[derive(Subcommand)]
+enum BrowserIntegration {
+    /// Writes the native-messaging host manifests for Chromium, Chrome,
+    /// Edge, Brave and Firefox, and (system-wide) their managed policies:
+    /// private windows, guest and new profiles off, and the extension
+    /// force-installed from the school's server when its address is given.
+    Install {
+        /// Into the current user's browser folders only (no policies).
+        #[arg(long)]
+        user: bool,
+        /// The state directory of the agent service the host talks to.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Put the system-wide files under this directory instead of `/`.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Chromium-family browsers: the address of the extension's update
+        /// manifest, to force-install it.
+        #[arg(long)]
+        update_url: Option<String>,
+        /// Firefox: the address of the signed extension (.xpi), to
+        /// force-install it.
+        #[arg(long)]
+        firefox_xpi_url: Option<String>,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -172,6 +213,40 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status { state_dir } => status(&StateDir::new(state_dir)).await,
         Command::ReportConcern { state_dir } => {
             agent::ipc::report_concern(&StateDir::new(state_dir).socket()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::NativeHost {
+            state_dir,
+            browser_args,
+        } => {
+            agent::native_host::run(&agent::native_host::socket_of(&state_dir), &browser_args)
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BrowserIntegration(BrowserIntegration::Install {
+            user,
+            state_dir,
+            root,
+            update_url,
+            firefox_xpi_url,
+        }) => {
+            let agent = std::env::current_exe().context("cannot find the agent's own program")?;
+            let state_dir = std::path::absolute(&state_dir)
+                .with_context(|| format!("cannot make {} absolute", state_dir.display()))?;
+            let said = agent::browser_integration::install(&agent::browser_integration::Install {
+                user,
+                home: std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .context("HOME is not set; --user writes under the user's home")?,
+                root,
+                agent,
+                state_dir,
+                update_url,
+                firefox_xpi_url,
+            })?;
+            for line in said {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::AupWindow => window("aup-window").await,

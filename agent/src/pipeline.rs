@@ -3,6 +3,13 @@
 //! within the policy's period is one capture), a bounded context around
 //! the hit, and a UUID v7. The screenshot is added by the caller, once for
 //! all the captures of one moment.
+//!
+//! Text on screen (`screen_text`) is read again whenever a page re-renders
+//! or is scrolled past, so for it the debounce ignores the title (a chat
+//! page's title counts unread messages) and the same term in the same
+//! words on the same page is one capture for as long as the helper runs,
+//! however long after: only a new message holding it captures again (once
+//! the debounce period has passed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +25,9 @@ use crate::platform::WindowInfo;
 pub const CONTEXT_REACH: usize = 120;
 /// Debounce entries kept before old ones are pruned.
 const DEBOUNCE_ENTRIES: usize = 4096;
+/// On-screen texts remembered as already captured (term, page, words)
+/// before the oldest half is forgotten.
+const SEEN_TEXTS: usize = 8192;
 
 /// The matcher a policy asks for: the built-in libraries and the school's,
 /// without the categories it switched off.
@@ -52,6 +62,10 @@ pub struct Pipeline {
     policy: Arc<Policy>,
     matcher: Arc<Matcher>,
     last: HashMap<(String, String, u64, String), Instant>,
+    /// On-screen text already captured: hash of (term, category, window,
+    /// context) → when, for pruning the oldest.
+    seen_text: HashMap<u64, u64>,
+    seen_clock: u64,
 }
 
 impl Pipeline {
@@ -60,6 +74,8 @@ impl Pipeline {
             policy,
             matcher,
             last: HashMap::new(),
+            seen_text: HashMap::new(),
+            seen_clock: 0,
         }
     }
 
@@ -85,7 +101,8 @@ impl Pipeline {
             Source::WindowTitle => s.window_title,
             Source::Browser => s.browser,
             Source::Clipboard => s.clipboard,
-            Source::ScreenText | Source::Feed | Source::Concern => true,
+            Source::ScreenText => s.screen_text,
+            Source::Feed | Source::Concern => true,
         }
     }
 
@@ -97,6 +114,15 @@ impl Pipeline {
         let matcher = self.matcher.clone();
         let hits = matcher.scan(text);
         self.captures(text, &hits, seen)
+    }
+
+    fn remember_text(&mut self, words: u64) {
+        self.seen_clock += 1;
+        self.seen_text.insert(words, self.seen_clock);
+        if self.seen_text.len() > SEEN_TEXTS {
+            let cut = self.seen_clock - (SEEN_TEXTS / 2) as u64;
+            self.seen_text.retain(|_, at| *at > cut);
+        }
     }
 
     /// Hits already found (by the key stream) in `text`.
@@ -114,11 +140,35 @@ impl Pipeline {
             if hit.severity < self.policy.min_severity {
                 continue;
             }
+            let on_screen = seen.source == Source::ScreenText;
+            let (context, range) = hit.context(text, CONTEXT_REACH);
+            let words = on_screen.then(|| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(
+                    &(
+                        &hit.entry.term,
+                        &hit.entry.category,
+                        seen.window.id,
+                        context,
+                    ),
+                    &mut h,
+                );
+                std::hash::Hasher::finish(&h)
+            });
+            if let Some(w) = words
+                && self.seen_text.contains_key(&w)
+            {
+                continue;
+            }
             let key = (
                 hit.entry.term.clone(),
                 hit.entry.category.clone(),
                 seen.window.id,
-                seen.window.title.clone(),
+                if on_screen {
+                    String::new()
+                } else {
+                    seen.window.title.clone()
+                },
             );
             if let Some(t) = self.last.get(&key)
                 && now.duration_since(*t) < period
@@ -126,7 +176,9 @@ impl Pipeline {
                 continue;
             }
             self.last.insert(key, now);
-            let (context, range) = hit.context(text, CONTEXT_REACH);
+            if let Some(w) = words {
+                self.remember_text(w);
+            }
             out.push(Capture {
                 id: uuid::Uuid::now_v7(),
                 time: UnixMillis::now(),
@@ -161,6 +213,7 @@ mod tests {
             id,
             app: "XTerm".into(),
             title: title.into(),
+            pid: None,
         }
     }
 
@@ -242,5 +295,48 @@ mod tests {
             p.scan("you are such an idiot", &seen).is_empty(),
             "below the minimum severity"
         );
+    }
+
+    #[test]
+    fn on_screen_text_is_one_capture_per_message_and_page() {
+        let mut policy = Policy::baseline();
+        policy.debounce_seconds = 0;
+        let mut p = pipeline(policy);
+        let page = window(7, "(1) Chat");
+        let seen = Seen {
+            source: Source::ScreenText,
+            window: &page,
+            url: Some("http://chat.test/room"),
+        };
+        let message = "Sam: dont tell your parents about our chats ok";
+        assert_eq!(p.scan(message, &seen).len(), 1);
+        // Re-rendered, scrolled past, the title counting unread messages:
+        // the same words on the same page are not captured again, even
+        // with no debounce at all.
+        let retitled = window(7, "(2) Chat");
+        for _ in 0..10 {
+            let again = Seen {
+                window: &retitled,
+                ..seen.clone()
+            };
+            assert!(p.scan(message, &again).is_empty());
+        }
+        // A new message holding the same term is.
+        assert_eq!(
+            p.scan("Sam: remember dont tell your parents", &seen).len(),
+            1
+        );
+        // Another page is another window.
+        let other = window(8, "Chat");
+        let elsewhere = Seen {
+            window: &other,
+            ..seen.clone()
+        };
+        assert_eq!(p.scan(message, &elsewhere).len(), 1);
+
+        let mut off = Policy::baseline();
+        off.sources.screen_text = false;
+        let mut p = pipeline(off);
+        assert!(p.scan(message, &seen).is_empty(), "switched off");
     }
 }

@@ -32,6 +32,19 @@ struct SessionEntry {
     feed: mpsc::Sender<ToSession>,
 }
 
+/// A connected page reader (`agent native-host`, started by a browser).
+#[derive(Debug, Clone)]
+struct ReaderEntry {
+    uid: u32,
+    browser_pid: Option<u32>,
+    browser: String,
+}
+
+/// Page texts a session helper may have queued from its readers before
+/// more are dropped (text is like keystrokes: not kept when nobody can
+/// match it).
+const READER_QUEUE: usize = 256;
+
 /// The running service.
 #[derive(Debug)]
 pub struct Service {
@@ -41,6 +54,7 @@ pub struct Service {
     user: watch::Sender<Option<String>>,
     connected: watch::Receiver<bool>,
     sessions: Mutex<HashMap<u64, SessionEntry>>,
+    readers: Mutex<HashMap<u64, ReaderEntry>>,
     next_session: AtomicU64,
     /// Since when, and why, records cannot be spooled (a full disk).
     spool_trouble: Mutex<Option<SpoolTrouble>>,
@@ -115,6 +129,7 @@ impl Service {
             user: user_tx,
             connected: connected_rx,
             sessions: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             spool_trouble: Mutex::new(None),
         });
@@ -194,10 +209,13 @@ impl Service {
                 let reply = self.route_to_session(uid, ToSession::OpenConcern);
                 let _ = conn.send(&reply).await;
             }
+            ToService::PageReader { browser } => {
+                self.page_reader(conn, uid, pid, user, browser).await;
+            }
             other => {
                 let _ = conn
                     .send(&ToSession::Refused(format!(
-                        "the first message must be SessionHello, Feed or OpenConcern, not {other:?}"
+                        "the first message must be SessionHello, Feed, OpenConcern or PageReader, not {other:?}"
                     )))
                     .await;
             }
@@ -227,6 +245,91 @@ impl Service {
         }
     }
 
+    /// A page reader's connection: its texts go to the same user's session
+    /// helper, which also hears when it comes and goes (a browser in front
+    /// with no reader is reported); it is told the policy's page settings.
+    async fn page_reader(
+        self: Arc<Self>,
+        mut conn: Connection<UnixStream>,
+        uid: u32,
+        pid: Option<i32>,
+        user: String,
+        browser: String,
+    ) {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        // The browser is the process that started the host: the kernel's
+        // word, not the host's.
+        let browser_pid = pid
+            .and_then(|p| u32::try_from(p).ok())
+            .and_then(crate::ipc::parent_pid);
+        let entry = ReaderEntry {
+            uid,
+            browser_pid,
+            browser: browser.chars().take(64).collect(),
+        };
+        tracing::info!(
+            "page reader {id} for {user}: {} (browser pid {})",
+            entry.browser,
+            browser_pid.map_or("?".into(), |p| p.to_string())
+        );
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, entry.clone());
+        self.tell_session(uid, reader_notice(id, &entry, true));
+        let mut policy = self.policy.clone();
+        let config = page_config(&policy.borrow_and_update());
+        let mut ok = conn.send(&config).await.is_ok();
+        let mut dropped = 0u64;
+        while ok {
+            tokio::select! {
+                got = conn.read::<ToService>() => match got {
+                    Ok(Some(ToService::PageText(text))) => {
+                        if !self.tell_session(uid, ToSession::PageText { reader: id, text }) {
+                            dropped += 1;
+                            if dropped.is_power_of_two() {
+                                tracing::warn!("page reader {id}: {dropped} batch(es) of page text dropped (no session helper for {user}, or it is busy)");
+                            }
+                        }
+                    }
+                    Ok(Some(other)) => {
+                        tracing::warn!("page reader {id} sent {other:?}; closed");
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("page reader {id}: {e}");
+                        break;
+                    }
+                },
+                Ok(()) = policy.changed() => {
+                    let config = page_config(&policy.borrow_and_update());
+                    ok = conn.send(&config).await.is_ok();
+                }
+            }
+        }
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        tracing::info!("page reader {id} for {user} went away");
+        self.tell_session(uid, reader_notice(id, &entry, false));
+    }
+
+    /// Hands a message to the newest session helper of `uid`, if any and
+    /// if it is not too busy; says whether it was taken.
+    fn tell_session(&self, uid: u32, message: ToSession) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .iter()
+            .filter(|(_, s)| s.uid == uid)
+            .max_by_key(|(id, _)| **id)
+            .is_some_and(|(_, s)| {
+                // Leave room for what matters more (fed text, concerns).
+                s.feed.capacity() > 8 && s.feed.try_send(message).is_ok()
+            })
+    }
+
     async fn session(
         self: Arc<Self>,
         conn: Connection<UnixStream>,
@@ -235,7 +338,18 @@ impl Service {
         user: String,
     ) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (feed_tx, mut feed_rx) = mpsc::channel(64);
+        let (feed_tx, mut feed_rx) = mpsc::channel(READER_QUEUE);
+        // The page readers already connected, so the helper knows which
+        // browsers are watched.
+        for (reader, entry) in self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, r)| r.uid == uid)
+        {
+            let _ = feed_tx.try_send(reader_notice(*reader, entry, true));
+        }
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -396,6 +510,22 @@ impl Service {
             Ok(Err(e)) => tracing::error!("cannot spool the note of the full spool: {e:#}"),
             Err(e) => tracing::error!("cannot spool the note of the full spool: {e}"),
         }
+    }
+}
+
+fn reader_notice(reader: u64, entry: &ReaderEntry, connected: bool) -> ToSession {
+    ToSession::PageReader {
+        reader,
+        browser_pid: entry.browser_pid,
+        browser: entry.browser.clone(),
+        connected,
+    }
+}
+
+fn page_config(policy: &Policy) -> ToSession {
+    ToSession::PageConfig {
+        reading: policy.sources.screen_text,
+        excluded_sites: policy.page_reading_excluded.clone(),
     }
 }
 

@@ -23,7 +23,8 @@ use wordlists::{KeyStream, Matcher};
 
 use crate::backoff::Backoff;
 use crate::browser_history::BrowserHistory;
-use crate::ipc::{FeedText, ToService, ToSession};
+use crate::ipc::{FeedText, PageText, ToService, ToSession};
+use crate::page_readers::PageReaders;
 use crate::pending::Pending;
 use crate::pipeline::{Pipeline, Seen, matcher_for};
 use crate::platform::x11::X11Desktop;
@@ -59,6 +60,9 @@ pub struct SessionOptions {
     pub prompts: Option<PromptOptions>,
 }
 
+/// How often the window in front is checked for a browser no page reader
+/// watches.
+const READER_LOOK: Duration = Duration::from_secs(2);
 /// How often the idle time is read while a browser is in front.
 const ACTIVITY_LOOK: Duration = Duration::from_secs(2);
 /// Most site visits in one record.
@@ -151,6 +155,11 @@ struct Helper {
     /// Concern windows open, with what was in front when each was asked for.
     concerns: HashMap<u64, ConcernContext>,
     next_concern: u64,
+    /// The browsers' page readers, and a browser in front without one.
+    readers: PageReaders,
+    /// Page text taken since the last summary in the log: (batches, bytes,
+    /// microseconds the extension spent reading them).
+    page_stats: (u64, u64, u64),
 }
 
 /// The moment a concern report was asked for.
@@ -239,6 +248,8 @@ pub async fn run(
         answers: answers_tx,
         concerns: HashMap::new(),
         next_concern: 1,
+        readers: PageReaders::default(),
+        page_stats: (0, 0, 0),
     };
     helper.want_aup(&helper.pipeline.policy().clone());
     helper.front_for_activity();
@@ -265,6 +276,8 @@ pub async fn run(
     // events (typing in the browser) must not keep putting the look off.
     let mut activity_look = tokio::time::interval(ACTIVITY_LOOK);
     activity_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut reader_look = tokio::time::interval(READER_LOOK);
+    reader_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     loop {
         tokio::select! {
@@ -331,6 +344,9 @@ pub async fn run(
             }
             _ = visit_report.tick() => {
                 helper.report_visits(&mut link, false).await;
+            }
+            _ = reader_look.tick(), if helper.desktop.is_some() && helper.pipeline.wants(Source::ScreenText) => {
+                helper.look_for_unwatched_browser(&mut link).await;
             }
             () = sleep_until(helper.pending.retry_at()), if helper.pending.retry_at().is_some() => {
                 for record in helper.pending.again() {
@@ -659,6 +675,7 @@ impl Helper {
                     id: window_id(&["feed", &app, &title]),
                     app,
                     title,
+                    pid: None,
                 };
                 self.pipeline.scan(&text, &seen(Source::Feed, &w, None))
             }
@@ -666,6 +683,22 @@ impl Helper {
                 tracing::error!("the agent service refused a record: {why}");
                 Vec::new()
             }
+            ToSession::PageReader {
+                reader,
+                browser_pid,
+                browser,
+                connected,
+            } => {
+                tracing::info!(
+                    "page reader {reader} ({browser}, browser pid {}) {}",
+                    browser_pid.map_or("?".into(), |p| p.to_string()),
+                    if connected { "connected" } else { "went away" }
+                );
+                self.readers
+                    .changed(reader, browser_pid, browser, connected);
+                Vec::new()
+            }
+            ToSession::PageText { reader, text } => self.page_text(reader, &text),
             other => {
                 tracing::warn!("unexpected message from the service: {other:?}");
                 Vec::new()
@@ -695,11 +728,98 @@ impl Helper {
         });
     }
 
+    /// Text a browser's page reader read: matched block by block (a
+    /// phrase does not run from one paragraph into the next) as text on
+    /// screen of that page, unless the policy excludes the site.
+    fn page_text(&mut self, reader: u64, text: &PageText) -> Vec<Capture> {
+        if !self.pipeline.wants(Source::ScreenText) {
+            return Vec::new();
+        }
+        let policy = self.pipeline.policy().clone();
+        let excluded = [&text.page_url, &text.frame_url].into_iter().any(|u| {
+            wordlists::domains::host_of(u).is_some_and(|h| policy.page_reading_excluded(&h))
+        });
+        if excluded {
+            return Vec::new();
+        }
+        let (pid, browser) = self
+            .readers
+            .browser_of(reader)
+            .map(|(p, b)| (p, b.to_owned()))
+            .unwrap_or_default();
+        let app = if pid.is_some() && self.front.pid == pid {
+            self.front.app.clone()
+        } else {
+            browser
+        };
+        // One page is one window, whatever its title says meanwhile.
+        let page = text.page_url.split('#').next().unwrap_or_default();
+        let w = WindowInfo {
+            id: window_id(&["page", page]),
+            app,
+            title: text.page_title.clone(),
+            pid,
+        };
+        let s = seen(Source::ScreenText, &w, Some(&text.page_url));
+        let mut caps = Vec::new();
+        let mut bytes = 0;
+        for block in &text.blocks {
+            bytes += block.len();
+            caps.extend(self.pipeline.scan(block, &s));
+        }
+        tracing::debug!(
+            "page text from reader {reader}: {} block(s), {bytes} bytes, read in {} µs, {} capture(s)",
+            text.blocks.len(),
+            text.reader_us,
+            caps.len()
+        );
+        let stats = &mut self.page_stats;
+        stats.0 += 1;
+        stats.1 += bytes as u64;
+        stats.2 += u64::from(text.reader_us);
+        if stats.0.is_multiple_of(1000) {
+            tracing::info!(
+                "page text: {} batches, {} bytes, {:.0} µs of the extension's time a batch on average",
+                stats.0,
+                stats.1,
+                stats.2 as f64 / stats.0 as f64
+            );
+        }
+        caps
+    }
+
+    /// Tells the console (a tamper event) when a browser has been in
+    /// front with no page reader for long enough.
+    async fn look_for_unwatched_browser(&mut self, link: &mut Link) {
+        let now = u64::try_from(UnixMillis::now().0).unwrap_or(0);
+        let front = self.front.clone();
+        let Some(u) = self.readers.look(&front.app, &front.title, front.pid, now) else {
+            return;
+        };
+        let detail = format!(
+            "{} (process {}) was in front for {} s with no page reader connected from it, so its pages were not read: the Safeguard extension is missing, disabled or blocked in that browser or profile (last window title {:?})",
+            u.app,
+            u.pid.map_or("unknown".into(), |p| p.to_string()),
+            now.saturating_sub(u.since_ms) / 1000,
+            u.title
+        );
+        tracing::warn!("{detail}");
+        let record = AgentMessage::TamperEvent(protocol::TamperEvent {
+            id: uuid::Uuid::now_v7(),
+            time: UnixMillis::now(),
+            user: Some(self.user.clone()),
+            kind: protocol::TamperKind::BrowserUnmonitored,
+            detail,
+        });
+        self.send_record(record, link).await;
+    }
+
     fn page_visit(&mut self, v: &crate::browser_history::PageVisit) -> Vec<Capture> {
         let w = WindowInfo {
             id: window_id(&["browser", &v.browser, &v.url]),
             app: v.browser.clone(),
             title: v.title.clone(),
+            pid: None,
         };
         let s = seen(Source::Browser, &w, Some(&v.url));
         let mut caps = self.pipeline.scan(&v.title, &s);

@@ -17,10 +17,10 @@ use crate::message::{AgentMessage, ConsoleMessage, Hello, Refusal, Welcome};
 use crate::{Connection, ProtocolError};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest peer version this build still talks to.
-pub const MIN_SUPPORTED_VERSION: u16 = 2;
+pub const MIN_SUPPORTED_VERSION: u16 = 3;
 
 /// Whether a peer speaking `theirs` can talk to this build.
 ///

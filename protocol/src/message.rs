@@ -235,6 +235,10 @@ pub enum TamperKind {
     /// The session helper could not read keyboard or screen.
     SourceUnavailable,
     Other,
+    /// A supported browser was in front with no page reader (the browser
+    /// extension) connected from it: removed, disabled, or a browser
+    /// started with a fresh profile.
+    BrowserUnmonitored,
 }
 
 /// A tamper or integrity event, with a human-readable detail.
@@ -359,6 +363,15 @@ pub struct SourceSwitches {
     pub browser: bool,
     pub clipboard: bool,
     pub site_visits: bool,
+    /// Text on screen: pages read by the browser extension and other
+    /// applications' text (source `screen_text`). Older stored policies
+    /// have it on.
+    #[serde(default = "on")]
+    pub screen_text: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// The Acceptable Use Policy text for one audience (Markdown).
@@ -393,12 +406,30 @@ pub struct Policy {
     /// console's register of users). Older stored policies have none.
     #[serde(default)]
     pub staff_accounts: Vec<String>,
+    /// Sites whose pages are never read (the school's own MIS, say): a
+    /// domain covers its subdomains. Their addresses and titles are still
+    /// seen as before.
+    #[serde(default)]
+    pub page_reading_excluded: Vec<String>,
 }
 
 impl Policy {
     /// The AUP text for `audience`, if the school has one.
     pub fn aup_for(&self, audience: Audience) -> Option<&AupText> {
         self.aup.iter().find(|a| a.audience == audience)
+    }
+
+    /// Whether pages at `host` are left unread under this policy.
+    pub fn page_reading_excluded(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.page_reading_excluded.iter().any(|d| {
+            let d = d.trim().trim_start_matches("*.").trim_end_matches('.');
+            !d.is_empty()
+                && (host.eq_ignore_ascii_case(d)
+                    || host
+                        .strip_suffix(&d.to_ascii_lowercase())
+                        .is_some_and(|rest| rest.ends_with('.')))
+        })
     }
 
     /// Which AUP an account is shown.
@@ -429,10 +460,12 @@ impl Policy {
                 browser: true,
                 clipboard: true,
                 site_visits: true,
+                screen_text: true,
             },
             aup: Vec::new(),
             heartbeat_seconds: 60,
             staff_accounts: Vec::new(),
+            page_reading_excluded: Vec::new(),
         }
     }
 }

@@ -48,6 +48,44 @@ pub fn sites() -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// Starts a web server for `*.test` serving `pages` (path → HTML, the
+/// same whatever the host); any other path is a 404. Returns its port.
+///
+/// # Errors
+/// No port can be bound.
+pub fn pages(pages: Vec<(&'static str, String)>) -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let pages = std::sync::Arc::new(pages);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let pages = pages.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let path = request.split(' ').nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or(path);
+                let (status, body) = match pages.iter().find(|(p, _)| *p == path) {
+                    Some((_, html)) => ("200 OK", html.clone()),
+                    None => ("404 Not Found", "<title>Not found</title>".to_owned()),
+                };
+                let mut stream = &stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    Ok(port)
+}
+
 /// A headful Chromium on an [`XDesktop`], resolving `*.test` to [`sites`].
 pub struct Chromium<'a> {
     pub x: &'a XDesktop,
@@ -55,6 +93,8 @@ pub struct Chromium<'a> {
     pub home: std::path::PathBuf,
     pub port: u16,
     pub children: Vec<std::process::Child>,
+    /// More command-line switches (`--load-extension=…`).
+    pub args: Vec<String>,
 }
 
 impl Chromium<'_> {
@@ -68,10 +108,11 @@ impl Chromium<'_> {
                 "--no-first-run",
                 "--no-default-browser-check",
                 "--password-store=basic",
-                "--disable-features=Translate,MediaRouter",
+                "--disable-features=Translate,MediaRouter,DisableLoadExtensionCommandLineSwitch",
                 "--window-position=0,0",
                 "--window-size=1200,760",
             ])
+            .args(&self.args)
             .arg(format!("--user-data-dir={}", self.profile.display()))
             .arg(format!(
                 "--host-resolver-rules=MAP *.test 127.0.0.1:{}",

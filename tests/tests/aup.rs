@@ -199,6 +199,7 @@ fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() 
         home: bed.home.clone(),
         port,
         children: Vec::new(),
+        args: Vec::new(),
     };
     let url = format!("http://forum.test:{port}/thread/7");
     browser.open(&url)?;

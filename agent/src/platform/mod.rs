@@ -16,6 +16,9 @@ pub struct WindowInfo {
     /// The application (`WM_CLASS` class on X11).
     pub app: String,
     pub title: String,
+    /// The process that owns it, as the window says (`_NET_WM_PID`), when
+    /// it says.
+    pub pid: Option<u32>,
 }
 
 /// Something that happened on the desktop.

@@ -42,6 +42,7 @@ const MAX_TITLE: u32 = 4096;
 struct Atoms {
     net_active_window: Atom,
     net_wm_name: Atom,
+    net_wm_pid: Atom,
     utf8_string: Atom,
     clipboard: Atom,
     incr: Atom,
@@ -56,6 +57,7 @@ impl Atoms {
         Ok(Atoms {
             net_active_window: get("_NET_ACTIVE_WINDOW")?,
             net_wm_name: get("_NET_WM_NAME")?,
+            net_wm_pid: get("_NET_WM_PID")?,
             utf8_string: get("UTF8_STRING")?,
             clipboard: get("CLIPBOARD")?,
             incr: get("INCR")?,
@@ -451,10 +453,25 @@ impl X11Desktop {
                 parts.next().map_or(instance, str::to_owned)
             })
             .unwrap_or_default();
+        let pid = self
+            .conn
+            .get_property(
+                false,
+                window,
+                self.atoms.net_wm_pid,
+                AtomEnum::CARDINAL,
+                0,
+                1,
+            )
+            .ok()
+            .and_then(|c| c.reply().ok())
+            .and_then(|r| r.value32()?.next())
+            .filter(|&p| p > 0);
         WindowInfo {
             id: u64::from(window),
             app,
             title,
+            pid,
         }
     }
 

@@ -634,6 +634,10 @@ pub async fn settings(State(state): State<AppState>, staff: Staff) -> Result<Res
             label { input type="checkbox" name="browser" value="1" checked[src.browser]; " Browser addresses and searches" }
             label { input type="checkbox" name="clipboard" value="1" checked[src.clipboard]; " Clipboard" }
             label { input type="checkbox" name="site_visits" value="1" checked[src.site_visits]; " Site visits" }
+            label { input type="checkbox" name="screen_text" value="1" checked[src.screen_text]; " Text on screen (pages read by the browser extension)" }
+            label { "Sites whose pages are never read (one domain a line; covers subdomains; their addresses and titles are still seen)"
+                textarea name="page_reading_excluded" rows="4" cols="50" { (p.page_reading_excluded.join("\n")) }
+            }
             h2 { "Categories captured" }
             @for (name, title) in &defs.categories {
                 label { input type="checkbox" name="category" value=(name) checked[!p.disabled_categories.contains(name)]; " " (title) }
@@ -683,10 +687,12 @@ pub async fn save_settings(
         browser: on("browser"),
         clipboard: on("clipboard"),
         site_visits: on("site_visits"),
+        screen_text: on("screen_text"),
     };
+    let excluded = excluded_sites(form.get("page_reading_excluded").unwrap_or_default())?;
     let screenshots = on("screenshots");
     let detail = format!(
-        "min severity {min_severity}, debounce {debounce}s, screenshots {screenshots} (≤{width}px), {sources:?}, off: {disabled:?}"
+        "min severity {min_severity}, debounce {debounce}s, screenshots {screenshots} (≤{width}px), {sources:?}, off: {disabled:?}, pages not read: {excluded:?}"
     );
     update_policy(
         &state,
@@ -701,6 +707,7 @@ pub async fn save_settings(
             p.screenshot_max_width = width;
             p.sources = sources;
             p.disabled_categories = disabled;
+            p.page_reading_excluded = excluded;
             Ok(())
         },
     )
@@ -708,9 +715,78 @@ pub async fn save_settings(
     Ok(Redirect::to("/settings").into_response())
 }
 
+/// The sites excluded from page reading, one domain a line: lower-cased,
+/// without a scheme, path or `*.`; a line that is not a domain is refused.
+fn excluded_sites(text: &str) -> Result<Vec<String>, WebError> {
+    let mut out: Vec<String> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let host = line
+            .split_once("://")
+            .map_or(line, |(_, rest)| rest)
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("*.")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                &host
+            }
+        });
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !ok {
+            return Err(WebError::BadRequest(format!(
+                "line {} of the sites whose pages are not read, {line:?}, is not a domain (write one like mis.school.example)",
+                n + 1
+            )));
+        }
+        if !out.iter().any(|d| d == host) {
+            out.push(host.to_owned());
+        }
+    }
+    if out.len() > 500 {
+        return Err(WebError::BadRequest(
+            "at most 500 sites may be excluded from page reading".into(),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excluded_sites_are_domains() {
+        let got = excluded_sites(
+            "https://MIS.school.example/login?x=1\n\n*.arbor.example:443\nmis.school.example\n",
+        )
+        .unwrap();
+        assert_eq!(got, ["mis.school.example", "arbor.example"]);
+        for bad in ["not a domain", "a..b", "<script>", "x .example/y", "https://"] {
+            assert!(excluded_sites(bad).is_err(), "{bad}");
+        }
+        let mut p = Policy::baseline();
+        p.page_reading_excluded = got;
+        assert!(p.page_reading_excluded("mis.school.example"));
+        assert!(p.page_reading_excluded("www.arbor.example."));
+        assert!(p.page_reading_excluded("ARBOR.example"));
+        assert!(!p.page_reading_excluded("notarbor.example"));
+        assert!(!p.page_reading_excluded("school.example"));
+    }
 
     #[test]
     fn school_files_gain_exceptions_and_terms_and_still_parse() {

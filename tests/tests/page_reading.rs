@@ -1,0 +1,372 @@
+//! What pupils view, end to end: a real Chromium on a real X server
+//! (Xvfb + openbox) with the page-reader extension loaded unpacked and its
+//! native host installed by `agent browser-integration install --user`,
+//! the real agent and a real console. Pages are served locally.
+//!
+//! - a risky phrase in the body of a page with an innocent title becomes a
+//!   `screen_text` capture with the page's address and a screenshot of the
+//!   page, within 5 s of the page loading;
+//! - a chat page that adds a grooming message 3 s after loading, then
+//!   re-renders and scrolls it ten times, makes one capture;
+//! - a Holocaust history lesson and a news report on a knife crime make
+//!   none; nor does a password field holding a library term;
+//! - a browser started with a fresh profile (no extension) is reported to
+//!   the console as a tamper event within 60 s.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use serde_json::Value;
+use tests::agent_process::{AgentProcess, EnrolledBed, agent_cli};
+use tests::desktop::{XDesktop, require, wait_for};
+use tests::headful_chromium::{Chromium, pages};
+
+fn extension_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../agent/browser-extension")
+        .canonicalize()
+        .expect("agent/browser-extension exists")
+}
+
+const RISKY: &str = r#"<!doctype html><html><head><title>Homework help</title>
+<style>body { background: #ff00ff; font: 28px sans-serif; }</style></head>
+<body><h1>Study group</h1><p>Jo wrote: honestly i want to kill myself, nobody would even notice</p>
+<p>Reply below.</p></body></html>"#;
+
+/// A chat whose message arrives 3 s after load, is then re-rendered and
+/// scrolled past ten times.
+const CHAT: &str = r#"<!doctype html><html><head><title>Chat</title>
+<style>#log { height: 300px; overflow-y: scroll; border: 1px solid #999; } .m { padding: 4px; }</style></head>
+<body><h1>Messages</h1><div id="log"><div class="m">Sam: hey whats up</div></div>
+<script>
+const log = document.getElementById('log');
+for (let i = 0; i < 30; i++) { const d = document.createElement('div'); d.className = 'm'; d.textContent = 'Sam: filler line ' + i; log.appendChild(d); }
+log.scrollTop = log.scrollHeight;
+const message = 'Sam: dont tell your parents about our chats ok';
+function render() {
+  const old = document.getElementById('msg'); if (old) old.remove();
+  const d = document.createElement('div'); d.className = 'm'; d.id = 'msg'; d.textContent = message;
+  log.appendChild(d); log.scrollTop = log.scrollHeight;
+}
+setTimeout(() => {
+  render();
+  document.title = '(1) Chat';
+  let n = 0;
+  const again = setInterval(() => {
+    n++;
+    if (n % 2) { render(); } else { log.scrollTop = 0; setTimeout(() => { log.scrollTop = log.scrollHeight; }, 150); }
+    document.title = '(' + (n + 1) + ') Chat';
+    if (n >= 10) { clearInterval(again); document.body.dataset.done = '1'; }
+  }, 400);
+}, 3000);
+</script></body></html>"#;
+
+const HISTORY: &str = r#"<!doctype html><html><head><title>Year 9 History</title></head><body>
+<h1>The Holocaust</h1>
+<p>Between 1941 and 1945 the Nazi regime murdered six million Jews in Europe.</p>
+<p>Jews were forced into ghettos, then deported by train to concentration camps and extermination camps such as Auschwitz-Birkenau and Treblinka.</p>
+<p>Millions died in the gas chambers. Roma people, disabled people and political prisoners were also persecuted and killed.</p>
+<p>Adolf Hitler and the Nazi Party spread antisemitic propaganda that blamed Jewish people for Germany's problems.</p>
+<p>Discuss with your partner: why did so few people speak out? How do survivors' testimonies help us remember the victims of genocide?</p>
+</body></html>"#;
+
+const NEWS: &str = r#"<!doctype html><html><head><title>Local news</title></head><body>
+<h1>Teenager charged after city centre stabbing</h1>
+<p>A 17-year-old boy has been charged with attempted murder after a man was stabbed in a city centre street on Saturday night.</p>
+<p>Police said the victim, aged 24, was taken to hospital with serious injuries and is in a stable condition. A knife was recovered at the scene.</p>
+<p>Detectives have appealed for witnesses and asked anyone with dashcam footage to come forward. Knife crime in the region rose by 8% last year, according to figures published on Thursday.</p>
+<p>A local charity that runs knife crime awareness sessions in schools said more funding was needed for youth services.</p>
+</body></html>"#;
+
+const LOGIN: &str = r#"<!doctype html><html><head><title>Sign in</title></head><body>
+<h1>Sign in to the homework site</h1>
+<form><label>Name <input name="u" value="jo"></label>
+<label>Password <input type="password" id="pw" value="i want to kill myself"></label></form>
+<script>document.getElementById('pw').value = 'dont tell your parents';</script>
+<p>Forgotten your password? Ask your teacher.</p>
+</body></html>"#;
+
+fn captures(bed: &EnrolledBed) -> anyhow::Result<Vec<Value>> {
+    let (status, body) = bed.api.get("/api/v1/captures?limit=1000")?;
+    ensure!(status == 200, "captures: {status} {body}");
+    Ok(body["captures"].as_array().cloned().unwrap_or_default())
+}
+
+fn on_page(all: &[Value], path: &str) -> Vec<Value> {
+    all.iter()
+        .filter(|c| {
+            c["source"] == "screen_text" && c["url"].as_str().is_some_and(|u| u.ends_with(path))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The share of the screenshot's pixels that are the risky page's magenta.
+fn magenta_share(png: &[u8]) -> anyhow::Result<f64> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size().context("image size")?];
+    let info = reader.next_frame(&mut buf)?;
+    let channels = info.color_type.samples();
+    let pixels = &buf[..info.buffer_size()];
+    let total = pixels.len() / channels;
+    let magenta = pixels
+        .chunks(channels)
+        .filter(|p| p[0] > 230 && p[1] < 30 && p[2] > 230)
+        .count();
+    Ok(magenta as f64 / total as f64)
+}
+
+#[test]
+fn pages_a_pupil_views_in_chromium_become_captures_once_and_innocent_ones_do_not()
+-> anyhow::Result<()> {
+    require("chromium", "chromium")?;
+    require("pkill", "procps")?;
+    let mut x = XDesktop::start()?;
+    let bed = EnrolledBed::new()?;
+    let port = pages(vec![
+        ("/risky", RISKY.into()),
+        ("/chat", CHAT.into()),
+        ("/history", HISTORY.into()),
+        ("/news", NEWS.into()),
+        ("/login", LOGIN.into()),
+        (
+            "/plain",
+            "<!doctype html><title>Plain</title><p>A plain page.</p>".into(),
+        ),
+    ])?;
+    let state = bed.state.to_str().context("UTF-8 path")?;
+    let home = bed.home.to_str().context("UTF-8 path")?;
+    let (ok, out, err) = agent_cli(
+        &[
+            "browser-integration",
+            "install",
+            "--user",
+            "--state-dir",
+            state,
+        ],
+        &[("HOME", home)],
+    )?;
+    ensure!(ok, "browser-integration install --user failed: {out}{err}");
+    ensure!(
+        bed.home
+            .join(".config/chromium/NativeMessagingHosts/org.safeguard.agent.json")
+            .exists(),
+        "no Chromium host manifest: {out}"
+    );
+    let agent = AgentProcess::start(
+        "run",
+        &bed.state,
+        Some(&x.display),
+        &bed.home,
+        &["--browser-poll-seconds", "1"],
+    )?;
+    agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
+    x.xterm("terminal")?;
+
+    let mut browser = Chromium {
+        x: &x,
+        profile: bed.home.join(".config/chromium"),
+        home: bed.home.clone(),
+        port,
+        children: Vec::new(),
+        args: vec![format!("--load-extension={}", extension_dir().display())],
+    };
+    let base = "http://school.test";
+    browser.open(&format!("{base}/plain"))?;
+    browser.front("Plain")?;
+    agent
+        .wait_log("page reader", Duration::from_secs(30))
+        .context("the extension's native host never reached the agent")?;
+
+    // 1. The risky page: one capture within 5 s, with the page's address
+    // and a screenshot of the page.
+    browser.open(&format!("{base}/risky"))?;
+    let loaded = browser.front("Homework help")?;
+    let mut risky = Vec::new();
+    wait_for(Duration::from_secs(20), || {
+        risky = on_page(&captures(&bed).unwrap_or_default(), "/risky");
+        !risky.is_empty()
+    });
+    let took = loaded.elapsed();
+    ensure!(
+        !risky.is_empty(),
+        "no screen_text capture from the risky page; agent log:\n{}",
+        agent.log_text()
+    );
+    let c = &risky[0];
+    ensure!(
+        took <= Duration::from_secs(5),
+        "the capture took {took:?} from the page coming to the front (at most 5 s)"
+    );
+    ensure!(c["term"] == "kill myself", "{c}");
+    ensure!(c["window_title"] == "Homework help", "{c}");
+    ensure!(
+        c["app"]
+            .as_str()
+            .is_some_and(|a| a.to_lowercase().contains("chromium")),
+        "{c}"
+    );
+    ensure!(c["has_image"] == true, "{c}");
+    let id = c["id"].as_str().context("id")?;
+    let (status, ctype, png) = bed.api.get_bytes(&format!("/api/v1/captures/{id}/image"))?;
+    ensure!(
+        status == 200 && ctype == "image/png",
+        "image: {status} {ctype}"
+    );
+    let share = magenta_share(&png)?;
+    ensure!(
+        share > 0.3,
+        "the screenshot should show the (magenta) page; {:.0}% of it is magenta",
+        share * 100.0
+    );
+    // The title is not what matched: the page's address and title are
+    // innocent, and the browser source made nothing.
+    ensure!(
+        captures(&bed)?.iter().all(|c| !(c["source"] == "browser"
+            && c["url"].as_str().is_some_and(|u| u.ends_with("/risky")))),
+        "a browser-source capture of the risky page"
+    );
+
+    // 2. The chat: one capture however often the message is re-rendered.
+    browser.open(&format!("{base}/chat"))?;
+    browser.front("Chat")?;
+    let chat_open = Instant::now();
+    wait_for(Duration::from_secs(20), || {
+        !on_page(&captures(&bed).unwrap_or_default(), "/chat").is_empty()
+    });
+    // The page re-renders ten times over about 4 s after the message.
+    std::thread::sleep(
+        Duration::from_secs(10).saturating_sub(chat_open.elapsed()) + Duration::from_secs(4),
+    );
+    let chat = on_page(&captures(&bed)?, "/chat");
+    ensure!(
+        chat.len() == 1,
+        "the chat message should be one capture, not {}: {chat:?}\nagent log:\n{}",
+        chat.len(),
+        agent.log_text()
+    );
+    ensure!(chat[0]["term"] == "dont tell your parents", "{}", chat[0]);
+    ensure!(chat[0]["category"] == "grooming", "{}", chat[0]);
+
+    // 3. Innocent pages, read through (scrolled to the end), and a
+    // password field: nothing.
+    for (path, title) in [
+        ("/history", "Year 9 History"),
+        ("/news", "Local news"),
+        ("/login", "Sign in"),
+    ] {
+        browser.open(&format!("{base}{path}"))?;
+        browser.front(title)?;
+        std::thread::sleep(Duration::from_secs(2));
+        x.keys(&["End"])?;
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let all = captures(&bed)?;
+    for path in ["/history", "/news", "/login"] {
+        let got: Vec<&Value> = all
+            .iter()
+            .filter(|c| c["url"].as_str().is_some_and(|u| u.ends_with(path)))
+            .collect();
+        ensure!(got.is_empty(), "{path} made captures: {got:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_browser_with_a_fresh_profile_and_no_extension_is_reported_within_a_minute()
+-> anyhow::Result<()> {
+    require("chromium", "chromium")?;
+    require("pkill", "procps")?;
+    let x = XDesktop::start()?;
+    let bed = EnrolledBed::new()?;
+    let port = pages(vec![
+        (
+            "/plain",
+            "<!doctype html><title>Plain</title><p>A plain page.</p>".into(),
+        ),
+        (
+            "/other",
+            "<!doctype html><title>Other</title><p>Another page.</p>".into(),
+        ),
+    ])?;
+    let state = bed.state.to_str().context("UTF-8 path")?;
+    let home = bed.home.to_str().context("UTF-8 path")?;
+    let (ok, out, err) = agent_cli(
+        &[
+            "browser-integration",
+            "install",
+            "--user",
+            "--state-dir",
+            state,
+        ],
+        &[("HOME", home)],
+    )?;
+    ensure!(ok, "browser-integration install --user failed: {out}{err}");
+    let agent = AgentProcess::start("run", &bed.state, Some(&x.display), &bed.home, &[])?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
+
+    // The pupil's own profile has the extension: watched, no report.
+    let mut watched = Chromium {
+        x: &x,
+        profile: bed.home.join(".config/chromium"),
+        home: bed.home.clone(),
+        port,
+        children: Vec::new(),
+        args: vec![format!("--load-extension={}", extension_dir().display())],
+    };
+    watched.open("http://school.test/plain")?;
+    watched.front("Plain")?;
+    agent.wait_log(") connected", Duration::from_secs(30))?;
+
+    // A second browser with a fresh profile and no extension.
+    let mut fresh = Chromium {
+        x: &x,
+        profile: bed.tmp.path().join("fresh-profile"),
+        home: bed.home.clone(),
+        port,
+        children: Vec::new(),
+        args: Vec::new(),
+    };
+    fresh.open("http://other.test/other")?;
+    let front_at = fresh.front("Other")?;
+    let db = || tests::open_db(&bed.console.data);
+    let mut detail = String::new();
+    let reported = wait_for(Duration::from_secs(75), || {
+        db().ok()
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT detail FROM tamper_events WHERE kind = 'BrowserUnmonitored'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .ok()
+            })
+            .map(|d| detail = d)
+            .is_some()
+    });
+    let took = front_at.elapsed();
+    ensure!(
+        reported,
+        "no BrowserUnmonitored tamper event within 75 s; agent log:\n{}",
+        agent.log_text()
+    );
+    ensure!(
+        took <= Duration::from_secs(60),
+        "reported after {took:?}, not within 60 s"
+    );
+    ensure!(detail.contains("Chromium"), "{detail}");
+    let n: i64 = db()?.query_row(
+        "SELECT COUNT(*) FROM tamper_events WHERE kind = 'BrowserUnmonitored'",
+        [],
+        |r| r.get(0),
+    )?;
+    ensure!(n == 1, "{n} reports, not one");
+    drop(fresh);
+    drop(watched);
+    Ok(())
+}
