@@ -114,8 +114,40 @@ impl AgentProcess {
         home: &Path,
         extra: &[&str],
     ) -> anyhow::Result<AgentProcess> {
+        Self::start_with(
+            Command::new(workspace_binary("agent")?),
+            role,
+            state,
+            display,
+            home,
+            extra,
+        )
+    }
+
+    /// As [`AgentProcess::start`], as a pupil's account (its home).
+    ///
+    /// # Errors
+    /// As [`AgentProcess::start`].
+    pub fn start_as(
+        pupil: &crate::pupil::Pupil,
+        role: &str,
+        state: &Path,
+        display: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<AgentProcess> {
+        let cmd = pupil.command(workspace_binary("agent")?, display);
+        Self::start_with(cmd, role, state, display, &pupil.home, extra)
+    }
+
+    fn start_with(
+        mut cmd: Command,
+        role: &str,
+        state: &Path,
+        display: Option<&str>,
+        home: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<AgentProcess> {
         let log = state.with_extension(format!("{role}.{}.log", protocol::UnixMillis::now().0));
-        let mut cmd = Command::new(workspace_binary("agent")?);
         cmd.arg(role)
             .arg("--state-dir")
             .arg(state)

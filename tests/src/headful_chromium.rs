@@ -95,13 +95,20 @@ pub struct Chromium<'a> {
     pub children: Vec<std::process::Child>,
     /// More command-line switches (`--load-extension=…`).
     pub args: Vec<String>,
+    /// Run as this account (a pupil), not the test's own.
+    pub user: Option<(u32, u32)>,
 }
 
 impl Chromium<'_> {
     /// Opens `url` (the first call starts the browser; later ones hand the
     /// address to it, as a new tab).
     pub fn open(&mut self, url: &str) -> anyhow::Result<()> {
-        let child = std::process::Command::new("chromium")
+        let mut cmd = std::process::Command::new("chromium");
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd
             .args([
                 "--no-sandbox",
                 "--disable-gpu",

@@ -16,6 +16,7 @@ pub mod browser;
 pub mod desktop;
 pub mod fault_proxy;
 pub mod headful_chromium;
+pub mod pupil;
 pub mod small_disk;
 pub mod web_client;
 

@@ -200,6 +200,7 @@ fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() 
         port,
         children: Vec::new(),
         args: Vec::new(),
+        user: None,
     };
     let url = format!("http://forum.test:{port}/thread/7");
     browser.open(&url)?;

@@ -87,6 +87,7 @@ fn time_on_sites_is_measured_from_focus_and_input_and_reaches_the_weekly_report(
         port,
         children: Vec::new(),
         args: Vec::new(),
+        user: None,
     };
     // alpha: 20 s in front, the user active throughout.
     browser.open("http://alpha.test/")?;

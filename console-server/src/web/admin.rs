@@ -776,7 +776,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, ["mis.school.example", "arbor.example"]);
-        for bad in ["not a domain", "a..b", "<script>", "x .example/y", "https://"] {
+        for bad in [
+            "not a domain",
+            "a..b",
+            "<script>",
+            "x .example/y",
+            "https://",
+        ] {
             assert!(excluded_sites(bad).is_err(), "{bad}");
         }
         let mut p = Policy::baseline();
