@@ -202,6 +202,7 @@ struct CapturesParams {
     min_severity: Option<u8>,
     user: Option<String>,
     q: Option<String>,
+    source: Option<String>,
 }
 
 async fn list_captures(
@@ -226,6 +227,8 @@ async fn list_captures(
         limit: p.limit.unwrap_or(100).clamp(1, 1000),
         user: p.user,
         text: p.q,
+        sources: crate::store::source_filter(p.source.as_deref().unwrap_or_default())
+            .map_err(ApiError::BadRequest)?,
         ..CaptureQuery::default()
     };
     let detail = format!("{query:?}");

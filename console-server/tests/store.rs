@@ -265,3 +265,43 @@ fn policies_are_versioned() {
     drop(store);
     assert_eq!(open(tmp.path()).policy().unwrap().version, 2);
 }
+
+#[test]
+fn captures_are_listed_by_how_they_were_seen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let device = Uuid::now_v7();
+    let mut ids = Vec::new();
+    for source in [
+        Source::Typed,
+        Source::ScreenText,
+        Source::WindowTitle,
+        Source::Clipboard,
+    ] {
+        let mut c = capture_at(UnixMillis::now());
+        c.source = source;
+        ingest(&store, device, &c);
+        ids.push((source, c.id));
+    }
+    let listed = |filter: &str| -> Vec<String> {
+        store
+            .captures(&CaptureQuery {
+                sources: source_filter(filter).unwrap(),
+                limit: 10,
+                ..CaptureQuery::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|c| c.source)
+            .collect()
+    };
+    assert_eq!(
+        listed(""),
+        ["clipboard", "window_title", "screen_text", "typed"]
+    );
+    assert_eq!(listed("viewed"), ["window_title", "screen_text"]);
+    assert_eq!(listed("typed"), ["typed"]);
+    assert_eq!(listed("screen_text"), ["screen_text"]);
+    let err = source_filter("seen'); DROP TABLE captures; --").unwrap_err();
+    assert!(err.contains("not one of viewed, typed"), "{err}");
+}

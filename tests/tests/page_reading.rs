@@ -276,6 +276,56 @@ fn pages_a_pupil_views_in_chromium_become_captures_once_and_innocent_ones_do_not
             .collect();
         ensure!(got.is_empty(), "{path} made captures: {got:?}");
     }
+
+    // 4. A site the school excludes from page reading (its MIS): its
+    // pages are not read, other sites' still are.
+    let (status, mut policy) = bed.api.get("/api/v1/policy")?;
+    ensure!(status == 200, "policy: {status} {policy}");
+    policy["page_reading_excluded"] = serde_json::json!(["mis.test"]);
+    let (status, body) = bed.api.send("PUT", "/api/v1/policy", &policy)?;
+    ensure!(status == 200, "policy PUT: {status} {body}");
+    agent.wait_log("policy version 2 in force", Duration::from_secs(30))?;
+    browser.open("http://mis.test/risky")?;
+    std::thread::sleep(Duration::from_secs(6));
+    let mis: Vec<Value> = captures(&bed)?
+        .into_iter()
+        .filter(|c| {
+            c["source"] == "screen_text"
+                && c["url"].as_str().is_some_and(|u| u.contains("mis.test"))
+        })
+        .collect();
+    ensure!(mis.is_empty(), "an excluded site's page was read: {mis:?}");
+    browser.open("http://other.test/risky")?;
+    ensure!(
+        wait_for(Duration::from_secs(20), || {
+            captures(&bed).unwrap_or_default().iter().any(|c| {
+                c["source"] == "screen_text"
+                    && c["url"].as_str().is_some_and(|u| u.contains("other.test"))
+            })
+        }),
+        "a site not excluded was no longer read"
+    );
+
+    // 5. Staff tell viewed from typed: the API's source filter.
+    let (_, viewed) = bed.api.get("/api/v1/captures?source=viewed&limit=100")?;
+    let viewed = viewed["captures"].as_array().cloned().unwrap_or_default();
+    ensure!(viewed.len() >= 3, "viewed: {viewed:?}");
+    ensure!(
+        viewed
+            .iter()
+            .all(|c| c["source"] == "screen_text" || c["source"] == "window_title"),
+        "{viewed:?}"
+    );
+    let (_, typed) = bed.api.get("/api/v1/captures?source=typed&limit=100")?;
+    ensure!(
+        typed["captures"].as_array().is_some_and(Vec::is_empty),
+        "{typed}"
+    );
+    let (status, bad) = bed.api.get("/api/v1/captures?source=psychic")?;
+    ensure!(
+        status == 400 && bad.to_string().contains("not one of"),
+        "{status} {bad}"
+    );
     Ok(())
 }
 

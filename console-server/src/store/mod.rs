@@ -192,6 +192,8 @@ pub struct CaptureQuery {
     /// Appears (case-insensitively) in the context, the window title, the
     /// term or the address.
     pub text: Option<String>,
+    /// One of these sources (`typed`, `screen_text`, …); empty for any.
+    pub sources: Vec<String>,
     /// Only captures strictly older than this id (UUID v7 sorts by time):
     /// the cursor for the next page.
     pub before: Option<Uuid>,
@@ -199,6 +201,36 @@ pub struct CaptureQuery {
     /// for the previous page.
     pub after: Option<Uuid>,
     pub limit: u32,
+}
+
+/// The sources what was on screen comes from: a page or an application's
+/// text, a window's title.
+pub const VIEWED_SOURCES: [&str; 3] = ["screen_text", "feed", "window_title"];
+
+/// The sources a `source` filter names: one source (`typed`,
+/// `screen_text`, …), or `viewed` for everything that was on screen.
+///
+/// # Errors
+/// Neither a source nor `viewed`; the message lists them.
+pub fn source_filter(value: &str) -> Result<Vec<String>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    if value == "viewed" {
+        return Ok(VIEWED_SOURCES.iter().map(|s| (*s).to_owned()).collect());
+    }
+    match protocol::Source::parse(value) {
+        Some(s) => Ok(vec![s.as_str().to_owned()]),
+        None => Err(format!(
+            "source {value:?} is not one of viewed, {}",
+            protocol::Source::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// A capture as listed.

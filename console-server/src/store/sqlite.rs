@@ -539,6 +539,14 @@ impl CaptureStore for SqliteStore {
             sql.push_str(" AND c.user = ?");
             args.push(Box::new(user.clone()));
         }
+        if !q.sources.is_empty() {
+            sql.push_str(" AND c.source IN (");
+            for (i, source) in q.sources.iter().enumerate() {
+                sql.push_str(if i == 0 { "?" } else { ", ?" });
+                args.push(Box::new(source.clone()));
+            }
+            sql.push(')');
+        }
         if let Some(from) = q.from {
             sql.push_str(" AND c.time >= ?");
             args.push(Box::new(from.0));

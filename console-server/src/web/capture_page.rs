@@ -146,7 +146,7 @@ pub async fn page(
                         dt { "Application" } dd { (c.app) }
                         dt { "Window" } dd { (c.window_title) }
                         @if let Some(url) = &c.url { dt { "Address" } dd { (url) } }
-                        dt { "Source" } dd { (source_label(&c.source)) }
+                        dt { "Source" } dd { (super::layout::seen_badge(&c.source)) " " (source_label(&c.source)) }
                         dt { "Captured" } dd { (local_time(&c.time)) }
                         dt { "Received" } dd { (local_time(&detail.received)) }
                     }

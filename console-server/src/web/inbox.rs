@@ -29,6 +29,7 @@ pub struct Filters {
     pub from: Option<String>,
     pub to: Option<String>,
     pub q: Option<String>,
+    pub source: Option<String>,
     pub before: Option<String>,
 }
 
@@ -90,6 +91,8 @@ impl Filters {
                 .transpose()?,
             to,
             text: nonempty(&self.q).map(str::to_owned),
+            sources: crate::store::source_filter(nonempty(&self.source).unwrap_or_default())
+                .map_err(WebError::BadRequest)?,
             before: nonempty(&self.before)
                 .map(|b| id(b, "before"))
                 .transpose()?,
@@ -108,6 +111,7 @@ impl Filters {
             && nonempty(&self.user).is_none()
             && nonempty(&self.to).is_none()
             && nonempty(&self.q).is_none()
+            && nonempty(&self.source).is_none()
             && matches!(nonempty(&self.status), None | Some("new") | Some("all"))
     }
 
@@ -123,6 +127,7 @@ impl Filters {
             ("from", &self.from),
             ("to", &self.to),
             ("q", &self.q),
+            ("source", &self.source),
         ] {
             if let Some(v) = nonempty(v) {
                 parts.push(format!("{k}={}", urlencode(v)));
@@ -248,6 +253,15 @@ pub async fn page(
                         option value=(d.id) selected[sel(&filters.device, &d.id.to_string())] {
                             @if d.hostname.is_empty() { (d.id) } @else { (d.hostname) }
                         }
+                    }
+                }
+            }
+            label { "Seen how"
+                select name="source" {
+                    option value="" { "Any" }
+                    option value="viewed" selected[sel(&filters.source, "viewed")] { "Viewed (pages, on-screen text, titles)" }
+                    @for source in protocol::Source::ALL {
+                        option value=(source.as_str()) selected[sel(&filters.source, source.as_str())] { (super::layout::source_label(source.as_str())) }
                     }
                 }
             }

@@ -213,10 +213,22 @@ pub fn source_label(s: &str) -> &str {
         "window_title" => "Window title",
         "browser" => "Browser",
         "clipboard" => "Clipboard",
-        "screen_text" => "Screen text",
-        "feed" => "On-screen text",
+        "screen_text" => "On screen (page or app)",
+        "feed" => "On-screen text (fed)",
         "concern" => "Pupil's concern",
         other => other,
+    }
+}
+
+/// Whether a capture is of what the user wrote or of what was on their
+/// screen, as a badge: told apart at a glance in the inbox.
+pub fn seen_badge(source: &str) -> Markup {
+    if crate::store::VIEWED_SOURCES.contains(&source) {
+        html! { span.seen.viewed title="Text the user was shown" { "Viewed" } }
+    } else if source == "typed" {
+        html! { span.seen.typed title="Text the user typed" { "Typed" } }
+    } else {
+        html! {}
     }
 }
 
@@ -263,7 +275,7 @@ pub fn capture_row(c: &CaptureSummary, category_title: &str, fresh: bool) -> Mar
             td.snippet { (context(c)) }
             td { (c.user) }
             td { (c.hostname) }
-            td { (source_label(&c.source)) }
+            td { (seen_badge(&c.source)) " " (source_label(&c.source)) }
             td { span class={ "status " (c.status.as_str()) } { (status_label(c.status)) } }
         }
     }
@@ -293,6 +305,25 @@ mod tests {
             image_missing: None,
             status: Status::New,
         }
+    }
+
+    #[test]
+    fn viewed_and_typed_captures_are_told_apart() {
+        let mut c = capture("kill", [0, 4]);
+        let typed = capture_row(&c, "Weapons", false).into_string();
+        assert!(typed.contains(r#"class="seen typed""#), "{typed}");
+        c.source = "screen_text".into();
+        let viewed = capture_row(&c, "Weapons", false).into_string();
+        assert!(
+            viewed.contains(r#"class="seen viewed""#) && viewed.contains("On screen"),
+            "{viewed}"
+        );
+        c.source = "clipboard".into();
+        assert!(
+            !capture_row(&c, "Weapons", false)
+                .into_string()
+                .contains("seen ")
+        );
     }
 
     #[test]
