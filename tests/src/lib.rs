@@ -15,6 +15,7 @@ pub mod agent_process;
 pub mod browser;
 pub mod desktop;
 pub mod fault_proxy;
+pub mod firefox;
 pub mod headful_chromium;
 pub mod pupil;
 pub mod small_disk;

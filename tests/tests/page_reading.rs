@@ -10,6 +10,7 @@
 //!   re-renders and scrolls it ten times, makes one capture;
 //! - a Holocaust history lesson and a news report on a knife crime make
 //!   none; nor does a password field holding a library term;
+//! - the first case in Firefox ESR too;
 //! - a browser started with a fresh profile, or again without the
 //!   extension, is reported to the console as a tamper event within 60 s
 //!   (the pupil a real unprivileged account, the service root).
@@ -21,6 +22,7 @@ use anyhow::{Context, ensure};
 use serde_json::Value;
 use tests::agent_process::{AgentProcess, EnrolledBed, agent_cli};
 use tests::desktop::{XDesktop, require, wait_for};
+use tests::firefox::Firefox;
 use tests::headful_chromium::{Chromium, pages};
 use tests::pupil::Pupil;
 
@@ -466,6 +468,81 @@ fn a_browser_without_the_extension_is_reported_within_a_minute() -> anyhow::Resu
     ensure!(
         took <= Duration::from_secs(60),
         "reported after {took:?}, not within 60 s"
+    );
+    Ok(())
+}
+
+/// The first case in Firefox ESR: the extension sideloaded into a test
+/// profile, the host from `browser-integration install --user`.
+#[test]
+fn a_risky_page_in_firefox_becomes_a_capture() -> anyhow::Result<()> {
+    let x = XDesktop::start()?;
+    let bed = EnrolledBed::new()?;
+    let port = pages(vec![("/risky", RISKY.into())])?;
+    let state = bed.state.to_str().context("UTF-8 path")?;
+    let home = bed.home.to_str().context("UTF-8 path")?;
+    let (ok, out, err) = agent_cli(
+        &[
+            "browser-integration",
+            "install",
+            "--user",
+            "--state-dir",
+            state,
+        ],
+        &[("HOME", home)],
+    )?;
+    ensure!(ok, "browser-integration install --user failed: {out}{err}");
+    ensure!(
+        bed.home
+            .join(".mozilla/native-messaging-hosts/org.safeguard.agent.json")
+            .exists(),
+        "no Firefox host manifest: {out}"
+    );
+    let agent = AgentProcess::start("run", &bed.state, Some(&x.display), &bed.home, &[])?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
+    let extension = extension_dir();
+    let mut firefox = Firefox::new(
+        &x,
+        &bed.tmp.path().join("firefox-profile"),
+        &["school.test"],
+        Some((agent::browser_integration::FIREFOX_EXTENSION_ID, &extension)),
+    )?;
+    firefox.open(&format!("http://school.test:{port}/risky"), &bed.home)?;
+    let loaded = firefox.front("Homework help")?;
+    let mut risky = Vec::new();
+    wait_for(Duration::from_secs(30), || {
+        risky = on_page(&captures(&bed).unwrap_or_default(), "/risky");
+        !risky.is_empty()
+    });
+    let took = loaded.elapsed();
+    ensure!(
+        !risky.is_empty(),
+        "no screen_text capture from the risky page in Firefox within 30 s; agent log:\n{}\nFirefox:\n{}",
+        agent.log_text(),
+        firefox.log_text()
+    );
+    let c = &risky[0];
+    ensure!(c["term"] == "kill myself", "{c}");
+    ensure!(c["window_title"] == "Homework help", "{c}");
+    ensure!(
+        c["app"]
+            .as_str()
+            .is_some_and(|a| a.to_lowercase().contains("firefox")),
+        "{c}"
+    );
+    let id = c["id"].as_str().context("id")?;
+    let (status, _, png) = bed.api.get_bytes(&format!("/api/v1/captures/{id}/image"))?;
+    ensure!(status == 200, "image: {status}");
+    let share = magenta_share(&png)?;
+    ensure!(
+        share > 0.3,
+        "the screenshot should show the page; {:.0}% magenta",
+        share * 100.0
+    );
+    ensure!(
+        took <= Duration::from_secs(5),
+        "the capture took {took:?} from the page coming to the front (at most 5 s)"
     );
     Ok(())
 }
