@@ -11,6 +11,7 @@
 //!
 //! `agent run` starts both in one process.
 
+pub mod accessibility;
 pub mod backoff;
 pub mod browser_history;
 pub mod browser_integration;

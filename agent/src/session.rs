@@ -160,6 +160,9 @@ struct Helper {
     /// Page text taken since the last summary in the log: (batches, bytes,
     /// microseconds the extension spent reading them).
     page_stats: (u64, u64, u64),
+    /// The process in front, for the accessibility reader (none while a
+    /// browser the extension reads is in front).
+    front_pid: watch::Sender<Option<u32>>,
 }
 
 /// The moment a concern report was asked for.
@@ -250,9 +253,21 @@ pub async fn run(
         next_concern: 1,
         readers: PageReaders::default(),
         page_stats: (0, 0, 0),
+        front_pid: watch::channel(None).0,
     };
+    let (a11y_tx, mut a11y) = mpsc::channel(64);
+    if helper.desktop.is_some() {
+        let (front_pid, front_pid_rx) = watch::channel(None);
+        helper.front_pid = front_pid;
+        tokio::spawn(async move {
+            if let Err(e) = crate::accessibility::run(front_pid_rx, a11y_tx).await {
+                tracing::warn!("{e:#}; other applications' on-screen text is not read");
+            }
+        });
+    }
     helper.want_aup(&helper.pipeline.policy().clone());
     helper.front_for_activity();
+    helper.tell_front_pid();
     if !helper.front.title.is_empty() {
         let w = helper.front.clone();
         let caps = helper
@@ -315,6 +330,10 @@ pub async fn run(
                     }
                 }
             },
+            Some(shown) = a11y.recv() => {
+                let caps = helper.screen_text(&shown);
+                helper.emit(caps, &mut link).await;
+            }
             Some(answer) = answers.recv() => {
                 helper.prompt_answer(answer, &mut link).await;
             }
@@ -630,6 +649,7 @@ impl Helper {
                 *flush_at = None;
                 self.front = window.clone();
                 self.front_for_activity();
+                self.tell_front_pid();
                 caps.extend(
                     self.pipeline
                         .scan(&window.title, &seen(Source::WindowTitle, &window, None)),
@@ -639,6 +659,7 @@ impl Helper {
             DesktopEvent::Title(window) => {
                 self.front = window.clone();
                 self.front_for_activity();
+                self.tell_front_pid();
                 self.pipeline
                     .scan(&window.title, &seen(Source::WindowTitle, &window, None))
             }
@@ -784,6 +805,45 @@ impl Helper {
                 stats.1,
                 stats.2 as f64 / stats.0 as f64
             );
+        }
+        caps
+    }
+
+    fn tell_front_pid(&self) {
+        let pid = if crate::page_readers::is_supported_browser(&self.front.app)
+            || self.front.app == crate::window::WINDOW_CLASS
+        {
+            None
+        } else {
+            self.front.pid
+        };
+        self.front_pid.send_if_modified(|now| {
+            let changed = *now != pid;
+            *now = pid;
+            changed
+        });
+    }
+
+    /// Text another application showed (the accessibility bus): matched
+    /// object by object as text on screen of the window in front.
+    fn screen_text(&mut self, shown: &crate::accessibility::ScreenText) -> Vec<Capture> {
+        if !self.pipeline.wants(Source::ScreenText) {
+            return Vec::new();
+        }
+        let w = if self.front.pid == Some(shown.pid) {
+            self.front.clone()
+        } else {
+            WindowInfo {
+                id: window_id(&["a11y", &shown.pid.to_string()]),
+                app: shown.app.clone(),
+                title: String::new(),
+                pid: Some(shown.pid),
+            }
+        };
+        let s = seen(Source::ScreenText, &w, None);
+        let mut caps = Vec::new();
+        for block in &shown.blocks {
+            caps.extend(self.pipeline.scan(block, &s));
         }
         caps
     }

@@ -124,6 +124,23 @@ impl AgentProcess {
         )
     }
 
+    /// As [`AgentProcess::start`], with more environment variables.
+    ///
+    /// # Errors
+    /// As [`AgentProcess::start`].
+    pub fn start_with_env(
+        role: &str,
+        state: &Path,
+        display: Option<&str>,
+        home: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<AgentProcess> {
+        let mut cmd = Command::new(workspace_binary("agent")?);
+        cmd.envs(env.iter().copied());
+        Self::start_with(cmd, role, state, display, home, extra)
+    }
+
     /// As [`AgentProcess::start`], as a pupil's account (its home).
     ///
     /// # Errors

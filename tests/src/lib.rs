@@ -18,6 +18,7 @@ pub mod fault_proxy;
 pub mod firefox;
 pub mod headful_chromium;
 pub mod pupil;
+pub mod session_bus;
 pub mod small_disk;
 pub mod web_client;
 

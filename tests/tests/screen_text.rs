@@ -1,0 +1,106 @@
+//! Other applications' on-screen text, end to end: a GTK application's
+//! text window (`zenity --text-info`) showing a risky phrase becomes a
+//! `screen_text` capture naming that application. The test starts a
+//! session bus and the accessibility bus itself; the real agent reads
+//! the text through AT-SPI (pure-Rust `atspi`/`zbus`), on a real X
+//! server (Xvfb + openbox).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde_json::Value;
+use tests::agent_process::{AgentProcess, EnrolledBed};
+use tests::desktop::{XDesktop, require, wait_for};
+use tests::session_bus::SessionBus;
+
+/// Kills a child on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_gtk_text_window_showing_a_risky_phrase_becomes_a_capture() -> anyhow::Result<()> {
+    require("zenity", "zenity")?;
+    let x = XDesktop::start()?;
+    let bus = SessionBus::start(&x.display)?;
+    let bed = EnrolledBed::new()?;
+    let agent = AgentProcess::start_with_env(
+        "run",
+        &bed.state,
+        Some(&x.display),
+        &bed.home,
+        &[],
+        &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)],
+    )?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
+    agent
+        .wait_log(
+            "reading on-screen text through the accessibility bus",
+            Duration::from_secs(30),
+        )
+        .context("the agent never reached the accessibility bus")?;
+
+    let file = bed.tmp.path().join("message.txt");
+    std::fs::write(
+        &file,
+        "Messages from Alex\n\nAlex: its our secret ok, delete this chat after you read it\nAlex: and send me a pic of you in the morning\n",
+    )?;
+    let _zenity = Killed(
+        Command::new("zenity")
+            .args([
+                "--text-info",
+                "--title",
+                "Messages",
+                "--width",
+                "900",
+                "--height",
+                "600",
+                "--filename",
+            ])
+            .arg(&file)
+            .env("DISPLAY", &x.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("HOME", &bed.home)
+            .env_remove("NO_AT_BRIDGE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start zenity")?,
+    );
+    let mut found: Vec<Value> = Vec::new();
+    wait_for(Duration::from_secs(30), || {
+        let Ok((200, body)) = bed.api.get("/api/v1/captures?source=screen_text&limit=100") else {
+            return false;
+        };
+        found = body["captures"].as_array().cloned().unwrap_or_default();
+        !found.is_empty()
+    });
+    ensure!(
+        !found.is_empty(),
+        "no screen_text capture from the zenity window within 30 s; agent log:\n{}",
+        agent.log_text()
+    );
+    let c = &found[0];
+    ensure!(
+        c["app"] == "Zenity",
+        "the capture names {:?}, not Zenity: {c}",
+        c["app"]
+    );
+    ensure!(c["window_title"] == "Messages", "{c}");
+    ensure!(
+        found.iter().any(|c| c["term"] == "its our secret")
+            && found.iter().any(|c| c["term"] == "send me a pic"),
+        "{found:?}"
+    );
+    ensure!(c["has_image"] == true, "{c}");
+    ensure!(c["url"].is_null(), "{c}");
+    Ok(())
+}
