@@ -121,6 +121,7 @@ impl AgentProcess {
             display,
             home,
             extra,
+            &[],
         )
     }
 
@@ -136,9 +137,8 @@ impl AgentProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<AgentProcess> {
-        let mut cmd = Command::new(workspace_binary("agent")?);
-        cmd.envs(env.iter().copied());
-        Self::start_with(cmd, role, state, display, home, extra)
+        let cmd = Command::new(workspace_binary("agent")?);
+        Self::start_with(cmd, role, state, display, home, extra, env)
     }
 
     /// As [`AgentProcess::start`], as a pupil's account (its home).
@@ -153,7 +153,7 @@ impl AgentProcess {
         extra: &[&str],
     ) -> anyhow::Result<AgentProcess> {
         let cmd = pupil.command(workspace_binary("agent")?, display);
-        Self::start_with(cmd, role, state, display, &pupil.home, extra)
+        Self::start_with(cmd, role, state, display, &pupil.home, extra, &[])
     }
 
     fn start_with(
@@ -163,6 +163,7 @@ impl AgentProcess {
         display: Option<&str>,
         home: &Path,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> anyhow::Result<AgentProcess> {
         let log = state.with_extension(format!("{role}.{}.log", protocol::UnixMillis::now().0));
         cmd.arg(role)
@@ -171,6 +172,7 @@ impl AgentProcess {
             .args(extra)
             .env("HOME", home)
             .env("AGENT_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log)?);
