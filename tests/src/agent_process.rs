@@ -43,6 +43,39 @@ pub fn enroll_agent(state: &Path, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `agent browser-integration install --user` for `home`, talking to the
+/// service of `state`; checks the Chromium and Firefox host manifests are
+/// there.
+///
+/// # Errors
+/// The command fails or a manifest is missing.
+pub fn install_page_reader_host(state: &Path, home: &Path) -> anyhow::Result<()> {
+    let state = state.to_str().context("a UTF-8 path")?;
+    let home_str = home.to_str().context("a UTF-8 path")?;
+    let (ok, out, err) = agent_cli(
+        &[
+            "browser-integration",
+            "install",
+            "--user",
+            "--state-dir",
+            state,
+        ],
+        &[("HOME", home_str)],
+    )?;
+    if !ok {
+        bail!("browser-integration install --user failed: {out}{err}");
+    }
+    for manifest in [
+        ".config/chromium/NativeMessagingHosts/org.safeguard.agent.json",
+        ".mozilla/native-messaging-hosts/org.safeguard.agent.json",
+    ] {
+        if !home.join(manifest).exists() {
+            bail!("no {manifest} after browser-integration install: {out}");
+        }
+    }
+    Ok(())
+}
+
 /// `agent feed`: hands text to the running agent as an app's on-screen text.
 ///
 /// # Errors

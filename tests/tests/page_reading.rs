@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use serde_json::Value;
-use tests::agent_process::{AgentProcess, EnrolledBed, agent_cli};
+use tests::agent_process::{AgentProcess, EnrolledBed, install_page_reader_host};
 use tests::desktop::{XDesktop, require, wait_for};
 use tests::firefox::Firefox;
 use tests::headful_chromium::{Chromium, pages};
@@ -140,25 +140,7 @@ fn pages_a_pupil_views_in_chromium_become_captures_once_and_innocent_ones_do_not
             "<!doctype html><title>Plain</title><p>A plain page.</p>".into(),
         ),
     ])?;
-    let state = bed.state.to_str().context("UTF-8 path")?;
-    let home = bed.home.to_str().context("UTF-8 path")?;
-    let (ok, out, err) = agent_cli(
-        &[
-            "browser-integration",
-            "install",
-            "--user",
-            "--state-dir",
-            state,
-        ],
-        &[("HOME", home)],
-    )?;
-    ensure!(ok, "browser-integration install --user failed: {out}{err}");
-    ensure!(
-        bed.home
-            .join(".config/chromium/NativeMessagingHosts/org.safeguard.agent.json")
-            .exists(),
-        "no Chromium host manifest: {out}"
-    );
+    install_page_reader_host(&bed.state, &bed.home)?;
     let agent = AgentProcess::start(
         "run",
         &bed.state,
@@ -479,25 +461,7 @@ fn a_risky_page_in_firefox_becomes_a_capture() -> anyhow::Result<()> {
     let x = XDesktop::start()?;
     let bed = EnrolledBed::new()?;
     let port = pages(vec![("/risky", RISKY.into())])?;
-    let state = bed.state.to_str().context("UTF-8 path")?;
-    let home = bed.home.to_str().context("UTF-8 path")?;
-    let (ok, out, err) = agent_cli(
-        &[
-            "browser-integration",
-            "install",
-            "--user",
-            "--state-dir",
-            state,
-        ],
-        &[("HOME", home)],
-    )?;
-    ensure!(ok, "browser-integration install --user failed: {out}{err}");
-    ensure!(
-        bed.home
-            .join(".mozilla/native-messaging-hosts/org.safeguard.agent.json")
-            .exists(),
-        "no Firefox host manifest: {out}"
-    );
+    install_page_reader_host(&bed.state, &bed.home)?;
     let agent = AgentProcess::start("run", &bed.state, Some(&x.display), &bed.home, &[])?;
     agent.wait_log("watching the X display", Duration::from_secs(30))?;
     agent.answer_aup(&x, 1, true)?;

@@ -309,19 +309,7 @@ fn viewed(seconds: u64, big_pages: usize) -> anyhow::Result<()> {
     use tests::headful_chromium::{Chromium, pages};
     let x = XDesktop::start()?;
     let setup = EnrolledBed::new()?;
-    let state = setup.state.to_str().context("UTF-8 path")?;
-    let home = setup.home.to_str().context("UTF-8 path")?;
-    let (ok, out, err) = tests::agent_process::agent_cli(
-        &[
-            "browser-integration",
-            "install",
-            "--user",
-            "--state-dir",
-            state,
-        ],
-        &[("HOME", home)],
-    )?;
-    ensure!(ok, "browser-integration install failed: {out}{err}");
+    tests::agent_process::install_page_reader_host(&setup.state, &setup.home)?;
     let agent = AgentProcess::start_with_env(
         "run",
         &setup.state,
