@@ -99,6 +99,53 @@ pub struct Chromium<'a> {
     pub user: Option<(u32, u32)>,
 }
 
+/// The page-reader extension's folder (`agent/browser-extension`).
+pub fn extension_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../agent/browser-extension")
+        .canonicalize()
+        .expect("agent/browser-extension exists")
+}
+
+impl<'a> Chromium<'a> {
+    /// A Chromium with `home` and its default profile
+    /// (`home/.config/chromium`), where `browser-integration install
+    /// --user` puts the host manifest; started by [`Chromium::open`].
+    pub fn new(x: &'a XDesktop, home: &std::path::Path, port: u16) -> Chromium<'a> {
+        Chromium {
+            x,
+            profile: home.join(".config/chromium"),
+            home: home.to_owned(),
+            port,
+            children: Vec::new(),
+            args: Vec::new(),
+            user: None,
+        }
+    }
+
+    /// Another profile folder (`--user-data-dir`).
+    #[must_use]
+    pub fn profile(mut self, profile: std::path::PathBuf) -> Chromium<'a> {
+        self.profile = profile;
+        self
+    }
+
+    /// With the page-reader extension loaded unpacked.
+    #[must_use]
+    pub fn with_extension(mut self) -> Chromium<'a> {
+        self.args
+            .push(format!("--load-extension={}", extension_dir().display()));
+        self
+    }
+
+    /// Run as a pupil's account.
+    #[must_use]
+    pub fn as_user(mut self, pupil: &crate::pupil::Pupil) -> Chromium<'a> {
+        self.user = Some((pupil.uid, pupil.gid));
+        self
+    }
+}
+
 impl Chromium<'_> {
     /// Opens `url` (the first call starts the browser; later ones hand the
     /// address to it, as a new tab).

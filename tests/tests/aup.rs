@@ -193,15 +193,7 @@ fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() 
         &["--browser-poll-seconds", "1"],
     )?;
     agent.answer_aup(&x, 1, true)?;
-    let mut browser = Chromium {
-        x: &x,
-        profile: bed.home.join(".config/chromium"),
-        home: bed.home.clone(),
-        port,
-        children: Vec::new(),
-        args: Vec::new(),
-        user: None,
-    };
+    let mut browser = Chromium::new(&x, &bed.home, port);
     let url = format!("http://forum.test:{port}/thread/7");
     browser.open(&url)?;
     browser.front("Page forum")?;

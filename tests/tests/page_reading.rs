@@ -15,7 +15,6 @@
 //!   extension, is reported to the console as a tamper event within 60 s
 //!   (the pupil a real unprivileged account, the service root).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -23,15 +22,8 @@ use serde_json::Value;
 use tests::agent_process::{AgentProcess, EnrolledBed, install_page_reader_host};
 use tests::desktop::{XDesktop, require, wait_for};
 use tests::firefox::Firefox;
-use tests::headful_chromium::{Chromium, pages};
+use tests::headful_chromium::{Chromium, extension_dir, pages};
 use tests::pupil::Pupil;
-
-fn extension_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../agent/browser-extension")
-        .canonicalize()
-        .expect("agent/browser-extension exists")
-}
 
 const RISKY: &str = r#"<!doctype html><html><head><title>Homework help</title>
 <style>body { background: #ff00ff; font: 28px sans-serif; }</style></head>
@@ -153,15 +145,7 @@ fn pages_a_pupil_views_in_chromium_become_captures_once_and_innocent_ones_do_not
     agent.answer_aup(&x, 1, true)?;
     x.xterm("terminal")?;
 
-    let mut browser = Chromium {
-        x: &x,
-        profile: bed.home.join(".config/chromium"),
-        home: bed.home.clone(),
-        port,
-        children: Vec::new(),
-        args: vec![format!("--load-extension={}", extension_dir().display())],
-        user: None,
-    };
+    let mut browser = Chromium::new(&x, &bed.home, port).with_extension();
     let base = "http://school.test";
     browser.open(&format!("{base}/plain"))?;
     browser.front("Plain")?;
@@ -373,18 +357,11 @@ fn a_browser_without_the_extension_is_reported_within_a_minute() -> anyhow::Resu
     let session = AgentProcess::start_as(&pupil, "session", &bed.state, Some(&x.display), &[])?;
     session.wait_log("watching the X display", Duration::from_secs(30))?;
     session.answer_aup(&x, 1, true)?;
-    let user = (pupil.uid, pupil.gid);
 
     // The pupil's own profile has the extension: watched, no report.
-    let mut watched = Chromium {
-        x: &x,
-        profile: pupil.home.join(".config/chromium"),
-        home: pupil.home.clone(),
-        port,
-        children: Vec::new(),
-        args: vec![format!("--load-extension={}", extension_dir().display())],
-        user: Some(user),
-    };
+    let mut watched = Chromium::new(&x, &pupil.home, port)
+        .with_extension()
+        .as_user(&pupil);
     watched.open("http://school.test/plain")?;
     watched.front("Plain")?;
     session
@@ -392,15 +369,9 @@ fn a_browser_without_the_extension_is_reported_within_a_minute() -> anyhow::Resu
         .context("the pupil's own browser never connected its page reader")?;
 
     // 1. A second browser on a fresh profile, with no extension.
-    let mut fresh = Chromium {
-        x: &x,
-        profile: pupil.home.join("fresh-profile"),
-        home: pupil.home.clone(),
-        port,
-        children: Vec::new(),
-        args: Vec::new(),
-        user: Some(user),
-    };
+    let mut fresh = Chromium::new(&x, &pupil.home, port)
+        .profile(pupil.home.join("fresh-profile"))
+        .as_user(&pupil);
     fresh.open("http://other.test/other")?;
     let front_at = fresh.front("Other")?;
     wait_for(Duration::from_secs(75), || !unmonitored(&bed).is_empty());
@@ -427,15 +398,7 @@ fn a_browser_without_the_extension_is_reported_within_a_minute() -> anyhow::Resu
 
     // 2. The pupil's own browser started again without the extension.
     drop(watched);
-    let mut bare = Chromium {
-        x: &x,
-        profile: pupil.home.join(".config/chromium"),
-        home: pupil.home.clone(),
-        port,
-        children: Vec::new(),
-        args: Vec::new(),
-        user: Some(user),
-    };
+    let mut bare = Chromium::new(&x, &pupil.home, port).as_user(&pupil);
     bare.open("http://school.test/again")?;
     let front_at = bare.front("Again")?;
     wait_for(Duration::from_secs(75), || unmonitored(&bed).len() >= 2);

@@ -80,15 +80,7 @@ fn time_on_sites_is_measured_from_focus_and_input_and_reaches_the_weekly_report(
     agent.answer_aup(&x, 1, true)?;
     let terminal = x.xterm("terminal")?;
 
-    let mut browser = Chromium {
-        x: &x,
-        profile: bed.home.join(".config/chromium"),
-        home: bed.home.clone(),
-        port,
-        children: Vec::new(),
-        args: Vec::new(),
-        user: None,
-    };
+    let mut browser = Chromium::new(&x, &bed.home, port);
     // alpha: 20 s in front, the user active throughout.
     browser.open("http://alpha.test/")?;
     let alpha_from = browser.front("Page alpha")?;

@@ -189,7 +189,8 @@ const CHAT: &str = r#"<!doctype html><html><head><title>Bench chat</title>
 <style>#log { height: 600px; overflow-y: auto; font: 16px sans-serif; }</style></head>
 <body><div id="log"></div><script>
 const log = document.getElementById('log');
-const count = Number(new URLSearchParams(location.search).get('n') || 60);
+const asked = new URLSearchParams(location.search).get('n');
+const count = asked === null ? 60 : Number(asked);
 let i = 0;
 const tick = setInterval(() => {
   const d = document.createElement('div');
@@ -326,18 +327,7 @@ fn viewed(seconds: u64, big_pages: usize) -> anyhow::Result<()> {
     ensure!(status == 200, "cannot set the policy: {body}");
     agent.wait_log("policy version 2 in force", Duration::from_secs(30))?;
     let port = pages(vec![("/chat", CHAT.into()), ("/big", big_page())])?;
-    let extension = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../agent/browser-extension")
-        .canonicalize()?;
-    let mut browser = Chromium {
-        x: &x,
-        profile: setup.home.join(".config/chromium"),
-        home: setup.home.clone(),
-        port,
-        children: Vec::new(),
-        args: vec![format!("--load-extension={}", extension.display())],
-        user: None,
-    };
+    let mut browser = Chromium::new(&x, &setup.home, port).with_extension();
     let rows = watch_rows(setup.console.data.clone())?;
     browser.open("http://bench.test/chat?n=0")?;
     browser.front("Bench chat")?;
