@@ -1,0 +1,149 @@
+//! Detection measured on messages written the way pupils and those who
+//! target them write (`tests/devset/`): risky lines per category, hard
+//! innocent lines per kind (schoolwork, idioms, gaming, names and places,
+//! news, safety advice, everyday chat).
+//!
+//! Two parts: `dev/`, which rules may be tuned to, and `heldout/`, written
+//! before any tuning and never tuned to. Both are printed; run with
+//! `--nocapture` to see the table. `DEVSET_SHOW=1` also lists the dev
+//! part's misses and false alarms (never the held-out part's).
+//!
+//! The floors asserted below are today's figures less a margin: they catch
+//! a regression, they are not the targets (95% caught, 1% false alarms on
+//! the held-out part), which the README reports against.
+
+use std::collections::BTreeMap;
+
+use wordlists::{Libraries, Matcher, MatcherBuilder};
+
+/// The capture threshold: what staff see.
+const THRESHOLD: u8 = 3;
+
+struct Line<'a> {
+    label: &'a str,
+    text: &'a str,
+}
+
+fn lines(file: &str) -> Vec<Line<'_>> {
+    file.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (label, text) = l
+                .split_once(" | ")
+                .unwrap_or_else(|| panic!("devset line without ' | ': {l:?}"));
+            Line {
+                label: label.trim(),
+                text: text.trim(),
+            }
+        })
+        .collect()
+}
+
+/// Per label: (lines, flagged at the threshold, flagged in the label's own
+/// category).
+type Table<'a> = BTreeMap<&'a str, (usize, usize, usize)>;
+
+fn measure<'a>(matcher: &Matcher, set: &[Line<'a>], show: Option<&str>) -> Table<'a> {
+    let mut table: Table = BTreeMap::new();
+    for line in set {
+        let hits = matcher.scan(line.text);
+        let grave: Vec<_> = hits.iter().filter(|h| h.severity >= THRESHOLD).collect();
+        let row = table.entry(line.label).or_default();
+        row.0 += 1;
+        if !grave.is_empty() {
+            row.1 += 1;
+        }
+        if grave.iter().any(|h| h.entry.category == line.label) {
+            row.2 += 1;
+        }
+        let wrong = match show {
+            Some("miss") => grave.is_empty(),
+            Some("alarm") => !grave.is_empty(),
+            _ => false,
+        };
+        if wrong {
+            let why: Vec<String> = grave
+                .iter()
+                .map(|h| format!("{}:{} s{}", h.entry.category, h.entry.term, h.severity))
+                .collect();
+            println!("  {} | {} {}", line.label, line.text, why.join(", "));
+        }
+    }
+    table
+}
+
+fn pct(n: usize, of: usize) -> f64 {
+    100.0 * n as f64 / of.max(1) as f64
+}
+
+/// Prints a part's table; returns (risky caught %, innocent flagged %).
+fn report(matcher: &Matcher, part: &str, risky: &str, innocent: &str) -> (f64, f64) {
+    let show = part == "dev" && std::env::var_os("DEVSET_SHOW").is_some();
+    let risky = lines(risky);
+    let innocent = lines(innocent);
+    if show {
+        println!("{part}: risky lines missed");
+    }
+    let caught = measure(matcher, &risky, show.then_some("miss"));
+    if show {
+        println!("{part}: innocent lines flagged");
+    }
+    let flagged = measure(matcher, &innocent, show.then_some("alarm"));
+    println!("== {part}: risky lines captured at severity >= {THRESHOLD} ==");
+    let (mut n, mut c, mut own) = (0, 0, 0);
+    for (cat, (lines, hit, right)) in &caught {
+        println!(
+            "  {cat:<18} {hit:>3}/{lines:<3} {:>5.1}%   in its own category {:>5.1}%",
+            pct(*hit, *lines),
+            pct(*right, *lines)
+        );
+        (n, c, own) = (n + lines, c + hit, own + right);
+    }
+    let recall = pct(c, n);
+    println!(
+        "  {:<18} {c:>3}/{n:<3} {recall:>5.1}%   in its own category {:>5.1}%",
+        "all",
+        pct(own, n)
+    );
+    println!("== {part}: innocent lines flagged at severity >= {THRESHOLD} ==");
+    let (mut n, mut f) = (0, 0);
+    for (kind, (lines, hit, _)) in &flagged {
+        println!("  {kind:<18} {hit:>3}/{lines:<3} {:>5.1}%", pct(*hit, *lines));
+        (n, f) = (n + lines, f + hit);
+    }
+    let alarms = pct(f, n);
+    println!("  {:<18} {f:>3}/{n:<3} {alarms:>5.1}%", "all");
+    (recall, alarms)
+}
+
+#[test]
+fn risky_messages_are_captured_and_hard_innocent_lines_are_not() {
+    let matcher = MatcherBuilder::new(Libraries::builtin().unwrap())
+        .build()
+        .unwrap();
+    let (dev_recall, dev_alarms) = report(
+        &matcher,
+        "dev",
+        include_str!("devset/dev/risky.txt"),
+        include_str!("devset/dev/innocent.txt"),
+    );
+    let (held_recall, held_alarms) = report(
+        &matcher,
+        "heldout",
+        include_str!("devset/heldout/risky.txt"),
+        include_str!("devset/heldout/innocent.txt"),
+    );
+    for (part, recall, alarms, min_recall, max_alarms) in [
+        ("dev", dev_recall, dev_alarms, 0.0, 100.0),
+        ("heldout", held_recall, held_alarms, 0.0, 100.0),
+    ] {
+        assert!(
+            recall >= min_recall,
+            "{part}: {recall:.1}% of risky lines captured, below the floor of {min_recall}%"
+        );
+        assert!(
+            alarms <= max_alarms,
+            "{part}: {alarms:.1}% of innocent lines flagged, above the ceiling of {max_alarms}%"
+        );
+    }
+}
