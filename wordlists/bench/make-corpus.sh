@@ -21,7 +21,7 @@ for need in "$fortunes/fortunes" "$words"; do
 done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cargo run -q --release -p wordlists -- dump | sed 's/.*"term":"\([^"]*\)".*/\1/' > "$tmp/terms"
+cargo run -q --release -p wordlists -- dump | grep -v '"rule":"context"' | sed 's/.*"term":"\([^"]*\)".*/\1/' > "$tmp/terms"
 grep -v "'" "$words" > "$tmp/words"
 # Fortune files are the ones without an extension (the .dat and .u8 files are indexes).
 find "$fortunes" -maxdepth 1 -type f ! -name '*.*' | sort | xargs cat | grep -v '^%$' > "$tmp/prose"

@@ -8,6 +8,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! - [`chatspeak`]: how pupils spell a library's words;
 //! - [`fold`]: what one character means (case, accents, look-alikes);
 //! - [`normalize`]: the exact normaliser, with offsets into the original;
 //! - [`skeleton`]: the coarse form the automaton runs over;
@@ -20,6 +21,7 @@
 //!
 //! No I/O happens here; the `wordlists` binary reads files.
 
+pub mod chatspeak;
 pub mod detect;
 pub mod domains;
 pub mod fold;

@@ -17,6 +17,39 @@
 //! terms = ["kill myself", "end my life"]
 //! ```
 //!
+//! Context rules find risk said in ordinary words, where no single word is
+//! enough. A **concept** is a set of words and phrases that mean one thing;
+//! a **rule** fires when all its concepts stand within a few words of each
+//! other, and cue concepts near it raise or lower its severity:
+//!
+//! ```toml
+//! [[concept]]
+//! name = "parents-away"        # concepts are shared by every file
+//! terms = ["parents out", "mum at work", "nobody home"]
+//!
+//! [[concept]]
+//! name = "when-question"
+//! anchor = false               # a common word: looked for only near an anchor
+//! terms = ["when", "what time"]
+//!
+//! [[rule]]
+//! name = "asks when a child's parents are away"
+//! severity = 4
+//! definition = "Asks when the child will be without adults; a grooming pattern."
+//! all = ["when-question", "parents-away"]  # each within `within` words
+//! within = 6                   # words between the first and the last (default 8)
+//! ordered = false              # true: in the order listed
+//! raise = ["second-person"]    # each cue concept near the hit: +weight
+//! lower = ["safety-advice"]    # each: -weight
+//! ```
+//!
+//! A concept's `weight` (default 1) is how far it moves a severity as a cue.
+//! At least one concept of a rule must be an anchor (the default): anchors
+//! are in the fast pass, so a rule costs nothing on text without one.
+//! `lower = [...]` at the top of a category file names cue concepts that
+//! lower every hit of that category (safety advice, schoolwork framing).
+//! A file without `category` holds only concepts.
+//!
 //! A school's own files have the same format; a file whose category is
 //! already defined adds its groups and exceptions to that category.
 //! No I/O here: callers hand in the text.
@@ -41,6 +74,8 @@ pub enum Rule {
     Phrase,
     /// Found by a built-in detector, not by a term (phone numbers, …).
     Pattern,
+    /// Found by a context rule: concepts together (see [`ContextRule`]).
+    Context,
 }
 
 impl Rule {
@@ -51,6 +86,7 @@ impl Rule {
             Rule::Substring => "substring",
             Rule::Phrase => "phrase",
             Rule::Pattern => "pattern",
+            Rule::Context => "context",
         }
     }
 }
@@ -76,7 +112,64 @@ pub struct Category {
     pub exceptions: Vec<String>,
     /// Built-in detectors of personal information ("phone", "email", …).
     pub detectors: Vec<Detector>,
+    /// Context rules: concepts found together.
+    pub rules: Vec<ContextRule>,
+    /// Cue concepts that lower every hit of this category.
+    pub lower: Vec<String>,
+    /// Concepts this file defines (shared by all categories once added to
+    /// [`Libraries`]).
+    pub concepts: Vec<Concept>,
 }
+
+/// Words and phrases that mean one thing, for [`ContextRule`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concept {
+    pub name: String,
+    /// In the fast pass (true), or looked for only around an anchor.
+    pub anchor: bool,
+    /// How far the concept moves a severity when it is a cue.
+    pub weight: u8,
+    /// Each matched like a library term: one word is a whole word, several
+    /// a phrase; chat-speak spellings included.
+    pub terms: Vec<String>,
+}
+
+/// Concepts found together make a hit of this rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextRule {
+    /// What staff see as the term.
+    pub name: String,
+    pub severity: u8,
+    pub definition: String,
+    /// Concept names; every one must be found.
+    pub all: Vec<String>,
+    /// Most words from the start of the first to the end of the last.
+    pub within: u8,
+    /// Whether the concepts must come in the order of `all`.
+    pub ordered: bool,
+    /// Cue concepts that raise (each by its weight) when near.
+    pub raise: Vec<String>,
+    /// Cue concepts that lower when near.
+    pub lower: Vec<String>,
+}
+
+impl ContextRule {
+    /// The rule as an entry of its category, as captures and `dump` show it.
+    pub fn entry(&self, category: &str) -> Entry {
+        Entry {
+            term: self.name.clone(),
+            category: category.to_owned(),
+            severity: self.severity,
+            rule: Rule::Context,
+            definition: self.definition.clone(),
+            raise: self.raise.clone(),
+            lower: self.lower.clone(),
+        }
+    }
+}
+
+/// Most words a rule may span.
+pub const MAX_WITHIN: u8 = 16;
 
 /// A built-in pattern detector used where a list of terms cannot do it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +215,16 @@ pub struct LibraryError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileToml {
-    category: String,
+    category: Option<String>,
     title: Option<String>,
     #[serde(default)]
     exceptions: Vec<String>,
+    #[serde(default)]
+    lower: Vec<String>,
+    #[serde(default)]
+    concept: Vec<ConceptToml>,
+    #[serde(default)]
+    rule: Vec<RuleToml>,
     #[serde(default)]
     group: Vec<GroupToml>,
     #[serde(default)]
@@ -143,6 +242,30 @@ struct GroupToml {
     #[serde(default)]
     lower: Vec<String>,
     terms: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConceptToml {
+    name: String,
+    anchor: Option<bool>,
+    weight: Option<i64>,
+    terms: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleToml {
+    name: String,
+    severity: i64,
+    definition: String,
+    all: Vec<String>,
+    within: Option<i64>,
+    ordered: Option<bool>,
+    #[serde(default)]
+    raise: Vec<String>,
+    #[serde(default)]
+    lower: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -178,15 +301,41 @@ pub fn parse(file: &str, text: &str) -> Result<Category, LibraryError> {
     };
     let raw: FileToml =
         toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
-    let name = raw.category.trim().to_owned();
+    let concepts = raw
+        .concept
+        .iter()
+        .map(|c| parse_concept(c).map_err(&err))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(name) = raw.category.as_deref().map(str::trim) else {
+        if !(raw.group.is_empty()
+            && raw.rule.is_empty()
+            && raw.exceptions.is_empty()
+            && raw.detector.is_empty()
+            && raw.lower.is_empty())
+        {
+            return Err(err(
+                "no `category`: a file without one may hold only [[concept]]s".into(),
+            ));
+        }
+        return Ok(Category {
+            concepts,
+            ..Category::default()
+        });
+    };
+    let name = name.to_owned();
     if name.is_empty() {
         return Err(err("the category name is empty".into()));
     }
     let mut cat = Category {
         title: raw.title.unwrap_or_else(|| name.clone()),
         name,
+        concepts,
+        lower: raw.lower.iter().map(|c| c.trim().to_owned()).collect(),
         ..Category::default()
     };
+    for r in &raw.rule {
+        cat.rules.push(parse_rule(file, r)?);
+    }
     for (g, group) in raw.group.iter().enumerate() {
         let what = format!(
             "group {} ({:?}…)",
@@ -199,9 +348,9 @@ pub fn parse(file: &str, text: &str) -> Result<Category, LibraryError> {
                 "{what}: the definition is empty; write one line for staff"
             )));
         }
-        if group.rule == Some(Rule::Pattern) {
+        if matches!(group.rule, Some(Rule::Pattern | Rule::Context)) {
             return Err(err(format!(
-                "{what}: rule \"pattern\" is for built-in detectors; use word, prefix, substring or phrase"
+                "{what}: rule \"pattern\" is for built-in detectors and \"context\" for [[rule]]s; use word, prefix, substring or phrase"
             )));
         }
         if group.terms.is_empty() {
@@ -249,8 +398,75 @@ pub fn parse(file: &str, text: &str) -> Result<Category, LibraryError> {
     Ok(cat)
 }
 
+fn parse_concept(c: &ConceptToml) -> Result<Concept, String> {
+    let name = c.name.trim();
+    if name.is_empty() {
+        return Err("a concept has an empty name".into());
+    }
+    if c.terms.is_empty() {
+        return Err(format!("concept {name:?}: no terms"));
+    }
+    for t in &c.terms {
+        if normalize_term(t).iter().all(|&b| b == b' ') {
+            return Err(format!(
+                "concept {name:?}: term {t:?} has no letters or digits to match"
+            ));
+        }
+    }
+    let weight = c.weight.unwrap_or(1);
+    if !(1..=4).contains(&weight) {
+        return Err(format!(
+            "concept {name:?}: weight {weight} is out of range; use 1 to 4"
+        ));
+    }
+    Ok(Concept {
+        name: name.to_owned(),
+        anchor: c.anchor.unwrap_or(true),
+        weight: weight as u8,
+        terms: c.terms.iter().map(|t| t.trim().to_owned()).collect(),
+    })
+}
+
+fn parse_rule(file: &str, r: &RuleToml) -> Result<ContextRule, LibraryError> {
+    let err = |message: String| LibraryError {
+        file: file.to_owned(),
+        message,
+    };
+    let name = r.name.trim();
+    let what = format!("rule {name:?}");
+    if name.is_empty() {
+        return Err(err("a rule has an empty name".into()));
+    }
+    if r.definition.trim().is_empty() {
+        return Err(err(format!(
+            "{what}: the definition is empty; write one line for staff"
+        )));
+    }
+    if r.all.is_empty() {
+        return Err(err(format!("{what}: `all` names no concept")));
+    }
+    let within = r.within.unwrap_or(8);
+    if !(1..=i64::from(MAX_WITHIN)).contains(&within) {
+        return Err(err(format!(
+            "{what}: within {within} is out of range; use 1 to {MAX_WITHIN} words"
+        )));
+    }
+    let names = |v: &[String]| v.iter().map(|c| c.trim().to_owned()).collect();
+    Ok(ContextRule {
+        name: name.to_owned(),
+        severity: severity(file, r.severity, &what)?,
+        definition: r.definition.trim().to_owned(),
+        all: names(&r.all),
+        within: within as u8,
+        ordered: r.ordered.unwrap_or(false),
+        raise: names(&r.raise),
+        lower: names(&r.lower),
+    })
+}
+
 /// The libraries built into the binary: (file name, text).
 pub const BUILTIN: &[(&str, &str)] = &[
+    ("concepts.toml", include_str!("../libraries/concepts.toml")),
     ("adult.toml", include_str!("../libraries/adult.toml")),
     ("bullying.toml", include_str!("../libraries/bullying.toml")),
     ("drugs.toml", include_str!("../libraries/drugs.toml")),
@@ -285,6 +501,9 @@ pub const BUILTIN: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Default)]
 pub struct Libraries {
     pub categories: Vec<Category>,
+    /// Every concept, by name; a later file's terms add to an earlier
+    /// concept of the same name.
+    pub concepts: Vec<Concept>,
 }
 
 impl Libraries {
@@ -315,16 +534,35 @@ impl Libraries {
         Ok(libs)
     }
 
-    /// Adds a category, merging it into one of the same name.
-    pub fn add(&mut self, cat: Category) {
+    /// Adds a category, merging it into one of the same name; its concepts
+    /// join the shared ones. A file of concepts only adds no category.
+    pub fn add(&mut self, mut cat: Category) {
+        for c in std::mem::take(&mut cat.concepts) {
+            match self.concepts.iter_mut().find(|x| x.name == c.name) {
+                Some(existing) => existing.terms.extend(c.terms),
+                None => self.concepts.push(c),
+            }
+        }
+        if cat.name.is_empty() {
+            return;
+        }
         match self.categories.iter_mut().find(|c| c.name == cat.name) {
             Some(existing) => {
                 existing.entries.extend(cat.entries);
                 existing.exceptions.extend(cat.exceptions);
                 existing.detectors.extend(cat.detectors);
+                existing.rules.extend(cat.rules);
+                existing.lower.extend(cat.lower);
             }
             None => self.categories.push(cat),
         }
+    }
+
+    /// Every context rule as an entry of its category.
+    pub fn rule_entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.categories
+            .iter()
+            .flat_map(|c| c.rules.iter().map(|r| r.entry(&c.name)))
     }
 
     /// Every entry, category by category.
@@ -337,7 +575,32 @@ impl Libraries {
     /// suppress.
     pub fn lint(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        let concept = |name: &str| self.concepts.iter().find(|c| c.name == name);
         for cat in &self.categories {
+            for name in &cat.lower {
+                if concept(name).is_none() {
+                    problems.push(format!(
+                        "{}: `lower` names concept {name:?}, which no file defines",
+                        cat.name
+                    ));
+                }
+            }
+            for r in &cat.rules {
+                for name in r.all.iter().chain(&r.raise).chain(&r.lower) {
+                    if concept(name).is_none() {
+                        problems.push(format!(
+                            "{}: rule {:?} names concept {name:?}, which no file defines",
+                            cat.name, r.name
+                        ));
+                    }
+                }
+                if !r.all.iter().any(|n| concept(n).is_some_and(|c| c.anchor)) {
+                    problems.push(format!(
+                        "{}: rule {:?} has no anchor concept in `all`; it could never be found (mark one concept `anchor = true`)",
+                        cat.name, r.name
+                    ));
+                }
+            }
             let mut seen = std::collections::HashMap::new();
             for e in &cat.entries {
                 let key = (normalize_term(&e.term), e.rule);

@@ -136,6 +136,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let entries: usize = set.categories.iter().map(|c| c.entries.len()).sum();
             let exceptions: usize = set.categories.iter().map(|c| c.exceptions.len()).sum();
+            let rules: usize = set.categories.iter().map(|c| c.rules.len()).sum();
+            writeln!(
+                out,
+                "{rules} context rules over {} concepts",
+                set.concepts.len()
+            )?;
             writeln!(
                 out,
                 "{entries} entries in {} categories, {exceptions} exceptions",
@@ -156,7 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let (line, to_raw) = repaired(raw);
                 for hit in matcher.scan(&line) {
                     let (start, end) = (to_raw[hit.start], to_raw[hit.end]);
-                    let obj = json!({
+                    let mut obj = json!({
                         "line": n + 1,
                         "term": hit.entry.term,
                         "category": hit.entry.category,
@@ -164,7 +170,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "start": start,
                         "end": end,
                         "matched": String::from_utf8_lossy(&raw[start..end]),
+                        "rule": hit.entry.rule.as_str(),
                     });
+                    if !hit.because.is_empty() {
+                        // A context rule's hit: the words that made it.
+                        obj["because"] = hit
+                            .because
+                            .iter()
+                            .map(|r| String::from_utf8_lossy(&raw[to_raw[r.start]..to_raw[r.end]]))
+                            .collect();
+                    }
                     writeln!(out, "{obj}")?;
                 }
             }
@@ -172,7 +187,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dump(libs) => {
-            for e in load_strict(&libs)?.entries() {
+            let set = load_strict(&libs)?;
+            for e in set.entries() {
                 let obj = json!({
                     "term": e.term,
                     "category": e.category,
@@ -181,6 +197,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "definition": e.definition,
                 });
                 writeln!(out, "{obj}")?;
+            }
+            // Context rules, with the concepts they join and their cues.
+            for cat in &set.categories {
+                for r in &cat.rules {
+                    let obj = json!({
+                        "term": r.name,
+                        "category": cat.name,
+                        "severity": r.severity,
+                        "rule": "context",
+                        "definition": r.definition,
+                        "all": r.all,
+                        "within": r.within,
+                        "ordered": r.ordered,
+                        "raise": r.raise,
+                        "lower": r.lower,
+                    });
+                    writeln!(out, "{obj}")?;
+                }
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)

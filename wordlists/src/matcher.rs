@@ -18,6 +18,17 @@
 //!    candidate ([`crate::verify`]). Exceptions found there suppress the
 //!    hits they cover; context words adjust severity.
 //!
+//! 3. **Context rules** (see [`crate::library::ContextRule`]), only where
+//!    the fast pass marked a region: a rule's anchor concepts are patterns
+//!    of the fast pass like terms, so text without one costs nothing more.
+//!    A region marked by an anchor is widened by the longest rule span
+//!    (`within` words, see [`crate::library::MAX_WITHIN`]) either side, and a third automaton finds every
+//!    concept in it; a rule whose concepts all stand within its span of
+//!    words is a hit, and cue concepts within [`CUE_WORDS`] words raise or
+//!    lower its severity. A category's own `lower` cues apply to its term
+//!    hits too: those are looked for around the hits only, so a region
+//!    with no hit costs nothing more.
+//!
 //! Letters spaced out ("k i l l") are the one thing the fast pass cannot
 //! see; it notices runs of three or more one-letter words and marks them
 //! for the exact pass, which joins them.
@@ -49,6 +60,9 @@ const WIDEN: usize = 64;
 const MAX_EXTRA_WORDS: usize = 6;
 /// Bytes of text either side of a hit that context words are looked for in.
 const CONTEXT_REACH: usize = 120;
+/// Words either side of a hit that cue concepts are looked for in; also
+/// how far every marked region is widened when there are concepts.
+pub const CUE_WORDS: usize = 8;
 
 /// Building a [`Matcher`] failed.
 #[derive(Debug, Error)]
@@ -72,6 +86,10 @@ enum Target {
     Term(u32),
     /// Category index.
     Exception(u32),
+    /// A concept that marks a region for the rules (fast pass only).
+    Anchor,
+    /// Concept index (the concepts' own automaton).
+    Concept(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +110,9 @@ pub struct Hit<'m> {
     /// Byte range of the matched text in the input (on char boundaries).
     pub start: usize,
     pub end: usize,
+    /// For a context rule's hit: the byte range of each concept's words
+    /// that made it, in the order of the rule's `all`. Empty for a term.
+    pub because: Vec<Range<usize>>,
 }
 
 impl Hit<'_> {
@@ -145,7 +166,7 @@ impl MatcherBuilder {
             for e in &cat.entries {
                 let idx = entries.len() as u32;
                 let form = crate::normalize::normalize_term(&e.term);
-                for f in forms(&form, e.rule) {
+                for f in chat_forms(&form, e.rule) {
                     let len = terms.add(f, Target::Term(idx));
                     // The fast pass remembers where the last RING symbols
                     // came from; a longer term could not be placed.
@@ -163,47 +184,144 @@ impl MatcherBuilder {
             }
             for x in &cat.exceptions {
                 let form = crate::normalize::normalize_term(x);
-                exceptions.add(form, Target::Exception(c as u32));
+                for f in crate::chatspeak::variants(&form) {
+                    exceptions.add(f, Target::Exception(c as u32));
+                }
             }
         }
+        let concepts = &self.libraries.concepts;
+        let concept_id = |name: &str| {
+            concepts
+                .iter()
+                .position(|c| c.name == name)
+                .map(|i| i as u32)
+        };
+        let mut concept_set = PatternsBuilder::default();
+        for (i, c) in concepts.iter().enumerate() {
+            for t in &c.terms {
+                let form = crate::normalize::normalize_term(t);
+                let rule = if t.trim().contains(' ') {
+                    Rule::Phrase
+                } else {
+                    Rule::Word
+                };
+                for f in chat_forms(&form, rule) {
+                    if c.anchor {
+                        terms.add(f.clone(), Target::Anchor);
+                    }
+                    let len = concept_set.add(f, Target::Concept(i as u32));
+                    if len >= RING {
+                        return Err(BuildError::TermTooLong {
+                            term: t.clone(),
+                            category: format!("concept {}", c.name),
+                            len,
+                            max: RING - 1,
+                        });
+                    }
+                }
+            }
+        }
+        let mut rules = Vec::new();
+        let mut category_lower = Vec::new();
+        for (c, cat) in categories.iter().enumerate() {
+            let ids = |names: &[String]| -> Vec<u32> {
+                names.iter().filter_map(|n| concept_id(n)).collect()
+            };
+            category_lower.push(ids(&cat.lower));
+            for r in &cat.rules {
+                let all = ids(&r.all);
+                // A rule naming an unknown concept can never fire
+                // (`wordlists check` says so); leave it out.
+                if all.len() != r.all.len() {
+                    continue;
+                }
+                rules.push(CompiledRule {
+                    entry: entries.len() as u32,
+                    all,
+                    within: r.within as usize,
+                    ordered: r.ordered,
+                    raise: ids(&r.raise),
+                    lower: ids(&r.lower),
+                });
+                entries.push(r.entry(&cat.name));
+                entry_category.push(c as u32);
+            }
+        }
+        let has_concepts = !concepts.is_empty();
+        let reach = rules.iter().map(|r| r.within).max().unwrap_or(0) as u8;
         let mut terms = terms.build()?;
         terms.widen = reach_of_exceptions(&terms, &exceptions.patterns);
+        // An anchor's region takes in the words its rules may span.
+        for (w, variants) in terms.widen.iter_mut().zip(&terms.variants) {
+            if variants.iter().any(|v| matches!(v.target, Target::Anchor)) {
+                w.0 = w.0.max(reach);
+                w.1 = w.1.max(reach);
+            }
+        }
         let exceptions = exceptions.build()?;
+        let concept_set = if has_concepts {
+            Some(concept_set.build()?)
+        } else {
+            None
+        };
+        let concept_weight = concepts.iter().map(|c| c.weight).collect();
         let spaced_widen = terms
             .widen
             .iter()
             .fold((0, 0), |acc, w| (acc.0.max(w.0), acc.1.max(w.1)));
-        let detectors: Vec<(crate::library::DetectorKind, Entry)> = categories
+        let detectors: Vec<(crate::library::DetectorKind, Entry, u32)> = categories
             .iter()
-            .flat_map(|c| {
-                c.detectors.iter().map(move |d| {
+            .enumerate()
+            .flat_map(|(c, cat)| {
+                cat.detectors.iter().map(move |d| {
                     let entry = Entry {
                         term: d.kind.as_str().to_owned(),
-                        category: c.name.clone(),
+                        category: cat.name.clone(),
                         severity: d.severity,
                         rule: Rule::Pattern,
                         definition: d.definition.clone(),
                         raise: vec![],
                         lower: vec![],
                     };
-                    (d.kind, entry)
+                    (d.kind, entry, c as u32)
                 })
             })
             .collect();
         let context_words = entries
             .iter()
-            .map(|e| (context_needles(&e.raise), context_needles(&e.lower)))
+            .map(|e| match e.rule {
+                // A rule's raise and lower name concepts, not words.
+                Rule::Context => (Vec::new(), Vec::new()),
+                _ => (context_needles(&e.raise), context_needles(&e.lower)),
+            })
             .collect();
         Ok(Matcher {
             terms,
             exceptions,
+            concepts: concept_set,
+            concept_weight,
+            rules,
+            category_lower,
             entries,
             entry_category,
             spaced_widen,
             context_words,
-            detector_kinds: detectors.iter().map(|(k, _)| *k).collect(),
+            detector_kinds: detectors.iter().map(|(k, _, _)| *k).collect(),
             detectors,
         })
+    }
+}
+
+/// The forms a term is matched in: each of its chat-speak spellings
+/// (see [`crate::chatspeak`]) in each of its rule's forms.
+fn chat_forms(term: &[u8], rule: Rule) -> Vec<Vec<u8>> {
+    match rule {
+        // Inside words, a chat spelling of a word means nothing.
+        Rule::Substring | Rule::Pattern | Rule::Context => forms(term, rule),
+        _ => crate::chatspeak::variants(term)
+            .iter()
+            .flat_map(|v| forms(v, rule))
+            .collect(),
     }
 }
 
@@ -223,7 +341,8 @@ fn forms(term: &[u8], rule: Rule) -> Vec<Vec<u8>> {
     match rule {
         Rule::Word => vec![wrap(true, term, true)],
         Rule::Prefix => vec![wrap(true, term, false)],
-        Rule::Substring | Rule::Pattern => vec![term.to_vec()],
+        // Groups cannot have the rule "context" (the parser refuses it).
+        Rule::Substring | Rule::Pattern | Rule::Context => vec![term.to_vec()],
         Rule::Phrase => {
             let mut v = vec![wrap(true, term, true)];
             if term.contains(&b' ') {
@@ -323,16 +442,43 @@ impl Patterns {
     }
 }
 
+/// A context rule, its concepts by index.
+#[derive(Debug)]
+struct CompiledRule {
+    /// Its entry in [`Matcher::entries`].
+    entry: u32,
+    all: Vec<u32>,
+    within: usize,
+    ordered: bool,
+    raise: Vec<u32>,
+    lower: Vec<u32>,
+}
+
+/// A concept found in the text: which, and its original byte range.
+#[derive(Debug, Clone, Copy)]
+struct Occurrence {
+    concept: u32,
+    start: usize,
+    end: usize,
+}
+
 /// The compiled libraries. Cheap to share: wrap in an `Arc`.
 #[derive(Debug)]
 pub struct Matcher {
-    /// Every term's forms: the fast pass runs this alone.
+    /// Every term's forms and the anchor concepts': the fast pass runs
+    /// this alone.
     terms: Patterns,
     /// Every exception: only the exact pass needs these.
     exceptions: Patterns,
+    /// Every concept's forms, anchors and cues: only for marked regions.
+    concepts: Option<Patterns>,
+    concept_weight: Vec<u8>,
+    rules: Vec<CompiledRule>,
+    /// Per category: the cue concepts that lower its hits.
+    category_lower: Vec<Vec<u32>>,
     entries: Vec<Entry>,
     entry_category: Vec<u32>,
-    detectors: Vec<(crate::library::DetectorKind, Entry)>,
+    detectors: Vec<(crate::library::DetectorKind, Entry, u32)>,
     detector_kinds: Vec<crate::library::DetectorKind>,
     /// Per entry: its raise and lower words, normalised, with a boundary
     /// either side (" knife ").
@@ -408,12 +554,13 @@ impl Matcher {
     fn detect<'m>(&'m self, text: &str, hits: &mut Vec<Hit<'m>>) {
         crate::detect::find_all(text, &self.detector_kinds, |kind, start, end| {
             // Two libraries may both ask for one kind: each gets its hit.
-            for (_, entry) in self.detectors.iter().filter(|(k, _)| *k == kind) {
+            for (_, entry, _) in self.detectors.iter().filter(|(k, _, _)| *k == kind) {
                 hits.push(Hit {
                     entry,
                     severity: entry.severity,
                     start,
                     end,
+                    because: Vec::new(),
                 });
             }
         });
@@ -488,22 +635,146 @@ impl Matcher {
                 });
             }
         }
+        let excepted = |cat: u32, s: usize, e: usize| {
+            found.iter().any(|(t, xs, xe)| {
+                matches!(t, Target::Exception(c) if *c == cat) && *xs <= s && e <= *xe
+            })
+        };
+        // Cue concepts around this region's term hits, found once.
+        let mut cues: Option<Vec<Occurrence>> = None;
         for (target, s, e) in &found {
             let Target::Term(idx) = target else { continue };
             let cat = self.entry_category[*idx as usize];
-            let excepted = found.iter().any(|(t, xs, xe)| {
-                matches!(t, Target::Exception(c) if *c == cat) && xs <= s && e <= xe
+            if excepted(cat, *s, *e) {
+                continue;
+            }
+            let entry = &self.entries[*idx as usize];
+            let severity = self.contextual_severity(*idx as usize, *s, *e, text);
+            let lower = &self.category_lower[cat as usize];
+            let lowered = if lower.is_empty() {
+                0
+            } else {
+                let cues = cues.get_or_insert_with(|| self.cues_around(text, &found));
+                self.cue_shift(lower, cues, *s, *e, text)
+            };
+            hits.push(Hit {
+                entry,
+                severity: shift(severity, -lowered),
+                start: *s,
+                end: *e,
+                because: Vec::new(),
             });
-            if !excepted {
-                let entry = &self.entries[*idx as usize];
+        }
+        if found.iter().any(|(t, _, _)| matches!(t, Target::Anchor)) {
+            let occurrences = self.occurrences(&norm, from);
+            if !occurrences.is_empty() {
+                self.apply_rules(text, &occurrences, &excepted, hits);
+            }
+        }
+    }
+
+    /// Every concept in normalised text that starts at byte `from`.
+    fn occurrences(&self, norm: &crate::normalize::Normalized, from: usize) -> Vec<Occurrence> {
+        let mut out = Vec::new();
+        let Some(concepts) = &self.concepts else {
+            return out;
+        };
+        let (skel, runs) = skeleton(&norm.bytes);
+        concepts.candidates(&skel, &runs, &norm.bytes, |target, s, e| {
+            if let (Target::Concept(c), Some((os, oe))) =
+                (target, original_span(&norm.spans, &norm.bytes, s, e))
+            {
+                out.push(Occurrence {
+                    concept: *c,
+                    start: from + os,
+                    end: from + oe,
+                });
+            }
+        });
+        out
+    }
+
+    /// The concepts within [`CONTEXT_REACH`] bytes of a region's term hits.
+    fn cues_around(&self, text: &str, found: &[(Target, usize, usize)]) -> Vec<Occurrence> {
+        let terms = found
+            .iter()
+            .filter(|(t, _, _)| matches!(t, Target::Term(_)));
+        let start = terms.clone().map(|f| f.1).min().unwrap_or(0);
+        let end = terms.map(|f| f.2).max().unwrap_or(0);
+        let from = floor_char(text, start.saturating_sub(CONTEXT_REACH));
+        let to = ceil_char(text, (end + CONTEXT_REACH).min(text.len()));
+        self.occurrences(&normalize(&text[from..to]), from)
+    }
+
+    /// Hits of the context rules whose concepts all stand close enough.
+    fn apply_rules<'m>(
+        &'m self,
+        text: &str,
+        occurrences: &[Occurrence],
+        excepted: &dyn Fn(u32, usize, usize) -> bool,
+        hits: &mut Vec<Hit<'m>>,
+    ) {
+        'rules: for rule in &self.rules {
+            // Every concept present at all, before any pairing.
+            for c in &rule.all {
+                if !occurrences.iter().any(|o| o.concept == *c) {
+                    continue 'rules;
+                }
+            }
+            let cat = self.entry_category[rule.entry as usize];
+            for first in occurrences.iter().filter(|o| o.concept == rule.all[0]) {
+                let Some(parts) = pair_up(rule, first, occurrences, text) else {
+                    continue;
+                };
+                let start = parts.iter().map(|p| p.start).min().unwrap_or(first.start);
+                let end = parts.iter().map(|p| p.end).max().unwrap_or(first.end);
+                if excepted(cat, start, end) {
+                    continue;
+                }
+                let entry = &self.entries[rule.entry as usize];
+                let up = self.cue_shift(&rule.raise, occurrences, start, end, text);
+                let down = self.cue_shift(&rule.lower, occurrences, start, end, text)
+                    + self.cue_shift(
+                        &self.category_lower[cat as usize],
+                        occurrences,
+                        start,
+                        end,
+                        text,
+                    );
                 hits.push(Hit {
                     entry,
-                    severity: self.contextual_severity(*idx as usize, *s, *e, text),
-                    start: *s,
-                    end: *e,
+                    severity: shift(entry.severity, up - down),
+                    start,
+                    end,
+                    because: parts.iter().map(|p| p.start..p.end).collect(),
                 });
             }
         }
+    }
+
+    /// The summed weight of the cue concepts in `cues` found within
+    /// [`CUE_WORDS`] words of `start..end` (each concept counted once).
+    fn cue_shift(
+        &self,
+        cues: &[u32],
+        occurrences: &[Occurrence],
+        start: usize,
+        end: usize,
+        text: &str,
+    ) -> i32 {
+        if cues.is_empty() {
+            return 0;
+        }
+        cues.iter()
+            .filter(|c| {
+                occurrences.iter().any(|o| {
+                    // A cue may overlap the hit ("never send" around "send").
+                    o.concept == **c
+                        && words_in(text, o.end.min(start), o.start.max(end)) <= CUE_WORDS + 1
+                })
+            })
+            .map(|c| i32::from(self.concept_weight[*c as usize]))
+            .sum()
     }
 
     /// The severity of entry `idx` found at `start..end`, raised or
@@ -528,6 +799,53 @@ impl Matcher {
         }
         sev.clamp(1, 5) as u8
     }
+}
+
+/// A severity moved by `by`, kept within 1–5.
+fn shift(severity: u8, by: i32) -> u8 {
+    (i32::from(severity) + by).clamp(1, 5) as u8
+}
+
+/// Words (runs of non-whitespace) that start in `text[from..to]`, plus one
+/// if the range starts inside a word.
+fn words_in(text: &str, from: usize, to: usize) -> usize {
+    let bytes = &text.as_bytes()[from.min(to)..to];
+    let mut n = 0;
+    let mut in_word = false;
+    for b in bytes {
+        let space = b.is_ascii_whitespace();
+        if !space && !in_word {
+            n += 1;
+        }
+        in_word = !space;
+    }
+    n
+}
+
+/// For a rule and an occurrence of its first concept, the nearest
+/// occurrence of each other concept (after the previous one, if the rule
+/// is ordered; never overlapping one already taken), if together they
+/// span at most the rule's `within` words.
+fn pair_up(
+    rule: &CompiledRule,
+    first: &Occurrence,
+    occurrences: &[Occurrence],
+    text: &str,
+) -> Option<Vec<Occurrence>> {
+    let mut parts = vec![*first];
+    for c in &rule.all[1..] {
+        let after = parts.last().map_or(0, |p| p.end);
+        let best = occurrences
+            .iter()
+            .filter(|o| o.concept == *c)
+            .filter(|o| !rule.ordered || o.start >= after)
+            .filter(|o| !parts.iter().any(|p| o.start < p.end && p.start < o.end))
+            .min_by_key(|o| o.start.abs_diff(first.start))?;
+        parts.push(*best);
+    }
+    let start = parts.iter().map(|p| p.start).min()?;
+    let end = parts.iter().map(|p| p.end).max()?;
+    (words_in(text, start, end) <= rule.within).then_some(parts)
 }
 
 /// Texts at least this long are walked as two interleaved halves.

@@ -108,7 +108,10 @@ fn report(matcher: &Matcher, part: &str, risky: &str, innocent: &str) -> (f64, f
     println!("== {part}: innocent lines flagged at severity >= {THRESHOLD} ==");
     let (mut n, mut f) = (0, 0);
     for (kind, (lines, hit, _)) in &flagged {
-        println!("  {kind:<18} {hit:>3}/{lines:<3} {:>5.1}%", pct(*hit, *lines));
+        println!(
+            "  {kind:<18} {hit:>3}/{lines:<3} {:>5.1}%",
+            pct(*hit, *lines)
+        );
         (n, f) = (n + lines, f + hit);
     }
     let alarms = pct(f, n);
@@ -134,8 +137,8 @@ fn risky_messages_are_captured_and_hard_innocent_lines_are_not() {
         include_str!("devset/heldout/innocent.txt"),
     );
     for (part, recall, alarms, min_recall, max_alarms) in [
-        ("dev", dev_recall, dev_alarms, 0.0, 100.0),
-        ("heldout", held_recall, held_alarms, 0.0, 100.0),
+        ("dev", dev_recall, dev_alarms, 94.0, 4.5),
+        ("heldout", held_recall, held_alarms, 88.0, 8.5),
     ] {
         assert!(
             recall >= min_recall,

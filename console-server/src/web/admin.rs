@@ -537,6 +537,23 @@ pub async fn libraries(
                     }
                 }
             }
+            @if !c.rules.is_empty() {
+                h2 { "Context rules" }
+                p.muted { "Concepts (sets of words that mean one thing) found within a few words of each other; cues nearby raise or lower the severity." }
+                table #rules {
+                    thead { tr { th { "Rule" } th { "Severity" } th { "Concepts, within" } th { "Raised by / lowered by" } th { "Definition" } } }
+                    tbody {
+                        @for r in &c.rules {
+                            tr {
+                                td { (r.name) } td { (r.severity) }
+                                td { (r.all.join(" + ")) ", " (r.within) " words" @if r.ordered { ", in order" } }
+                                td { (r.raise.join(", ")) " / " (r.lower.iter().chain(&c.lower).cloned().collect::<Vec<_>>().join(", ")) }
+                                td { (r.definition) }
+                            }
+                        }
+                    }
+                }
+            }
         }
     };
     Ok(shell(&staff, "Libraries", "Libraries", body).into_response())

@@ -137,7 +137,8 @@ impl Definitions {
         })
         .unwrap_or_default();
         let mut terms = HashMap::new();
-        for e in libs.entries() {
+        // Context rules are captured under their name, like a term.
+        for e in libs.entries().cloned().chain(libs.rule_entries()) {
             terms.insert(
                 (e.category.clone(), e.term.clone()),
                 (e.severity, e.definition.clone()),

@@ -1,6 +1,8 @@
 //! The library parser on arbitrary files: no panic; a file it accepts has a
-//! category name, severities 1–5, non-empty definitions and terms, builds
-//! into a matcher, and that matcher scans its own terms without panicking.
+//! category name (or holds only concepts), severities 1–5, non-empty
+//! definitions and terms, context rules with 1–16 words and concepts,
+//! builds into a matcher, and that matcher scans its own terms, concepts
+//! and rule names without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,12 +15,27 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cat) = library::parse("fuzz.toml", text) else {
         return;
     };
-    assert!(!cat.name.trim().is_empty());
+    assert!(
+        !cat.name.trim().is_empty()
+            || (cat.entries.is_empty() && cat.rules.is_empty() && cat.exceptions.is_empty())
+    );
     let mut probe = String::new();
     for e in &cat.entries {
         assert!((1..=5).contains(&e.severity));
         assert!(!e.definition.trim().is_empty());
         probe.push_str(&e.term);
+        probe.push_str(" . ");
+    }
+    for r in &cat.rules {
+        assert!((1..=5).contains(&r.severity));
+        assert!((1..=library::MAX_WITHIN).contains(&r.within));
+        assert!(!r.all.is_empty() && !r.definition.trim().is_empty());
+        probe.push_str(&r.name);
+        probe.push(' ');
+    }
+    for c in &cat.concepts {
+        assert!(!c.terms.is_empty() && (1..=4).contains(&c.weight));
+        probe.push_str(&c.terms.join(" "));
         probe.push_str(" . ");
     }
     let mut libs = Libraries::default();

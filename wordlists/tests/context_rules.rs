@@ -1,0 +1,214 @@
+//! Context rules and chat-speak on small libraries written for the test,
+//! so each behaviour is seen alone: a rule fires only when its concepts
+//! stand close enough (and in order, if asked), says which words made it,
+//! cues move its severity, a category's cues lower its term hits, and the
+//! parser and lint refuse what could never work.
+
+use wordlists::library::parse;
+use wordlists::{Libraries, Matcher, MatcherBuilder, Rule};
+
+const LIBRARY: &str = r#"
+category = "test-grooming"
+lower = ["advice"]
+
+[[group]]
+severity = 4
+definition = "Secrecy."
+terms = ["kill yourself", "our secret"]
+
+[[concept]]
+name = "adults"
+terms = ["parents", "mum"]
+
+[[concept]]
+name = "question"
+anchor = false
+terms = ["when", "what time"]
+
+[[concept]]
+name = "you"
+anchor = false
+terms = ["you", "your"]
+
+[[concept]]
+name = "advice"
+anchor = false
+weight = 2
+terms = ["tell an adult"]
+
+[[rule]]
+name = "asks when the adults are out"
+severity = 3
+definition = "Asks when a child's parents are away."
+all = ["question", "adults"]
+within = 5
+raise = ["you"]
+
+[[rule]]
+name = "adults then question, in order"
+severity = 2
+definition = "Order matters here."
+all = ["adults", "question"]
+within = 5
+ordered = true
+"#;
+
+fn matcher() -> Matcher {
+    let mut libs = Libraries::default();
+    libs.add(parse("test.toml", LIBRARY).unwrap());
+    assert_eq!(libs.lint(), Vec::<String>::new());
+    MatcherBuilder::new(libs).build().unwrap()
+}
+
+fn rule_hits<'m>(m: &'m Matcher, text: &str, rule: &str) -> Vec<wordlists::Hit<'m>> {
+    m.scan(text)
+        .into_iter()
+        .filter(|h| h.entry.term == rule)
+        .collect()
+}
+
+#[test]
+fn a_rule_fires_when_its_concepts_stand_close_and_says_which_words() {
+    let m = matcher();
+    let text = "so what time do ur parents get home";
+    let hits = rule_hits(&m, text, "asks when the adults are out");
+    assert_eq!(hits.len(), 1, "{:?}", m.scan(text));
+    let h = &hits[0];
+    assert_eq!(h.entry.rule, Rule::Context);
+    assert_eq!(h.entry.category, "test-grooming");
+    assert_eq!(h.entry.definition, "Asks when a child's parents are away.");
+    let words: Vec<&str> = h.because.iter().map(|r| &text[r.clone()]).collect();
+    assert_eq!(words, ["what time", "parents"]);
+    assert_eq!(&text[h.start..h.end], "what time do ur parents");
+    // "ur" is a chat spelling of "your", a raising cue: 3 + 1.
+    assert_eq!(h.severity, 4);
+}
+
+#[test]
+fn concepts_too_far_apart_or_absent_make_no_hit() {
+    let m = matcher();
+    let far = "when it rains the dog and the cat and the hamster all hide from my parents";
+    assert!(rule_hits(&m, far, "asks when the adults are out").is_empty());
+    assert!(rule_hits(&m, "my parents are lovely", "asks when the adults are out").is_empty());
+    // A cue concept alone is never a hit, nor the start of a region.
+    assert!(m.scan("when when when what time").is_empty());
+}
+
+#[test]
+fn an_ordered_rule_needs_its_concepts_in_order() {
+    let m = matcher();
+    let rule = "adults then question, in order";
+    assert_eq!(rule_hits(&m, "parents say when", rule).len(), 1);
+    assert!(rule_hits(&m, "when do parents", rule).is_empty());
+}
+
+#[test]
+fn a_categorys_cues_lower_its_term_hits_and_rule_hits() {
+    let m = matcher();
+    let plain = m.scan("its our secret");
+    assert_eq!(plain.len(), 1);
+    assert_eq!(plain[0].severity, 4);
+    let advised = m.scan("if someone says its our secret tell an adult");
+    assert_eq!(advised[0].severity, 2, "{advised:?}");
+    let rule = rule_hits(
+        &m,
+        "when are your parents out? tell an adult if asked",
+        "asks when the adults are out",
+    );
+    assert_eq!(rule[0].severity, 2, "3 + 1 (you) - 2 (advice)");
+}
+
+#[test]
+fn chat_spellings_match_the_written_term_at_the_original_offsets() {
+    let m = matcher();
+    for (text, written) in [
+        ("just kill urself", "kill urself"),
+        ("just kil yourself", "kil yourself"),
+        ("just KILL URSELF!!", "KILL URSELF"),
+    ] {
+        let hits = m.scan(text);
+        assert_eq!(hits.len(), 1, "{text}: {hits:?}");
+        assert_eq!(hits[0].entry.term, "kill yourself");
+        assert_eq!(&text[hits[0].start..hits[0].end], written);
+    }
+}
+
+#[test]
+fn the_parser_and_the_lint_refuse_rules_that_could_never_work() {
+    let bad = |text: &str, want: &str| {
+        let e = parse("school.toml", text).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+        assert!(e.starts_with("school.toml: "), "{e}");
+    };
+    bad(
+        "category = \"x\"\n[[rule]]\nname = \"r\"\nseverity = 3\ndefinition = \"d\"\nall = [\"a\"]\nwithin = 40\n",
+        "within 40 is out of range",
+    );
+    bad(
+        "category = \"x\"\n[[rule]]\nname = \"r\"\nseverity = 3\ndefinition = \"\"\nall = [\"a\"]\n",
+        "the definition is empty",
+    );
+    bad(
+        "category = \"x\"\n[[rule]]\nname = \"r\"\nseverity = 3\ndefinition = \"d\"\nall = []\n",
+        "names no concept",
+    );
+    bad(
+        "[[group]]\nseverity = 3\ndefinition = \"d\"\nterms = [\"a\"]\n",
+        "may hold only [[concept]]s",
+    );
+    bad(
+        "[[concept]]\nname = \"c\"\nweight = 9\nterms = [\"a\"]\n",
+        "weight 9 is out of range",
+    );
+    bad(
+        "[[concept]]\nname = \"c\"\nterms = [\"!!\"]\n",
+        "has no letters or digits",
+    );
+    bad(
+        "category = \"x\"\n[[group]]\nseverity = 3\nrule = \"context\"\ndefinition = \"d\"\nterms = [\"a\"]\n",
+        "for [[rule]]s",
+    );
+
+    let mut libs = Libraries::default();
+    libs.add(
+        parse(
+            "school.toml",
+            "category = \"x\"\nlower = [\"nowhere\"]\n[[concept]]\nname = \"cue\"\nanchor = false\nterms = [\"when\"]\n[[rule]]\nname = \"r\"\nseverity = 3\ndefinition = \"d\"\nall = [\"cue\", \"missing\"]\n",
+        )
+        .unwrap(),
+    );
+    let problems = libs.lint().join("\n");
+    assert!(
+        problems.contains("names concept \"missing\", which no file defines"),
+        "{problems}"
+    );
+    assert!(problems.contains("no anchor concept"), "{problems}");
+    assert!(
+        problems.contains("`lower` names concept \"nowhere\""),
+        "{problems}"
+    );
+}
+
+#[test]
+fn a_schools_concept_file_adds_terms_to_a_shared_concept() {
+    let mut libs = Libraries::default();
+    libs.add(parse("test.toml", LIBRARY).unwrap());
+    libs.add(
+        parse(
+            "more.toml",
+            "[[concept]]\nname = \"adults\"\nterms = [\"carer\"]\n",
+        )
+        .unwrap(),
+    );
+    assert!(libs.categories.iter().all(|c| !c.name.is_empty()));
+    let m = MatcherBuilder::new(libs).build().unwrap();
+    assert_eq!(
+        rule_hits(
+            &m,
+            "when does ur carer leave",
+            "asks when the adults are out"
+        )
+        .len(),
+        1
+    );
+}
