@@ -252,8 +252,8 @@ impl MatcherBuilder {
         let mut terms = terms.build()?;
         terms.widen = reach_of_exceptions(&terms, &exceptions.patterns);
         // An anchor's region takes in the words its rules may span.
-        for (w, variants) in terms.widen.iter_mut().zip(&terms.variants) {
-            if variants.iter().any(|v| matches!(v.target, Target::Anchor)) {
+        for (w, marks) in terms.widen.iter_mut().zip(&terms.marks) {
+            if marks.anchor {
                 w.0 = w.0.max(reach);
                 w.1 = w.1.max(reach);
             }
@@ -389,10 +389,19 @@ impl PatternsBuilder {
             .prefilter(false)
             .build(&self.patterns)
             .map_err(|e| BuildError::Automaton(e.to_string()))?;
+        let marks = self
+            .variants
+            .iter()
+            .map(|vs| Marks {
+                term: vs.iter().any(|v| !matches!(v.target, Target::Anchor)),
+                anchor: vs.iter().any(|v| matches!(v.target, Target::Anchor)),
+            })
+            .collect();
         Ok(Patterns {
             dfa,
             widen: vec![(0, 0); self.variants.len()],
             variants: self.variants,
+            marks,
         })
     }
 }
@@ -405,6 +414,8 @@ struct Patterns {
     /// Per pattern: words before and after a match that the exact pass
     /// must see (for exceptions longer than the term).
     widen: Vec<(u8, u8)>,
+    /// Per pattern: whether it stands for a term, an anchor concept or both.
+    marks: Vec<Marks>,
 }
 
 impl Patterns {
@@ -495,6 +506,31 @@ struct Region {
     end: usize,
     /// Words to take in before and after it (see [`Patterns::widen`]).
     widen: (u8, u8),
+    /// What marked it: a term (or spaced letters), an anchor concept, or both.
+    marks: Marks,
+}
+
+/// What marked a region of text, and so which work its exact pass needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Marks {
+    /// A term's pattern: the terms and exceptions must be verified.
+    term: bool,
+    /// An anchor concept's pattern: the concepts must be found for the rules.
+    anchor: bool,
+}
+
+impl Marks {
+    const TERM: Marks = Marks {
+        term: true,
+        anchor: false,
+    };
+
+    fn union(self, other: Marks) -> Marks {
+        Marks {
+            term: self.term || other.term,
+            anchor: self.anchor || other.anchor,
+        }
+    }
 }
 
 impl Matcher {
@@ -524,8 +560,8 @@ impl Matcher {
     fn scan_with<'m>(&'m self, text: &str, interleave_min: usize) -> Vec<Hit<'m>> {
         let regions = self.fast_pass(text, interleave_min);
         let mut hits = Vec::new();
-        for (from, to) in merge(regions, text) {
-            self.exact_pass(text, from, to, &mut hits);
+        for (from, to, marks) in merge(regions, text) {
+            self.exact_pass(text, from, to, marks, &mut hits);
         }
         if !self.detectors.is_empty() {
             self.detect(text, &mut hits);
@@ -620,14 +656,28 @@ impl Matcher {
         regions
     }
 
-    fn exact_pass<'m>(&'m self, text: &str, from: usize, to: usize, hits: &mut Vec<Hit<'m>>) {
+    fn exact_pass<'m>(
+        &'m self,
+        text: &str,
+        from: usize,
+        to: usize,
+        marks: Marks,
+        hits: &mut Vec<Hit<'m>>,
+    ) {
         let region = &text[from..to];
         let mut found: Vec<(Target, usize, usize)> = Vec::new();
         let norm = normalize(region);
         let unjoined = norm.joined.then(|| normalize_unjoined(region));
+        // A region only an anchor marked has no term to verify: its
+        // exceptions are still needed, to except a rule's words.
+        let sets: &[&Patterns] = if marks.term {
+            &[&self.terms, &self.exceptions]
+        } else {
+            &[&self.exceptions]
+        };
         for norm in std::iter::once(&norm).chain(unjoined.as_ref()) {
             let (skel, runs) = skeleton(&norm.bytes);
-            for set in [&self.terms, &self.exceptions] {
+            for set in sets {
                 set.candidates(&skel, &runs, &norm.bytes, |target, s, e| {
                     if let Some((os, oe)) = original_span(&norm.spans, &norm.bytes, s, e) {
                         found.push((target.clone(), from + os, from + oe));
@@ -665,7 +715,7 @@ impl Matcher {
                 because: Vec::new(),
             });
         }
-        if found.iter().any(|(t, _, _)| matches!(t, Target::Anchor)) {
+        if marks.anchor {
             let occurrences = self.occurrences(&norm, from);
             if !occurrences.is_empty() {
                 self.apply_rules(text, &occurrences, &excepted, hits);
@@ -911,6 +961,7 @@ impl Walk {
                 start: first,
                 end: at + 1,
                 widen: m.terms.widen[pid.as_usize()],
+                marks: m.terms.marks[pid.as_usize()],
             });
         }
     }
@@ -950,6 +1001,7 @@ impl Walk {
             start: self.singles_start,
             end: at,
             widen: m.spaced_widen,
+            marks: Marks::TERM,
         });
     }
 
@@ -1029,9 +1081,9 @@ fn original_span(spans: &[(u32, u32)], bytes: &[u8], s: usize, e: usize) -> Opti
 /// Widens regions to whole words plus the words their exceptions need
 /// (words split at whitespace, each at most [`WIDEN`] bytes), merges
 /// overlapping ones, and returns byte ranges on character boundaries.
-fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize)> {
+fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize, Marks)> {
     let bytes = text.as_bytes();
-    let mut out: Vec<(usize, usize)> = regions
+    let mut out: Vec<(usize, usize, Marks)> = regions
         .into_iter()
         .map(|r| {
             let mut s = r.start;
@@ -1059,13 +1111,14 @@ fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize)> {
                     e += 1;
                 }
             }
-            (floor_char(text, s), ceil_char(text, e))
+            (floor_char(text, s), ceil_char(text, e), r.marks)
         })
         .collect();
-    out.sort_unstable();
+    out.sort_unstable_by_key(|r| (r.0, r.1));
     out.dedup_by(|next, last| {
         if next.0 <= last.1 {
             last.1 = last.1.max(next.1);
+            last.2 = last.2.union(next.2);
             true
         } else {
             false
