@@ -12,56 +12,35 @@
 //! A term yields at most [`MAX_VARIANTS`] forms.
 
 /// Most forms one term expands to (the written form included).
-pub const MAX_VARIANTS: usize = 64;
+pub const MAX_VARIANTS: usize = 16;
 
 /// Normalised words (or phrases) and the chat-speak forms pupils write
 /// for them. Normalised: lower case, apostrophes dropped ("dont").
 const SPELLINGS: &[(&str, &[&str])] = &[
-    ("you", &["u", "ya", "yu"]),
-    ("your", &["ur", "yr", "yor"]),
-    ("youre", &["ur", "your", "u r"]),
-    ("yourself", &["urself", "yourslf", "urslf", "yaself"]),
-    ("yourselves", &["urselves"]),
+    ("you", &["u", "ya"]),
+    ("your", &["ur"]),
+    ("youre", &["ur", "your"]),
+    ("yourself", &["urself"]),
     ("are", &["r"]),
-    ("myself", &["myslf", "meself", "mself"]),
-    ("want to", &["wanna", "wana", "want 2"]),
-    ("going to", &["gonna", "gna", "going 2", "finna"]),
+    ("want to", &["wanna"]),
+    ("going to", &["gonna"]),
     ("got to", &["gotta"]),
-    ("have to", &["hafta", "have 2"]),
-    ("i am", &["im", "i m"]),
-    ("i will", &["ill", "imma"]),
-    ("i am going to", &["imma", "ima"]),
-    ("tonight", &["tonite", "2nite", "2night"]),
-    (
-        "tomorrow",
-        &["tmrw", "tmr", "tmoz", "tomoz", "2moro", "2morrow"],
-    ),
-    ("today", &["2day"]),
+    ("i am", &["im"]),
+    ("i will", &["ill"]),
+    ("i am going to", &["imma"]),
+    ("tonight", &["tonite", "2nite"]),
+    ("tomorrow", &["tmrw", "tmr", "tomoz"]),
     ("right now", &["rn"]),
-    ("please", &["pls", "plz", "pleez"]),
-    ("because", &["bc", "cos", "coz", "cuz", "bcos"]),
+    ("please", &["pls", "plz"]),
+    ("because", &["bc", "cos", "coz"]),
     ("people", &["ppl"]),
-    ("anyone", &["any1", "ne1"]),
-    ("someone", &["some1", "sum1"]),
-    ("everyone", &["every1", "evry1"]),
+    ("anyone", &["any1"]),
     ("before", &["b4"]),
-    ("dont", &["dnt"]),
-    ("cant", &["cnt"]),
-    ("wont", &["wnt"]),
-    ("doesnt", &["dsnt"]),
-    ("really", &["rly", "rlly"]),
-    ("what", &["wat", "wot", "wut"]),
-    ("with", &["wiv", "wit"]),
-    ("about", &["abt", "bout"]),
-    ("picture", &["pic", "pik"]),
-    ("pictures", &["pics", "piks", "pix"]),
-    ("naked", &["nekkid"]),
-    ("nothing", &["nothin", "nuffin"]),
-    ("something", &["somethin", "sumthin", "smth"]),
-    ("going", &["goin"]),
-    ("kill", &["kil"]),
-    ("killing", &["killin"]),
-    ("fucking", &["fkn", "fkin", "fuckin"]),
+    ("really", &["rly"]),
+    ("what", &["wat", "wot"]),
+    ("about", &["abt"]),
+    ("picture", &["pic"]),
+    ("pictures", &["pics"]),
     ("suicide", &["sewerslide"]),
     ("message", &["msg"]),
     ("messages", &["msgs"]),
@@ -126,17 +105,15 @@ mod tests {
 
     #[test]
     fn words_and_phrases_get_their_chat_forms() {
-        let forms = v("i want to kill myself");
-        for want in [
-            "i wanna kill myself",
-            "i want 2 kill myself",
-            "i wanna kil myself",
-        ] {
+        let mut forms = v("i want to kill myself");
+        forms.extend(v("i am going to kill myself"));
+        for want in ["i wanna kill myself", "im gonna kill myself"] {
             assert!(forms.contains(&want.to_owned()), "{want} in {forms:?}");
         }
         assert!(v("are you alone").contains(&"r u alone".to_owned()));
         let threat = v("i am going to kill you");
         assert!(threat.contains(&"imma kill you".to_owned()));
+        assert!(threat.contains(&"imma kill u".to_owned()));
         assert!(threat.contains(&"i am gonna kill u".to_owned()));
     }
 

@@ -320,10 +320,13 @@ fn bench(out: &mut impl Write, set: Libraries, text: &str) -> Result<()> {
         out,
         "fast pass alone: {fast:.1} MB/s ({regions} candidate regions)"
     )?;
+    let (exceptions, concepts) = matcher.exact_automata_bytes();
     writeln!(
         out,
-        "automaton memory: fast pass {} KiB, raw {} KiB",
+        "automaton memory: fast pass {} KiB, exceptions {} KiB, concepts {} KiB, raw {} KiB",
         matcher.automaton_bytes() / 1024,
+        exceptions / 1024,
+        concepts / 1024,
         raw.memory_usage() / 1024
     )?;
     writeln!(out, "raw-aho-corasick hits: {raw_hits}; scan hits: {hits}")?;

@@ -575,9 +575,17 @@ impl Matcher {
         hits
     }
 
-    /// Heap bytes of the automaton.
+    /// Heap bytes of the fast pass's automaton.
     pub fn automaton_bytes(&self) -> usize {
         self.terms.dfa.memory_usage()
+    }
+
+    /// Heap bytes of the exact pass's automata: exceptions and concepts.
+    pub fn exact_automata_bytes(&self) -> (usize, usize) {
+        (
+            self.exceptions.dfa.memory_usage(),
+            self.concepts.as_ref().map_or(0, |c| c.dfa.memory_usage()),
+        )
     }
 
     /// The fast pass alone: how many candidate regions it marks. For
