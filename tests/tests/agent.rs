@@ -317,6 +317,7 @@ fn risky_titles_clipboard_text_and_browser_searches_are_captured_with_their_sour
         titles,
         [
             ("hang myself", "how to hang myself - notes"),
+            ("such a loser", "u r such a loser go die"),
             ("go die", "u r such a loser go die")
         ]
     );

@@ -566,6 +566,23 @@ impl Matcher {
         if !self.detectors.is_empty() {
             self.detect(text, &mut hits);
         }
+        // A rule's hit that a term of its category already covers at the
+        // same or a higher severity tells staff nothing more: one capture.
+        if hits.iter().any(|h| h.entry.rule == Rule::Context) {
+            let covered = |r: &Hit<'_>| {
+                r.entry.rule == Rule::Context
+                    && hits.iter().any(|t| {
+                        t.entry.rule != Rule::Context
+                            && t.entry.category == r.entry.category
+                            && t.severity >= r.severity
+                            && t.start < r.end
+                            && r.start < t.end
+                    })
+            };
+            let keep: Vec<bool> = hits.iter().map(|h| !covered(h)).collect();
+            let mut k = keep.iter();
+            hits.retain(|_| *k.next().unwrap_or(&true));
+        }
         // Entry address as the last key puts duplicates of one entry next
         // to each other, so `dedup_by` removes all of them.
         hits.sort_by_key(|h| (h.start, h.end, std::ptr::from_ref(h.entry) as usize));
@@ -724,7 +741,11 @@ impl Matcher {
             });
         }
         if marks.anchor {
-            let occurrences = self.occurrences(&norm, from);
+            // "r u on ur own" reads as letters spaced out too: look both ways.
+            let mut occurrences = self.occurrences(&norm, from);
+            if let Some(unjoined) = &unjoined {
+                occurrences.extend(self.occurrences(unjoined, from));
+            }
             if !occurrences.is_empty() {
                 self.apply_rules(text, &occurrences, &excepted, hits);
             }
@@ -761,7 +782,12 @@ impl Matcher {
         let end = terms.map(|f| f.2).max().unwrap_or(0);
         let from = floor_char(text, start.saturating_sub(CONTEXT_REACH));
         let to = ceil_char(text, (end + CONTEXT_REACH).min(text.len()));
-        self.occurrences(&normalize(&text[from..to]), from)
+        let norm = normalize(&text[from..to]);
+        let mut out = self.occurrences(&norm, from);
+        if norm.joined {
+            out.extend(self.occurrences(&normalize_unjoined(&text[from..to]), from));
+        }
+        out
     }
 
     /// Hits of the context rules whose concepts all stand close enough.

@@ -14,7 +14,7 @@ lower = ["advice"]
 [[group]]
 severity = 4
 definition = "Secrecy."
-terms = ["kill yourself", "our secret"]
+terms = ["kill yourself", "our secret", "mum at work"]
 
 [[concept]]
 name = "adults"
@@ -206,6 +206,25 @@ fn a_schools_concept_file_adds_terms_to_a_shared_concept() {
         rule_hits(
             &m,
             "when does ur carer leave",
+            "asks when the adults are out"
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn a_rule_hit_that_a_term_already_covers_is_left_out() {
+    let m = matcher();
+    let hits = m.scan("when is ur mum at work");
+    let terms: Vec<&str> = hits.iter().map(|h| h.entry.term.as_str()).collect();
+    // The rule (when + mum, 3 + 1 for "ur") says no more than the term.
+    assert_eq!(terms, ["mum at work"], "{hits:?}");
+    // Where no term covers it, the rule's hit stands.
+    assert_eq!(
+        rule_hits(
+            &m,
+            "when will ur parents go",
             "asks when the adults are out"
         )
         .len(),
