@@ -26,8 +26,8 @@
 //!    concept in it; a rule whose concepts all stand within its span of
 //!    words is a hit, and cue concepts within [`CUE_WORDS`] words raise or
 //!    lower its severity. A category's own `lower` cues apply to its term
-//!    hits too: those are looked for around the hits only, so a region
-//!    with no hit costs nothing more.
+//!    hits too: a term's region is widened by [`CUE_WORDS`] words, and the
+//!    concepts are looked for in it only once a term there is verified.
 //!
 //! Letters spaced out ("k i l l") are the one thing the fast pass cannot
 //! see; it notices runs of three or more one-letter words and marks them
@@ -60,8 +60,12 @@ const WIDEN: usize = 64;
 const MAX_EXTRA_WORDS: usize = 6;
 /// Bytes of text either side of a hit that context words are looked for in.
 const CONTEXT_REACH: usize = 120;
+/// Longest original span of a term or exception that look-ups by position
+/// allow for (a 63-symbol phrase of 16-byte words): a longer one, padded
+/// with ignored characters, is only ever looked up less, never wrongly.
+const SPAN_REACH: usize = RING * 16;
 /// Words either side of a hit that cue concepts are looked for in; also
-/// how far every marked region is widened when there are concepts.
+/// how far a term's region is widened when there are concepts.
 pub const CUE_WORDS: usize = 8;
 
 /// Building a [`Matcher`] failed.
@@ -253,7 +257,9 @@ impl MatcherBuilder {
         terms.widen = reach_of_exceptions(&terms, &exceptions.patterns);
         // An anchor's region takes in the words its rules may span.
         for (w, marks) in terms.widen.iter_mut().zip(&terms.marks) {
-            if marks.anchor {
+            // A term's region takes in the words its cues may stand in.
+            let reach = if marks.anchor { reach } else { CUE_WORDS as u8 };
+            if has_concepts {
                 w.0 = w.0.max(reach);
                 w.1 = w.1.max(reach);
             }
@@ -566,23 +572,6 @@ impl Matcher {
         if !self.detectors.is_empty() {
             self.detect(text, &mut hits);
         }
-        // A rule's hit that a term of its category already covers at the
-        // same or a higher severity tells staff nothing more: one capture.
-        if hits.iter().any(|h| h.entry.rule == Rule::Context) {
-            let covered = |r: &Hit<'_>| {
-                r.entry.rule == Rule::Context
-                    && hits.iter().any(|t| {
-                        t.entry.rule != Rule::Context
-                            && t.entry.category == r.entry.category
-                            && t.severity >= r.severity
-                            && t.start < r.end
-                            && r.start < t.end
-                    })
-            };
-            let keep: Vec<bool> = hits.iter().map(|h| !covered(h)).collect();
-            let mut k = keep.iter();
-            hits.retain(|_| *k.next().unwrap_or(&true));
-        }
         // Entry address as the last key puts duplicates of one entry next
         // to each other, so `dedup_by` removes all of them.
         hits.sort_by_key(|h| (h.start, h.end, std::ptr::from_ref(h.entry) as usize));
@@ -690,6 +679,7 @@ impl Matcher {
         hits: &mut Vec<Hit<'m>>,
     ) {
         let region = &text[from..to];
+        let first_hit = hits.len();
         let mut found: Vec<(Target, usize, usize)> = Vec::new();
         let norm = normalize(region);
         let unjoined = norm.joined.then(|| normalize_unjoined(region));
@@ -710,10 +700,22 @@ impl Matcher {
                 });
             }
         }
-        let excepted = |cat: u32, s: usize, e: usize| {
-            found.iter().any(|(t, xs, xe)| {
-                matches!(t, Target::Exception(c) if *c == cat) && *xs <= s && e <= *xe
+        // Exceptions by start, so each look-up is a short window even in a
+        // long line full of terms.
+        let mut exceptions: Vec<(usize, usize, u32)> = found
+            .iter()
+            .filter_map(|(t, s, e)| match t {
+                Target::Exception(c) => Some((*s, *e, *c)),
+                _ => None,
             })
+            .collect();
+        exceptions.sort_unstable();
+        let excepted = |cat: u32, s: usize, e: usize| {
+            let lo = exceptions.partition_point(|x| x.0 + SPAN_REACH < s);
+            let hi = exceptions.partition_point(|x| x.0 <= s);
+            exceptions[lo..hi.max(lo)]
+                .iter()
+                .any(|&(_, xe, c)| c == cat && e <= xe)
         };
         // Cue concepts around this region's term hits, found once.
         let mut cues: Option<Vec<Occurrence>> = None;
@@ -729,7 +731,14 @@ impl Matcher {
             let lowered = if lower.is_empty() {
                 0
             } else {
-                let cues = cues.get_or_insert_with(|| self.cues_around(text, &found));
+                let cues = cues.get_or_insert_with(|| {
+                    let mut c = self.occurrences(&norm, from);
+                    if let Some(unjoined) = &unjoined {
+                        c.extend(self.occurrences(unjoined, from));
+                        c.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
+                    }
+                    c
+                });
                 self.cue_shift(lower, cues, *s, *e, text)
             };
             hits.push(Hit {
@@ -745,9 +754,14 @@ impl Matcher {
             let mut occurrences = self.occurrences(&norm, from);
             if let Some(unjoined) = &unjoined {
                 occurrences.extend(self.occurrences(unjoined, from));
+                occurrences.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
+                occurrences.dedup_by_key(|o| (o.start, o.end, o.concept));
             }
             if !occurrences.is_empty() {
-                self.apply_rules(text, &occurrences, &excepted, hits);
+                let mut region_hits = hits.split_off(first_hit);
+                self.apply_rules(text, &occurrences, &excepted, &mut region_hits);
+                Self::drop_covered_rule_hits(&mut region_hits);
+                hits.append(&mut region_hits);
             }
         }
     }
@@ -770,24 +784,36 @@ impl Matcher {
                 });
             }
         });
+        // Found in order of their ends; the rules look them up by start.
+        out.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
         out
     }
 
-    /// The concepts within [`CONTEXT_REACH`] bytes of a region's term hits.
-    fn cues_around(&self, text: &str, found: &[(Target, usize, usize)]) -> Vec<Occurrence> {
-        let terms = found
-            .iter()
-            .filter(|(t, _, _)| matches!(t, Target::Term(_)));
-        let start = terms.clone().map(|f| f.1).min().unwrap_or(0);
-        let end = terms.map(|f| f.2).max().unwrap_or(0);
-        let from = floor_char(text, start.saturating_sub(CONTEXT_REACH));
-        let to = ceil_char(text, (end + CONTEXT_REACH).min(text.len()));
-        let norm = normalize(&text[from..to]);
-        let mut out = self.occurrences(&norm, from);
-        if norm.joined {
-            out.extend(self.occurrences(&normalize_unjoined(&text[from..to]), from));
+    /// Leaves out the rule hits among `hits` that a term of the same
+    /// category already covers at the same or a higher severity: they tell
+    /// staff nothing more, and each would be a capture of its own.
+    fn drop_covered_rule_hits(hits: &mut Vec<Hit<'_>>) {
+        if !hits.iter().any(|h| h.entry.rule == Rule::Context) {
+            return;
         }
-        out
+        let mut terms: Vec<&Hit<'_>> = hits
+            .iter()
+            .filter(|t| t.entry.rule != Rule::Context)
+            .collect();
+        terms.sort_unstable_by_key(|t| t.start);
+        let covered = |r: &Hit<'_>| {
+            let lo = terms.partition_point(|t| t.start + SPAN_REACH < r.start);
+            let hi = terms.partition_point(|t| t.start < r.end);
+            r.entry.rule == Rule::Context
+                && terms[lo..hi.max(lo)].iter().any(|t| {
+                    t.entry.category == r.entry.category
+                        && t.severity >= r.severity
+                        && r.start < t.end
+                })
+        };
+        let keep: Vec<bool> = hits.iter().map(|h| !covered(h)).collect();
+        let mut k = keep.into_iter();
+        hits.retain(|_| k.next().unwrap_or(true));
     }
 
     /// Hits of the context rules whose concepts all stand close enough.
@@ -798,12 +824,14 @@ impl Matcher {
         excepted: &dyn Fn(u32, usize, usize) -> bool,
         hits: &mut Vec<Hit<'m>>,
     ) {
-        'rules: for rule in &self.rules {
+        let mut present = vec![false; self.concept_weight.len()];
+        for o in occurrences {
+            present[o.concept as usize] = true;
+        }
+        for rule in &self.rules {
             // Every concept present at all, before any pairing.
-            for c in &rule.all {
-                if !occurrences.iter().any(|o| o.concept == *c) {
-                    continue 'rules;
-                }
+            if !rule.all.iter().all(|c| present[*c as usize]) {
+                continue;
             }
             let cat = self.entry_category[rule.entry as usize];
             for first in occurrences.iter().filter(|o| o.concept == rule.all[0]) {
@@ -849,9 +877,10 @@ impl Matcher {
         if cues.is_empty() {
             return 0;
         }
+        let near = near(occurrences, start, end, CUE_WORDS);
         cues.iter()
             .filter(|c| {
-                occurrences.iter().any(|o| {
+                near.iter().any(|o| {
                     // A cue may overlap the hit ("never send" around "send").
                     o.concept == **c
                         && words_in(text, o.end.min(start), o.start.max(end)) <= CUE_WORDS + 1
@@ -906,6 +935,16 @@ fn words_in(text: &str, from: usize, to: usize) -> usize {
     n
 }
 
+/// The occurrences (sorted by start) that may lie within `words` words of
+/// `start..end`: those starting within [`WIDEN`] bytes a word of it. Keeps
+/// the rules linear in a long text full of concepts.
+fn near(occurrences: &[Occurrence], start: usize, end: usize, words: usize) -> &[Occurrence] {
+    let reach = WIDEN * (words + 1);
+    let lo = occurrences.partition_point(|o| o.start + reach < start);
+    let hi = occurrences.partition_point(|o| o.start <= end + reach);
+    &occurrences[lo..hi.max(lo)]
+}
+
 /// For a rule and an occurrence of its first concept, the nearest
 /// occurrence of each other concept (after the previous one, if the rule
 /// is ordered; never overlapping one already taken), if together they
@@ -917,6 +956,7 @@ fn pair_up(
     text: &str,
 ) -> Option<Vec<Occurrence>> {
     let mut parts = vec![*first];
+    let occurrences = near(occurrences, first.start, first.end, rule.within);
     for c in &rule.all[1..] {
         let after = parts.last().map_or(0, |p| p.end);
         let best = occurrences
@@ -1122,8 +1162,9 @@ fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize, Marks)> {
         .map(|r| {
             let mut s = r.start;
             for word in 0..=r.widen.0 {
+                // A line is a message: its context ends at the line break.
                 if word > 0 {
-                    while s > 0 && bytes[s - 1].is_ascii_whitespace() {
+                    while s > 0 && bytes[s - 1].is_ascii_whitespace() && bytes[s - 1] != b'\n' {
                         s -= 1;
                     }
                 }
@@ -1136,7 +1177,7 @@ fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize, Marks)> {
             let mut e = r.end.min(bytes.len());
             for word in 0..=r.widen.1 {
                 if word > 0 {
-                    while e < bytes.len() && bytes[e].is_ascii_whitespace() {
+                    while e < bytes.len() && bytes[e].is_ascii_whitespace() && bytes[e] != b'\n' {
                         e += 1;
                     }
                 }

@@ -231,3 +231,25 @@ fn a_rule_hit_that_a_term_already_covers_is_left_out() {
         1
     );
 }
+
+#[test]
+fn a_megabyte_line_full_of_concepts_and_terms_is_scanned_whole() {
+    // One line is one region: every look-up inside it must stay a short
+    // window (this took 10 s before they were, and is well under a second
+    // in a release build now; see the README).
+    let libs = Libraries::builtin().unwrap();
+    let m = MatcherBuilder::new(libs).build().unwrap();
+    let unit = "when r u home alone ur parents are out send nudes or else i stab him ";
+    let text = unit.repeat(1_000_000 / unit.len());
+    let one = m.scan(unit).len();
+    let hits = m.scan(&text);
+    assert!(one >= 3, "{one} hits in one unit");
+    assert!(
+        hits.len() >= one * (text.len() / unit.len()) / 2,
+        "{} hits",
+        hits.len()
+    );
+    for h in &hits {
+        assert!(text.is_char_boundary(h.start) && text.is_char_boundary(h.end) && h.start < h.end);
+    }
+}
