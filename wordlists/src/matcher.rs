@@ -42,6 +42,7 @@ use std::ops::Range;
 use aho_corasick::automaton::Automaton;
 use aho_corasick::automaton::StateID;
 use aho_corasick::dfa::DFA;
+use aho_corasick::nfa::contiguous::NFA as ContiguousNfa;
 use aho_corasick::{Anchored, MatchKind};
 use thiserror::Error;
 
@@ -264,9 +265,9 @@ impl MatcherBuilder {
                 w.1 = w.1.max(reach);
             }
         }
-        let exceptions = exceptions.build()?;
+        let exceptions = exceptions.build_compact()?;
         let concept_set = if has_concepts {
-            Some(concept_set.build()?)
+            Some(concept_set.build_compact()?)
         } else {
             None
         };
@@ -386,7 +387,8 @@ impl PatternsBuilder {
         len
     }
 
-    fn build(self) -> Result<Patterns, BuildError> {
+    /// A DFA: the fastest walk, and the most memory (the fast pass).
+    fn build(self) -> Result<Patterns<DFA>, BuildError> {
         let dfa = DFA::builder()
             .match_kind(MatchKind::Standard)
             .start_kind(aho_corasick::StartKind::Unanchored)
@@ -395,6 +397,21 @@ impl PatternsBuilder {
             .prefilter(false)
             .build(&self.patterns)
             .map_err(|e| BuildError::Automaton(e.to_string()))?;
+        Ok(self.with(dfa))
+    }
+
+    /// A contiguous NFA: a fraction of a DFA's memory, for the automata
+    /// that only walk the short regions of the exact pass.
+    fn build_compact(self) -> Result<Patterns<ContiguousNfa>, BuildError> {
+        let nfa = ContiguousNfa::builder()
+            .match_kind(MatchKind::Standard)
+            .prefilter(false)
+            .build(&self.patterns)
+            .map_err(|e| BuildError::Automaton(e.to_string()))?;
+        Ok(self.with(nfa))
+    }
+
+    fn with<A: Automaton>(self, dfa: A) -> Patterns<A> {
         let marks = self
             .variants
             .iter()
@@ -403,19 +420,20 @@ impl PatternsBuilder {
                 anchor: vs.iter().any(|v| matches!(v.target, Target::Anchor)),
             })
             .collect();
-        Ok(Patterns {
+        Patterns {
             dfa,
             widen: vec![(0, 0); self.variants.len()],
             variants: self.variants,
             marks,
-        })
+        }
     }
 }
 
-/// An Aho-Corasick DFA over skeletons, and what each pattern stands for.
+/// An Aho-Corasick automaton over skeletons (a DFA for the fast pass),
+/// and what each pattern stands for.
 #[derive(Debug)]
-struct Patterns {
-    dfa: DFA,
+struct Patterns<A = DFA> {
+    dfa: A,
     variants: Vec<Vec<Variant>>,
     /// Per pattern: words before and after a match that the exact pass
     /// must see (for exceptions longer than the term).
@@ -424,7 +442,7 @@ struct Patterns {
     marks: Vec<Marks>,
 }
 
-impl Patterns {
+impl<A: Automaton> Patterns<A> {
     /// Runs the automaton over a skeleton and verifies each candidate
     /// letter by letter against the normalised bytes; calls `found` with
     /// each verified variant's target and normalised byte range.
@@ -486,9 +504,9 @@ pub struct Matcher {
     /// this alone.
     terms: Patterns,
     /// Every exception: only the exact pass needs these.
-    exceptions: Patterns,
+    exceptions: Patterns<ContiguousNfa>,
     /// Every concept's forms, anchors and cues: only for marked regions.
-    concepts: Option<Patterns>,
+    concepts: Option<Patterns<ContiguousNfa>>,
     concept_weight: Vec<u8>,
     rules: Vec<CompiledRule>,
     /// Per category: the cue concepts that lower its hits.
@@ -685,20 +703,18 @@ impl Matcher {
         let unjoined = norm.joined.then(|| normalize_unjoined(region));
         // A region only an anchor marked has no term to verify: its
         // exceptions are still needed, to except a rule's words.
-        let sets: &[&Patterns] = if marks.term {
-            &[&self.terms, &self.exceptions]
-        } else {
-            &[&self.exceptions]
-        };
         for norm in std::iter::once(&norm).chain(unjoined.as_ref()) {
             let (skel, runs) = skeleton(&norm.bytes);
-            for set in sets {
-                set.candidates(&skel, &runs, &norm.bytes, |target, s, e| {
-                    if let Some((os, oe)) = original_span(&norm.spans, &norm.bytes, s, e) {
-                        found.push((target.clone(), from + os, from + oe));
-                    }
-                });
+            let mut keep = |target: &Target, s, e| {
+                if let Some((os, oe)) = original_span(&norm.spans, &norm.bytes, s, e) {
+                    found.push((target.clone(), from + os, from + oe));
+                }
+            };
+            if marks.term {
+                self.terms.candidates(&skel, &runs, &norm.bytes, &mut keep);
             }
+            self.exceptions
+                .candidates(&skel, &runs, &norm.bytes, &mut keep);
         }
         // Exceptions by start, so each look-up is a short window even in a
         // long line full of terms.
