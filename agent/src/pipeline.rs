@@ -48,6 +48,46 @@ pub fn matcher_for(policy: &Policy) -> anyhow::Result<Matcher> {
     Ok(builder.build()?)
 }
 
+/// A matcher build waiting for the builder thread, and where its result goes.
+type BuildJob = (
+    Arc<Policy>,
+    tokio::sync::oneshot::Sender<anyhow::Result<Matcher>>,
+);
+
+/// [`matcher_for`] on one long-lived thread. A build allocates and frees
+/// again several times the matcher's own size (the automaton's
+/// construction); done on whichever blocking-pool thread was free, each
+/// build could leave that freed memory in another of the allocator's
+/// per-thread arenas, and the agent's resident memory grew with each
+/// policy. On one thread, every build reuses what the last one freed.
+///
+/// # Errors
+/// What [`matcher_for`] returns, or that the builder thread is gone.
+pub async fn build_matcher(policy: Arc<Policy>) -> anyhow::Result<Matcher> {
+    static JOBS: std::sync::OnceLock<std::sync::mpsc::Sender<BuildJob>> =
+        std::sync::OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<BuildJob>();
+        let spawned = std::thread::Builder::new()
+            .name("matcher-build".into())
+            .spawn(move || {
+                for (policy, done) in rx {
+                    let _ = done.send(matcher_for(&policy));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the matcher's builder thread: {e}");
+        }
+        tx
+    });
+    let (done, result) = tokio::sync::oneshot::channel();
+    jobs.send((policy, done))
+        .map_err(|_| anyhow::anyhow!("the matcher's builder thread is not running"))?;
+    result
+        .await
+        .map_err(|_| anyhow::anyhow!("the matcher's builder thread stopped mid-build"))?
+}
+
 /// Where some text was seen.
 #[derive(Debug, Clone)]
 pub struct Seen<'a> {

@@ -26,7 +26,7 @@ use crate::browser_history::BrowserHistory;
 use crate::ipc::{FeedText, PageText, ToService, ToSession};
 use crate::page_readers::PageReaders;
 use crate::pending::Pending;
-use crate::pipeline::{Pipeline, Seen, matcher_for};
+use crate::pipeline::{Pipeline, Seen, build_matcher};
 use crate::platform::x11::X11Desktop;
 use crate::platform::{Desktop, DesktopEvent, WindowInfo};
 use crate::prompts::{PromptAnswer, PromptOptions};
@@ -189,10 +189,7 @@ pub async fn run(
         policy.version
     );
     let policy = Arc::new(policy);
-    let matcher = {
-        let p = policy.clone();
-        tokio::task::spawn_blocking(move || matcher_for(&p)).await??
-    };
+    let matcher = build_matcher(policy.clone()).await?;
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (desktop, no_desktop_reason): (Option<Arc<dyn Desktop>>, String) = if !options.use_display {
@@ -738,14 +735,17 @@ impl Helper {
             return;
         }
         let tx = rebuilt.clone();
-        tokio::task::spawn_blocking(move || match matcher_for(&policy) {
-            Ok(m) => {
-                let _ = tx.send((Arc::new(policy), Arc::new(m)));
+        let policy = Arc::new(policy);
+        tokio::spawn(async move {
+            match build_matcher(policy.clone()).await {
+                Ok(m) => {
+                    let _ = tx.send((policy, Arc::new(m)));
+                }
+                Err(e) => tracing::error!(
+                    "policy version {} does not build ({e:#}); the previous one stays in force",
+                    policy.version
+                ),
             }
-            Err(e) => tracing::error!(
-                "policy version {} does not build ({e:#}); the previous one stays in force",
-                policy.version
-            ),
         });
     }
 
