@@ -82,6 +82,10 @@ pub enum BuildError {
     },
     #[error("cannot build the automaton: {0}")]
     Automaton(String),
+    /// A category's rule or `lower` names a concept no file defines, or a
+    /// rule has no anchor concept (it could never be found).
+    #[error("{category}: {problem}")]
+    Rule { category: String, problem: String },
 }
 
 /// What one pattern of the automaton stands for.
@@ -229,24 +233,40 @@ impl MatcherBuilder {
         let mut rules = Vec::new();
         let mut category_lower = Vec::new();
         for (c, cat) in categories.iter().enumerate() {
-            let ids = |names: &[String]| -> Vec<u32> {
-                names.iter().filter_map(|n| concept_id(n)).collect()
+            // A name that matches no concept would leave a rule or a cue
+            // silently doing nothing: refuse it, naming it.
+            let ids = |what: &str, names: &[String]| -> Result<Vec<u32>, BuildError> {
+                names
+                    .iter()
+                    .map(|n| {
+                        concept_id(n).ok_or_else(|| BuildError::Rule {
+                            category: cat.name.clone(),
+                            problem: format!(
+                                "{what} names concept {n:?}, which no file defines; define it in a [[concept]] or fix the name"
+                            ),
+                        })
+                    })
+                    .collect()
             };
-            category_lower.push(ids(&cat.lower));
+            category_lower.push(ids("`lower`", &cat.lower)?);
             for r in &cat.rules {
-                let all = ids(&r.all);
-                // A rule naming an unknown concept can never fire
-                // (`wordlists check` says so); leave it out.
-                if all.len() != r.all.len() {
-                    continue;
+                let what = format!("rule {:?}", r.name);
+                let all = ids(&what, &r.all)?;
+                if !all.iter().any(|&i| concepts[i as usize].anchor) {
+                    return Err(BuildError::Rule {
+                        category: cat.name.clone(),
+                        problem: format!(
+                            "{what} has no anchor concept in `all`, so it could never be found; make one of its concepts an anchor (the default)"
+                        ),
+                    });
                 }
                 rules.push(CompiledRule {
                     entry: entries.len() as u32,
                     all,
                     within: r.within as usize,
                     ordered: r.ordered,
-                    raise: ids(&r.raise),
-                    lower: ids(&r.lower),
+                    raise: ids(&what, &r.raise)?,
+                    lower: ids(&what, &r.lower)?,
                 });
                 entries.push(r.entry(&cat.name));
                 entry_category.push(c as u32);
@@ -256,9 +276,9 @@ impl MatcherBuilder {
         let reach = rules.iter().map(|r| r.within).max().unwrap_or(0) as u8;
         let mut terms = terms.build()?;
         terms.widen = reach_of_exceptions(&terms, &exceptions.patterns);
-        // An anchor's region takes in the words its rules may span.
+        // An anchor's region takes in the words its rules may span, a
+        // term's the words its category's cues may stand in.
         for (w, marks) in terms.widen.iter_mut().zip(&terms.marks) {
-            // A term's region takes in the words its cues may stand in.
             let reach = if marks.anchor { reach } else { CUE_WORDS as u8 };
             if has_concepts {
                 w.0 = w.0.max(reach);
@@ -276,21 +296,20 @@ impl MatcherBuilder {
             .widen
             .iter()
             .fold((0, 0), |acc, w| (acc.0.max(w.0), acc.1.max(w.1)));
-        let detectors: Vec<(crate::library::DetectorKind, Entry, u32)> = categories
+        let detectors: Vec<(crate::library::DetectorKind, Entry)> = categories
             .iter()
-            .enumerate()
-            .flat_map(|(c, cat)| {
-                cat.detectors.iter().map(move |d| {
+            .flat_map(|c| {
+                c.detectors.iter().map(move |d| {
                     let entry = Entry {
                         term: d.kind.as_str().to_owned(),
-                        category: cat.name.clone(),
+                        category: c.name.clone(),
                         severity: d.severity,
                         rule: Rule::Pattern,
                         definition: d.definition.clone(),
                         raise: vec![],
                         lower: vec![],
                     };
-                    (d.kind, entry, c as u32)
+                    (d.kind, entry)
                 })
             })
             .collect();
@@ -313,7 +332,7 @@ impl MatcherBuilder {
             entry_category,
             spaced_widen,
             context_words,
-            detector_kinds: detectors.iter().map(|(k, _, _)| *k).collect(),
+            detector_kinds: detectors.iter().map(|(k, _)| *k).collect(),
             detectors,
         })
     }
@@ -513,7 +532,7 @@ pub struct Matcher {
     category_lower: Vec<Vec<u32>>,
     entries: Vec<Entry>,
     entry_category: Vec<u32>,
-    detectors: Vec<(crate::library::DetectorKind, Entry, u32)>,
+    detectors: Vec<(crate::library::DetectorKind, Entry)>,
     detector_kinds: Vec<crate::library::DetectorKind>,
     /// Per entry: its raise and lower words, normalised, with a boundary
     /// either side (" knife ").
@@ -535,7 +554,7 @@ struct Region {
 }
 
 /// What marked a region of text, and so which work its exact pass needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 struct Marks {
     /// A term's pattern: the terms and exceptions must be verified.
     term: bool,
@@ -622,7 +641,7 @@ impl Matcher {
     fn detect<'m>(&'m self, text: &str, hits: &mut Vec<Hit<'m>>) {
         crate::detect::find_all(text, &self.detector_kinds, |kind, start, end| {
             // Two libraries may both ask for one kind: each gets its hit.
-            for (_, entry, _) in self.detectors.iter().filter(|(k, _, _)| *k == kind) {
+            for (_, entry) in self.detectors.iter().filter(|(k, _)| *k == kind) {
                 hits.push(Hit {
                     entry,
                     severity: entry.severity,
@@ -733,8 +752,10 @@ impl Matcher {
                 .iter()
                 .any(|&(_, xe, c)| c == cat && e <= xe)
         };
-        // Cue concepts around this region's term hits, found once.
-        let mut cues: Option<Vec<Occurrence>> = None;
+        // The concepts of this region, found once if a term's cues or an
+        // anchor's rules need them.
+        let mut concepts: Option<Vec<Occurrence>> = None;
+        let mut region_concepts = || self.region_occurrences(&norm, unjoined.as_ref(), from);
         for (target, s, e) in &found {
             let Target::Term(idx) = target else { continue };
             let cat = self.entry_category[*idx as usize];
@@ -747,14 +768,7 @@ impl Matcher {
             let lowered = if lower.is_empty() {
                 0
             } else {
-                let cues = cues.get_or_insert_with(|| {
-                    let mut c = self.occurrences(&norm, from);
-                    if let Some(unjoined) = &unjoined {
-                        c.extend(self.occurrences(unjoined, from));
-                        c.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
-                    }
-                    c
-                });
+                let cues = concepts.get_or_insert_with(&mut region_concepts);
                 self.cue_shift(lower, cues, *s, *e, text)
             };
             hits.push(Hit {
@@ -766,20 +780,31 @@ impl Matcher {
             });
         }
         if marks.anchor {
-            // "r u on ur own" reads as letters spaced out too: look both ways.
-            let mut occurrences = self.occurrences(&norm, from);
-            if let Some(unjoined) = &unjoined {
-                occurrences.extend(self.occurrences(unjoined, from));
-                occurrences.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
-                occurrences.dedup_by_key(|o| (o.start, o.end, o.concept));
-            }
+            let occurrences = concepts.get_or_insert_with(&mut region_concepts);
             if !occurrences.is_empty() {
                 let mut region_hits = hits.split_off(first_hit);
-                self.apply_rules(text, &occurrences, &excepted, &mut region_hits);
+                self.apply_rules(text, occurrences, &excepted, &mut region_hits);
                 Self::drop_covered_rule_hits(&mut region_hits);
                 hits.append(&mut region_hits);
             }
         }
+    }
+
+    /// Every concept in a region, in both readings of spaced letters ("r u
+    /// on ur own" is also "ru on ur own"), sorted by start.
+    fn region_occurrences(
+        &self,
+        norm: &crate::normalize::Normalized,
+        unjoined: Option<&crate::normalize::Normalized>,
+        from: usize,
+    ) -> Vec<Occurrence> {
+        let mut out = self.occurrences(norm, from);
+        if let Some(unjoined) = unjoined {
+            out.extend(self.occurrences(unjoined, from));
+            out.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
+            out.dedup_by_key(|o| (o.start, o.end, o.concept));
+        }
+        out
     }
 
     /// Every concept in normalised text that starts at byte `from`.
@@ -851,11 +876,9 @@ impl Matcher {
             }
             let cat = self.entry_category[rule.entry as usize];
             for first in occurrences.iter().filter(|o| o.concept == rule.all[0]) {
-                let Some(parts) = pair_up(rule, first, occurrences, text) else {
+                let Some((parts, start, end)) = pair_up(rule, first, occurrences, text) else {
                     continue;
                 };
-                let start = parts.iter().map(|p| p.start).min().unwrap_or(first.start);
-                let end = parts.iter().map(|p| p.end).max().unwrap_or(first.end);
                 if excepted(cat, start, end) {
                     continue;
                 }
@@ -963,14 +986,14 @@ fn near(occurrences: &[Occurrence], start: usize, end: usize, words: usize) -> &
 
 /// For a rule and an occurrence of its first concept, the nearest
 /// occurrence of each other concept (after the previous one, if the rule
-/// is ordered; never overlapping one already taken), if together they
-/// span at most the rule's `within` words.
+/// is ordered; never overlapping one already taken), and the byte range
+/// they span, if that is at most the rule's `within` words.
 fn pair_up(
     rule: &CompiledRule,
     first: &Occurrence,
     occurrences: &[Occurrence],
     text: &str,
-) -> Option<Vec<Occurrence>> {
+) -> Option<(Vec<Occurrence>, usize, usize)> {
     let mut parts = vec![*first];
     let occurrences = near(occurrences, first.start, first.end, rule.within);
     for c in &rule.all[1..] {
@@ -985,7 +1008,7 @@ fn pair_up(
     }
     let start = parts.iter().map(|p| p.start).min()?;
     let end = parts.iter().map(|p| p.end).max()?;
-    (words_in(text, start, end) <= rule.within).then_some(parts)
+    (words_in(text, start, end) <= rule.within).then_some((parts, start, end))
 }
 
 /// Texts at least this long are walked as two interleaved halves.

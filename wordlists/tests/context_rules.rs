@@ -177,6 +177,14 @@ fn the_parser_and_the_lint_refuse_rules_that_could_never_work() {
         )
         .unwrap(),
     );
+    // The build, which the console runs on a school's libraries, refuses
+    // the same rule rather than leave it silently doing nothing.
+    let e = MatcherBuilder::new(libs.clone())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("x: "), "{e}");
+    assert!(e.contains("\"nowhere\", which no file defines"), "{e}");
     let problems = libs.lint().join("\n");
     assert!(
         problems.contains("names concept \"missing\", which no file defines"),
