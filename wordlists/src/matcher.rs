@@ -508,6 +508,13 @@ struct CompiledRule {
     lower: Vec<u32>,
 }
 
+/// One reading of a region: its normalised text and that text's skeleton.
+struct Reading<'n> {
+    norm: &'n crate::normalize::Normalized,
+    skel: Vec<u8>,
+    runs: Vec<u32>,
+}
+
 /// A concept found in the text: which, and its original byte range.
 #[derive(Debug, Clone, Copy)]
 struct Occurrence {
@@ -717,23 +724,47 @@ impl Matcher {
     ) {
         let region = &text[from..to];
         let first_hit = hits.len();
-        let mut found: Vec<(Target, usize, usize)> = Vec::new();
         let norm = normalize(region);
         let unjoined = norm.joined.then(|| normalize_unjoined(region));
-        // A region only an anchor marked has no term to verify: its
-        // exceptions are still needed, to except a rule's words.
-        for norm in std::iter::once(&norm).chain(unjoined.as_ref()) {
-            let (skel, runs) = skeleton(&norm.bytes);
+        // Each reading of the region with its skeleton, made once for the
+        // terms, the exceptions and the concepts.
+        let readings: Vec<Reading<'_>> = std::iter::once(&norm)
+            .chain(unjoined.as_ref())
+            .map(|norm| {
+                let (skel, runs) = skeleton(&norm.bytes);
+                Reading { norm, skel, runs }
+            })
+            .collect();
+        // The concepts of this region, found once if a term's cues or an
+        // anchor's rules need them.
+        let mut concepts: Option<Vec<Occurrence>> = None;
+        // A region only an anchor marked (most of them: anchors are
+        // everyday words) is done once no rule has all its concepts here;
+        // its exceptions, needed only to except a rule's hit, wait till then.
+        if !marks.term {
+            let occurrences = self.region_occurrences(&readings, from);
+            if !self.rules.iter().any(|r| {
+                r.all
+                    .iter()
+                    .all(|c| occurrences.iter().any(|o| o.concept == *c))
+            }) {
+                return;
+            }
+            concepts = Some(occurrences);
+        }
+        let mut found: Vec<(Target, usize, usize)> = Vec::new();
+        for r in &readings {
             let mut keep = |target: &Target, s, e| {
-                if let Some((os, oe)) = original_span(&norm.spans, &norm.bytes, s, e) {
+                if let Some((os, oe)) = original_span(&r.norm.spans, &r.norm.bytes, s, e) {
                     found.push((target.clone(), from + os, from + oe));
                 }
             };
             if marks.term {
-                self.terms.candidates(&skel, &runs, &norm.bytes, &mut keep);
+                self.terms
+                    .candidates(&r.skel, &r.runs, &r.norm.bytes, &mut keep);
             }
             self.exceptions
-                .candidates(&skel, &runs, &norm.bytes, &mut keep);
+                .candidates(&r.skel, &r.runs, &r.norm.bytes, &mut keep);
         }
         // Exceptions by start, so each look-up is a short window even in a
         // long line full of terms.
@@ -752,10 +783,7 @@ impl Matcher {
                 .iter()
                 .any(|&(_, xe, c)| c == cat && e <= xe)
         };
-        // The concepts of this region, found once if a term's cues or an
-        // anchor's rules need them.
-        let mut concepts: Option<Vec<Occurrence>> = None;
-        let mut region_concepts = || self.region_occurrences(&norm, unjoined.as_ref(), from);
+        let mut region_concepts = || self.region_occurrences(&readings, from);
         for (target, s, e) in &found {
             let Target::Term(idx) = target else { continue };
             let cat = self.entry_category[*idx as usize];
@@ -790,43 +818,31 @@ impl Matcher {
         }
     }
 
-    /// Every concept in a region, in both readings of spaced letters ("r u
+    /// Every concept in a region, in each reading of spaced letters ("r u
     /// on ur own" is also "ru on ur own"), sorted by start.
-    fn region_occurrences(
-        &self,
-        norm: &crate::normalize::Normalized,
-        unjoined: Option<&crate::normalize::Normalized>,
-        from: usize,
-    ) -> Vec<Occurrence> {
-        let mut out = self.occurrences(norm, from);
-        if let Some(unjoined) = unjoined {
-            out.extend(self.occurrences(unjoined, from));
-            out.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
-            out.dedup_by_key(|o| (o.start, o.end, o.concept));
-        }
-        out
-    }
-
-    /// Every concept in normalised text that starts at byte `from`.
-    fn occurrences(&self, norm: &crate::normalize::Normalized, from: usize) -> Vec<Occurrence> {
+    fn region_occurrences(&self, readings: &[Reading<'_>], from: usize) -> Vec<Occurrence> {
         let mut out = Vec::new();
         let Some(concepts) = &self.concepts else {
             return out;
         };
-        let (skel, runs) = skeleton(&norm.bytes);
-        concepts.candidates(&skel, &runs, &norm.bytes, |target, s, e| {
-            if let (Target::Concept(c), Some((os, oe))) =
-                (target, original_span(&norm.spans, &norm.bytes, s, e))
-            {
-                out.push(Occurrence {
-                    concept: *c,
-                    start: from + os,
-                    end: from + oe,
-                });
-            }
-        });
+        for r in readings {
+            concepts.candidates(&r.skel, &r.runs, &r.norm.bytes, |target, s, e| {
+                if let (Target::Concept(c), Some((os, oe))) =
+                    (target, original_span(&r.norm.spans, &r.norm.bytes, s, e))
+                {
+                    out.push(Occurrence {
+                        concept: *c,
+                        start: from + os,
+                        end: from + oe,
+                    });
+                }
+            });
+        }
         // Found in order of their ends; the rules look them up by start.
         out.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
+        if readings.len() > 1 {
+            out.dedup_by_key(|o| (o.start, o.end, o.concept));
+        }
         out
     }
 
