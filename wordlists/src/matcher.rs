@@ -46,10 +46,10 @@ use aho_corasick::nfa::contiguous::NFA as ContiguousNfa;
 use aho_corasick::{Anchored, MatchKind};
 use thiserror::Error;
 
-use crate::fold::{Fold, OPAQUE, fold_char};
+use crate::fold::{Fold, fold_char};
 use crate::library::{Category, Entry, Libraries, Rule};
 use crate::normalize::{normalize, normalize_unjoined};
-use crate::skeleton::{BOUNDARY, NON_ASCII, PEEK, SEP, SKELETON, skeleton, symbol};
+use crate::skeleton::{BOUNDARY, NON_ASCII, OPAQUE_SYMBOL, PEEK, SEP, SKELETON, skeleton, symbol};
 use crate::verify::Runs;
 
 /// Longest pattern, in skeleton symbols; the fast pass remembers where the
@@ -1172,7 +1172,7 @@ impl Walk {
                     self.letter(m, symbol(o), i, regions);
                 }
             }
-            Fold::Opaque => self.letter(m, OPAQUE, i, regions),
+            Fold::Opaque => self.letter(m, OPAQUE_SYMBOL, i, regions),
             Fold::Ignore => {}
             Fold::Boundary => self.boundary(m, i, regions),
         }

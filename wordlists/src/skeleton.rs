@@ -2,7 +2,8 @@
 //!
 //! A skeleton is normalised text (see [`crate::normalize`]) with every
 //! leetspeak reading applied (`0`→o, `3`→e, `4`/`@`→a, `5`/`$`→s, `7`→t),
-//! `l`, `1`, `!` and `|` merged into `i`, and every run of one symbol
+//! `l`, `1`, `!` and `|` merged into `i`, the other digits (2 6 8 9) into
+//! one symbol, and every run of one symbol
 //! collapsed to one. So "kill", "k1ll", "kiiiill" and "ki11" share the
 //! skeleton "ki". Matching a skeleton is therefore only a *candidate*: the
 //! exact comparison of letters and run lengths is [`crate::verify`]'s.
@@ -11,7 +12,7 @@
 //! the matcher's fast pass reads the input once with one table lookup per
 //! byte and feeds the automaton without materialising any normalised text.
 
-use crate::fold::{ASCII, Class};
+use crate::fold::{ASCII, Class, OPAQUE};
 
 /// Special codes of [`SKELETON`]; every real symbol is above them.
 pub const BOUNDARY: u8 = b' ';
@@ -22,10 +23,24 @@ pub const PEEK: u8 = 2;
 /// The first byte of a multi-byte character.
 pub const NON_ASCII: u8 = 3;
 
+/// The one symbol of the digits that are not read as letters (2 6 8 9):
+/// the byte of `l`, free because `l` reads as `i`.
+pub const OTHER_DIGIT: u8 = b'l';
+/// The symbol of a letter of another script ([`OPAQUE`] in normalised
+/// text): the byte after `z`.
+pub const OPAQUE_SYMBOL: u8 = b'{';
+
 /// The skeleton symbol of a normalised byte.
+///
+/// Every symbol but the boundary lies in `a`..=`{`, so the automaton's
+/// alphabet is at most 31 byte classes (the 28 symbols, the boundary and
+/// the bytes below and above them) and each state's row fits a stride of
+/// 32: half the memory a stride of 64 takes, which one more class forces.
 pub const fn symbol(b: u8) -> u8 {
     match b {
         b'l' | b'1' | b'!' | b'|' => b'i',
+        b'2' | b'6' | b'8' | b'9' => OTHER_DIGIT,
+        OPAQUE => OPAQUE_SYMBOL,
         b'0' => b'o',
         b'3' => b'e',
         b'4' | b'@' => b'a',
