@@ -63,6 +63,17 @@
         const threshold = Number(localStorage.getItem('sg-sound-min') || '0');
         if (threshold && c.severity >= threshold) beep();
       });
+      // Monitoring interfered with on a laptop: always told, with a sound,
+      // because that laptop's silence no longer means nothing happened.
+      source.addEventListener('tamper', (ev) => {
+        const t = JSON.parse(ev.data);
+        const text = 'Tamper: ' + t.what + ' on ' + t.device + (t.user ? ' (' + t.user + ')' : '');
+        toast(text, '/tamper#t-' + t.id);
+        if (window.Notification && Notification.permission === 'granted') {
+          new Notification('Safeguard', { body: text, tag: t.id });
+        }
+        beep();
+      });
       source.addEventListener('expired', () => {
         source.close();
         location.href = '/login?why=expired';

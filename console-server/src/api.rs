@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/site-visits/weekly", get(weekly_visits))
         .route("/api/v1/aup/decisions", get(aup_decisions))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/tamper", get(tamper))
         .route("/api/v1/policy", get(get_policy).put(put_policy))
         .with_state(state)
 }
@@ -463,6 +464,41 @@ async fn audit(
     caller.require(&[Role::Admin, Role::Auditor])?;
     let limit = p.limit.unwrap_or(500).clamp(1, 100_000);
     let events = blocking(&state, move |s| s.audit_events(limit)).await?;
+    Ok(Json(json!({ "events": events })).into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct TamperParams {
+    limit: Option<u32>,
+    /// `1` or `true`: only events nobody has acknowledged.
+    open: Option<String>,
+    device: Option<String>,
+}
+
+/// Every tamper event laptops reported or the console found, newest
+/// first. Any role: it is how those who oversee monitoring see that it
+/// ran, and it holds no captured text.
+async fn tamper(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<TamperParams>,
+) -> Result<Response, ApiError> {
+    let device = match p.device.as_deref().filter(|d| !d.is_empty()) {
+        Some(d) => Some(
+            Uuid::parse_str(d)
+                .map_err(|_| ApiError::BadRequest(format!("{d:?} is not a device id")))?,
+        ),
+        None => None,
+    };
+    let query = crate::store::TamperQuery {
+        open_only: matches!(p.open.as_deref(), Some("1" | "true")),
+        device,
+        limit: p.limit.unwrap_or(1000).clamp(1, 100_000),
+    };
+    let events = blocking(&state, move |s| s.tamper_events(&query)).await?;
+    caller
+        .audit(&state, "read_tamper", String::new(), String::new())
+        .await?;
     Ok(Json(json!({ "events": events })).into_response())
 }
 

@@ -61,14 +61,23 @@ impl IngestHandle {
     }
 }
 
+/// What the live feed announces once it is committed: a new capture or a
+/// new tamper event, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    Capture(Uuid),
+    Tamper(Uuid),
+}
+
 /// Starts the writer thread. It ends when every [`IngestHandle`] is dropped
-/// and the queue is drained. The id of every newly stored capture is sent
-/// on `live` after its commit (for live inboxes; nobody listening is fine).
+/// and the queue is drained. Every newly stored capture and tamper event is
+/// sent on `live` after its commit (for live inboxes; nobody listening is
+/// fine).
 /// Every batch's outcome goes to `health`.
 pub fn start(
     store: Arc<dyn Store>,
     queue: usize,
-    live: broadcast::Sender<Uuid>,
+    live: broadcast::Sender<Live>,
     health: Arc<StorageHealth>,
 ) -> (IngestHandle, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Job>(queue);
@@ -93,7 +102,7 @@ pub fn start(
 fn write_batch(
     store: &dyn Store,
     jobs: Vec<Job>,
-    live: &broadcast::Sender<Uuid>,
+    live: &broadcast::Sender<Live>,
     health: &StorageHealth,
 ) {
     // The records move into the batch (no copy of their images); what is
@@ -104,18 +113,24 @@ fn write_batch(
         .unzip();
     let result = store.store_batch(&batch);
     let ids: Vec<Option<RecordId>> = batch.iter().map(|i| i.message.record_id()).collect();
-    let captures: Vec<bool> = batch
+    let announce: Vec<Option<Live>> = batch
         .iter()
-        .map(|i| matches!(i.message, AgentMessage::Capture(_)))
+        .map(|i| match &i.message {
+            // A pupil's concern is stored as a capture of its own.
+            AgentMessage::Capture(c) => Some(Live::Capture(c.id)),
+            AgentMessage::Concern(c) => Some(Live::Capture(c.id)),
+            AgentMessage::TamperEvent(t) => Some(Live::Tamper(t.id)),
+            _ => None,
+        })
         .collect();
     // The memory budget is given back once the records are out of memory.
     drop(batch);
     match result {
         Ok(outcomes) => {
             health.stored();
-            for (i, (outcome, id)) in outcomes.iter().zip(&ids).enumerate() {
-                if let (Stored::New, Some(id), true) = (outcome, id, captures[i]) {
-                    let _ = live.send(*id);
+            for (outcome, event) in outcomes.iter().zip(&announce) {
+                if let (Stored::New, Some(event)) = (outcome, event) {
+                    let _ = live.send(*event);
                 }
             }
             for (((reply, window, _budget), outcome), id) in

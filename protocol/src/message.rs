@@ -239,6 +239,13 @@ pub enum TamperKind {
     /// extension) connected from it: removed, disabled, or a browser
     /// started with a fresh profile.
     BrowserUnmonitored,
+    /// A user was logged in to a graphical session with no working
+    /// monitor (protocol version 4).
+    SessionUnmonitored,
+    /// A session's monitor stopped or stopped answering and the service
+    /// restarted it; the detail says how long the gap was and why
+    /// (protocol version 4).
+    MonitorRestarted,
 }
 
 /// A tamper or integrity event, with a human-readable detail.

@@ -1192,6 +1192,8 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("GET", "/inbox", ADM | REV),
     ("POST", "/inbox/triage", ADM | REV),
     ("GET", "/live", ADM | REV),
+    ("GET", "/tamper", ADM | REV),
+    ("POST", "/tamper/{id}/acknowledge", ADM | REV),
     ("GET", "/captures/{id}", ADM | REV),
     ("GET", "/captures/{id}/image", ADM | REV),
     ("POST", "/captures/{id}/triage", ADM | REV),
@@ -1239,6 +1241,7 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("GET", "/api/v1/site-visits/weekly", ALL),
     ("GET", "/api/v1/aup/decisions", ALL),
     ("GET", "/api/v1/audit", ADM | AUD),
+    ("GET", "/api/v1/tamper", ALL),
     ("GET", "/api/v1/policy", ADM),
     ("PUT", "/api/v1/policy", ADM),
 ];
@@ -1562,4 +1565,181 @@ async fn naughty_strings_pass_through_storage_pages_api_and_exports_unmangled_an
     assert_eq!(web.get("/login", "").status, 200);
     let log = bed.console.log_text();
     assert!(!log.contains("panicked"), "the console panicked:\n{log}");
+}
+
+/// A tamper event as a laptop sends it, with hostile text in its detail.
+fn tamper_event(kind: protocol::TamperKind, detail: &str) -> protocol::TamperEvent {
+    protocol::TamperEvent {
+        id: uuid::Uuid::now_v7(),
+        time: protocol::UnixMillis::now(),
+        user: Some("pupil.one".into()),
+        kind,
+        detail: detail.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_served_to_scripts() {
+    let bed = bed();
+    let browser = Browser::start(&bed.console.data.join("server.pem"))
+        .await
+        .unwrap();
+    sign_in(&browser, &bed, "lead", REVIEWER_PW).await;
+    browser
+        .client
+        .goto(&format!("{}/inbox", bed.base))
+        .await
+        .unwrap();
+    browser.wait_css("#live-status.on", WAIT).await.unwrap();
+    assert!(
+        browser
+            .client
+            .find_all(Locator::Css("section#tamper"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no tamper events yet, so no tamper section"
+    );
+
+    // A laptop reports its monitor killed: the open inbox is told at once.
+    let killed = tamper_event(
+        protocol::TamperKind::AgentKilled,
+        "the session helper <img src=x onerror=alert(1)> was killed",
+    );
+    ingest_records(&bed, vec![AgentMessage::TamperEvent(killed.clone())]).await;
+    let toast = browser
+        .wait_css(".toast a", Duration::from_secs(5))
+        .await
+        .expect("a toast for the tamper event");
+    let said = toast.text().await.unwrap();
+    assert!(
+        said.contains("Monitoring stopped while the user was logged in")
+            && said.contains("pupil.one"),
+        "{said}"
+    );
+    assert_eq!(
+        toast.attr("href").await.unwrap().as_deref(),
+        Some(format!("/tamper#t-{}", killed.id).as_str())
+    );
+
+    // Reloaded, the inbox lists it above everything else.
+    browser.client.refresh().await.unwrap();
+    let section = browser.wait_css("section#tamper", WAIT).await.unwrap();
+    let text = section.text().await.unwrap();
+    assert!(
+        text.contains("Monitoring interfered with (1)") && text.contains("pupil.one"),
+        "{text}"
+    );
+    let first_section = browser
+        .client
+        .execute(
+            "return document.querySelector('main section, main table').id;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first_section, Value::from("tamper"));
+
+    // The list: the detail shown as text, then acknowledged with a note.
+    click(&browser, "section#tamper a[href='/tamper']").await;
+    wait_path(&browser, "/tamper").await;
+    let row = browser
+        .wait_css(&format!("tr#t-{}.open", killed.id), WAIT)
+        .await
+        .unwrap();
+    assert!(
+        row.text()
+            .await
+            .unwrap()
+            .contains("the session helper <img src=x onerror=alert(1)> was killed")
+    );
+    assert!(
+        browser
+            .client
+            .find_all(Locator::Css("#tamper-events img"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    no_alert(&browser).await;
+    row.find(Locator::Css("input[name=note]"))
+        .await
+        .unwrap()
+        .send_keys("spoke to the pupil")
+        .await
+        .unwrap();
+    row.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let done = browser
+        .wait_css(&format!("tr#t-{}.done", killed.id), WAIT)
+        .await
+        .unwrap();
+    let done_text = done.text().await.unwrap();
+    assert!(
+        done_text.contains("lead") && done_text.contains("spoke to the pupil"),
+        "{done_text}"
+    );
+    let shot = browser.save_screenshot("tamper").await.unwrap();
+    println!("tamper list screenshot: {}", shot.display());
+
+    // Acknowledged, it leaves the inbox; a second acknowledgement (a stale
+    // tab) changes nothing.
+    browser
+        .client
+        .goto(&format!("{}/inbox", bed.base))
+        .await
+        .unwrap();
+    browser.wait_css("table#captures", WAIT).await.unwrap();
+    assert!(
+        browser
+            .client
+            .find_all(Locator::Css("section#tamper"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Scripts: every event, newest first, open ones on their own; any role.
+    let restarted = tamper_event(
+        protocol::TamperKind::MonitorRestarted,
+        "monitoring stopped for 1.2 s",
+    );
+    ingest_records(&bed, vec![AgentMessage::TamperEvent(restarted.clone())]).await;
+    let (status, body) = bed.admin.get("/api/v1/tamper").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{body}");
+    assert_eq!(events[0]["id"], Value::from(restarted.id.to_string()));
+    assert_eq!(events[0]["kind"], Value::from("MonitorRestarted"));
+    assert_eq!(events[0]["user"], Value::from("pupil.one"));
+    assert_eq!(
+        events[0]["device"],
+        Value::from(bed.device.device_id.to_string())
+    );
+    assert!(events[0]["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(events[1]["acknowledged_by"], Value::from("lead"));
+    let (_, open) = bed.admin.get("/api/v1/tamper?open=1").unwrap();
+    let open = open["events"].as_array().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["id"], Value::from(restarted.id.to_string()));
+    let data = bed.console.data.clone();
+    let auditor = tests::Api::new(
+        &data,
+        &bed.console.web_addr,
+        &api_token(&data, "gov-script", "auditor").unwrap(),
+    )
+    .unwrap();
+    let (status, body) = auditor.get("/api/v1/tamper").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 2);
+
+    let actions = audit_actions(&bed, "lead", &killed.id.to_string());
+    assert!(
+        actions.iter().any(|a| a == "acknowledge_tamper"),
+        "{actions:?}"
+    );
 }

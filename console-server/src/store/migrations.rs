@@ -285,4 +285,11 @@ INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app, w
     FROM concerns;
 DROP TABLE concerns;
 "#,
+    // 5: tamper events can be acknowledged by staff, and are listed by time.
+    r#"
+ALTER TABLE tamper_events ADD COLUMN ack_by TEXT;
+ALTER TABLE tamper_events ADD COLUMN ack_time INTEGER;
+ALTER TABLE tamper_events ADD COLUMN ack_note TEXT;
+CREATE INDEX tamper_events_by_time ON tamper_events (time);
+"#,
 ];

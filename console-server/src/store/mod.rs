@@ -486,6 +486,33 @@ pub struct AupDecisionRow {
     pub time: String,
 }
 
+/// A tamper event as listed: something a laptop reported (or the console
+/// found) that suggests monitoring was stopped, blinded or interfered with.
+#[derive(Debug, Clone, Serialize)]
+pub struct TamperRow {
+    pub id: Uuid,
+    pub time: String,
+    pub device: Uuid,
+    pub hostname: String,
+    pub user: Option<String>,
+    /// The agent's kind (`AgentKilled`, `SpoolOverflow`, …).
+    pub kind: String,
+    pub detail: String,
+    /// Who acknowledged it, when and with what note; `None` while open.
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_time: Option<String>,
+    pub acknowledged_note: Option<String>,
+}
+
+/// Which tamper events to list.
+#[derive(Debug, Clone, Default)]
+pub struct TamperQuery {
+    /// Only those nobody has acknowledged.
+    pub open_only: bool,
+    pub device: Option<Uuid>,
+    pub limit: u32,
+}
+
 /// AUP answers, pupils' concerns and tamper events.
 pub trait ActivityStore {
     /// Newest first.
@@ -493,6 +520,31 @@ pub trait ActivityStore {
     /// # Errors
     /// A storage failure.
     fn aup_decisions(&self, limit: u32) -> Result<Vec<AupDecisionRow>, StoreError>;
+
+    /// Tamper events, newest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn tamper_events(&self, q: &TamperQuery) -> Result<Vec<TamperRow>, StoreError>;
+
+    /// One tamper event.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn tamper_event(&self, id: Uuid) -> Result<Option<TamperRow>, StoreError>;
+
+    /// Marks a tamper event as dealt with by `staff`; `false` if there is no
+    /// such event or it was already acknowledged (the first word stands).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn acknowledge_tamper(
+        &self,
+        id: Uuid,
+        staff: &str,
+        note: &str,
+        time: UnixMillis,
+    ) -> Result<bool, StoreError>;
 }
 
 /// One line of the audit log.

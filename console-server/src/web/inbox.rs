@@ -148,7 +148,7 @@ pub async fn page(
     staff.require(SEES_CAPTURES)?;
     let query = filters.query(PAGE)?;
     let detail = format!("{query:?}");
-    let (captures, counts, devices, weeks, concerns) = blocking(&state, move |s| {
+    let (captures, counts, devices, weeks, concerns, tamper) = blocking(&state, move |s| {
         Ok((
             s.captures(&query)?,
             s.capture_counts()?,
@@ -159,6 +159,11 @@ pub async fn page(
                 category: Some(crate::store::sqlite::CONCERN_CATEGORY.to_owned()),
                 limit: 20,
                 ..CaptureQuery::default()
+            })?,
+            s.tamper_events(&crate::store::TamperQuery {
+                open_only: true,
+                device: None,
+                limit: 20,
             })?,
         ))
     })
@@ -208,6 +213,7 @@ pub async fn page(
                 }
             }
         }
+        (super::tamper::open_section(&tamper, 20))
         @if !concerns.is_empty() {
             section.concerns #concerns {
                 h2 { "Pupils' concerns waiting (" (concerns.len()) @if concerns.len() == 20 { "+" } ")" }

@@ -2,7 +2,8 @@
 //! each capture within moments of its commit, as a ready-escaped inbox row,
 //! to every open page of a reviewer or admin.
 //!
-//! Events: `capture` (JSON: id, term, category, severity, row), `resync`
+//! Events: `capture` (JSON: id, term, category, severity, row; a pupil's
+//! concern is one), `tamper` (JSON: id, what, device, user), `resync`
 //! (this stream fell behind; reload), `expired` (the session ended; the
 //! page goes to sign-in). The stream checks its session every
 //! [`SESSION_CHECK`] and ends with `expired` when it has run out: an open
@@ -19,6 +20,8 @@ use protocol::UnixMillis;
 use serde_json::json;
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+use crate::ingest::Live;
 
 use super::auth::{Staff, expired};
 use super::layout::{WebError, capture_row};
@@ -40,7 +43,7 @@ pub async fn stream(State(state): State<AppState>, staff: Staff) -> Result<Respo
 struct Feed {
     state: AppState,
     session: String,
-    rx: broadcast::Receiver<Uuid>,
+    rx: broadcast::Receiver<Live>,
     check: tokio::time::Interval,
     done: bool,
 }
@@ -48,7 +51,7 @@ struct Feed {
 fn events(
     state: AppState,
     session: String,
-    rx: broadcast::Receiver<Uuid>,
+    rx: broadcast::Receiver<Live>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut check = tokio::time::interval(SESSION_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,8 +81,13 @@ fn events(
                     }
                 }
                 got = f.rx.recv() => match got {
-                    Ok(id) => {
+                    Ok(Live::Capture(id)) => {
                         if let Some(event) = capture_event(&f.state, id).await {
+                            return Some((Ok(event), f));
+                        }
+                    }
+                    Ok(Live::Tamper(id)) => {
+                        if let Some(event) = tamper_event(&f.state, id).await {
                             return Some((Ok(event), f));
                         }
                     }
@@ -106,4 +114,17 @@ async fn capture_event(state: &AppState, id: Uuid) -> Option<Event> {
         "row": row,
     });
     Some(Event::default().event("capture").data(data.to_string()))
+}
+
+/// A tamper event for the page: what happened, where and to whom, as plain
+/// strings the script sets as text (never as HTML).
+async fn tamper_event(state: &AppState, id: Uuid) -> Option<Event> {
+    let t = blocking(state, move |s| s.tamper_event(id)).await.ok()??;
+    let data = json!({
+        "id": t.id,
+        "what": super::tamper::label(&t.kind),
+        "device": if t.hostname.is_empty() { t.device.to_string() } else { t.hostname },
+        "user": t.user.unwrap_or_default(),
+    });
+    Some(Event::default().event("tamper").data(data.to_string()))
 }

@@ -31,6 +31,7 @@ pub mod layout;
 pub mod live;
 pub mod register;
 pub mod site_visits;
+pub mod tamper;
 pub mod trends;
 
 use std::collections::HashMap;
@@ -44,7 +45,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use protocol::Policy;
 use tokio::sync::{broadcast, watch};
-use uuid::Uuid;
 
 use crate::storage_health::StorageHealth;
 use crate::store::{Role, Store, StoreError};
@@ -54,7 +54,7 @@ pub struct WebState {
     pub store: Arc<dyn Store>,
     pub policy: watch::Sender<Arc<Policy>>,
     /// Ids of captures as they are stored, for live inboxes.
-    pub live: broadcast::Sender<Uuid>,
+    pub live: broadcast::Sender<crate::ingest::Live>,
     pub throttle: auth::Throttle,
     /// A device not heard from for this long is listed as offline.
     pub offline_after_ms: i64,
@@ -72,7 +72,7 @@ impl WebState {
     pub fn new(
         store: Arc<dyn Store>,
         policy: watch::Sender<Arc<Policy>>,
-        live: broadcast::Sender<Uuid>,
+        live: broadcast::Sender<crate::ingest::Live>,
         offline_after_ms: i64,
         enrol_address: String,
         ca_fingerprint: String,
@@ -202,6 +202,8 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox", get(inbox::page))
         .route("/inbox/triage", post(inbox::bulk_triage))
         .route("/live", get(live::stream))
+        .route("/tamper", get(tamper::page))
+        .route("/tamper/{id}/acknowledge", post(tamper::acknowledge))
         .route("/captures/{id}", get(capture_page::page))
         .route("/captures/{id}/image", get(capture_page::image))
         .route("/captures/{id}/triage", post(capture_page::triage))
