@@ -39,8 +39,13 @@ pub enum ToService {
     SessionHello { display: Option<String> },
     /// A record to spool and deliver (a capture, …).
     Record(AgentMessage),
-    /// The helper is stopping on purpose (logout, shutdown).
-    Goodbye { reason: String },
+    /// The helper is stopping. `logout`: because its desktop closed (the
+    /// user logged out); otherwise it was told to stop (a signal), which
+    /// the service checks against the user still being logged in.
+    Goodbye { reason: String, logout: bool },
+    /// A session helper is alive (every [`ALIVE_EVERY`]): the service
+    /// restarts one it has not heard from for [`ALIVE_DEADLINE`].
+    Alive,
     /// `agent feed`: text for a session helper of the same user.
     Feed(FeedText),
     /// `agent report-concern` (the launcher entry): open the concern window
@@ -54,6 +59,12 @@ pub enum ToService {
     /// Text from a page, on a page reader's connection.
     PageText(PageText),
 }
+
+/// How often a session helper tells the service it is alive.
+pub const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Silence from a helper the service started after which the service
+/// takes it for hung (or stopped) and restarts it.
+pub const ALIVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// From the service to a session helper or `agent feed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,16 +102,20 @@ pub enum ToSession {
         reading: bool,
         excluded_sites: Vec<String>,
     },
+    /// To a session helper the user started (the autostart entry): the
+    /// service monitors this session with a helper of its own, out of the
+    /// user's reach; this one has nothing to do and stops.
+    Supervised(String),
 }
 
 impl WireMessage for ToService {
     const NAME: &'static str = "message to the agent service";
-    const KINDS: Option<u32> = Some(7);
+    const KINDS: Option<u32> = Some(8);
 }
 
 impl WireMessage for ToSession {
     const NAME: &'static str = "message to a session helper";
-    const KINDS: Option<u32> = Some(11);
+    const KINDS: Option<u32> = Some(12);
 }
 
 /// `agent feed`: hands text to the running agent through its socket.

@@ -28,9 +28,11 @@ pub mod screenshot;
 pub mod search_query;
 pub mod service;
 pub mod session;
+pub mod sessions;
 pub mod site_activity;
 pub mod spool;
 pub mod state_dir;
+pub mod supervisor;
 pub mod uplink;
 pub mod window;
 

@@ -44,19 +44,35 @@ enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
-    /// The root service: spool, certificate, uplink, policy.
+    /// The root service: spool, certificate, uplink, policy. Run as root,
+    /// it also starts and supervises a session helper for every graphical
+    /// session, out of the users' reach.
     Service {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         #[command(flatten)]
         tuning: Tuning,
+        /// Do not start session helpers: leave it to each user's autostart
+        /// entry (which the user can switch off).
+        #[arg(long)]
+        no_supervise: bool,
+        /// Watch only these X displays (comma-separated, `:0`); default:
+        /// every local display.
+        #[arg(long, value_delimiter = ',')]
+        displays: Vec<String>,
     },
-    /// The session helper of one desktop (started at login by XDG autostart).
+    /// The session helper of one desktop. Started by the service (as root)
+    /// for each session; the autostart entry runs it too, as the user,
+    /// which only prompts the service to look.
     Session {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         #[command(flatten)]
         tuning: SessionTuning,
+        /// The user whose session this is (set by the service, which
+        /// starts the helper as root).
+        #[arg(long, hide = true)]
+        for_uid: Option<u32>,
     },
     /// Hands text to the running agent as on-screen text of an app.
     Feed {
@@ -235,17 +251,37 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Enroll { token, state_dir } => enroll_here(&token, StateDir::new(state_dir)).await,
         Command::Run { state_dir, tuning } => run(StateDir::new(state_dir), tuning, true).await,
-        Command::Service { state_dir, tuning } => {
-            run(StateDir::new(state_dir), tuning, false).await
+        Command::Service {
+            state_dir,
+            tuning,
+            no_supervise,
+            displays,
+        } => {
+            let supervise = (!no_supervise && rustix::process::geteuid().is_root())
+                .then(|| supervision(&state_dir, &tuning.session, displays))
+                .transpose()?;
+            if supervise.is_none() && !no_supervise {
+                tracing::warn!(
+                    "not running as root: session helpers are left to the users' autostart entries (which a user can switch off)"
+                );
+            }
+            service(StateDir::new(state_dir), tuning, supervise).await
         }
-        Command::Session { state_dir, tuning } => {
+        Command::Session {
+            state_dir,
+            tuning,
+            for_uid,
+        } => {
             let (stop, shutdown) = watch::channel(false);
             tokio::spawn(stop_on_signal(stop));
-            session::run(
-                session_options(&StateDir::new(state_dir), &tuning),
-                shutdown,
-            )
-            .await?;
+            let mut options = session_options(&StateDir::new(state_dir), &tuning);
+            if let Some(uid) = for_uid {
+                options.for_service = true;
+                if let Some(p) = &mut options.prompts {
+                    p.decline_as = agent::sessions::ids_of(uid);
+                }
+            }
+            session::run(options, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Feed {
@@ -350,7 +386,9 @@ fn session_options(state: &StateDir, tuning: &SessionTuning) -> SessionOptions {
             .map(|program| agent::prompts::PromptOptions {
                 program,
                 decline_command: tuning.decline_command.clone(),
+                decline_as: None,
             }),
+        for_service: false,
     }
 }
 
@@ -376,9 +414,60 @@ async fn run(state: StateDir, tuning: Tuning, with_session: bool) -> anyhow::Res
     let session = with_session.then(|| session_options(&state, &tuning.session));
     let options = ServiceOptions {
         spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
+        supervise: None,
     };
     agent::run::run(state, options, session, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn service(
+    state: StateDir,
+    tuning: Tuning,
+    supervise: Option<agent::supervisor::Supervision>,
+) -> anyhow::Result<ExitCode> {
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop));
+    let options = ServiceOptions {
+        spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
+        supervise,
+    };
+    agent::run::run(state, options, None, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How the service starts helpers: this program, with the same state
+/// directory and session tuning.
+fn supervision(
+    state_dir: &std::path::Path,
+    tuning: &SessionTuning,
+    displays: Vec<String>,
+) -> anyhow::Result<agent::supervisor::Supervision> {
+    let program = std::env::current_exe().context("cannot find the agent's own program")?;
+    let state_dir = std::path::absolute(state_dir)
+        .with_context(|| format!("cannot make {} absolute", state_dir.display()))?;
+    let displays = displays
+        .iter()
+        .map(|d| {
+            agent::sessions::local_display(d)
+                .with_context(|| format!("{d:?} is not a local X display (like :0)"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(agent::supervisor::Supervision {
+        program,
+        session_args: vec![
+            "--state-dir".into(),
+            state_dir.into_os_string(),
+            "--browser-poll-seconds".into(),
+            tuning.browser_poll_seconds.to_string().into(),
+            "--idle-seconds".into(),
+            tuning.idle_seconds.to_string().into(),
+            "--visit-report-seconds".into(),
+            tuning.visit_report_seconds.to_string().into(),
+            "--decline-command".into(),
+            tuning.decline_command.clone().into(),
+        ],
+        displays,
+    })
 }
 
 async fn feed(

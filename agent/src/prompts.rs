@@ -29,6 +29,10 @@ pub struct PromptOptions {
     pub program: PathBuf,
     /// Run with `sh -c` after a decline, to log the user out; empty: none.
     pub decline_command: String,
+    /// The account (uid, gid) the decline command runs as: the session's
+    /// user when the helper runs as root for the service; `None`: as the
+    /// helper itself.
+    pub decline_as: Option<(u32, u32)>,
 }
 
 /// The default logout after a decline: the current login session (or, if
@@ -185,12 +189,15 @@ pub async fn run_decline_command(options: &PromptOptions) {
         tracing::warn!("the AUP was declined and no logout command is set");
         return;
     }
-    let status = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(&options.decline_command)
-        .stdin(Stdio::null())
-        .status()
-        .await;
+        .stdin(Stdio::null());
+    if let Some((uid, gid)) = options.decline_as {
+        command.uid(uid).gid(gid);
+    }
+    let status = command.status().await;
     match status {
         Ok(s) if s.success() => tracing::info!("the AUP was declined; logout command ran"),
         Ok(s) => tracing::error!(

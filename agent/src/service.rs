@@ -27,10 +27,40 @@ use crate::uplink::{self, UplinkShared};
 /// A connected session helper.
 #[derive(Debug)]
 struct SessionEntry {
+    /// The user whose session it watches (the peer's own uid, or for a
+    /// helper the service started, the session's).
     uid: u32,
+    user: String,
+    display: Option<String>,
+    /// The helper's process, if the service started it.
+    supervised_pid: Option<u32>,
+    /// When it was last heard from (Unix ms).
+    heard: Arc<AtomicU64>,
     /// Fed text and concern requests for the helper.
     feed: mpsc::Sender<ToSession>,
 }
+
+/// A session helper the service started: whose session it watches.
+#[derive(Debug, Clone)]
+pub(crate) struct SupervisedHelper {
+    pub uid: u32,
+    pub user: String,
+    pub display: String,
+}
+
+/// Largest first message on the socket: a session helper's hello, a page
+/// reader's, `agent feed`'s text, a concern request.
+const FIRST_FRAME: u32 = 1024 * 1024;
+/// Largest frame on a page reader's connection (a batch of page text).
+const READER_FRAME: u32 = 4 * 1024 * 1024;
+/// How long a peer has to send its first message.
+const FIRST_MESSAGE: Duration = Duration::from_secs(5);
+/// Open connections one (non-root) account may hold on the socket.
+const CONNECTIONS_PER_USER: usize = 32;
+/// `agent feed` texts and concern requests one account may make: a burst
+/// of this many, then [`ASKS_PER_SECOND`].
+const ASK_BURST: f64 = 20.0;
+const ASKS_PER_SECOND: f64 = 5.0;
 
 /// A connected page reader (`agent native-host`, started by a browser).
 #[derive(Debug, Clone)]
@@ -58,6 +88,20 @@ pub struct Service {
     next_session: AtomicU64,
     /// Since when, and why, records cannot be spooled (a full disk).
     spool_trouble: Mutex<Option<SpoolTrouble>>,
+    /// Whether the service starts the session helpers itself; a helper a
+    /// user started is then sent away.
+    supervising: bool,
+    /// The helpers the service started, by pid.
+    supervised: Mutex<HashMap<u32, SupervisedHelper>>,
+    /// Wakes the supervisor for a look at the sessions now (a user's
+    /// autostart entry just ran).
+    pub(crate) look_now: Notify,
+    /// Open connections per account, and each account's allowance of
+    /// asks (fed text, concern requests): (tokens, last refill).
+    connections: Mutex<HashMap<u32, usize>>,
+    asks: Mutex<HashMap<u32, (f64, std::time::Instant)>>,
+    /// Messages refused on the socket, for `agent status` and the log.
+    pub(crate) refused: AtomicU64,
 }
 
 /// A spell in which the spool could not be written.
@@ -72,12 +116,17 @@ struct SpoolTrouble {
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
     pub spool_cap_bytes: u64,
+    /// Start and supervise a session helper for every graphical session
+    /// (see [`crate::supervisor`]); `None`: helpers are started by the
+    /// users (the autostart entry) or in-process (`agent run`).
+    pub supervise: Option<crate::supervisor::Supervision>,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             spool_cap_bytes: crate::spool::DEFAULT_CAP_BYTES,
+            supervise: None,
         }
     }
 }
@@ -132,7 +181,20 @@ impl Service {
             readers: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             spool_trouble: Mutex::new(None),
+            supervising: options.supervise.is_some(),
+            supervised: Mutex::new(HashMap::new()),
+            look_now: Notify::new(),
+            connections: Mutex::new(HashMap::new()),
+            asks: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
         });
+        if let Some(supervision) = options.supervise {
+            tokio::spawn(crate::supervisor::run(
+                service.clone(),
+                supervision,
+                shutdown.clone(),
+            ));
+        }
         let uplink = tokio::spawn(uplink::run(
             enrolment,
             state.clone(),
@@ -186,40 +248,208 @@ impl Service {
         let uid = cred.uid();
         let pid = cred.pid();
         let user = user_name(uid);
-        let mut conn = Connection::new(stream);
-        let first = match conn.read::<ToService>().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return,
-            Err(e) => {
+        let mut conn = Connection::with_max_frame(stream, FIRST_FRAME);
+        let Some(_slot) = self.connection_slot(uid) else {
+            self.refuse(
+                &mut conn,
+                &user,
+                format!(
+                    "{user} already has {CONNECTIONS_PER_USER} connections open to the agent; close some first"
+                ),
+            )
+            .await;
+            return;
+        };
+        let first = match tokio::time::timeout(FIRST_MESSAGE, conn.read::<ToService>()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("{user} (pid {pid:?}) sent a bad first message: {e}");
+                return;
+            }
+            Err(_) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "{user} (pid {pid:?}) sent nothing within {} s; closed",
+                    FIRST_MESSAGE.as_secs()
+                );
                 return;
             }
         };
         match first {
             ToService::SessionHello { display: screen } => {
-                let screen = screen.unwrap_or_else(|| "none".into());
-                tracing::info!("session helper for {user} (pid {pid:?}, display {screen})");
-                self.session(conn, uid, pid, user).await;
+                let screen = screen.and_then(|d| crate::sessions::local_display(&d));
+                let ours = pid
+                    .and_then(|p| u32::try_from(p).ok())
+                    .and_then(|p| self.supervised_helper(p).map(|h| (p, h)));
+                if let Some((p, helper)) = ours {
+                    tracing::info!(
+                        "session helper {p} (started by the service) for {} on {}",
+                        helper.user,
+                        helper.display
+                    );
+                    conn.set_max_frame(protocol::frame::DEFAULT_MAX_FRAME);
+                    self.session(
+                        conn,
+                        helper.uid,
+                        pid,
+                        helper.user,
+                        Some(helper.display),
+                        Some(p),
+                    )
+                    .await;
+                } else if self.supervising && uid != 0 && Some(std::process::id() as i32) != pid {
+                    // A helper the user started (the autostart entry): the
+                    // service watches the session with one of its own.
+                    self.look_now.notify_one();
+                    let why = format!(
+                        "the agent service monitors {user}'s session on {} with a helper of its own; this one is not needed",
+                        screen.as_deref().unwrap_or("this display")
+                    );
+                    let _ = conn.send(&ToSession::Supervised(why)).await;
+                } else {
+                    tracing::info!(
+                        "session helper for {user} (pid {pid:?}, display {})",
+                        screen.as_deref().unwrap_or("none")
+                    );
+                    conn.set_max_frame(protocol::frame::DEFAULT_MAX_FRAME);
+                    self.session(conn, uid, pid, user, screen, None).await;
+                }
             }
             ToService::Feed(text) => {
-                let reply = self.route_to_session(uid, ToSession::Feed(text));
+                let reply = match self.may_ask(uid) {
+                    Ok(()) => self.route_to_session(uid, ToSession::Feed(text)),
+                    Err(why) => self.refusal(&user, why),
+                };
                 let _ = conn.send(&reply).await;
             }
             ToService::OpenConcern => {
-                let reply = self.route_to_session(uid, ToSession::OpenConcern);
+                let reply = match self.may_ask(uid) {
+                    Ok(()) => self.route_to_session(uid, ToSession::OpenConcern),
+                    Err(why) => self.refusal(&user, why),
+                };
                 let _ = conn.send(&reply).await;
             }
             ToService::PageReader { browser } => {
+                conn.set_max_frame(READER_FRAME);
                 self.page_reader(conn, uid, pid, user, browser).await;
             }
             other => {
-                let _ = conn
-                    .send(&ToSession::Refused(format!(
-                        "the first message must be SessionHello, Feed, OpenConcern or PageReader, not {other:?}"
-                    )))
-                    .await;
+                let why = format!(
+                    "the first message must be SessionHello, Feed, OpenConcern or PageReader, not {}",
+                    kind_of(&other)
+                );
+                self.refuse(&mut conn, &user, why).await;
             }
         }
+    }
+
+    /// Counts a refusal, logs it and says why to the peer.
+    async fn refuse(&self, conn: &mut Connection<UnixStream>, user: &str, why: String) {
+        let reply = self.refusal(user, why);
+        let _ = conn.send(&reply).await;
+    }
+
+    fn refusal(&self, user: &str, why: String) -> ToSession {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!("refused {user}: {why} ({n} refusal(s) so far)");
+        }
+        ToSession::Refused(why)
+    }
+
+    /// A place among the connections `uid` may hold, given back when the
+    /// guard is dropped; `None` when it holds its share already (root has
+    /// no cap).
+    fn connection_slot(self: &Arc<Self>, uid: u32) -> Option<ConnectionSlot> {
+        let mut open = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(uid).or_insert(0);
+        if uid != 0 && *n >= CONNECTIONS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            service: self.clone(),
+            uid,
+        })
+    }
+
+    /// Whether `uid` may ask for something now (fed text, a concern window):
+    /// a token bucket per account.
+    fn may_ask(&self, uid: u32) -> Result<(), String> {
+        let now = std::time::Instant::now();
+        let mut asks = self.asks.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = asks.entry(uid).or_insert((ASK_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * ASKS_PER_SECOND).min(ASK_BURST);
+        *last = now;
+        if *tokens < 1.0 {
+            return Err(format!(
+                "too many requests from this account (at most {ASKS_PER_SECOND} a second after a burst of {ASK_BURST}); try again in a moment"
+            ));
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+
+    /// The helper the service started as process `pid`, if it did.
+    fn supervised_helper(&self, pid: u32) -> Option<SupervisedHelper> {
+        self.supervised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pid)
+            .cloned()
+    }
+
+    /// Notes a helper the service started (before it can connect).
+    pub(crate) fn adopt(&self, pid: u32, helper: SupervisedHelper) {
+        self.supervised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid, helper);
+    }
+
+    /// Forgets a helper the service started (it exited).
+    pub(crate) fn forget(&self, pid: u32) {
+        self.supervised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid);
+    }
+
+    /// The connected helpers: (uid, display, the pid the service started
+    /// it as, when last heard from in Unix ms).
+    pub(crate) fn helpers(&self) -> Vec<(u32, Option<String>, Option<u32>, u64)> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| {
+                (
+                    s.uid,
+                    s.display.clone(),
+                    s.supervised_pid,
+                    s.heard.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// The user the heartbeat names: the newest connected helper's.
+    fn update_heartbeat_user(&self) {
+        let user = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .max_by_key(|(id, _)| **id)
+            .map(|(_, s)| s.user.clone());
+        self.user.send_if_modified(|now| {
+            let changed = *now != user;
+            *now = user;
+            changed
+        });
     }
 
     /// Hands fed text or a concern request to a session helper of the same
@@ -293,7 +523,7 @@ impl Service {
                         }
                     }
                     Ok(Some(other)) => {
-                        tracing::warn!("page reader {id} sent {other:?}; closed");
+                        tracing::warn!("page reader {id} sent {}; closed", kind_of(&other));
                         break;
                     }
                     Ok(None) => break,
@@ -336,8 +566,11 @@ impl Service {
         uid: u32,
         pid: Option<i32>,
         user: String,
+        display: Option<String>,
+        supervised_pid: Option<u32>,
     ) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let heard = Arc::new(AtomicU64::new(UnixMillis::now().0.max(0) as u64));
         let (feed_tx, mut feed_rx) = mpsc::channel(READER_QUEUE);
         // The page readers already connected, so the helper knows which
         // browsers are watched.
@@ -353,13 +586,24 @@ impl Service {
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id, SessionEntry { uid, feed: feed_tx });
-        let _ = self.user.send(Some(user.clone()));
+            .insert(
+                id,
+                SessionEntry {
+                    uid,
+                    user: user.clone(),
+                    display: display.clone(),
+                    supervised_pid,
+                    heard: heard.clone(),
+                    feed: feed_tx,
+                },
+            );
+        self.update_heartbeat_user();
         let (read, write) = tokio::io::split(conn.into_inner());
         let mut reader = Connection::new(read);
         let mut writer = Connection::new(write);
         let mut policy = self.policy.clone();
-        let mut said_goodbye = false;
+        let mut logged_out = false;
+        let mut stopped: Option<String> = None;
         let first = [
             ToSession::Welcome { user: user.clone() },
             ToSession::Policy((**policy.borrow_and_update()).clone()),
@@ -371,16 +615,29 @@ impl Service {
         while ok {
             tokio::select! {
                 got = reader.read::<ToService>() => match got {
-                    Ok(Some(ToService::Record(record))) => {
-                        let reply = self.store(record, &user).await;
-                        ok = writer.send(&reply).await.is_ok();
-                    }
-                    Ok(Some(ToService::Goodbye { reason })) => {
-                        tracing::info!("session helper for {user} stopped: {reason}");
-                        said_goodbye = true;
-                    }
-                    Ok(Some(other)) => {
-                        tracing::warn!("session helper for {user} sent {other:?} mid-session; ignored");
+                    Ok(Some(message)) => {
+                        heard.store(UnixMillis::now().0.max(0) as u64, Ordering::Relaxed);
+                        match message {
+                            ToService::Record(record) => {
+                                let reply = self.store(record, &user).await;
+                                ok = writer.send(&reply).await.is_ok();
+                            }
+                            ToService::Alive => {}
+                            ToService::Goodbye { reason, logout } => {
+                                tracing::info!("session helper for {user} stopped: {reason}");
+                                if logout {
+                                    logged_out = true;
+                                } else {
+                                    stopped = Some(reason);
+                                }
+                            }
+                            other => {
+                                tracing::warn!(
+                                    "session helper for {user} sent {} mid-session; ignored",
+                                    kind_of(&other)
+                                );
+                            }
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -401,12 +658,20 @@ impl Service {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        if !said_goodbye {
+        self.update_heartbeat_user();
+        // A helper the service started is the supervisor's to restart and
+        // report; one the user started was stopped by someone unless the
+        // desktop closed.
+        if !logged_out && supervised_pid.is_none() {
             // Give a logout a moment to take the user's other processes.
             tokio::time::sleep(Duration::from_secs(2)).await;
             if user_has_processes(uid, pid) {
+                let how = match &stopped {
+                    Some(reason) => format!("was stopped ({reason})"),
+                    None => "vanished without a word".to_owned(),
+                };
                 let detail = format!(
-                    "the session helper of {user} (pid {}) stopped without logging out while {user} is still logged in",
+                    "the session helper of {user} (pid {}) {how} while {user} is still logged in: monitoring of that session stopped",
                     pid.map_or("?".into(), |p| p.to_string())
                 );
                 tracing::error!("{detail}");
@@ -441,6 +706,17 @@ impl Service {
             }
         }
         self.spool_record(record).await
+    }
+
+    /// Spools a tamper event the service itself found.
+    ///
+    /// # Errors
+    /// Why it could not be spooled.
+    pub(crate) async fn spool_tamper(&self, event: AgentMessage) -> Result<(), String> {
+        match self.spool_record(event).await {
+            ToSession::Refused(why) | ToSession::NotSpooled { why, .. } => Err(why),
+            _ => Ok(()),
+        }
     }
 
     async fn spool_record(&self, record: AgentMessage) -> ToSession {
@@ -526,6 +802,42 @@ fn page_config(policy: &Policy) -> ToSession {
     ToSession::PageConfig {
         reading: policy.sources.screen_text,
         excluded_sites: policy.page_reading_excluded.clone(),
+    }
+}
+
+/// Gives back a connection's place in its account's share when dropped.
+struct ConnectionSlot {
+    service: Arc<Service>,
+    uid: u32,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .service
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// The name of a message's kind, for refusals (never its content).
+fn kind_of(m: &ToService) -> &'static str {
+    match m {
+        ToService::SessionHello { .. } => "SessionHello",
+        ToService::Record(_) => "Record",
+        ToService::Goodbye { .. } => "Goodbye",
+        ToService::Alive => "Alive",
+        ToService::Feed(_) => "Feed",
+        ToService::OpenConcern => "OpenConcern",
+        ToService::PageReader { .. } => "PageReader",
+        ToService::PageText(_) => "PageText",
     }
 }
 

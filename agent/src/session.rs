@@ -58,6 +58,10 @@ pub struct SessionOptions {
     /// The AUP and concern windows (None: no windows, as in a headless
     /// run).
     pub prompts: Option<PromptOptions>,
+    /// Started by the service for a user's session: a helper that cannot
+    /// open its display exits (the service reports it and tries again)
+    /// rather than run blind.
+    pub for_service: bool,
 }
 
 /// How often the window in front is checked for a browser no page reader
@@ -84,7 +88,11 @@ async fn connect(
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         match handshake(socket).await {
-            Ok(ok) => return Some(ok),
+            Ok(Handshake::Joined(joined)) => return Some(*joined),
+            Ok(Handshake::Supervised(why)) => {
+                tracing::info!("{why}");
+                return None;
+            }
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!("{e:#}; trying again in {:.1} s", delay.as_secs_f32());
@@ -97,7 +105,15 @@ async fn connect(
     }
 }
 
-async fn handshake(socket: &std::path::Path) -> anyhow::Result<(Link, String, Policy)> {
+/// How a handshake with the service ended.
+enum Handshake {
+    /// The service took this helper on: its user and the policy.
+    Joined(Box<(Link, String, Policy)>),
+    /// The service watches this session with a helper of its own.
+    Supervised(String),
+}
+
+async fn handshake(socket: &std::path::Path) -> anyhow::Result<Handshake> {
     let stream = UnixStream::connect(socket).await.with_context(|| {
         format!(
             "cannot reach the agent service at {} (is `agent service` running?)",
@@ -120,6 +136,7 @@ async fn handshake(socket: &std::path::Path) -> anyhow::Result<(Link, String, Po
         .await?
     {
         ToSession::Welcome { user } => user,
+        ToSession::Supervised(why) => return Ok(Handshake::Supervised(why)),
         ToSession::Refused(why) => anyhow::bail!("the service refused this session helper: {why}"),
         other => anyhow::bail!("the service sent {other:?} instead of a welcome"),
     };
@@ -131,7 +148,7 @@ async fn handshake(socket: &std::path::Path) -> anyhow::Result<(Link, String, Po
         ToSession::Policy(p) => p,
         other => anyhow::bail!("the service sent {other:?} instead of the policy"),
     };
-    Ok((link, user, policy))
+    Ok(Handshake::Joined(Box::new((link, user, policy))))
 }
 
 /// The helper's state between events.
@@ -199,6 +216,9 @@ pub async fn run(
             Ok(d) => {
                 tracing::info!("watching the X display {}", d.name());
                 (Some(d as Arc<dyn Desktop>), String::new())
+            }
+            Err(e) if options.for_service => {
+                anyhow::bail!("cannot open the session's display: {e:#}");
             }
             Err(e) => {
                 let why = format!("no display: {e:#}");
@@ -290,6 +310,8 @@ pub async fn run(
     activity_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut reader_look = tokio::time::interval(READER_LOOK);
     reader_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut alive = tokio::time::interval(crate::ipc::ALIVE_EVERY);
+    alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     loop {
         tokio::select! {
@@ -297,7 +319,7 @@ pub async fn run(
                 if let DesktopEvent::Closed(why) = &event {
                     tracing::info!("{why}; the session helper stops");
                     helper.report_visits(&mut link, true).await;
-                    let _ = link.writer.send(&ToService::Goodbye { reason: why.clone() }).await;
+                    let _ = link.writer.send(&ToService::Goodbye { reason: why.clone(), logout: true }).await;
                     return Ok(());
                 }
                 if event == DesktopEvent::ConcernShortcut {
@@ -381,9 +403,13 @@ pub async fn run(
                     helper.emit(caps, &mut link).await;
                 }
             }
+            _ = alive.tick() => {
+                // A lost service shows on the reading side, which reconnects.
+                let _ = link.writer.send(&ToService::Alive).await;
+            }
             _ = shutdown.changed() => {
                 helper.report_visits(&mut link, true).await;
-                let _ = link.writer.send(&ToService::Goodbye { reason: "stopped".into() }).await;
+                let _ = link.writer.send(&ToService::Goodbye { reason: "stopped by a signal".into(), logout: false }).await;
                 return Ok(());
             }
         }

@@ -86,7 +86,9 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
             .map(|program| agent::prompts::PromptOptions {
                 program,
                 decline_command: String::new(),
+                decline_as: None,
             }),
+        for_service: false,
     };
     let agent = tokio::spawn(agent::run::run(
         state.clone(),

@@ -42,6 +42,12 @@ impl<S> Connection<S> {
         }
     }
 
+    /// Changes the largest frame body accepted from now on: for a peer
+    /// whose first (small) message showed what it is and what it may send.
+    pub fn set_max_frame(&mut self, max_frame: u32) {
+        self.max_frame = max_frame;
+    }
+
     /// The underlying stream (for example to read the peer's TLS certificate).
     pub fn get_ref(&self) -> &S {
         &self.stream

@@ -437,7 +437,9 @@ fn captures_made_during_an_outage_and_a_kill_arrive_exactly_once() -> anyhow::Re
 fn the_service_and_session_roles_report_a_killed_helper_and_follow_a_pushed_policy()
 -> anyhow::Result<()> {
     let s = setup()?;
-    let service = AgentProcess::start("service", &s.state, None, &s.home, &[])?;
+    // Helpers started by the users (the service does not supervise): the
+    // service still reports one that is killed.
+    let service = AgentProcess::start("service", &s.state, None, &s.home, &["--no-supervise"])?;
     let mut session = AgentProcess::start("session", &s.state, None, &s.home, &[])?;
     service.wait_log("session helper for", Duration::from_secs(30))?;
     session.wait_log("policy version 1 in force", Duration::from_secs(30))?;
@@ -499,16 +501,30 @@ fn the_service_and_session_roles_report_a_killed_helper_and_follow_a_pushed_poli
         .to_string();
     assert!(err.contains("no session helper"), "{err}");
 
-    // A helper that stops on purpose (SIGTERM at logout) is no tampering.
+    // A helper stopped by a signal (a pupil's `kill PID`) while its user
+    // is still logged in is reported too: it says goodbye, but only a
+    // closed desktop (a logout) is not tampering.
     let session = AgentProcess::start("session", &s.state, None, &s.home, &[])?;
     session.wait_log("policy version 2 in force", Duration::from_secs(30))?;
     let term = std::process::Command::new("kill")
         .args(["-TERM", &session.pid().to_string()])
         .status()?;
     ensure!(term.success());
-    service.wait_log("stopped: stopped", Duration::from_secs(30))?;
-    std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(db_has_tamper(), 1, "no tamper event for a clean stop");
+    service.wait_log("stopped: stopped by a signal", Duration::from_secs(30))?;
+    ensure!(
+        wait_for(Duration::from_secs(30), || db_has_tamper() == 2),
+        "a helper stopped by SIGTERM while its user is logged in is reported; service log:\n{}",
+        service.log_text()
+    );
+    let detail: String = open_db(&s.console.data)?.query_row(
+        "SELECT detail FROM tamper_events WHERE kind = 'AgentKilled' ORDER BY time DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    )?;
+    assert!(
+        detail.contains("was stopped (stopped by a signal)"),
+        "{detail}"
+    );
     Ok(())
 }
 

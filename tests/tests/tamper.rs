@@ -1,0 +1,328 @@
+//! Monitoring a pupil cannot switch off (issue 21). The service runs as
+//! root and starts the session helper itself; the pupil is a real
+//! unprivileged account the test creates, with a terminal of its own on a
+//! real X server. The pupil signals every process it may, starts its own
+//! helper, forges records and floods the socket; a helper that is killed
+//! or hung is restarted and the gap reaches `GET /api/v1/tamper`.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use serde_json::Value;
+use tests::agent_process::{AgentProcess, EnrolledBed};
+use tests::desktop::{XDesktop, wait_for};
+use tests::pupil::Pupil;
+
+/// The terms of the pupil's captures in the console, oldest first.
+fn captured_terms(bed: &EnrolledBed, user: &str) -> Vec<String> {
+    let Ok(db) = tests::open_db(&bed.console.data) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = db.prepare("SELECT term FROM captures WHERE user = ?1 ORDER BY time") else {
+        return Vec::new();
+    };
+    stmt.query_map([user], |r| r.get(0))
+        .map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// Tamper events as scripts read them: (kind, user, detail), newest first.
+fn tamper_events(bed: &EnrolledBed) -> Vec<(String, String, String)> {
+    let Ok((200, body)) = bed.api.get("/api/v1/tamper") else {
+        return Vec::new();
+    };
+    body["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+                    (s("kind"), s("user"), s("detail"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pid of the newest helper the service started for `user`, from its log.
+fn helper_pid(service: &AgentProcess, user: &str) -> Option<u32> {
+    service
+        .log_text()
+        .lines()
+        .rev()
+        .filter(|l| l.contains("started session helper") && l.contains(&format!("for {user} on")))
+        .filter_map(|l| {
+            l.split("started session helper ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .next()
+}
+
+/// A process's state letter (`S`, `R`, `T` when stopped…), if it runs.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Types a line into the pupil's terminal and waits until the console has
+/// one more capture of the pupil's.
+fn typed_and_captured(
+    x: &XDesktop,
+    bed: &EnrolledBed,
+    pupil: &Pupil,
+    line: &str,
+    service: &AgentProcess,
+) -> anyhow::Result<()> {
+    let before = captured_terms(bed, &pupil.name).len();
+    x.type_text(line)?;
+    x.keys(&["Return"])?;
+    ensure!(
+        wait_for(Duration::from_secs(30), || captured_terms(bed, &pupil.name)
+            .len()
+            > before),
+        "typing {line:?} made no capture of {} within 30 s; service log:\n{}",
+        pupil.name,
+        service.log_text()
+    );
+    Ok(())
+}
+
+#[test]
+fn the_pupil_cannot_stop_blind_impersonate_or_flood_the_monitor_and_gaps_are_reported()
+-> anyhow::Result<()> {
+    let x = XDesktop::start()?;
+    let bed = EnrolledBed::new()?;
+    let pupil = Pupil::create(bed.tmp.path())?;
+    let service = AgentProcess::start(
+        "service",
+        &bed.state,
+        None,
+        &bed.home,
+        &["--displays", &x.display],
+    )?;
+
+    // The pupil's desktop: a terminal of theirs, in front.
+    let mut terminal = pupil
+        .command("xterm", Some(&x.display))
+        .args(["-T", "pupil-term", "-geometry", "80x24+0+0", "-e", "cat"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start the pupil's xterm")?;
+    let window = x
+        .xdotool(&[
+            "search",
+            "--sync",
+            "--onlyvisible",
+            "--name",
+            "^pupil-term$",
+        ])?
+        .lines()
+        .next()
+        .context("the pupil's terminal never showed")?
+        .to_owned();
+
+    // The service finds the session and starts a helper for it (the
+    // pupil ran nothing of the agent's).
+    service.wait_log(
+        &format!("for {} on {}", pupil.name, x.display),
+        Duration::from_secs(30),
+    )?;
+    service.wait_log("watching the X display", Duration::from_secs(30))?;
+    service.answer_aup(&x, 1, true)?;
+    let helper = helper_pid(&service, &pupil.name).context("no helper pid in the log")?;
+    x.xdotool(&["windowactivate", "--sync", &window])?;
+    typed_and_captured(&x, &bed, &pupil, "i want to kill myself", &service)?;
+
+    // 1. Every signal the pupil may send, to every process it may send it
+    //    to, except its own terminal and the shell doing it.
+    let keep = terminal.id();
+    let script = r#"
+        for sig in STOP TERM KILL; do
+          for d in /proc/[0-9]*; do
+            p=${d#/proc/}
+            [ "$p" = "$$" ] && continue
+            [ "$p" = "$KEEP" ] && continue
+            ppid=$(cut -d' ' -f4 "$d/stat" 2>/dev/null)
+            [ "$ppid" = "$KEEP" ] && continue
+            if kill -s "$sig" "$p" 2>/dev/null; then echo "sent $sig $p"; else echo "denied $sig $p"; fi
+          done
+        done
+        true
+    "#;
+    let out = pupil
+        .command("sh", Some(&x.display))
+        .env("KEEP", keep.to_string())
+        .args(["-c", script])
+        .output()?;
+    let signalled = String::from_utf8_lossy(&out.stdout).into_owned();
+    let sent: Vec<&str> = signalled
+        .lines()
+        .filter(|l| l.starts_with("sent"))
+        .collect();
+    println!(
+        "the pupil tried {} signals; the kernel let these through: {sent:?}",
+        signalled.lines().count()
+    );
+    for sig in ["STOP", "TERM", "KILL"] {
+        ensure!(
+            signalled
+                .lines()
+                .any(|l| l == format!("denied {sig} {helper}")),
+            "the pupil's SIG{sig} to the helper {helper} was not tried or not denied:\n{signalled}"
+        );
+    }
+    ensure!(
+        !sent.iter().any(|l| l.ends_with(&format!(" {helper}"))),
+        "the pupil could signal the helper {helper}: {sent:?}"
+    );
+    ensure!(
+        process_state(helper).is_some_and(|s| s != 'T' && s != 'Z'),
+        "the helper {helper} is no longer running after the pupil's signals (state {:?})",
+        process_state(helper)
+    );
+    ensure!(
+        helper_pid(&service, &pupil.name) == Some(helper),
+        "the helper was restarted: the pupil reached it"
+    );
+    x.xdotool(&["windowactivate", "--sync", &window])?;
+    typed_and_captured(&x, &bed, &pupil, "i will cut myself tonight", &service)?;
+
+    // 2. The pupil's own helper (what the autostart entry runs) is told the
+    //    service watches this session, and stops.
+    let agent = tests::workspace_binary("agent")?;
+    let state = bed.state.to_str().context("UTF-8 path")?;
+    let started = Instant::now();
+    let out = pupil
+        .command(&agent, Some(&x.display))
+        .args(["session", "--state-dir", state])
+        .env("AGENT_LOG", "info")
+        .output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success() && said.contains("with a helper of its own"),
+        "the pupil's own helper: {:?} after {:?}: {said}",
+        out.status,
+        started.elapsed()
+    );
+
+    // 3. The pupil's program on the socket: too many connections, a forged
+    //    capture and AUP acceptance, a flood of fed text.
+    let out = pupil
+        .command(env!("CARGO_BIN_EXE_socket-forger"), Some(&x.display))
+        .arg(bed.state.join("agent.sock"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "socket-forger failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    println!("socket-forger: {report}");
+    ensure!(report["refused_at_once"] == 8, "{report}");
+    ensure!(report["closed_by_deadline"] == 32, "{report}");
+    ensure!(
+        report["forge_answers"] == serde_json::json!(["Supervised"]),
+        "{report}"
+    );
+    ensure!(
+        report["feed_limited"].as_u64() >= Some(30) && report["feed_handed"].as_u64() >= Some(20),
+        "{report}"
+    );
+    ensure!(
+        !captured_terms(&bed, &pupil.name)
+            .iter()
+            .any(|t| t == "FORGED"),
+        "a forged capture was stored"
+    );
+    let db = tests::open_db(&bed.console.data)?;
+    let forged_aup: i64 = db.query_row(
+        "SELECT COUNT(*) FROM aup_decisions WHERE user = 'FORGED'",
+        [],
+        |r| r.get(0),
+    )?;
+    ensure!(forged_aup == 0, "a forged AUP decision was stored");
+    x.xdotool(&["windowactivate", "--sync", &window])?;
+    typed_and_captured(&x, &bed, &pupil, "send me nudes", &service)?;
+
+    // 4. The helper killed (a crash; only root can): restarted at once, and
+    //    the gap reported within 60 s.
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-KILL", &helper.to_string()])
+        .status()?;
+    ensure!(
+        wait_for(Duration::from_secs(15), || helper_pid(
+            &service,
+            &pupil.name
+        )
+        .is_some_and(|p| p != helper)),
+        "no new helper within 15 s of the kill; service log:\n{}",
+        service.log_text()
+    );
+    ensure!(
+        wait_for(Duration::from_secs(60), || {
+            tamper_events(&bed)
+                .iter()
+                .any(|(k, _, d)| k == "MonitorRestarted" && d.contains("SIGKILL"))
+        }),
+        "no MonitorRestarted event within 60 s: {:?}\nservice log:\n{}",
+        tamper_events(&bed),
+        service.log_text()
+    );
+    println!("kill reported {:?} after it", killed_at.elapsed());
+    let second = helper_pid(&service, &pupil.name).context("no second helper")?;
+    // A new helper shows the AUP again (it keeps no memory of the last).
+    service.answer_aup(&x, 2, true)?;
+
+    // 5. The helper paused (hung): killed, restarted and reported.
+    std::process::Command::new("kill")
+        .args(["-STOP", &second.to_string()])
+        .status()?;
+    let paused_at = Instant::now();
+    ensure!(
+        wait_for(Duration::from_secs(60), || tamper_events(&bed).iter().any(
+            |(k, _, d)| k == "MonitorRestarted" && d.contains("stopped answering")
+        )),
+        "no report of the hung helper within 60 s: {:?}\nservice log:\n{}",
+        tamper_events(&bed),
+        service.log_text()
+    );
+    println!("hang reported {:?} after the pause", paused_at.elapsed());
+    let third = helper_pid(&service, &pupil.name).context("no third helper")?;
+    ensure!(third != second, "the hung helper was not replaced");
+    let events = tamper_events(&bed);
+    ensure!(
+        events.iter().all(|(_, u, _)| u == &pupil.name),
+        "{events:?}"
+    );
+    // The new helper watches the session again.
+    service.wait_log_count("watching the X display", 3, Duration::from_secs(30))?;
+    service.answer_aup(&x, 3, true)?;
+    x.xdotool(&["windowactivate", "--sync", &window])?;
+    typed_and_captured(&x, &bed, &pupil, "i want to die", &service)?;
+
+    // 6. The pupil logs out (their programs end): the helper is stopped,
+    //    and that is no tampering.
+    let before = tamper_events(&bed).len();
+    let _ = terminal.kill();
+    let _ = terminal.wait();
+    service.wait_log(
+        &format!("{} has left {}", pupil.name, x.display),
+        Duration::from_secs(30),
+    )?;
+    std::thread::sleep(Duration::from_secs(5));
+    let after = tamper_events(&bed);
+    ensure!(
+        after.len() == before,
+        "a logout was reported as tampering: {after:?}"
+    );
+    Ok(())
+}
