@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use protocol::Decision;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
@@ -56,6 +56,14 @@ pub enum PromptAnswer {
         id: u64,
         report: Option<ConcernReport>,
     },
+    /// One of the agent's windows is on screen (`open`) or gone: its X
+    /// window id, and whether it is a concern window (typing into which
+    /// is a report, not text to match).
+    Window {
+        window: u64,
+        open: bool,
+        concern: bool,
+    },
 }
 
 /// Keeps the AUP window up whenever `want` holds a text, until the helper
@@ -93,7 +101,7 @@ pub async fn keep_aup_shown(
             request.audience
         );
         let answer = tokio::select! {
-            a = answer_of(&mut child) => a,
+            a = answer_of(&mut child, &answers, false) => a,
             changed = superseded(&mut want, &request) => {
                 let _ = child.kill().await;
                 if !changed {
@@ -169,7 +177,7 @@ pub fn open_concern(
         let report = async {
             let input = serde_json::to_vec(&request)?;
             let mut child = start(&program, "concern-window", &input).await?;
-            let answer = answer_of(&mut child)
+            let answer = answer_of(&mut child, &answers, true)
                 .await
                 .context("the concern window closed without an answer")?;
             Ok::<_, anyhow::Error>(serde_json::from_str::<Option<ConcernReport>>(&answer)?)
@@ -227,12 +235,46 @@ async fn start(program: &std::path::Path, command: &str, input: &[u8]) -> anyhow
     Ok(child)
 }
 
-/// The window's answer: its standard output, if it ended cleanly.
-async fn answer_of(child: &mut Child) -> Option<String> {
+/// The window's answer: its standard output after the line naming its
+/// window, if it ended cleanly. The window's id goes to `answers` when it
+/// shows and again when it is gone.
+async fn answer_of(
+    child: &mut Child,
+    answers: &mpsc::UnboundedSender<PromptAnswer>,
+    concern: bool,
+) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
     let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut out).await;
+    let mut shown = None;
+    if let Some(stdout) = child.stdout.take() {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match line
+                .strip_prefix(crate::window::WINDOW_LINE)
+                .and_then(|id| id.trim().parse::<u64>().ok())
+            {
+                Some(window) if shown.is_none() => {
+                    shown = Some(window);
+                    let _ = answers.send(PromptAnswer::Window {
+                        window,
+                        open: true,
+                        concern,
+                    });
+                }
+                _ => {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+        }
     }
-    let status = child.wait().await.ok()?;
-    (status.success() && !out.trim().is_empty()).then_some(out)
+    let status = child.wait().await.ok();
+    if let Some(window) = shown {
+        let _ = answers.send(PromptAnswer::Window {
+            window,
+            open: false,
+            concern,
+        });
+    }
+    (status?.success() && !out.trim().is_empty()).then_some(out)
 }

@@ -171,6 +171,10 @@ struct Helper {
     answers: mpsc::UnboundedSender<PromptAnswer>,
     /// Concern windows open, with what was in front when each was asked for.
     concerns: HashMap<u64, ConcernContext>,
+    /// The agent's own windows on screen, by X window id, and which of
+    /// them are concern windows.
+    own_windows: HashSet<u64>,
+    concern_windows: HashSet<u64>,
     next_concern: u64,
     /// The browsers' page readers, and a browser in front without one.
     readers: PageReaders,
@@ -267,6 +271,8 @@ pub async fn run(
         prompts,
         answers: answers_tx,
         concerns: HashMap::new(),
+        own_windows: HashSet::new(),
+        concern_windows: HashSet::new(),
         next_concern: 1,
         readers: PageReaders::default(),
         page_stats: (0, 0, 0),
@@ -438,12 +444,20 @@ fn window_id(parts: &[&str]) -> u64 {
 }
 
 impl Helper {
-    /// Whether typing now goes into the concern window: a pupil's report
-    /// to the safeguarding team, sent as it is, not text to match. (Keys
-    /// typed at the AUP window are still matched: it may be slow to come
-    /// up, or unable to, and monitoring must not pause meanwhile.)
+    /// Whether typing now goes into a concern window: a pupil's report to
+    /// the safeguarding team, sent as it is, not text to match. Only that
+    /// window, by its id: typing anywhere else is matched while it is
+    /// open. (Keys typed at the AUP window are still matched: it may be
+    /// slow to come up, or unable to, and monitoring must not pause
+    /// meanwhile.)
     fn own_window_in_front(&self) -> bool {
-        !self.concerns.is_empty() || self.front.app == crate::window::WINDOW_CLASS
+        self.concern_windows.contains(&self.front.id)
+    }
+
+    /// Whether `w` is one of the agent's own windows, known by id (a
+    /// program of the pupil's may give itself the agent's window class).
+    fn is_own(&self, w: &WindowInfo) -> bool {
+        self.own_windows.contains(&w.id)
     }
 
     /// Asks for the AUP of `policy` to be shown if this user has not
@@ -484,7 +498,7 @@ impl Helper {
             .desktop
             .as_ref()
             .and_then(|d| d.active_window())
-            .filter(|w| w.app != crate::window::WINDOW_CLASS)
+            .filter(|w| !self.is_own(w))
             .unwrap_or_else(|| self.front.clone());
         let page = self.activity.page_of(&front.app, &front.title);
         let context = ConcernContext {
@@ -545,6 +559,21 @@ impl Helper {
                             );
                         }
                     }
+                }
+            }
+            PromptAnswer::Window {
+                window,
+                open,
+                concern,
+            } => {
+                if open {
+                    self.own_windows.insert(window);
+                    if concern {
+                        self.concern_windows.insert(window);
+                    }
+                } else {
+                    self.own_windows.remove(&window);
+                    self.concern_windows.remove(&window);
                 }
             }
             PromptAnswer::Concern { id, report } => {
@@ -837,7 +866,7 @@ impl Helper {
 
     fn tell_front_pid(&self) {
         let pid = if crate::page_readers::is_supported_browser(&self.front.app)
-            || self.front.app == crate::window::WINDOW_CLASS
+            || self.is_own(&self.front)
         {
             None
         } else {

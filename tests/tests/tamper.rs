@@ -326,3 +326,113 @@ fn the_pupil_cannot_stop_blind_impersonate_or_flood_the_monitor_and_gaps_are_rep
     );
     Ok(())
 }
+
+/// The typed captures in the console: (term, window title).
+fn typed_captures(bed: &EnrolledBed) -> Vec<(String, String)> {
+    let Ok((200, body)) = bed.api.get("/api/v1/captures?status=all") else {
+        return Vec::new();
+    };
+    body["captures"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter(|c| c["source"] == "typed")
+                .map(|c| {
+                    (
+                        c["term"].as_str().unwrap_or("").to_owned(),
+                        c["window_title"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The agent knows its own windows by id: a window that only claims the
+/// agent's window class is matched like any other, and an open concern
+/// window pauses matching of nothing but itself.
+#[test]
+fn a_window_posing_as_the_agents_and_an_open_concern_window_hide_no_typing() -> anyhow::Result<()> {
+    let mut x = XDesktop::start()?;
+    let bed = EnrolledBed::new()?;
+    let agent = AgentProcess::start("run", &bed.state, Some(&x.display), &bed.home, &[])?;
+    agent.answer_aup(&x, 1, true)?;
+
+    // 1. A terminal with the agent's window class.
+    let mut fake = std::process::Command::new("xterm")
+        .args(["-class", "Safeguard-agent", "-T", "posing", "-e", "cat"])
+        .env("DISPLAY", &x.display)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let posing = x
+        .xdotool(&["search", "--sync", "--onlyvisible", "--name", "^posing$"])?
+        .lines()
+        .next()
+        .context("the posing terminal never showed")?
+        .to_owned();
+    x.xdotool(&["windowactivate", "--sync", &posing])?;
+    x.type_text("i want to kill myself")?;
+    x.keys(&["Return"])?;
+    ensure!(
+        wait_for(Duration::from_secs(30), || typed_captures(&bed)
+            .iter()
+            .any(|(_, w)| w == "posing")),
+        "typing in a window with the agent's class was not captured: {:?}\n{}",
+        typed_captures(&bed),
+        agent.log_text()
+    );
+    let _ = fake.kill();
+    let _ = fake.wait();
+
+    // 2. The concern window opened and left open; the pupil types
+    //    elsewhere: matched. Typing into the concern window is not.
+    x.xterm("elsewhere")?;
+    x.keys(&["ctrl+alt+r"])?;
+    let concern = x
+        .xdotool(&[
+            "search",
+            "--sync",
+            "--onlyvisible",
+            "--name",
+            "^Report a concern$",
+        ])?
+        .lines()
+        .next()
+        .context("no concern window")?
+        .to_owned();
+    x.xdotool(&["windowactivate", "--sync", &concern])?;
+    x.type_text("he said go kill yourself")?;
+    let elsewhere = x
+        .xdotool(&["search", "--onlyvisible", "--name", "^elsewhere$"])?
+        .lines()
+        .next()
+        .context("no elsewhere terminal")?
+        .to_owned();
+    x.xdotool(&["windowactivate", "--sync", &elsewhere])?;
+    x.type_text("i am going to cut myself")?;
+    x.keys(&["Return"])?;
+    ensure!(
+        wait_for(Duration::from_secs(30), || typed_captures(&bed)
+            .iter()
+            .any(|(_, w)| w == "elsewhere")),
+        "typing elsewhere while the concern window was open was not captured: {:?}\n{}",
+        typed_captures(&bed),
+        agent.log_text()
+    );
+    ensure!(
+        x.xdotool(&["search", "--onlyvisible", "--name", "^Report a concern$"])
+            .is_ok_and(|found| found.lines().next().is_some()),
+        "the concern window should still be open"
+    );
+    let in_concern: Vec<(String, String)> = typed_captures(&bed)
+        .into_iter()
+        .filter(|(_, w)| w.contains("Report a concern"))
+        .collect();
+    ensure!(
+        in_concern.is_empty(),
+        "words written in the concern window were captured as typing: {in_concern:?}"
+    );
+    Ok(())
+}

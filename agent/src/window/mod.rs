@@ -60,9 +60,13 @@ pub fn child_main(which: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `WM_CLASS` of the agent's windows: the session helper ignores typing
-/// into them.
+/// `WM_CLASS` of the agent's windows (for people and window managers; the
+/// helper knows its windows by id, see [`WINDOW_LINE`]).
 pub const WINDOW_CLASS: &str = "Safeguard-agent";
+
+/// The line a window process prints on standard output once its window is
+/// mapped, followed by the X window id; the answer comes after it.
+pub const WINDOW_LINE: &str = "window ";
 
 /// How a window sits on the screen.
 #[derive(Debug, Clone, Copy)]
@@ -241,6 +245,14 @@ impl PromptWindow {
         let keys = KeyTranslator::new(read_keymap(&conn)?, false, false);
         conn.map_window(window)?;
         conn.flush()?;
+        // The helper knows its own windows by id, not by a class any
+        // program could give itself: tell it this one's, before the answer.
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{WINDOW_LINE}{window}")?;
+            out.flush()?;
+        }
         Ok(PromptWindow {
             conn,
             window,
