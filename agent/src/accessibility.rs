@@ -47,7 +47,7 @@ const AROUND_INSERT: i32 = 12 * 1024;
 const LOOK_AGAIN: [Duration; 2] = [Duration::from_millis(800), Duration::from_millis(2500)];
 
 /// Text an application showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScreenText {
     /// The application's process.
     pub pid: u32,

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod prompts;
 pub mod run;
+pub mod screen_reader;
 pub mod screenshot;
 pub mod search_query;
 pub mod service;

@@ -116,6 +116,10 @@ enum Command {
     /// The concern window (started by the session helper; request on stdin).
     #[command(hide = true)]
     ConcernWindow,
+    /// The accessibility reader, as the session's user, for a session
+    /// helper the service runs as root (front pid on stdin, text on stdout).
+    #[command(hide = true)]
+    ScreenReader,
 }
 
 #[derive(Subcommand)]
@@ -277,9 +281,35 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
             let mut options = session_options(&StateDir::new(state_dir), &tuning);
             if let Some(uid) = for_uid {
                 options.for_service = true;
+                let ids = agent::sessions::ids_of(uid);
                 if let Some(p) = &mut options.prompts {
-                    p.decline_as = agent::sessions::ids_of(uid);
+                    p.decline_as = ids;
                 }
+                // The session's buses take only its user: other
+                // applications' text is read by a process of theirs.
+                options.screen_reader_as = ids.and_then(|(uid, gid)| {
+                    let program = std::env::current_exe().ok()?;
+                    let env = [
+                        "DISPLAY",
+                        "DBUS_SESSION_BUS_ADDRESS",
+                        "XAUTHORITY",
+                        "HOME",
+                        "USER",
+                        "LOGNAME",
+                        "PATH",
+                        "LANG",
+                        "AGENT_LOG",
+                    ]
+                    .iter()
+                    .filter_map(|k| Some(((*k).to_owned(), std::env::var(k).ok()?)))
+                    .collect();
+                    Some(agent::screen_reader::ReaderAccount {
+                        program,
+                        uid,
+                        gid,
+                        env,
+                    })
+                });
             }
             session::run(options, shutdown).await?;
             Ok(ExitCode::SUCCESS)
@@ -331,6 +361,10 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::AupWindow => window("aup-window").await,
         Command::ConcernWindow => window("concern-window").await,
+        Command::ScreenReader => {
+            agent::screen_reader::child_main().await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -389,6 +423,7 @@ fn session_options(state: &StateDir, tuning: &SessionTuning) -> SessionOptions {
                 decline_as: None,
             }),
         for_service: false,
+        screen_reader_as: None,
     }
 }
 

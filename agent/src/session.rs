@@ -62,6 +62,9 @@ pub struct SessionOptions {
     /// open its display exits (the service reports it and tries again)
     /// rather than run blind.
     pub for_service: bool,
+    /// Read other applications' text through a process of this account
+    /// (see [`crate::screen_reader`]); `None`: in this process.
+    pub screen_reader_as: Option<crate::screen_reader::ReaderAccount>,
 }
 
 /// How often the window in front is checked for a browser no page reader
@@ -279,14 +282,27 @@ pub async fn run(
         front_pid: watch::channel(None).0,
     };
     let (a11y_tx, mut a11y) = mpsc::channel(64);
+    let (reader_tamper_tx, mut reader_tamper) = mpsc::unbounded_channel();
     if helper.desktop.is_some() {
         let (front_pid, front_pid_rx) = watch::channel(None);
         helper.front_pid = front_pid;
-        tokio::spawn(async move {
-            if let Err(e) = crate::accessibility::run(front_pid_rx, a11y_tx).await {
-                tracing::warn!("{e:#}; other applications' on-screen text is not read");
+        match options.screen_reader_as.clone() {
+            Some(account) => {
+                tokio::spawn(crate::screen_reader::supervise(
+                    account,
+                    front_pid_rx,
+                    a11y_tx,
+                    reader_tamper_tx,
+                ));
             }
-        });
+            None => {
+                tokio::spawn(async move {
+                    if let Err(e) = crate::accessibility::run(front_pid_rx, a11y_tx).await {
+                        tracing::warn!("{e:#}; other applications' on-screen text is not read");
+                    }
+                });
+            }
+        }
     }
     helper.want_aup(&helper.pipeline.policy().clone());
     helper.front_for_activity();
@@ -355,6 +371,16 @@ pub async fn run(
                     }
                 }
             },
+            Some((kind, detail)) = reader_tamper.recv() => {
+                let event = AgentMessage::TamperEvent(protocol::TamperEvent {
+                    id: uuid::Uuid::now_v7(),
+                    time: UnixMillis::now(),
+                    user: Some(helper.user.clone()),
+                    kind,
+                    detail,
+                });
+                helper.send_record(event, &mut link).await;
+            }
             Some(shown) = a11y.recv() => {
                 let caps = helper.screen_text(&shown);
                 helper.emit(caps, &mut link).await;

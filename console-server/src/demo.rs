@@ -89,6 +89,7 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
                 decline_as: None,
             }),
         for_service: false,
+        screen_reader_as: None,
     };
     let agent = tokio::spawn(agent::run::run(
         state.clone(),

@@ -27,6 +27,19 @@ impl SessionBus {
     /// # Errors
     /// A tool is missing or a bus does not come up within 20 s.
     pub fn start(display: &str) -> anyhow::Result<SessionBus> {
+        Self::start_with(display, |program| Command::new(program))
+    }
+
+    /// As [`SessionBus::start`], every process run as `pupil` (a session
+    /// bus takes connections only from its own user).
+    ///
+    /// # Errors
+    /// As [`SessionBus::start`].
+    pub fn start_as(display: &str, pupil: &crate::pupil::Pupil) -> anyhow::Result<SessionBus> {
+        Self::start_with(display, |program| pupil.command(program, Some(display)))
+    }
+
+    fn start_with(display: &str, command: impl Fn(&str) -> Command) -> anyhow::Result<SessionBus> {
         crate::desktop::require("dbus-daemon", "dbus")?;
         crate::desktop::require("dbus-send", "dbus")?;
         if !Path::new(LAUNCHER).exists() {
@@ -34,7 +47,7 @@ impl SessionBus {
                 "{LAUNCHER} is not installed (Debian package at-spi2-core); `./tests/run` installs it"
             );
         }
-        let mut daemon = Command::new("dbus-daemon")
+        let mut daemon = command("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -59,7 +72,7 @@ impl SessionBus {
             .context("dbus-daemon did not say its address within 20 s")?
             .trim()
             .to_owned();
-        let launcher = Command::new(LAUNCHER)
+        let launcher = command(LAUNCHER)
             .arg("--launch-immediately")
             .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
             .env("DISPLAY", display)
@@ -70,7 +83,7 @@ impl SessionBus {
             .context("cannot start at-spi-bus-launcher")?;
         bus.children.push(launcher);
         let up = crate::desktop::wait_for(Duration::from_secs(20), || {
-            Command::new("dbus-send")
+            command("dbus-send")
                 .args([
                     "--session",
                     "--print-reply",

@@ -436,3 +436,105 @@ fn a_window_posing_as_the_agents_and_an_open_concern_window_hide_no_typing() -> 
     );
     Ok(())
 }
+
+/// A helper the service runs as root reads other applications' text
+/// through a reader process of the pupil's own (the pupil's session bus
+/// takes no one else); the pupil can kill that reader, which is reported
+/// and started again.
+#[test]
+fn other_applications_text_is_read_in_a_supervised_session_and_a_killed_reader_is_reported()
+-> anyhow::Result<()> {
+    tests::desktop::require("zenity", "zenity")?;
+    tests::desktop::require("pkill", "procps")?;
+    let x = XDesktop::start()?;
+    let bed = EnrolledBed::new()?;
+    let pupil = Pupil::create(bed.tmp.path())?;
+    let bus = tests::session_bus::SessionBus::start_as(&x.display, &pupil)?;
+    let service = AgentProcess::start(
+        "service",
+        &bed.state,
+        None,
+        &bed.home,
+        &["--displays", &x.display],
+    )?;
+    // The pupil's session: a terminal that names its session bus.
+    let mut terminal = pupil
+        .command("xterm", Some(&x.display))
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .args(["-T", "pupil-term", "-e", "cat"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    service.wait_log("watching the X display", Duration::from_secs(30))?;
+    service.answer_aup(&x, 1, true)?;
+    service
+        .wait_log(
+            "reading on-screen text through the accessibility bus",
+            Duration::from_secs(30),
+        )
+        .context("the pupil's reader never reached the accessibility bus")?;
+
+    let file = pupil.home.join("message.txt");
+    std::fs::write(
+        &file,
+        "Messages from Alex\n\nAlex: its our secret ok, delete this chat after you read it\n",
+    )?;
+    let mut zenity = pupil
+        .command("zenity", Some(&x.display))
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .args([
+            "--text-info",
+            "--title",
+            "Messages",
+            "--width",
+            "900",
+            "--height",
+            "600",
+            "--filename",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let screen_text = |bed: &EnrolledBed| -> Vec<Value> {
+        let Ok((200, body)) = bed.api.get("/api/v1/captures?source=screen_text&limit=100") else {
+            return Vec::new();
+        };
+        body["captures"].as_array().cloned().unwrap_or_default()
+    };
+    ensure!(
+        wait_for(Duration::from_secs(30), || screen_text(&bed).iter().any(
+            |c| c["term"] == "its our secret" && c["user"] == pupil.name.as_str()
+        )),
+        "no screen_text capture of the pupil's zenity window within 30 s: {:?}\nservice log:\n{}",
+        screen_text(&bed),
+        service.log_text()
+    );
+
+    // The pupil kills its reader: reported within 60 s and started again.
+    let out = pupil
+        .command("pkill", None)
+        .args(["-KILL", "-f", "agent screen-reader"])
+        .output()?;
+    ensure!(out.status.success(), "the pupil found no reader to kill");
+    ensure!(
+        wait_for(Duration::from_secs(60), || tamper_events(&bed).iter().any(
+            |(k, u, d)| k == "SourceUnavailable" && u == &pupil.name && d.contains("signal 9")
+        )),
+        "the killed reader was not reported: {:?}\nservice log:\n{}",
+        tamper_events(&bed),
+        service.log_text()
+    );
+    service.wait_log_count(
+        "reading on-screen text through the accessibility bus",
+        2,
+        Duration::from_secs(30),
+    )?;
+    let _ = zenity.kill();
+    let _ = zenity.wait();
+    let _ = terminal.kill();
+    let _ = terminal.wait();
+    Ok(())
+}
