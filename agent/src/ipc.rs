@@ -58,6 +58,33 @@ pub enum ToService {
     PageReader { browser: String },
     /// Text from a page, on a page reader's connection.
     PageText(PageText),
+    /// `agent status`: the sessions and their monitoring.
+    Status,
+}
+
+/// One graphical session as `agent status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub user: String,
+    /// `:0`, or empty for a helper without a display.
+    pub display: String,
+    /// A helper is connected and was heard from within the deadline.
+    pub monitored: bool,
+    /// The helper's process, and whether the service started it.
+    pub helper_pid: Option<u32>,
+    pub supervised: bool,
+    /// Seconds since the helper was last heard from.
+    pub heard_seconds_ago: Option<u64>,
+}
+
+/// The service's answer to [`ToService::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Whether the service starts the helpers itself.
+    pub supervising: bool,
+    pub sessions: Vec<SessionState>,
+    /// Messages refused on the socket since the service started.
+    pub refused: u64,
 }
 
 /// How often a session helper tells the service it is alive.
@@ -106,16 +133,18 @@ pub enum ToSession {
     /// service monitors this session with a helper of its own, out of the
     /// user's reach; this one has nothing to do and stops.
     Supervised(String),
+    /// To `agent status`.
+    Status(ServiceStatus),
 }
 
 impl WireMessage for ToService {
     const NAME: &'static str = "message to the agent service";
-    const KINDS: Option<u32> = Some(8);
+    const KINDS: Option<u32> = Some(9);
 }
 
 impl WireMessage for ToSession {
     const NAME: &'static str = "message to a session helper";
-    const KINDS: Option<u32> = Some(12);
+    const KINDS: Option<u32> = Some(13);
 }
 
 /// `agent feed`: hands text to the running agent through its socket.
@@ -133,6 +162,23 @@ pub async fn feed(socket: &std::path::Path, text: FeedText) -> anyhow::Result<()
 /// The agent is not running, or no session helper runs for this user.
 pub async fn report_concern(socket: &std::path::Path) -> anyhow::Result<()> {
     ask(socket, ToService::OpenConcern).await
+}
+
+/// `agent status`: the running service's sessions and their monitoring.
+///
+/// # Errors
+/// The service is not running or answered something else.
+pub async fn service_status(socket: &std::path::Path) -> anyhow::Result<ServiceStatus> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let mut conn = protocol::Connection::new(stream);
+    conn.send(&ToService::Status).await?;
+    match conn
+        .recv::<ToSession>("waiting for the service's status")
+        .await?
+    {
+        ToSession::Status(s) => Ok(s),
+        other => anyhow::bail!("the service answered {other:?}"),
+    }
 }
 
 async fn ask(socket: &std::path::Path, message: ToService) -> anyhow::Result<()> {

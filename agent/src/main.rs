@@ -280,6 +280,18 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
             tokio::spawn(stop_on_signal(stop));
             let mut options = session_options(&StateDir::new(state_dir), &tuning);
             if let Some(uid) = for_uid {
+                // Started by the service: it goes when the service goes (a
+                // restarted service starts helpers of its own; one left
+                // over would be taken for a root helper).
+                let parent = rustix::process::getppid();
+                if let Err(e) = rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::TERM,
+                )) {
+                    tracing::warn!("cannot tie this helper to the service's life: {e}");
+                }
+                if rustix::process::getppid() != parent {
+                    anyhow::bail!("the agent service that started this helper is gone");
+                }
                 options.for_service = true;
                 let ids = agent::sessions::ids_of(uid);
                 if let Some(p) = &mut options.prompts {
@@ -575,14 +587,47 @@ async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
         Err(e) => println!("spool: cannot read ({e:#})"),
     }
     println!("policy: version {policy}");
-    println!(
-        "service: {}",
-        if std::os::unix::net::UnixStream::connect(state.socket()).is_ok() {
-            "running"
-        } else {
-            "not running"
+    match agent::ipc::service_status(&state.socket()).await {
+        Ok(s) => {
+            println!(
+                "service: running; {}; {} message(s) refused on its socket",
+                if s.supervising {
+                    "it starts and supervises the session helpers"
+                } else {
+                    "session helpers are started by the users (not supervised)"
+                },
+                s.refused
+            );
+            if s.sessions.is_empty() {
+                println!("sessions: none");
+            }
+            for session in &s.sessions {
+                let display = if session.display.is_empty() {
+                    "no display"
+                } else {
+                    &session.display
+                };
+                let how = match (
+                    session.monitored,
+                    session.helper_pid,
+                    session.heard_seconds_ago,
+                ) {
+                    (true, Some(pid), Some(ago)) => {
+                        format!(
+                            "monitored (helper {pid}, started by the service, heard {ago} s ago)"
+                        )
+                    }
+                    (true, None, Some(ago)) => format!("monitored (helper heard {ago} s ago)"),
+                    (false, _, Some(ago)) => {
+                        format!("NOT MONITORED (its helper has been silent for {ago} s)")
+                    }
+                    _ => "NOT MONITORED (no helper)".to_owned(),
+                };
+                println!("session: {} on {display}: {how}", session.user);
+            }
         }
-    );
+        Err(e) => println!("service: not running ({e:#})"),
+    }
     Ok(if reachable {
         ExitCode::SUCCESS
     } else {

@@ -32,19 +32,53 @@ pub struct GraphicalSession {
     pub leader: u32,
 }
 
-/// Every graphical session now, by (uid, display), leaving out the
-/// processes in `except` (the agent's own).
-pub fn find(except: &[u32]) -> Vec<GraphicalSession> {
-    find_in(
+/// The graphical sessions now: one per display, that of the account
+/// that logged in there last (see [`latest_per_display`]). Processes
+/// whose parent is in `helpers` (what the agent's own helpers started as
+/// the user, such as the screen-text reader) do not make a session.
+pub fn find(helpers: &[u32]) -> Vec<GraphicalSession> {
+    latest_per_display(find_in(
         Path::new("/proc"),
         Path::new("/tmp/.X11-unix"),
         FIRST_USER_UID,
-        except,
-    )
+        helpers,
+    ))
 }
 
-fn find_in(proc: &Path, x11: &Path, first_uid: u32, except: &[u32]) -> Vec<GraphicalSession> {
-    let mut found: BTreeMap<(u32, String), GraphicalSession> = BTreeMap::new();
+/// One session per display: where several accounts have programs naming
+/// one display (a program left running after a logout, a daemon that kept
+/// `DISPLAY`), the one whose first program there started last is the one
+/// at the keyboard. Typing must never be put down to the previous user.
+pub fn latest_per_display(sessions: Vec<(GraphicalSession, u64)>) -> Vec<GraphicalSession> {
+    let mut by_display: BTreeMap<String, (GraphicalSession, u64)> = BTreeMap::new();
+    for (session, since) in sessions {
+        match by_display.get(&session.display) {
+            Some((_, other)) if *other >= since => {}
+            _ => {
+                by_display.insert(session.display.clone(), (session, since));
+            }
+        }
+    }
+    by_display.into_values().map(|(s, _)| s).collect()
+}
+
+/// A process's parent and start time (clock ticks after boot), from its
+/// `stat`.
+fn parent_and_start(stat: &str) -> Option<(u32, u64)> {
+    // "PID (COMM) STATE PPID … STARTTIME(22nd field) …": COMM may hold
+    // spaces and parentheses, so count after the last ')'.
+    let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some((rest.get(1)?.parse().ok()?, rest.get(19)?.parse().ok()?))
+}
+
+/// Every (session, when its first program started) by (uid, display).
+fn find_in(
+    proc: &Path,
+    x11: &Path,
+    first_uid: u32,
+    helpers: &[u32],
+) -> Vec<(GraphicalSession, u64)> {
+    let mut found: BTreeMap<(u32, String), (GraphicalSession, u64)> = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(proc) else {
         return Vec::new();
     };
@@ -56,9 +90,6 @@ fn find_in(proc: &Path, x11: &Path, first_uid: u32, except: &[u32]) -> Vec<Graph
         else {
             continue;
         };
-        if except.contains(&pid) {
-            continue;
-        }
         let Ok(meta) = entry.metadata() else { continue };
         let uid = meta.uid();
         if uid < first_uid {
@@ -80,15 +111,26 @@ fn find_in(proc: &Path, x11: &Path, first_uid: u32, except: &[u32]) -> Vec<Graph
         if !x11.join(format!("X{number}")).exists() {
             continue;
         }
-        let session = found
-            .entry((uid, display.clone()))
-            .or_insert_with(|| GraphicalSession {
-                uid,
-                display,
-                xauthority: None,
-                dbus_address: None,
-                leader: pid,
-            });
+        let (parent, started) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| parent_and_start(&s))
+            .unwrap_or((0, 0));
+        if helpers.contains(&parent) {
+            continue;
+        }
+        let (session, since) = found.entry((uid, display.clone())).or_insert_with(|| {
+            (
+                GraphicalSession {
+                    uid,
+                    display,
+                    xauthority: None,
+                    dbus_address: None,
+                    leader: pid,
+                },
+                started,
+            )
+        });
+        *since = (*since).min(started);
         session.leader = session.leader.min(pid);
         if session.xauthority.is_none() {
             session.xauthority = var("XAUTHORITY").map(PathBuf::from);
@@ -165,38 +207,84 @@ mod tests {
         let me = std::fs::metadata(dir.path()).unwrap().uid();
         let proc = dir.path().join("proc");
         let x11 = dir.path().join("x11");
-        for (pid, env) in [
+        let stat = |pid: &str, comm: &str, ppid: u32, start: u64| {
+            format!("{pid} ({comm}) S {ppid} {}{start} 0", "0 ".repeat(17))
+        };
+        for (pid, env, stat) in [
             (
                 "4242",
                 &b"HOME=/h\0DISPLAY=:7.0\0XAUTHORITY=/h/.Xauthority\0"[..],
+                stat("4242", "xterm", 1, 5000),
             ),
             (
                 "4243",
                 &b"DISPLAY=:7\0DBUS_SESSION_BUS_ADDRESS=unix:path=/b\0"[..],
+                stat("4243", "a (b) c", 4242, 4000),
             ),
-            ("4300", &b"DISPLAY=otherhost:7\0"[..]),
-            ("4301", &b"HOME=/h\0"[..]),
-            ("self", &b"DISPLAY=:7\0"[..]),
+            (
+                "4244",
+                &b"DISPLAY=:7\0"[..],
+                stat("4244", "agent", 999, 100),
+            ),
+            ("4300", &b"DISPLAY=otherhost:7\0"[..], String::new()),
+            ("4301", &b"HOME=/h\0"[..], String::new()),
+            ("self", &b"DISPLAY=:7\0"[..], String::new()),
         ] {
             std::fs::create_dir_all(proc.join(pid)).unwrap();
             std::fs::write(proc.join(pid).join("environ"), env).unwrap();
+            std::fs::write(proc.join(pid).join("stat"), stat).unwrap();
         }
         std::fs::create_dir_all(&x11).unwrap();
         // No X socket for :7 yet: not a session.
-        assert!(find_in(&proc, &x11, me, &[]).is_empty());
+        assert!(find_in(&proc, &x11, me, &[999]).is_empty());
         std::fs::write(x11.join("X7"), b"").unwrap();
-        let found = find_in(&proc, &x11, me, &[]);
+        let found = find_in(&proc, &x11, me, &[999]);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].display, ":7");
-        assert_eq!(found[0].leader, 4242);
+        let (session, since) = &found[0];
+        assert_eq!(session.display, ":7");
+        assert_eq!(session.leader, 4242);
+        // The earliest start of its programs, not counting the helper's child.
+        assert_eq!(*since, 4000);
         assert_eq!(
-            found[0].xauthority.as_deref(),
+            session.xauthority.as_deref(),
             Some(Path::new("/h/.Xauthority"))
         );
-        assert_eq!(found[0].dbus_address.as_deref(), Some("unix:path=/b"));
-        // The agent's own processes do not make a session.
-        assert!(find_in(&proc, &x11, me, &[4242, 4243]).is_empty());
+        assert_eq!(session.dbus_address.as_deref(), Some("unix:path=/b"));
+        // A process a helper started (parent 999) counts when 999 is not
+        // a helper.
+        assert_eq!(find_in(&proc, &x11, me, &[])[0].1, 100);
         // Accounts below the first ordinary uid are never sessions.
         assert!(find_in(&proc, &x11, me + 1, &[]).is_empty());
+    }
+
+    #[test]
+    fn the_account_that_logged_in_last_owns_the_display() {
+        let s = |uid, display: &str| GraphicalSession {
+            uid,
+            display: display.into(),
+            xauthority: None,
+            dbus_address: None,
+            leader: 1,
+        };
+        let got = latest_per_display(vec![
+            (s(1001, ":0"), 500),
+            (s(1002, ":0"), 9000),
+            (s(1003, ":0"), 700),
+            (s(1004, ":1"), 10),
+        ]);
+        assert_eq!(
+            got.iter()
+                .map(|g| (g.uid, g.display.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(1002, ":0"), (1004, ":1")]
+        );
+    }
+
+    #[test]
+    fn stat_lines_give_parent_and_start() {
+        let line =
+            "77 (we (ird) name) S 12 77 77 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 200";
+        assert_eq!(parent_and_start(line), Some((12, 123456)));
+        assert_eq!(parent_and_start("garbage"), None);
     }
 }

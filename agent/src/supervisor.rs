@@ -112,7 +112,10 @@ pub async fn run(
                 return;
             }
         }
-        let found: Vec<GraphicalSession> = sessions::find(&[])
+        // What the helpers started as the user (their screen-text
+        // readers) is not a session of its own.
+        let ours: Vec<u32> = children.values().map(|c| c.pid).collect();
+        let found: Vec<GraphicalSession> = sessions::find(&ours)
             .into_iter()
             .filter(|s| {
                 supervision.displays.is_empty() || supervision.displays.contains(&s.display)

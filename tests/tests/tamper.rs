@@ -140,6 +140,16 @@ fn the_pupil_cannot_stop_blind_impersonate_or_flood_the_monitor_and_gaps_are_rep
     let helper = helper_pid(&service, &pupil.name).context("no helper pid in the log")?;
     x.xdotool(&["windowactivate", "--sync", &window])?;
     typed_and_captured(&x, &bed, &pupil, "i want to kill myself", &service)?;
+    // What the technician sees on the laptop.
+    let status = tests::agent_process::status(&bed.state)?;
+    println!("agent status:\n{status}");
+    ensure!(
+        status.contains(&format!(
+            "session: {} on {}: monitored (helper {helper}, started by the service",
+            pupil.name, x.display
+        )) && status.contains("it starts and supervises the session helpers"),
+        "agent status does not show the pupil's session monitored:\n{status}"
+    );
 
     // 1. Every signal the pupil may send, to every process it may send it
     //    to, except its own terminal and the shell doing it.
