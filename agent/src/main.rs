@@ -500,6 +500,7 @@ fn supervision(
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(agent::supervisor::Supervision {
+        scratch: StateDir::new(state_dir.clone()).private(),
         program,
         session_args: vec![
             "--state-dir".into(),

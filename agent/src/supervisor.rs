@@ -54,6 +54,9 @@ pub struct Supervision {
     pub session_args: Vec<OsString>,
     /// The displays to watch (`:0`); empty: every local display.
     pub displays: Vec<String>,
+    /// A directory only root may enter, for the helpers' scratch files
+    /// (their `XDG_RUNTIME_DIR`): never the shared `/tmp`.
+    pub scratch: PathBuf,
 }
 
 type Key = (u32, String);
@@ -275,6 +278,7 @@ fn start(
         .env("HOME", &home)
         .env("USER", &user)
         .env("LOGNAME", &user)
+        .env("XDG_RUNTIME_DIR", &supervision.scratch)
         .stdin(Stdio::null());
     if let Some(x) = &session.xauthority {
         command.env("XAUTHORITY", x);
