@@ -102,6 +102,10 @@ pub struct Service {
     asks: Mutex<HashMap<u32, (f64, std::time::Instant)>>,
     /// Messages refused on the socket, for `agent status` and the log.
     pub(crate) refused: AtomicU64,
+    /// The graphical sessions the supervisor last found: (uid, display).
+    found: Mutex<Vec<(u32, String)>>,
+    /// Wakes the uplink to send the sessions' health (one came or went).
+    health_changed: Arc<Notify>,
 }
 
 /// A spell in which the spool could not be written.
@@ -187,6 +191,8 @@ impl Service {
             connections: Mutex::new(HashMap::new()),
             asks: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
+            found: Mutex::new(Vec::new()),
+            health_changed: Arc::new(Notify::new()),
         });
         if let Some(supervision) = options.supervise {
             tokio::spawn(crate::supervisor::run(
@@ -195,6 +201,7 @@ impl Service {
                 shutdown.clone(),
             ));
         }
+        let health = Arc::downgrade(&service);
         let uplink = tokio::spawn(uplink::run(
             enrolment,
             state.clone(),
@@ -204,6 +211,14 @@ impl Service {
                 policy: policy_tx,
                 user: user_rx,
                 connected: connected_tx,
+                health: uplink::HealthSource(
+                    Arc::new(move || {
+                        health
+                            .upgrade()
+                            .map_or_else(|| empty_health(false), |s| s.health())
+                    }),
+                    service.health_changed.clone(),
+                ),
             },
             shutdown.clone(),
         ));
@@ -380,8 +395,12 @@ impl Service {
     }
 
     /// Whether `uid` may ask for something now (fed text, a concern window):
-    /// a token bucket per account.
+    /// a token bucket per account. Root (the administrator, integrations
+    /// run by the system) is not limited.
     fn may_ask(&self, uid: u32) -> Result<(), String> {
+        if uid == 0 {
+            return Ok(());
+        }
         let now = std::time::Instant::now();
         let mut asks = self.asks.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last) = asks.entry(uid).or_insert((ASK_BURST, now));
@@ -497,8 +516,79 @@ impl Service {
         }
     }
 
-    /// The user the heartbeat names: the newest connected helper's.
+    /// Notes the sessions the supervisor found on its last look.
+    pub(crate) fn set_found(&self, found: Vec<(u32, String)>) {
+        let mut last = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != found {
+            *last = found;
+            self.health_changed.notify_one();
+        }
+    }
+
+    /// What monitors each session now, for the console: the connected
+    /// helpers, the sessions the supervisor found without one, and the
+    /// connected page readers.
+    pub(crate) fn health(&self) -> protocol::DeviceHealth {
+        let now = UnixMillis::now().0.max(0) as u64;
+        let mut sessions: Vec<protocol::SessionHealth> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| {
+                let ago = now.saturating_sub(s.heard.load(Ordering::Relaxed)) / 1000;
+                protocol::SessionHealth {
+                    user: s.user.clone(),
+                    display: s.display.clone().unwrap_or_default(),
+                    monitored: ago < crate::ipc::ALIVE_DEADLINE.as_secs(),
+                    supervised: s.supervised_pid.is_some(),
+                    heard_seconds_ago: Some(ago),
+                }
+            })
+            .collect();
+        for (uid, display) in self.found.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let user = user_name(*uid);
+            if !sessions
+                .iter()
+                .any(|s| s.user == user && &s.display == display)
+            {
+                sessions.push(protocol::SessionHealth {
+                    user,
+                    display: display.clone(),
+                    monitored: false,
+                    supervised: false,
+                    heard_seconds_ago: None,
+                });
+            }
+        }
+        sessions.sort_by(|a, b| (&a.display, &a.user).cmp(&(&b.display, &b.user)));
+        sessions.truncate(64);
+        let mut page_readers: Vec<protocol::PageReaderHealth> = self
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| protocol::PageReaderHealth {
+                user: user_name(r.uid),
+                browser: r.browser.clone(),
+            })
+            .collect();
+        page_readers.sort_by(|a, b| (&a.user, &a.browser).cmp(&(&b.user, &b.browser)));
+        page_readers.dedup();
+        page_readers.truncate(64);
+        protocol::DeviceHealth {
+            time: UnixMillis::now(),
+            supervising: self.supervising,
+            sessions,
+            page_readers,
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The user the heartbeat names: the newest connected helper's. Called
+    /// whenever a helper comes or goes, so it also has the health sent.
     fn update_heartbeat_user(&self) {
+        self.health_changed.notify_one();
         let user = self
             .sessions
             .lock()
@@ -759,7 +849,7 @@ impl Service {
                     v.user = user.to_owned();
                 }
             }
-            AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) => {
+            AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => {
                 return ToSession::Refused(format!(
                     "a session helper may not send a {}",
                     record.kind_name()
@@ -863,6 +953,17 @@ fn page_config(policy: &Policy) -> ToSession {
     ToSession::PageConfig {
         reading: policy.sources.screen_text,
         excluded_sites: policy.page_reading_excluded.clone(),
+    }
+}
+
+/// Health with nothing in it (the service is gone).
+fn empty_health(supervising: bool) -> protocol::DeviceHealth {
+    protocol::DeviceHealth {
+        time: UnixMillis::now(),
+        supervising,
+        sessions: Vec::new(),
+        page_readers: Vec::new(),
+        refused: 0,
     }
 }
 

@@ -124,6 +124,7 @@ pub async fn run(
                 supervision.displays.is_empty() || supervision.displays.contains(&s.display)
             })
             .collect();
+        service.set_found(found.iter().map(|s| (s.uid, s.display.clone())).collect());
         let helpers = service.helpers();
         // Hung helpers: killed, and so restarted below once they exit.
         let now_ms = UnixMillis::now().0.max(0) as u64;

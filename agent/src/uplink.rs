@@ -28,6 +28,22 @@ pub struct UplinkShared {
     pub user: watch::Receiver<Option<String>>,
     /// Whether a session with the console is open (for `agent status`).
     pub connected: watch::Sender<bool>,
+    /// What monitors the sessions now, sent after every heartbeat.
+    pub health: HealthSource,
+}
+
+/// Where the uplink reads the sessions' health from (the service), and
+/// what wakes it to send it at once (a session came or went).
+#[derive(Clone)]
+pub struct HealthSource(
+    pub Arc<dyn Fn() -> protocol::DeviceHealth + Send + Sync>,
+    pub Arc<Notify>,
+);
+
+impl std::fmt::Debug for HealthSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthSource")
+    }
 }
 
 /// How a session with the console ended.
@@ -250,6 +266,12 @@ async fn session(
                     in_flight.len()
                 ));
             }
+            () = shared.health.1.notified() => {
+                let health = (shared.health.0)();
+                if let Err(ended) = send(&mut writer, &AgentMessage::Health(health), "the sessions' health").await {
+                    return ended;
+                }
+            }
             _ = beat.tick() => {
                 let spool = shared.spool.clone();
                 let stats = tokio::task::spawn_blocking(move || spool.stats()).await;
@@ -257,6 +279,10 @@ async fn session(
                 let user = shared.user.borrow().clone();
                 let hb = probe.heartbeat(user, stats, shared.policy.borrow().version);
                 if let Err(ended) = send(&mut writer, &AgentMessage::Heartbeat(hb), "a heartbeat").await {
+                    return ended;
+                }
+                let health = (shared.health.0)();
+                if let Err(ended) = send(&mut writer, &AgentMessage::Health(health), "the sessions' health").await {
                     return ended;
                 }
             }

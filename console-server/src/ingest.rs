@@ -255,6 +255,24 @@ pub fn check(message: &AgentMessage) -> Result<(), String> {
             bounded("user", t.user.as_deref().unwrap_or(""), NAME)?;
             bounded("detail", &t.detail, DETAIL)
         }
+        AgentMessage::Health(h) => {
+            if h.sessions.len() > 64 || h.page_readers.len() > 64 {
+                return Err(format!(
+                    "a health report lists {} sessions and {} page readers; at most 64 of each",
+                    h.sessions.len(),
+                    h.page_readers.len()
+                ));
+            }
+            for s in &h.sessions {
+                bounded("user", &s.user, NAME)?;
+                bounded("display", &s.display, NAME)?;
+            }
+            for r in &h.page_readers {
+                bounded("user", &r.user, NAME)?;
+                bounded("browser", &r.browser, NAME)?;
+            }
+            Ok(())
+        }
         AgentMessage::Heartbeat(h) => {
             bounded("hostname", &h.hostname, NAME)?;
             bounded("os", &h.os, NAME)?;

@@ -284,12 +284,54 @@ pub enum AgentMessage {
     Heartbeat(Heartbeat),
     Concern(Concern),
     TamperEvent(TamperEvent),
+    /// What monitors each session now (protocol version 4), with every
+    /// heartbeat.
+    Health(DeviceHealth),
+}
+
+/// What watches a laptop's sessions now: sent with every heartbeat, kept
+/// by the console as the device's latest (not a record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DeviceHealth {
+    pub time: UnixMillis,
+    /// Whether the service starts and supervises the session helpers.
+    pub supervising: bool,
+    pub sessions: Vec<SessionHealth>,
+    /// Browsers whose page reader (the extension) is connected.
+    pub page_readers: Vec<PageReaderHealth>,
+    /// Messages refused on the laptop's local socket since the service
+    /// started (forgeries, floods).
+    pub refused: u64,
+}
+
+/// One graphical session and its monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SessionHealth {
+    pub user: String,
+    /// `:0`; empty for a helper without a display.
+    pub display: String,
+    /// A helper is connected and answering.
+    pub monitored: bool,
+    /// The service started that helper (out of the user's reach).
+    pub supervised: bool,
+    /// Seconds since the helper was last heard from, if there is one.
+    pub heard_seconds_ago: Option<u64>,
+}
+
+/// A browser with its page reader connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PageReaderHealth {
+    pub user: String,
+    pub browser: String,
 }
 
 impl AgentMessage {
     /// Number of variants; a frame whose kind is at or above it is refused
     /// as [`crate::ProtocolError::UnknownKind`].
-    pub const KINDS: u32 = 7;
+    pub const KINDS: u32 = 8;
 
     /// The record id the console will ack, for messages that carry one.
     pub fn record_id(&self) -> Option<RecordId> {
@@ -299,7 +341,7 @@ impl AgentMessage {
             AgentMessage::AupDecision(a) => Some(a.id),
             AgentMessage::Concern(c) => Some(c.id),
             AgentMessage::TamperEvent(t) => Some(t.id),
-            AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) => None,
+            AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => None,
         }
     }
 
@@ -313,6 +355,7 @@ impl AgentMessage {
             AgentMessage::Heartbeat(_) => "Heartbeat",
             AgentMessage::Concern(_) => "Concern",
             AgentMessage::TamperEvent(_) => "TamperEvent",
+            AgentMessage::Health(_) => "Health",
         }
     }
 }

@@ -37,6 +37,8 @@ proptest! {
     #[test]
     fn tamper_event(m in any::<TamperEvent>()) { roundtrip(&AgentMessage::TamperEvent(m)) }
     #[test]
+    fn device_health(m in any::<DeviceHealth>()) { roundtrip(&AgentMessage::Health(m)) }
+    #[test]
     fn welcome(m in any::<Welcome>()) { roundtrip(&ConsoleMessage::Welcome(m)) }
     #[test]
     fn refuse(m in any::<Refusal>()) { roundtrip(&ConsoleMessage::Refuse(m)) }

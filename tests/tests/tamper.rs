@@ -151,6 +151,27 @@ fn the_pupil_cannot_stop_blind_impersonate_or_flood_the_monitor_and_gaps_are_rep
         "agent status does not show the pupil's session monitored:\n{status}"
     );
 
+    // What the safeguarding lead sees in the console.
+    let mut seen = Value::Null;
+    let shown = wait_for(Duration::from_secs(20), || {
+        let Ok((200, body)) = bed.api.get("/api/v1/devices") else {
+            return false;
+        };
+        seen = body["devices"][0]["health"].clone();
+        seen["sessions"].as_array().is_some_and(|s| {
+            s.iter().any(|s| {
+                s["user"] == pupil.name.as_str()
+                    && s["display"] == x.display.as_str()
+                    && s["monitored"] == true
+                    && s["supervised"] == true
+            })
+        })
+    });
+    ensure!(
+        shown && seen["supervising"] == true,
+        "the console does not show the pupil's session monitored: {seen}"
+    );
+
     // 1. Every signal the pupil may send, to every process it may send it
     //    to, except its own terminal and the shell doing it.
     let keep = terminal.id();

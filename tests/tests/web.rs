@@ -1742,4 +1742,75 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
         actions.iter().any(|a| a == "acknowledge_tamper"),
         "{actions:?}"
     );
+
+    // The laptop's health: which sessions are watched, on the Devices page.
+    ingest_records(
+        &bed,
+        vec![AgentMessage::Health(protocol::DeviceHealth {
+            time: protocol::UnixMillis::now(),
+            supervising: true,
+            sessions: vec![
+                protocol::SessionHealth {
+                    user: "pupil.one".into(),
+                    display: ":0".into(),
+                    monitored: true,
+                    supervised: true,
+                    heard_seconds_ago: Some(2),
+                },
+                protocol::SessionHealth {
+                    user: "<b>pupil.two</b>".into(),
+                    display: ":1".into(),
+                    monitored: false,
+                    supervised: false,
+                    heard_seconds_ago: None,
+                },
+            ],
+            page_readers: vec![protocol::PageReaderHealth {
+                user: "pupil.one".into(),
+                browser: "Chromium".into(),
+            }],
+            refused: 3,
+        })],
+    )
+    .await;
+    let mut health = Value::Null;
+    let deadline = Instant::now() + WAIT;
+    while health.is_null() && Instant::now() < deadline {
+        let (_, body) = bed.admin.get("/api/v1/devices").unwrap();
+        health = body["devices"][0]["health"].clone();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        health["sessions"][1]["monitored"],
+        Value::from(false),
+        "{health}"
+    );
+    browser
+        .client
+        .goto(&format!("{}/devices", bed.base))
+        .await
+        .unwrap();
+    let cell = browser
+        .wait_css("#devices td.health", WAIT)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "pupil.one on :0: monitored (by the service)",
+        "<b>pupil.two</b> on :1: NOT MONITORED",
+        "page reader: Chromium (pupil.one)",
+        "refused on its socket 3",
+    ] {
+        assert!(cell.contains(expected), "{expected:?} not in {cell:?}");
+    }
+    let open = browser
+        .wait_css("#devices a[href^='/tamper?device=']", WAIT)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(open, "1 open");
 }

@@ -292,4 +292,8 @@ ALTER TABLE tamper_events ADD COLUMN ack_time INTEGER;
 ALTER TABLE tamper_events ADD COLUMN ack_note TEXT;
 CREATE INDEX tamper_events_by_time ON tamper_events (time);
 "#,
+    // 6: what monitors each laptop's sessions (the agent's latest health).
+    r#"
+ALTER TABLE devices ADD COLUMN health TEXT;
+"#,
 ];

@@ -402,6 +402,11 @@ pub struct Device {
     pub revoked: Option<String>,
     /// The latest heartbeat's figures, as JSON.
     pub heartbeat: Option<serde_json::Value>,
+    /// What monitors its sessions, as the agent last said (JSON: time,
+    /// supervising, sessions, page_readers, refused).
+    pub health: Option<serde_json::Value>,
+    /// Tamper events of this device nobody has acknowledged.
+    pub open_tamper_events: u64,
 }
 
 /// A console event worth an alert (a device gone quiet, back again, …).

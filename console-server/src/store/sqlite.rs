@@ -208,7 +208,7 @@ fn insert_record(
                 account_seen(tx, user, &device, time)?;
             }
         }
-        AgentMessage::TamperEvent(_) | AgentMessage::Hello(_) => {}
+        AgentMessage::TamperEvent(_) | AgentMessage::Hello(_) | AgentMessage::Health(_) => {}
     }
     let changed = match &item.message {
         AgentMessage::Capture(c) => tx.execute(
@@ -364,6 +364,30 @@ fn insert_record(
                     h.user,
                     figures.to_string()
                 ],
+            )?;
+            return Ok(Stored::Applied);
+        }
+        AgentMessage::Health(h) => {
+            // Kept as the device's latest, like the heartbeat's figures.
+            let health = serde_json::json!({
+                "time": rfc3339(h.time),
+                "supervising": h.supervising,
+                "sessions": h.sessions.iter().map(|s| serde_json::json!({
+                    "user": s.user,
+                    "display": s.display,
+                    "monitored": s.monitored,
+                    "supervised": s.supervised,
+                    "heard_seconds_ago": s.heard_seconds_ago,
+                })).collect::<Vec<_>>(),
+                "page_readers": h.page_readers.iter().map(|r| serde_json::json!({
+                    "user": r.user,
+                    "browser": r.browser,
+                })).collect::<Vec<_>>(),
+                "refused": h.refused,
+            });
+            tx.execute(
+                "UPDATE devices SET health = ?2 WHERE id = ?1",
+                params![device, health.to_string()],
             )?;
             return Ok(Stored::Applied);
         }
@@ -841,6 +865,10 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
         online: r.get(7)?,
         revoked: r.get::<_, Option<i64>>(8)?.map(|t| rfc3339(UnixMillis(t))),
         heartbeat: heartbeat.and_then(|h| serde_json::from_str(&h).ok()),
+        health: r
+            .get::<_, Option<String>>(10)?
+            .and_then(|h| serde_json::from_str(&h).ok()),
+        open_tamper_events: r.get::<_, i64>(11)?.max(0) as u64,
     })
 }
 
@@ -905,7 +933,10 @@ impl DeviceStore for SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT id, hostname, os, agent_version, user, enrolled, last_seen,
-                     revoked IS NULL AND COALESCE(last_seen >= ?1, 0), revoked, heartbeat
+                     revoked IS NULL AND COALESCE(last_seen >= ?1, 0), revoked, heartbeat,
+                     health,
+                     (SELECT COUNT(*) FROM tamper_events t
+                      WHERE t.device = devices.id AND t.ack_time IS NULL)
                  FROM devices ORDER BY hostname, id",
             )
             .map_err(db("listing devices"))?;

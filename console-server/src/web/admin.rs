@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{Markup, html};
 use protocol::{Policy, UnixMillis};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -150,6 +150,50 @@ pub async fn add_exception_to_policy(
     Ok(())
 }
 
+/// What watches a device's sessions, as its agent last said: each
+/// session monitored or not, the browsers' page readers, its spool and
+/// the refusals on its local socket.
+fn health(d: &crate::store::Device) -> Markup {
+    let Some(h) = &d.health else {
+        return html! { span.muted { "not reported (an agent before version 4)" } };
+    };
+    let empty = Vec::new();
+    let sessions = h["sessions"].as_array().unwrap_or(&empty);
+    let readers = h["page_readers"].as_array().unwrap_or(&empty);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    html! {
+        ul.health {
+            @if sessions.is_empty() { li.muted { "no one logged in" } }
+            @for s in sessions {
+                li.session {
+                    (text(&s["user"])) " on " (if text(&s["display"]).is_empty() { "no display".to_owned() } else { text(&s["display"]) }) ": "
+                    @if s["monitored"].as_bool() == Some(true) {
+                        span.status.false_positive { "monitored" }
+                        @if s["supervised"].as_bool() == Some(true) { " (by the service)" }
+                    } @else {
+                        span.status.violation { "NOT MONITORED" }
+                    }
+                }
+            }
+            @for r in readers {
+                li.reader { "page reader: " (text(&r["browser"])) " (" (text(&r["user"])) ")" }
+            }
+            @if let Some(hb) = &d.heartbeat {
+                li.muted {
+                    "spool " (hb["spool_depth"].as_u64().unwrap_or(0))
+                    ", dropped " (hb["spool_dropped"].as_u64().unwrap_or(0))
+                }
+            }
+            @if let Some(n) = h["refused"].as_u64().filter(|n| *n > 0) {
+                li { "refused on its socket " (n) " (forged or flooding messages)" }
+            }
+            @if h["supervising"].as_bool() == Some(false) {
+                li.muted { "helpers started by the users (not out of their reach)" }
+            }
+        }
+    }
+}
+
 pub async fn devices(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
     devices_page(&state, &staff, None).await
 }
@@ -186,7 +230,7 @@ async fn devices_page(
         }
         table #devices {
             thead { tr {
-                th { "Device" } th { "Status" } th { "Last seen" } th { "User" } th { "OS" } th { "Agent" }
+                th { "Device" } th { "Status" } th { "Last seen" } th { "User" } th { "Monitoring" } th { "Tamper" } th { "OS" } th { "Agent" }
                 @if staff.role == Role::Admin { th {} }
             } }
             tbody {
@@ -200,6 +244,16 @@ async fn devices_page(
                         }
                         td { (d.last_seen.as_deref().map(local_time).unwrap_or_default()) }
                         td { (d.user.as_deref().unwrap_or("")) }
+                        td.health { (health(d)) }
+                        td {
+                            @if d.open_tamper_events > 0 {
+                                @if staff.role.sees_captures() {
+                                    a.status.violation href={ "/tamper?device=" (d.id) } { (d.open_tamper_events) " open" }
+                                } @else {
+                                    span.status.violation { (d.open_tamper_events) " open" }
+                                }
+                            } @else { span.muted { "none open" } }
+                        }
                         td { (d.os) }
                         td { (d.agent_version) }
                         @if staff.role == Role::Admin {
