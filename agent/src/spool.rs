@@ -14,6 +14,13 @@
 //!    (site-visit batches, …) go;
 //! 3. only then the oldest captures.
 //!
+//! **Each user's share.** At every step what goes is the oldest of the user
+//! who holds the most bytes of the spool (records of the laptop itself,
+//! such as its own tamper events, count as the user ""). A pupil who makes
+//! captures by the thousand (pasting risky text in a loop) fills and
+//! empties only their own share: another user's screenshot goes only once
+//! the flooder holds no more than that user does.
+//!
 //! Every drop is counted (persisted with the spool) and the count goes to
 //! the console in each heartbeat.
 
@@ -152,13 +159,22 @@ impl Spool {
                  body BLOB NOT NULL,
                  image BLOB,
                  image_note TEXT,
-                 bytes INTEGER NOT NULL
+                 bytes INTEGER NOT NULL,
+                 user TEXT NOT NULL DEFAULT ''
              ) STRICT;
              CREATE TABLE IF NOT EXISTS counters (
                  name TEXT PRIMARY KEY,
                  value INTEGER NOT NULL
              ) STRICT;",
         )?;
+        // A spool written before users had shares: its records are the
+        // laptop's ("") until they leave.
+        let has_user: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'user'")?
+            .exists([])?;
+        if !has_user {
+            conn.execute_batch("ALTER TABLE records ADD COLUMN user TEXT NOT NULL DEFAULT ''")?;
+        }
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if check != "ok" {
             return Err(OpenError::Damaged(format!(
@@ -217,12 +233,22 @@ impl Spool {
         };
         // The bytes held if this push commits; `*used` moves only on commit.
         let mut used_after = *used;
+        let user = user_of(message);
+        // Whose share things go from first: the user holding the most bytes,
+        // counting the new record.
+        const BIGGEST: &str = "(SELECT user FROM (
+                 SELECT user, SUM(bytes) + CASE WHEN user = ?1 THEN ?2 ELSE 0 END AS held
+                 FROM records GROUP BY user
+             ) ORDER BY held DESC, user LIMIT 1)";
         // 1. the oldest screenshots.
         while used_after + bytes > self.cap {
             let oldest: Option<(i64, i64)> = tx
                 .query_row(
-                    "SELECT seq, length(image) FROM records WHERE image IS NOT NULL ORDER BY seq LIMIT 1",
-                    [],
+                    &format!(
+                        "SELECT seq, length(image) FROM records WHERE image IS NOT NULL
+                         ORDER BY user = {BIGGEST} DESC, seq LIMIT 1"
+                    ),
+                    params![user, bytes as i64],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
@@ -238,8 +264,11 @@ impl Spool {
         while used_after + bytes > self.cap {
             let oldest: Option<(i64, i64)> = tx
                 .query_row(
-                    "SELECT seq, bytes FROM records ORDER BY is_capture, seq LIMIT 1",
-                    [],
+                    &format!(
+                        "SELECT seq, bytes FROM records
+                         ORDER BY user = {BIGGEST} DESC, is_capture, seq LIMIT 1"
+                    ),
+                    params![user, bytes as i64],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
@@ -256,14 +285,16 @@ impl Spool {
             (image, note, bytes)
         };
         tx.execute(
-            "INSERT INTO records (id, is_capture, body, image, image_note, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO records (id, is_capture, body, image, image_note, bytes, user)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 id.to_string(),
                 matches!(message, AgentMessage::Capture(_)),
                 body,
                 image,
                 note,
-                bytes as i64
+                bytes as i64,
+                user
             ],
         )?;
         for (name, n) in [
@@ -408,6 +439,19 @@ fn stats_of(conn: &Connection) -> anyhow::Result<SpoolStats> {
 /// the image and keep the text.
 type Split = (Vec<u8>, Option<Vec<u8>>, Option<String>);
 
+/// Whose share of the spool a record counts against: its user, or ""
+/// for the laptop's own records.
+fn user_of(message: &AgentMessage) -> &str {
+    match message {
+        AgentMessage::Capture(c) => &c.user,
+        AgentMessage::Concern(c) => &c.user,
+        AgentMessage::AupDecision(a) => &a.user,
+        AgentMessage::TamperEvent(t) => t.user.as_deref().unwrap_or(""),
+        AgentMessage::SiteVisits(v) => v.visits.first().map_or("", |v| v.user.as_str()),
+        AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => "",
+    }
+}
+
 fn split_image(message: &AgentMessage) -> anyhow::Result<Split> {
     let mut message = message.clone();
     let shot = match &mut message {
@@ -547,6 +591,83 @@ mod tests {
             2,
             "records survive reopening"
         );
+    }
+
+    fn capture_of(user: &str, image: usize) -> AgentMessage {
+        let mut m = capture(Some(image));
+        if let AgentMessage::Capture(c) = &mut m {
+            c.user = user.into();
+        }
+        m
+    }
+
+    fn has_image(spool: &Spool, id: RecordId) -> bool {
+        spool.after(0, 1000).unwrap().into_iter().any(|(_, m)| {
+            matches!(&m, AgentMessage::Capture(c) if c.id == id && matches!(c.screenshot, Screenshot::Png(_)))
+        })
+    }
+
+    #[test]
+    fn one_user_flooding_the_spool_evicts_only_their_own_screenshots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(&tmp.path().join("spool.db"), 20_000).unwrap();
+        // Another pupil's genuine capture, first (the oldest).
+        let genuine = capture_of("victim", 3000);
+        spool.push(&genuine).unwrap();
+        // The flooder's captures, far more than the cap.
+        let mut flood = Vec::new();
+        for _ in 0..40 {
+            let m = capture_of("flooder", 3000);
+            spool.push(&m).unwrap();
+            flood.push(m.record_id().unwrap());
+        }
+        assert!(
+            has_image(&spool, genuine.record_id().unwrap()),
+            "the other user's screenshot was evicted by the flood"
+        );
+        assert!(!has_image(&spool, flood[0]), "the flooder's oldest went");
+        assert!(has_image(&spool, flood[39]), "the flooder's newest stays");
+        let stats = spool.stats().unwrap();
+        assert!(stats.bytes <= 20_000, "{stats:?}");
+        assert_eq!(stats.records, 41, "no record was dropped, only images");
+        // Once the flooder holds no more than the other user, shares even out.
+        let (spool, _) = Spool::open(&tmp.path().join("spool2.db"), 10_000).unwrap();
+        let a = capture_of("a", 4000);
+        let b = capture_of("b", 4000);
+        spool.push(&a).unwrap();
+        spool.push(&b).unwrap();
+        let a2 = capture_of("a", 4000);
+        spool.push(&a2).unwrap();
+        // "a" would hold 8,000 of 12,000: its oldest goes, not "b"'s.
+        assert!(!has_image(&spool, a.record_id().unwrap()));
+        assert!(has_image(&spool, b.record_id().unwrap()));
+        assert!(has_image(&spool, a2.record_id().unwrap()));
+    }
+
+    #[test]
+    fn a_spool_from_before_shares_opens_and_counts_as_the_laptops() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("spool.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE records (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     id TEXT NOT NULL UNIQUE,
+                     is_capture INTEGER NOT NULL,
+                     body BLOB NOT NULL,
+                     image BLOB,
+                     image_note TEXT,
+                     bytes INTEGER NOT NULL
+                 ) STRICT;",
+            )
+            .unwrap();
+        }
+        let (spool, damaged) = Spool::open(&path, DEFAULT_CAP_BYTES).unwrap();
+        assert!(damaged.is_none());
+        assert!(spool.push(&capture_of("pupil", 10)).unwrap().inserted);
+        assert_eq!(spool.stats().unwrap().records, 1);
     }
 
     #[test]
