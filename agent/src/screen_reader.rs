@@ -10,7 +10,9 @@
 //! line). The pupil can kill that process (it is theirs); the helper then
 //! reports it (a [`TamperKind::SourceUnavailable`] event naming the
 //! signal) and starts it again at once, at most [`STARTS_PER_MINUTE`]
-//! times a minute.
+//! times a minute. It says it is alive every 5 s; one silent for
+//! [`READER_DEADLINE`] (paused with SIGSTOP, or hung) is killed, reported
+//! and started again.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -25,6 +27,12 @@ use crate::accessibility::ScreenText;
 
 /// Most starts of the reader in a minute.
 pub const STARTS_PER_MINUTE: usize = 5;
+/// How often the reader says it is alive, and the line it says it with.
+const ALIVE_EVERY: Duration = Duration::from_secs(5);
+const ALIVE_LINE: &str = "alive\n";
+/// Silence from the reader after which it is taken for paused or hung,
+/// killed and reported.
+pub const READER_DEADLINE: Duration = Duration::from_secs(20);
 /// Longest line the reader may write (a look is at most 256 KiB of text).
 const MAX_LINE: usize = 2 * 1024 * 1024;
 
@@ -56,11 +64,19 @@ pub async fn child_main() -> anyhow::Result<()> {
     });
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(text) = out_rx.recv().await {
-            let Ok(mut line) = serde_json::to_vec(&text) else {
-                continue;
+        let mut alive = tokio::time::interval(ALIVE_EVERY);
+        loop {
+            let line = tokio::select! {
+                text = out_rx.recv() => match text.map(|t| serde_json::to_vec(&t)) {
+                    Some(Ok(mut line)) => {
+                        line.push(b'\n');
+                        line
+                    }
+                    Some(Err(_)) => continue,
+                    None => return,
+                },
+                _ = alive.tick() => ALIVE_LINE.as_bytes().to_vec(),
             };
-            line.push(b'\n');
             if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
                 return;
             }
@@ -103,7 +119,15 @@ pub async fn supervise(
             Some(ended) => ended,
             None => return,
         };
-        if let Some(signal) = ended.signal {
+        if ended.hung {
+            let detail = format!(
+                "the screen-text reader of this session (pid {}) stopped answering for {} s (paused, as with SIGSTOP, or hung) and was killed; started again",
+                ended.pid,
+                READER_DEADLINE.as_secs()
+            );
+            tracing::error!("{detail}");
+            let _ = tamper.send((TamperKind::SourceUnavailable, detail));
+        } else if let Some(signal) = ended.signal {
             let detail = format!(
                 "the screen-text reader of this session (pid {}) was killed by signal {signal} after {} s; started again",
                 ended.pid,
@@ -127,6 +151,8 @@ struct Ended {
     ran: Duration,
     signal: Option<i32>,
     how: String,
+    /// It fell silent and the helper killed it.
+    hung: bool,
 }
 
 /// Runs the reader once; `None` when `front` closed (the helper stops).
@@ -156,6 +182,7 @@ async fn run_once(
                 ran: started.elapsed(),
                 signal: None,
                 how: format!("it cannot start: {e}"),
+                hung: false,
             });
         }
     };
@@ -167,8 +194,15 @@ async fn run_once(
     if let Some(i) = stdin.as_mut() {
         let _ = i.write_all(front_line(now).as_bytes()).await;
     }
+    let mut heard = tokio::time::Instant::now();
+    let mut hung = false;
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(heard + READER_DEADLINE) => {
+                hung = true;
+                let _ = child.start_kill();
+                break;
+            }
             changed = front.changed() => {
                 if changed.is_err() {
                     let _ = child.start_kill();
@@ -181,8 +215,10 @@ async fn run_once(
                 }
             }
             line = next_line(&mut lines) => match line {
+                Some(Ok(line)) if line == ALIVE_LINE => heard = tokio::time::Instant::now(),
                 Some(Ok(line)) => match serde_json::from_str::<ScreenText>(&line) {
                     Ok(text) => {
+                        heard = tokio::time::Instant::now();
                         if out.send(text).await.is_err() {
                             let _ = child.start_kill();
                             return None;
@@ -201,6 +237,7 @@ async fn run_once(
         ran: started.elapsed(),
         signal: status.and_then(|s| s.signal()),
         how: status.map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
+        hung,
     })
 }
 

@@ -563,6 +563,33 @@ fn other_applications_text_is_read_in_a_supervised_session_and_a_killed_reader_i
         2,
         Duration::from_secs(30),
     )?;
+
+    // The pupil pauses its reader instead: found silent, reported, replaced.
+    let paused_at = Instant::now();
+    let out = pupil
+        .command("pkill", None)
+        .args(["-STOP", "-f", "agent screen-reader"])
+        .output()?;
+    ensure!(out.status.success(), "the pupil found no reader to pause");
+    ensure!(
+        wait_for(Duration::from_secs(60), || tamper_events(&bed).iter().any(
+            |(k, u, d)| k == "SourceUnavailable"
+                && u == &pupil.name
+                && d.contains("stopped answering")
+        )),
+        "the paused reader was not reported within 60 s: {:?}\nservice log:\n{}",
+        tamper_events(&bed),
+        service.log_text()
+    );
+    println!(
+        "paused reader reported {:?} after the pause",
+        paused_at.elapsed()
+    );
+    service.wait_log_count(
+        "reading on-screen text through the accessibility bus",
+        3,
+        Duration::from_secs(30),
+    )?;
     let _ = zenity.kill();
     let _ = zenity.wait();
     let _ = terminal.kill();
