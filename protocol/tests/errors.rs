@@ -141,15 +141,15 @@ async fn unknown_kind_is_named() {
         matches!(
             err,
             ProtocolError::UnknownKind {
-                kind: 10,
-                known: 7,
+                kind: 11,
+                known: 8,
                 ..
             }
         ),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("unknown agent message kind 10"),
+        err.to_string().contains("unknown agent message kind 11"),
         "{err}"
     );
 }
