@@ -62,31 +62,6 @@ pub enum ToService {
     Status,
 }
 
-/// One graphical session as `agent status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionState {
-    pub user: String,
-    /// `:0`, or empty for a helper without a display.
-    pub display: String,
-    /// A helper is connected and was heard from within the deadline.
-    pub monitored: bool,
-    /// The helper's process, and whether the service started it.
-    pub helper_pid: Option<u32>,
-    pub supervised: bool,
-    /// Seconds since the helper was last heard from.
-    pub heard_seconds_ago: Option<u64>,
-}
-
-/// The service's answer to [`ToService::Status`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceStatus {
-    /// Whether the service starts the helpers itself.
-    pub supervising: bool,
-    pub sessions: Vec<SessionState>,
-    /// Messages refused on the socket since the service started.
-    pub refused: u64,
-}
-
 /// How often a session helper tells the service it is alive.
 pub const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Silence from a helper the service started after which the service
@@ -133,8 +108,8 @@ pub enum ToSession {
     /// service monitors this session with a helper of its own, out of the
     /// user's reach; this one has nothing to do and stops.
     Supervised(String),
-    /// To `agent status`.
-    Status(ServiceStatus),
+    /// To `agent status`: what monitors each session now.
+    Status(protocol::DeviceHealth),
 }
 
 impl WireMessage for ToService {
@@ -168,7 +143,7 @@ pub async fn report_concern(socket: &std::path::Path) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// The service is not running or answered something else.
-pub async fn service_status(socket: &std::path::Path) -> anyhow::Result<ServiceStatus> {
+pub async fn service_status(socket: &std::path::Path) -> anyhow::Result<protocol::DeviceHealth> {
     let stream = tokio::net::UnixStream::connect(socket).await?;
     let mut conn = protocol::Connection::new(stream);
     conn.send(&ToService::Status).await?;

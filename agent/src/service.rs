@@ -351,8 +351,7 @@ impl Service {
                 self.page_reader(conn, uid, pid, user, browser).await;
             }
             ToService::Status => {
-                let status = self.status().await;
-                let _ = conn.send(&ToSession::Status(status)).await;
+                let _ = conn.send(&ToSession::Status(self.health())).await;
             }
             other => {
                 let why = format!(
@@ -459,63 +458,6 @@ impl Service {
             .collect()
     }
 
-    /// Every session with a helper, and (when the service supervises)
-    /// every graphical session found without one.
-    async fn status(&self) -> crate::ipc::ServiceStatus {
-        let now = UnixMillis::now().0.max(0) as u64;
-        let mut sessions: Vec<crate::ipc::SessionState> = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|s| {
-                let ago = now.saturating_sub(s.heard.load(Ordering::Relaxed)) / 1000;
-                crate::ipc::SessionState {
-                    user: s.user.clone(),
-                    display: s.display.clone().unwrap_or_default(),
-                    monitored: ago < crate::ipc::ALIVE_DEADLINE.as_secs(),
-                    helper_pid: s.supervised_pid,
-                    supervised: s.supervised_pid.is_some(),
-                    heard_seconds_ago: Some(ago),
-                }
-            })
-            .collect();
-        if self.supervising {
-            let ours: Vec<u32> = self
-                .supervised
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .copied()
-                .collect();
-            let found = tokio::task::spawn_blocking(move || crate::sessions::find(&ours))
-                .await
-                .unwrap_or_default();
-            for g in found {
-                let user = user_name(g.uid);
-                if !sessions
-                    .iter()
-                    .any(|s| s.user == user && s.display == g.display)
-                {
-                    sessions.push(crate::ipc::SessionState {
-                        user,
-                        display: g.display,
-                        monitored: false,
-                        helper_pid: None,
-                        supervised: false,
-                        heard_seconds_ago: None,
-                    });
-                }
-            }
-        }
-        sessions.sort_by(|a, b| (&a.display, &a.user).cmp(&(&b.display, &b.user)));
-        crate::ipc::ServiceStatus {
-            supervising: self.supervising,
-            sessions,
-            refused: self.refused.load(Ordering::Relaxed),
-        }
-    }
-
     /// Notes the sessions the supervisor found on its last look.
     pub(crate) fn set_found(&self, found: Vec<(u32, String)>) {
         let mut last = self.found.lock().unwrap_or_else(|p| p.into_inner());
@@ -542,6 +484,7 @@ impl Service {
                     display: s.display.clone().unwrap_or_default(),
                     monitored: ago < crate::ipc::ALIVE_DEADLINE.as_secs(),
                     supervised: s.supervised_pid.is_some(),
+                    helper_pid: s.supervised_pid,
                     heard_seconds_ago: Some(ago),
                 }
             })
@@ -557,6 +500,7 @@ impl Service {
                     display: display.clone(),
                     monitored: false,
                     supervised: false,
+                    helper_pid: None,
                     heard_seconds_ago: None,
                 });
             }

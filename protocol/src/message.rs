@@ -316,6 +316,8 @@ pub struct SessionHealth {
     pub monitored: bool,
     /// The service started that helper (out of the user's reach).
     pub supervised: bool,
+    /// That helper's process, when the service started it.
+    pub helper_pid: Option<u32>,
     /// Seconds since the helper was last heard from, if there is one.
     pub heard_seconds_ago: Option<u64>,
 }

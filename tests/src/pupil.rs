@@ -87,6 +87,53 @@ impl Pupil {
     }
 }
 
+impl Pupil {
+    /// The pupil's desktop session as far as a test needs one: a terminal
+    /// of theirs (running `cat`) on `display`, titled `title`, with `env`.
+    /// The agent's service finds the session by it. Killed on drop.
+    ///
+    /// # Errors
+    /// xterm cannot start.
+    pub fn terminal(
+        &self,
+        display: &str,
+        title: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Terminal> {
+        let child = self
+            .command("xterm", Some(display))
+            .envs(env.iter().copied())
+            .args(["-T", title, "-geometry", "80x24+0+0", "-e", "cat"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start the pupil's xterm")?;
+        Ok(Terminal(child))
+    }
+}
+
+/// A pupil's terminal; killed on drop (the pupil "logs out").
+pub struct Terminal(pub std::process::Child);
+
+impl Terminal {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Ends it now, as a logout would.
+    pub fn close(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 fn nanos() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -362,14 +362,7 @@ fn a_browser_without_the_extension_is_reported_within_a_minute() -> anyhow::Resu
     )?;
     // The pupil's desktop session (a terminal of theirs): the service
     // starts the session helper for it, out of the pupil's reach.
-    let mut terminal = pupil
-        .command("xterm", Some(&x.display))
-        .args(["-T", "pupil-term", "-e", "cat"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("cannot start the pupil's xterm")?;
+    let _terminal = pupil.terminal(&x.display, "pupil-term", &[])?;
     // Its log goes to the service's.
     let session = &service;
     session.wait_log("watching the X display", Duration::from_secs(30))?;
@@ -430,8 +423,6 @@ fn a_browser_without_the_extension_is_reported_within_a_minute() -> anyhow::Resu
         took <= Duration::from_secs(60),
         "reported after {took:?}, not within 60 s"
     );
-    let _ = terminal.kill();
-    let _ = terminal.wait();
     Ok(())
 }
 

@@ -108,14 +108,7 @@ fn the_pupil_cannot_stop_blind_impersonate_or_flood_the_monitor_and_gaps_are_rep
     )?;
 
     // The pupil's desktop: a terminal of theirs, in front.
-    let mut terminal = pupil
-        .command("xterm", Some(&x.display))
-        .args(["-T", "pupil-term", "-geometry", "80x24+0+0", "-e", "cat"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start the pupil's xterm")?;
+    let mut terminal = pupil.terminal(&x.display, "pupil-term", &[])?;
     let window = x
         .xdotool(&[
             "search",
@@ -343,8 +336,7 @@ fn the_pupil_cannot_stop_blind_impersonate_or_flood_the_monitor_and_gaps_are_rep
     // 6. The pupil logs out (their programs end): the helper is stopped,
     //    and that is no tampering.
     let before = tamper_events(&bed).len();
-    let _ = terminal.kill();
-    let _ = terminal.wait();
+    terminal.close();
     service.wait_log(
         &format!("{} has left {}", pupil.name, x.display),
         Duration::from_secs(30),
@@ -489,14 +481,11 @@ fn other_applications_text_is_read_in_a_supervised_session_and_a_killed_reader_i
         &["--displays", &x.display],
     )?;
     // The pupil's session: a terminal that names its session bus.
-    let mut terminal = pupil
-        .command("xterm", Some(&x.display))
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .args(["-T", "pupil-term", "-e", "cat"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let _terminal = pupil.terminal(
+        &x.display,
+        "pupil-term",
+        &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)],
+    )?;
     service.wait_log("watching the X display", Duration::from_secs(30))?;
     service.answer_aup(&x, 1, true)?;
     service
@@ -592,7 +581,5 @@ fn other_applications_text_is_read_in_a_supervised_session_and_a_killed_reader_i
     )?;
     let _ = zenity.kill();
     let _ = zenity.wait();
-    let _ = terminal.kill();
-    let _ = terminal.wait();
     Ok(())
 }

@@ -1755,6 +1755,7 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
                     display: ":0".into(),
                     monitored: true,
                     supervised: true,
+                    helper_pid: Some(4242),
                     heard_seconds_ago: Some(2),
                 },
                 protocol::SessionHealth {
@@ -1762,6 +1763,7 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
                     display: ":1".into(),
                     monitored: false,
                     supervised: false,
+                    helper_pid: None,
                     heard_seconds_ago: None,
                 },
             ],
