@@ -314,7 +314,7 @@ impl Service {
                         Some(p),
                     )
                     .await;
-                } else if self.supervising && uid != 0 && Some(std::process::id() as i32) != pid {
+                } else if self.supervising && uid != 0 {
                     // A helper the user started (the autostart entry): the
                     // service watches the session with one of its own.
                     self.look_now.notify_one();

@@ -305,3 +305,73 @@ fn captures_are_listed_by_how_they_were_seen() {
     let err = source_filter("seen'); DROP TABLE captures; --").unwrap_err();
     assert!(err.contains("not one of viewed, typed"), "{err}");
 }
+
+#[test]
+fn a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let device = Uuid::now_v7();
+    let event = |t: i64| protocol::TamperEvent {
+        id: Uuid::now_v7(),
+        time: UnixMillis(t),
+        user: Some("pupil".into()),
+        kind: protocol::TamperKind::AgentKilled,
+        detail: "killed".into(),
+    };
+    let (first, second) = (event(1_000), event(2_000));
+    for e in [&first, &second] {
+        let got = store
+            .store_batch(&[Incoming {
+                device,
+                received: UnixMillis::now(),
+                message: AgentMessage::TamperEvent(e.clone()),
+            }])
+            .unwrap();
+        assert_eq!(got, vec![Stored::New]);
+    }
+    let all = |open_only| {
+        store
+            .tamper_events(&TamperQuery {
+                open_only,
+                device: None,
+                limit: 10,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        all(false).iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![second.id, first.id],
+        "newest first"
+    );
+    assert!(
+        store
+            .acknowledge_tamper(first.id, "lead", "spoke to them", UnixMillis(3_000))
+            .unwrap()
+    );
+    // A second acknowledgement (a stale tab) changes nothing.
+    assert!(
+        !store
+            .acknowledge_tamper(first.id, "other", "again", UnixMillis(4_000))
+            .unwrap()
+    );
+    let row = store.tamper_event(first.id).unwrap().unwrap();
+    assert_eq!(row.acknowledged_by.as_deref(), Some("lead"));
+    assert_eq!(row.acknowledged_note.as_deref(), Some("spoke to them"));
+    assert!(
+        !store
+            .acknowledge_tamper(Uuid::now_v7(), "lead", "", UnixMillis(5_000))
+            .unwrap()
+    );
+    assert_eq!(
+        all(true).iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![second.id]
+    );
+    let other = store
+        .tamper_events(&TamperQuery {
+            open_only: false,
+            device: Some(Uuid::now_v7()),
+            limit: 10,
+        })
+        .unwrap();
+    assert!(other.is_empty(), "another device's list is empty");
+}

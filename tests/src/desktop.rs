@@ -179,6 +179,26 @@ impl XDesktop {
         Ok(id)
     }
 
+    /// The id of the visible window titled exactly `title`, waiting for it
+    /// to show (xdotool's own `--sync`, up to 60 s).
+    ///
+    /// # Errors
+    /// It never shows.
+    pub fn window(&self, title: &str) -> anyhow::Result<String> {
+        Ok(self
+            .xdotool(&[
+                "search",
+                "--sync",
+                "--onlyvisible",
+                "--name",
+                &format!("^{title}$"),
+            ])?
+            .lines()
+            .next()
+            .with_context(|| format!("no window titled {title:?}"))?
+            .to_owned())
+    }
+
     /// Runs xdotool on this display; returns its output.
     ///
     /// # Errors

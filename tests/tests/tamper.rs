@@ -109,18 +109,7 @@ fn the_pupil_cannot_stop_blind_impersonate_or_flood_the_monitor_and_gaps_are_rep
 
     // The pupil's desktop: a terminal of theirs, in front.
     let mut terminal = pupil.terminal(&x.display, "pupil-term", &[])?;
-    let window = x
-        .xdotool(&[
-            "search",
-            "--sync",
-            "--onlyvisible",
-            "--name",
-            "^pupil-term$",
-        ])?
-        .lines()
-        .next()
-        .context("the pupil's terminal never showed")?
-        .to_owned();
+    let window = x.window("pupil-term")?;
 
     // The service finds the session and starts a helper for it (the
     // pupil ran nothing of the agent's).
@@ -389,12 +378,7 @@ fn a_window_posing_as_the_agents_and_an_open_concern_window_hide_no_typing() -> 
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let posing = x
-        .xdotool(&["search", "--sync", "--onlyvisible", "--name", "^posing$"])?
-        .lines()
-        .next()
-        .context("the posing terminal never showed")?
-        .to_owned();
+    let posing = x.window("posing")?;
     x.xdotool(&["windowactivate", "--sync", &posing])?;
     x.type_text("i want to kill myself")?;
     x.keys(&["Return"])?;
@@ -413,26 +397,10 @@ fn a_window_posing_as_the_agents_and_an_open_concern_window_hide_no_typing() -> 
     //    elsewhere: matched. Typing into the concern window is not.
     x.xterm("elsewhere")?;
     x.keys(&["ctrl+alt+r"])?;
-    let concern = x
-        .xdotool(&[
-            "search",
-            "--sync",
-            "--onlyvisible",
-            "--name",
-            "^Report a concern$",
-        ])?
-        .lines()
-        .next()
-        .context("no concern window")?
-        .to_owned();
+    let concern = x.window("Report a concern")?;
     x.xdotool(&["windowactivate", "--sync", &concern])?;
     x.type_text("he said go kill yourself")?;
-    let elsewhere = x
-        .xdotool(&["search", "--onlyvisible", "--name", "^elsewhere$"])?
-        .lines()
-        .next()
-        .context("no elsewhere terminal")?
-        .to_owned();
+    let elsewhere = x.window("elsewhere")?;
     x.xdotool(&["windowactivate", "--sync", &elsewhere])?;
     x.type_text("i am going to cut myself")?;
     x.keys(&["Return"])?;

@@ -1686,8 +1686,8 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
     let shot = browser.save_screenshot("tamper").await.unwrap();
     println!("tamper list screenshot: {}", shot.display());
 
-    // Acknowledged, it leaves the inbox; a second acknowledgement (a stale
-    // tab) changes nothing.
+    // Acknowledged, it leaves the inbox (that a second acknowledgement
+    // changes nothing is the store test's).
     browser
         .client
         .goto(&format!("{}/inbox", bed.base))
