@@ -34,7 +34,8 @@ struct SessionEntry {
     display: Option<String>,
     /// The helper's process, if the service started it.
     supervised_pid: Option<u32>,
-    /// When it was last heard from (Unix ms).
+    /// When it was last heard from: [`Service::clock_ms`], a monotonic
+    /// clock (the wall clock can be moved, by a pupil among others).
     heard: Arc<AtomicU64>,
     /// Fed text and concern requests for the helper.
     feed: mpsc::Sender<ToSession>,
@@ -106,6 +107,8 @@ pub struct Service {
     found: Mutex<Vec<(u32, String)>>,
     /// Wakes the uplink to send the sessions' health (one came or went).
     health_changed: Arc<Notify>,
+    /// When the service started (the base of [`Service::clock_ms`]).
+    started: std::time::Instant,
 }
 
 /// A spell in which the spool could not be written.
@@ -193,6 +196,7 @@ impl Service {
             refused: AtomicU64::new(0),
             found: Mutex::new(Vec::new()),
             health_changed: Arc::new(Notify::new()),
+            started: std::time::Instant::now(),
         });
         if let Some(supervision) = options.supervise {
             tokio::spawn(crate::supervisor::run(
@@ -441,7 +445,7 @@ impl Service {
     }
 
     /// The connected helpers: (uid, display, the pid the service started
-    /// it as, when last heard from in Unix ms).
+    /// it as, when last heard from by [`Service::clock_ms`]).
     pub(crate) fn helpers(&self) -> Vec<(u32, Option<String>, Option<u32>, u64)> {
         self.sessions
             .lock()
@@ -458,6 +462,13 @@ impl Service {
             .collect()
     }
 
+    /// Milliseconds since the service started, on a monotonic clock: what
+    /// helpers' liveness is measured in, so that moving the wall clock
+    /// neither hides a hung helper nor makes live ones look hung.
+    pub(crate) fn clock_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Notes the sessions the supervisor found on its last look.
     pub(crate) fn set_found(&self, found: Vec<(u32, String)>) {
         let mut last = self.found.lock().unwrap_or_else(|p| p.into_inner());
@@ -471,7 +482,7 @@ impl Service {
     /// helpers, the sessions the supervisor found without one, and the
     /// connected page readers.
     pub(crate) fn health(&self) -> protocol::DeviceHealth {
-        let now = UnixMillis::now().0.max(0) as u64;
+        let now = self.clock_ms();
         let mut sessions: Vec<protocol::SessionHealth> = self
             .sessions
             .lock()
@@ -665,7 +676,7 @@ impl Service {
         supervised_pid: Option<u32>,
     ) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let heard = Arc::new(AtomicU64::new(UnixMillis::now().0.max(0) as u64));
+        let heard = Arc::new(AtomicU64::new(self.clock_ms()));
         let (feed_tx, mut feed_rx) = mpsc::channel(READER_QUEUE);
         // The page readers already connected, so the helper knows which
         // browsers are watched.
@@ -711,7 +722,7 @@ impl Service {
             tokio::select! {
                 got = reader.read::<ToService>() => match got {
                     Ok(Some(message)) => {
-                        heard.store(UnixMillis::now().0.max(0) as u64, Ordering::Relaxed);
+                        heard.store(self.clock_ms(), Ordering::Relaxed);
                         match message {
                             ToService::Record(record) => {
                                 let reply = self.store(record, &user).await;

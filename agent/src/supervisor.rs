@@ -31,7 +31,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::{TamperKind, UnixMillis};
+use protocol::TamperKind;
 use tokio::sync::{mpsc, watch};
 
 use crate::ipc::user_name;
@@ -127,7 +127,7 @@ pub async fn run(
         service.set_found(found.iter().map(|s| (s.uid, s.display.clone())).collect());
         let helpers = service.helpers();
         // Hung helpers: killed, and so restarted below once they exit.
-        let now_ms = UnixMillis::now().0.max(0) as u64;
+        let now_ms = service.clock_ms();
         for (uid, screen, pid, heard) in &helpers {
             let (Some(pid), Some(screen)) = (pid, screen) else {
                 continue;
@@ -141,7 +141,9 @@ pub async fn run(
                     silent.as_secs()
                 );
                 gaps.entry((*uid, screen.clone())).or_insert(Gap {
-                    since: Instant::now() - silent,
+                    since: Instant::now()
+                        .checked_sub(silent)
+                        .unwrap_or_else(Instant::now),
                     why: format!(
                         "stopped answering (hung or paused) for {} s and was killed",
                         silent.as_secs()
