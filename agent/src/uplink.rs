@@ -287,6 +287,13 @@ async fn session(
                 }
             }
             _ = shutdown.changed() => {
+                // Stopping in good order (a shutdown, or the administrator):
+                // the console is told this laptop watches no session now,
+                // so its silence is not taken for a pupil cutting it off.
+                let mut health = (shared.health.0)();
+                health.sessions.clear();
+                health.page_readers.clear();
+                let _ = send(&mut writer, &AgentMessage::Health(health), "the last health").await;
                 let _ = writer.shutdown().await;
                 return Ended::Shutdown;
             }

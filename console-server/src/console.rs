@@ -157,7 +157,7 @@ impl Console {
         let web_state = Arc::new(WebState::new(
             store.clone(),
             policy_tx.clone(),
-            live,
+            live.clone(),
             offline_after_ms,
             crate::enrollment::default_address(&settings, agent_addr.port()),
             dir.ca_fingerprint(),
@@ -182,7 +182,12 @@ impl Console {
         let offline_after = Duration::from_secs(u64::from(settings.offline_after_minutes) * 60);
         tasks.push(tokio::spawn(presence(
             store.clone(),
-            offline_after,
+            Presence {
+                offline_after,
+                silent_after: Duration::from_secs(u64::from(settings.silent_after_seconds)),
+                started: UnixMillis::now(),
+                live,
+            },
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(crate::weekly_mail::run(
@@ -267,25 +272,63 @@ async fn refresh(
     }
 }
 
-/// Raises an event when a device goes quiet for `offline_after`, and when
-/// it comes back.
-async fn presence(
-    store: Arc<dyn Store>,
+/// What the presence check needs.
+struct Presence {
+    /// A device not heard from for this long is offline.
     offline_after: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let after = i64::try_from(offline_after.as_millis()).unwrap_or(i64::MAX);
+    /// A device monitoring a logged-in session and not heard from for this
+    /// long is silent (a tamper event).
+    silent_after: Duration,
+    /// When this console started: devices silent since before then are
+    /// not judged silent.
+    started: UnixMillis,
+    /// Where a new tamper event is announced to open inboxes.
+    live: tokio::sync::broadcast::Sender<ingest::Live>,
+}
+
+/// Raises an event when a device goes quiet for `offline_after`, and when
+/// it comes back; a tamper event when a device monitoring a logged-in
+/// session goes quiet for `silent_after`, closed with the gap's length
+/// when it is heard again.
+async fn presence(store: Arc<dyn Store>, p: Presence, mut shutdown: watch::Receiver<bool>) {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let (offline_ms, silent_ms) = (ms(p.offline_after), ms(p.silent_after));
+    // Checked often enough that a silent device is found within a third of
+    // `silent_after` of its deadline.
+    let every = PRESENCE_EVERY
+        .min(p.offline_after)
+        .min(p.silent_after / 3)
+        .max(Duration::from_secs(1));
     loop {
         let s = store.clone();
+        let started = p.started;
         let checked = tokio::task::spawn_blocking(move || {
             let now = UnixMillis::now();
-            s.update_presence(UnixMillis(now.0.saturating_sub(after)), now)
+            let events = s.update_presence(UnixMillis(now.0.saturating_sub(offline_ms)), now)?;
+            // Until the console has run for `silent_after`, a laptop that
+            // was talking to it before it started may not have reconnected.
+            let silent = if now.0.saturating_sub(started.0) >= silent_ms {
+                s.update_silence(
+                    UnixMillis(now.0.saturating_sub(silent_ms)),
+                    UnixMillis(started.0.saturating_sub(silent_ms)),
+                    now,
+                )?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, crate::store::StoreError>((events, silent))
         })
         .await;
         match checked {
-            Ok(Ok(events)) => {
+            Ok(Ok((events, silent))) => {
                 for e in events {
                     tracing::warn!("{}: {}", e.kind, e.detail);
+                }
+                for id in silent {
+                    tracing::warn!(
+                        "a device went silent while a user was logged in (tamper event {id})"
+                    );
+                    let _ = p.live.send(ingest::Live::Tamper(id));
                 }
             }
             Ok(Err(e)) => tracing::error!("checking device presence failed: {e}"),
@@ -293,7 +336,7 @@ async fn presence(
         }
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(PRESENCE_EVERY.min(offline_after)) => {}
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }

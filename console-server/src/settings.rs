@@ -24,6 +24,11 @@ pub struct Settings {
     pub public_address: String,
     /// A device not heard from for this long raises an offline alert.
     pub offline_after_minutes: u32,
+    /// A device that was monitoring a logged-in session and then sends
+    /// nothing for this long is shown as silent, with a tamper event (the
+    /// network cut, the power pulled, the lid shut). Laptops send a
+    /// heartbeat every minute, so keep it above 60.
+    pub silent_after_seconds: u32,
     /// The school's time zone, an IANA name such as `Europe/London`; empty
     /// for this machine's. Weeks and the Monday report follow it.
     pub time_zone: String,
@@ -117,6 +122,7 @@ impl Default for Settings {
             web_listen: "0.0.0.0:8443".parse().expect("a valid address"),
             public_address: String::new(),
             offline_after_minutes: 15,
+            silent_after_seconds: 180,
             time_zone: String::new(),
             retention: Retention::default(),
             limits: Limits::default(),
@@ -189,6 +195,9 @@ impl Settings {
         }
         if self.offline_after_minutes == 0 {
             return Err("offline_after_minutes must be at least 1".into());
+        }
+        if self.silent_after_seconds < 2 {
+            return Err("silent_after_seconds must be at least 2".into());
         }
         crate::school_week::parse_zone(&self.time_zone)?;
         self.web_certificate.check()?;

@@ -375,3 +375,128 @@ fn a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart() {
         .unwrap();
     assert!(other.is_empty(), "another device's list is empty");
 }
+
+#[test]
+fn a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_again() {
+    use protocol::{DeviceHealth, Heartbeat, SessionHealth};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let t0 = UnixMillis::now().0 - DAY;
+    let (watched, idle, old_agent) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let health = |users: &[&str]| {
+        AgentMessage::Health(DeviceHealth {
+            time: UnixMillis(t0),
+            supervising: true,
+            sessions: users
+                .iter()
+                .map(|u| SessionHealth {
+                    user: (*u).into(),
+                    display: ":0".into(),
+                    monitored: true,
+                    supervised: true,
+                    helper_pid: Some(42),
+                    heard_seconds_ago: Some(1),
+                })
+                .collect(),
+            page_readers: vec![],
+            refused: 0,
+        })
+    };
+    let heartbeat = |user: Option<&str>| {
+        AgentMessage::Heartbeat(Heartbeat {
+            time: UnixMillis(t0),
+            hostname: "lab-1".into(),
+            os: "Debian".into(),
+            agent_version: "0.1.0".into(),
+            user: user.map(Into::into),
+            uptime_seconds: 1,
+            load: [0.0; 3],
+            memory_total_bytes: 1,
+            memory_used_bytes: 1,
+            spool_depth: 0,
+            spool_dropped: 0,
+            policy_version: 1,
+        })
+    };
+    let heard = |device: Uuid, at: i64, message: AgentMessage| {
+        store
+            .store_batch(&[Incoming {
+                device,
+                received: UnixMillis(at),
+                message,
+            }])
+            .unwrap();
+    };
+    for d in [watched, idle, old_agent] {
+        store.device_connected(d, "0.1.0", UnixMillis(t0)).unwrap();
+    }
+    heard(watched, t0, heartbeat(Some("amy")));
+    heard(watched, t0, health(&["amy"]));
+    // Someone was logged in once, but the latest health lists no session
+    // (logged out, or the service stopping in good order).
+    heard(idle, t0, heartbeat(Some("ben")));
+    heard(idle, t0, health(&[]));
+    // An agent too old to send health: its heartbeat's user counts.
+    heard(old_agent, t0, heartbeat(Some("cat")));
+
+    let check = |cutoff: i64, heard_since: i64| {
+        store
+            .update_silence(
+                UnixMillis(cutoff),
+                UnixMillis(heard_since),
+                UnixMillis(cutoff),
+            )
+            .unwrap()
+    };
+    assert!(check(t0, 0).is_empty(), "heard at the cutoff is not silent");
+    assert!(
+        check(t0 + 1, t0 + 1).is_empty(),
+        "silent since before the console started: not judged"
+    );
+    let opened = check(t0 + 1, 0);
+    assert_eq!(opened.len(), 2, "the watched laptop and the old agent's");
+    let events: Vec<TamperRow> = opened
+        .iter()
+        .map(|id| store.tamper_event(*id).unwrap().unwrap())
+        .collect();
+    let amy = events.iter().find(|e| e.device == watched).unwrap();
+    assert_eq!(amy.kind, "DeviceSilent");
+    assert_eq!(amy.user.as_deref(), Some("amy"));
+    assert!(
+        amy.detail.contains("while amy was logged in"),
+        "{}",
+        amy.detail
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.device == old_agent && e.user.as_deref() == Some("cat"))
+    );
+    let silent_since = |d: Uuid| {
+        store
+            .devices(UnixMillis(0))
+            .unwrap()
+            .into_iter()
+            .find(|x| x.id == d)
+            .unwrap()
+            .silent_since
+    };
+    assert!(silent_since(watched).is_some());
+    assert!(silent_since(idle).is_none());
+    assert!(check(t0 + 60_000, 0).is_empty(), "one gap, one event");
+
+    // Heard again five minutes after it went quiet: the gap closes, and
+    // its length is written into the event staff already have.
+    heard(watched, t0 + 300_000, heartbeat(Some("amy")));
+    assert!(check(t0 + 1, 0).is_empty());
+    let closed = store.tamper_event(amy.id).unwrap().unwrap();
+    assert!(
+        closed.detail.contains("heard again") && closed.detail.contains("after 5 min 0 s"),
+        "{}",
+        closed.detail
+    );
+    assert!(silent_since(watched).is_none());
+    assert!(silent_since(old_agent).is_some(), "still silent");
+    // Silent again later: a new gap.
+    assert_eq!(check(t0 + 300_001, 0).len(), 1);
+}

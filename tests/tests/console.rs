@@ -939,3 +939,140 @@ async fn over_its_connection_limit_the_console_asks_laptops_to_come_back_later()
         ConsoleMessage::Ack(vec![cid])
     );
 }
+
+/// A laptop monitoring a logged-in pupil that goes quiet (its network cut,
+/// its power pulled) is shown as silent within `silent_after_seconds`, with
+/// a tamper event; heard again, the event says how long the gap was. A
+/// laptop that said it watches no session may go quiet unremarked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_that_goes_quiet_while_a_pupil_is_logged_in_is_shown_as_a_gap() {
+    use protocol::{DeviceHealth, Heartbeat, SessionHealth, UnixMillis};
+    let (_tmp, mut console) = started();
+    let data = console.data.clone();
+    console.terminate(Duration::from_secs(20)).unwrap();
+    let path = data.join("console.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("silent_after_seconds = 180"), "{text}");
+    std::fs::write(
+        &path,
+        text.replace("silent_after_seconds = 180", "silent_after_seconds = 3"),
+    )
+    .unwrap();
+    let console = ConsoleProcess::start(&data).unwrap();
+    let api = Api::new(
+        &data,
+        &console.web_addr,
+        &api_token(&data, "lead", "admin").unwrap(),
+    )
+    .unwrap();
+    let heartbeat = |user: &str| {
+        AgentMessage::Heartbeat(Heartbeat {
+            time: UnixMillis::now(),
+            hostname: format!("laptop-of-{user}"),
+            os: "Debian 13".into(),
+            agent_version: "test".into(),
+            user: Some(user.into()),
+            uptime_seconds: 1,
+            load: [0.0; 3],
+            memory_total_bytes: 1,
+            memory_used_bytes: 1,
+            spool_depth: 0,
+            spool_dropped: 0,
+            policy_version: 1,
+        })
+    };
+    let health = |users: &[&str]| {
+        AgentMessage::Health(DeviceHealth {
+            time: UnixMillis::now(),
+            supervising: true,
+            sessions: users
+                .iter()
+                .map(|u| SessionHealth {
+                    user: (*u).into(),
+                    display: ":0".into(),
+                    monitored: true,
+                    supervised: true,
+                    helper_pid: Some(4242),
+                    heard_seconds_ago: Some(0),
+                })
+                .collect(),
+            page_readers: vec![],
+            refused: 0,
+        })
+    };
+    let (watched, idle) = (
+        identity_from_ca(&data).unwrap(),
+        identity_from_ca(&data).unwrap(),
+    );
+    let mut watched_link = link(&console, &watched).await.unwrap();
+    watched_link.send(&heartbeat("amy")).await.unwrap();
+    watched_link.send(&health(&["amy"])).await.unwrap();
+    let mut idle_link = link(&console, &idle).await.unwrap();
+    idle_link.send(&heartbeat("ben")).await.unwrap();
+    idle_link.send(&health(&[])).await.unwrap();
+
+    // Both now say nothing, connections open.
+    let events_of = |device: uuid::Uuid| {
+        let (status, body) = api.get(&format!("/api/v1/tamper?device={device}")).unwrap();
+        assert_eq!(status, 200, "{body}");
+        body["events"].as_array().unwrap().clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let event = loop {
+        let events = tokio::task::block_in_place(|| events_of(watched.device_id));
+        if let Some(e) = events.iter().find(|e| e["kind"] == "DeviceSilent") {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no DeviceSilent event within 20 s of the laptop going quiet (silent_after_seconds = 3); its log:\n{}",
+            console.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(event["user"], "amy", "{event}");
+    assert!(
+        event["detail"]
+            .as_str()
+            .unwrap()
+            .contains("has sent nothing since"),
+        "{event}"
+    );
+    let (_, devices) = tokio::task::block_in_place(|| api.get("/api/v1/devices")).unwrap();
+    let shown = |id: uuid::Uuid| {
+        devices["devices"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{devices}"))
+            .iter()
+            .find(|d| d["id"] == id.to_string())
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        shown(watched.device_id)["silent_since"].is_string(),
+        "{devices}"
+    );
+    assert!(shown(idle.device_id)["silent_since"].is_null(), "{devices}");
+    assert!(
+        tokio::task::block_in_place(|| events_of(idle.device_id)).is_empty(),
+        "a laptop with nobody logged in may be quiet"
+    );
+
+    // Heard again: the gap is closed and its length written into the event.
+    watched_link.send(&heartbeat("amy")).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = tokio::task::block_in_place(|| events_of(watched.device_id));
+        assert_eq!(events.len(), 1, "one gap, one event: {events:?}");
+        let detail = events[0]["detail"].as_str().unwrap().to_owned();
+        if detail.contains("heard again") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gap was not closed within 20 s of the laptop being heard again: {detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(idle_link);
+}

@@ -549,5 +549,28 @@ fn other_applications_text_is_read_in_a_supervised_session_and_a_killed_reader_i
     )?;
     let _ = zenity.kill();
     let _ = zenity.wait();
+
+    // Stopped in good order (the laptop shutting down): its last word is
+    // that it watches no session, so the console does not take the
+    // silence that follows for a pupil cutting it off.
+    let sessions = || -> Option<usize> {
+        let (_, body) = bed.api.get("/api/v1/devices").ok()?;
+        Some(body["devices"][0]["health"]["sessions"].as_array()?.len())
+    };
+    ensure!(
+        sessions() == Some(1),
+        "the console should know of the pupil's session: {:?}",
+        sessions()
+    );
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &service.pid().to_string()])
+        .status()?;
+    ensure!(stopped.success(), "could not send SIGTERM to the service");
+    ensure!(
+        wait_for(Duration::from_secs(20), || sessions() == Some(0)),
+        "the service stopped without telling the console it watches nothing now: {:?}\nservice log:\n{}",
+        sessions(),
+        service.log_text()
+    );
     Ok(())
 }

@@ -28,8 +28,18 @@ struct Bed {
 }
 
 fn bed() -> Bed {
+    bed_with("")
+}
+
+/// A bed whose console starts with `settings` as its `console.toml` (the
+/// rest defaults).
+fn bed_with(settings: &str) -> Bed {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    if !settings.is_empty() {
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("console.toml"), settings).unwrap();
+    }
     let console = ConsoleProcess::start(&data).unwrap();
     let d = data.to_str().unwrap();
     for (name, role, pw) in [
@@ -1580,7 +1590,9 @@ fn tamper_event(kind: protocol::TamperKind, detail: &str) -> protocol::TamperEve
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_served_to_scripts() {
-    let bed = bed();
+    // Long enough for the Devices page to be read before the laptop below
+    // counts as silent, short enough to wait for.
+    let bed = bed_with("silent_after_seconds = 8\n");
     let browser = Browser::start(&bed.console.data.join("server.pem"))
         .await
         .unwrap();
@@ -1815,4 +1827,54 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
         .await
         .unwrap();
     assert_eq!(open, "1 open");
+
+    // That laptop, with pupil.one logged in, now says nothing: within
+    // `silent_after_seconds` it is shown as silent, with a tamper event.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        browser
+            .client
+            .goto(&format!("{}/devices", bed.base))
+            .await
+            .unwrap();
+        browser.wait_css("#devices", WAIT).await.unwrap();
+        if !browser
+            .client
+            .find_all(Locator::Css("#devices .status.silent"))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the quiet laptop was not shown as silent within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = browser.body_text().await.unwrap();
+    assert!(
+        status.contains("nothing since") && status.contains("while a user was logged in"),
+        "{status}"
+    );
+    let open = browser
+        .wait_css("#devices a[href^='/tamper?device=']", WAIT)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(open, "2 open");
+    browser
+        .client
+        .goto(&format!("{}/tamper", bed.base))
+        .await
+        .unwrap();
+    let listed = browser.body_text().await.unwrap();
+    assert!(
+        listed.contains("The laptop went silent while a user was logged in")
+            && listed.contains("pupil.one"),
+        "{listed}"
+    );
 }

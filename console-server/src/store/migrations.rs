@@ -296,4 +296,10 @@ CREATE INDEX tamper_events_by_time ON tamper_events (time);
     r#"
 ALTER TABLE devices ADD COLUMN health TEXT;
 "#,
+    // 7: a laptop gone silent while a user was logged in (the gap's start
+    // and the tamper event that reports it, while open).
+    r#"
+ALTER TABLE devices ADD COLUMN silent_since INTEGER;
+ALTER TABLE devices ADD COLUMN silent_event TEXT;
+"#,
 ];

@@ -407,6 +407,9 @@ pub struct Device {
     pub health: Option<serde_json::Value>,
     /// Tamper events of this device nobody has acknowledged.
     pub open_tamper_events: u64,
+    /// When it was last heard, if it has gone silent while a user was
+    /// logged in and has not been heard since.
+    pub silent_since: Option<String>,
 }
 
 /// A console event worth an alert (a device gone quiet, back again, …).
@@ -461,6 +464,26 @@ pub trait DeviceStore {
         cutoff: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<Event>, StoreError>;
+    /// Finds laptops gone silent while they should be on, and marks their
+    /// return.
+    ///
+    /// A device is silent when it was monitoring a logged-in session (its
+    /// latest health lists one; for an agent too old to send health, its
+    /// latest heartbeat names a user), was last heard before `cutoff` and
+    /// not before `heard_since` (devices silent since before the console
+    /// started are not judged), and has no open gap. Each gets a
+    /// `DeviceSilent` tamper event dated when it was last heard. A device
+    /// heard again after its gap began has the gap closed and its length
+    /// written into that event. Returns the ids of the events opened.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn update_silence(
+        &self,
+        cutoff: UnixMillis,
+        heard_since: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<Uuid>, StoreError>;
     /// Revokes a device: its certificate is refused from now on.
     /// `false` if there is no such device.
     ///

@@ -869,7 +869,55 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
             .get::<_, Option<String>>(10)?
             .and_then(|h| serde_json::from_str(&h).ok()),
         open_tamper_events: r.get::<_, i64>(11)?.max(0) as u64,
+        silent_since: r.get::<_, Option<i64>>(12)?.map(|t| rfc3339(UnixMillis(t))),
     })
+}
+
+/// Who a device last said was logged in: the users of its latest health's
+/// sessions, or, with no health (an agent older than protocol version 4),
+/// its heartbeat's user.
+fn logged_in(user: Option<String>, health: Option<&str>) -> Vec<String> {
+    let Some(health) = health else {
+        return user.into_iter().filter(|u| !u.is_empty()).collect();
+    };
+    let health: serde_json::Value = serde_json::from_str(health).unwrap_or_default();
+    let mut users: Vec<String> = health["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["user"].as_str())
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// `14:05` (with the date when not today) in the school's zone.
+fn clock_time(t: UnixMillis) -> String {
+    let zone = crate::school_week::zone();
+    match jiff::Timestamp::from_millisecond(t.0) {
+        Ok(ts) => {
+            let at = ts.to_zoned(zone.clone());
+            if at.date() == jiff::Timestamp::now().to_zoned(zone).date() {
+                at.strftime("%H:%M:%S").to_string()
+            } else {
+                at.strftime("%a %-d %b %H:%M:%S").to_string()
+            }
+        }
+        Err(_) => format!("an invalid time ({} ms)", t.0),
+    }
+}
+
+/// `3 min 20 s`, `2 h 5 min`.
+fn gap_length(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
 }
 
 fn insert_event(
@@ -936,7 +984,8 @@ impl DeviceStore for SqliteStore {
                      revoked IS NULL AND COALESCE(last_seen >= ?1, 0), revoked, heartbeat,
                      health,
                      (SELECT COUNT(*) FROM tamper_events t
-                      WHERE t.device = devices.id AND t.ack_time IS NULL)
+                      WHERE t.device = devices.id AND t.ack_time IS NULL),
+                     silent_since
                  FROM devices ORDER BY hostname, id",
             )
             .map_err(db("listing devices"))?;
@@ -990,6 +1039,98 @@ impl DeviceStore for SqliteStore {
         }
         tx.commit().map_err(db("committing presence"))?;
         Ok(events)
+    }
+
+    fn update_silence(
+        &self,
+        cutoff: UnixMillis,
+        heard_since: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction()
+            .map_err(db("checking for silent devices"))?;
+        // Gaps that have ended: the device was heard after the gap began.
+        let ended: Vec<(String, i64, i64, String)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, silent_since, last_seen, silent_event FROM devices
+                     WHERE silent_event IS NOT NULL AND last_seen > silent_since",
+                )
+                .map_err(db("checking for silent devices"))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(db("checking for silent devices"))?
+                .collect::<Result<_, _>>()
+                .map_err(db("checking for silent devices"))?
+        };
+        for (id, since, heard, event) in ended {
+            let ended = format!(
+                " It was heard again at {}, after {}.",
+                clock_time(UnixMillis(heard)),
+                gap_length(heard.saturating_sub(since))
+            );
+            tx.execute(
+                "UPDATE tamper_events SET detail = detail || ?2 WHERE id = ?1",
+                params![event, ended],
+            )
+            .map_err(db("closing a silent gap"))?;
+            tx.execute(
+                "UPDATE devices SET silent_since = NULL, silent_event = NULL WHERE id = ?1",
+                [&id],
+            )
+            .map_err(db("closing a silent gap"))?;
+        }
+        // Devices gone silent while they should be on.
+        // id, hostname, heartbeat user, health, last heard.
+        type Quiet = (String, String, Option<String>, Option<String>, i64);
+        let quiet: Vec<Quiet> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, hostname, user, health, last_seen FROM devices
+                     WHERE revoked IS NULL AND silent_event IS NULL
+                       AND last_seen < ?1 AND last_seen >= ?2",
+                )
+                .map_err(db("checking for silent devices"))?;
+            stmt.query_map([cutoff.0, heard_since.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(db("checking for silent devices"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("checking for silent devices"))?
+        };
+        let mut opened = Vec::new();
+        for (id, hostname, user, health, last_seen) in quiet {
+            let users = logged_in(user, health.as_deref());
+            if users.is_empty() {
+                continue;
+            }
+            let event = Uuid::now_v7();
+            let name = if hostname.is_empty() { &id } else { &hostname };
+            let detail = format!(
+                "{name} has sent nothing since {} while {} {} logged in: its network cut, \
+                 its power pulled or its lid shut, or the agent's service stopped without a word.",
+                clock_time(UnixMillis(last_seen)),
+                users.join(", "),
+                if users.len() == 1 { "was" } else { "were" },
+            );
+            tx.execute(
+                "INSERT INTO tamper_events (id, device, time, user, kind, detail)
+                 VALUES (?1, ?2, ?3, ?4, 'DeviceSilent', ?5)",
+                params![id_str(event), id, last_seen, users.join(", "), detail],
+            )
+            .map_err(db("recording a silent device"))?;
+            tx.execute(
+                "UPDATE devices SET silent_since = ?2, silent_event = ?3 WHERE id = ?1",
+                params![id, last_seen, id_str(event)],
+            )
+            .map_err(db("recording a silent device"))?;
+            insert_event(&tx, now, "device_silent", Some(&id), &detail)
+                .map_err(db("recording a silent device"))?;
+            opened.push(event);
+        }
+        tx.commit().map_err(db("committing silent devices"))?;
+        Ok(opened)
     }
 
     fn revoke_device(&self, id: Uuid, reason: &str, now: UnixMillis) -> Result<bool, StoreError> {

@@ -239,6 +239,10 @@ async fn devices_page(
                         td { @if d.hostname.is_empty() { (d.id) } @else { (d.hostname) } br; span.muted { (d.id) } }
                         td {
                             @if let Some(r) = &d.revoked { span.status.violation { "Revoked" } " " (local_time(r)) }
+                            @else if let Some(since) = &d.silent_since {
+                                span.status.violation.silent { "Silent" }
+                                br; span.muted { "nothing since " (local_time(since)) " while a user was logged in" }
+                            }
                             @else if d.online { span.status.false_positive { "Online" } }
                             @else { span.status.new { "Offline" } }
                         }

@@ -36,6 +36,9 @@ pub fn label(kind: &str) -> &'static str {
         "SpoolOverflow" => "Records were dropped: the laptop's store was full",
         "SourceUnavailable" => "Monitoring could not read the keyboard or screen",
         "BrowserUnmonitored" => "A browser was used without the page reader",
+        "SessionUnmonitored" => "A user was logged in with no working monitor",
+        "MonitorRestarted" => "Monitoring stopped and was restarted",
+        "DeviceSilent" => "The laptop went silent while a user was logged in",
         _ => "Monitoring was interfered with",
     }
 }
@@ -194,4 +197,35 @@ pub async fn acknowledge(
         tracing::info!("tamper event {id} was already acknowledged; the first word stands");
     }
     Ok(Redirect::to(&format!("/tamper#t-{id}")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+    use protocol::TamperKind;
+
+    #[test]
+    fn every_kind_a_laptop_or_the_console_raises_has_its_own_words() {
+        use TamperKind::*;
+        let kinds = [
+            AgentKilled,
+            ClockJump,
+            SpoolDamaged,
+            SpoolOverflow,
+            SourceUnavailable,
+            BrowserUnmonitored,
+            SessionUnmonitored,
+            MonitorRestarted,
+        ];
+        for kind in kinds {
+            // A kind added to the protocol fails to build here until it is
+            // listed above (and given words in `label`).
+            match kind {
+                AgentKilled | ClockJump | SpoolDamaged | SpoolOverflow | SourceUnavailable
+                | BrowserUnmonitored | SessionUnmonitored | MonitorRestarted | Other => {}
+            }
+            assert_ne!(label(&format!("{kind:?}")), label("Other"), "{kind:?}");
+        }
+        assert_ne!(label("DeviceSilent"), label("Other"));
+    }
 }
