@@ -211,6 +211,17 @@ async fn list_captures(
     caller: Caller,
     Query(p): Query<CapturesParams>,
 ) -> Result<Response, ApiError> {
+    let sees_text = caller.role.sees_captures();
+    let asked = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+    if !sees_text && (asked(&p.q) || asked(&p.user)) {
+        // A search over text the caller may not read would tell them what
+        // it says, one yes or no at a time.
+        return Err(ApiError::Forbidden(format!(
+            "the {} role sees counts and decisions, never captured text: searching by text (q=) \
+             or by pupil (user=) is for reviewers and admins",
+            caller.role.as_str()
+        )));
+    }
     let status = match p.status.as_deref() {
         None | Some("") | Some("all") => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
@@ -234,21 +245,20 @@ async fn list_captures(
     };
     let detail = format!("{query:?}");
     let mut captures = blocking(&state, move |s| s.captures(&query)).await?;
-    if !caller.role.sees_captures() {
+    if !sees_text {
         for c in &mut captures {
             c.context.clear();
             c.context_match = [0, 0];
             c.window_title.clear();
             c.url = None;
+            c.term.clear();
+            c.app.clear();
         }
     }
     caller
         .audit(&state, "list_captures", String::new(), detail)
         .await?;
-    Ok(
-        Json(json!({ "captures": captures, "text_withheld": !caller.role.sees_captures() }))
-            .into_response(),
-    )
+    Ok(Json(json!({ "captures": captures, "text_withheld": !sees_text })).into_response())
 }
 
 async fn get_capture(

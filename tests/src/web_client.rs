@@ -100,6 +100,11 @@ impl Web {
     /// # Panics
     /// The login page sets no login cookie.
     pub fn sign_in(&self, name: &str, password: &str, old: &str) -> (String, Reply) {
+        self.sign_in_to(name, password, old, "/inbox")
+    }
+
+    /// As [`Web::sign_in`], asking to go to `next` afterwards.
+    pub fn sign_in_to(&self, name: &str, password: &str, old: &str, next: &str) -> (String, Reply) {
         let page = self.get("/login", "");
         let login = cookie_pair(&page.cookies, "__Host-sg_login").expect("a login cookie");
         let token = login.split_once('=').unwrap().1.to_owned();
@@ -115,7 +120,7 @@ impl Web {
                 ("csrf", &token),
                 ("name", name),
                 ("password", password),
-                ("next", "/inbox"),
+                ("next", next),
             ],
         );
         (

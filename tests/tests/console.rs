@@ -388,7 +388,25 @@ async fn the_api_serves_captures_by_role_and_audits_every_look() {
         assert_eq!(status, 200);
         assert_eq!(list["captures"][0]["context"], "");
         assert_eq!(list["captures"][0]["window_title"], "");
+        assert_eq!(list["captures"][0]["term"], "");
+        assert_eq!(list["captures"][0]["app"], "");
+        assert!(list["captures"][0]["status"].is_string(), "{list}");
         assert_eq!(list["text_withheld"], true);
+        // Nor can the auditor learn the text by searching it: a yes or no
+        // per guess would read it out.
+        for search in ["/api/v1/captures?q=kms", "/api/v1/captures?user=pupil&q=k"] {
+            let (status, err) = auditor.get(search).unwrap();
+            assert_eq!(status, 403, "{search}: {err}");
+            assert!(
+                err["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("never captured text"),
+                "{err}"
+            );
+        }
+        assert_eq!(auditor.get("/api/v1/captures?user=pupil").unwrap().0, 403);
+        assert_eq!(admin.get("/api/v1/captures?q=kms").unwrap().0, 200);
         assert_eq!(
             auditor
                 .get_bytes(&format!("/api/v1/captures/{id}/image"))

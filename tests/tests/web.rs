@@ -601,6 +601,20 @@ fn sessions_are_hardened_fresh_at_login_expire_and_throttle_failures() {
     );
     assert_eq!(web.get("/inbox", &third).status, 200);
 
+    // After sign-in, only a page of this site: a tab or line break the
+    // browser would drop cannot turn `/` `/` into another site.
+    for next in [
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+    ] {
+        let (_, r) = web.sign_in_to("lead", REVIEWER_PW, "", next);
+        assert_eq!((r.status, r.location.as_str()), (303, "/"), "{next:?}");
+    }
+    let (_, r) = web.sign_in_to("lead", REVIEWER_PW, "", "/tamper?open=1");
+    assert_eq!(r.location, "/tamper?open=1");
+
     // 30 minutes idle, or 12 hours after sign-in, ends a session.
     let db = rusqlite::Connection::open(bed.console.data.join("console.db")).unwrap();
     db.execute(

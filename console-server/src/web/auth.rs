@@ -369,9 +369,20 @@ pub struct LoginParams {
 }
 
 /// A local path to go to after login, never another site.
+///
+/// Browsers drop tabs and line breaks from a `Location` and read a
+/// backslash as a slash, so `/<tab>/evil.example` would become
+/// `//evil.example`: only visible ASCII other than the backslash is
+/// allowed, after a single leading slash.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -591,7 +602,22 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/captures/1")), "/captures/1");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "evil"] {
+        assert_eq!(
+            safe_next(Some("/inbox?status=new&week=2026-W47")),
+            "/inbox?status=new&week=2026-W47"
+        );
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "evil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/ /evil.example",
+            "/\u{00a0}/evil.example",
+            "",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
     }
