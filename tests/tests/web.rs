@@ -309,7 +309,8 @@ async fn a_reviewer_sees_a_capture_arrive_live_triages_it_both_ways_and_the_audi
     assert_eq!(detail["history"][0]["actor"], "lead");
     assert_eq!(detail["history"][0]["action"], "contacted_parents");
 
-    // Reopen, then false positive with an exception pushed to the laptops.
+    // Reopen, then false positive with an exception suggested: a reviewer
+    // cannot silence a phrase on every laptop, an admin approves it.
     browser
         .client
         .goto(&format!("{}/captures/{id}", bed.base))
@@ -341,12 +342,70 @@ async fn a_reviewer_sees_a_capture_arrive_live_triages_it_both_ways_and_the_audi
         .collect();
     assert_eq!(statuses, ["violation", "new", "false_positive"]);
     let policy = bed.admin.get("/api/v1/policy").unwrap().1;
+    assert_eq!(
+        policy["version"].as_u64().unwrap(),
+        policy_before,
+        "a reviewer's suggestion changes no laptop"
+    );
+    assert!(
+        !policy["libraries"]
+            .to_string()
+            .contains("kill myself laughing")
+    );
+    let d = bed.console.data.to_str().unwrap().to_owned();
+    console_cli(
+        &[
+            "user", "add", "--data", &d, "--name", "head", "--role", "admin",
+        ],
+        Some("admin pass phrase\n"),
+    )
+    .unwrap();
+    let web = Web::new(&bed.console.data, &bed.base);
+    let (head, _) = web.sign_in("head", "admin pass phrase", "");
+    let (reviewer, _) = web.sign_in("lead", REVIEWER_PW, "");
+    let page = web.get("/libraries", &head);
+    assert!(
+        page.body.contains("kill myself laughing") && page.body.contains("/approve"),
+        "the suggestion waits on the Libraries page"
+    );
+    let suggestion = page
+        .body
+        .split("action=\"/libraries/suggestions/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A reviewer cannot approve it.
+    let r = web.post(
+        &format!("/libraries/suggestions/{suggestion}/approve"),
+        &reviewer,
+        &[("csrf", &csrf_of(&web.get("/libraries", &reviewer).body))],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = web.post(
+        &format!("/libraries/suggestions/{suggestion}/approve"),
+        &head,
+        &[("csrf", &csrf_of(&page.body))],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let policy = bed.admin.get("/api/v1/policy").unwrap().1;
     assert_eq!(policy["version"].as_u64().unwrap(), policy_before + 1);
     let libs = policy["libraries"].to_string();
     assert!(
         libs.contains("school-self-harm") && libs.contains("kill myself laughing"),
         "{libs}"
     );
+    // Approved once: a second approval (a stale tab) is refused.
+    let r = web.post(
+        &format!("/libraries/suggestions/{suggestion}/approve"),
+        &head,
+        &[("csrf", &csrf_of(&page.body))],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(audit_actions(&bed, "lead", "self-harm").contains(&"suggest_exception".to_owned()));
+    assert!(audit_actions(&bed, "head", "self-harm").contains(&"add_exception".to_owned()));
 
     // Keyboard triage: j selects the first row, o opens it, f marks it a
     // false positive.
@@ -1247,6 +1306,8 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("GET", "/libraries", ADM | REV),
     ("POST", "/libraries/terms", ADM),
     ("POST", "/libraries/exceptions", ADM),
+    ("POST", "/libraries/suggestions/{id}/approve", ADM),
+    ("POST", "/libraries/suggestions/{id}/reject", ADM),
     ("GET", "/settings", ADM),
     ("POST", "/settings", ADM),
     ("GET", "/account", ALL),

@@ -302,4 +302,19 @@ ALTER TABLE devices ADD COLUMN health TEXT;
 ALTER TABLE devices ADD COLUMN silent_since INTEGER;
 ALTER TABLE devices ADD COLUMN silent_event TEXT;
 "#,
+    // 8: exceptions suggested in triage, waiting for an admin.
+    r#"
+CREATE TABLE exception_suggestions (
+    id           INTEGER PRIMARY KEY,
+    time         INTEGER NOT NULL,
+    category     TEXT NOT NULL,
+    phrase       TEXT NOT NULL,
+    suggested_by TEXT NOT NULL,
+    capture      TEXT,
+    status       TEXT NOT NULL,
+    decided_by   TEXT,
+    decided_time INTEGER
+) STRICT;
+CREATE INDEX exception_suggestions_by_status ON exception_suggestions (status, id);
+"#,
 ];

@@ -19,6 +19,7 @@ pub mod images;
 pub mod migrations;
 pub mod register;
 pub mod sqlite;
+pub mod suggestions;
 pub mod visits;
 
 use std::collections::HashSet;
@@ -839,6 +840,7 @@ pub trait Store:
     + StaffStore
     + visits::VisitStore
     + register::RegisterStore
+    + suggestions::SuggestionStore
     + Send
     + Sync
 {
@@ -855,6 +857,7 @@ impl<T> Store for T where
         + StaffStore
         + visits::VisitStore
         + register::RegisterStore
+        + suggestions::SuggestionStore
         + Send
         + Sync
 {

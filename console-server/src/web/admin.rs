@@ -1,23 +1,21 @@
 //! Administration: devices (revoke, mint an enrolment token), staff accounts
-//! (add, change role, disable: each confirmed with the admin's password),
-//! the term libraries (browse; add the school's own terms and exceptions)
+//! (add, change role, disable: each confirmed with the admin's password)
 //! and the capture settings of the policy. Every change is audited and a
 //! policy change is pushed to every connected agent at once.
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use protocol::{Policy, UnixMillis};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, confirm_password, csrf, local_time, shell};
-use super::{AppState, SEES_CAPTURES, blocking};
+use super::{AppState, blocking};
 use crate::secret::hash_password;
 use crate::store::Role;
 
@@ -53,101 +51,6 @@ pub async fn update_policy(
         .policy
         .send_replace(std::sync::Arc::new(saved.clone()));
     Ok(saved)
-}
-
-/// The school's own additions to one category, as the console keeps them:
-/// the policy library file `school-<category>`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SchoolFile {
-    category: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    exceptions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    group: Vec<SchoolGroup>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SchoolGroup {
-    severity: u8,
-    definition: String,
-    terms: Vec<String>,
-}
-
-fn edit_school_file(
-    policy: &mut Policy,
-    category: &str,
-    edit: impl FnOnce(&mut SchoolFile) -> Result<(), WebError>,
-) -> Result<(), WebError> {
-    let name = format!("school-{category}");
-    let pos = policy.libraries.iter().position(|f| f.name == name);
-    let mut file = match pos {
-        Some(i) => toml::from_str::<SchoolFile>(&policy.libraries[i].toml).map_err(|e| {
-            WebError::BadRequest(format!(
-                "the school's library {name:?} was written by hand and the console cannot edit it ({e}); change it through the API"
-            ))
-        })?,
-        None => SchoolFile {
-            category: category.to_owned(),
-            ..SchoolFile::default()
-        },
-    };
-    edit(&mut file)?;
-    let text = toml::to_string(&file).map_err(|e| WebError::Internal(e.to_string()))?;
-    match pos {
-        Some(i) => policy.libraries[i].toml = text,
-        None => policy
-            .libraries
-            .push(protocol::LibraryFile { name, toml: text }),
-    }
-    Ok(())
-}
-
-/// A term, phrase or definition typed by staff, with its spaces tidied.
-///
-/// # Errors
-/// [`WebError::BadRequest`] if it is empty or over 200 bytes.
-pub fn phrase(text: &str, what: &str) -> Result<String, WebError> {
-    let t = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if t.is_empty() || t.len() > 200 {
-        return Err(WebError::BadRequest(format!(
-            "the {what} must be 1 to 200 characters"
-        )));
-    }
-    Ok(t)
-}
-
-/// Adds an exception (an innocent word or phrase) to the school's
-/// exceptions for `category`, and pushes it to the agents.
-///
-/// # Errors
-/// As [`update_policy`].
-pub async fn add_exception_to_policy(
-    state: &AppState,
-    staff: &Staff,
-    category: &str,
-    text: &str,
-) -> Result<(), WebError> {
-    let text = phrase(text, "exception")?;
-    let (cat, t) = (category.to_owned(), text.clone());
-    update_policy(
-        state,
-        staff,
-        "add_exception",
-        category.to_owned(),
-        text.clone(),
-        move |p| {
-            edit_school_file(p, &cat, |f| {
-                if !f.exceptions.contains(&t) {
-                    f.exceptions.push(t);
-                }
-                Ok(())
-            })
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// What watches a device's sessions, as its agent last said: each
@@ -522,166 +425,6 @@ pub async fn set_disabled(
     Ok(Redirect::to("/staff").into_response())
 }
 
-#[derive(Debug, Deserialize)]
-pub struct LibraryParams {
-    category: Option<String>,
-}
-
-pub async fn libraries(
-    State(state): State<AppState>,
-    staff: Staff,
-    Query(p): Query<LibraryParams>,
-) -> Result<Response, WebError> {
-    staff.require(SEES_CAPTURES)?;
-    let defs = state.definitions();
-    let policy = state.policy.borrow().clone();
-    let libs = &defs.libraries;
-    let chosen = p
-        .category
-        .as_deref()
-        .and_then(|c| libs.categories.iter().find(|cat| cat.name == c));
-    let body = html! {
-        h1 { "Term libraries" }
-        p.muted { "Policy version " (policy.version) ". The built-in libraries plus the school's own terms and exceptions; changes reach every laptop within seconds." }
-        table {
-            thead { tr { th { "Category" } th { "Terms" } th { "Exceptions" } th { "Captured?" } } }
-            tbody {
-                @for c in &libs.categories {
-                    tr {
-                        td { a href={ "/libraries?category=" (urlencode(&c.name)) } { (c.title) } }
-                        td { (c.entries.len()) }
-                        td { (c.exceptions.len()) }
-                        td { @if policy.disabled_categories.contains(&c.name) { "switched off" } @else { "yes" } }
-                    }
-                }
-            }
-        }
-        @if let Some(c) = chosen {
-            h2 { (c.title) }
-            @if staff.role == Role::Admin {
-                div.grid {
-                    form.card method="post" action="/libraries/terms" {
-                        (csrf(&staff))
-                        input type="hidden" name="category" value=(c.name);
-                        h2 { "Add a term" }
-                        label { "Term or phrase " input name="term" required maxlength="200"; }
-                        label { "Severity "
-                            select name="severity" { @for n in 1..=5 { option value=(n) selected[n == 3] { (n) } } }
-                        }
-                        label { "Definition for staff " input name="definition" required maxlength="500" size="40"; }
-                        button type="submit" { "Add term" }
-                    }
-                    form.card method="post" action="/libraries/exceptions" {
-                        (csrf(&staff))
-                        input type="hidden" name="category" value=(c.name);
-                        h2 { "Add an exception" }
-                        p.muted { "An innocent word or phrase that contains a term (\"kill time\")." }
-                        label { "Phrase " input name="exception" required maxlength="200"; }
-                        button type="submit" { "Add exception" }
-                    }
-                }
-            }
-            h2 { "Exceptions" }
-            p { @for (i, e) in c.exceptions.iter().enumerate() { @if i > 0 { ", " } (e) } }
-            h2 { "Terms" }
-            table #terms {
-                thead { tr { th { "Term" } th { "Severity" } th { "Rule" } th { "Definition" } } }
-                tbody {
-                    @for e in &c.entries {
-                        tr { td { (e.term) } td { (e.severity) } td { (e.rule.as_str()) } td { (e.definition) } }
-                    }
-                    @for d in &c.detectors {
-                        tr { td { (d.kind.as_str()) } td { (d.severity) } td { "detector" } td { (d.definition) } }
-                    }
-                }
-            }
-            @if !c.rules.is_empty() {
-                h2 { "Context rules" }
-                p.muted { "Concepts (sets of words that mean one thing) found within a few words of each other; cues nearby raise or lower the severity." }
-                table #rules {
-                    thead { tr { th { "Rule" } th { "Severity" } th { "Concepts, within" } th { "Raised by / lowered by" } th { "Definition" } } }
-                    tbody {
-                        @for r in &c.rules {
-                            tr {
-                                td { (r.name) } td { (r.severity) }
-                                td { (r.all.join(" + ")) ", " (r.within) " words" @if r.ordered { ", in order" } }
-                                td { (r.raise.join(", ")) " / " (r.lower.iter().chain(&c.lower).cloned().collect::<Vec<_>>().join(", ")) }
-                                td { (r.definition) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    Ok(shell(&staff, "Libraries", "Libraries", body).into_response())
-}
-
-fn category_of(state: &AppState, form: &Form) -> Result<String, WebError> {
-    let c = form.get("category").unwrap_or_default();
-    let defs = state.definitions();
-    if defs.categories.iter().any(|(name, _)| name == c) {
-        Ok(c.to_owned())
-    } else {
-        Err(WebError::BadRequest(format!("{c:?} is not a category")))
-    }
-}
-
-pub async fn add_term(
-    State(state): State<AppState>,
-    staff: Staff,
-    headers: HeaderMap,
-    form: Form,
-) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
-    let category = category_of(&state, &form)?;
-    let term = phrase(form.get("term").unwrap_or_default(), "term")?;
-    let definition = phrase(form.get("definition").unwrap_or_default(), "definition")?;
-    let severity: u8 = form
-        .get("severity")
-        .and_then(|s| s.parse().ok())
-        .filter(|n| (1..=5).contains(n))
-        .ok_or_else(|| WebError::BadRequest("severity must be 1 to 5".into()))?;
-    let cat = category.clone();
-    update_policy(
-        &state,
-        &staff,
-        "add_term",
-        category.clone(),
-        format!("{term:?} severity {severity}"),
-        move |p| {
-            edit_school_file(p, &cat, |f| {
-                f.group.push(SchoolGroup {
-                    severity,
-                    definition,
-                    terms: vec![term],
-                });
-                Ok(())
-            })
-        },
-    )
-    .await?;
-    Ok(Redirect::to(&format!("/libraries?category={}", urlencode(&category))).into_response())
-}
-
-pub async fn add_exception(
-    State(state): State<AppState>,
-    staff: Staff,
-    headers: HeaderMap,
-    form: Form,
-) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
-    let category = category_of(&state, &form)?;
-    add_exception_to_policy(
-        &state,
-        &staff,
-        &category,
-        form.get("exception").unwrap_or_default(),
-    )
-    .await?;
-    Ok(Redirect::to(&format!("/libraries?category={}", urlencode(&category))).into_response())
-}
-
 pub async fn settings(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
     staff.require(ADMIN)?;
     let p = state.policy.borrow().clone();
@@ -867,39 +610,5 @@ mod tests {
         assert!(p.page_reading_excluded("ARBOR.example"));
         assert!(!p.page_reading_excluded("notarbor.example"));
         assert!(!p.page_reading_excluded("school.example"));
-    }
-
-    #[test]
-    fn school_files_gain_exceptions_and_terms_and_still_parse() {
-        let mut p = Policy::baseline();
-        edit_school_file(&mut p, "weapons", |f| {
-            f.exceptions.push("knife skills club".into());
-            Ok(())
-        })
-        .unwrap();
-        edit_school_file(&mut p, "weapons", |f| {
-            f.group.push(SchoolGroup {
-                severity: 4,
-                definition: "Local slang for a blade.".into(),
-                terms: vec!["a wrongun blade".into()],
-            });
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(p.libraries.len(), 1);
-        let cat = wordlists::library::parse(&p.libraries[0].name, &p.libraries[0].toml).unwrap();
-        assert_eq!(cat.exceptions, ["knife skills club"]);
-        assert_eq!(cat.entries[0].term, "a wrongun blade");
-        crate::policy::check(&p).unwrap();
-    }
-
-    #[test]
-    fn a_hand_written_school_file_is_not_overwritten() {
-        let mut p = Policy::baseline();
-        p.libraries.push(protocol::LibraryFile {
-            name: "school-weapons".into(),
-            toml: "category = \"weapons\"\ntitle = \"Ours\"\n".into(),
-        });
-        assert!(edit_school_file(&mut p, "weapons", |_| Ok(())).is_err());
     }
 }

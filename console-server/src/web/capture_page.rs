@@ -204,7 +204,11 @@ fn triage_forms(staff: &Staff, c: &CaptureSummary) -> Markup {
             label { "Note" input name="note" maxlength="8192" size="30"; }
             label {
                 input type="checkbox" name="add_exception" value="1";
-                " Add an exception so this is not captured again: "
+                @if staff.role == Role::Admin {
+                    " Add an exception so this is not captured again: "
+                } @else {
+                    " Suggest an exception (an admin approves it before it reaches the laptops): "
+                }
                 input name="exception" value=(c.term) size="24" aria-label="exception phrase";
             }
             button.fp type="submit" { "False positive" }
@@ -294,7 +298,7 @@ pub async fn triage(
     };
     // Checked before anything is recorded, so a bad phrase changes nothing.
     let exception = (status == Status::FalsePositive && form.get("add_exception") == Some("1"))
-        .then(|| super::admin::phrase(form.get("exception").unwrap_or_default(), "exception"))
+        .then(|| super::libraries::phrase(form.get("exception").unwrap_or_default(), "exception"))
         .transpose()?;
     let Some(capture) = blocking(&state, move |s| s.capture(id)).await? else {
         return Err(WebError::NotFound(format!("there is no capture {id}")));
@@ -323,7 +327,7 @@ pub async fn triage(
     };
     blocking(&state, move |s| s.triage(id, &decision)).await?;
     if let Some(phrase) = exception {
-        super::admin::add_exception_to_policy(&state, &staff, &capture.summary.category, &phrase)
+        super::libraries::suggest_exception(&state, &staff, &capture.summary.category, &phrase, id)
             .await?;
     }
     if status == Status::New {

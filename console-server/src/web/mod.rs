@@ -28,6 +28,7 @@ pub mod capture_page;
 pub mod form;
 pub mod inbox;
 pub mod layout;
+pub mod libraries;
 pub mod live;
 pub mod register;
 pub mod site_visits;
@@ -229,9 +230,17 @@ pub fn router(state: AppState) -> Router {
         .route("/staff", get(admin::staff).post(admin::add_staff))
         .route("/staff/{name}/role", post(admin::set_role))
         .route("/staff/{name}/disabled", post(admin::set_disabled))
-        .route("/libraries", get(admin::libraries))
-        .route("/libraries/terms", post(admin::add_term))
-        .route("/libraries/exceptions", post(admin::add_exception))
+        .route("/libraries", get(libraries::page))
+        .route("/libraries/terms", post(libraries::add_term))
+        .route("/libraries/exceptions", post(libraries::add_exception))
+        .route(
+            "/libraries/suggestions/{id}/approve",
+            post(libraries::approve_suggestion),
+        )
+        .route(
+            "/libraries/suggestions/{id}/reject",
+            post(libraries::reject_suggestion),
+        )
         .route("/settings", get(admin::settings).post(admin::save_settings))
         .route("/account", get(account::page))
         .route("/account/sessions/end", post(account::end_session))
