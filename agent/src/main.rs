@@ -12,7 +12,7 @@ use agent::spool::Spool;
 use agent::state_dir::{DEFAULT_STATE_DIR, StateDir};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use protocol::enrol::{DeviceFacts, EnrollToken, enroll};
+use protocol::enroll::{DeviceFacts, EnrollToken, enroll};
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -28,8 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Enrols this laptop with the console named in TOKEN (from
+    /// Enrolls this laptop with the console named in TOKEN (from
     /// `console-server enroll-token`), pinning its CA.
+    #[command(alias = "enrol")]
     Enroll {
         token: String,
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
@@ -399,8 +400,8 @@ async fn enroll_here(token: &str, state: StateDir) -> anyhow::Result<ExitCode> {
     };
     let enrolled = enroll(&token, &facts)
         .await
-        .with_context(|| format!("enrolment with the console at {} failed", token.address))?;
-    state.save_enrolment(
+        .with_context(|| format!("enrollment with the console at {} failed", token.address))?;
+    state.save_enrollment(
         &enrolled,
         &token.address,
         jiff::Timestamp::now().to_string(),
@@ -540,7 +541,7 @@ async fn feed(
 }
 
 async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
-    let enrolment = match state.enrolment() {
+    let enrollment = match state.enrollment() {
         Ok(e) => e,
         Err(e) => {
             println!("enrolled: no ({e:#})");
@@ -549,14 +550,14 @@ async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
     };
     println!(
         "enrolled: yes, device {} with the console at {}",
-        enrolment.identity.device_id, enrolment.console_address
+        enrollment.identity.device_id, enrollment.console_address
     );
     let policy = state.load_policy().map_or(0, |p| p.version);
     let link = tokio::time::timeout(
         Duration::from_secs(5),
         protocol::device_link::DeviceLink::connect(
-            &enrolment.console_address,
-            &enrolment.identity,
+            &enrollment.console_address,
+            &enrollment.identity,
             agent::AGENT_VERSION,
             policy,
         ),

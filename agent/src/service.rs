@@ -157,7 +157,7 @@ impl Service {
         options: ServiceOptions,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Running> {
-        let enrolment = state.enrolment()?;
+        let enrollment = state.enrollment()?;
         state.create()?;
         // The socket first: a second service on this directory stops here,
         // before it touches the spool the first one is using.
@@ -170,8 +170,8 @@ impl Service {
         let policy = state.load_policy().unwrap_or_else(Policy::baseline);
         tracing::info!(
             "service starting: device {}, console {}, policy version {}",
-            enrolment.identity.device_id,
-            enrolment.console_address,
+            enrollment.identity.device_id,
+            enrollment.console_address,
             policy.version
         );
         let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
@@ -207,7 +207,7 @@ impl Service {
         }
         let health = Arc::downgrade(&service);
         let uplink = tokio::spawn(uplink::run(
-            enrolment,
+            enrollment,
             state.clone(),
             UplinkShared {
                 spool,

@@ -8,7 +8,7 @@
 //!     enrolment.toml      device id and console address
 //!     device.pem          the device certificate
 //!     device-key.pem 0600 its private key
-//!     ca.pem              the console CA, pinned at enrolment
+//!     ca.pem              the console CA, pinned at enrollment
 //!     policy.bin          the last policy the console sent (postcard)
 //!     spool.db            the durable spool (SQLite, WAL)
 //! ```
@@ -36,7 +36,7 @@ pub struct StateDir {
 
 /// What `private/enrolment.toml` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EnrolmentFacts {
+pub struct EnrollmentFacts {
     pub device_id: Uuid,
     pub console_address: String,
     /// When the device enrolled (RFC 3339, for people reading the file).
@@ -45,7 +45,7 @@ pub struct EnrolmentFacts {
 
 /// An enrolled device: who it is and where its console is.
 #[derive(Debug, Clone)]
-pub struct Enrolment {
+pub struct Enrollment {
     pub identity: DeviceIdentity,
     pub console_address: String,
 }
@@ -99,15 +99,15 @@ impl StateDir {
         self.private().join("enrolment.toml").exists()
     }
 
-    /// Fails if an enrolment is already here (checked before a token is
+    /// Fails if an enrollment is already here (checked before a token is
     /// spent, and again before anything is written).
     ///
     /// # Errors
-    /// The device is enrolled here, saying how to enrol again.
+    /// The device is enrolled here, saying how to enroll again.
     pub fn ensure_not_enrolled(&self) -> anyhow::Result<()> {
         if self.is_enrolled() {
             bail!(
-                "{} already holds an enrolment; to enrol again, stop the agent and remove {}",
+                "{} already holds an enrollment; to enroll again, stop the agent and remove {}",
                 self.root.display(),
                 self.private().display()
             );
@@ -115,13 +115,13 @@ impl StateDir {
         Ok(())
     }
 
-    /// Stores what enrolment returned. Refuses to overwrite an enrolment.
+    /// Stores what enrollment returned. Refuses to overwrite an enrollment.
     ///
     /// # Errors
     /// If the device is already enrolled here or a file cannot be written.
-    pub fn save_enrolment(
+    pub fn save_enrollment(
         &self,
-        enrolled: &protocol::enrol::Enrolled,
+        enrolled: &protocol::enroll::Enrolled,
         console_address: &str,
         now_rfc3339: String,
     ) -> anyhow::Result<()> {
@@ -131,27 +131,27 @@ impl StateDir {
         write_private(&private.join("device-key.pem"), enrolled.key_pem.expose())?;
         write_private(&private.join("device.pem"), &enrolled.certificate_pem)?;
         write_private(&private.join("ca.pem"), &enrolled.ca_pem)?;
-        let facts = EnrolmentFacts {
+        let facts = EnrollmentFacts {
             device_id: enrolled.device_id,
             console_address: console_address.to_owned(),
             enrolled_at: now_rfc3339,
         };
-        // Written last: its presence means the enrolment is complete.
+        // Written last: its presence means the enrollment is complete.
         write_private(
             &private.join("enrolment.toml"),
-            &toml::to_string(&facts).context("cannot write the enrolment facts")?,
+            &toml::to_string(&facts).context("cannot write the enrollment facts")?,
         )
     }
 
     /// Loads the device identity.
     ///
     /// # Errors
-    /// If the device is not enrolled (saying how to enrol) or a file is damaged.
-    pub fn enrolment(&self) -> anyhow::Result<Enrolment> {
+    /// If the device is not enrolled (saying how to enroll) or a file is damaged.
+    pub fn enrollment(&self) -> anyhow::Result<Enrollment> {
         let private = self.private();
         if !self.is_enrolled() {
             bail!(
-                "this laptop is not enrolled ({} has no enrolment); run `agent enroll TOKEN --state-dir {}` with a token from `console-server enroll-token`",
+                "this laptop is not enrolled ({} has no enrollment); run `agent enroll TOKEN --state-dir {}` with a token from `console-server enroll-token`",
                 self.root.display(),
                 self.root.display()
             );
@@ -160,9 +160,9 @@ impl StateDir {
             fs::read_to_string(private.join(name))
                 .with_context(|| format!("cannot read {}", private.join(name).display()))
         };
-        let facts: EnrolmentFacts = toml::from_str(&read("enrolment.toml")?)
+        let facts: EnrollmentFacts = toml::from_str(&read("enrolment.toml")?)
             .context("private/enrolment.toml is damaged")?;
-        Ok(Enrolment {
+        Ok(Enrollment {
             identity: DeviceIdentity {
                 device_id: facts.device_id,
                 certificate_pem: read("device.pem")?,
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(mode(&dir.private().join("policy.bin")), 0o600);
         fs::write(dir.private().join("policy.bin"), b"\xff\xff").unwrap();
         assert!(dir.load_policy().is_none());
-        let err = dir.enrolment().unwrap_err().to_string();
+        let err = dir.enrollment().unwrap_err().to_string();
         assert!(
             err.contains("not enrolled") && err.contains("agent enroll"),
             "{err}"

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 use crate::backoff::Backoff;
 use crate::heartbeat::HealthProbe;
 use crate::spool::Spool;
-use crate::state_dir::{Enrolment, StateDir};
+use crate::state_dir::{Enrollment, StateDir};
 
 /// What the uplink shares with the rest of the service.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ enum Ended {
 
 /// Runs until shutdown or revocation.
 pub async fn run(
-    enrolment: Enrolment,
+    enrollment: Enrollment,
     state: StateDir,
     shared: UplinkShared,
     mut shutdown: watch::Receiver<bool>,
@@ -72,8 +72,8 @@ pub async fn run(
         }
         let policy_version = shared.policy.borrow().version;
         let connect = DeviceLink::connect(
-            &enrolment.console_address,
-            &enrolment.identity,
+            &enrollment.console_address,
+            &enrollment.identity,
             crate::AGENT_VERSION,
             policy_version,
         );
@@ -83,7 +83,7 @@ pub async fn run(
                 let mut progressed = false;
                 tracing::info!(
                     "connected to the console at {} (console {}, policy {})",
-                    enrolment.console_address,
+                    enrollment.console_address,
                     link.welcome.console_version,
                     link.welcome.policy_version
                 );
@@ -112,22 +112,22 @@ pub async fn run(
             Ok(Err(ProtocolError::Busy {
                 retry_after_seconds,
             })) => Ended::Busy(retry_after_seconds),
-            Ok(Err(e)) => Ended::Lost(describe(&e, &enrolment.console_address)),
+            Ok(Err(e)) => Ended::Lost(describe(&e, &enrollment.console_address)),
             Err(_) => Ended::Lost(format!(
                 "the console at {} did not answer within 30 s",
-                enrolment.console_address
+                enrollment.console_address
             )),
         };
         let (why, delay) = match ended {
             Ended::Shutdown => return,
             Ended::Revoked(reason) => {
                 tracing::error!(
-                    "the console revoked this laptop ({reason}); nothing more is sent. Enrol it again to resume."
+                    "the console revoked this laptop ({reason}); nothing more is sent. Enroll it again to resume."
                 );
                 return;
             }
             Ended::Busy(after) => (
-                format!("the console at {} is busy", enrolment.console_address),
+                format!("the console at {} is busy", enrollment.console_address),
                 busy_delay(&mut backoff, after),
             ),
             Ended::Lost(why) => (why, backoff.next_delay()),

@@ -1,6 +1,6 @@
 //! The agent listener: laptops connect here over TLS. A laptop with a
 //! device certificate (checked in the handshake against the console CA and
-//! the revocation list) opens a device session; one without may only enrol.
+//! the revocation list) opens a device session; one without may only enroll.
 //!
 //! Limits, all from [`crate::settings::Limits`]: a semaphore caps open
 //! connections (one over the cap is told `Busy` and closed: load is shed,
@@ -38,6 +38,7 @@ use crate::ingest::{self, IngestHandle, Job, Reply};
 use crate::policy::PolicyWatch;
 use crate::rate::Bucket;
 use crate::settings::Limits;
+use crate::store::AuditAction;
 use crate::store::{Incoming, Store};
 
 /// Unacked records one connection may have in flight.
@@ -54,7 +55,7 @@ const SHED_AT_ONCE: usize = 64;
 pub const BUSY_RETRY_SECONDS: u32 = 30;
 /// Time allowed to tell a laptop it is turned away.
 const SHED_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest enrolment request (a CSR and a few names).
+/// The largest enrollment request (a CSR and a few names).
 const MAX_ENROLL_FRAME: u32 = 64 * 1024;
 
 /// Devices refused at the handshake, by id. Shared with the TLS verifier.
@@ -80,7 +81,7 @@ impl Revoked {
             me.contains(device).then(|| {
                 tracing::info!(
                     "refused device {device} at the handshake: it has been revoked \
-                     (enrol the laptop again with a new token to readmit it)"
+                     (enroll the laptop again with a new token to readmit it)"
                 );
                 "revoked".into()
             })
@@ -215,7 +216,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: &Context) {
         .and_then(|certs| certs.first())
         .map(|cert| device_id_of(cert));
     match device {
-        None => enrol(tls, peer, ctx).await,
+        None => enroll(tls, peer, ctx).await,
         Some(Ok(device)) => match Uuid::parse_str(&device) {
             Ok(device) => session(tls, peer, device, ctx).await,
             Err(_) => tracing::warn!("{peer}: certificate names {device:?}, not a device id"),
@@ -224,15 +225,15 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: &Context) {
     }
 }
 
-async fn enrol(tls: TlsStream<TcpStream>, peer: SocketAddr, ctx: &Context) {
+async fn enroll(tls: TlsStream<TcpStream>, peer: SocketAddr, ctx: &Context) {
     let deadline = Duration::from_secs(ctx.limits.handshake_timeout_seconds.into());
     let mut conn = Connection::with_max_frame(tls, MAX_ENROLL_FRAME);
     let request: EnrollRequest =
-        match timeout(deadline, conn.recv("waiting for an enrolment request")).await {
+        match timeout(deadline, conn.recv("waiting for an enrollment request")).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::info!(
-                    "{peer} connected without a device certificate and did not enrol: {e}"
+                    "{peer} connected without a device certificate and did not enroll: {e}"
                 );
                 return;
             }
@@ -248,7 +249,7 @@ async fn enrol(tls: TlsStream<TcpStream>, peer: SocketAddr, ctx: &Context) {
     } else {
         let store = ctx.store.clone();
         let authority = ctx.authority.clone();
-        tokio::task::spawn_blocking(move || enrol_device(&*store, &authority, &request, peer))
+        tokio::task::spawn_blocking(move || enroll_device(&*store, &authority, &request, peer))
             .await
             .unwrap_or_else(|e| EnrollResponse::Refused {
                 reason: format!("the console failed while enrolling: {e}"),
@@ -258,14 +259,14 @@ async fn enrol(tls: TlsStream<TcpStream>, peer: SocketAddr, ctx: &Context) {
     let _ = conn.shutdown().await;
 }
 
-fn enrol_device(
+fn enroll_device(
     store: &dyn Store,
     authority: &Authority,
     request: &EnrollRequest,
     peer: SocketAddr,
 ) -> EnrollResponse {
     let refused = |reason: String| {
-        tracing::info!("refused enrolment from {peer}: {reason}");
+        tracing::info!("refused enrollment from {peer}: {reason}");
         EnrollResponse::Refused { reason }
     };
     for (what, value) in [
@@ -303,8 +304,8 @@ fn enrol_device(
     let detail = format!("{} ({}) from {peer}", request.hostname, request.os);
     let _ = store.audit(&crate::store::AuditEntry {
         time: now,
-        actor: "enrolment",
-        action: "enrol_device",
+        actor: "enrollment",
+        action: AuditAction::EnrollDevice,
         target: &device.to_string(),
         detail: &detail,
         origin: &peer.to_string(),

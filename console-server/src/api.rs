@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::https::Peer;
 use crate::school_week::Week;
 use crate::site_report::{self, WeeklyReport};
+use crate::store::AuditAction;
 use crate::store::{CaptureQuery, Role, Status, Store, StoreError, Triage};
 
 /// What the API handlers share.
@@ -165,7 +166,7 @@ impl Caller {
     async fn audit(
         &self,
         state: &AppState,
-        action: &'static str,
+        action: AuditAction,
         target: String,
         detail: String,
     ) -> Result<(), ApiError> {
@@ -256,7 +257,7 @@ async fn list_captures(
         }
     }
     caller
-        .audit(&state, "list_captures", String::new(), detail)
+        .audit(&state, AuditAction::ListCaptures, String::new(), detail)
         .await?;
     Ok(Json(json!({ "captures": captures, "text_withheld": !sees_text })).into_response())
 }
@@ -269,7 +270,12 @@ async fn get_capture(
     caller.require(&[Role::Admin, Role::Reviewer])?;
     let id = parse_id(&id)?;
     caller
-        .audit(&state, "view_capture", id.to_string(), String::new())
+        .audit(
+            &state,
+            AuditAction::ViewCapture,
+            id.to_string(),
+            String::new(),
+        )
         .await?;
     match blocking(&state, move |s| s.capture(id)).await? {
         Some(c) => Ok(Json(c).into_response()),
@@ -285,7 +291,12 @@ async fn get_image(
     caller.require(&[Role::Admin, Role::Reviewer])?;
     let id = parse_id(&id)?;
     caller
-        .audit(&state, "view_screenshot", id.to_string(), String::new())
+        .audit(
+            &state,
+            AuditAction::ViewScreenshot,
+            id.to_string(),
+            String::new(),
+        )
         .await?;
     match blocking(&state, move |s| s.capture_image(id)).await? {
         Some(png) => Ok(png_response(png)),
@@ -333,7 +344,7 @@ async fn triage(
     caller
         .audit(
             &state,
-            "triage",
+            AuditAction::Triage,
             id.to_string(),
             format!("{} {:?}", status.as_str(), body.note),
         )
@@ -389,7 +400,12 @@ async fn revoke(
         reason
     };
     caller
-        .audit(&state, "revoke_device", id.to_string(), reason.clone())
+        .audit(
+            &state,
+            AuditAction::RevokeDevice,
+            id.to_string(),
+            reason.clone(),
+        )
         .await?;
     if blocking(&state, move |s| {
         s.revoke_device(id, &reason, UnixMillis::now())
@@ -446,7 +462,12 @@ async fn weekly_visits(
     })
     .await?;
     caller
-        .audit(&state, "read_weekly_visits", p.week.clone(), String::new())
+        .audit(
+            &state,
+            AuditAction::ReadWeeklyVisits,
+            p.week.clone(),
+            String::new(),
+        )
         .await?;
     if p.format.as_deref() == Some("csv") {
         let out = site_report::csv(&report, "pairs").unwrap_or_default();
@@ -507,7 +528,12 @@ async fn tamper(
     };
     let events = blocking(&state, move |s| s.tamper_events(&query)).await?;
     caller
-        .audit(&state, "read_tamper", String::new(), String::new())
+        .audit(
+            &state,
+            AuditAction::ReadTamper,
+            String::new(),
+            String::new(),
+        )
         .await?;
     Ok(Json(json!({ "events": events })).into_response())
 }
@@ -546,7 +572,7 @@ async fn put_policy(
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     caller
-        .audit(&state, "set_policy", String::new(), String::new())
+        .audit(&state, AuditAction::SetPolicy, String::new(), String::new())
         .await?;
     let by = caller.name.clone();
     let saved = blocking(&state, move |s| {

@@ -53,7 +53,7 @@ pub enum DataDirError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is damaged: {reason}; restore it from a backup (or start a new data directory and re-enrol the laptops)"
+        "{path} is damaged: {reason}; restore it from a backup (or start a new data directory and re-enroll the laptops)"
     )]
     Damaged { path: String, reason: String },
     #[error(transparent)]

@@ -1,6 +1,6 @@
 //! `console-server demo`: a console on this machine and a real agent (the
 //! `agent` crate, service and session helper in this process) enrolled in
-//! it through the real enrolment path, so a newcomer sees captures arrive
+//! it through the real enrollment path, so a newcomer sees captures arrive
 //! and can read them through the API within a minute.
 //!
 //! With a desktop (`$DISPLAY`), the agent watches it as it would a pupil's
@@ -17,7 +17,7 @@ use agent::ipc::FeedText;
 use agent::service::ServiceOptions;
 use agent::session::SessionOptions;
 use agent::state_dir::StateDir;
-use protocol::enrol::{DeviceFacts, enroll};
+use protocol::enroll::{DeviceFacts, enroll};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
@@ -36,7 +36,7 @@ const SAMPLES: &[&str] = &[
 /// Runs the demo until Ctrl-C.
 ///
 /// # Errors
-/// If the console cannot start or the agent cannot enrol or start.
+/// If the console cannot start or the agent cannot enroll or start.
 pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Result<()> {
     let dir = DataDir::open(data)?;
     let api_token = mint_api_token(&dir, "demo-admin", Role::Admin)?;
@@ -46,10 +46,10 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
     let agent_addr = format!("127.0.0.1:{}", console.agent_addr.port());
     let web = format!("https://localhost:{}", console.web_addr.port());
 
-    // Enrol through the same door a laptop uses (once; later runs reuse it).
+    // Enroll through the same door a laptop uses (once; later runs reuse it).
     let state = StateDir::new(dir.path.join("demo-agent"));
     let enrolled_here = state
-        .enrolment()
+        .enrollment()
         .is_ok_and(|e| e.console_address == agent_addr);
     if !enrolled_here {
         if state.private().exists() {
@@ -65,9 +65,9 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
             },
         )
         .await?;
-        state.save_enrolment(&enrolled, &agent_addr, jiff::Timestamp::now().to_string())?;
+        state.save_enrollment(&enrolled, &agent_addr, jiff::Timestamp::now().to_string())?;
     }
-    let device = state.enrolment()?.identity.device_id;
+    let device = state.enrollment()?.identity.device_id;
 
     let display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty());
     let use_display = watch_desktop && display.is_some();

@@ -1,9 +1,9 @@
-//! Minting the one-time tokens that enrol laptops, and API tokens.
+//! Minting the one-time tokens that enroll laptops, and API tokens.
 
 use std::time::Duration;
 
 use protocol::UnixMillis;
-use protocol::enrol::EnrollToken;
+use protocol::enroll::EnrollToken;
 
 use crate::data_dir::{DataDir, hostname};
 use crate::secret::{random_token, token_hash};
@@ -34,7 +34,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// Records a new enrolment token and returns it, printable.
+/// Records a new enrollment token and returns it, printable.
 ///
 /// # Errors
 /// A storage failure.
@@ -65,7 +65,7 @@ pub fn default_address(settings: &crate::settings::Settings, agent_port: u16) ->
     format!("{host}:{agent_port}")
 }
 
-/// Records a new enrolment token for `address` and returns it, printable.
+/// Records a new enrollment token for `address` and returns it, printable.
 ///
 /// # Errors
 /// A storage failure.

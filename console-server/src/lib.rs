@@ -1,16 +1,16 @@
-//! The school's console server: enrols laptops, takes in what their agents
+//! The school's console server: enrolls laptops, takes in what their agents
 //! send without losing or doubling it, keeps it, and serves it to staff.
 //!
 //! - [`data_dir`]: the data directory (CA, certificates, database, images);
 //! - [`settings`]: the settings file, `console.toml`;
 //! - [`store`]: storage traits and the SQLite implementation;
-//! - [`agent_listener`]: enrolment and device sessions over TLS;
+//! - [`agent_listener`]: enrollment and device sessions over TLS;
 //! - [`ingest`]: checking records and storing them in batches before acks;
 //! - [`policy`]: the policy pushed to agents, with the AUP texts;
 //! - [`mis_import`]: the school's MIS export, for the register of users;
 //! - [`api`], [`https`]: the JSON API over HTTPS;
 //! - [`console`]: everything wired together, with graceful shutdown;
-//! - [`enrollment`]: minting enrolment tokens; [`secret`]: tokens and hashes;
+//! - [`enrollment`]: minting enrollment tokens; [`secret`]: tokens and hashes;
 //! - [`web`]: the web console for staff; [`csv`]: safe CSV exports;
 //! - [`demo`]: the newcomer's first run.
 

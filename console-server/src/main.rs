@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use console_server::console::{Console, Listen};
 use console_server::data_dir::DataDir;
 use console_server::enrollment::{mint_api_token, mint_enroll_token, parse_ttl};
+use console_server::store::AuditAction;
 use console_server::store::register::RegisterStore;
 use console_server::store::visits::VisitStore;
 use console_server::store::{AuditEntry, AuditStore, DeviceStore, PolicyStore, Role, UserStore};
@@ -38,7 +39,8 @@ enum Command {
         #[arg(long)]
         web_listen: Option<SocketAddr>,
     },
-    /// Prints a one-time enrolment token for one laptop, on the last line.
+    /// Prints a one-time enrollment token for one laptop, on the last line.
+    #[command(alias = "enrol-token")]
     EnrollToken {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
@@ -208,7 +210,7 @@ fn cli_actor() -> String {
     format!("{user} (command line)")
 }
 
-fn audit_cli(dir: &DataDir, action: &str, target: &str, detail: &str) -> anyhow::Result<()> {
+fn audit_cli(dir: &DataDir, action: AuditAction, target: &str, detail: &str) -> anyhow::Result<()> {
     dir.store
         .audit(&AuditEntry {
             time: UnixMillis::now(),
@@ -270,7 +272,7 @@ fn main() -> anyhow::Result<()> {
             let (text, token) = mint_enroll_token(&dir, ttl, address.as_deref())?;
             audit_cli(
                 &dir,
-                "mint_enroll_token",
+                AuditAction::MintEnrollToken,
                 "",
                 &format!(
                     "for {} until {}",
@@ -279,7 +281,7 @@ fn main() -> anyhow::Result<()> {
                 ),
             )?;
             println!(
-                "One laptop can enrol with this token until {} (console {}, CA {}):",
+                "One laptop can enroll with this token until {} (console {}, CA {}):",
                 console_server::store::rfc3339(UnixMillis(token.expires)),
                 token.address,
                 token.ca_fingerprint
@@ -300,13 +302,13 @@ fn main() -> anyhow::Result<()> {
             let hash = console_server::secret::hash_password(password)?;
             let dir = DataDir::open(&data)?;
             dir.store.add_user(&name, role, &hash, UnixMillis::now())?;
-            audit_cli(&dir, "add_user", &name, role.as_str())?;
+            audit_cli(&dir, AuditAction::AddStaff, &name, role.as_str())?;
             println!("added {} user {name}", role.as_str());
         }
         Command::ApiToken { data, name, role } => {
             let dir = DataDir::open(&data)?;
             let token = mint_api_token(&dir, &name, role)?;
-            audit_cli(&dir, "mint_api_token", &name, role.as_str())?;
+            audit_cli(&dir, AuditAction::MintApiToken, &name, role.as_str())?;
             println!("API token for {name} ({}); keep it secret:", role.as_str());
             println!("{token}");
         }
@@ -336,7 +338,7 @@ fn main() -> anyhow::Result<()> {
             if !dir.store.revoke_device(id, &reason, UnixMillis::now())? {
                 bail!("no device {id}; `console-server device list` shows them");
             }
-            audit_cli(&dir, "revoke_device", &id.to_string(), &reason)?;
+            audit_cli(&dir, AuditAction::RevokeDevice, &id.to_string(), &reason)?;
             println!("revoked {id}");
         }
         Command::Domains {
@@ -383,7 +385,7 @@ fn main() -> anyhow::Result<()> {
             let n = dir.store.import_domain_list(&info, &got.domains)?;
             audit_cli(
                 &dir,
-                "import_domain_list",
+                AuditAction::ImportDomainList,
                 &category,
                 &format!("{n} domains from {}", file.display()),
             )?;
@@ -415,7 +417,7 @@ fn main() -> anyhow::Result<()> {
             let dir = DataDir::open(&data)?;
             audit_cli(
                 &dir,
-                "subject_export",
+                AuditAction::SubjectExport,
                 &user,
                 &format!("to {}", out.display()),
             )?;
@@ -450,7 +452,7 @@ fn main() -> anyhow::Result<()> {
                 &AuditEntry {
                     time: UnixMillis::now(),
                     actor: &actor,
-                    action: "import_register",
+                    action: AuditAction::ImportRegister,
                     target: "",
                     detail: &format!("{} people from {}", people.len(), file.display()),
                     origin: "cli",
@@ -472,7 +474,7 @@ fn main() -> anyhow::Result<()> {
                 let saved = dir.store.set_policy(changed, UnixMillis::now())?;
                 audit_cli(
                     &dir,
-                    "set_staff_accounts",
+                    AuditAction::SetStaffAccounts,
                     "",
                     &format!("{n} staff accounts from the MIS import"),
                 )?;

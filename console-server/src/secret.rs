@@ -1,4 +1,4 @@
-//! Random secrets (enrolment and API tokens) and the hashes kept of them.
+//! Random secrets (enrollment and API tokens) and the hashes kept of them.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

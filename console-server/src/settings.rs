@@ -19,7 +19,7 @@ pub struct Settings {
     /// The web console and the JSON API.
     pub web_listen: SocketAddr,
     /// The `HOST:PORT` laptops use to reach the agent listener, written
-    /// into enrolment tokens. Empty: this machine's hostname and the agent
+    /// into enrollment tokens. Empty: this machine's hostname and the agent
     /// listener's port.
     pub public_address: String,
     /// A device not heard from for this long raises an offline alert.

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Laptops are not affected: the agent listener always presents the
-//! built-in CA's certificate, which laptops pin at enrolment.
+//! built-in CA's certificate, which laptops pin at enrollment.
 //!
 //! At start the files are read and checked: both PEM, the key fits the
 //! certificate, and the certificate is valid now. A certificate that will

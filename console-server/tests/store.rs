@@ -137,7 +137,7 @@ fn the_audit_log_cannot_be_changed_or_deleted() {
         .audit(&AuditEntry {
             time: UnixMillis::now(),
             actor: "a",
-            action: "view_capture",
+            action: AuditAction::ViewCapture,
             target: "x",
             detail: "",
             origin: "cli",
@@ -194,7 +194,7 @@ fn silent_devices_raise_an_offline_alert_once_and_a_back_online_one() {
 }
 
 #[test]
-fn an_enrolment_token_is_used_once_even_under_a_race() {
+fn an_enrollment_token_is_used_once_even_under_a_race() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Arc::new(open(tmp.path()));
     let now = UnixMillis::now();
@@ -499,4 +499,34 @@ fn a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_ag
     assert!(silent_since(old_agent).is_some(), "still silent");
     // Silent again later: a new gap.
     assert_eq!(check(t0 + 300_001, 0).len(), 1);
+}
+
+#[test]
+fn the_audit_filter_finds_an_action_under_every_name_it_was_written_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    // A line written by an earlier version, which spelt it `enrol`.
+    rusqlite::Connection::open(tmp.path().join("console.db"))
+        .unwrap()
+        .execute(
+            "INSERT INTO audit (time, actor, action, target, detail, origin)
+             VALUES (1, 'it', 'mint_enrol_token', '', 'old', 'cli')",
+            [],
+        )
+        .unwrap();
+    store
+        .audit_now("it", AuditAction::MintEnrollToken, "", "new", "web")
+        .unwrap();
+    store
+        .audit_now("it", AuditAction::RevokeDevice, "", "other", "web")
+        .unwrap();
+    let found = store
+        .audit_query(&AuditQuery {
+            action: Some(AuditAction::MintEnrollToken),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .unwrap();
+    let details: Vec<&str> = found.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["new", "old"]);
 }

@@ -79,7 +79,7 @@ pub enum ProtocolError {
     Closed { during: &'static str },
 
     /// TLS configuration or certificate material is unusable.
-    #[error("the enrolment token is not usable: {0}")]
+    #[error("the enrollment token is not usable: {0}")]
     BadToken(String),
 
     #[error("TLS setup failed: {0}")]

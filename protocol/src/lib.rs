@@ -1,12 +1,12 @@
 //! The wire between the agent on a laptop and the school's console.
 //!
-//! - [`message`]: every message, both directions, and enrolment;
+//! - [`message`]: every message, both directions, and enrollment;
 //! - [`frame`]: the byte layout of one message on the wire (pure functions);
 //! - [`connection`]: framing over an async socket;
 //! - [`handshake`]: the version check that opens a device connection;
 //! - [`tls`]: the rustls configuration both sides share;
 //! - [`device_link`]: a device's mutual-TLS session with the console;
-//! - [`enrol`]: the one-time enrolment token and the laptop's side of enrolment;
+//! - [`enroll`]: the one-time enrollment token and the laptop's side of enrollment;
 //! - [`pki`]: the console's certificate authority, and test certificates.
 //!
 //! No business logic lives here. Serialisation is postcard over serde: its
@@ -14,7 +14,7 @@
 
 pub mod connection;
 pub mod device_link;
-pub mod enrol;
+pub mod enroll;
 pub mod error;
 pub mod frame;
 pub mod handshake;

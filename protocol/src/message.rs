@@ -1,7 +1,7 @@
 //! Every message that crosses the wire, in both directions.
 //!
 //! Two enums carry them: [`AgentMessage`] (laptop → console) and
-//! [`ConsoleMessage`] (console → laptop). Enrolment runs on its own
+//! [`ConsoleMessage`] (console → laptop). Enrollment runs on its own
 //! short connection with [`EnrollRequest`] and [`EnrollResponse`].
 //!
 //! Invariants the rest of the system relies on:
@@ -556,13 +556,13 @@ impl ConsoleMessage {
     }
 }
 
-/// The opening of an enrolment connection (server-authenticated TLS only,
+/// The opening of an enrollment connection (server-authenticated TLS only,
 /// the agent pinning the CA fingerprint from its token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct EnrollRequest {
     pub protocol_version: u16,
-    /// The secret part of the one-time enrolment token.
+    /// The secret part of the one-time enrollment token.
     pub token_secret: String,
     /// A PKCS #10 certificate signing request for the device key, PEM.
     pub csr_pem: String,
@@ -613,12 +613,12 @@ impl WireMessage for ConsoleMessage {
 }
 
 impl WireMessage for EnrollRequest {
-    const NAME: &'static str = "enrolment request";
+    const NAME: &'static str = "enrollment request";
     const KINDS: Option<u32> = None;
 }
 
 impl WireMessage for EnrollResponse {
-    const NAME: &'static str = "enrolment response";
+    const NAME: &'static str = "enrollment response";
     const KINDS: Option<u32> = Some(EnrollResponse::KINDS);
 }
 

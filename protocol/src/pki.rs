@@ -206,7 +206,7 @@ fn client_params(device_id: &str) -> CertificateParams {
 }
 
 /// A new device key and a certificate signing request for it (the agent's
-/// half of enrolment).
+/// half of enrollment).
 ///
 /// # Errors
 /// [`ProtocolError::Tls`] if key generation or encoding fails.

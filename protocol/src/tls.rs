@@ -3,7 +3,7 @@
 //! Device connections are mutual TLS: the console presents a certificate
 //! for [`CONSOLE_SERVER_NAME`] issued by its own CA, and accepts only client
 //! certificates issued by that same CA. The agent verifies the console
-//! against the CA it pinned at enrolment, never against the system's roots.
+//! against the CA it pinned at enrollment, never against the system's roots.
 //!
 //! Agents verify the fixed name [`CONSOLE_SERVER_NAME`] whatever address
 //! they dial: the console CA is private to one school and issues only
@@ -11,7 +11,7 @@
 //! "this CA's console", and laptops can reach it by IP, by DNS, or through
 //! NAT without reissuing certificates.
 //!
-//! Enrolment happens before the agent has a certificate, so it runs over
+//! Enrollment happens before the agent has a certificate, so it runs over
 //! server-authenticated TLS, the agent pinning the CA by the SHA-256
 //! fingerprint carried in its one-time token ([`client_config_pinned`]).
 //!
@@ -151,7 +151,7 @@ pub type DeviceGate = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The console's agent listener: clients that present a certificate must
 /// chain to `ca_pem` and pass `gate`, or the handshake fails; clients with no
-/// certificate are let through the handshake so that they can enrol, and the
+/// certificate are let through the handshake so that they can enroll, and the
 /// console must refuse them anything but an [`crate::EnrollRequest`] (check
 /// the peer certificates after the handshake).
 ///
@@ -241,7 +241,7 @@ impl ClientCertVerifier for GatedClientVerifier {
     }
 }
 
-/// A server-authenticated listener (enrolment): presents `chain_pem`/`key_pem`
+/// A server-authenticated listener (enrollment): presents `chain_pem`/`key_pem`
 /// and asks for no client certificate.
 ///
 /// # Errors
@@ -299,8 +299,8 @@ pub fn client_config(ca_pem: &str) -> Result<Arc<ClientConfig>, ProtocolError> {
     Ok(Arc::new(config))
 }
 
-/// The agent's enrolment connection: trusts a server whose chain includes a
-/// CA with SHA-256 fingerprint `ca_fingerprint` (from the enrolment token)
+/// The agent's enrollment connection: trusts a server whose chain includes a
+/// CA with SHA-256 fingerprint `ca_fingerprint` (from the enrollment token)
 /// and whose certificate that CA issued for [`CONSOLE_SERVER_NAME`].
 ///
 /// # Errors
@@ -309,7 +309,7 @@ pub fn client_config_pinned(ca_fingerprint: &str) -> Result<Arc<ClientConfig>, P
     let pin = ca_fingerprint.to_ascii_lowercase();
     if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ProtocolError::Tls(format!(
-            "the CA fingerprint {ca_fingerprint:?} is not 64 hexadecimal digits; copy the enrolment token again"
+            "the CA fingerprint {ca_fingerprint:?} is not 64 hexadecimal digits; copy the enrollment token again"
         )));
     }
     let verifier = Arc::new(PinnedCaVerifier {
@@ -348,7 +348,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .find(|c| fingerprint(c) == self.pin)
             .ok_or_else(|| {
                 rustls::Error::General(
-                    "the console did not present the CA pinned in the enrolment token; \
+                    "the console did not present the CA pinned in the enrollment token; \
                      the token is for another console, or the connection is intercepted"
                         .into(),
                 )

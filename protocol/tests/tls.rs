@@ -1,5 +1,5 @@
 //! Mutual TLS over real loopback sockets: the console CA, device
-//! certificates, CSR signing, and the CA pin used at enrolment.
+//! certificates, CSR signing, and the CA pin used at enrollment.
 
 use std::sync::Arc;
 
@@ -185,7 +185,7 @@ async fn reloaded_ca_issues_certificates_the_original_accepts() {
 }
 
 #[tokio::test]
-async fn enrolment_pin_accepts_the_right_ca_and_refuses_another() {
+async fn enrollment_pin_accepts_the_right_ca_and_refuses_another() {
     let p = pki();
     let server_config = tls::server_config(&p.server.cert_pem, p.server.key_pem.expose()).unwrap();
 
@@ -198,7 +198,7 @@ async fn enrolment_pin_accepts_the_right_ca_and_refuses_another() {
     assert_eq!(
         server.await.unwrap().unwrap(),
         0,
-        "enrolment needs no client certificate"
+        "enrollment needs no client certificate"
     );
 
     let wrong = tls::pem_fingerprint(Authority::generate("Other").unwrap().cert_pem()).unwrap();

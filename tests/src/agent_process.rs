@@ -1,4 +1,4 @@
-//! The real `agent` binary as a child process: enrol, run (or service and
+//! The real `agent` binary as a child process: enroll, run (or service and
 //! session separately), feed, status, and kill.
 
 use std::fs::File;
@@ -30,10 +30,10 @@ pub fn agent_cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(bool, S
     ))
 }
 
-/// Enrols a state directory with a token.
+/// Enrolls a state directory with a token.
 ///
 /// # Errors
-/// Enrolment fails.
+/// Enrollment fails.
 pub fn enroll_agent(state: &Path, token: &str) -> anyhow::Result<()> {
     let state = state.to_str().context("a UTF-8 path")?;
     let (ok, out, err) = agent_cli(&["enroll", token, "--state-dir", state], &[])?;
@@ -316,10 +316,10 @@ pub struct EnrolledBed {
 }
 
 impl EnrolledBed {
-    /// Starts the console and enrols the state directory through a token.
+    /// Starts the console and enrolls the state directory through a token.
     ///
     /// # Errors
-    /// The console does not start or enrolment fails.
+    /// The console does not start or enrollment fails.
     pub fn new() -> anyhow::Result<EnrolledBed> {
         let tmp = tempfile::tempdir()?;
         let data = tmp.path().join("console");

@@ -225,7 +225,7 @@ fn last_line(text: &str) -> String {
     text.lines().last().unwrap_or_default().trim().to_owned()
 }
 
-/// A one-time enrolment token for the console at `address`.
+/// A one-time enrollment token for the console at `address`.
 ///
 /// # Errors
 /// If the CLI fails.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use protocol::device_link::{DeviceIdentity, DeviceLink};
-use protocol::enrol::{DeviceFacts, EnrollToken, enroll};
+use protocol::enroll::{DeviceFacts, EnrollToken, enroll};
 use protocol::frame;
 use protocol::{AgentMessage, ConsoleMessage, ProtocolError};
 use tests::*;
@@ -23,11 +23,11 @@ fn facts(name: &str) -> DeviceFacts {
     }
 }
 
-async fn enrol_with(token: &str, name: &str) -> Result<DeviceIdentity, ProtocolError> {
+async fn enroll_with(token: &str, name: &str) -> Result<DeviceIdentity, ProtocolError> {
     let token = EnrollToken::decode(token)?;
     let e = timeout(WAIT, enroll(&token, &facts(name)))
         .await
-        .expect("enrolment answered within 20 s")?;
+        .expect("enrollment answered within 20 s")?;
     Ok(DeviceIdentity {
         device_id: e.device_id,
         certificate_pem: e.certificate_pem,
@@ -61,13 +61,13 @@ fn started() -> (tempfile::TempDir, ConsoleProcess) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn enrolment_admits_each_laptop_once_and_refuses_bad_tokens() {
+async fn enrollment_admits_each_laptop_once_and_refuses_bad_tokens() {
     let (_tmp, console) = started();
     let data = &console.data;
 
-    // Happy path: enrol, connect with the new certificate, deliver a capture.
+    // Happy path: enroll, connect with the new certificate, deliver a capture.
     let token = enroll_token(data, &console.agent_addr, "1h").unwrap();
-    let laptop = enrol_with(&token, "lab-01").await.unwrap();
+    let laptop = enroll_with(&token, "lab-01").await.unwrap();
     let mut session = link(&console, &laptop).await.unwrap();
     assert!(session.policy.is_some(), "a new device gets the policy");
     let c = capture("i want to kms tonight", "kms", None);
@@ -78,12 +78,12 @@ async fn enrolment_admits_each_laptop_once_and_refuses_bad_tokens() {
     );
 
     // The same token again: refused, saying it was used and by whom.
-    let err = enrol_with(&token, "lab-02").await.unwrap_err().to_string();
+    let err = enroll_with(&token, "lab-02").await.unwrap_err().to_string();
     assert!(err.contains("already used"), "{err}");
     assert!(err.contains(&laptop.device_id.to_string()), "{err}");
 
     // Each laptop gets its own identity.
-    let second = enrol_with(
+    let second = enroll_with(
         &enroll_token(data, &console.agent_addr, "1h").unwrap(),
         "lab-02",
     )
@@ -95,13 +95,13 @@ async fn enrolment_admits_each_laptop_once_and_refuses_bad_tokens() {
     // Expired.
     let short = enroll_token(data, &console.agent_addr, "1s").unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let err = enrol_with(&short, "lab-03").await.unwrap_err().to_string();
+    let err = enroll_with(&short, "lab-03").await.unwrap_err().to_string();
     assert!(err.contains("expired"), "{err}");
 
     // Forged: the right console and CA, a secret it never issued.
     let mut forged = EnrollToken::decode(&token).unwrap();
     forged.secret = "made-up-secret".into();
-    let err = enrol_with(&forged.encode(), "lab-04")
+    let err = enroll_with(&forged.encode(), "lab-04")
         .await
         .unwrap_err()
         .to_string();
@@ -111,14 +111,14 @@ async fn enrolment_admits_each_laptop_once_and_refuses_bad_tokens() {
     let mut wrong_pin =
         EnrollToken::decode(&enroll_token(data, &console.agent_addr, "1h").unwrap()).unwrap();
     wrong_pin.ca_fingerprint = "00".repeat(32);
-    let err = enrol_with(&wrong_pin.encode(), "lab-05")
+    let err = enroll_with(&wrong_pin.encode(), "lab-05")
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("pinned"), "{err}");
 
     // A damaged token is refused before any connection.
-    let err = enrol_with(&token[..token.len() - 3], "lab-06")
+    let err = enroll_with(&token[..token.len() - 3], "lab-06")
         .await
         .unwrap_err()
         .to_string();
@@ -128,7 +128,7 @@ async fn enrolment_admits_each_laptop_once_and_refuses_bad_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_laptop_is_cut_off_and_refused_at_the_handshake() {
     let (_tmp, console) = started();
-    let laptop = enrol_with(
+    let laptop = enroll_with(
         &enroll_token(&console.data, &console.agent_addr, "1h").unwrap(),
         "lab-07",
     )
@@ -233,7 +233,7 @@ async fn clients_without_a_device_certificate_get_nothing() {
     assert!(n == 0 || buf[0] == 21, "got {:?}", &buf[..n]);
 
     // And the console still serves enrolled laptops.
-    let laptop = enrol_with(
+    let laptop = enroll_with(
         &enroll_token(&console.data, &console.agent_addr, "1h").unwrap(),
         "lab-08",
     )
@@ -315,7 +315,7 @@ async fn bad_frames_close_only_that_connection_and_bad_records_are_rejected() {
 async fn the_api_serves_captures_by_role_and_audits_every_look() {
     let (_tmp, console) = started();
     let data = &console.data;
-    let laptop = enrol_with(
+    let laptop = enroll_with(
         &enroll_token(data, &console.agent_addr, "1h").unwrap(),
         "lab-09",
     )
@@ -435,7 +435,7 @@ async fn the_api_serves_captures_by_role_and_audits_every_look() {
         assert!(has("mr.review", "view_screenshot"));
         assert!(has("mr.review", "triage"));
         assert!(has("mrs.audit", "list_captures"));
-        assert!(events.iter().any(|e| e["action"] == "enrol_device"));
+        assert!(events.iter().any(|e| e["action"] == "enroll_device"));
         assert!(
             events
                 .iter()

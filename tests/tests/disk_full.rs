@@ -96,7 +96,7 @@ fn offer(
     })
 }
 
-/// Enrols `state` with the console and runs the agent on it (no display),
+/// Enrolls `state` with the console and runs the agent on it (no display),
 /// with a home directory under `tmp`.
 fn start_agent(state: &Path, tmp: &Path, console: &ConsoleProcess) -> AgentProcess {
     enroll_agent(

@@ -714,7 +714,7 @@ fn sessions_are_hardened_fresh_at_login_expire_and_throttle_failures() {
         "/inbox/triage",
         "/settings",
         "/staff",
-        "/devices/enrol-token",
+        "/devices/enroll-token",
         "/logout",
     ] {
         assert_eq!(web.post(path, "", &[("csrf", "x")]).status, 303, "{path}");
@@ -1298,6 +1298,7 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("GET", "/trends.csv", ALL),
     ("GET", "/devices", ALL),
     ("POST", "/devices/{id}/revoke", ADM),
+    ("POST", "/devices/enroll-token", ADM),
     ("POST", "/devices/enrol-token", ADM),
     ("GET", "/staff", ADM),
     ("POST", "/staff", ADM),

@@ -15,6 +15,8 @@
 //!   is durable when [`IngestStore::store_batch`] returns;
 //! - the audit log is append-only.
 
+pub mod audit_action;
+pub use audit_action::AuditAction;
 pub mod images;
 pub mod migrations;
 pub mod register;
@@ -438,7 +440,7 @@ pub trait DeviceStore {
         now: UnixMillis,
     ) -> Result<(), StoreError>;
     /// A device opened a connection (created if it was minted without
-    /// enrolment, as the load simulator's are).
+    /// enrollment, as the load simulator's are).
     ///
     /// # Errors
     /// A storage failure.
@@ -595,7 +597,7 @@ pub struct AuditEvent {
 pub struct AuditEntry<'a> {
     pub time: UnixMillis,
     pub actor: &'a str,
-    pub action: &'a str,
+    pub action: AuditAction,
     pub target: &'a str,
     pub detail: &'a str,
     pub origin: &'a str,
@@ -605,7 +607,7 @@ pub struct AuditEntry<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub actor: Option<String>,
-    pub action: Option<String>,
+    pub action: Option<AuditAction>,
     /// Appears in the target or the detail.
     pub text: Option<String>,
     pub from: Option<UnixMillis>,
@@ -627,7 +629,7 @@ pub trait AuditStore {
     fn audit_now(
         &self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         target: &str,
         detail: &str,
         origin: &str,
@@ -658,24 +660,24 @@ pub trait AuditStore {
     fn audit_query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
-/// Why an enrolment token was refused.
+/// Why an enrollment token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRefusal {
     #[error(
-        "the enrolment token was not issued by this console (or was mistyped); mint a new one with `console-server enroll-token`"
+        "the enrollment token was not issued by this console (or was mistyped); mint a new one with `console-server enroll-token`"
     )]
     Unknown,
     #[error(
-        "the enrolment token expired at {0}; mint a new one with `console-server enroll-token`"
+        "the enrollment token expired at {0}; mint a new one with `console-server enroll-token`"
     )]
     Expired(String),
     #[error(
-        "the enrolment token was already used at {at} by device {device}; each token enrols one laptop, mint another"
+        "the enrollment token was already used at {at} by device {device}; each token enrolls one laptop, mint another"
     )]
     Used { at: String, device: String },
 }
 
-/// Staff accounts, API tokens and enrolment tokens. Secrets are stored only
+/// Staff accounts, API tokens and enrollment tokens. Secrets are stored only
 /// as hashes.
 pub trait UserStore {
     /// # Errors

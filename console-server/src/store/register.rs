@@ -464,7 +464,7 @@ mod tests {
         let audit = AuditEntry {
             time: UnixMillis(t0 + 100),
             actor: "it",
-            action: "import_register",
+            action: crate::store::AuditAction::ImportRegister,
             target: "",
             detail: "2 people",
             origin: "test",

@@ -526,7 +526,14 @@ pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry<'_>) -> rusqlite::R
     conn.execute(
         "INSERT INTO audit (time, actor, action, target, detail, origin)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![e.time.0, e.actor, e.action, e.target, e.detail, e.origin],
+        params![
+            e.time.0,
+            e.actor,
+            e.action.as_str(),
+            e.target,
+            e.detail,
+            e.origin
+        ],
     )?;
     Ok(())
 }
@@ -797,7 +804,7 @@ impl CaptureStore for SqliteStore {
                         let entry = AuditEntry {
                             time: now,
                             actor: "retention",
-                            action: "delete_capture",
+                            action: AuditAction::DeleteCapture,
                             target: &id_str(id),
                             detail: &detail,
                             origin: "system",
@@ -830,7 +837,7 @@ impl CaptureStore for SqliteStore {
             let entry = AuditEntry {
                 time: UnixMillis::now(),
                 actor,
-                action: "delete_capture",
+                action: AuditAction::DeleteCapture,
                 target: &id_str(id),
                 detail: "deleted by an admin",
                 origin,
@@ -1300,9 +1307,15 @@ impl AuditStore for SqliteStore {
             sql.push_str(" AND actor = ?");
             args.push(Box::new(actor.clone()));
         }
-        if let Some(action) = &q.action {
-            sql.push_str(" AND action = ?");
-            args.push(Box::new(action.clone()));
+        if let Some(action) = q.action {
+            // Its older names too, so lines written before a rename are found.
+            let spellings = action.spellings();
+            sql.push_str(" AND action IN (");
+            sql.push_str(&vec!["?"; spellings.len()].join(", "));
+            sql.push(')');
+            for name in spellings {
+                args.push(Box::new(*name));
+            }
         }
         if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
             sql.push_str(" AND (instr(lower(target), ?) OR instr(lower(detail), ?))");
@@ -1407,7 +1420,7 @@ impl UserStore for SqliteStore {
                 "INSERT INTO enroll_tokens (hash, created, expires) VALUES (?1, ?2, ?3)",
                 params![secret_hash, now.0, expires.0],
             )
-            .map_err(db("recording an enrolment token"))?;
+            .map_err(db("recording an enrollment token"))?;
         Ok(())
     }
 
@@ -1424,7 +1437,7 @@ impl UserStore for SqliteStore {
                  WHERE hash = ?1 AND used IS NULL AND expires > ?2",
                 params![secret_hash, now.0, id_str(device)],
             )
-            .map_err(db("redeeming an enrolment token"))?;
+            .map_err(db("redeeming an enrollment token"))?;
         if changed == 1 {
             return Ok(Ok(()));
         }
@@ -1435,7 +1448,7 @@ impl UserStore for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
-            .map_err(db("redeeming an enrolment token"))?;
+            .map_err(db("redeeming an enrollment token"))?;
         Ok(Err(match row {
             None => TokenRefusal::Unknown,
             Some((_, Some(used), device)) => TokenRefusal::Used {

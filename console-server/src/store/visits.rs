@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::sqlite::{SqliteStore, db, insert_audit, lock};
 use super::{AuditEntry, StoreError};
+use crate::store::AuditAction;
 
 /// A week's time on one domain by one user on one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,7 +342,7 @@ impl VisitStore for SqliteStore {
                 &AuditEntry {
                     time: s.time,
                     actor: &s.staff,
-                    action: "sign_off_week",
+                    action: AuditAction::SignOffWeek,
                     target: &s.week,
                     detail: &s.notes,
                     origin,

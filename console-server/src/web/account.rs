@@ -11,6 +11,7 @@ use super::auth::{ABSOLUTE, ALL_ROLES, IDLE, Staff};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::{AppState, blocking};
+use crate::store::AuditAction;
 use crate::store::rfc3339;
 
 pub async fn page_handler(
@@ -102,7 +103,7 @@ pub async fn end_session(
     staff
         .audit(
             &state,
-            "end_session",
+            AuditAction::EndSession,
             staff.name.clone(),
             format!("{ended} ended"),
         )
@@ -120,7 +121,12 @@ pub async fn change_password(
     staff.reauthenticate(&state, &form).await?;
     let hash = new_password_hash(&form).await?;
     staff
-        .audit(&state, "change_password", staff.name.clone(), String::new())
+        .audit(
+            &state,
+            AuditAction::ChangePassword,
+            staff.name.clone(),
+            String::new(),
+        )
         .await?;
     let (name, this) = (staff.name.clone(), staff.session.id_hash.clone());
     blocking(&state, move |s| {

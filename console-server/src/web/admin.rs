@@ -1,4 +1,4 @@
-//! Administration: devices (revoke, mint an enrolment token), staff accounts
+//! Administration: devices (revoke, mint an enrollment token), staff accounts
 //! (add, change role, disable: each confirmed with the admin's password)
 //! and the capture settings of the policy. Every change is audited and a
 //! policy change is pushed to every connected agent at once.
@@ -17,6 +17,7 @@ use super::form::Form;
 use super::layout::{WebError, confirm_password, csrf, local_time, shell};
 use super::{AppState, blocking};
 use crate::secret::hash_password;
+use crate::store::AuditAction;
 use crate::store::Role;
 
 /// Administration: staff accounts, devices, libraries, settings, the AUP
@@ -32,7 +33,7 @@ pub const ADMIN: &[Role] = &[Role::Admin];
 pub async fn update_policy(
     state: &AppState,
     staff: &Staff,
-    action: &'static str,
+    action: AuditAction,
     target: String,
     detail: String,
     change: impl FnOnce(&mut Policy) -> Result<(), WebError>,
@@ -114,21 +115,21 @@ async fn devices_page(
         p.muted { (devices.len()) " enrolled, " (online) " online now." }
         @if let Some(token) = &minted {
             div.notice.ok {
-                p { "A one-time enrolment token (shown once; it enrols one laptop):" }
+                p { "A one-time enrollment token (shown once; it enrolls one laptop):" }
                 pre.context { (token) }
                 p { "On the laptop, as root: " code { "agent enroll TOKEN --state-dir /var/lib/safeguard-agent" } }
             }
         }
         @if staff.role == Role::Admin {
-            form.toolbar method="post" action="/devices/enrol-token" {
+            form.toolbar method="post" action="/devices/enroll-token" {
                 (csrf(staff))
-                "Enrol a laptop: "
+                "Enroll a laptop: "
                 select name="ttl" aria-label="valid for" {
                     option value="1" { "valid 1 hour" }
                     option value="24" selected { "valid 24 hours" }
                     option value="168" { "valid 7 days" }
                 }
-                button type="submit" { "Mint an enrolment token" }
+                button type="submit" { "Mint an enrollment token" }
             }
         }
         table #devices {
@@ -200,7 +201,12 @@ pub async fn revoke(
         reason.chars().take(500).collect()
     };
     staff
-        .audit(&state, "revoke_device", id.to_string(), reason.clone())
+        .audit(
+            &state,
+            AuditAction::RevokeDevice,
+            id.to_string(),
+            reason.clone(),
+        )
         .await?;
     if !blocking(&state, move |s| {
         s.revoke_device(id, &reason, UnixMillis::now())
@@ -212,7 +218,7 @@ pub async fn revoke(
     Ok(Redirect::to("/devices").into_response())
 }
 
-pub async fn enrol_token(
+pub async fn enroll_token(
     State(state): State<AppState>,
     staff: Staff,
     headers: HeaderMap,
@@ -232,12 +238,12 @@ pub async fn enrol_token(
     staff
         .audit(
             &state,
-            "mint_enrol_token",
+            AuditAction::MintEnrollToken,
             String::new(),
             format!("valid {hours} h"),
         )
         .await?;
-    let (address, fingerprint) = (state.enrol_address.clone(), state.ca_fingerprint.clone());
+    let (address, fingerprint) = (state.enroll_address.clone(), state.ca_fingerprint.clone());
     let (token, _) = blocking(&state, move |s| {
         crate::enrollment::record_enroll_token(
             s,
@@ -352,7 +358,12 @@ pub async fn add_staff(
     let role = role_of(&form)?;
     let hash = new_password_hash(&form).await?;
     staff
-        .audit(&state, "add_staff", name.clone(), role.as_str().into())
+        .audit(
+            &state,
+            AuditAction::AddStaff,
+            name.clone(),
+            role.as_str().into(),
+        )
         .await?;
     let n = name.clone();
     blocking(&state, move |s| {
@@ -382,7 +393,12 @@ pub async fn set_role(
     }
     let role = role_of(&form)?;
     staff
-        .audit(&state, "set_role", name.clone(), role.as_str().into())
+        .audit(
+            &state,
+            AuditAction::SetRole,
+            name.clone(),
+            role.as_str().into(),
+        )
         .await?;
     let n = name.clone();
     if !blocking(&state, move |s| s.set_staff_role(&n, role)).await? {
@@ -407,9 +423,9 @@ pub async fn set_disabled(
     }
     let disabled = form.get("disabled") == Some("1");
     let action = if disabled {
-        "disable_staff"
+        AuditAction::DisableStaff
     } else {
-        "enable_staff"
+        AuditAction::EnableStaff
     };
     staff
         .audit(&state, action, name.clone(), String::new())
@@ -515,7 +531,7 @@ pub async fn save_settings(
     update_policy(
         &state,
         &staff,
-        "set_policy",
+        AuditAction::SetPolicy,
         String::new(),
         detail,
         move |p| {

@@ -11,6 +11,7 @@ use super::auth::{Staff, urlencode};
 use super::inbox::day_start;
 use super::layout::{WebError, local_time, shell};
 use super::{AppState, blocking};
+use crate::store::AuditAction;
 use crate::store::{AuditQuery, Role};
 
 const PAGE: u32 = 100;
@@ -37,7 +38,15 @@ impl Filters {
     fn query(&self, limit: u32) -> Result<AuditQuery, WebError> {
         Ok(AuditQuery {
             actor: nonempty(&self.actor),
-            action: nonempty(&self.action),
+            action: nonempty(&self.action)
+                .map(|a| {
+                    AuditAction::parse(&a).ok_or_else(|| {
+                        WebError::BadRequest(format!(
+                            "{a:?} is not an action the audit log records"
+                        ))
+                    })
+                })
+                .transpose()?,
             text: nonempty(&self.q),
             from: nonempty(&self.from)
                 .map(|d| day_start(&d, "from"))
@@ -67,35 +76,6 @@ impl Filters {
     }
 }
 
-/// Actions the console writes, for the filter.
-const ACTIONS: &[&str] = &[
-    "login",
-    "login_failed",
-    "logout",
-    "view_inbox",
-    "view_capture",
-    "view_screenshot",
-    "open_live_feed",
-    "triage",
-    "add_exception",
-    "add_term",
-    "delete_capture",
-    "enrol_device",
-    "read_audit",
-    "export_audit",
-    "read_trends",
-    "revoke_device",
-    "mint_enrol_token",
-    "add_staff",
-    "set_role",
-    "disable_staff",
-    "enable_staff",
-    "reauth_failed",
-    "change_password",
-    "end_session",
-    "set_policy",
-];
-
 pub async fn page(
     State(state): State<AppState>,
     staff: Staff,
@@ -106,7 +86,7 @@ pub async fn page(
     let detail = format!("{query:?}");
     let events = blocking(&state, move |s| s.audit_query(&query)).await?;
     staff
-        .audit(&state, "read_audit", String::new(), detail)
+        .audit(&state, AuditAction::ReadAudit, String::new(), detail)
         .await?;
     let params = filters.params();
     let next = (events.len() == PAGE as usize)
@@ -121,7 +101,7 @@ pub async fn page(
             label { "Action"
                 select name="action" {
                     option value="" { "Any" }
-                    @for a in ACTIONS { option value=(a) selected[sel(&filters.action, a)] { (a) } }
+                    @for a in AuditAction::ALL { option value=(a.as_str()) selected[sel(&filters.action, a.as_str())] { (a.as_str()) } }
                 }
             }
             label { "Target or detail" input type="search" name="q" value=(filters.q.as_deref().unwrap_or("")); }
@@ -169,7 +149,7 @@ pub async fn csv(
     let query = filters.query(MAX_EXPORT)?;
     let detail = format!("{query:?}");
     staff
-        .audit(&state, "export_audit", String::new(), detail)
+        .audit(&state, AuditAction::ExportAudit, String::new(), detail)
         .await?;
     let events = blocking(&state, move |s| s.audit_query(&query)).await?;
     let mut out = crate::csv::line(["time", "actor", "action", "target", "detail", "origin"]);

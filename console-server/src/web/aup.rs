@@ -18,6 +18,7 @@ use super::layout::{WebError, csrf, local_time, shell};
 use super::register::{AupStatus, account_cells, audience_label, current_versions};
 use super::{AppState, blocking};
 use crate::policy::MAX_AUP;
+use crate::store::AuditAction;
 use crate::store::Role;
 use crate::store::register::{AupVersion, audience_str};
 
@@ -56,7 +57,7 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Respons
     staff.require(ALL_ROLES)?;
     let (history, accounts) = blocking(&state, |s| Ok((s.aup_versions()?, s.accounts()?))).await?;
     staff
-        .audit(&state, "view_aup", String::new(), String::new())
+        .audit(&state, AuditAction::ViewAup, String::new(), String::new())
         .await?;
     let policy = state.policy.borrow().clone();
     let current = current_versions(&state);
@@ -154,7 +155,7 @@ pub async fn publish(
     super::admin::update_policy(
         &state,
         &staff,
-        "publish_aup",
+        AuditAction::PublishAup,
         audience_str(audience).into(),
         format!("{} bytes", markdown.len()),
         |p| {
@@ -204,7 +205,7 @@ pub async fn decisions(
     staff
         .audit(
             &state,
-            "view_aup_decisions",
+            AuditAction::ViewAupDecisions,
             user.clone().unwrap_or_default(),
             String::new(),
         )
@@ -251,7 +252,12 @@ pub async fn pending(State(state): State<AppState>, staff: Staff) -> Result<Resp
     staff.require(ALL_ROLES)?;
     let accounts = blocking(&state, |s| s.accounts()).await?;
     staff
-        .audit(&state, "view_aup_pending", String::new(), String::new())
+        .audit(
+            &state,
+            AuditAction::ViewAupPending,
+            String::new(),
+            String::new(),
+        )
         .await?;
     let current = current_versions(&state);
     let waiting: Vec<_> = accounts

@@ -33,6 +33,7 @@ use super::layout::{WebError, bare_page};
 use super::{AppState, blocking};
 use crate::https::Peer;
 use crate::secret::{random_token, token_hash, verify_password};
+use crate::store::AuditAction;
 use crate::store::{Role, WebSession};
 
 pub const COOKIE: &str = "__Host-sg_session";
@@ -223,7 +224,7 @@ impl Staff {
     pub async fn audit(
         &self,
         state: &AppState,
-        action: &'static str,
+        action: AuditAction,
         target: String,
         detail: String,
     ) -> Result<(), WebError> {
@@ -258,7 +259,7 @@ impl Staff {
             state.throttle.failed(&keys);
             self.audit(
                 state,
-                "reauth_failed",
+                AuditAction::ReauthFailed,
                 self.name.clone(),
                 "wrong password when confirming a change".into(),
             )
@@ -484,7 +485,7 @@ pub async fn login(
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .unwrap_or(false);
-    let audit = |action: &'static str, detail: String| {
+    let audit = |action: AuditAction, detail: String| {
         let (actor, ip) = (name.clone(), ip.clone());
         blocking(&state, move |s| {
             s.audit_now(&actor, action, &actor, &detail, &ip)
@@ -497,7 +498,7 @@ pub async fn login(
             Some(a) if a.disabled => "account disabled",
             Some(_) => "wrong password",
         };
-        audit("login_failed", why.into()).await?;
+        audit(AuditAction::LoginFailed, why.into()).await?;
         return Ok(refuse(
             "That name and password do not match an enabled account.".into(),
         ));
@@ -536,7 +537,7 @@ pub async fn login(
         s.open_session(&session)
     })
     .await?;
-    audit("login", account.role.as_str().into()).await?;
+    audit(AuditAction::Login, account.role.as_str().into()).await?;
     let mut r = Redirect::to(&next).into_response();
     let h = r.headers_mut();
     h.append(
@@ -565,7 +566,12 @@ pub async fn logout(
     let hash = staff.session.id_hash.clone();
     blocking(&state, move |s| s.end_session(&hash)).await?;
     staff
-        .audit(&state, "logout", staff.name.clone(), String::new())
+        .audit(
+            &state,
+            AuditAction::Logout,
+            staff.name.clone(),
+            String::new(),
+        )
         .await?;
     let mut r = Redirect::to("/login?why=out").into_response();
     r.headers_mut().append(

@@ -19,6 +19,7 @@ use super::layout::{
     status_label,
 };
 use super::{AppState, SEES_CAPTURES, blocking};
+use crate::store::AuditAction;
 use crate::store::{CaptureQuery, CaptureSummary, Role, Status, Triage};
 
 /// What staff can record as the action taken on a violation.
@@ -66,7 +67,12 @@ pub async fn page(
     staff.require(SEES_CAPTURES)?;
     let id = parse_id(&id)?;
     staff
-        .audit(&state, "view_capture", id.to_string(), String::new())
+        .audit(
+            &state,
+            AuditAction::ViewCapture,
+            id.to_string(),
+            String::new(),
+        )
         .await?;
     let Some(detail) = blocking(&state, move |s| s.capture(id)).await? else {
         return Err(WebError::NotFound(format!(
@@ -258,7 +264,12 @@ pub async fn image(
     staff.require(SEES_CAPTURES)?;
     let id = parse_id(&id)?;
     staff
-        .audit(&state, "view_screenshot", id.to_string(), String::new())
+        .audit(
+            &state,
+            AuditAction::ViewScreenshot,
+            id.to_string(),
+            String::new(),
+        )
         .await?;
     match blocking(&state, move |s| s.capture_image(id)).await? {
         Some(png) => Ok(crate::api::png_response(png)),
@@ -306,7 +317,7 @@ pub async fn triage(
     staff
         .audit(
             &state,
-            "triage",
+            AuditAction::Triage,
             id.to_string(),
             format!(
                 "{}{} {note:?}",

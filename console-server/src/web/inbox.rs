@@ -14,6 +14,7 @@ use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, capture_row, csrf, local_time, shell, status_label};
 use super::{AppState, SEES_CAPTURES, blocking};
+use crate::store::AuditAction;
 use crate::store::{CaptureQuery, Status, Triage};
 
 pub const PAGE: u32 = 50;
@@ -174,7 +175,7 @@ pub async fn page(
         .map(|(w, _)| w.to_string())
         .collect();
     staff
-        .audit(&state, "view_inbox", String::new(), detail)
+        .audit(&state, AuditAction::ViewInbox, String::new(), detail)
         .await?;
     let defs = state.definitions();
     let count = |s: Status| {
@@ -389,7 +390,7 @@ pub async fn bulk_triage(
     staff
         .audit(
             &state,
-            "triage",
+            AuditAction::Triage,
             list,
             format!(
                 "{} (bulk, {} captures) {note:?}",

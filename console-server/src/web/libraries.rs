@@ -15,6 +15,7 @@ use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::{AppState, SEES_CAPTURES, blocking};
+use crate::store::AuditAction;
 use crate::store::Role;
 use crate::store::suggestions::{Suggestion, SuggestionStatus};
 
@@ -97,7 +98,7 @@ pub async fn add_exception_to_policy(
     update_policy(
         state,
         staff,
-        "add_exception",
+        AuditAction::AddException,
         category.to_owned(),
         text.clone(),
         move |p| {
@@ -239,7 +240,7 @@ pub async fn add_term(
     update_policy(
         &state,
         &staff,
-        "add_term",
+        AuditAction::AddTerm,
         category.clone(),
         format!("{term:?} severity {severity}"),
         move |p| {
@@ -296,7 +297,7 @@ pub async fn suggest_exception(
     staff
         .audit(
             state,
-            "suggest_exception",
+            AuditAction::SuggestException,
             category.to_owned(),
             format!("{text:?} (capture {capture})"),
         )
@@ -428,7 +429,7 @@ async fn decide(
         staff
             .audit(
                 state,
-                "reject_exception",
+                AuditAction::RejectException,
                 suggestion.category.clone(),
                 format!(
                     "{:?} suggested by {}",

@@ -26,13 +26,19 @@ use crate::ingest::Live;
 use super::auth::{Staff, expired};
 use super::layout::{WebError, capture_row};
 use super::{AppState, SEES_CAPTURES, blocking};
+use crate::store::AuditAction;
 
 const SESSION_CHECK: Duration = Duration::from_secs(30);
 
 pub async fn stream(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
     staff.require(SEES_CAPTURES)?;
     staff
-        .audit(&state, "open_live_feed", String::new(), String::new())
+        .audit(
+            &state,
+            AuditAction::OpenLiveFeed,
+            String::new(),
+            String::new(),
+        )
         .await?;
     let rx = state.live.subscribe();
     Ok(Sse::new(events(state, staff.session.id_hash.clone(), rx))

@@ -59,8 +59,8 @@ pub struct WebState {
     pub throttle: auth::Throttle,
     /// A device not heard from for this long is listed as offline.
     pub offline_after_ms: i64,
-    /// Written into enrolment tokens minted from the devices page.
-    pub enrol_address: String,
+    /// Written into enrollment tokens minted from the devices page.
+    pub enroll_address: String,
     pub ca_fingerprint: String,
     /// Policy changes made through the console, one at a time.
     pub policy_edit: tokio::sync::Mutex<()>,
@@ -75,7 +75,7 @@ impl WebState {
         policy: watch::Sender<Arc<Policy>>,
         live: broadcast::Sender<crate::ingest::Live>,
         offline_after_ms: i64,
-        enrol_address: String,
+        enroll_address: String,
         ca_fingerprint: String,
         health: Arc<StorageHealth>,
     ) -> WebState {
@@ -85,7 +85,7 @@ impl WebState {
             live,
             throttle: auth::Throttle::default(),
             offline_after_ms,
-            enrol_address,
+            enroll_address,
             ca_fingerprint,
             policy_edit: tokio::sync::Mutex::new(()),
             health,
@@ -226,7 +226,9 @@ pub fn router(state: AppState) -> Router {
         .route("/trends.csv", get(trends::csv))
         .route("/devices", get(admin::devices))
         .route("/devices/{id}/revoke", post(admin::revoke))
-        .route("/devices/enrol-token", post(admin::enrol_token))
+        .route("/devices/enroll-token", post(admin::enroll_token))
+        // The spelling of earlier versions, for bookmarks and scripts.
+        .route("/devices/enrol-token", post(admin::enroll_token))
         .route("/staff", get(admin::staff).post(admin::add_staff))
         .route("/staff/{name}/role", post(admin::set_role))
         .route("/staff/{name}/disabled", post(admin::set_disabled))

@@ -16,6 +16,7 @@ use super::form::LargeForm;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::{AppState, blocking};
 use crate::mis_import;
+use crate::store::AuditAction;
 use crate::store::register::{AccountRow, audience_str};
 use crate::store::{AuditEntry, Role, rfc3339};
 
@@ -123,7 +124,12 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Respons
     staff.require(ALL_ROLES)?;
     let accounts = blocking(&state, |s| s.accounts()).await?;
     staff
-        .audit(&state, "view_register", String::new(), String::new())
+        .audit(
+            &state,
+            AuditAction::ViewRegister,
+            String::new(),
+            String::new(),
+        )
         .await?;
     let current = current_versions(&state);
     let imported = accounts.iter().filter(|a| a.imported.is_some()).count();
@@ -193,7 +199,7 @@ pub async fn import(
             staff
                 .audit(
                     &state,
-                    "import_register_refused",
+                    AuditAction::ImportRegisterRefused,
                     String::new(),
                     format!("{} problem(s)", refused.problems.len()),
                 )
@@ -224,7 +230,7 @@ pub async fn import(
             &AuditEntry {
                 time: UnixMillis::now(),
                 actor: &actor,
-                action: "import_register",
+                action: AuditAction::ImportRegister,
                 target: "",
                 detail: &format!("{n} people"),
                 origin: &origin,
@@ -242,7 +248,7 @@ pub async fn import(
         super::admin::update_policy(
             &state,
             &staff,
-            "set_staff_accounts",
+            AuditAction::SetStaffAccounts,
             String::new(),
             format!("{count} staff accounts from the MIS import"),
             move |p| {

@@ -18,6 +18,7 @@ use super::layout::{WebError, csrf, download, shell};
 use super::{AppState, SEES_CAPTURES, blocking};
 use crate::school_week::{self, Week};
 use crate::site_report::{self, WeeklyReport, change, duration};
+use crate::store::AuditAction;
 use crate::store::visits::WeekSignoff;
 
 /// Longest sign-off note.
@@ -129,7 +130,7 @@ pub async fn page(
     staff
         .audit(
             &state,
-            "view_weekly_report",
+            AuditAction::ViewWeeklyReport,
             week.to_string(),
             if print { "print".into() } else { String::new() },
         )
@@ -365,7 +366,7 @@ pub async fn csv(
     staff
         .audit(
             &state,
-            "export_weekly_report",
+            AuditAction::ExportWeeklyReport,
             week.to_string(),
             format!("csv {table}"),
         )
@@ -390,7 +391,7 @@ pub async fn pdf(
     staff
         .audit(
             &state,
-            "export_weekly_report",
+            AuditAction::ExportWeeklyReport,
             week.to_string(),
             "pdf".into(),
         )

@@ -20,6 +20,7 @@ use super::auth::Staff;
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::{AppState, SEES_CAPTURES, blocking};
+use crate::store::AuditAction;
 use crate::store::{TamperQuery, TamperRow};
 
 /// Longest acknowledgement note.
@@ -106,7 +107,7 @@ pub async fn page(
     staff
         .audit(
             &state,
-            "view_tamper",
+            AuditAction::ViewTamper,
             device.map(|d| d.to_string()).unwrap_or_default(),
             String::new(),
         )
@@ -183,7 +184,7 @@ pub async fn acknowledge(
     staff
         .audit(
             &state,
-            "acknowledge_tamper",
+            AuditAction::AcknowledgeTamper,
             id.to_string(),
             format!("{note:?}"),
         )

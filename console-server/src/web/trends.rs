@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::auth::Staff;
 use super::layout::{WebError, shell, status_label};
 use super::{AppState, blocking};
+use crate::store::AuditAction;
 use crate::store::{CaptureBucket, Status};
 
 /// Counts split by triage status.
@@ -201,7 +202,7 @@ pub async fn page(
     staff
         .audit(
             &state,
-            "read_trends",
+            AuditAction::ReadTrends,
             String::new(),
             format!("{weeks} weeks"),
         )
@@ -267,7 +268,7 @@ pub async fn csv(
     staff
         .audit(
             &state,
-            "read_trends",
+            AuditAction::ReadTrends,
             "csv".into(),
             format!("{weeks} weeks"),
         )

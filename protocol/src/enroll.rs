@@ -1,4 +1,4 @@
-//! Enrolment: the one-time token an IT technician carries from the console
+//! Enrollment: the one-time token an IT technician carries from the console
 //! to a laptop, and the exchange that turns it into a device certificate.
 //!
 //! The token is self-contained: `SGE1.` then base64url (no padding) of a
@@ -21,7 +21,7 @@ use crate::{
 
 const PREFIX: &str = "SGE1.";
 
-/// What an enrolment token says.
+/// What an enrollment token says.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollToken {
     /// The console's agent listener, `HOST:PORT`.
@@ -112,7 +112,7 @@ pub struct DeviceFacts {
     pub agent_version: String,
 }
 
-/// Enrols with the console named in `token`: makes a device key and CSR,
+/// Enrolls with the console named in `token`: makes a device key and CSR,
 /// connects pinning the token's CA fingerprint, and returns the signed
 /// certificate.
 ///
@@ -144,7 +144,7 @@ pub async fn enroll(token: &EnrollToken, facts: &DeviceFacts) -> Result<Enrolled
     })
     .await?;
     match conn
-        .recv::<EnrollResponse>("waiting for the console's enrolment answer")
+        .recv::<EnrollResponse>("waiting for the console's enrollment answer")
         .await?
     {
         EnrollResponse::Enrolled {
