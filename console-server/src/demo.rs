@@ -38,6 +38,7 @@ const SAMPLES: &[&str] = &[
 /// # Errors
 /// If the console cannot start or the agent cannot enroll or start.
 pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Result<()> {
+    claim(data)?;
     let dir = DataDir::open(data)?;
     let api_token = mint_api_token(&dir, "demo-admin", Role::Admin)?;
     let password = demo_login(&dir)?;
@@ -172,6 +173,48 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
     Ok(())
 }
 
+/// The file that marks a data directory as the demo's own.
+const MARKER: &str = "DEMO-DATA";
+
+/// Makes `data` the demo's, or refuses it: the demo resets the admin's
+/// password, mints an admin token and enrolls a device, so it must never
+/// run on a school's real console. A directory that does not exist or is
+/// empty becomes the demo's; one holding the demo's marker is reused.
+///
+/// # Errors
+/// The directory holds anything else, or cannot be read or written.
+pub fn claim(data: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if data.join(MARKER).is_file() {
+        return Ok(());
+    }
+    let empty = match std::fs::read_dir(data) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", data.display()));
+        }
+    };
+    // Demos before the marker left their agent's state here, which only
+    // the demo makes.
+    let earlier_demo = data.join("demo-agent").is_dir() && data.join("console.db").is_file();
+    if !empty && !earlier_demo {
+        anyhow::bail!(
+            "{} was not made by `console-server demo` (it has no {MARKER} file), so the demo will not \
+             touch it: the demo resets the admin's password, mints an admin token and enrolls a device. \
+             Give the demo a directory of its own with --data (the default is ./demo-data).",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    std::fs::write(
+        data.join(MARKER),
+        "Made by `console-server demo`: a demonstration console, not a school's.\n",
+    )
+    .with_context(|| format!("cannot write {}", data.join(MARKER).display()))?;
+    Ok(())
+}
+
 /// The demo's web console account.
 pub const DEMO_ADMIN: &str = "admin";
 
@@ -202,5 +245,32 @@ async fn feed_when_ready(state: &StateDir, text: FeedText) -> anyhow::Result<()>
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim;
+
+    #[test]
+    fn the_demo_takes_only_a_new_or_empty_directory_or_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("demo-data");
+        claim(&fresh).unwrap();
+        claim(&fresh).unwrap();
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        claim(&empty).unwrap();
+        let real = tmp.path().join("data");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("console.db"), b"").unwrap();
+        let err = claim(&real).unwrap_err().to_string();
+        assert!(err.contains("was not made by `console-server demo`"), "{err}");
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 1, "nothing written");
+        let earlier = tmp.path().join("old-demo");
+        std::fs::create_dir_all(earlier.join("demo-agent")).unwrap();
+        std::fs::write(earlier.join("console.db"), b"").unwrap();
+        claim(&earlier).unwrap();
+        assert!(earlier.join("DEMO-DATA").is_file());
     }
 }
