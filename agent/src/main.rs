@@ -28,11 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Enrolls this laptop with the console named in TOKEN (from
-    /// `console-server enroll-token`), pinning its CA.
+    /// Enrolls this laptop with the console named in the token (from
+    /// `console-server enroll-token`), pinning its CA. The token is read
+    /// from --token-file, or from standard input when TOKEN is left out or
+    /// is `-`: a token on the command line shows in the process list.
     #[command(alias = "enrol")]
     Enroll {
-        token: String,
+        token: Option<String>,
+        /// A file holding the token.
+        #[arg(long, conflicts_with = "token")]
+        token_file: Option<PathBuf>,
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
@@ -254,7 +259,14 @@ fn few_malloc_arenas() {
 
 async fn command(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Enroll { token, state_dir } => enroll_here(&token, StateDir::new(state_dir)).await,
+        Command::Enroll {
+            token,
+            token_file,
+            state_dir,
+        } => {
+            let token = read_token(token, token_file)?;
+            enroll_here(&token, StateDir::new(state_dir)).await
+        }
         Command::Run { state_dir, tuning } => run(StateDir::new(state_dir), tuning, true).await,
         Command::Service {
             state_dir,
@@ -388,6 +400,33 @@ async fn window(which: &'static str) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("the {which} stopped unexpectedly"))??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The enrollment token: given, from a file, or from standard input.
+fn read_token(given: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let text = match (given, file) {
+        (Some(t), _) if t != "-" => t,
+        (_, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the enrollment token from {}", path.display()))?,
+        _ => {
+            use std::io::{IsTerminal, Read};
+            if std::io::stdin().is_terminal() {
+                eprintln!("paste the enrollment token and press Ctrl-D:");
+            }
+            let mut t = String::new();
+            std::io::stdin()
+                .read_to_string(&mut t)
+                .context("cannot read the enrollment token from standard input")?;
+            t
+        }
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!(
+            "no enrollment token was given: pass --token-file FILE, or pipe it in (`agent enroll < FILE`)"
+        );
+    }
+    Ok(token.to_owned())
 }
 
 async fn enroll_here(token: &str, state: StateDir) -> anyhow::Result<ExitCode> {

@@ -39,6 +39,7 @@ use crate::policy::PolicyWatch;
 use crate::rate::Bucket;
 use crate::settings::Limits;
 use crate::store::AuditAction;
+use crate::store::tokens::NewDevice;
 use crate::store::{Incoming, Store};
 
 /// Unacked records one connection may have in flight.
@@ -287,29 +288,37 @@ fn enroll_device(
     };
     let hash = crate::secret::token_hash(&request.token_secret);
     let now = UnixMillis::now();
-    match store.redeem_enroll_token(&hash, device, now) {
+    let detail = format!("{} ({}) from {peer}", request.hostname, request.os);
+    // The token is used up, the device recorded and the audit line written
+    // together: if any fails, the token still works.
+    let enrolled = store.enroll_device(
+        &hash,
+        &NewDevice {
+            id: device,
+            hostname: &request.hostname,
+            os: &request.os,
+            agent_version: &request.agent_version,
+        },
+        &crate::store::AuditEntry {
+            time: now,
+            actor: "enrollment",
+            action: AuditAction::EnrollDevice,
+            target: &device.to_string(),
+            detail: &detail,
+            origin: &peer.to_string(),
+        },
+        now,
+    );
+    match enrolled {
         Ok(Ok(())) => {}
         Ok(Err(refusal)) => return refused(refusal.to_string()),
-        Err(e) => return refused(format!("the console could not check the token: {e}")),
+        Err(e) => {
+            tracing::error!("enrolling a device from {peer} failed: {e}");
+            return refused(format!(
+                "the console could not record the enrollment ({e}); the token is still good, try again"
+            ));
+        }
     }
-    if let Err(e) = store.add_device(
-        device,
-        &request.hostname,
-        &request.os,
-        &request.agent_version,
-        now,
-    ) {
-        return refused(format!("the console could not record the device: {e}"));
-    }
-    let detail = format!("{} ({}) from {peer}", request.hostname, request.os);
-    let _ = store.audit(&crate::store::AuditEntry {
-        time: now,
-        actor: "enrollment",
-        action: AuditAction::EnrollDevice,
-        target: &device.to_string(),
-        detail: &detail,
-        origin: &peer.to_string(),
-    });
     tracing::info!("enrolled device {device}: {detail}");
     EnrollResponse::Enrolled {
         device_id: device,

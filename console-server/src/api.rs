@@ -26,6 +26,7 @@ use crate::https::Peer;
 use crate::school_week::Week;
 use crate::site_report::{self, WeeklyReport};
 use crate::store::AuditAction;
+use crate::store::tokens::ApiTokenCheck;
 use crate::store::{CaptureQuery, Role, Status, Store, StoreError, Triage};
 
 /// What the API handlers share.
@@ -36,6 +37,34 @@ pub struct ApiState {
     pub offline_after_ms: i64,
     /// Whether storing works and how much room is left.
     pub health: Arc<StorageHealth>,
+    /// When each token's last use was written down (at most once a minute
+    /// each, so a busy script does not queue behind ingest).
+    pub token_uses: TokenUses,
+}
+
+/// When each API token's use was last recorded, by token hash.
+#[derive(Debug, Default)]
+pub struct TokenUses(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl TokenUses {
+    /// Whether this use should be written down.
+    fn due(&self, hash: &str) -> bool {
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match seen.get(hash) {
+            Some(t) if now.duration_since(*t) < std::time::Duration::from_secs(60) => false,
+            _ => {
+                if seen.len() > 10_000 {
+                    seen.clear();
+                }
+                seen.insert(hash.to_owned(), now);
+                true
+            }
+        }
+    }
 }
 
 type AppState = Arc<ApiState>;
@@ -142,11 +171,18 @@ impl FromRequestParts<AppState> for Caller {
                 )
             })?;
         let hash = crate::secret::token_hash(token.trim());
-        match blocking(state, move |s| s.api_token(&hash)).await? {
-            Some((name, role)) => Ok(Caller { name, role, origin }),
-            None => Err(ApiError::Unauthorized(
-                "the bearer token is not valid (unknown or revoked)".into(),
-            )),
+        let checked = {
+            let hash = hash.clone();
+            blocking(state, move |s| s.check_api_token(&hash, UnixMillis::now())).await?
+        };
+        match checked {
+            ApiTokenCheck::Valid { name, role } => {
+                if state.token_uses.due(&hash) {
+                    blocking(state, move |s| s.touch_api_token(&hash, UnixMillis::now())).await?;
+                }
+                Ok(Caller { name, role, origin })
+            }
+            ApiTokenCheck::Refused(why) => Err(ApiError::Unauthorized(why)),
         }
     }
 }

@@ -153,6 +153,7 @@ impl Console {
             policy: policy_tx.clone(),
             offline_after_ms,
             health: health.clone(),
+            token_uses: api::TokenUses::default(),
         }));
         let web_state = Arc::new(WebState::new(
             store.clone(),

@@ -25,6 +25,7 @@ use crate::console::{Console, Listen};
 use crate::data_dir::DataDir;
 use crate::enrollment::{mint_api_token, mint_enroll_token};
 use crate::store::Role;
+use crate::store::tokens::TokenStore;
 
 const SAMPLES: &[&str] = &[
     "does anyone know a good pizza place near school",
@@ -40,8 +41,18 @@ const SAMPLES: &[&str] = &[
 pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Result<()> {
     claim(data)?;
     let dir = DataDir::open(data)?;
-    let api_token = mint_api_token(&dir, "demo-admin", Role::Admin)?;
     let password = demo_login(&dir)?;
+    // One admin token per run, revoked when the demo stops (and, should it
+    // not stop cleanly, at the next start; it expires in a day anyway).
+    dir.store
+        .revoke_api_tokens(Some(DEMO_TOKEN), None, protocol::UnixMillis::now())?;
+    let api_token = mint_api_token(
+        dir.store.as_ref(),
+        DEMO_TOKEN,
+        Role::Admin,
+        Some(DEMO_ADMIN),
+        Duration::from_secs(86_400),
+    )?;
     let ca_path = dir.path.join("ca.pem");
     let console = Console::start(&dir, listen).await?;
     let agent_addr = format!("127.0.0.1:{}", console.agent_addr.port());
@@ -170,6 +181,9 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
     let _ = stop.send(true);
     let _ = agent.await;
     console.shutdown().await;
+    dir.store
+        .revoke_api_tokens(Some(DEMO_TOKEN), None, protocol::UnixMillis::now())?;
+    println!("the demo's API token is revoked");
     Ok(())
 }
 
@@ -217,6 +231,8 @@ pub fn claim(data: &Path) -> anyhow::Result<()> {
 
 /// The demo's web console account.
 pub const DEMO_ADMIN: &str = "admin";
+/// The name of the demo's API token.
+const DEMO_TOKEN: &str = "demo-admin";
 
 /// Makes sure the demo admin account exists, with a fresh random password
 /// (the demo keeps no secret between runs), and returns that password.
@@ -265,8 +281,15 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         std::fs::write(real.join("console.db"), b"").unwrap();
         let err = claim(&real).unwrap_err().to_string();
-        assert!(err.contains("was not made by `console-server demo`"), "{err}");
-        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 1, "nothing written");
+        assert!(
+            err.contains("was not made by `console-server demo`"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&real).unwrap().count(),
+            1,
+            "nothing written"
+        );
         let earlier = tmp.path().join("old-demo");
         std::fs::create_dir_all(earlier.join("demo-agent")).unwrap();
         std::fs::write(earlier.join("console.db"), b"").unwrap();

@@ -7,7 +7,14 @@ use protocol::enroll::EnrollToken;
 
 use crate::data_dir::{DataDir, hostname};
 use crate::secret::{random_token, token_hash};
-use crate::store::{Role, StoreError, UserStore};
+use crate::store::tokens::NewApiToken;
+use crate::store::{Role, StoreError};
+
+/// The longest an enrollment token may live: a token lost in an email or
+/// a deployment script must not enroll a stranger's laptop next term.
+pub const MAX_ENROLL_TTL: Duration = Duration::from_secs(7 * 86_400);
+/// How long an API token lives unless told.
+pub const DEFAULT_API_TTL: Duration = Duration::from_secs(90 * 86_400);
 
 /// Parses `90s`, `30m`, `24h`, `7d`.
 ///
@@ -43,6 +50,12 @@ pub fn mint_enroll_token(
     ttl: Duration,
     address: Option<&str>,
 ) -> Result<(String, EnrollToken), StoreError> {
+    if ttl > MAX_ENROLL_TTL {
+        return Err(StoreError::Refused(format!(
+            "an enrollment token may live at most 7 days (asked for {} hours); mint another when it runs out",
+            ttl.as_secs() / 3600
+        )));
+    }
     let address = match address {
         Some(a) => a.to_owned(),
         None => default_address(&dir.settings, dir.settings.agent_listen.port()),
@@ -88,14 +101,58 @@ pub fn record_enroll_token(
     Ok((token.encode(), token))
 }
 
-/// Records a new API token for `name` and returns it.
+/// Records a new API token for `name` and returns it. The token acts
+/// for `owner` (a staff account), or, when none is named, for the staff
+/// account called `name` if there is one: it stops working when that
+/// account is disabled or loses the role. With neither, it is a script's
+/// token, owned by nobody, and lives until it expires or is revoked.
 ///
 /// # Errors
-/// A storage failure.
-pub fn mint_api_token(dir: &DataDir, name: &str, role: Role) -> Result<String, StoreError> {
+/// [`StoreError::Refused`] if the owner has no account, is disabled or
+/// does not hold the role; a storage failure.
+pub fn mint_api_token(
+    store: &dyn crate::store::Store,
+    name: &str,
+    role: Role,
+    owner: Option<&str>,
+    ttl: Duration,
+) -> Result<String, StoreError> {
+    let named = match owner {
+        Some(o) => Some(store.staff_account(o)?.ok_or_else(|| {
+            StoreError::Refused(format!(
+                "there is no staff account {o:?} to own the token; add it with `console-server user add` or leave --owner out"
+            ))
+        })?),
+        None => store.staff_account(name)?,
+    };
+    if let Some(account) = &named {
+        if account.disabled {
+            return Err(StoreError::Refused(format!(
+                "the staff account {:?} is disabled, so it cannot own a token",
+                account.name
+            )));
+        }
+        if account.role != role && account.role != Role::Admin {
+            return Err(StoreError::Refused(format!(
+                "the staff account {:?} is a {}, so it cannot own a {} token",
+                account.name,
+                account.role.as_str(),
+                role.as_str()
+            )));
+        }
+    }
     let token = format!("sgapi_{}", random_token());
-    dir.store
-        .add_api_token(name, role, &token_hash(&token), UnixMillis::now())?;
+    let now = UnixMillis::now();
+    store.add_api_token(
+        &NewApiToken {
+            name,
+            role,
+            owner: named.as_ref().map(|a| a.name.as_str()),
+            hash: &token_hash(&token),
+            expires: UnixMillis(now.0 + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)),
+        },
+        now,
+    )?;
     Ok(token)
 }
 

@@ -26,6 +26,78 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct EnrollTokenArgs {
+    #[command(subcommand)]
+    command: Option<EnrollTokenCommand>,
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// How long the token may be used: 30m, 24h, 7d (at most 7 days).
+    #[arg(long, default_value = "24h")]
+    ttl: String,
+    /// The HOST:PORT laptops reach the agent listener at (default: the
+    /// settings' public_address, else this host and the agent port).
+    #[arg(long)]
+    address: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum EnrollTokenCommand {
+    /// The tokens that could still enroll a laptop (not used, revoked or
+    /// expired).
+    List {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Revokes an unused token by the id `list` shows.
+    Revoke {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct ApiTokenArgs {
+    #[command(subcommand)]
+    command: Option<ApiTokenCommand>,
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    #[arg(long, required = true)]
+    name: Option<String>,
+    #[arg(long, value_parser = parse_role, required = true)]
+    role: Option<Role>,
+    /// The staff account the token acts for: it stops working when that
+    /// account is disabled or loses the role. Default: the account called
+    /// NAME, if there is one; otherwise nobody's (a script's token).
+    #[arg(long)]
+    owner: Option<String>,
+    /// How long it works: 30d, 24h (at most 365 days).
+    #[arg(long, default_value = "90d")]
+    ttl: String,
+}
+
+#[derive(Subcommand)]
+enum ApiTokenCommand {
+    /// Every API token: name, role, owner, expiry, last use, state.
+    List {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Revokes every live token called NAME (or the one with --id).
+    Revoke {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+        name: Option<String>,
+        /// The id `list` shows.
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs the console (agent listener, web console and JSON API).
@@ -39,33 +111,18 @@ enum Command {
         #[arg(long)]
         web_listen: Option<SocketAddr>,
     },
-    /// Prints a one-time enrollment token for one laptop, on the last line.
+    /// Prints a one-time enrollment token for one laptop, on the last line
+    /// (`list` and `revoke` for those not yet used).
     #[command(alias = "enrol-token")]
-    EnrollToken {
-        #[arg(long, default_value = "./data")]
-        data: PathBuf,
-        /// How long the token may be used: 30m, 24h, 7d.
-        #[arg(long, default_value = "24h")]
-        ttl: String,
-        /// The HOST:PORT laptops reach the agent listener at (default: the
-        /// settings' public_address, else this host and the agent port).
-        #[arg(long)]
-        address: Option<String>,
-    },
+    EnrollToken(EnrollTokenArgs),
     /// Staff accounts.
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Prints a bearer token for the JSON API, on the last line.
-    ApiToken {
-        #[arg(long, default_value = "./data")]
-        data: PathBuf,
-        #[arg(long)]
-        name: String,
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
-    },
+    /// Prints a bearer token for the JSON API, on the last line (`list`
+    /// and `revoke` for those made).
+    ApiToken(ApiTokenArgs),
     /// Laptops.
     Device {
         #[command(subcommand)]
@@ -210,6 +267,123 @@ fn cli_actor() -> String {
     format!("{user} (command line)")
 }
 
+/// `enroll-token`: mints one, or lists or revokes the unused ones.
+fn enroll_token(args: EnrollTokenArgs) -> anyhow::Result<()> {
+    use console_server::store::tokens::TokenStore;
+    let now = UnixMillis::now();
+    match args.command {
+        Some(EnrollTokenCommand::List { data }) => {
+            let dir = DataDir::open(&data)?;
+            let tokens = dir.store.enroll_tokens(now)?;
+            if tokens.is_empty() {
+                println!("no enrollment token can be used now");
+            }
+            for t in tokens {
+                println!("{}  made {}  usable until {}", t.id, t.created, t.expires);
+            }
+        }
+        Some(EnrollTokenCommand::Revoke { data, id }) => {
+            let dir = DataDir::open(&data)?;
+            if !dir.store.revoke_enroll_token(&id, now)? {
+                bail!(
+                    "no unused enrollment token has the id {id:?}; `console-server enroll-token list` shows them"
+                );
+            }
+            audit_cli(&dir, AuditAction::RevokeEnrollToken, &id, "")?;
+            println!("revoked enrollment token {id}");
+        }
+        None => {
+            let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
+            let dir = DataDir::open(&args.data)?;
+            let (text, token) = mint_enroll_token(&dir, ttl, args.address.as_deref())?;
+            audit_cli(
+                &dir,
+                AuditAction::MintEnrollToken,
+                "",
+                &format!(
+                    "for {} until {}",
+                    token.address,
+                    console_server::store::rfc3339(UnixMillis(token.expires))
+                ),
+            )?;
+            println!(
+                "One laptop can enroll with this token until {} (console {}, CA {}):",
+                console_server::store::rfc3339(UnixMillis(token.expires)),
+                token.address,
+                token.ca_fingerprint
+            );
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+/// `api-token`: mints one, or lists or revokes them.
+fn api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
+    use console_server::store::tokens::TokenStore;
+    let now = UnixMillis::now();
+    match args.command {
+        Some(ApiTokenCommand::List { data }) => {
+            let dir = DataDir::open(&data)?;
+            println!(
+                "id            name                 role      owner        expires                   last used                 state"
+            );
+            for t in dir.store.api_tokens(now)? {
+                let state = match (&t.revoked, t.live) {
+                    (Some(at), _) => format!("revoked {at}"),
+                    (None, true) => "live".to_owned(),
+                    (None, false) => "expired".to_owned(),
+                };
+                println!(
+                    "{:<13} {:<20} {:<9} {:<12} {:<25} {:<25} {state}",
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    t.owner.as_deref().unwrap_or("-"),
+                    t.expires,
+                    t.last_used.as_deref().unwrap_or("never"),
+                );
+            }
+        }
+        Some(ApiTokenCommand::Revoke { data, name, id }) => {
+            let dir = DataDir::open(&data)?;
+            let n = dir
+                .store
+                .revoke_api_tokens(name.as_deref(), id.as_deref(), now)?;
+            let which = name.or(id).unwrap_or_default();
+            if n == 0 {
+                bail!(
+                    "no live API token is called or has the id {which:?}; `console-server api-token list` shows them"
+                );
+            }
+            audit_cli(
+                &dir,
+                AuditAction::RevokeApiToken,
+                &which,
+                &format!("{n} revoked"),
+            )?;
+            println!("revoked {n} API token(s): {which}");
+        }
+        None => {
+            let (Some(name), Some(role)) = (args.name, args.role) else {
+                bail!("--name and --role are needed to make a token");
+            };
+            let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
+            let dir = DataDir::open(&args.data)?;
+            let token =
+                mint_api_token(dir.store.as_ref(), &name, role, args.owner.as_deref(), ttl)?;
+            audit_cli(&dir, AuditAction::MintApiToken, &name, role.as_str())?;
+            println!(
+                "API token for {name} ({}), valid for {}; keep it secret:",
+                role.as_str(),
+                args.ttl
+            );
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
 fn audit_cli(dir: &DataDir, action: AuditAction, target: &str, detail: &str) -> anyhow::Result<()> {
     dir.store
         .audit(&AuditEntry {
@@ -266,28 +440,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
         }
-        Command::EnrollToken { data, ttl, address } => {
-            let ttl = parse_ttl(&ttl).map_err(anyhow::Error::msg)?;
-            let dir = DataDir::open(&data)?;
-            let (text, token) = mint_enroll_token(&dir, ttl, address.as_deref())?;
-            audit_cli(
-                &dir,
-                AuditAction::MintEnrollToken,
-                "",
-                &format!(
-                    "for {} until {}",
-                    token.address,
-                    console_server::store::rfc3339(UnixMillis(token.expires))
-                ),
-            )?;
-            println!(
-                "One laptop can enroll with this token until {} (console {}, CA {}):",
-                console_server::store::rfc3339(UnixMillis(token.expires)),
-                token.address,
-                token.ca_fingerprint
-            );
-            println!("{text}");
-        }
+        Command::EnrollToken(args) => enroll_token(args)?,
         Command::User {
             command: UserCommand::Add { data, name, role },
         } => {
@@ -305,13 +458,7 @@ fn main() -> anyhow::Result<()> {
             audit_cli(&dir, AuditAction::AddStaff, &name, role.as_str())?;
             println!("added {} user {name}", role.as_str());
         }
-        Command::ApiToken { data, name, role } => {
-            let dir = DataDir::open(&data)?;
-            let token = mint_api_token(&dir, &name, role)?;
-            audit_cli(&dir, AuditAction::MintApiToken, &name, role.as_str())?;
-            println!("API token for {name} ({}); keep it secret:", role.as_str());
-            println!("{token}");
-        }
+        Command::ApiToken(args) => api_token(args)?,
         Command::Device {
             command: DeviceCommand::List { data },
         } => {

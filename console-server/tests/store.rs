@@ -7,6 +7,7 @@ use std::sync::Arc;
 use console_server::policy::default_policy;
 use console_server::store::images::FsImageStore;
 use console_server::store::sqlite::SqliteStore;
+use console_server::store::tokens::*;
 use console_server::store::*;
 use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
 use uuid::Uuid;
@@ -193,6 +194,34 @@ fn silent_devices_raise_an_offline_alert_once_and_a_back_online_one() {
     assert_eq!(events[0].kind, "device_online");
 }
 
+fn enroll(
+    store: &SqliteStore,
+    hash: &str,
+    device: Uuid,
+    now: UnixMillis,
+) -> Result<(), TokenRefusal> {
+    store
+        .enroll_device(
+            hash,
+            &NewDevice {
+                id: device,
+                hostname: "lab-01",
+                os: "Debian",
+                agent_version: "1",
+            },
+            &AuditEntry {
+                time: now,
+                actor: "enrollment",
+                action: AuditAction::EnrollDevice,
+                target: &device.to_string(),
+                detail: "",
+                origin: "test",
+            },
+            now,
+        )
+        .unwrap()
+}
+
 #[test]
 fn an_enrollment_token_is_used_once_even_under_a_race() {
     let tmp = tempfile::tempdir().unwrap();
@@ -205,10 +234,7 @@ fn an_enrollment_token_is_used_once_even_under_a_race() {
         .map(|_| {
             let store = store.clone();
             std::thread::spawn(move || {
-                store
-                    .redeem_enroll_token("hash", Uuid::now_v7(), UnixMillis::now())
-                    .unwrap()
-                    .is_ok()
+                enroll(&store, "hash", Uuid::now_v7(), UnixMillis::now()).is_ok()
             })
         })
         .collect::<Vec<_>>()
@@ -216,21 +242,150 @@ fn an_enrollment_token_is_used_once_even_under_a_race() {
         .map(|t| usize::from(t.join().unwrap()))
         .sum();
     assert_eq!(winners, 1);
+    assert_eq!(store.devices(now).unwrap().len(), 1, "one device recorded");
     assert_eq!(
-        store
-            .redeem_enroll_token("nope", Uuid::now_v7(), now)
-            .unwrap(),
+        enroll(&store, "nope", Uuid::now_v7(), now),
         Err(TokenRefusal::Unknown)
     );
     store
         .add_enroll_token("old", UnixMillis(now.0 - 1), UnixMillis(now.0 - 10))
         .unwrap();
     assert!(matches!(
-        store
-            .redeem_enroll_token("old", Uuid::now_v7(), now)
-            .unwrap(),
+        enroll(&store, "old", Uuid::now_v7(), now),
         Err(TokenRefusal::Expired(_))
     ));
+}
+
+#[test]
+fn an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_ones_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let now = UnixMillis::now();
+    let hash = "a1b2c3d4e5f6a7b8c9d0";
+    store
+        .add_enroll_token(hash, UnixMillis(now.0 + 60_000), now)
+        .unwrap();
+    // The device cannot be stored (its id is taken): nothing is used up.
+    let taken = Uuid::now_v7();
+    store.add_device(taken, "old", "Debian", "1", now).unwrap();
+    let failed = store.enroll_device(
+        hash,
+        &NewDevice {
+            id: taken,
+            hostname: "lab-02",
+            os: "Debian",
+            agent_version: "1",
+        },
+        &AuditEntry {
+            time: now,
+            actor: "enrollment",
+            action: AuditAction::EnrollDevice,
+            target: "",
+            detail: "",
+            origin: "test",
+        },
+        now,
+    );
+    assert!(failed.is_err(), "{failed:?}");
+    let listed = store.enroll_tokens(now).unwrap();
+    assert_eq!(listed.len(), 1, "the token is still usable");
+    assert_eq!(listed[0].id, &hash[..12]);
+    assert_eq!(
+        store
+            .audit_query(&AuditQuery {
+                action: Some(AuditAction::EnrollDevice),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .unwrap()
+            .len(),
+        0,
+        "no audit line for an enrollment that did not happen"
+    );
+    // Revoked by its id, it enrolls nobody.
+    assert!(!store.revoke_enroll_token("zz", now).unwrap(), "not an id");
+    assert!(store.revoke_enroll_token(&hash[..12], now).unwrap());
+    assert!(store.enroll_tokens(now).unwrap().is_empty());
+    assert!(matches!(
+        enroll(&store, hash, Uuid::now_v7(), now),
+        Err(TokenRefusal::Revoked(_))
+    ));
+}
+
+#[test]
+fn an_api_token_works_only_while_live_and_while_its_owner_may() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let now = UnixMillis::now();
+    store.add_user("lead", Role::Reviewer, "x", now).unwrap();
+    let add = |name: &str, role, owner, hash: &str, expires: i64| {
+        store
+            .add_api_token(
+                &NewApiToken {
+                    name,
+                    role,
+                    owner,
+                    hash,
+                    expires: UnixMillis(expires),
+                },
+                now,
+            )
+            .unwrap();
+    };
+    add(
+        "lead-script",
+        Role::Reviewer,
+        Some("lead"),
+        "aaaaaaaaaaaa01",
+        now.0 + 60_000,
+    );
+    add(
+        "nightly",
+        Role::Auditor,
+        None,
+        "bbbbbbbbbbbb02",
+        now.0 + 60_000,
+    );
+    add("old", Role::Admin, None, "cccccccccccc03", now.0 - 1);
+    let check = |hash: &str| store.check_api_token(hash, now).unwrap();
+    assert_eq!(
+        check("aaaaaaaaaaaa01"),
+        ApiTokenCheck::Valid {
+            name: "lead-script".into(),
+            role: Role::Reviewer
+        }
+    );
+    assert!(matches!(check("cccccccccccc03"), ApiTokenCheck::Refused(w) if w.contains("expired")));
+    assert!(matches!(check("dddd"), ApiTokenCheck::Refused(w) if w.contains("unknown")));
+    // The owner disabled: the token stops; enabled again, it works.
+    store.set_staff_disabled("lead", true, now).unwrap();
+    assert!(matches!(check("aaaaaaaaaaaa01"), ApiTokenCheck::Refused(w) if w.contains("disabled")));
+    store.set_staff_disabled("lead", false, now).unwrap();
+    assert!(matches!(
+        check("aaaaaaaaaaaa01"),
+        ApiTokenCheck::Valid { .. }
+    ));
+    // The owner made an auditor: a reviewer's token no longer works.
+    store.set_staff_role("lead", Role::Auditor).unwrap();
+    assert!(
+        matches!(check("aaaaaaaaaaaa01"), ApiTokenCheck::Refused(w) if w.contains("no longer holds"))
+    );
+    // Listed with owner, expiry and last use; revoked by name.
+    store.touch_api_token("bbbbbbbbbbbb02", now).unwrap();
+    let listed = store.api_tokens(now).unwrap();
+    let nightly = listed.iter().find(|t| t.name == "nightly").unwrap();
+    assert_eq!(nightly.id, "bbbbbbbbbbbb");
+    assert!(nightly.live && nightly.last_used.is_some() && nightly.owner.is_none());
+    assert!(!listed.iter().find(|t| t.name == "old").unwrap().live);
+    assert_eq!(
+        store.revoke_api_tokens(Some("nightly"), None, now).unwrap(),
+        1
+    );
+    assert_eq!(
+        store.revoke_api_tokens(Some("nightly"), None, now).unwrap(),
+        0
+    );
+    assert!(matches!(check("bbbbbbbbbbbb02"), ApiTokenCheck::Refused(w) if w.contains("revoked")));
 }
 
 #[test]

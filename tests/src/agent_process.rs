@@ -30,17 +30,63 @@ pub fn agent_cli(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(bool, S
     ))
 }
 
-/// Enrolls a state directory with a token.
+/// Enrolls a state directory with a token, given in a file (as the
+/// installation guide says: a token on the command line shows in the
+/// process list).
 ///
 /// # Errors
 /// Enrollment fails.
 pub fn enroll_agent(state: &Path, token: &str) -> anyhow::Result<()> {
-    let state = state.to_str().context("a UTF-8 path")?;
-    let (ok, out, err) = agent_cli(&["enroll", token, "--state-dir", state], &[])?;
+    let file = state.with_extension("token");
+    std::fs::write(&file, token)?;
+    let result = agent_cli(
+        &[
+            "enroll",
+            "--token-file",
+            file.to_str().context("a UTF-8 path")?,
+            "--state-dir",
+            state.to_str().context("a UTF-8 path")?,
+        ],
+        &[],
+    );
+    let _ = std::fs::remove_file(&file);
+    let (ok, out, err) = result?;
     if !ok {
         bail!("agent enroll failed: {out}{err}");
     }
     Ok(())
+}
+
+/// `agent enroll --state-dir STATE` with the token on standard input;
+/// returns (success, stdout, stderr).
+///
+/// # Errors
+/// The binary is missing or cannot run.
+pub fn enroll_agent_from_stdin(
+    state: &Path,
+    token: &str,
+) -> anyhow::Result<(bool, String, String)> {
+    use std::io::Write;
+    let mut child = Command::new(workspace_binary("agent")?)
+        .args(["enroll", "--state-dir"])
+        .arg(state)
+        .env("AGENT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run agent")?;
+    child
+        .stdin
+        .take()
+        .context("stdin is piped")?
+        .write_all(format!("{token}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// `agent browser-integration install --user` for `home`, talking to the

@@ -8,6 +8,7 @@ use protocol::device_link::{DeviceIdentity, DeviceLink};
 use protocol::enroll::{DeviceFacts, EnrollToken, enroll};
 use protocol::frame;
 use protocol::{AgentMessage, ConsoleMessage, ProtocolError};
+use tests::agent_process::{enroll_agent, enroll_agent_from_stdin};
 use tests::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -1093,4 +1094,175 @@ async fn a_laptop_that_goes_quiet_while_a_pupil_is_logged_in_is_shown_as_a_gap()
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(idle_link);
+}
+
+/// API tokens have owners, are listed with their last use and are refused
+/// at once when revoked; a reviewer cannot own an admin's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_are_owned_listed_and_refused_at_once_when_revoked() {
+    let (_tmp, console) = started();
+    let data = console.data.clone();
+    let d = data.to_str().unwrap().to_owned();
+    console_cli(
+        &[
+            "user", "add", "--data", &d, "--name", "ms.lead", "--role", "reviewer",
+        ],
+        Some("a long pass phrase\n"),
+    )
+    .unwrap();
+    // Named after her account, the token is hers.
+    let hers = api_token(&data, "ms.lead", "reviewer").unwrap();
+    let nightly = api_token(&data, "nightly", "auditor").unwrap();
+    let err = console_cli(
+        &[
+            "api-token",
+            "--data",
+            &d,
+            "--name",
+            "sneaky",
+            "--role",
+            "admin",
+            "--owner",
+            "ms.lead",
+        ],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cannot own a admin token"), "{err}");
+    let api = Api::new(&data, &console.web_addr, &hers).unwrap();
+    tokio::task::block_in_place(|| {
+        assert_eq!(api.get("/api/v1/captures").unwrap().0, 200);
+        let script = api.with_token(&nightly);
+        assert_eq!(script.get("/api/v1/audit").unwrap().0, 200);
+
+        let listed = console_cli(&["api-token", "list", "--data", &d], None).unwrap();
+        let line = |name: &str| {
+            listed
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(name))
+                .unwrap_or_else(|| panic!("{name} not in:\n{listed}"))
+                .to_owned()
+        };
+        let mine = line("ms.lead");
+        assert!(
+            mine.contains(" reviewer ") && mine.contains(" ms.lead ") && mine.ends_with("live"),
+            "{mine}"
+        );
+        assert!(!mine.contains("never"), "its use is recorded: {mine}");
+        assert!(
+            line("nightly").contains(" - "),
+            "a script's token has no owner"
+        );
+
+        let out = console_cli(
+            &["api-token", "revoke", "--data", &d, "--name", "nightly"],
+            None,
+        )
+        .unwrap();
+        assert!(out.contains("revoked 1"), "{out}");
+        // The running console refuses it at once (no restart, no cache).
+        let (status, body) = script.get("/api/v1/audit").unwrap();
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("revoked"),
+            "{body}"
+        );
+        assert_eq!(
+            api.get("/api/v1/captures").unwrap().0,
+            200,
+            "others still work"
+        );
+        let err = console_cli(
+            &["api-token", "revoke", "--data", &d, "--name", "nightly"],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no live API token"), "{err}");
+        let listed = console_cli(&["api-token", "list", "--data", &d], None).unwrap();
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.contains("nightly") && l.contains("revoked")),
+            "{listed}"
+        );
+    });
+}
+
+/// Enrollment tokens live at most 7 days, are listed while usable and can
+/// be revoked; a revoked one enrolls nobody; the agent reads its token from
+/// a file or standard input, never needing it on the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_tokens_are_capped_listed_revoked_and_read_from_a_file_or_stdin() {
+    let (tmp, console) = started();
+    let data = console.data.clone();
+    let d = data.to_str().unwrap().to_owned();
+    let err = enroll_token(&data, &console.agent_addr, "8d")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 7 days"), "{err}");
+    let first = enroll_token(&data, &console.agent_addr, "1h").unwrap();
+    let second = enroll_token(&data, &console.agent_addr, "1h").unwrap();
+    let listed = console_cli(&["enroll-token", "list", "--data", &d], None).unwrap();
+    let ids: Vec<String> = listed
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    // A token's id is the start of its secret's hash.
+    let id_of = |token: &str| {
+        let secret = EnrollToken::decode(token).unwrap().secret;
+        console_server::secret::token_hash(&secret)[..12].to_owned()
+    };
+    let mut expected = vec![id_of(&first), id_of(&second)];
+    let mut got = ids.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    let ids = [id_of(&first), id_of(&second)];
+    let out = console_cli(&["enroll-token", "revoke", "--data", &d, &ids[1]], None).unwrap();
+    assert!(out.contains("revoked"), "{out}");
+    let still = console_cli(&["enroll-token", "list", "--data", &d], None).unwrap();
+    assert_eq!(still.lines().count(), 1, "{still}");
+    assert!(still.starts_with(&ids[0]), "{still}");
+    let err = console_cli(&["enroll-token", "revoke", "--data", &d, &ids[1]], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no unused enrollment token"), "{err}");
+
+    tokio::task::block_in_place(|| {
+        let state = tmp.path().join("laptop-a");
+        let (ok, out, err) = enroll_agent_from_stdin(&state, &second).unwrap();
+        assert!(!ok, "a revoked token enrolled a laptop: {out}");
+        assert!(err.contains("revoked"), "{err}");
+        let (ok, out, err) = enroll_agent_from_stdin(&state, &first).unwrap();
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("enrolled as device"), "{out}");
+        let listed = console_cli(&["enroll-token", "list", "--data", &d], None).unwrap();
+        assert!(
+            listed.contains("no enrollment token can be used"),
+            "{listed}"
+        );
+        // A third, from a file.
+        let third = enroll_token(&data, &console.agent_addr, "1h").unwrap();
+        enroll_agent(&tmp.path().join("laptop-b"), &third).unwrap();
+    });
+    let api = Api::new(
+        &data,
+        &console.web_addr,
+        &api_token(&data, "it", "admin").unwrap(),
+    )
+    .unwrap();
+    let (_, audit) = tokio::task::block_in_place(|| api.get("/api/v1/audit?limit=100")).unwrap();
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in ["mint_enroll_token", "revoke_enroll_token", "enroll_device"] {
+        assert!(actions.contains(&a), "{a} not in {actions:?}");
+    }
+    assert!(!actions.iter().any(|a| a.contains("enrol_")), "{actions:?}");
 }

@@ -347,3 +347,135 @@ async fn the_schools_own_web_certificate_is_served_while_laptops_keep_the_built_
         "{err}"
     );
 }
+
+/// The README's first command: `console-server demo` makes a console and a
+/// live agent in a directory of its own, sample lines become captures, and
+/// it revokes its admin token when it stops (and the last run's when it
+/// starts). Pointed at a school's real console it refuses and touches
+/// nothing.
+#[test]
+fn the_demo_runs_in_a_directory_of_its_own_and_leaves_no_admin_token_behind() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo-data");
+    let demo = |dir: &Path| {
+        Command::new(workspace_binary("console-server").unwrap())
+            .args(["demo", "--data"])
+            .arg(dir)
+            .args([
+                "--no-desktop",
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--web-listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut earlier_token: Option<(String, String)> = None;
+    for run in 1..=2 {
+        let mut child = demo(&data);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut web, mut token, mut handed) = (None, None, 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while handed < 4 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("run {run}: the demo did not get going within 60 s"));
+            if let Some(url) = line.split("JSON API: https://").nth(1) {
+                web = Some(url.trim().to_owned());
+            }
+            if let Some(t) = line.split("admin API token: ").nth(1) {
+                token = Some(t.trim().to_owned());
+            }
+            if line.contains("handed to the agent") {
+                handed += 1;
+            }
+        }
+        let (web, token) = (web.expect("the web address"), token.expect("an API token"));
+        let api = Api::new(&data, &web, &token).unwrap();
+        // The three risky samples become captures, the innocent one does not.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = api.get("/api/v1/captures?limit=100").unwrap();
+            assert_eq!(status, 200, "{body}");
+            let n = body["captures"].as_array().unwrap().len();
+            if n >= 3 * run {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run}: {n} captures after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        if let Some((old_web, old)) = &earlier_token {
+            let _ = old_web;
+            let (status, _) = api.with_token(old).get("/api/v1/captures").unwrap();
+            assert_eq!(status, 401, "the last run's admin token still works");
+        }
+        let stopped = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        let out = child.wait_with_output().unwrap();
+        let rest: Vec<String> = rx.try_iter().collect();
+        assert!(out.status.success(), "run {run}: {out:?} {rest:?}");
+        assert!(
+            rest.iter()
+                .any(|l| l.contains("the demo's API token is revoked")),
+            "{rest:?}"
+        );
+        let listed = console_cli(
+            &["api-token", "list", "--data", data.to_str().unwrap()],
+            None,
+        )
+        .unwrap();
+        assert!(
+            !listed.lines().any(|l| l.ends_with("live")),
+            "run {run} left a live token:\n{listed}"
+        );
+        earlier_token = Some((web, token));
+    }
+
+    // A school's real console: refused, nothing written.
+    let real = tmp.path().join("data");
+    enroll_token(&real, "127.0.0.1:9443", "1h").unwrap();
+    let audit_lines = count(&real, "SELECT COUNT(*) FROM audit");
+    let before: Vec<_> = std::fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let out = demo(&real).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("was not made by `console-server demo`"),
+        "{err}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(count(&real, "SELECT COUNT(*) FROM audit"), audit_lines);
+    assert_eq!(
+        count(&real, "SELECT COUNT(*) FROM users"),
+        0,
+        "no admin made"
+    );
+    assert_eq!(count(&real, "SELECT COUNT(*) FROM api_tokens"), 0);
+}

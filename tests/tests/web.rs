@@ -1300,6 +1300,8 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("POST", "/devices/{id}/revoke", ADM),
     ("POST", "/devices/enroll-token", ADM),
     ("POST", "/devices/enrol-token", ADM),
+    ("POST", "/devices/enroll-tokens/{id}/revoke", ADM),
+    ("POST", "/staff/api-tokens/{id}/revoke", ADM),
     ("GET", "/staff", ADM),
     ("POST", "/staff", ADM),
     ("POST", "/staff/{name}/role", ADM),
@@ -1952,5 +1954,88 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
         listed.contains("The laptop went silent while a user was logged in")
             && listed.contains("pupil.one"),
         "{listed}"
+    );
+}
+
+/// The admin pages list API tokens (owner, expiry, last use) and unused
+/// enrollment tokens, and revoke either; a revoked API token is refused at
+/// once, a revoked enrollment token is gone from the list.
+#[test]
+fn an_admin_lists_and_revokes_api_and_enrollment_tokens_on_the_pages() {
+    let bed = bed();
+    let d = bed.console.data.to_str().unwrap().to_owned();
+    console_cli(
+        &[
+            "user", "add", "--data", &d, "--name", "head", "--role", "admin",
+        ],
+        Some("admin pass phrase\n"),
+    )
+    .unwrap();
+    let script = api_token(&bed.console.data, "report-script", "auditor").unwrap();
+    let scripted = bed.admin.with_token(&script);
+    assert_eq!(scripted.get("/api/v1/audit").unwrap().0, 200);
+    let web = Web::new(&bed.console.data, &bed.base);
+    let (head, _) = web.sign_in("head", "admin pass phrase", "");
+
+    let page = web.get("/staff", &head);
+    assert_eq!(page.status, 200);
+    let row = page
+        .body
+        .split("<tr data-id=\"")
+        .find(|r| r.contains("report-script"))
+        .expect("the script's token is listed");
+    let id = row.split('"').next().unwrap().to_owned();
+    assert!(row.contains("auditor") && row.contains("live"), "{row}");
+    assert!(!row.contains("never"), "its use is shown: {row}");
+    let r = web.post(
+        &format!("/staff/api-tokens/{id}/revoke"),
+        &head,
+        &[("csrf", &csrf_of(&page.body))],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (status, body) = scripted.get("/api/v1/audit").unwrap();
+    assert_eq!(status, 401, "{body}");
+
+    // An enrollment token minted on the Devices page is listed until it is
+    // revoked.
+    let page = web.get("/devices", &head);
+    let r = web.post(
+        "/devices/enroll-token",
+        &head,
+        &[("csrf", &csrf_of(&page.body)), ("ttl", "24")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("--token-file"),
+        "the page says to use a file"
+    );
+    let listed = r
+        .body
+        .split("id=\"enroll-token-list\"")
+        .nth(1)
+        .expect("the unused token is listed");
+    let id = listed
+        .split("<tr data-id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = web.post(
+        &format!("/devices/enroll-tokens/{id}/revoke"),
+        &head,
+        &[("csrf", &csrf_of(&page.body))],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = web.get("/devices", &head);
+    assert!(
+        !page.body.contains("enroll-token-list"),
+        "none left to list"
+    );
+    let actions = audit_actions(&bed, "head", &id);
+    assert!(
+        actions.contains(&"revoke_enroll_token".to_owned()),
+        "{actions:?}"
     );
 }

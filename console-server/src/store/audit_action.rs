@@ -66,6 +66,8 @@ audit_actions! {
     MintEnrollToken = "mint_enroll_token" | "mint_enrol_token",
     RevokeDevice = "revoke_device",
     MintApiToken = "mint_api_token",
+    RevokeApiToken = "revoke_api_token",
+    RevokeEnrollToken = "revoke_enroll_token",
     /// A staff account made (the command line wrote `add_user`).
     AddStaff = "add_staff" | "add_user",
     SetRole = "set_role",

@@ -317,4 +317,13 @@ CREATE TABLE exception_suggestions (
 ) STRICT;
 CREATE INDEX exception_suggestions_by_status ON exception_suggestions (status, id);
 "#,
+    // 9: API tokens get an owner, an expiry (a year for those made before)
+    // and a last use; enrollment tokens can be revoked.
+    r#"
+ALTER TABLE api_tokens ADD COLUMN owner TEXT;
+ALTER TABLE api_tokens ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE api_tokens ADD COLUMN last_used INTEGER;
+UPDATE api_tokens SET expires = created + 365 * 86400000;
+ALTER TABLE enroll_tokens ADD COLUMN revoked INTEGER;
+"#,
 ];

@@ -17,11 +17,13 @@
 
 pub mod audit_action;
 pub use audit_action::AuditAction;
+pub use tokens::TokenRefusal;
 pub mod images;
 pub mod migrations;
 pub mod register;
 pub mod sqlite;
 pub mod suggestions;
+pub mod tokens;
 pub mod visits;
 
 use std::collections::HashSet;
@@ -660,25 +662,7 @@ pub trait AuditStore {
     fn audit_query(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
-/// Why an enrollment token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRefusal {
-    #[error(
-        "the enrollment token was not issued by this console (or was mistyped); mint a new one with `console-server enroll-token`"
-    )]
-    Unknown,
-    #[error(
-        "the enrollment token expired at {0}; mint a new one with `console-server enroll-token`"
-    )]
-    Expired(String),
-    #[error(
-        "the enrollment token was already used at {at} by device {device}; each token enrolls one laptop, mint another"
-    )]
-    Used { at: String, device: String },
-}
-
-/// Staff accounts, API tokens and enrollment tokens. Secrets are stored only
-/// as hashes.
+/// Staff accounts (their tokens: [`tokens::TokenStore`]).
 pub trait UserStore {
     /// # Errors
     /// A storage failure, or [`StoreError::Refused`] if the name is taken.
@@ -689,39 +673,6 @@ pub trait UserStore {
         password_hash: &str,
         now: UnixMillis,
     ) -> Result<(), StoreError>;
-    /// # Errors
-    /// A storage failure.
-    fn add_api_token(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-        now: UnixMillis,
-    ) -> Result<(), StoreError>;
-    /// The name and role the token was issued to.
-    ///
-    /// # Errors
-    /// A storage failure.
-    fn api_token(&self, token_hash: &str) -> Result<Option<(String, Role)>, StoreError>;
-    /// # Errors
-    /// A storage failure.
-    fn add_enroll_token(
-        &self,
-        secret_hash: &str,
-        expires: UnixMillis,
-        now: UnixMillis,
-    ) -> Result<(), StoreError>;
-    /// Uses up a token for `device`, atomically: of two laptops racing with
-    /// one token, exactly one wins.
-    ///
-    /// # Errors
-    /// A storage failure.
-    fn redeem_enroll_token(
-        &self,
-        secret_hash: &str,
-        device: Uuid,
-        now: UnixMillis,
-    ) -> Result<Result<(), TokenRefusal>, StoreError>;
 }
 
 /// A staff account of the web console.
@@ -843,6 +794,7 @@ pub trait Store:
     + visits::VisitStore
     + register::RegisterStore
     + suggestions::SuggestionStore
+    + tokens::TokenStore
     + Send
     + Sync
 {
@@ -860,6 +812,7 @@ impl<T> Store for T where
         + visits::VisitStore
         + register::RegisterStore
         + suggestions::SuggestionStore
+        + tokens::TokenStore
         + Send
         + Sync
 {

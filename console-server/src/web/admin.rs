@@ -110,6 +110,11 @@ async fn devices_page(
     let since = UnixMillis(UnixMillis::now().0 - state.offline_after_ms);
     let devices = blocking(state, move |s| s.devices(since)).await?;
     let online = devices.iter().filter(|d| d.online).count();
+    let tokens = if staff.role == Role::Admin {
+        Some(super::tokens::enroll_tokens_section(state, staff).await?)
+    } else {
+        None
+    };
     let body = html! {
         h1 { "Devices" }
         p.muted { (devices.len()) " enrolled, " (online) " online now." }
@@ -117,7 +122,12 @@ async fn devices_page(
             div.notice.ok {
                 p { "A one-time enrollment token (shown once; it enrolls one laptop):" }
                 pre.context { (token) }
-                p { "On the laptop, as root: " code { "agent enroll TOKEN --state-dir /var/lib/safeguard-agent" } }
+                p {
+                    "On the laptop, as root, save it to a file and run "
+                    code { "agent enroll --token-file FILE --state-dir /var/lib/safeguard-agent" }
+                    " (or pipe it in: " code { "agent enroll --state-dir /var/lib/safeguard-agent < FILE" }
+                    "). A token typed on the command line shows in the laptop's process list."
+                }
             }
         }
         @if staff.role == Role::Admin {
@@ -132,6 +142,7 @@ async fn devices_page(
                 button type="submit" { "Mint an enrollment token" }
             }
         }
+        @if let Some(tokens) = tokens { (tokens) }
         table #devices {
             thead { tr {
                 th { "Device" } th { "Status" } th { "Last seen" } th { "User" } th { "Monitoring" } th { "Tamper" } th { "OS" } th { "Agent" }
@@ -259,6 +270,7 @@ pub async fn enroll_token(
 pub async fn staff(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
     staff.require(ADMIN)?;
     let accounts = blocking(&state, |s| s.staff_accounts()).await?;
+    let tokens = super::tokens::api_tokens_section(&state, &staff).await?;
     let roles = [Role::Admin, Role::Reviewer, Role::Auditor];
     let body = html! {
         h1 { "Staff accounts" }
@@ -312,6 +324,7 @@ pub async fn staff(State(state): State<AppState>, staff: Staff) -> Result<Respon
             (confirm_password())
             button type="submit" { "Add account" }
         }
+        (tokens)
     };
     Ok(shell(&staff, "Staff", "Staff", body).into_response())
 }

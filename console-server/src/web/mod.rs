@@ -33,6 +33,7 @@ pub mod live;
 pub mod register;
 pub mod site_visits;
 pub mod tamper;
+pub mod tokens;
 pub mod trends;
 
 use std::collections::HashMap;
@@ -231,6 +232,14 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/enrol-token", post(admin::enroll_token))
         .route("/staff", get(admin::staff).post(admin::add_staff))
         .route("/staff/{name}/role", post(admin::set_role))
+        .route(
+            "/staff/api-tokens/{id}/revoke",
+            post(tokens::revoke_api_token),
+        )
+        .route(
+            "/devices/enroll-tokens/{id}/revoke",
+            post(tokens::revoke_enroll_token),
+        )
         .route("/staff/{name}/disabled", post(admin::set_disabled))
         .route("/libraries", get(libraries::page))
         .route("/libraries/terms", post(libraries::add_term))
