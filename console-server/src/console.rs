@@ -167,7 +167,11 @@ impl Console {
         let app = api
             .merge(web::router(web_state))
             .fallback(not_found)
-            .layer(axum::middleware::from_fn(web::security_headers));
+            .layer(axum::middleware::from_fn(web::security_headers))
+            .layer(axum::middleware::from_fn_with_state(
+                crate::client_address::TrustedProxies(Arc::new(settings.trusted_proxies.clone())),
+                crate::client_address::real_client,
+            ));
         tasks.push(tokio::spawn(crate::https::serve(
             web,
             app,

@@ -17,6 +17,7 @@
 pub mod agent_listener;
 pub mod api;
 pub mod backup;
+pub mod client_address;
 pub mod console;
 pub mod csv;
 pub mod data_dir;

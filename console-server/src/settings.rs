@@ -32,6 +32,10 @@ pub struct Settings {
     /// The school's time zone, an IANA name such as `Europe/London`; empty
     /// for this machine's. Weeks and the Monday report follow it.
     pub time_zone: String,
+    /// Reverse proxies in front of the web console (their addresses): from
+    /// them, the client's address is taken from `X-Forwarded-For`, for the
+    /// sign-in throttle and the audit log. Empty: the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub retention: Retention,
     pub limits: Limits,
     /// Where the weekly site-visit report is mailed on Monday at 07:00.
@@ -127,6 +131,7 @@ impl Default for Settings {
             retention: Retention::default(),
             limits: Limits::default(),
             report: ReportMail::default(),
+            trusted_proxies: Vec::new(),
             web_certificate: WebCertificateSettings::default(),
         }
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Web {
     pub agent: ureq::Agent,
     base: String,
+    /// Sent as `X-Forwarded-For`, as a reverse proxy would.
+    forwarded_for: Option<String>,
 }
 
 /// A reply: status, `Location`, `Set-Cookie` headers and the body.
@@ -50,6 +52,17 @@ impl Web {
         Web {
             agent,
             base: base.to_owned(),
+            forwarded_for: None,
+        }
+    }
+
+    /// The same client, its requests saying (as a reverse proxy would)
+    /// that they come from `address`.
+    pub fn forwarded_for(&self, address: &str) -> Web {
+        Web {
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            forwarded_for: Some(address.to_owned()),
         }
     }
 
@@ -78,6 +91,10 @@ impl Web {
             self.agent
                 .get(format!("{}{path}", self.base))
                 .header("Cookie", cookie)
+                .header(
+                    "X-Forwarded-For",
+                    self.forwarded_for.as_deref().unwrap_or(""),
+                )
                 .call()
                 .unwrap(),
         )
@@ -90,6 +107,10 @@ impl Web {
             self.agent
                 .post(format!("{}{path}", self.base))
                 .header("Cookie", cookie)
+                .header(
+                    "X-Forwarded-For",
+                    self.forwarded_for.as_deref().unwrap_or(""),
+                )
                 .send_form(fields.iter().copied())
                 .unwrap(),
         )

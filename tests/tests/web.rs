@@ -735,6 +735,47 @@ fn sessions_are_hardened_fresh_at_login_expire_and_throttle_failures() {
         .filter(|a| *a == "login_failed")
         .count();
     assert_eq!(failures, 5);
+    // With no trusted proxy configured, a forged X-Forwarded-For changes
+    // nothing: still this address, still throttled.
+    let (_, r) = web
+        .forwarded_for("198.51.100.7")
+        .sign_in("lead", REVIEWER_PW, "");
+    assert_eq!(r.status, 429);
+}
+
+/// Behind a reverse proxy the school trusts, the sign-in throttle and the
+/// audit log see each browser's own address: a pupil failing the lead's
+/// name cannot lock her out of her own computer.
+#[test]
+fn failing_the_leads_name_from_elsewhere_does_not_lock_her_out_behind_a_trusted_proxy() {
+    let bed = bed_with("trusted_proxies = [\"127.0.0.1\", \"::1\"]\n");
+    let web = Web::new(&bed.console.data, &bed.base);
+    let pupil = web.forwarded_for("203.0.113.9");
+    for _ in 0..6 {
+        let (_, r) = pupil.sign_in("lead", "guess", "");
+        assert!(r.status == 401 || r.status == 429, "{}", r.status);
+    }
+    let (_, r) = pupil.sign_in("lead", REVIEWER_PW, "");
+    assert_eq!(r.status, 429, "the guessing address waits");
+    let (session, r) = web
+        .forwarded_for("198.51.100.7")
+        .sign_in("lead", REVIEWER_PW, "");
+    assert_eq!((r.status, r.location.as_str()), (303, "/inbox"));
+    assert!(!session.is_empty());
+    // The audit log names the browsers, not the proxy.
+    let (_, body) = bed.admin.get("/api/v1/audit?limit=100").unwrap();
+    let origins: Vec<(&str, &str)> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "lead")
+        .map(|e| (e["action"].as_str().unwrap(), e["origin"].as_str().unwrap()))
+        .collect();
+    assert!(origins.contains(&("login", "198.51.100.7")), "{origins:?}");
+    assert!(
+        origins.contains(&("login_failed", "203.0.113.9")),
+        "{origins:?}"
+    );
 }
 
 /// A week as the console names it, `weeks_ago` weeks before this one (in

@@ -243,7 +243,7 @@ impl Staff {
     /// towards the login throttle).
     pub async fn reauthenticate(&self, state: &AppState, form: &Form) -> Result<(), WebError> {
         let password = form.get("password").unwrap_or_default().to_owned();
-        let keys = [format!("user:{}", self.name), format!("ip:{}", self.origin)];
+        let keys = sign_in_keys(&self.name, &self.origin);
         if let Some(wait) = state.throttle.locked(&keys) {
             return Err(WebError::TooMany(wait));
         }
@@ -314,16 +314,37 @@ struct Failures {
     last: Instant,
 }
 
+/// Failures of one name from one address before it waits.
 const FREE_FAILURES: u32 = 5;
+/// Failures from one address, whatever the names, before it waits: enough
+/// for a room of staff sharing one address to mistype, few enough to stop
+/// one machine trying every name.
+const FREE_FAILURES_PER_ADDRESS: u32 = 20;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 const MAX_KEYS: usize = 100_000;
 
+/// The throttle's keys for `name` signing in from `address`: the two
+/// together, and the address alone. There is deliberately no key for the
+/// name alone: anyone who can reach the web port could then keep the
+/// safeguarding lead locked out by failing her name, from anywhere.
+pub fn sign_in_keys(name: &str, address: &str) -> [String; 2] {
+    [
+        format!("pair:{}@{address}", name.to_lowercase()),
+        format!("ip:{address}"),
+    ]
+}
+
 impl Throttle {
-    fn wait_for(f: &Failures) -> Duration {
-        if f.count < FREE_FAILURES {
+    fn wait_for(key: &str, f: &Failures) -> Duration {
+        let free = if key.starts_with("ip:") {
+            FREE_FAILURES_PER_ADDRESS
+        } else {
+            FREE_FAILURES
+        };
+        if f.count < free {
             return Duration::ZERO;
         }
-        let doublings = (f.count - FREE_FAILURES).min(5);
+        let doublings = (f.count - free).min(5);
         (Duration::from_secs(30) * 2u32.pow(doublings)).min(WINDOW)
     }
 
@@ -331,8 +352,8 @@ impl Throttle {
     pub fn locked(&self, keys: &[String]) -> Option<Duration> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         keys.iter()
-            .filter_map(|k| map.get(k))
-            .filter_map(|f| Self::wait_for(f).checked_sub(f.last.elapsed()))
+            .filter_map(|k| map.get(k).map(|f| (k, f)))
+            .filter_map(|(k, f)| Self::wait_for(k, f).checked_sub(f.last.elapsed()))
             .filter(|d| !d.is_zero())
             .max()
     }
@@ -453,7 +474,7 @@ pub async fn login(
     let password = form.get("password").unwrap_or_default().to_owned();
     let next = safe_next(form.get("next")).to_owned();
     let ip = peer.0.ip().to_string();
-    let keys = [format!("user:{}", name.to_lowercase()), format!("ip:{ip}")];
+    let keys = sign_in_keys(&name, &ip);
     let refuse = |message: String| {
         let csrf = random_token();
         let mut r = (
@@ -469,7 +490,7 @@ pub async fn login(
         return Ok((
             StatusCode::TOO_MANY_REQUESTS,
             refuse(format!(
-                "Too many failed sign-ins for this name or from this computer. Try again in {} seconds.",
+                "Too many failed sign-ins for this name from this computer. Try again in {} seconds.",
                 wait.as_secs().max(1)
             )),
         )
@@ -590,7 +611,7 @@ mod tests {
     #[test]
     fn the_throttle_locks_after_five_failures_and_doubles() {
         let t = Throttle::default();
-        let keys = ["user:a".to_owned()];
+        let keys = ["pair:a@192.0.2.1".to_owned()];
         for _ in 0..4 {
             t.failed(&keys);
         }
@@ -600,9 +621,29 @@ mod tests {
         assert!(first <= Duration::from_secs(30) && first > Duration::from_secs(25));
         t.failed(&keys);
         assert!(t.locked(&keys).unwrap() > Duration::from_secs(55));
-        assert!(t.locked(&["user:b".to_owned()]).is_none());
-        t.succeeded("user:a");
+        assert!(t.locked(&["pair:b@192.0.2.1".to_owned()]).is_none());
+        t.succeeded("pair:a@192.0.2.1");
         assert!(t.locked(&keys).is_none());
+    }
+
+    #[test]
+    fn failing_her_name_elsewhere_does_not_lock_her_out_and_one_address_may_not_spray() {
+        let t = Throttle::default();
+        for _ in 0..10 {
+            t.failed(&sign_in_keys("Lead", "203.0.113.9"));
+        }
+        assert!(t.locked(&sign_in_keys("lead", "203.0.113.9")).is_some());
+        assert!(
+            t.locked(&sign_in_keys("lead", "198.51.100.7")).is_none(),
+            "the real user from her own address still gets in"
+        );
+        // One address trying many names waits after 20 failures in all.
+        for n in 0..19 {
+            t.failed(&sign_in_keys(&format!("name{n}"), "192.0.2.50"));
+        }
+        assert!(t.locked(&sign_in_keys("other", "192.0.2.50")).is_none());
+        t.failed(&sign_in_keys("name19", "192.0.2.50"));
+        assert!(t.locked(&sign_in_keys("other", "192.0.2.50")).is_some());
     }
 
     #[test]
