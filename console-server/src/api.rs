@@ -37,6 +37,8 @@ pub struct ApiState {
     pub offline_after_ms: i64,
     /// Whether storing works and how much room is left.
     pub health: Arc<StorageHealth>,
+    /// The one way the policy changes (shared with the web console).
+    pub editor: Arc<crate::policy_service::PolicyEditor>,
     /// When each token's last use was written down (at most once a minute
     /// each, so a busy script does not queue behind ingest).
     pub token_uses: TokenUses,
@@ -585,47 +587,35 @@ async fn put_policy(
     caller: Caller,
     body: Result<Json<Policy>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    use crate::policy_service::{Author, ChangeNote, PolicyChangeError};
     caller.require(&[Role::Admin])?;
     let Json(policy) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    {
-        // Laptops show a version once: a changed text needs a new number.
-        let current = state.policy.borrow().clone();
-        for a in &policy.aup {
-            if let Some(old) = current.aup_for(a.audience)
-                && a.version <= old.version
-                && a.markdown != old.markdown
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "the AUP for {:?} changed but its version is {} (in force: {}); give the new text a higher version",
-                    a.audience, a.version, old.version
-                )));
-            }
-        }
-    }
-    let checked = policy.clone();
-    tokio::task::spawn_blocking(move || crate::policy::check(&checked))
+    let author = Author {
+        name: caller.name.clone(),
+        origin: caller.origin.clone(),
+        aup_label: format!("{} (API)", caller.name),
+    };
+    let note = ChangeNote {
+        action: AuditAction::SetPolicy,
+        target: String::new(),
+        detail: String::new(),
+    };
+    // The whole policy is replaced; its version is the console's to give.
+    let saved = state
+        .editor
+        .change(author, note, move |p: &mut Policy| {
+            *p = Policy {
+                version: p.version,
+                ..policy.clone()
+            };
+            Ok::<(), std::convert::Infallible>(())
+        })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    caller
-        .audit(&state, AuditAction::SetPolicy, String::new(), String::new())
-        .await?;
-    let by = caller.name.clone();
-    let saved = blocking(&state, move |s| {
-        let saved = s.set_policy(policy, UnixMillis::now())?;
-        for a in &saved.aup {
-            s.record_aup_version(&crate::store::register::AupVersion {
-                audience: crate::store::register::audience_str(a.audience).into(),
-                version: a.version,
-                markdown: a.markdown.clone(),
-                published: UnixMillis::now(),
-                staff: format!("{by} (API)"),
-            })?;
-        }
-        Ok(saved)
-    })
-    .await?;
-    let saved = Arc::new(saved);
-    state.policy.send_replace(saved.clone());
+        .map_err(|e| match e {
+            PolicyChangeError::Refused(never) => match never {},
+            PolicyChangeError::Invalid(m) => ApiError::BadRequest(m),
+            PolicyChangeError::Busy => ApiError::Unavailable(e.to_string()),
+            PolicyChangeError::Store(e) => ApiError::from(e),
+        })?;
     Ok(Json(&*saved).into_response())
 }

@@ -148,9 +148,14 @@ impl Console {
         let web_tls = web_cert.config;
         let web = TlsListener::new(web_tcp, TlsAcceptor::from(web_tls));
         let offline_after_ms = i64::from(settings.offline_after_minutes) * 60_000;
+        let editor = Arc::new(crate::policy_service::PolicyEditor::new(
+            store.clone(),
+            policy_tx.clone(),
+        ));
         let api = api::router(Arc::new(ApiState {
             store: store.clone(),
             policy: policy_tx.clone(),
+            editor: editor.clone(),
             offline_after_ms,
             health: health.clone(),
             token_uses: api::TokenUses::default(),
@@ -163,6 +168,7 @@ impl Console {
             crate::enrollment::default_address(&settings, agent_addr.port()),
             dir.ca_fingerprint(),
             health.clone(),
+            editor,
         ));
         let app = api
             .merge(web::router(web_state))

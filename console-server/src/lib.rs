@@ -27,6 +27,7 @@ pub mod https;
 pub mod ingest;
 pub mod mis_import;
 pub mod policy;
+pub mod policy_service;
 pub mod rate;
 pub mod report_pdf;
 pub mod school_week;

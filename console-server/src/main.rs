@@ -617,14 +617,26 @@ fn main() -> anyhow::Result<()> {
                 &policy,
                 dir.store.mis_staff_accounts()?,
             ) {
+                use console_server::policy_service::{Author, ChangeNote, change_policy};
                 let n = changed.staff_accounts.len();
-                let saved = dir.store.set_policy(changed, UnixMillis::now())?;
-                audit_cli(
-                    &dir,
-                    AuditAction::SetStaffAccounts,
-                    "",
-                    &format!("{n} staff accounts from the MIS import"),
-                )?;
+                let saved = change_policy::<std::convert::Infallible>(
+                    dir.store.as_ref(),
+                    &Author {
+                        name: cli_actor(),
+                        origin: "cli".into(),
+                        aup_label: format!("{} (command line)", cli_actor()),
+                    },
+                    &ChangeNote {
+                        action: AuditAction::SetStaffAccounts,
+                        target: String::new(),
+                        detail: format!("{n} staff accounts from the MIS import"),
+                    },
+                    &mut |p| {
+                        p.staff_accounts = changed.staff_accounts.clone();
+                        Ok(())
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("the policy was not changed: {e}"))?;
                 println!(
                     "policy version {}: {n} staff accounts (a running console sends it to the laptops within seconds)",
                     saved.version

@@ -779,6 +779,20 @@ pub trait PolicyStore {
     /// # Errors
     /// A storage failure.
     fn set_policy(&self, policy: Policy, now: UnixMillis) -> Result<Policy, StoreError>;
+    /// Stores `policy` as the next version, provided the newest stored is
+    /// still `based_on` (else `Ok(None)`: another change got there first).
+    /// In the same transaction it writes `audit` and notes every AUP text
+    /// of the policy in the AUP's history, as published by `aup_by`.
+    ///
+    /// # Errors
+    /// A storage failure (nothing is saved).
+    fn publish_policy(
+        &self,
+        based_on: u64,
+        policy: Policy,
+        audit: &AuditEntry<'_>,
+        aup_by: &str,
+    ) -> Result<Option<Policy>, StoreError>;
 }
 
 /// All of the console's storage.

@@ -1415,6 +1415,50 @@ impl PolicyStore for SqliteStore {
         tx.commit().map_err(db("saving the policy"))?;
         Ok(policy)
     }
+
+    fn publish_policy(
+        &self,
+        based_on: u64,
+        mut policy: Policy,
+        audit: &AuditEntry<'_>,
+        aup_by: &str,
+    ) -> Result<Option<Policy>, StoreError> {
+        let during = "publishing the policy";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(during))?;
+        let newest: i64 = tx
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM policies", [], |r| {
+                r.get(0)
+            })
+            .map_err(db(during))?;
+        if newest as u64 != based_on {
+            return Ok(None);
+        }
+        policy.version = based_on + 1;
+        let body = serde_json::to_string(&policy).expect("a policy serialises");
+        tx.execute(
+            "INSERT INTO policies (version, created, body) VALUES (?1, ?2, ?3)",
+            params![policy.version as i64, audit.time.0, body],
+        )
+        .map_err(db(during))?;
+        for a in &policy.aup {
+            tx.execute(
+                "INSERT OR IGNORE INTO aup_versions (audience, version, markdown, published, staff)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    super::register::audience_str(a.audience),
+                    a.version,
+                    a.markdown,
+                    audit.time.0,
+                    aup_by
+                ],
+            )
+            .map_err(db(during))?;
+        }
+        insert_audit(&tx, audit).map_err(db(during))?;
+        tx.commit().map_err(db(during))?;
+        Ok(Some(policy))
+    }
 }
 
 fn staff_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffAccount> {

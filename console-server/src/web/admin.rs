@@ -24,34 +24,42 @@ use crate::store::Role;
 /// text, the register's import.
 pub const ADMIN: &[Role] = &[Role::Admin];
 
-/// Checks, audits, saves and pushes a change to the policy. Changes made
-/// through the console are applied one at a time.
+/// Changes the policy through the one policy service (see
+/// [`crate::policy_service`]): from the newest stored version, checked,
+/// saved with its audit line, pushed to the laptops.
 ///
 /// # Errors
-/// [`WebError::BadRequest`] if the changed policy would not build on the
-/// agents; a storage failure.
+/// The change's own [`WebError`]; [`WebError::BadRequest`] if the changed
+/// policy would not build on the agents; a storage failure.
 pub async fn update_policy(
     state: &AppState,
     staff: &Staff,
     action: AuditAction,
     target: String,
     detail: String,
-    change: impl FnOnce(&mut Policy) -> Result<(), WebError>,
-) -> Result<Policy, WebError> {
-    let _one_at_a_time = state.policy_edit.lock().await;
-    let mut policy = (**state.policy.borrow()).clone();
-    change(&mut policy)?;
-    let checked = policy.clone();
-    tokio::task::spawn_blocking(move || crate::policy::check(&checked))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    staff.audit(state, action, target, detail).await?;
-    let saved = blocking(state, move |s| s.set_policy(policy, UnixMillis::now())).await?;
+    change: impl FnMut(&mut Policy) -> Result<(), WebError> + Send + 'static,
+) -> Result<std::sync::Arc<Policy>, WebError> {
+    use crate::policy_service::{Author, ChangeNote, PolicyChangeError};
+    let author = Author {
+        name: staff.name.clone(),
+        origin: staff.origin.clone(),
+        aup_label: staff.name.clone(),
+    };
+    let note = ChangeNote {
+        action,
+        target,
+        detail,
+    };
     state
-        .policy
-        .send_replace(std::sync::Arc::new(saved.clone()));
-    Ok(saved)
+        .editor
+        .change(author, note, change)
+        .await
+        .map_err(|e| match e {
+            PolicyChangeError::Refused(e) => e,
+            PolicyChangeError::Invalid(m) => WebError::BadRequest(m),
+            PolicyChangeError::Busy => WebError::Unavailable(e.to_string()),
+            PolicyChangeError::Store(e) => WebError::from(e),
+        })
 }
 
 /// What watches a device's sessions, as its agent last said: each
@@ -553,8 +561,8 @@ pub async fn save_settings(
             p.screenshots = screenshots;
             p.screenshot_max_width = width;
             p.sources = sources;
-            p.disabled_categories = disabled;
-            p.page_reading_excluded = excluded;
+            p.disabled_categories = disabled.clone();
+            p.page_reading_excluded = excluded.clone();
             Ok(())
         },
     )

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
-use protocol::{Audience, AupText, UnixMillis};
+use protocol::{Audience, AupText};
 use serde::Deserialize;
 
 use super::admin::ADMIN;
@@ -20,7 +20,7 @@ use super::{AppState, blocking};
 use crate::policy::MAX_AUP;
 use crate::store::AuditAction;
 use crate::store::Role;
-use crate::store::register::{AupVersion, audience_str};
+use crate::store::register::audience_str;
 
 const AUDIENCES: [Audience; 2] = [Audience::Pupils, Audience::Staff];
 /// Most decisions listed on the log page.
@@ -150,40 +150,32 @@ pub async fn publish(
         .map(|v| v.version)
         .max()
         .unwrap_or(0);
-    let mut version = 0;
     let text = markdown.clone();
+    // Saved with the policy, the new text is noted in the AUP's history.
     super::admin::update_policy(
         &state,
         &staff,
         AuditAction::PublishAup,
         audience_str(audience).into(),
         format!("{} bytes", markdown.len()),
-        |p| {
+        move |p| {
             let current = p.aup_for(audience).map(|a| (a.version, a.markdown.clone()));
             if current.as_ref().is_some_and(|(_, m)| *m == text) {
                 return Err(WebError::BadRequest(
                     "this is the text already in force; nothing was published".into(),
                 ));
             }
-            version = highest.max(current.map_or(0, |(v, _)| v)) + 1;
+            let version = highest.max(current.map_or(0, |(v, _)| v)) + 1;
             p.aup.retain(|a| a.audience != audience);
             p.aup.push(AupText {
                 audience,
                 version,
-                markdown: text,
+                markdown: text.clone(),
             });
             Ok(())
         },
     )
     .await?;
-    let record = AupVersion {
-        audience: audience_str(audience).into(),
-        version,
-        markdown,
-        published: UnixMillis::now(),
-        staff: staff.name.clone(),
-    };
-    blocking(&state, move |s| s.record_aup_version(&record)).await?;
     Ok(Redirect::to(&format!("/aup#aup-{}", audience_str(audience))).into_response())
 }
 

@@ -104,7 +104,7 @@ pub async fn add_exception_to_policy(
         move |p| {
             edit_school_file(p, &cat, |f| {
                 if !f.exceptions.contains(&t) {
-                    f.exceptions.push(t);
+                    f.exceptions.push(t.clone());
                 }
                 Ok(())
             })
@@ -247,8 +247,8 @@ pub async fn add_term(
             edit_school_file(p, &cat, |f| {
                 f.group.push(SchoolGroup {
                     severity,
-                    definition,
-                    terms: vec![term],
+                    definition: definition.clone(),
+                    terms: vec![term.clone()],
                 });
                 Ok(())
             })

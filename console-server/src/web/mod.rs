@@ -63,8 +63,8 @@ pub struct WebState {
     /// Written into enrollment tokens minted from the devices page.
     pub enroll_address: String,
     pub ca_fingerprint: String,
-    /// Policy changes made through the console, one at a time.
-    pub policy_edit: tokio::sync::Mutex<()>,
+    /// The one way the policy changes (shared with the API).
+    pub editor: Arc<crate::policy_service::PolicyEditor>,
     /// Whether storing works and how much room is left.
     pub health: Arc<StorageHealth>,
     definitions: Mutex<Option<(u64, Arc<Definitions>)>>,
@@ -79,6 +79,7 @@ impl WebState {
         enroll_address: String,
         ca_fingerprint: String,
         health: Arc<StorageHealth>,
+        editor: Arc<crate::policy_service::PolicyEditor>,
     ) -> WebState {
         WebState {
             store,
@@ -88,7 +89,7 @@ impl WebState {
             offline_after_ms,
             enroll_address,
             ca_fingerprint,
-            policy_edit: tokio::sync::Mutex::new(()),
+            editor,
             health,
             definitions: Mutex::new(None),
         }

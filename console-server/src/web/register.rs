@@ -252,7 +252,7 @@ pub async fn import(
             String::new(),
             format!("{count} staff accounts from the MIS import"),
             move |p| {
-                p.staff_accounts = changed.staff_accounts;
+                p.staff_accounts = changed.staff_accounts.clone();
                 Ok(())
             },
         )
