@@ -162,7 +162,6 @@ impl Console {
         }));
         let web_state = Arc::new(WebState::new(
             store.clone(),
-            policy_tx.clone(),
             live.clone(),
             offline_after_ms,
             crate::enrollment::default_address(&settings, agent_addr.port()),

@@ -119,6 +119,11 @@ impl PolicyEditor {
         }
     }
 
+    /// Where the policy in force is published (to laptops and pages).
+    pub fn watch(&self) -> &watch::Sender<Arc<Policy>> {
+        &self.watch
+    }
+
     /// [`change_policy`], then the saved policy goes to the laptops.
     ///
     /// # Errors

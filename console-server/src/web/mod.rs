@@ -73,7 +73,6 @@ pub struct WebState {
 impl WebState {
     pub fn new(
         store: Arc<dyn Store>,
-        policy: watch::Sender<Arc<Policy>>,
         live: broadcast::Sender<crate::ingest::Live>,
         offline_after_ms: i64,
         enroll_address: String,
@@ -83,7 +82,7 @@ impl WebState {
     ) -> WebState {
         WebState {
             store,
-            policy,
+            policy: editor.watch().clone(),
             live,
             throttle: auth::Throttle::default(),
             offline_after_ms,
