@@ -384,7 +384,11 @@ async fn triage(
             &state,
             AuditAction::Triage,
             id.to_string(),
-            format!("{} {:?}", status.as_str(), body.note),
+            format!(
+                "{}, {}",
+                status.as_str(),
+                crate::store::audit_action::note_summary(&body.note)
+            ),
         )
         .await?;
     if blocking(&state, move |s| s.triage(id, &decision)).await? {

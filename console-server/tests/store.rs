@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use console_server::policy::default_policy;
-use console_server::store::images::FsImageStore;
+use console_server::store::images::{FsImageStore, ImageStore};
+use console_server::store::register::RegisterStore;
+use console_server::store::retention::RecordRetention;
 use console_server::store::sqlite::SqliteStore;
 use console_server::store::tokens::*;
 use console_server::store::*;
@@ -684,4 +686,123 @@ fn the_audit_filter_finds_an_action_under_every_name_it_was_written_with() {
         .unwrap();
     let details: Vec<&str> = found.iter().map(|e| e.detail.as_str()).collect();
     assert_eq!(details, ["new", "old"]);
+}
+
+#[test]
+fn retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts() {
+    use protocol::{Audience, AupDecision, Decision, TamperEvent, TamperKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let now = UnixMillis::now();
+    let old = UnixMillis(now.0 - 500 * DAY);
+    let recent = UnixMillis(now.0 - DAY);
+    let device = Uuid::now_v7();
+    let tamper = |t: UnixMillis| {
+        AgentMessage::TamperEvent(TamperEvent {
+            id: Uuid::now_v7(),
+            time: t,
+            user: Some("amy".into()),
+            kind: TamperKind::AgentKilled,
+            detail: "killed".into(),
+        })
+    };
+    let answer = |t: UnixMillis, user: &str| {
+        AgentMessage::AupDecision(AupDecision {
+            id: Uuid::now_v7(),
+            time: t,
+            user: user.into(),
+            audience: Audience::Pupils,
+            aup_version: 1,
+            decision: Decision::Accept,
+        })
+    };
+    let batch: Vec<Incoming> = [
+        (old, tamper(old)),
+        (recent, tamper(recent)),
+        (old, answer(old, "gone.pupil")),
+        (recent, answer(recent, "amy")),
+    ]
+    .into_iter()
+    .map(|(received, message)| Incoming {
+        device,
+        received,
+        message,
+    })
+    .collect();
+    store.store_batch(&batch).unwrap();
+    let done = store.expire_records(&Retention::default(), now).unwrap();
+    let count = |what: &str| done.iter().find(|(w, _)| *w == what).map(|(_, n)| *n);
+    assert_eq!(count("tamper events"), Some(1));
+    assert_eq!(count("AUP answers"), Some(1));
+    assert_eq!(
+        count("register entries never imported"),
+        Some(1),
+        "gone.pupil, last seen 500 days ago: {done:?}"
+    );
+    let left = store
+        .tamper_events(&TamperQuery {
+            open_only: false,
+            device: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    let accounts: Vec<String> = store
+        .accounts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.account)
+        .collect();
+    assert_eq!(accounts, ["amy"]);
+    let lines = store
+        .audit_query(&AuditQuery {
+            action: Some(AuditAction::ExpireRecords),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .unwrap();
+    assert_eq!(lines.len(), 3, "one line per kind");
+    // Nothing older remains: a second run deletes nothing.
+    assert!(
+        store
+            .expire_records(&Retention::default(), now)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn screenshot_files_no_capture_names_are_swept_and_named_ones_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let device = Uuid::now_v7();
+    let kept = capture_at(UnixMillis::now());
+    assert_eq!(ingest(&store, device, &kept), Stored::New);
+    // A file left behind by a stop between deleting a row and its file,
+    // and an unfinished write.
+    let images = FsImageStore::open(&tmp.path().join("images")).unwrap();
+    let orphan = Uuid::now_v7();
+    images
+        .put_all(&[(orphan, b"\x89PNG\r\n\x1a\nlost")])
+        .unwrap();
+    let shard = std::fs::read_dir(tmp.path().join("images"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(shard.join(format!("{}.png.tmp", Uuid::now_v7())), b"half").unwrap();
+    assert_eq!(images_on_disk(tmp.path()), 3);
+    // Files written after the cut-off are not touched.
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    assert_eq!(store.sweep_images(past, UnixMillis::now()).unwrap(), 0);
+    assert_eq!(images_on_disk(tmp.path()), 3);
+    let future = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+    assert_eq!(store.sweep_images(future, UnixMillis::now()).unwrap(), 1);
+    assert_eq!(
+        images_on_disk(tmp.path()),
+        1,
+        "the capture's screenshot stays"
+    );
+    assert!(store.capture_image(kept.id).unwrap().is_some());
 }

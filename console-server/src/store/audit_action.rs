@@ -88,6 +88,11 @@ audit_actions! {
     ViewTamper = "view_tamper",
     AcknowledgeTamper = "acknowledge_tamper",
     SubjectExport = "subject_export",
+    /// Records deleted by retention, counted by kind (captures are audited
+    /// one by one as `delete_capture`).
+    ExpireRecords = "expire_records",
+    /// Screenshot files no capture names, removed.
+    SweepImages = "sweep_images",
 }
 
 impl AuditAction {
@@ -97,6 +102,17 @@ impl AuditAction {
             .iter()
             .copied()
             .find(|a| a.spellings().contains(&name))
+    }
+}
+
+/// A triage note as the audit log records it: whether there was one and how
+/// long, never its words. The note is kept with the capture's history and
+/// goes when the capture does; the audit log outlives captures and must not
+/// keep what staff wrote about a pupil after the capture is gone.
+pub fn note_summary(note: &str) -> String {
+    match note.trim().chars().count() {
+        0 => "no note".to_owned(),
+        n => format!("a note of {n} characters, kept with the capture"),
     }
 }
 
@@ -125,5 +141,15 @@ mod tests {
             Some(AuditAction::MintEnrollToken)
         );
         assert_eq!(AuditAction::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn a_note_is_counted_never_copied() {
+        let said = super::note_summary("Spoke to Amy's mum about the bruises");
+        assert!(
+            !said.contains("Amy") && said.contains("36 characters"),
+            "{said}"
+        );
+        assert_eq!(super::note_summary("  "), "no note");
     }
 }

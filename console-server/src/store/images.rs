@@ -31,6 +31,12 @@ pub trait ImageStore: Send + Sync {
     /// # Errors
     /// An I/O error.
     fn delete(&self, key: &str) -> io::Result<()>;
+    /// The keys of every image written before `before`; unfinished writes
+    /// (`.tmp`) from before then are removed on the way.
+    ///
+    /// # Errors
+    /// An I/O error reading the store.
+    fn keys_written_before(&self, before: std::time::SystemTime) -> io::Result<Vec<String>>;
 }
 
 /// Images as files under one directory.
@@ -120,6 +126,37 @@ impl ImageStore for FsImageStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    fn keys_written_before(&self, before: std::time::SystemTime) -> io::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for dir in fs::read_dir(&self.root)? {
+            let dir = dir?;
+            let shard = dir.file_name();
+            let Some(shard) = shard.to_str().filter(|s| s.len() == 2) else {
+                continue;
+            };
+            if !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(dir.path())? {
+                let file = file?;
+                let old = file.metadata()?.modified()? < before;
+                let name = file.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.ends_with(".png.tmp") {
+                    if old {
+                        let _ = fs::remove_file(file.path());
+                    }
+                    continue;
+                }
+                let key = format!("{shard}/{name}");
+                if old && self.path(&key).is_ok() {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
     }
 }
 

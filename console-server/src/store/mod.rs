@@ -21,6 +21,7 @@ pub use tokens::TokenRefusal;
 pub mod images;
 pub mod migrations;
 pub mod register;
+pub mod retention;
 pub mod sqlite;
 pub mod suggestions;
 pub mod tokens;
@@ -305,7 +306,7 @@ pub struct CaptureBucket {
     pub count: u64,
 }
 
-/// How long captures are kept, in days; `None` keeps them until an admin
+/// How long records are kept, in days; `None` keeps them until an admin
 /// deletes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
 #[serde(default)]
@@ -315,6 +316,15 @@ pub struct Retention {
     pub violation_days: Option<u32>,
     /// Site visits (the rows behind the weekly report).
     pub visit_days: Option<u32>,
+    /// Tamper events (and the console's silent-laptop gaps).
+    pub tamper_days: Option<u32>,
+    /// Pupils' and staff's answers to the AUP.
+    pub aup_decision_days: Option<u32>,
+    /// The console's own events (offline, online, revoked).
+    pub event_days: Option<u32>,
+    /// Register entries of accounts seen on a laptop but not imported from
+    /// the MIS, once not seen for this long (with the laptops they used).
+    pub account_days: Option<u32>,
 }
 
 impl Default for Retention {
@@ -324,6 +334,10 @@ impl Default for Retention {
             unreviewed_days: Some(90),
             violation_days: None,
             visit_days: Some(400),
+            tamper_days: Some(400),
+            aup_decision_days: Some(400),
+            event_days: Some(90),
+            account_days: Some(400),
         }
     }
 }
@@ -809,6 +823,7 @@ pub trait Store:
     + register::RegisterStore
     + suggestions::SuggestionStore
     + tokens::TokenStore
+    + retention::RecordRetention
     + Send
     + Sync
 {
@@ -827,6 +842,7 @@ impl<T> Store for T where
         + register::RegisterStore
         + suggestions::SuggestionStore
         + tokens::TokenStore
+        + retention::RecordRetention
         + Send
         + Sync
 {

@@ -22,7 +22,7 @@ use super::*;
 pub struct SqliteStore {
     pub(super) writer: Mutex<Connection>,
     pub(super) reader: Mutex<Connection>,
-    images: Arc<dyn ImageStore>,
+    pub(super) images: Arc<dyn ImageStore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -35,7 +35,7 @@ pub(super) fn db(during: &'static str) -> impl Fn(rusqlite::Error) -> StoreError
     move |source| StoreError::Database { during, source }
 }
 
-fn img(during: &'static str) -> impl Fn(std::io::Error) -> StoreError {
+pub(super) fn img(during: &'static str) -> impl Fn(std::io::Error) -> StoreError {
     move |source| StoreError::Image { during, source }
 }
 

@@ -320,12 +320,13 @@ pub async fn triage(
             AuditAction::Triage,
             id.to_string(),
             format!(
-                "{}{} {note:?}",
+                "{}{}, {}",
                 status.as_str(),
                 action
                     .as_deref()
                     .map(|a| format!(" ({a})"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                crate::store::audit_action::note_summary(&note)
             ),
         )
         .await?;

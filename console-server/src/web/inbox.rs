@@ -393,9 +393,10 @@ pub async fn bulk_triage(
             AuditAction::Triage,
             list,
             format!(
-                "{} (bulk, {} captures) {note:?}",
+                "{} (bulk, {} captures), {}",
                 status.as_str(),
-                ids.len()
+                ids.len(),
+                crate::store::audit_action::note_summary(&note)
             ),
         )
         .await?;

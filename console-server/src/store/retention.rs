@@ -1,0 +1,148 @@
+//! Retention beyond captures (which `CaptureStore::expire` deletes one by
+//! one, each audited): tamper events, AUP answers, the console's events and
+//! register entries seen on laptops but never imported, each after its
+//! `[retention]` setting, counted in one audit line per kind; and the
+//! screenshot files no capture names any more (left when the console
+//! stopped between deleting a row and its file), swept at start.
+
+use std::time::SystemTime;
+
+use protocol::UnixMillis;
+
+use super::sqlite::{SqliteStore, db, img, insert_audit, lock};
+use super::{AuditAction, AuditEntry, Retention, StoreError};
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Records other than captures, expired; screenshot files swept.
+pub trait RecordRetention {
+    /// Deletes what is older than its setting; returns (what, how many)
+    /// for each kind that lost rows.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn expire_records(
+        &self,
+        retention: &Retention,
+        now: UnixMillis,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError>;
+
+    /// Removes screenshot files written before `before` that no capture
+    /// names; returns how many.
+    ///
+    /// # Errors
+    /// A storage or file failure.
+    fn sweep_images(&self, before: SystemTime, now: UnixMillis) -> Result<u64, StoreError>;
+}
+
+impl RecordRetention for SqliteStore {
+    fn expire_records(
+        &self,
+        r: &Retention,
+        now: UnixMillis,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let kinds: [(&'static str, Option<u32>, &str); 4] = [
+            (
+                "tamper events",
+                r.tamper_days,
+                "DELETE FROM tamper_events WHERE time < ?1
+                   AND id NOT IN (SELECT silent_event FROM devices WHERE silent_event IS NOT NULL)",
+            ),
+            (
+                "AUP answers",
+                r.aup_decision_days,
+                "DELETE FROM aup_decisions WHERE time < ?1",
+            ),
+            (
+                "console events",
+                r.event_days,
+                "DELETE FROM events WHERE time < ?1",
+            ),
+            (
+                "register entries never imported",
+                r.account_days,
+                "DELETE FROM accounts WHERE imported IS NULL AND COALESCE(last_seen, 0) < ?1",
+            ),
+        ];
+        let mut done = Vec::new();
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("applying retention"))?;
+        for (what, days, sql) in kinds {
+            let Some(days) = days else { continue };
+            let cutoff = now.0 - i64::from(days) * DAY_MS;
+            let n = tx
+                .execute(sql, [cutoff])
+                .map_err(db("applying retention"))? as u64;
+            if what == "register entries never imported" {
+                tx.execute(
+                    "DELETE FROM account_devices
+                     WHERE account NOT IN (SELECT account FROM accounts) AND last_seen < ?1",
+                    [cutoff],
+                )
+                .map_err(db("applying retention"))?;
+            }
+            if n > 0 {
+                let detail = format!("{n} {what} older than {days} days");
+                insert_audit(
+                    &tx,
+                    &AuditEntry {
+                        time: now,
+                        actor: "retention",
+                        action: AuditAction::ExpireRecords,
+                        target: what,
+                        detail: &detail,
+                        origin: "system",
+                    },
+                )
+                .map_err(db("applying retention"))?;
+                done.push((what, n));
+            }
+        }
+        tx.commit().map_err(db("committing retention"))?;
+        Ok(done)
+    }
+
+    fn sweep_images(&self, before: SystemTime, now: UnixMillis) -> Result<u64, StoreError> {
+        let keys = self
+            .images
+            .keys_written_before(before)
+            .map_err(img("listing screenshot files"))?;
+        let mut removed = 0u64;
+        for chunk in keys.chunks(500) {
+            let named: std::collections::HashSet<String> = {
+                let conn = lock(&self.reader);
+                let sql = format!(
+                    "SELECT image FROM captures WHERE image IN ({})",
+                    vec!["?"; chunk.len()].join(", ")
+                );
+                let mut stmt = conn.prepare(&sql).map_err(db("sweeping screenshots"))?;
+                stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| r.get(0))
+                    .map_err(db("sweeping screenshots"))?
+                    .collect::<Result<_, _>>()
+                    .map_err(db("sweeping screenshots"))?
+            };
+            for key in chunk.iter().filter(|k| !named.contains(*k)) {
+                self.images
+                    .delete(key)
+                    .map_err(img("removing an orphaned screenshot"))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            let detail = format!("{removed} screenshot files no capture names");
+            insert_audit(
+                &lock(&self.writer),
+                &AuditEntry {
+                    time: now,
+                    actor: "retention",
+                    action: AuditAction::SweepImages,
+                    target: "",
+                    detail: &detail,
+                    origin: "system",
+                },
+            )
+            .map_err(db("auditing the screenshot sweep"))?;
+        }
+        Ok(removed)
+    }
+}
