@@ -21,6 +21,7 @@ pub mod client_address;
 pub mod console;
 pub mod csv;
 pub mod data_dir;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod enrollment;
 pub mod https;

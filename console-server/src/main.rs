@@ -26,6 +26,10 @@ struct Cli {
     command: Command,
 }
 
+/// What a console built for a school says when asked for the demo.
+#[cfg(not(feature = "demo"))]
+const WITHOUT_DEMO: &str = "this console-server was built without the demo (`--no-default-features`, as a school's console is); run the demo from a build with default features: `cargo run -p console-server -- demo`";
+
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct EnrollTokenArgs {
@@ -408,8 +412,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
+        #[cfg(feature = "demo")]
         Command::AupWindow => agent::window::child_main("aup-window")?,
+        #[cfg(feature = "demo")]
         Command::ConcernWindow => agent::window::child_main("concern-window")?,
+        #[cfg(not(feature = "demo"))]
+        Command::AupWindow | Command::ConcernWindow => bail!(WITHOUT_DEMO),
         Command::Serve {
             data,
             agent_listen,
@@ -674,6 +682,7 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             data,
             no_desktop,
@@ -687,6 +696,8 @@ fn main() -> anyhow::Result<()> {
             },
             !no_desktop,
         ))?,
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => bail!(WITHOUT_DEMO),
     }
     Ok(())
 }
