@@ -163,7 +163,7 @@ pub trait RegisterStore {
 
 impl RegisterStore for SqliteStore {
     fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let during = "listing the register of users";
         let mut rows: Vec<AccountRow> = conn
             .prepare(
@@ -240,7 +240,7 @@ impl RegisterStore for SqliteStore {
     }
 
     fn mis_staff_accounts(&self) -> Result<Vec<String>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         conn.prepare("SELECT account FROM accounts WHERE role = 'staff' ORDER BY account")
             .map_err(db("listing staff accounts"))?
             .query_map([], |r| r.get(0))
@@ -319,7 +319,7 @@ impl RegisterStore for SqliteStore {
     }
 
     fn aup_versions(&self) -> Result<Vec<AupVersion>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         conn.prepare(
             "SELECT audience, version, markdown, published, staff FROM aup_versions
              ORDER BY published DESC, version DESC",

@@ -110,7 +110,7 @@ impl RecordRetention for SqliteStore {
         let mut removed = 0u64;
         for chunk in keys.chunks(500) {
             let named: std::collections::HashSet<String> = {
-                let conn = lock(&self.reader);
+                let conn = self.reader.get();
                 let sql = format!(
                     "SELECT image FROM captures WHERE image IN ({})",
                     vec!["?"; chunk.len()].join(", ")

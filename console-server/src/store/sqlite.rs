@@ -21,7 +21,7 @@ use super::*;
 /// SQLite plus image files.
 pub struct SqliteStore {
     pub(super) writer: Mutex<Connection>,
-    pub(super) reader: Mutex<Connection>,
+    pub(super) reader: Readers,
     pub(super) images: Arc<dyn ImageStore>,
 }
 
@@ -37,6 +37,32 @@ pub(super) fn db(during: &'static str) -> impl Fn(rusqlite::Error) -> StoreError
 
 pub(super) fn img(during: &'static str) -> impl Fn(std::io::Error) -> StoreError {
     move |source| StoreError::Image { during, source }
+}
+
+/// Connections for reading. In WAL mode readers neither wait for the writer
+/// nor for each other, so one slow report does not hold up every page.
+pub(super) struct Readers {
+    conns: Vec<Mutex<Connection>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Reading connections kept open.
+const READERS: usize = 4;
+
+impl Readers {
+    /// A free reading connection, or, when all are busy, a wait for one.
+    pub(super) fn get(&self) -> MutexGuard<'_, Connection> {
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..n {
+            match self.conns[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        lock(&self.conns[start % n])
+    }
 }
 
 pub(super) fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -107,10 +133,15 @@ impl SqliteStore {
                 )
                 .map_err(db("writing the first policy"))?;
         }
-        let reader = open_connection(path)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            reader: Readers {
+                conns: readers,
+                next: std::sync::atomic::AtomicUsize::new(0),
+            },
             images,
         })
     }
@@ -126,7 +157,7 @@ fn parse_id(s: &str) -> rusqlite::Result<Uuid> {
     })
 }
 
-fn record_exists(tx: &Transaction<'_>, table: &str, id: Uuid) -> rusqlite::Result<bool> {
+fn record_exists(tx: &Connection, table: &str, id: Uuid) -> rusqlite::Result<bool> {
     tx.query_row(
         &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"),
         [id_str(id)],
@@ -418,20 +449,24 @@ fn image_of(message: &AgentMessage) -> Option<(Uuid, &[u8])> {
 
 impl IngestStore for SqliteStore {
     fn store_batch(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
-        let mut conn = lock(&self.writer);
-        let tx = conn
-            .transaction()
-            .map_err(db("starting an ingest transaction"))?;
-        // Images of records not stored yet go to disk (synced) first.
+        // Images of records not stored yet go to disk (synced) first, before
+        // the writer is taken: a slow disk then holds up no page that needs
+        // to write (a sign-in, a triage). Only this ingest thread stores
+        // records, so one found absent here is still absent below; a resend
+        // whose first copy is stored meanwhile rewrites the same bytes and
+        // its row is ignored.
         let mut pending: Vec<(usize, Uuid, &[u8])> = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, item) in batch.iter().enumerate() {
-            if let (Some(table), Some((id, bytes))) =
-                (table_of(&item.message), image_of(&item.message))
-                && seen.insert(id)
-                && !record_exists(&tx, table, id).map_err(db("checking for a resend"))?
-            {
-                pending.push((i, id, bytes));
+        {
+            let conn = self.reader.get();
+            let mut seen = HashSet::new();
+            for (i, item) in batch.iter().enumerate() {
+                if let (Some(table), Some((id, bytes))) =
+                    (table_of(&item.message), image_of(&item.message))
+                    && seen.insert(id)
+                    && !record_exists(&conn, table, id).map_err(db("checking for a resend"))?
+                {
+                    pending.push((i, id, bytes));
+                }
             }
         }
         let to_write: Vec<(Uuid, &[u8])> = pending.iter().map(|(_, id, b)| (*id, *b)).collect();
@@ -439,6 +474,10 @@ impl IngestStore for SqliteStore {
             .images
             .put_all(&to_write)
             .map_err(img("writing screenshots"))?;
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction()
+            .map_err(db("starting an ingest transaction"))?;
         let mut key_of: BTreeMap<usize, &str> = BTreeMap::new();
         for ((i, _, _), key) in pending.iter().zip(&keys) {
             key_of.insert(*i, key);
@@ -611,7 +650,7 @@ impl CaptureStore for SqliteStore {
             sql.push_str(" ORDER BY c.id DESC LIMIT ?");
         }
         args.push(Box::new(q.limit));
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn.prepare(&sql).map_err(db("listing captures"))?;
         let rows = stmt
             .query_map(
@@ -624,7 +663,7 @@ impl CaptureStore for SqliteStore {
     }
 
     fn capture(&self, id: Uuid) -> Result<Option<CaptureDetail>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let found = conn
             .query_row(
                 &format!(
@@ -666,7 +705,9 @@ impl CaptureStore for SqliteStore {
     }
 
     fn capture_image(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        let key: Option<Option<String>> = lock(&self.reader)
+        let key: Option<Option<String>> = self
+            .reader
+            .get()
             .query_row(
                 "SELECT image FROM captures WHERE id = ?1",
                 [id_str(id)],
@@ -719,7 +760,7 @@ impl CaptureStore for SqliteStore {
         to: UnixMillis,
     ) -> Result<Vec<CaptureBucket>, StoreError> {
         const HOUR_MS: i64 = 3_600_000;
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare(
                 "SELECT (c.time / ?3) * ?3 AS hour, c.category, c.severity, c.status,
@@ -746,7 +787,7 @@ impl CaptureStore for SqliteStore {
     }
 
     fn capture_counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare("SELECT status, COUNT(*) FROM captures GROUP BY status")
             .map_err(db("counting captures"))?;
@@ -776,7 +817,7 @@ impl CaptureStore for SqliteStore {
             loop {
                 // In slices, so a big first sweep never holds the writer long.
                 let ids: Vec<String> = {
-                    let conn = lock(&self.reader);
+                    let conn = self.reader.get();
                     let mut stmt = conn
                         .prepare(
                             "SELECT id FROM captures WHERE status = ?1 AND time < ?2 LIMIT 500",
@@ -984,7 +1025,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn devices(&self, online_since: UnixMillis) -> Result<Vec<Device>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare(
                 "SELECT id, hostname, os, agent_version, user, enrolled, last_seen,
@@ -1166,7 +1207,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn revoked_devices(&self) -> Result<HashSet<String>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare("SELECT id FROM devices WHERE revoked IS NOT NULL")
             .map_err(db("reading revocations"))?;
@@ -1177,7 +1218,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare("SELECT id, time, kind, device, detail FROM events ORDER BY id DESC LIMIT ?1")
             .map_err(db("listing events"))?;
@@ -1199,7 +1240,7 @@ impl DeviceStore for SqliteStore {
 
 impl ActivityStore for SqliteStore {
     fn aup_decisions(&self, limit: u32) -> Result<Vec<AupDecisionRow>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare(
                 "SELECT a.user, a.device, COALESCE(d.hostname, ''), a.audience, a.version,
@@ -1225,7 +1266,7 @@ impl ActivityStore for SqliteStore {
     }
 
     fn tamper_events(&self, q: &TamperQuery) -> Result<Vec<TamperRow>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut sql = format!("SELECT {TAMPER_COLUMNS} WHERE 1");
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         if q.open_only {
@@ -1245,7 +1286,7 @@ impl ActivityStore for SqliteStore {
     }
 
     fn tamper_event(&self, id: Uuid) -> Result<Option<TamperRow>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         conn.query_row(
             &format!("SELECT {TAMPER_COLUMNS} WHERE t.id = ?1"),
             [id_str(id)],
@@ -1336,7 +1377,7 @@ impl AuditStore for SqliteStore {
         }
         sql.push_str(" ORDER BY seq DESC LIMIT ?");
         args.push(Box::new(q.limit));
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn.prepare(&sql).map_err(db("reading the audit log"))?;
         stmt.query_map(
             rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
@@ -1384,7 +1425,9 @@ impl UserStore for SqliteStore {
 
 impl PolicyStore for SqliteStore {
     fn policy(&self) -> Result<Policy, StoreError> {
-        let body: String = lock(&self.reader)
+        let body: String = self
+            .reader
+            .get()
             .query_row(
                 "SELECT body FROM policies ORDER BY version DESC LIMIT 1",
                 [],
@@ -1492,7 +1535,8 @@ const SESSION_COLUMNS: &str =
 
 impl StaffStore for SqliteStore {
     fn staff_account(&self, name: &str) -> Result<Option<StaffAccount>, StoreError> {
-        lock(&self.reader)
+        self.reader
+            .get()
             .query_row(
                 "SELECT name, role, created, disabled, password_hash FROM users WHERE name = ?1",
                 [name],
@@ -1503,7 +1547,7 @@ impl StaffStore for SqliteStore {
     }
 
     fn staff_accounts(&self) -> Result<Vec<StaffAccount>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare("SELECT name, role, created, disabled, password_hash FROM users ORDER BY name")
             .map_err(db("listing staff accounts"))?;
@@ -1575,7 +1619,8 @@ impl StaffStore for SqliteStore {
     }
 
     fn session(&self, id_hash: &str) -> Result<Option<WebSession>, StoreError> {
-        lock(&self.reader)
+        self.reader
+            .get()
             .query_row(
                 &format!(
                     "SELECT {SESSION_COLUMNS} FROM web_sessions s JOIN users u ON u.name = s.user
@@ -1606,7 +1651,7 @@ impl StaffStore for SqliteStore {
     }
 
     fn sessions_of(&self, user: &str) -> Result<Vec<WebSession>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT {SESSION_COLUMNS} FROM web_sessions s JOIN users u ON u.name = s.user

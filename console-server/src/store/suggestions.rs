@@ -167,7 +167,7 @@ impl SuggestionStore for SqliteStore {
     }
 
     fn exception_suggestions(&self, decided: u32) -> Result<Vec<Suggestion>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut out = Vec::new();
         for (sql, limit) in [
             (
@@ -201,7 +201,7 @@ impl SuggestionStore for SqliteStore {
     }
 
     fn exception_suggestion(&self, id: i64) -> Result<Option<Suggestion>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         conn.query_row(
             &format!("SELECT {COLUMNS} FROM exception_suggestions WHERE id = ?1"),
             [id],

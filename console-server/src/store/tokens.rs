@@ -210,7 +210,9 @@ impl TokenStore for SqliteStore {
             Option<String>,
             Option<i64>,
         );
-        let row: Option<Row> = lock(&self.reader)
+        let row: Option<Row> = self
+            .reader
+            .get()
             .query_row(
                 "SELECT t.name, t.role, t.owner, t.expires, t.revoked, u.role, u.disabled
                  FROM api_tokens t LEFT JOIN users u ON u.name = t.owner
@@ -286,7 +288,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn api_tokens(&self, now: UnixMillis) -> Result<Vec<ApiTokenInfo>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare(
                 "SELECT hash, name, role, owner, created, expires, last_used, revoked
@@ -376,7 +378,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn enroll_tokens(&self, now: UnixMillis) -> Result<Vec<EnrollTokenInfo>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare(
                 "SELECT hash, created, expires FROM enroll_tokens

@@ -155,7 +155,7 @@ impl VisitStore for SqliteStore {
         end: UnixMillis,
     ) -> Result<Vec<VisitTotal>, StoreError> {
         let (from, to) = hours(start, end);
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT domain, user, device, SUM(visits), SUM(active_seconds), MIN(first), MAX(last)
@@ -186,7 +186,7 @@ impl VisitStore for SqliteStore {
         end: UnixMillis,
     ) -> Result<HashMap<String, u64>, StoreError> {
         let (from, to) = hours(start, end);
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT domain, SUM(active_seconds) FROM visit_hours
@@ -206,7 +206,7 @@ impl VisitStore for SqliteStore {
         start: UnixMillis,
         end: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT domain FROM domains_seen WHERE first_seen >= ?1 AND first_seen < ?2
@@ -223,7 +223,7 @@ impl VisitStore for SqliteStore {
         &self,
         hosts: &[&str],
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let any: bool = conn
             .query_row("SELECT EXISTS (SELECT 1 FROM domain_categories)", [], |r| {
                 r.get(0)
@@ -304,7 +304,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn domain_lists(&self) -> Result<Vec<DomainListInfo>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare(
                 "SELECT l.category, l.severity, l.definition, l.imported, l.source,
@@ -355,7 +355,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn week_signoffs(&self) -> Result<HashMap<String, WeekSignoff>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let mut stmt = conn
             .prepare("SELECT week, staff, time, notes FROM week_signoffs")
             .map_err(db("reading sign-offs"))?;
@@ -374,7 +374,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn first_visit(&self) -> Result<Option<UnixMillis>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         let hour: Option<i64> = conn
             .query_row("SELECT MIN(hour) FROM visit_hours", [], |r| r.get(0))
             .map_err(db("reading the first visit"))?;
@@ -394,7 +394,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn scheduled_report(&self, week: &str) -> Result<Option<ScheduledReport>, StoreError> {
-        let conn = lock(&self.reader);
+        let conn = self.reader.get();
         conn.query_row(
             "SELECT week, generated, emailed, email_error FROM weekly_reports WHERE week = ?1",
             [week],

@@ -81,6 +81,9 @@ fn origin_of(parts: &Parts) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// How stale a session's last use may get before a request writes it.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
 /// Whether a session has run out at `now`.
 pub fn expired(s: &WebSession, now: UnixMillis) -> bool {
     now.0.saturating_sub(s.last_seen.0) > ms(IDLE)
@@ -152,8 +155,11 @@ impl OptionalFromRequestParts<AppState> for Staff {
             return Ok(None);
         }
         // The live stream is not the user at the keyboard: it must not keep
-        // an idle session alive.
-        if parts.uri.path() != "/live" {
+        // an idle session alive. A session is extended at most once a
+        // minute, so pages mostly read and do not queue for the writer
+        // behind ingest.
+        let stale = now.0.saturating_sub(session.last_seen.0) >= TOUCH_EVERY_MS;
+        if parts.uri.path() != "/live" && stale {
             match blocking(state, move |s| s.touch_session(&hash, now)).await {
                 Ok(()) => {}
                 // A full disk must not lock staff out of the page that tells
