@@ -145,7 +145,12 @@ impl Console {
         )
         .map_err(StartError::WebCertificate)?;
         tracing::info!("web certificate: {}", web_cert.source);
-        let web_tls = web_cert.config;
+        // HTTP/2 where the browser offers it: every console tab holds a live
+        // stream open, and over HTTP/1.1 a browser opens at most six
+        // connections to one host, so a seventh tab would never load.
+        let mut web_tls = (*web_cert.config).clone();
+        web_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let web_tls = Arc::new(web_tls);
         let web = TlsListener::new(web_tcp, TlsAcceptor::from(web_tls));
         let offline_after_ms = i64::from(settings.offline_after_minutes) * 60_000;
         let editor = Arc::new(crate::policy_service::PolicyEditor::new(

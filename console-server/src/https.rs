@@ -108,6 +108,12 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for reading a request's body and producing its answer (a
 /// streamed answer, such as live alerts, may then go on).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Requests at once on one HTTP/2 connection (tabs, their live streams,
+/// images).
+const H2_STREAMS: u32 = 100;
+/// An idle HTTP/2 connection is pinged this often and closed when a ping
+/// goes unanswered for [`HEADER_TIMEOUT`].
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
 /// How long open connections get to finish when the console stops.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -148,6 +154,16 @@ pub async fn serve(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo(Peer(peer)));
+                    // HTTP/2 names the host in the `:authority` of the URI,
+                    // not in a Host header; the same-site check reads Host.
+                    if !req.headers().contains_key(axum::http::header::HOST)
+                        && let Some(host) = req
+                            .uri()
+                            .authority()
+                            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+                    {
+                        req.headers_mut().insert(axum::http::header::HOST, host);
+                    }
                     let call = tower_service::Service::call(&mut app.clone(), req);
                     async move {
                         match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
@@ -157,22 +173,47 @@ pub async fn serve(
                     }
                 },
             );
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => {
-                    if let Err(e) = done {
-                        tracing::debug!("web connection from {peer} ended: {e}");
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            let io = hyper_util::rt::TokioIo::new(tls);
+            if h2 {
+                // One connection carries every tab's pages and live streams.
+                let conn =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .max_concurrent_streams(H2_STREAMS)
+                        .keep_alive_interval(Some(H2_PING_EVERY))
+                        .keep_alive_timeout(HEADER_TIMEOUT)
+                        .serve_connection(io, service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    done = conn.as_mut() => {
+                        if let Err(e) = done {
+                            tracing::debug!("web connection (HTTP/2) from {peer} ended: {e}");
+                        }
+                        return;
                     }
-                    return;
+                    _ = stop.wait_for(|s| *s) => {}
                 }
-                _ = stop.wait_for(|s| *s) => {}
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
+            } else {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(io, service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    done = conn.as_mut() => {
+                        if let Err(e) = done {
+                            tracing::debug!("web connection from {peer} ended: {e}");
+                        }
+                        return;
+                    }
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
             }
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
         });
     }
     drop(listener);

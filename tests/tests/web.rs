@@ -2080,3 +2080,51 @@ fn an_admin_lists_and_revokes_api_and_enrollment_tokens_on_the_pages() {
         "{actions:?}"
     );
 }
+
+/// Every console page holds a live stream open. Over HTTP/1.1 a browser
+/// opens at most six connections to one host, so a seventh tab would
+/// never load; over HTTP/2 (offered by ALPN) the tabs share one connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn seven_console_tabs_all_load_and_stay_live_over_http2() {
+    let bed = bed();
+    let browser = Browser::start(&bed.console.data.join("server.pem"))
+        .await
+        .unwrap();
+    sign_in(&browser, &bed, "lead", REVIEWER_PW).await;
+    for tab in 1..=7 {
+        if tab > 1 {
+            let opened = browser.client.new_window(true).await.unwrap();
+            browser
+                .client
+                .switch_to_window(opened.handle)
+                .await
+                .unwrap();
+        }
+        browser
+            .client
+            .goto(&format!("{}/inbox", bed.base))
+            .await
+            .unwrap();
+        browser
+            .wait_css("#live-status.on", WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("tab {tab} did not load live: {e}"));
+    }
+    let protocol = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(protocol, "h2", "the console is not spoken to over HTTP/2");
+    // A capture stored now reaches the seventh tab at once.
+    let c = capture("everyone would be better off if i was dead", "dead", None);
+    let id = c.id;
+    ingest(&bed, vec![c]).await;
+    browser
+        .wait_css(&format!("tr[data-id='{id}']"), Duration::from_secs(5))
+        .await
+        .expect("the seventh tab is live");
+}
