@@ -1,4 +1,4 @@
-//! `agent`: the safeguarding agent's command line (see CONTRACT.md).
+//! `agent`: the safeguarding agent's command line (see docs/interfaces.md).
 
 use std::io::Read;
 use std::path::PathBuf;

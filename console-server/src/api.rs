@@ -1,4 +1,4 @@
-//! The JSON API (`/api/v1/…`, see CONTRACT.md), on the web listener.
+//! The JSON API (`/api/v1/…`, see docs/interfaces.md), on the web listener.
 //!
 //! Every request carries `Authorization: Bearer TOKEN` from
 //! `console-server api-token`. Roles: admin and reviewer see captures;

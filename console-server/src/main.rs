@@ -1,4 +1,4 @@
-//! `console-server`: see CONTRACT.md for the commands.
+//! `console-server`: see docs/interfaces.md for the commands.
 
 use std::io::Read;
 use std::net::SocketAddr;

@@ -39,7 +39,7 @@ impl UnixMillis {
 }
 
 /// Where the text that matched came from. The console's JSON names them in
-/// snake case (`typed`, `window_title`, …), as in CONTRACT.md.
+/// snake case (`typed`, `window_title`, …), as in docs/interfaces.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Source {

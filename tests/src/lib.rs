@@ -17,6 +17,7 @@ pub mod desktop;
 pub mod fault_proxy;
 pub mod firefox;
 pub mod headful_chromium;
+pub mod load;
 pub mod pupil;
 pub mod session_bus;
 pub mod small_disk;

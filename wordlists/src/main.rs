@@ -1,5 +1,5 @@
 //! `wordlists`: the command-line tool for people who edit term libraries.
-//! See CONTRACT.md for the commands and their exact outputs.
+//! See docs/interfaces.md for the commands and their exact outputs.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

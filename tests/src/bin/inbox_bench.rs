@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use console_server::store::images::FsImageStore;
 use console_server::store::sqlite::SqliteStore;
-use console_server::store::{CaptureQuery, CaptureStore, Incoming, IngestStore, Status};
-use protocol::{AgentMessage, Capture, Policy, Screenshot, Source, UnixMillis};
+use console_server::store::{CaptureQuery, CaptureStore, Status};
+use protocol::{Policy, UnixMillis};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -21,22 +21,6 @@ struct Cli {
     #[arg(long, default_value_t = 1_000_000)]
     captures: usize,
 }
-
-const CATEGORIES: &[&str] = &[
-    "self-harm",
-    "cyberbullying",
-    "grooming",
-    "weapons",
-    "drugs",
-    "adult",
-    "extremism",
-    "sexting",
-    "gambling",
-    "hate",
-    "eating-disorders",
-    "filter-bypass",
-    "personal-info",
-];
 
 fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
     let mut times = Vec::new();
@@ -59,43 +43,8 @@ fn main() -> anyhow::Result<()> {
     let span = 12 * 7 * 24 * 3_600_000_i64;
     let device = Uuid::now_v7();
     let started = Instant::now();
-    let mut made = 0;
-    while made < cli.captures {
-        let batch: Vec<Incoming> = (made..(made + 5000).min(cli.captures))
-            .map(|i| {
-                // Evenly over 12 weeks, oldest first, ids in time order.
-                let t = now - span + (i as i64 * span / cli.captures as i64);
-                let secs = (t / 1000) as u64;
-                let id = Uuid::new_v7(uuid::Timestamp::from_unix(
-                    uuid::NoContext,
-                    secs,
-                    ((t % 1000) * 1_000_000) as u32,
-                ));
-                let context = format!("message {i} from pupil {} about something", i % 800);
-                Incoming {
-                    device,
-                    received: UnixMillis(t),
-                    message: AgentMessage::Capture(Capture {
-                        id,
-                        time: UnixMillis(t),
-                        user: format!("pupil{}", i % 800),
-                        source: Source::Typed,
-                        app: "chromium".into(),
-                        window_title: "Chat".into(),
-                        url: None,
-                        term: "something".into(),
-                        category: CATEGORIES[i % CATEGORIES.len()].into(),
-                        severity: (i % 5 + 1) as u8,
-                        context_match: (0, 7),
-                        context,
-                        screenshot: Screenshot::Missing("bench".into()),
-                    }),
-                }
-            })
-            .collect();
-        made += batch.len();
-        store.store_batch(&batch)?;
-    }
+    tests::load::fill_captures(&store, cli.captures, now, span, device)?;
+    let made = cli.captures;
     println!("stored {made} captures in {:.1?}", started.elapsed());
     {
         let db = rusqlite::Connection::open(dir.path().join("console.db"))?;

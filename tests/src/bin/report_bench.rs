@@ -15,8 +15,8 @@ use console_server::school_week::{self, Week};
 use console_server::site_report::{self, WeeklyReport};
 use console_server::store::images::FsImageStore;
 use console_server::store::sqlite::SqliteStore;
-use console_server::store::{Incoming, IngestStore};
-use protocol::{AgentMessage, Policy, SiteVisit, SiteVisits, UnixMillis};
+use protocol::{Policy, UnixMillis};
+use tests::load::{DEVICES, fill_visits};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -32,10 +32,6 @@ struct Cli {
     weeks: usize,
 }
 
-const USERS: usize = 1500;
-const DEVICES: usize = 200;
-const SITES: u64 = 3000;
-
 fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
     let mut times = Vec::new();
     let mut n = 0;
@@ -46,74 +42,6 @@ fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
     }
     times.sort();
     (times[times.len() / 2], n)
-}
-
-/// A cheap deterministic mix (SplitMix64).
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-fn site(r: u64) -> String {
-    // Skewed: low numbers are far more popular.
-    let u = (r % 10_000) as f64 / 10_000.0;
-    let n = (u * u * u * SITES as f64) as u64;
-    match n {
-        0 => "bbc.co.uk".into(),
-        1 => "youtube.com".into(),
-        2 => "m.bet365.com".into(),
-        3 => "roblox.com".into(),
-        _ => format!("site{n}.example"),
-    }
-}
-
-fn fill(store: &SqliteStore, week: Week, rows: usize, devices: &[Uuid]) -> anyhow::Result<()> {
-    let (start, _) = week.bounds(&school_week::zone());
-    let mut made = 0;
-    while made < rows {
-        let mut batch = Vec::new();
-        for _ in 0..10 {
-            if made >= rows {
-                break;
-            }
-            let n = 1000.min(rows - made);
-            let visits: Vec<SiteVisit> = (made..made + n)
-                .map(|i| {
-                    let r = mix(i as u64 ^ start.0 as u64);
-                    let user = (r % USERS as u64) as usize;
-                    let day = (r >> 12) % 5;
-                    let minute = (r >> 20) % (7 * 60);
-                    let t = start.0 + (day as i64 * 24 + 8) * 3_600_000 + minute as i64 * 60_000;
-                    let domain = site(r >> 32);
-                    SiteVisit {
-                        user: format!("pupil{user:04}"),
-                        browser: "Chrome".into(),
-                        url: format!("https://{domain}/page/{}", (r >> 40) % 50),
-                        domain,
-                        title: "A page".into(),
-                        start: UnixMillis(t),
-                        end: UnixMillis(t + 60_000),
-                        active_seconds: ((r >> 48) % 300) as u32,
-                        visits: 1,
-                    }
-                })
-                .collect();
-            let user = (mix(made as u64) % USERS as u64) as usize;
-            batch.push(Incoming {
-                device: devices[user % DEVICES],
-                received: UnixMillis::now(),
-                message: AgentMessage::SiteVisits(SiteVisits {
-                    id: Uuid::now_v7(),
-                    visits,
-                }),
-            });
-            made += n;
-        }
-        store.store_batch(&batch)?;
-    }
-    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -128,12 +56,12 @@ fn main() -> anyhow::Result<()> {
     let per_week = cli.visits / weeks;
     let mut total = 0;
     if weeks == 1 {
-        fill(&store, week.previous(), cli.visits / 10, &devices)?;
+        fill_visits(&store, week.previous(), cli.visits / 10, &devices)?;
         total += cli.visits / 10;
     }
     let mut w = week;
     for _ in 0..weeks {
-        fill(&store, w, per_week, &devices)?;
+        fill_visits(&store, w, per_week, &devices)?;
         total += per_week;
         w = w.previous();
     }
