@@ -806,3 +806,34 @@ fn screenshot_files_no_capture_names_are_swept_and_named_ones_kept() {
     );
     assert!(store.capture_image(kept.id).unwrap().is_some());
 }
+
+#[test]
+fn a_stored_value_no_console_wrote_is_an_error_not_a_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let now = UnixMillis::now();
+    store.add_user("lead", Role::Reviewer, "x", now).unwrap();
+    let c = capture_at(now);
+    assert_eq!(ingest(&store, Uuid::now_v7(), &c), Stored::New);
+    let db = rusqlite::Connection::open(tmp.path().join("console.db")).unwrap();
+    // A role nobody gave must not quietly become one (it was read as auditor).
+    db.execute("UPDATE users SET role = 'superuser'", [])
+        .unwrap();
+    let err = store.staff_account("lead").unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("superuser")),
+        "{err}"
+    );
+    // A status nobody wrote must not read as unreviewed.
+    db.execute("UPDATE captures SET status = 'maybe'", [])
+        .unwrap();
+    let err = store.capture(c.id).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("maybe")),
+        "{err}"
+    );
+    assert!(matches!(
+        store.capture_counts(),
+        Err(StoreError::Corrupt(_))
+    ));
+}

@@ -148,6 +148,49 @@ impl Status {
     }
 }
 
+/// A value stored as text that no version of the console wrote: an error
+/// naming it, never a default (a role nobody gave must not become one).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {found:?} is not one the console writes ({expected})")]
+pub struct UnknownStoredValue {
+    pub what: &'static str,
+    pub found: String,
+    pub expected: &'static str,
+}
+
+/// `ToSql`/`FromSql` for an enum kept as its `as_str` text.
+macro_rules! stored_as_text {
+    ($ty:ty, $what:literal, $expected:literal) => {
+        impl rusqlite::types::ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $ty {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let text = value.as_str()?;
+                <$ty>::parse(text).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(Box::new(UnknownStoredValue {
+                        what: $what,
+                        found: text.to_owned(),
+                        expected: $expected,
+                    }))
+                })
+            }
+        }
+    };
+}
+
+stored_as_text!(
+    Status,
+    "the triage status",
+    "new, violation, false_positive"
+);
+stored_as_text!(Role, "the role", "admin, reviewer, auditor");
+
 /// One record from an agent, checked and ready to store.
 #[derive(Debug, Clone)]
 pub struct Incoming {

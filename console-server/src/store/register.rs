@@ -40,6 +40,21 @@ impl PersonRole {
         }
     }
 
+    /// The role as stored; one no console wrote is an error, not a guess.
+    fn from_stored(s: &str) -> rusqlite::Result<PersonRole> {
+        PersonRole::parse(s).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                Box::new(super::UnknownStoredValue {
+                    what: "the person's role",
+                    found: s.to_owned(),
+                    expected: "pupil, staff",
+                }),
+            )
+        })
+    }
+
     /// Which AUP this person is shown.
     pub fn audience(self) -> Audience {
         match self {
@@ -178,7 +193,8 @@ impl RegisterStore for SqliteStore {
                     year_group: r.get(2)?,
                     role: r
                         .get::<_, Option<String>>(3)?
-                        .and_then(|s| PersonRole::parse(&s)),
+                        .map(|s| PersonRole::from_stored(&s))
+                        .transpose()?,
                     imported: r.get::<_, Option<i64>>(4)?.map(UnixMillis),
                     first_seen: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
                     last_seen: r.get::<_, Option<i64>>(6)?.map(UnixMillis),

@@ -32,7 +32,14 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 pub(super) fn db(during: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Database { during, source }
+    move |source| match source {
+        // A stored value no version of the console wrote: the data is
+        // damaged, and no default stands in for it.
+        rusqlite::Error::FromSqlConversionFailure(column, _, e) => {
+            StoreError::Corrupt(format!("while {during}: column {column}: {e}"))
+        }
+        source => StoreError::Database { during, source },
+    }
 }
 
 pub(super) fn img(during: &'static str) -> impl Fn(std::io::Error) -> StoreError {
@@ -149,6 +156,14 @@ impl SqliteStore {
 
 pub(super) fn id_str(id: Uuid) -> String {
     id.hyphenated().to_string()
+}
+
+/// A value read as text, as the type it is stored for; one no console
+/// wrote is an error (and [`db`] makes it [`StoreError::Corrupt`]).
+pub(super) fn stored<T: rusqlite::types::FromSql>(text: &str) -> rusqlite::Result<T> {
+    T::column_result(rusqlite::types::ValueRef::Text(text.as_bytes())).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn parse_id(s: &str) -> rusqlite::Result<Uuid> {
@@ -527,7 +542,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaptureSummary> {
         context_match: [r.get(13)?, r.get(14)?],
         has_image: r.get(15)?,
         image_missing: r.get(16)?,
-        status: Status::parse(&status).unwrap_or(Status::New),
+        status: stored(&status)?,
     })
 }
 
@@ -554,7 +569,7 @@ impl SqliteStore {
             image,
             Deleted {
                 id,
-                status: Status::parse(&status).unwrap_or(Status::New),
+                status: stored(&status)?,
                 time: UnixMillis(time),
             },
         )))
@@ -689,7 +704,7 @@ impl CaptureStore for SqliteStore {
                 Ok(TriageEntry {
                     time: rfc3339(UnixMillis(r.get(0)?)),
                     actor: r.get(1)?,
-                    status: Status::parse(&status).unwrap_or(Status::New),
+                    status: stored(&status)?,
                     note: r.get(3)?,
                     action: r.get(4)?,
                 })
@@ -776,7 +791,7 @@ impl CaptureStore for SqliteStore {
                 hour: UnixMillis(r.get(0)?),
                 category: r.get(1)?,
                 severity: r.get(2)?,
-                status: Status::parse(&status).unwrap_or(Status::New),
+                status: stored(&status)?,
                 hostname: r.get(4)?,
                 count: r.get::<_, i64>(5)? as u64,
             })
@@ -797,9 +812,8 @@ impl CaptureStore for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (status, n) = row.map_err(db("counting captures"))?;
-            if let Some(s) = Status::parse(&status) {
-                out.push((s, n as u64));
-            }
+            let s: Status = stored(&status).map_err(db("counting captures"))?;
+            out.push((s, n as u64));
         }
         Ok(out)
     }
@@ -1508,8 +1522,7 @@ fn staff_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffAccount> {
     let role: String = r.get(1)?;
     Ok(StaffAccount {
         name: r.get(0)?,
-        // An unknown role in the database reads as the least privileged.
-        role: Role::parse(&role).unwrap_or(Role::Auditor),
+        role: stored(&role)?,
         created: UnixMillis(r.get(2)?),
         disabled: r.get::<_, Option<i64>>(3)?.is_some(),
         password_hash: r.get(4)?,
@@ -1521,7 +1534,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebSession> {
     Ok(WebSession {
         id_hash: r.get(0)?,
         user: r.get(1)?,
-        role: Role::parse(&role).unwrap_or(Role::Auditor),
+        role: stored(&role)?,
         csrf: r.get(3)?,
         created: UnixMillis(r.get(4)?),
         last_seen: UnixMillis(r.get(5)?),
