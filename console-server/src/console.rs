@@ -400,7 +400,7 @@ async fn retention(
         }
         if let Some(days) = rules.visit_days {
             let s = store.clone();
-            let cutoff = UnixMillis(UnixMillis::now().0 - i64::from(days) * 86_400_000);
+            let cutoff = UnixMillis::now().days_before(days);
             match tokio::task::spawn_blocking(move || s.expire_visits(cutoff)).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!("retention deleted {n} site-visit rows"),

@@ -28,6 +28,28 @@ pub type RecordId = Uuid;
 pub struct UnixMillis(pub i64);
 
 impl UnixMillis {
+    /// Milliseconds in a minute, an hour, a day: the units the console's
+    /// stores, reports and settings count in, named once here.
+    pub const MINUTE: i64 = 60_000;
+    pub const HOUR: i64 = 60 * Self::MINUTE;
+    pub const DAY: i64 = 24 * Self::HOUR;
+
+    /// `days` days before this time (saturating).
+    pub fn days_before(self, days: u32) -> UnixMillis {
+        UnixMillis(self.0.saturating_sub(i64::from(days) * Self::DAY))
+    }
+
+    /// This time plus `ms` milliseconds (saturating; `ms` may be negative).
+    pub fn plus(self, ms: i64) -> UnixMillis {
+        UnixMillis(self.0.saturating_add(ms))
+    }
+
+    /// The number of the hour this time is in, counted from 1970 (hours
+    /// before 1970 negative): the key of hourly totals.
+    pub fn hour_number(self) -> i64 {
+        self.0.div_euclid(Self::HOUR)
+    }
+
     /// The current wall-clock time. A clock before 1970 reads as 0.
     pub fn now() -> Self {
         let ms = std::time::SystemTime::now()
@@ -647,5 +669,26 @@ mod serde_bytes_vec {
             }
         }
         d.deserialize_byte_buf(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod unix_millis_tests {
+    use super::UnixMillis;
+
+    #[test]
+    fn units_and_arithmetic_are_named_once() {
+        assert_eq!(UnixMillis::DAY, 86_400_000);
+        assert_eq!(
+            UnixMillis(UnixMillis::DAY * 3).days_before(2),
+            UnixMillis(UnixMillis::DAY)
+        );
+        assert_eq!(
+            UnixMillis(i64::MIN + 1).days_before(1),
+            UnixMillis(i64::MIN)
+        );
+        assert_eq!(UnixMillis(5).plus(-10), UnixMillis(-5));
+        assert_eq!(UnixMillis(UnixMillis::HOUR * 2 + 1).hour_number(), 2);
+        assert_eq!(UnixMillis(-1).hour_number(), -1, "before 1970 rounds down");
     }
 }

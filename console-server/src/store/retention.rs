@@ -12,8 +12,6 @@ use protocol::UnixMillis;
 use super::sqlite::{SqliteStore, db, img, insert_audit, lock};
 use super::{AuditAction, AuditEntry, Retention, StoreError};
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
 /// Records other than captures, expired; screenshot files swept.
 pub trait RecordRetention {
     /// Deletes what is older than its setting; returns (what, how many)
@@ -69,7 +67,7 @@ impl RecordRetention for SqliteStore {
         let tx = conn.transaction().map_err(db("applying retention"))?;
         for (what, days, sql) in kinds {
             let Some(days) = days else { continue };
-            let cutoff = now.0 - i64::from(days) * DAY_MS;
+            let cutoff = now.days_before(days).0;
             let n = tx
                 .execute(sql, [cutoff])
                 .map_err(db("applying retention"))? as u64;

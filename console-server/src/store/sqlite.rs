@@ -348,7 +348,7 @@ fn insert_record(
                         v.visits,
                     ])?;
                     hours.execute(params![
-                        v.start.0.div_euclid(3_600_000),
+                        v.start.hour_number(),
                         domain,
                         v.user,
                         device,
@@ -592,8 +592,6 @@ pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry<'_>) -> rusqlite::R
     Ok(())
 }
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
 impl CaptureStore for SqliteStore {
     fn captures(&self, q: &CaptureQuery) -> Result<Vec<CaptureSummary>, StoreError> {
         let mut sql = format!(
@@ -774,7 +772,6 @@ impl CaptureStore for SqliteStore {
         from: UnixMillis,
         to: UnixMillis,
     ) -> Result<Vec<CaptureBucket>, StoreError> {
-        const HOUR_MS: i64 = 3_600_000;
         let conn = self.reader.get();
         let mut stmt = conn
             .prepare(
@@ -785,7 +782,7 @@ impl CaptureStore for SqliteStore {
                  GROUP BY hour, c.category, c.severity, c.status, c.device",
             )
             .map_err(db("reading trends"))?;
-        stmt.query_map(params![from.0, to.0, HOUR_MS], |r| {
+        stmt.query_map(params![from.0, to.0, UnixMillis::HOUR], |r| {
             let status: String = r.get(3)?;
             Ok(CaptureBucket {
                 hour: UnixMillis(r.get(0)?),
@@ -827,7 +824,7 @@ impl CaptureStore for SqliteStore {
         let mut deleted = Vec::new();
         for (status, days) in rules {
             let Some(days) = days else { continue };
-            let cutoff = now.0 - i64::from(days) * DAY_MS;
+            let cutoff = now.days_before(days).0;
             loop {
                 // In slices, so a big first sweep never holds the writer long.
                 let ids: Vec<String> = {

@@ -55,7 +55,7 @@ pub struct ScheduledReport {
     pub email_error: Option<String>,
 }
 
-const HOUR_MS: i64 = 3_600_000;
+const HOUR_MS: i64 = UnixMillis::HOUR;
 
 /// The hour buckets that make up `[start, end)` (both on the hour).
 fn hours(start: UnixMillis, end: UnixMillis) -> (i64, i64) {

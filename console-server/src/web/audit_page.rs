@@ -52,7 +52,7 @@ impl Filters {
                 .map(|d| day_start(&d, "from"))
                 .transpose()?,
             to: nonempty(&self.to)
-                .map(|d| day_start(&d, "to").map(|t| protocol::UnixMillis(t.0 + 86_400_000)))
+                .map(|d| day_start(&d, "to").map(|t| t.plus(protocol::UnixMillis::DAY)))
                 .transpose()?,
             before: self.before,
             limit,

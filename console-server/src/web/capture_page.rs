@@ -234,7 +234,7 @@ fn triage_forms(staff: &Staff, c: &CaptureSummary) -> Markup {
 fn timeline(captures: &[CaptureSummary], here: &CaptureSummary) -> Markup {
     const W: f64 = 600.0;
     let now = UnixMillis::now().0 as f64;
-    let span = 30.0 * 24.0 * 3_600_000.0;
+    let span = 30.0 * UnixMillis::DAY as f64;
     let x = |time: &str| {
         let t = time
             .parse::<jiff::Timestamp>()

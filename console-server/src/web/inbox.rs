@@ -77,7 +77,7 @@ impl Filters {
             })
             .transpose()?;
         let to = nonempty(&self.to)
-            .map(|d| day_start(d, "to").map(|t| UnixMillis(t.0 + 24 * 3_600_000)))
+            .map(|d| day_start(d, "to").map(|t| t.plus(UnixMillis::DAY)))
             .transpose()?;
         Ok(CaptureQuery {
             status: self.status()?,
