@@ -40,8 +40,15 @@ fn build_once(name: &str, release: bool) -> anyhow::Result<()> {
     if built.iter().any(|b| b == name) {
         return Ok(());
     }
+    // The product's binaries are named after their packages; the tools
+    // (simulate, storm, …) are binaries of this `tests` package.
+    let package = if ["agent", "console-server", "wordlists"].contains(&name) {
+        name
+    } else {
+        "tests"
+    };
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", name, "--bin", name]);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
     if release {
         cmd.arg("--release");
     }
@@ -49,7 +56,7 @@ fn build_once(name: &str, release: bool) -> anyhow::Result<()> {
         .status()
         .context("cannot run cargo to build the console")?;
     if !status.success() {
-        bail!("`cargo build -p {name}` failed");
+        bail!("`cargo build -p {package} --bin {name}` failed");
     }
     built.push(name.to_owned());
     Ok(())

@@ -3,8 +3,9 @@
 //! real console binary with, at the same time,
 //! - staff signed in to the web console reading the inbox page again and
 //!   again (each its own session, plain HTTPS);
-//! - a script asking for the big week's site-visit report again and again
-//!   (`GET /api/v1/site-visits/weekly`);
+//! - a senior leader opening the big week's site-visit report again and
+//!   again (`GET /reports/weekly?week=…`, which reads every visit total of
+//!   the week);
 //! - simulated laptops over mutual TLS sending captures with screenshots at
 //!   R a second (the `simulate` tool).
 //!
@@ -27,7 +28,7 @@ use console_server::store::{Role, UserStore};
 use protocol::UnixMillis;
 use tests::load::{DEVICES, fill_captures, fill_visits};
 use tests::web_client::Web;
-use tests::{Api, ConsoleProcess, workspace_binary};
+use tests::{ConsoleProcess, workspace_binary};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -85,6 +86,8 @@ fn main() -> anyhow::Result<()> {
         fill_visits(&dir.store, week, cli.visits, &devices)?;
         let hash = console_server::secret::hash_password(PASSWORD)
             .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+        dir.store
+            .add_user("head", Role::Auditor, &hash, UnixMillis::now())?;
         for n in 0..cli.staff {
             dir.store.add_user(
                 &format!("lead{n}"),
@@ -101,7 +104,6 @@ fn main() -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
-    let token = tests::api_token(&data, "bench-report", "admin")?;
     let console = ConsoleProcess::start(&data)?;
     let port = console.web_addr.rsplit(':').next().unwrap_or_default();
     let base = format!("https://localhost:{port}");
@@ -127,16 +129,16 @@ fn main() -> anyhow::Result<()> {
     }
     let reports: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let reporter = {
-        let (api, stop, reports) = (
-            Api::new(&data, &console.web_addr, &token)?,
-            stop.clone(),
-            reports.clone(),
-        );
+        let (data, base, stop, reports) =
+            (data.clone(), base.clone(), stop.clone(), reports.clone());
         std::thread::spawn(move || -> anyhow::Result<()> {
+            let web = Web::new(&data, &base);
+            let (cookie, r) = web.sign_in("head", PASSWORD, "");
+            anyhow::ensure!(r.status == 303, "head could not sign in: {}", r.status);
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let (status, _) = api.get(&format!("/api/v1/site-visits/weekly?week={week}"))?;
-                anyhow::ensure!(status == 200, "the weekly report answered {status}");
+                let r = web.get(&format!("/reports/weekly?week={week}"), &cookie);
+                anyhow::ensure!(r.status == 200, "the weekly report answered {}", r.status);
                 reports.lock().expect("not poisoned").push(t.elapsed());
             }
             Ok(())
@@ -144,7 +146,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     println!(
-        "{} staff reading the inbox, a script reading {week}'s report, {} laptops sending {} captures/s for {} s",
+        "{} staff reading the inbox, a senior leader reading {week}'s report, {} laptops sending {} captures/s for {} s",
         cli.staff, cli.agents, cli.rate, cli.seconds
     );
     let ingest = Command::new(workspace_binary("simulate")?)
