@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -90,47 +90,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/tamper", get(tamper))
         .route("/api/v1/policy", get(get_policy).put(put_policy))
+        .layer(axum::middleware::from_fn(crate::error::json_errors))
         .with_state(state)
 }
 
-/// An API failure, as `{"error": "…"}` with a fitting status.
-#[derive(Debug)]
-pub enum ApiError {
-    Unauthorized(String),
-    Forbidden(String),
-    NotFound(String),
-    BadRequest(String),
-    /// The console cannot do this now (its disk is full).
-    Unavailable(String),
-    Internal(String),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
-            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-            ApiError::Internal(m) => {
-                tracing::error!("API: {m}");
-                (StatusCode::INTERNAL_SERVER_ERROR, m)
-            }
-        };
-        (status, Json(json!({ "error": message }))).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        if e.is_disk_full() {
-            ApiError::Unavailable(e.disk_full_message())
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    }
-}
+/// An API failure: the console's one error, said as `{"error": "…"}` by
+/// [`crate::error::json_errors`] on this router.
+pub use crate::error::ConsoleError as ApiError;
 
 /// Runs a storage call off the async threads.
 async fn blocking<T: Send + 'static>(

@@ -24,6 +24,7 @@ pub mod data_dir;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod enrollment;
+pub mod error;
 pub mod https;
 pub mod ingest;
 pub mod mis_import;

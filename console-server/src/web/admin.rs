@@ -390,11 +390,7 @@ pub async fn add_staff(
     blocking(&state, move |s| {
         s.add_user(&n, role, &hash, UnixMillis::now())
     })
-    .await
-    .map_err(|e| match e {
-        WebError::Internal(m) if m.contains("already exists") => WebError::BadRequest(m),
-        e => e,
-    })?;
+    .await?;
     Ok(Redirect::to("/staff").into_response())
 }
 

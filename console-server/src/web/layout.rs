@@ -1,71 +1,14 @@
 //! The page shell, error pages, and fragments more than one page uses.
 //! Everything goes through maud, which escapes every value it is given.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use super::auth::Staff;
 use crate::store::{CaptureSummary, Role, Status};
 
-/// A failure shown as a page.
-#[derive(Debug)]
-pub enum WebError {
-    BadRequest(String),
-    Forbidden(String),
-    NotFound(String),
-    /// A state-changing request without this session's token, or from
-    /// another site.
-    Csrf,
-    TooMany(std::time::Duration),
-    /// The console cannot do this now (its disk is full).
-    Unavailable(String),
-    Internal(String),
-}
-
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            WebError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-            WebError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            WebError::Csrf => (
-                StatusCode::FORBIDDEN,
-                "this request did not come from a page of this console (its security token is missing or stale); go back, reload the page and try again".into(),
-            ),
-            WebError::TooMany(wait) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many failed attempts; try again in {} seconds",
-                    wait.as_secs().max(1)
-                ),
-            ),
-            WebError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-            WebError::Internal(m) => {
-                tracing::error!("web console: {m}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the console could not do this: {m}"),
-                )
-            }
-        };
-        let title = status.canonical_reason().unwrap_or("Error");
-        (
-            status,
-            bare_page(
-                title,
-                html! {
-                    main.narrow {
-                        h1 { (title) }
-                        p.notice role="alert" { (message) }
-                        p { a href="/" { "Back to the console" } }
-                    }
-                },
-            ),
-        )
-            .into_response()
-    }
-}
+/// A failure, shown as a page (see [`crate::error`]).
+pub use crate::error::ConsoleError as WebError;
 
 /// A file to download (CSV, PDF), named `filename`.
 pub fn download(

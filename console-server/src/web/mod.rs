@@ -324,15 +324,5 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(layout::WebError::from)
 }
 
-impl From<StoreError> for layout::WebError {
-    fn from(e: StoreError) -> Self {
-        if e.is_disk_full() {
-            layout::WebError::Unavailable(e.disk_full_message())
-        } else {
-            layout::WebError::Internal(e.to_string())
-        }
-    }
-}
-
 /// The roles that may triage and see captured text and screenshots.
 pub const SEES_CAPTURES: &[Role] = &[Role::Admin, Role::Reviewer];
