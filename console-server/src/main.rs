@@ -422,80 +422,18 @@ fn main() -> anyhow::Result<()> {
             data,
             agent_listen,
             web_listen,
-        } => {
-            let dir = DataDir::open(&data)?;
-            println!(
-                "data directory {} (CA fingerprint {})",
-                data.display(),
-                dir.ca_fingerprint()
-            );
-            runtime.block_on(async {
-                let console = Console::start(
-                    &dir,
-                    Listen {
-                        agent: agent_listen,
-                        web: web_listen,
-                    },
-                )
-                .await?;
-                println!(
-                    "listening: agents on {}, web console and API on https://{}",
-                    console.agent_addr, console.web_addr
-                );
-                wait_for_stop().await;
-                println!("stopping: finishing what agents already sent");
-                console.shutdown().await;
-                anyhow::Ok(())
-            })?;
-        }
+        } => serve(&runtime, data, agent_listen, web_listen)?,
         Command::EnrollToken(args) => enroll_token(args)?,
         Command::User {
             command: UserCommand::Add { data, name, role },
-        } => {
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("cannot read the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            if password.chars().count() < 12 {
-                bail!("the password must be at least 12 characters");
-            }
-            let hash = console_server::secret::hash_password(password)?;
-            let dir = DataDir::open(&data)?;
-            dir.store.add_user(&name, role, &hash, UnixMillis::now())?;
-            audit_cli(&dir, AuditAction::AddStaff, &name, role.as_str())?;
-            println!("added {} user {name}", role.as_str());
-        }
+        } => user_add(data, name, role)?,
         Command::ApiToken(args) => api_token(args)?,
         Command::Device {
             command: DeviceCommand::List { data },
-        } => {
-            let dir = DataDir::open(&data)?;
-            let minutes = i64::from(dir.settings.offline_after_minutes);
-            let since = UnixMillis(UnixMillis::now().0 - minutes * 60_000);
-            for d in dir.store.devices(since)? {
-                println!(
-                    "{}  {:<20} {:<10} last seen {}{}",
-                    d.id,
-                    d.hostname,
-                    if d.online { "online" } else { "offline" },
-                    d.last_seen.as_deref().unwrap_or("never"),
-                    d.revoked
-                        .map(|r| format!("  REVOKED {r}"))
-                        .unwrap_or_default()
-                );
-            }
-        }
+        } => device_list(data)?,
         Command::Device {
             command: DeviceCommand::Revoke { data, id, reason },
-        } => {
-            let dir = DataDir::open(&data)?;
-            if !dir.store.revoke_device(id, &reason, UnixMillis::now())? {
-                bail!("no device {id}; `console-server device list` shows them");
-            }
-            audit_cli(&dir, AuditAction::RevokeDevice, &id.to_string(), &reason)?;
-            println!("revoked {id}");
-        }
+        } => device_revoke(data, id, reason)?,
         Command::Domains {
             command:
                 DomainsCommand::Import {
@@ -505,183 +443,18 @@ fn main() -> anyhow::Result<()> {
                     definition,
                     file,
                 },
-        } => {
-            if !wordlists::domains::valid_category(&category) {
-                bail!("category {category:?}: use lower-case letters, digits and '-'");
-            }
-            if !(1..=5).contains(&severity) {
-                bail!("severity {severity} is not 1 to 5");
-            }
-            let mut text = String::new();
-            if file.as_os_str() == "-" {
-                std::io::stdin().read_to_string(&mut text)?;
-            } else {
-                let bytes = std::fs::read(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                text = String::from_utf8_lossy(&bytes).into_owned();
-            }
-            let got = wordlists::domains::import(&text);
-            if got.domains.is_empty() {
-                bail!(
-                    "{} holds no domain names ({} lines skipped); nothing imported",
-                    file.display(),
-                    got.skipped.len()
-                );
-            }
-            let dir = DataDir::open(&data)?;
-            let info = console_server::store::visits::DomainListInfo {
-                category: category.clone(),
-                severity,
-                definition,
-                domains: 0,
-                imported: UnixMillis::now(),
-                source: file.display().to_string(),
-            };
-            let n = dir.store.import_domain_list(&info, &got.domains)?;
-            audit_cli(
-                &dir,
-                AuditAction::ImportDomainList,
-                &category,
-                &format!("{n} domains from {}", file.display()),
-            )?;
-            println!("imported {n} domains into {category}");
-            if !got.skipped.is_empty() {
-                println!("skipped {} lines:", got.skipped.len());
-                for (line, why) in got.skipped.iter().take(10) {
-                    println!("  line {line}: {why}");
-                }
-                if got.skipped.len() > 10 {
-                    println!("  …");
-                }
-            }
-        }
-        Command::Backup { data, to } => {
-            let got = console_server::backup::backup(&data, &to)?;
-            println!(
-                "backed up {} to {}: {} captures, {} screenshots, {} weekly reports, {:.1} MB; the copy passed its integrity check",
-                data.display(),
-                to.display(),
-                got.captures,
-                got.images,
-                got.reports,
-                got.bytes as f64 / 1_048_576.0
-            );
-        }
-        Command::SubjectExport { data, user, out } => {
-            let got = console_server::subject_access::export(&data, &user, &out)?;
-            let dir = DataDir::open(&data)?;
-            audit_cli(
-                &dir,
-                AuditAction::SubjectExport,
-                &user,
-                &format!("to {}", out.display()),
-            )?;
-            let counts: Vec<String> = got
-                .files
-                .iter()
-                .map(|(file, n)| format!("{file} {n}"))
-                .collect();
-            println!(
-                "exported {user:?} to {}: {}, screenshots {}",
-                out.display(),
-                counts.join(", "),
-                got.screenshots
-            );
-        }
+        } => domains_import(data, category, severity, definition, file)?,
+        Command::Backup { data, to } => backup(data, to)?,
+        Command::SubjectExport { data, user, out } => subject_export(data, user, out)?,
         Command::Register {
             command: RegisterCommand::Import { data, file },
-        } => {
-            let mut bytes = Vec::new();
-            if file.as_os_str() == "-" {
-                std::io::stdin().read_to_end(&mut bytes)?;
-            } else {
-                bytes = std::fs::read(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-            }
-            let people = console_server::mis_import::parse(&bytes)
-                .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
-            let dir = DataDir::open(&data)?;
-            let actor = cli_actor();
-            let counts = dir.store.import_people(
-                &people,
-                &AuditEntry {
-                    time: UnixMillis::now(),
-                    actor: &actor,
-                    action: AuditAction::ImportRegister,
-                    target: "",
-                    detail: &format!("{} people from {}", people.len(), file.display()),
-                    origin: "cli",
-                },
-            )?;
-            println!(
-                "{} people read: {} new, {} updated, {} unchanged",
-                people.len(),
-                counts.added,
-                counts.updated,
-                counts.unchanged
-            );
-            let policy = dir.store.policy()?;
-            if let Some(changed) = console_server::policy::with_staff_accounts(
-                &policy,
-                dir.store.mis_staff_accounts()?,
-            ) {
-                use console_server::policy_service::{Author, ChangeNote, change_policy};
-                let n = changed.staff_accounts.len();
-                let saved = change_policy::<std::convert::Infallible>(
-                    dir.store.as_ref(),
-                    &Author {
-                        name: cli_actor(),
-                        origin: "cli".into(),
-                        aup_label: format!("{} (command line)", cli_actor()),
-                    },
-                    &ChangeNote {
-                        action: AuditAction::SetStaffAccounts,
-                        target: String::new(),
-                        detail: format!("{n} staff accounts from the MIS import"),
-                    },
-                    &mut |p| {
-                        p.staff_accounts = changed.staff_accounts.clone();
-                        Ok(())
-                    },
-                )
-                .map_err(|e| anyhow::anyhow!("the policy was not changed: {e}"))?;
-                println!(
-                    "policy version {}: {n} staff accounts (a running console sends it to the laptops within seconds)",
-                    saved.version
-                );
-            }
-        }
+        } => register_import(data, file)?,
         Command::Register {
             command: RegisterCommand::List { data },
-        } => {
-            let dir = DataDir::open(&data)?;
-            for a in dir.store.accounts()? {
-                println!(
-                    "{:<24} {:<30} {:<10} {:<6} last seen {}",
-                    a.account,
-                    a.name.as_deref().unwrap_or("-"),
-                    a.year_group.as_deref().unwrap_or("-"),
-                    a.role.map_or("-", |r| r.as_str()),
-                    a.last_seen
-                        .map_or("never".into(), console_server::store::rfc3339)
-                );
-            }
-        }
+        } => register_list(data)?,
         Command::Domains {
             command: DomainsCommand::List { data },
-        } => {
-            let dir = DataDir::open(&data)?;
-            let builtin = console_server::site_report::builtin_categories();
-            for c in &builtin.categories {
-                println!("built-in  {:<20} severity {}", c.name, c.severity);
-            }
-            for l in dir.store.domain_lists()? {
-                println!(
-                    "imported  {:<20} severity {}  {} domains from {}",
-                    l.category, l.severity, l.domains, l.source
-                );
-            }
-        }
+        } => domains_list(data)?,
         #[cfg(feature = "demo")]
         Command::Demo {
             data,
@@ -710,4 +483,280 @@ async fn wait_for_stop() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// `serve`: the console until Ctrl-C or SIGTERM.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    data: PathBuf,
+    agent_listen: Option<SocketAddr>,
+    web_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let dir = DataDir::open(&data)?;
+    println!(
+        "data directory {} (CA fingerprint {})",
+        data.display(),
+        dir.ca_fingerprint()
+    );
+    runtime.block_on(async {
+        let console = Console::start(
+            &dir,
+            Listen {
+                agent: agent_listen,
+                web: web_listen,
+            },
+        )
+        .await?;
+        println!(
+            "listening: agents on {}, web console and API on https://{}",
+            console.agent_addr, console.web_addr
+        );
+        wait_for_stop().await;
+        println!("stopping: finishing what agents already sent");
+        console.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}
+
+/// `user add`: a staff account, its password from standard input.
+fn user_add(data: PathBuf, name: String, role: Role) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.chars().count() < 12 {
+        bail!("the password must be at least 12 characters");
+    }
+    let hash = console_server::secret::hash_password(password)?;
+    let dir = DataDir::open(&data)?;
+    dir.store.add_user(&name, role, &hash, UnixMillis::now())?;
+    audit_cli(&dir, AuditAction::AddStaff, &name, role.as_str())?;
+    println!("added {} user {name}", role.as_str());
+    Ok(())
+}
+
+/// `device list`.
+fn device_list(data: PathBuf) -> anyhow::Result<()> {
+    let dir = DataDir::open(&data)?;
+    let minutes = i64::from(dir.settings.offline_after_minutes);
+    let since = UnixMillis(UnixMillis::now().0 - minutes * 60_000);
+    for d in dir.store.devices(since)? {
+        println!(
+            "{}  {:<20} {:<10} last seen {}{}",
+            d.id,
+            d.hostname,
+            if d.online { "online" } else { "offline" },
+            d.last_seen.as_deref().unwrap_or("never"),
+            d.revoked
+                .map(|r| format!("  REVOKED {r}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `device revoke`.
+fn device_revoke(data: PathBuf, id: uuid::Uuid, reason: String) -> anyhow::Result<()> {
+    let dir = DataDir::open(&data)?;
+    if !dir.store.revoke_device(id, &reason, UnixMillis::now())? {
+        bail!("no device {id}; `console-server device list` shows them");
+    }
+    audit_cli(&dir, AuditAction::RevokeDevice, &id.to_string(), &reason)?;
+    println!("revoked {id}");
+    Ok(())
+}
+
+/// `domains import`: one of the school's domain lists.
+fn domains_import(
+    data: PathBuf,
+    category: String,
+    severity: u8,
+    definition: String,
+    file: PathBuf,
+) -> anyhow::Result<()> {
+    if !wordlists::domains::valid_category(&category) {
+        bail!("category {category:?}: use lower-case letters, digits and '-'");
+    }
+    if !(1..=5).contains(&severity) {
+        bail!("severity {severity} is not 1 to 5");
+    }
+    let mut text = String::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let got = wordlists::domains::import(&text);
+    if got.domains.is_empty() {
+        bail!(
+            "{} holds no domain names ({} lines skipped); nothing imported",
+            file.display(),
+            got.skipped.len()
+        );
+    }
+    let dir = DataDir::open(&data)?;
+    let info = console_server::store::visits::DomainListInfo {
+        category: category.clone(),
+        severity,
+        definition,
+        domains: 0,
+        imported: UnixMillis::now(),
+        source: file.display().to_string(),
+    };
+    let n = dir.store.import_domain_list(&info, &got.domains)?;
+    audit_cli(
+        &dir,
+        AuditAction::ImportDomainList,
+        &category,
+        &format!("{n} domains from {}", file.display()),
+    )?;
+    println!("imported {n} domains into {category}");
+    if !got.skipped.is_empty() {
+        println!("skipped {} lines:", got.skipped.len());
+        for (line, why) in got.skipped.iter().take(10) {
+            println!("  line {line}: {why}");
+        }
+        if got.skipped.len() > 10 {
+            println!("  …");
+        }
+    }
+    Ok(())
+}
+
+/// `backup`: a checked copy of a running console.
+fn backup(data: PathBuf, to: PathBuf) -> anyhow::Result<()> {
+    let got = console_server::backup::backup(&data, &to)?;
+    println!(
+        "backed up {} to {}: {} captures, {} screenshots, {} weekly reports, {:.1} MB; the copy passed its integrity check",
+        data.display(),
+        to.display(),
+        got.captures,
+        got.images,
+        got.reports,
+        got.bytes as f64 / 1_048_576.0
+    );
+    Ok(())
+}
+
+/// `subject-export`: everything held about one account.
+fn subject_export(data: PathBuf, user: String, out: PathBuf) -> anyhow::Result<()> {
+    let got = console_server::subject_access::export(&data, &user, &out)?;
+    let dir = DataDir::open(&data)?;
+    audit_cli(
+        &dir,
+        AuditAction::SubjectExport,
+        &user,
+        &format!("to {}", out.display()),
+    )?;
+    let counts: Vec<String> = got
+        .files
+        .iter()
+        .map(|(file, n)| format!("{file} {n}"))
+        .collect();
+    println!(
+        "exported {user:?} to {}: {}, screenshots {}",
+        out.display(),
+        counts.join(", "),
+        got.screenshots
+    );
+    Ok(())
+}
+
+/// `register import`: the MIS export, all or nothing; staff accounts go into the policy.
+fn register_import(data: PathBuf, file: PathBuf) -> anyhow::Result<()> {
+    let mut bytes = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut bytes)?;
+    } else {
+        bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
+    let people = console_server::mis_import::parse(&bytes)
+        .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
+    let dir = DataDir::open(&data)?;
+    let actor = cli_actor();
+    let counts = dir.store.import_people(
+        &people,
+        &AuditEntry {
+            time: UnixMillis::now(),
+            actor: &actor,
+            action: AuditAction::ImportRegister,
+            target: "",
+            detail: &format!("{} people from {}", people.len(), file.display()),
+            origin: "cli",
+        },
+    )?;
+    println!(
+        "{} people read: {} new, {} updated, {} unchanged",
+        people.len(),
+        counts.added,
+        counts.updated,
+        counts.unchanged
+    );
+    let policy = dir.store.policy()?;
+    if let Some(changed) =
+        console_server::policy::with_staff_accounts(&policy, dir.store.mis_staff_accounts()?)
+    {
+        use console_server::policy_service::{Author, ChangeNote, change_policy};
+        let n = changed.staff_accounts.len();
+        let saved = change_policy::<std::convert::Infallible>(
+            dir.store.as_ref(),
+            &Author {
+                name: cli_actor(),
+                origin: "cli".into(),
+                aup_label: format!("{} (command line)", cli_actor()),
+            },
+            &ChangeNote {
+                action: AuditAction::SetStaffAccounts,
+                target: String::new(),
+                detail: format!("{n} staff accounts from the MIS import"),
+            },
+            &mut |p| {
+                p.staff_accounts = changed.staff_accounts.clone();
+                Ok(())
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("the policy was not changed: {e}"))?;
+        println!(
+            "policy version {}: {n} staff accounts (a running console sends it to the laptops within seconds)",
+            saved.version
+        );
+    }
+    Ok(())
+}
+
+/// `register list`.
+fn register_list(data: PathBuf) -> anyhow::Result<()> {
+    let dir = DataDir::open(&data)?;
+    for a in dir.store.accounts()? {
+        println!(
+            "{:<24} {:<30} {:<10} {:<6} last seen {}",
+            a.account,
+            a.name.as_deref().unwrap_or("-"),
+            a.year_group.as_deref().unwrap_or("-"),
+            a.role.map_or("-", |r| r.as_str()),
+            a.last_seen
+                .map_or("never".into(), console_server::store::rfc3339)
+        );
+    }
+    Ok(())
+}
+
+/// `domains list`.
+fn domains_list(data: PathBuf) -> anyhow::Result<()> {
+    let dir = DataDir::open(&data)?;
+    let builtin = console_server::site_report::builtin_categories();
+    for c in &builtin.categories {
+        println!("built-in  {:<20} severity {}", c.name, c.severity);
+    }
+    for l in dir.store.domain_lists()? {
+        println!(
+            "imported  {:<20} severity {}  {} domains from {}",
+            l.category, l.severity, l.domains, l.source
+        );
+    }
+    Ok(())
 }
