@@ -162,3 +162,16 @@ pub fn fill_captures(
     }
     Ok(())
 }
+
+/// Runs `f` `runs` times; the median time and the last result.
+pub fn median(runs: usize, mut f: impl FnMut() -> usize) -> (std::time::Duration, usize) {
+    let mut times = Vec::new();
+    let mut n = 0;
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        n = f();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2], n)
+}

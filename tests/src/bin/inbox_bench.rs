@@ -6,7 +6,7 @@
 //! `cargo run --release -p tests --bin inbox-bench -- --captures 1000000`
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use console_server::store::images::FsImageStore;
@@ -20,18 +20,6 @@ use uuid::Uuid;
 struct Cli {
     #[arg(long, default_value_t = 1_000_000)]
     captures: usize,
-}
-
-fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
-    let mut times = Vec::new();
-    let mut n = 0;
-    for _ in 0..15 {
-        let t = Instant::now();
-        n = f();
-        times.push(t.elapsed());
-    }
-    times.sort();
-    (times[times.len() / 2], n)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,12 +83,13 @@ fn main() -> anyhow::Result<()> {
         ),
     ];
     for (name, query) in &cases {
-        let (t, n) = median(|| store.captures(query).map(|c| c.len()).unwrap_or(0));
+        let (t, n) =
+            tests::load::median(15, || store.captures(query).map(|c| c.len()).unwrap_or(0));
         println!("{name}: {:.1} ms ({n} rows)", t.as_secs_f64() * 1000.0);
     }
-    let (t, _) = median(|| store.capture_counts().map(|c| c.len()).unwrap_or(0));
+    let (t, _) = tests::load::median(15, || store.capture_counts().map(|c| c.len()).unwrap_or(0));
     println!("counts per status: {:.1} ms", t.as_secs_f64() * 1000.0);
-    let (t, n) = median(|| {
+    let (t, n) = tests::load::median(15, || {
         store
             .capture_buckets(UnixMillis(now - span), UnixMillis(now + 1))
             .map(|b| b.len())

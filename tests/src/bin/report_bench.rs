@@ -8,7 +8,7 @@
 //! `cargo run --release -p tests --bin report-bench -- --visits 10000000`
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use console_server::school_week::{self, Week};
@@ -30,18 +30,6 @@ struct Cli {
     /// more in the week before, for the change figures).
     #[arg(long, default_value_t = 1)]
     weeks: usize,
-}
-
-fn median(mut f: impl FnMut() -> usize) -> (Duration, usize) {
-    let mut times = Vec::new();
-    let mut n = 0;
-    for _ in 0..5 {
-        let t = Instant::now();
-        n = f();
-        times.push(t.elapsed());
-    }
-    times.sort();
-    (times[times.len() / 2], n)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,25 +62,27 @@ fn main() -> anyhow::Result<()> {
 
     let builtin = site_report::builtin_categories();
     let (start, end) = week.bounds(&school_week::zone());
-    let (read, rows) = median(|| {
+    let (read, rows) = tests::load::median(5, || {
         use console_server::store::visits::VisitStore;
         store.visit_totals(start, end).expect("totals").len()
     });
     let mut report = None;
-    let (build, _) = median(|| {
+    let (build, _) = tests::load::median(5, || {
         let r = WeeklyReport::load(&store, builtin, week).expect("the report");
         let n = r.pairs.len();
         report = Some(r);
         n
     });
     let report = report.expect("built");
-    let (page, html_len) = median(|| {
+    let (page, html_len) = tests::load::median(5, || {
         console_server::web::site_visits::report_body(&report, week)
             .into_string()
             .len()
     });
-    let (pdf, pdf_len) = median(|| console_server::report_pdf::render(&report, week, None).len());
-    let (csv, csv_len) = median(|| {
+    let (pdf, pdf_len) = tests::load::median(5, || {
+        console_server::report_pdf::render(&report, week, None).len()
+    });
+    let (csv, csv_len) = tests::load::median(5, || {
         site_report::csv(&report, "pairs")
             .map(|c| c.len())
             .unwrap_or(0)
