@@ -92,10 +92,15 @@ impl XDesktop {
             bail!("Xvfb on {display} does not answer");
         }
         // openbox now and then exits at once, silently, with status 1 when
-        // several desktops start together; it is started again (three
-        // tries), and must then be managing.
+        // several desktops start together. Each desktop's openbox gets a
+        // cache directory of its own (they shared ~/.cache/openbox) and no
+        // session manager; it is started again (five tries, a little later
+        // each time), and must then be managing.
         let openbox_log =
             std::env::temp_dir().join(format!("openbox-{number}-{}.log", std::process::id()));
+        let openbox_cache =
+            std::env::temp_dir().join(format!("openbox-cache-{number}-{}", std::process::id()));
+        std::fs::create_dir_all(&openbox_cache)?;
         let managing = || {
             Command::new("xprop")
                 .args(["-root", "_NET_SUPPORTING_WM_CHECK"])
@@ -105,9 +110,14 @@ impl XDesktop {
                 .unwrap_or(false)
         };
         let mut exits = Vec::new();
-        for _ in 0..3 {
+        for attempt in 0..5u32 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(250 * u64::from(attempt)));
+            }
             let mut openbox = Command::new("openbox")
+                .arg("--sm-disable")
                 .env("DISPLAY", &display)
+                .env("XDG_CACHE_HOME", &openbox_cache)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&openbox_log)?)
