@@ -31,6 +31,18 @@ fn bed() -> Bed {
     bed_with("")
 }
 
+/// A staff account on the bed's console, made through the command line.
+fn add_staff(bed: &Bed, name: &str, role: &str, password: &str) {
+    let data = bed.console.data.to_str().unwrap();
+    console_cli(
+        &[
+            "user", "add", "--data", data, "--name", name, "--role", role,
+        ],
+        Some(&format!("{password}\n")),
+    )
+    .unwrap();
+}
+
 /// A bed whose console starts with `settings` as its `console.toml` (the
 /// rest defaults).
 fn bed_with(settings: &str) -> Bed {
@@ -352,14 +364,7 @@ async fn a_reviewer_sees_a_capture_arrive_live_triages_it_both_ways_and_the_audi
             .to_string()
             .contains("kill myself laughing")
     );
-    let d = bed.console.data.to_str().unwrap().to_owned();
-    console_cli(
-        &[
-            "user", "add", "--data", &d, "--name", "head", "--role", "admin",
-        ],
-        Some("admin pass phrase\n"),
-    )
-    .unwrap();
+    add_staff(&bed, "head", "admin", "admin pass phrase");
     let web = Web::new(&bed.console.data, &bed.base);
     let (head, _) = web.sign_in("head", "admin pass phrase", "");
     let (reviewer, _) = web.sign_in("lead", REVIEWER_PW, "");
@@ -1138,14 +1143,7 @@ async fn the_weekly_site_visit_report_is_read_exported_signed_off_and_mailed_on_
 #[tokio::test(flavor = "multi_thread")]
 async fn the_aup_is_published_its_answers_listed_and_the_register_imported_all_or_nothing() {
     let bed = bed();
-    let d = bed.console.data.to_str().unwrap().to_owned();
-    console_cli(
-        &[
-            "user", "add", "--data", &d, "--name", "it", "--role", "admin",
-        ],
-        Some("admin pass phrase\n"),
-    )
-    .unwrap();
+    add_staff(&bed, "it", "admin", "admin pass phrase");
     let web = Web::new(&bed.console.data, &bed.base);
     let (admin, _) = web.sign_in("it", "admin pass phrase", "");
     let (auditor, _) = web.sign_in("governor", AUDITOR_PW, "");
@@ -1409,14 +1407,7 @@ fn concrete(path: &str) -> String {
 #[test]
 fn every_route_refuses_strangers_and_the_roles_it_does_not_serve() {
     let bed = bed();
-    let d = bed.console.data.to_str().unwrap().to_owned();
-    console_cli(
-        &[
-            "user", "add", "--data", &d, "--name", "it", "--role", "admin",
-        ],
-        Some("admin pass phrase\n"),
-    )
-    .unwrap();
+    add_staff(&bed, "it", "admin", "admin pass phrase");
 
     // The table covers exactly the routes the console declares.
     let mut declared = declared_routes();
@@ -1638,14 +1629,7 @@ async fn naughty_strings_pass_through_storage_pages_api_and_exports_unmangled_an
         inert(&path, &page.body);
     }
     let (admin_session, _) = {
-        let d = bed.console.data.to_str().unwrap().to_owned();
-        console_cli(
-            &[
-                "user", "add", "--data", &d, "--name", "it", "--role", "admin",
-            ],
-            Some("admin pass phrase\n"),
-        )
-        .unwrap();
+        add_staff(&bed, "it", "admin", "admin pass phrase");
         web.sign_in("it", "admin pass phrase", "")
     };
     let register = web.get("/register", &admin_session);
@@ -2004,14 +1988,7 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
 #[test]
 fn an_admin_lists_and_revokes_api_and_enrollment_tokens_on_the_pages() {
     let bed = bed();
-    let d = bed.console.data.to_str().unwrap().to_owned();
-    console_cli(
-        &[
-            "user", "add", "--data", &d, "--name", "head", "--role", "admin",
-        ],
-        Some("admin pass phrase\n"),
-    )
-    .unwrap();
+    add_staff(&bed, "head", "admin", "admin pass phrase");
     let script = api_token(&bed.console.data, "report-script", "auditor").unwrap();
     let scripted = bed.admin.with_token(&script);
     assert_eq!(scripted.get("/api/v1/audit").unwrap().0, 200);

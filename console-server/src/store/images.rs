@@ -141,7 +141,14 @@ impl ImageStore for FsImageStore {
             }
             for file in fs::read_dir(dir.path())? {
                 let file = file?;
-                let old = file.metadata()?.modified()? < before;
+                // A file deleted meanwhile (a capture's retention) is no
+                // longer anyone's to sweep.
+                let modified = match file.metadata().and_then(|m| m.modified()) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                let old = modified < before;
                 let name = file.file_name();
                 let Some(name) = name.to_str() else { continue };
                 if name.ends_with(".png.tmp") {
