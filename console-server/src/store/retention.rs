@@ -39,45 +39,50 @@ impl RecordRetention for SqliteStore {
         r: &Retention,
         now: UnixMillis,
     ) -> Result<Vec<(&'static str, u64)>, StoreError> {
-        let kinds: [(&'static str, Option<u32>, &str); 4] = [
+        // What, its setting, the rows it deletes (counted), and the rows
+        // that go with them (not counted).
+        let kinds: [(&'static str, Option<u32>, &str, Option<&str>); 4] = [
             (
                 "tamper events",
                 r.tamper_days,
                 "DELETE FROM tamper_events WHERE time < ?1
                    AND id NOT IN (SELECT silent_event FROM devices WHERE silent_event IS NOT NULL)",
+                None,
             ),
             (
                 "AUP answers",
                 r.aup_decision_days,
                 "DELETE FROM aup_decisions WHERE time < ?1",
+                None,
             ),
             (
                 "console events",
                 r.event_days,
                 "DELETE FROM events WHERE time < ?1",
+                None,
             ),
             (
                 "register entries never imported",
                 r.account_days,
                 "DELETE FROM accounts WHERE imported IS NULL AND COALESCE(last_seen, 0) < ?1",
+                Some(
+                    "DELETE FROM account_devices
+                     WHERE account NOT IN (SELECT account FROM accounts) AND last_seen < ?1",
+                ),
             ),
         ];
         let mut done = Vec::new();
         let mut conn = lock(&self.writer);
         let tx = conn.transaction().map_err(db("applying retention"))?;
-        for (what, days, sql) in kinds {
+        for (what, days, sql, with_them) in kinds {
             let Some(days) = days else { continue };
             let cutoff = now.days_before(days).0;
             let n = tx
                 .execute(sql, [cutoff])
                 .map_err(db("applying retention"))? as u64;
-            if what == "register entries never imported" {
-                tx.execute(
-                    "DELETE FROM account_devices
-                     WHERE account NOT IN (SELECT account FROM accounts) AND last_seen < ?1",
-                    [cutoff],
-                )
-                .map_err(db("applying retention"))?;
+            if let Some(sql) = with_them {
+                tx.execute(sql, [cutoff])
+                    .map_err(db("applying retention"))?;
             }
             if n > 0 {
                 let detail = format!("{n} {what} older than {days} days");
