@@ -13,6 +13,7 @@
 //! - [`normalize`]: the exact normaliser, with offsets into the original;
 //! - [`skeleton`]: the coarse form the automaton runs over;
 //! - [`verify`]: the letter-by-letter check behind every hit;
+//! - [`walk`]: the skeleton walk over raw text that finds candidates;
 //! - [`library`]: the TOML format and the built-in libraries;
 //! - [`matcher`]: the engine;
 //! - [`detect`]: phone numbers, emails, postcodes and addresses;
@@ -31,6 +32,7 @@ pub mod normalize;
 pub mod skeleton;
 pub mod stream;
 pub mod verify;
+pub mod walk;
 
 pub use library::{Category, Entry, Libraries, LibraryError, Rule};
 pub use matcher::{BuildError, Hit, Matcher, MatcherBuilder};

@@ -3,15 +3,16 @@
 //!
 //! A scan has two stages:
 //!
-//! 1. **Fast pass.** One walk over the raw bytes. Each byte is turned into
-//!    its skeleton symbol by one table lookup ([`SKELETON`]), runs of one
-//!    symbol are collapsed, and the symbol is fed straight into an
-//!    Aho-Corasick DFA (from the `aho-corasick` crate) built over the
-//!    skeletons of every term variant and exception. Nothing is allocated
-//!    and no normalised copy of the text is made. Word boundaries are part
-//!    of the patterns (" rape " for a whole word), so innocent words that
-//!    merely contain a term ("grape") never get past this stage. A match
-//!    marks a *region* of the original text.
+//! 1. **Fast pass.** One walk over the raw bytes ([`crate::walk`]): each
+//!    byte turned into its skeleton symbol by one table look-up, runs of
+//!    one symbol collapsed, the symbol fed straight into an Aho-Corasick
+//!    DFA built over the skeletons of every term variant and anchor
+//!    concept. Nothing is allocated and no normalised copy of the text is
+//!    made; a long text is walked as four parts at once, interleaved, so
+//!    their memory look-ups overlap. Word boundaries are part of the
+//!    patterns (" rape " for a whole word), so innocent words that merely
+//!    contain a term ("grape") never get past this stage. A match marks a
+//!    *region* of the original text.
 //! 2. **Exact pass**, only over marked regions (widened to whole words):
 //!    the exact normaliser ([`crate::normalize`]), the same automaton over
 //!    that region's skeleton, then letter-by-letter verification of each
@@ -22,7 +23,10 @@
 //!    the fast pass marked a region: a rule's anchor concepts are patterns
 //!    of the fast pass like terms, so text without one costs nothing more.
 //!    A region marked by an anchor is widened by the longest rule span
-//!    (`within` words, see [`crate::library::MAX_WITHIN`]) either side, and a third automaton finds every
+//!    (`within` words, see [`crate::library::MAX_WITHIN`]) either side.
+//!    A walk of that region over the concepts' skeletons (no normalising)
+//!    first tells whether any rule has all its concepts there; most
+//!    regions stop at that. Otherwise a third automaton finds every
 //!    concept in it; a rule whose concepts all stand within its span of
 //!    words is a hit, and cue concepts within [`CUE_WORDS`] words raise or
 //!    lower its severity. A category's own `lower` cues apply to its term
@@ -40,21 +44,17 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use aho_corasick::automaton::Automaton;
-use aho_corasick::automaton::StateID;
 use aho_corasick::dfa::DFA;
 use aho_corasick::nfa::contiguous::NFA as ContiguousNfa;
-use aho_corasick::{Anchored, MatchKind};
+use aho_corasick::{Anchored, MatchKind, PatternID};
 use thiserror::Error;
 
-use crate::fold::{Fold, fold_char};
 use crate::library::{Category, Entry, Libraries, Rule};
 use crate::normalize::{normalize, normalize_unjoined};
-use crate::skeleton::{BOUNDARY, NON_ASCII, OPAQUE_SYMBOL, PEEK, SEP, SKELETON, skeleton, symbol};
+use crate::skeleton::{BOUNDARY, skeleton};
 use crate::verify::Runs;
+use crate::walk::{RING, Sink, Walk};
 
-/// Longest pattern, in skeleton symbols; the fast pass remembers where the
-/// last this many symbols came from.
-const RING: usize = 64;
 /// How far a marked region is widened, at most, for each word it takes in.
 const WIDEN: usize = 64;
 /// Most words a region is widened by on each side, for long exceptions.
@@ -597,21 +597,22 @@ impl Matcher {
     /// All hits in `text`, in order of position. Cost: one table-driven pass
     /// over the bytes, plus exact work proportional to the candidate regions.
     pub fn scan<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
-        self.scan_with(text, INTERLEAVE_MIN)
+        self.scan_with(text, INTERLEAVE_MIN, true)
     }
 
-    /// [`Matcher::scan`] with the fast pass always one walk, whatever the
-    /// length: the reference the interleaved walk is tested against.
+    /// [`Matcher::scan`] without its shortcuts: the fast pass always one
+    /// walk, whatever the length, and every region an anchor marks looked
+    /// at in full. The reference the shortcuts are tested against.
     #[doc(hidden)]
-    pub fn scan_one_walk<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
-        self.scan_with(text, usize::MAX)
+    pub fn scan_reference<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
+        self.scan_with(text, usize::MAX, false)
     }
 
-    fn scan_with<'m>(&'m self, text: &str, interleave_min: usize) -> Vec<Hit<'m>> {
+    fn scan_with<'m>(&'m self, text: &str, interleave_min: usize, shortcuts: bool) -> Vec<Hit<'m>> {
         let regions = self.fast_pass(text, interleave_min);
         let mut hits = Vec::new();
         for (from, to, marks) in merge(regions, text) {
-            self.exact_pass(text, from, to, marks, &mut hits);
+            self.exact_pass(text, from, to, marks, shortcuts, &mut hits);
         }
         if !self.detectors.is_empty() {
             self.detect(text, &mut hits);
@@ -661,56 +662,78 @@ impl Matcher {
     }
 
     /// The fast pass: candidate regions of `text`. Long texts are walked
-    /// as two halves at once, interleaved, so the two chains of automaton
+    /// as [`WALKS`] parts at once, interleaved, so the chains of automaton
     /// look-ups overlap in the processor (each look-up waits on memory;
-    /// two independent ones wait together).
+    /// independent ones wait together).
     fn fast_pass(&self, text: &str, interleave_min: usize) -> Vec<Region> {
-        let mut regions = Vec::new();
-        let Ok(start) = self.terms.dfa.start_state(Anchored::No) else {
-            return regions;
+        let dfa = &self.terms.dfa;
+        let sink = |_| Regions {
+            terms: &self.terms,
+            spaced_widen: self.spaced_widen,
+            out: Vec::new(),
         };
         let bytes = text.as_bytes();
-        let mid = (bytes.len() >= interleave_min)
-            .then(|| {
-                bytes[bytes.len() / 2..]
-                    .iter()
-                    .position(u8::is_ascii_whitespace)
-                    .map(|k| bytes.len() / 2 + k)
-            })
-            .flatten();
-        let Some(mid) = mid else {
-            let mut walk = Walk::new(self, start, 0);
-            let mut i = 0;
-            while i < bytes.len() {
-                i = walk.step(self, text, i, &mut regions);
+        // Where each walk starts: the text's start, then whitespace.
+        let mut cuts = [0usize; WALKS];
+        let mut parts = 1;
+        if bytes.len() >= interleave_min {
+            for k in 1..WALKS {
+                let at = bytes.len() * k / WALKS;
+                if let Some(p) = bytes[at..].iter().position(u8::is_ascii_whitespace)
+                    && at + p > cuts[parts - 1]
+                {
+                    cuts[parts] = at + p;
+                    parts += 1;
+                }
             }
-            walk.finish(self, bytes.len(), &mut regions);
-            return regions;
+        }
+        let Ok(start) = dfa.start_state(Anchored::No) else {
+            return Vec::new();
         };
-        let mut a = Walk::new(self, start, 0);
-        let mut b = Walk::new(self, start, mid);
-        let (mut i, mut j) = (0, mid);
-        let mut regions_b = Vec::new();
-        while i < mid && j < bytes.len() {
-            i = a.step(self, text, i, &mut regions);
-            j = b.step(self, text, j, &mut regions_b);
+        if parts < WALKS {
+            let mut one = sink(0);
+            Walk::all(dfa, text, &mut one);
+            return one.out;
         }
-        while j < bytes.len() {
-            j = b.step(self, text, j, &mut regions_b);
+        let mut found: [Regions<'_>; WALKS] = std::array::from_fn(sink);
+        let mut walks: [Walk; WALKS] =
+            std::array::from_fn(|k| Walk::new(dfa, start, cuts[k], &mut found[k]));
+        let ends: [usize; WALKS] = std::array::from_fn(|k| {
+            if k + 1 < WALKS {
+                cuts[k + 1]
+            } else {
+                bytes.len()
+            }
+        });
+        // All in step while every part has bytes left.
+        let [w0, w1, w2, w3] = &mut walks;
+        let [f0, f1, f2, f3] = &mut found;
+        let [mut i0, mut i1, mut i2, mut i3] = cuts;
+        let [e0, e1, e2, e3] = ends;
+        while i0 < e0 && i1 < e1 && i2 < e2 && i3 < e3 {
+            i0 = w0.step(dfa, text, i0, f0);
+            i1 = w1.step(dfa, text, i1, f1);
+            i2 = w2.step(dfa, text, i2, f2);
+            i3 = w3.step(dfa, text, i3, f3);
         }
-        b.finish(self, bytes.len(), &mut regions_b);
-        // The first half goes on past the middle until it is where a fresh
-        // walk would be (after a boundary, in the automaton's state for a
-        // lone boundary, no run of one-letter words open): from there on
-        // the second half's walk has seen everything it would.
-        let fresh = self.terms.dfa.next_state(Anchored::No, start, BOUNDARY);
-        while i < bytes.len() && !(i > mid && a.is_fresh(fresh)) {
-            i = a.step(self, text, i, &mut regions);
+        let mut at = [i0, i1, i2, i3];
+        let fresh = dfa.next_state(Anchored::No, start, BOUNDARY);
+        let mut regions = Vec::new();
+        for (k, (walk, sink)) in walks.iter_mut().zip(&mut found).enumerate() {
+            while at[k] < ends[k] {
+                at[k] = walk.step(dfa, text, at[k], sink);
+            }
+            // A part goes on past its end until it is where a fresh walk
+            // would be: from there on the next part's walk has seen
+            // everything it would.
+            while at[k] < bytes.len() && !(at[k] > ends[k] && walk.is_fresh(fresh)) {
+                at[k] = walk.step(dfa, text, at[k], sink);
+            }
+            if at[k] >= bytes.len() {
+                walk.finish(dfa, bytes.len(), sink);
+            }
+            regions.append(&mut sink.out);
         }
-        if i >= bytes.len() {
-            a.finish(self, bytes.len(), &mut regions);
-        }
-        regions.append(&mut regions_b);
         regions
     }
 
@@ -720,8 +743,15 @@ impl Matcher {
         from: usize,
         to: usize,
         marks: Marks,
+        shortcuts: bool,
         hits: &mut Vec<Hit<'m>>,
     ) {
+        // Most regions an anchor marks hold no rule's concepts at all: a
+        // walk over the concepts' skeletons says so before any normalising.
+        let anchor = marks.anchor && (!shortcuts || self.rule_possible(&text[from..to]));
+        if !marks.term && !anchor {
+            return;
+        }
         let region = &text[from..to];
         let first_hit = hits.len();
         let norm = normalize(region);
@@ -807,7 +837,7 @@ impl Matcher {
                 because: Vec::new(),
             });
         }
-        if marks.anchor {
+        if anchor {
             let occurrences = concepts.get_or_insert_with(&mut region_concepts);
             if !occurrences.is_empty() {
                 let mut region_hits = hits.split_off(first_hit);
@@ -816,6 +846,32 @@ impl Matcher {
                 hits.append(&mut region_hits);
             }
         }
+    }
+
+    /// Whether some rule could stand in `region`: whether every concept
+    /// of a rule is among those whose skeletons a walk over the region
+    /// meets. It normalises nothing, and what it meets is a superset of
+    /// what the exact look finds (letters spaced out aside, which it
+    /// answers yes to), so a no is sure.
+    fn rule_possible(&self, region: &str) -> bool {
+        let Some(concepts) = &self.concepts else {
+            return false;
+        };
+        let mut seen = ConceptsSeen {
+            concepts,
+            seen: Vec::new(),
+            spaced: false,
+        };
+        Walk::all(&concepts.dfa, region, &mut seen);
+        if seen.spaced {
+            return true;
+        }
+        let mut seen = seen.seen;
+        seen.sort_unstable();
+        seen.dedup();
+        self.rules
+            .iter()
+            .any(|r| r.all.iter().all(|c| seen.binary_search(c).is_ok()))
     }
 
     /// Every concept in a region, in each reading of spaced letters ("r u
@@ -1027,164 +1083,57 @@ fn pair_up(
     (words_in(text, start, end) <= rule.within).then_some((parts, start, end))
 }
 
-/// Texts at least this long are walked as two interleaved halves.
+/// Texts at least this long are walked as [`WALKS`] interleaved parts.
 const INTERLEAVE_MIN: usize = 4096;
+/// How many parts of a long text the fast pass walks at once (the loop
+/// that keeps them in step is written out for four).
+const WALKS: usize = 4;
 
-/// The state of one fast-pass walk over the text.
-struct Walk {
-    sid: StateID,
-    /// The last symbol fed to the automaton.
-    prev: u8,
-    /// Where each of the last [`RING`] symbols came from.
-    ring: [u32; RING],
-    count: usize,
-    /// `count` at the last boundary.
-    word_mark: usize,
-    /// One-letter words in a row ("k i l l"), and where the run began.
-    singles: u32,
-    singles_start: usize,
+/// The concepts a walk over a region meets (see [`Matcher::rule_possible`]).
+struct ConceptsSeen<'p> {
+    concepts: &'p Patterns<ContiguousNfa>,
+    seen: Vec<u32>,
+    spaced: bool,
 }
 
-impl Walk {
-    /// A walk starting at byte `at`, which is the start of the text or
-    /// whitespace; it begins as if after a boundary.
-    fn new(m: &Matcher, start: StateID, at: usize) -> Walk {
-        let mut walk = Walk {
-            sid: start,
-            prev: 0,
-            ring: [0; RING],
-            count: 0,
-            word_mark: 0,
-            singles: 0,
-            singles_start: 0,
-        };
-        walk.emit(m, BOUNDARY, at, &mut Vec::new());
-        walk.word_mark = walk.count;
-        walk
-    }
-
-    fn is_fresh(&self, fresh: StateID) -> bool {
-        self.prev == BOUNDARY && self.sid == fresh && self.singles == 0
-    }
-
-    /// Feeds one symbol that came from byte `at`.
-    #[inline(always)]
-    fn emit(&mut self, m: &Matcher, sym: u8, at: usize, regions: &mut Vec<Region>) {
-        let dfa = &m.terms.dfa;
-        self.ring[self.count % RING] = at as u32;
-        self.count += 1;
-        self.prev = sym;
-        self.sid = dfa.next_state(Anchored::No, self.sid, sym);
-        if dfa.is_special(self.sid) && dfa.is_match(self.sid) {
-            self.matched(m, at, regions);
-        }
-    }
-
-    #[cold]
-    fn matched(&self, m: &Matcher, at: usize, regions: &mut Vec<Region>) {
-        let dfa = &m.terms.dfa;
-        for k in 0..dfa.match_len(self.sid) {
-            let pid = dfa.match_pattern(self.sid, k);
-            let first = self.ring[(self.count - dfa.pattern_len(pid)) % RING] as usize;
-            regions.push(Region {
-                start: first,
-                end: at + 1,
-                widen: m.terms.widen[pid.as_usize()],
-                marks: m.terms.marks[pid.as_usize()],
-            });
-        }
-    }
-
-    #[inline(always)]
-    fn letter(&mut self, m: &Matcher, sym: u8, at: usize, regions: &mut Vec<Region>) {
-        if sym != self.prev {
-            self.emit(m, sym, at, regions);
-        }
-    }
-
-    #[inline(always)]
-    fn boundary(&mut self, m: &Matcher, at: usize, regions: &mut Vec<Region>) {
-        if self.prev == BOUNDARY {
-            return;
-        }
-        // One symbol since the boundary: a one-letter word (or a run of
-        // one letter, "ll", which only costs the exact pass a look).
-        if self.count - self.word_mark == 1 {
-            if self.singles == 0 {
-                self.singles_start = self.ring[self.word_mark % RING] as usize;
+impl Sink for ConceptsSeen<'_> {
+    fn pattern(&mut self, pid: PatternID, _: usize, _: usize) {
+        for v in &self.concepts.variants[pid.as_usize()] {
+            if let Target::Concept(c) = v.target {
+                self.seen.push(c);
             }
-            self.singles += 1;
-        } else {
-            if self.singles >= 3 {
-                self.spaced(m, at, regions);
-            }
-            self.singles = 0;
         }
-        self.emit(m, BOUNDARY, at, regions);
-        self.word_mark = self.count;
     }
 
-    #[cold]
-    fn spaced(&self, m: &Matcher, at: usize, regions: &mut Vec<Region>) {
-        regions.push(Region {
-            start: self.singles_start,
-            end: at,
-            widen: m.spaced_widen,
-            marks: Marks::TERM,
+    fn spaced(&mut self, _: usize, _: usize) {
+        self.spaced = true;
+    }
+}
+
+/// The fast pass's sink: each match of the terms' automaton marks a region.
+struct Regions<'p> {
+    terms: &'p Patterns,
+    spaced_widen: (u8, u8),
+    out: Vec<Region>,
+}
+
+impl Sink for Regions<'_> {
+    fn pattern(&mut self, pid: PatternID, start: usize, end: usize) {
+        self.out.push(Region {
+            start,
+            end,
+            widen: self.terms.widen[pid.as_usize()],
+            marks: self.terms.marks[pid.as_usize()],
         });
     }
 
-    /// Reads the character at byte `i`; returns where the next one starts.
-    #[inline(always)]
-    fn step(&mut self, m: &Matcher, text: &str, i: usize, regions: &mut Vec<Region>) -> usize {
-        let bytes = text.as_bytes();
-        let b = bytes[i];
-        let s = SKELETON[b as usize];
-        if s > BOUNDARY {
-            self.letter(m, s, i, regions);
-            return i + 1;
-        }
-        match s {
-            SEP | PEEK => {
-                let next_alnum = bytes.get(i + 1).is_some_and(u8::is_ascii_alphanumeric);
-                if self.prev != BOUNDARY && next_alnum {
-                    if s == PEEK {
-                        self.letter(m, b'i', i, regions);
-                    }
-                } else {
-                    self.boundary(m, i, regions);
-                }
-                i + 1
-            }
-            NON_ASCII => self.non_ascii(m, text, i, regions),
-            _ => {
-                self.boundary(m, i, regions);
-                i + 1
-            }
-        }
-    }
-
-    fn non_ascii(&mut self, m: &Matcher, text: &str, i: usize, regions: &mut Vec<Region>) -> usize {
-        let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
-        match fold_char(c) {
-            Fold::Letters(out, n) => {
-                for &o in &out[..n as usize] {
-                    self.letter(m, symbol(o), i, regions);
-                }
-            }
-            Fold::Opaque => self.letter(m, OPAQUE_SYMBOL, i, regions),
-            Fold::Ignore => {}
-            Fold::Boundary => self.boundary(m, i, regions),
-        }
-        i + c.len_utf8()
-    }
-
-    /// Ends the walk at the end of the text.
-    fn finish(&mut self, m: &Matcher, end: usize, regions: &mut Vec<Region>) {
-        self.boundary(m, end, regions);
-        if self.singles >= 3 {
-            self.spaced(m, end, regions);
-        }
+    fn spaced(&mut self, start: usize, end: usize) {
+        self.out.push(Region {
+            start,
+            end,
+            widen: self.spaced_widen,
+            marks: Marks::TERM,
+        });
     }
 }
 

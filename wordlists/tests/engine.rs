@@ -277,8 +277,9 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Long texts are walked as two interleaved halves; the hits are
-    /// exactly those of one walk, wherever the halves meet.
+    /// Long texts are walked as four interleaved parts; the hits are
+    /// exactly those of the reference scan (one walk, no shortcuts),
+    /// wherever the parts meet.
     #[test]
     fn interleaved_walk_finds_what_one_walk_finds(
         picks in proptest::collection::vec((0usize..2000, 0usize..6), 700..1000),
@@ -299,7 +300,53 @@ proptest! {
         prop_assume!(text.len() >= 4096);
         let key = |h: &wordlists::Hit<'_>| (h.start, h.end, h.entry.term.clone(), h.severity);
         let whole: Vec<_> = matcher().scan(&text).iter().map(key).collect();
-        let one: Vec<_> = matcher().scan_one_walk(&text).iter().map(key).collect();
+        let one: Vec<_> = matcher().scan_reference(&text).iter().map(key).collect();
         prop_assert_eq!(whole, one);
+    }
+}
+
+/// Every word and phrase of every concept, in the built-in libraries.
+fn concept_terms() -> &'static [String] {
+    static T: OnceLock<Vec<String>> = OnceLock::new();
+    T.get_or_init(|| {
+        Libraries::builtin()
+            .unwrap()
+            .concepts
+            .into_iter()
+            .flat_map(|c| c.terms)
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A region an anchor marks is skipped when a quick walk over the
+    /// concepts' skeletons finds no rule's concepts all there. Lines made
+    /// of concept words (so rules fire and nearly fire), obfuscated and
+    /// spaced out, give exactly the hits of the reference scan, which
+    /// looks at every such region in full.
+    #[test]
+    fn skipping_regions_without_a_rule_loses_no_hit(
+        picks in proptest::collection::vec((0usize..5000, 0usize..8), 1..24),
+    ) {
+        let terms = concept_terms();
+        let fillers = ["the", "i", "u", "k i l l", "r u", "\n", "lol", "!!", "n0t", "m.u.m"];
+        let mut text = String::new();
+        for (n, (idx, how)) in picks.iter().enumerate() {
+            let t = &terms[idx % terms.len()];
+            match how {
+                0..=2 => text.push_str(t),
+                3 => text.push_str(&t.to_uppercase()),
+                4 => text.push_str(&t.replace('o', "0").replace('e', "3")),
+                5 => text.push_str(&t.chars().map(|c| format!("{c} ")).collect::<String>()),
+                _ => text.push_str(fillers[(idx + n) % fillers.len()]),
+            }
+            text.push(' ');
+        }
+        let key = |h: &wordlists::Hit<'_>| (h.start, h.end, h.entry.term.clone(), h.severity);
+        let quick: Vec<_> = matcher().scan(&text).iter().map(key).collect();
+        let full: Vec<_> = matcher().scan_reference(&text).iter().map(key).collect();
+        prop_assert_eq!(quick, full, "{:?}", text);
     }
 }
