@@ -278,13 +278,15 @@ impl MatcherBuilder {
         terms.widen = reach_of_exceptions(&terms, &exceptions.patterns);
         // An anchor's region takes in the words its rules may span, a
         // term's the words its category's cues may stand in.
-        for (w, marks) in terms.widen.iter_mut().zip(&terms.marks) {
-            let reach = if marks.anchor { reach } else { CUE_WORDS as u8 };
-            if has_concepts {
-                w.0 = w.0.max(reach);
-                w.1 = w.1.max(reach);
-            }
-        }
+        terms.context = terms
+            .marks
+            .iter()
+            .map(|marks| match (has_concepts, marks.anchor) {
+                (false, _) => 0,
+                (true, true) => reach.max(CUE_WORDS as u8),
+                (true, false) => CUE_WORDS as u8,
+            })
+            .collect();
         let exceptions = exceptions.build_compact()?;
         let concept_set = if has_concepts {
             Some(concept_set.build_compact()?)
@@ -296,6 +298,7 @@ impl MatcherBuilder {
             .widen
             .iter()
             .fold((0, 0), |acc, w| (acc.0.max(w.0), acc.1.max(w.1)));
+        let spaced_context = if has_concepts { CUE_WORDS as u8 } else { 0 };
         let detectors: Vec<(crate::library::DetectorKind, Entry)> = categories
             .iter()
             .flat_map(|c| {
@@ -331,6 +334,7 @@ impl MatcherBuilder {
             entries,
             entry_category,
             spaced_widen,
+            spaced_context,
             context_words,
             detector_kinds: detectors.iter().map(|(k, _)| *k).collect(),
             detectors,
@@ -442,6 +446,7 @@ impl PatternsBuilder {
         Patterns {
             dfa,
             widen: vec![(0, 0); self.variants.len()],
+            context: vec![0; self.variants.len()],
             variants: self.variants,
             marks,
         }
@@ -457,6 +462,9 @@ struct Patterns<A = DFA> {
     /// Per pattern: words before and after a match that the exact pass
     /// must see (for exceptions longer than the term).
     widen: Vec<(u8, u8)>,
+    /// Per pattern: words either side that its cues or rules may stand in
+    /// (beyond `widen` only where it is larger).
+    context: Vec<u8>,
     /// Per pattern: whether it stands for a term, an anchor concept or both.
     marks: Vec<Marks>,
 }
@@ -468,6 +476,7 @@ impl<A: Automaton> Patterns<A> {
     fn candidates(
         &self,
         skel: &[u8],
+        range: Range<usize>,
         runs: &[u32],
         norm: &[u8],
         mut found: impl FnMut(&Target, usize, usize),
@@ -476,7 +485,7 @@ impl<A: Automaton> Patterns<A> {
         let Ok(mut sid) = dfa.start_state(Anchored::No) else {
             return;
         };
-        for (j, &sym) in skel.iter().enumerate() {
+        for (j, &sym) in skel.iter().enumerate().take(range.end).skip(range.start) {
             sid = dfa.next_state(Anchored::No, sid, sym);
             if !(dfa.is_special(sid) && dfa.is_match(sid)) {
                 continue;
@@ -515,6 +524,45 @@ struct Reading<'n> {
     runs: Vec<u32>,
 }
 
+impl Reading<'_> {
+    /// The skeleton's symbols that stand for the original byte ranges
+    /// `cores` (of the text the region starting at `from` is part of),
+    /// each with the boundary before and after it; overlapping ones
+    /// joined.
+    fn skeleton_ranges(&self, cores: &[(usize, usize)], from: usize) -> Vec<Range<usize>> {
+        let spans = &self.norm.spans;
+        let symbols = self.skel.len();
+        let mut out: Vec<Range<usize>> = cores
+            .iter()
+            .map(|&(cs, ce)| {
+                let (cs, ce) = ((cs - from) as u32, (ce - from) as u32);
+                // Normalised bytes: from the boundary before the core to
+                // the one after it.
+                let lo = spans.partition_point(|sp| sp.1 <= cs).saturating_sub(1);
+                let hi = (spans.partition_point(|sp| sp.0 < ce) + 1).min(spans.len());
+                // Symbols: the one whose run holds `lo`, to the first
+                // starting at or after `hi`.
+                let k_lo = self
+                    .runs
+                    .partition_point(|&r| r as usize <= lo)
+                    .saturating_sub(1);
+                let k_hi = self.runs[..symbols].partition_point(|&r| (r as usize) < hi);
+                k_lo..k_hi.max(k_lo)
+            })
+            .collect();
+        out.sort_unstable_by_key(|r| r.start);
+        out.dedup_by(|next, last| {
+            if next.start <= last.end {
+                last.end = last.end.max(next.end);
+                true
+            } else {
+                false
+            }
+        });
+        out
+    }
+}
+
 /// A concept found in the text: which, and its original byte range.
 #[derive(Debug, Clone, Copy)]
 struct Occurrence {
@@ -545,8 +593,9 @@ pub struct Matcher {
     /// either side (" knife ").
     context_words: Vec<(Vec<String>, Vec<String>)>,
     /// How a region of spaced-out letters is widened: the most of any
-    /// pattern.
+    /// pattern, and its cues' reach.
     spaced_widen: (u8, u8),
+    spaced_context: u8,
 }
 
 /// A byte range of the input that the exact pass must look at.
@@ -554,8 +603,12 @@ pub struct Matcher {
 struct Region {
     start: usize,
     end: usize,
-    /// Words to take in before and after it (see [`Patterns::widen`]).
+    /// Words to take in before and after it for its terms and exceptions
+    /// (see [`Patterns::widen`]): its *core*.
     widen: (u8, u8),
+    /// Words to take in either side for cues and rules (see
+    /// [`Patterns::context`]).
+    context: u8,
     /// What marked it: a term (or spaced letters), an anchor concept, or both.
     marks: Marks,
 }
@@ -611,8 +664,9 @@ impl Matcher {
     fn scan_with<'m>(&'m self, text: &str, interleave_min: usize, shortcuts: bool) -> Vec<Hit<'m>> {
         let regions = self.fast_pass(text, interleave_min);
         let mut hits = Vec::new();
-        for (from, to, marks) in merge(regions, text) {
-            self.exact_pass(text, from, to, marks, shortcuts, &mut hits);
+        let (merged, cores) = merge(regions, text);
+        for m in merged {
+            self.exact_pass(text, &m, &cores[m.cores.clone()], shortcuts, &mut hits);
         }
         if !self.detectors.is_empty() {
             self.detect(text, &mut hits);
@@ -670,6 +724,7 @@ impl Matcher {
         let sink = |_| Regions {
             terms: &self.terms,
             spaced_widen: self.spaced_widen,
+            spaced_context: self.spaced_context,
             out: Vec::new(),
         };
         let bytes = text.as_bytes();
@@ -740,12 +795,14 @@ impl Matcher {
     fn exact_pass<'m>(
         &'m self,
         text: &str,
-        from: usize,
-        to: usize,
-        marks: Marks,
+        merged: &Merged,
+        cores: &[(usize, usize)],
         shortcuts: bool,
         hits: &mut Vec<Hit<'m>>,
     ) {
+        let Merged {
+            from, to, marks, ..
+        } = *merged;
         // Most regions an anchor marks hold no rule's concepts at all: a
         // walk over the concepts' skeletons says so before any normalising.
         let anchor = marks.anchor && (!shortcuts || self.rule_possible(&text[from..to]));
@@ -789,12 +846,41 @@ impl Matcher {
                     found.push((target.clone(), from + os, from + oe));
                 }
             };
+            // Terms are looked for only in the cores the fast pass marked
+            // (each term's words and its exceptions' words), not in the
+            // words around them taken in for cues; exceptions too, unless
+            // a rule's hit may need excepting anywhere in the region.
+            let whole = 0..r.skel.len();
+            let in_cores = if shortcuts {
+                r.skeleton_ranges(cores, from)
+            } else {
+                std::iter::once(whole.clone()).collect()
+            };
             if marks.term {
-                self.terms
-                    .candidates(&r.skel, &r.runs, &r.norm.bytes, &mut keep);
+                for range in &in_cores {
+                    self.terms.candidates(
+                        &r.skel,
+                        range.clone(),
+                        &r.runs,
+                        &r.norm.bytes,
+                        &mut keep,
+                    );
+                }
             }
-            self.exceptions
-                .candidates(&r.skel, &r.runs, &r.norm.bytes, &mut keep);
+            let exceptions_in = if anchor {
+                std::slice::from_ref(&whole)
+            } else {
+                &in_cores[..]
+            };
+            for range in exceptions_in {
+                self.exceptions.candidates(
+                    &r.skel,
+                    range.clone(),
+                    &r.runs,
+                    &r.norm.bytes,
+                    &mut keep,
+                );
+            }
         }
         // Exceptions by start, so each look-up is a short window even in a
         // long line full of terms.
@@ -882,17 +968,23 @@ impl Matcher {
             return out;
         };
         for r in readings {
-            concepts.candidates(&r.skel, &r.runs, &r.norm.bytes, |target, s, e| {
-                if let (Target::Concept(c), Some((os, oe))) =
-                    (target, original_span(&r.norm.spans, &r.norm.bytes, s, e))
-                {
-                    out.push(Occurrence {
-                        concept: *c,
-                        start: from + os,
-                        end: from + oe,
-                    });
-                }
-            });
+            concepts.candidates(
+                &r.skel,
+                0..r.skel.len(),
+                &r.runs,
+                &r.norm.bytes,
+                |target, s, e| {
+                    if let (Target::Concept(c), Some((os, oe))) =
+                        (target, original_span(&r.norm.spans, &r.norm.bytes, s, e))
+                    {
+                        out.push(Occurrence {
+                            concept: *c,
+                            start: from + os,
+                            end: from + oe,
+                        });
+                    }
+                },
+            );
         }
         // Found in order of their ends; the rules look them up by start.
         out.sort_unstable_by_key(|o| (o.start, o.end, o.concept));
@@ -1114,6 +1206,7 @@ impl Sink for ConceptsSeen<'_> {
 struct Regions<'p> {
     terms: &'p Patterns,
     spaced_widen: (u8, u8),
+    spaced_context: u8,
     out: Vec<Region>,
 }
 
@@ -1123,6 +1216,7 @@ impl Sink for Regions<'_> {
             start,
             end,
             widen: self.terms.widen[pid.as_usize()],
+            context: self.terms.context[pid.as_usize()],
             marks: self.terms.marks[pid.as_usize()],
         });
     }
@@ -1132,6 +1226,7 @@ impl Sink for Regions<'_> {
             start,
             end,
             widen: self.spaced_widen,
+            context: self.spaced_context,
             marks: Marks::TERM,
         });
     }
@@ -1156,54 +1251,107 @@ fn original_span(spans: &[(u32, u32)], bytes: &[u8], s: usize, e: usize) -> Opti
     Some((spans[first].0 as usize, spans[last].1 as usize))
 }
 
+/// A region of the text for the exact pass: regions of the fast pass
+/// widened and merged.
+struct Merged {
+    from: usize,
+    to: usize,
+    marks: Marks,
+    /// Its terms' cores, as a range of the list [`merge`] returns with it.
+    cores: Range<usize>,
+}
+
 /// Widens regions to whole words plus the words their exceptions need
-/// (words split at whitespace, each at most [`WIDEN`] bytes), merges
-/// overlapping ones, and returns byte ranges on character boundaries.
-fn merge(regions: Vec<Region>, text: &str) -> Vec<(usize, usize, Marks)> {
+/// (the core) and those their cues and rules need (words split at
+/// whitespace, each at most [`WIDEN`] bytes), merges overlapping ones,
+/// and returns byte ranges on character boundaries, with the cores of
+/// the regions a term marked.
+fn merge(regions: Vec<Region>, text: &str) -> (Vec<Merged>, Vec<(usize, usize)>) {
     let bytes = text.as_bytes();
-    let mut out: Vec<(usize, usize, Marks)> = regions
+    let mut widened: Vec<(usize, usize, usize, usize, Marks)> = regions
         .into_iter()
         .map(|r| {
-            let mut s = r.start;
-            for word in 0..=r.widen.0 {
-                // A line is a message: its context ends at the line break.
-                if word > 0 {
-                    while s > 0 && bytes[s - 1].is_ascii_whitespace() && bytes[s - 1] != b'\n' {
-                        s -= 1;
-                    }
-                }
-                let lo = s.saturating_sub(WIDEN);
-                while s > lo && !bytes[s - 1].is_ascii_whitespace() {
-                    s -= 1;
-                }
-            }
+            let (cs, s) = widen_back(bytes, r.start, r.widen.0, r.widen.0.max(r.context));
             // A match ending at the final boundary ends one past the text.
-            let mut e = r.end.min(bytes.len());
-            for word in 0..=r.widen.1 {
-                if word > 0 {
-                    while e < bytes.len() && bytes[e].is_ascii_whitespace() && bytes[e] != b'\n' {
-                        e += 1;
-                    }
-                }
-                let hi = (e + WIDEN).min(bytes.len());
-                while e < hi && !bytes[e].is_ascii_whitespace() {
-                    e += 1;
-                }
-            }
-            (floor_char(text, s), ceil_char(text, e), r.marks)
+            let end = r.end.min(bytes.len());
+            let (ce, e) = widen_forward(bytes, end, r.widen.1, r.widen.1.max(r.context));
+            (
+                floor_char(text, s),
+                ceil_char(text, e),
+                floor_char(text, cs),
+                ceil_char(text, ce),
+                r.marks,
+            )
         })
         .collect();
-    out.sort_unstable_by_key(|r| (r.0, r.1));
-    out.dedup_by(|next, last| {
-        if next.0 <= last.1 {
-            last.1 = last.1.max(next.1);
-            last.2 = last.2.union(next.2);
-            true
-        } else {
-            false
+    widened.sort_unstable_by_key(|r| (r.0, r.1));
+    let mut merged: Vec<Merged> = Vec::new();
+    let mut cores = Vec::new();
+    for (s, e, cs, ce, marks) in widened {
+        match merged.last_mut() {
+            Some(last) if s <= last.to => {
+                last.to = last.to.max(e);
+                last.marks = last.marks.union(marks);
+            }
+            _ => merged.push(Merged {
+                from: s,
+                to: e,
+                marks,
+                cores: cores.len()..cores.len(),
+            }),
         }
-    });
-    out
+        if marks.term {
+            cores.push((cs, ce));
+            if let Some(last) = merged.last_mut() {
+                last.cores.end = cores.len();
+            }
+        }
+    }
+    (merged, cores)
+}
+
+/// From byte `at`, back over `outer` more words (at most): where the
+/// first `core` of them end and where all do. A line is a message: no
+/// widening crosses a line break.
+fn widen_back(bytes: &[u8], at: usize, core: u8, outer: u8) -> (usize, usize) {
+    let mut s = at;
+    let mut core_start = at;
+    for word in 0..=outer {
+        if word > 0 {
+            while s > 0 && bytes[s - 1].is_ascii_whitespace() && bytes[s - 1] != b'\n' {
+                s -= 1;
+            }
+        }
+        let lo = s.saturating_sub(WIDEN);
+        while s > lo && !bytes[s - 1].is_ascii_whitespace() {
+            s -= 1;
+        }
+        if word == core {
+            core_start = s;
+        }
+    }
+    (core_start, s)
+}
+
+/// [`widen_back`] forward from byte `at`.
+fn widen_forward(bytes: &[u8], at: usize, core: u8, outer: u8) -> (usize, usize) {
+    let mut e = at;
+    let mut core_end = at;
+    for word in 0..=outer {
+        if word > 0 {
+            while e < bytes.len() && bytes[e].is_ascii_whitespace() && bytes[e] != b'\n' {
+                e += 1;
+            }
+        }
+        let hi = (e + WIDEN).min(bytes.len());
+        while e < hi && !bytes[e].is_ascii_whitespace() {
+            e += 1;
+        }
+        if word == core {
+            core_end = e;
+        }
+    }
+    (core_end, e)
 }
 
 /// For each term pattern, how many words before and after it the longest
