@@ -78,6 +78,131 @@ pub fn normalize_unjoined(text: &str) -> Normalized {
 }
 
 fn normalize_with(text: &str, join_spaced: bool) -> Normalized {
+    if text.is_ascii()
+        && let Some(out) = normalize_ascii(text, join_spaced)
+    {
+        return out;
+    }
+    normalize_general(text, join_spaced)
+}
+
+/// [`normalize_general`] for ASCII text, byte by byte straight into the
+/// output: most text the matcher looks at. `None` where spaced-out
+/// letters would be joined (the general path does that).
+fn normalize_ascii(text: &str, join_spaced: bool) -> Option<Normalized> {
+    let bytes = text.as_bytes();
+    let mut out = Normalized::default();
+    out.bytes.reserve(text.len() + 2);
+    out.spans.reserve(text.len() + 2);
+    out.bytes.push(b' ');
+    out.spans.push((0, 0));
+    // The word being read: where it starts in the output, its units, and
+    // whether one is a letter (then its digits and symbols read as letters).
+    let mut word_start = 0usize;
+    let mut units = 0usize;
+    let mut has_letter = false;
+    let mut first_is_digit = false;
+    let mut words = 0usize;
+    // The run of boundary characters since the last word.
+    let mut gap: (u32, u32) = (0, 0);
+    // One-letter words in a row, each after a gap of one or two spaces.
+    let mut singles = 0usize;
+    let mut end_word = |out: &mut Normalized,
+                        units: usize,
+                        has_letter: bool,
+                        first_is_digit: bool,
+                        word_start: usize,
+                        gap_before: (u32, u32)|
+     -> bool {
+        if has_letter {
+            for b in &mut out.bytes[word_start..] {
+                *b = leet(*b);
+            }
+        }
+        let single = units == 1 && !first_is_digit;
+        let narrow = {
+            let g = &bytes[gap_before.0 as usize..gap_before.1 as usize];
+            (1..=2).contains(&g.len()) && g.iter().all(|&b| b == b' ')
+        };
+        singles = match (single, singles > 0 && narrow) {
+            (false, _) => 0,
+            (true, true) => singles + 1,
+            (true, false) => 1,
+        };
+        singles < 3 || !join_spaced
+    };
+    let mut word_gap: (u32, u32) = (0, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        let (start, end) = (i as u32, i as u32 + 1);
+        let in_word = units > 0;
+        let next = bytes.get(i + 1);
+        let unit = match ASCII[b as usize] {
+            Class::Letter(l) => Some((l, Kind::Letter)),
+            Class::Digit(d) => Some((d, Kind::Digit)),
+            Class::Leet(l @ (b'@' | b'$')) => Some((l, Kind::Leet)),
+            Class::Leet(l) if in_word && is_ascii_alnum(next) => Some((l, Kind::Leet)),
+            Class::Sep if in_word && is_ascii_alnum(next) => continue,
+            _ => None,
+        };
+        match unit {
+            Some((byte, kind)) => {
+                if units == 0 {
+                    word_gap = gap;
+                    if words > 0 {
+                        out.bytes.push(b' ');
+                        out.spans.push(gap);
+                    }
+                    word_start = out.bytes.len();
+                    first_is_digit = kind == Kind::Digit;
+                }
+                units += 1;
+                has_letter |= kind == Kind::Letter;
+                out.bytes.push(byte);
+                out.spans.push((start, end));
+            }
+            None => {
+                if in_word {
+                    if !end_word(
+                        &mut out,
+                        units,
+                        has_letter,
+                        first_is_digit,
+                        word_start,
+                        word_gap,
+                    ) {
+                        return None;
+                    }
+                    words += 1;
+                    units = 0;
+                    has_letter = false;
+                    gap = (start, end);
+                } else if gap.0 == gap.1 {
+                    gap = (start, end);
+                } else {
+                    gap.1 = end;
+                }
+            }
+        }
+    }
+    if units > 0
+        && !end_word(
+            &mut out,
+            units,
+            has_letter,
+            first_is_digit,
+            word_start,
+            word_gap,
+        )
+    {
+        return None;
+    }
+    let len = text.len() as u32;
+    out.bytes.push(b' ');
+    out.spans.push((len, len));
+    Some(out)
+}
+
+fn normalize_general(text: &str, join_spaced: bool) -> Normalized {
     let bytes = text.as_bytes();
     let mut tokens: Vec<Token> = Vec::new();
     // Every word's units, one after another; the current word's start at
@@ -301,6 +426,35 @@ mod tests {
         assert_eq!(n("well... then"), " well then ");
         assert_eq!(n("a, b"), " a b ");
         assert_eq!(n(""), "  ");
+    }
+
+    proptest::proptest! {
+        /// The ASCII path gives exactly what the general one gives, spans
+        /// included, whenever it answers.
+        #[test]
+        fn the_ascii_path_agrees_with_the_general_one(
+            text in "[ a-zA-Z0-9.!|@$'_*,\n-]{0,48}",
+            join in proptest::bool::ANY,
+        ) {
+            if let Some(fast) = normalize_ascii(&text, join) {
+                proptest::prop_assert_eq!(fast, normalize_general(&text, join));
+            }
+        }
+    }
+
+    #[test]
+    fn the_ascii_path_answers_for_all_but_spaced_letters() {
+        for text in [
+            "Hello, world!",
+            "k1ll my$elf",
+            "s.u.i.c.i.d.e",
+            "a b",
+            "i am 12 lol",
+        ] {
+            assert!(normalize_ascii(text, true).is_some(), "{text}");
+        }
+        assert!(normalize_ascii("k i l l", true).is_none());
+        assert!(normalize_ascii("k i l l", false).is_some());
     }
 
     #[test]
