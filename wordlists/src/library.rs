@@ -37,7 +37,7 @@
 //! severity = 4
 //! definition = "Asks when the child will be without adults; a grooming pattern."
 //! all = ["when-question", "parents-away"]  # each within `within` words
-//! within = 6                   # words between the first and the last (default 8)
+//! within = 6                   # words from the first to the last, a phrase counting as one (default 8)
 //! ordered = false              # true: in the order listed
 //! raise = ["second-person"]    # each cue concept near the hit: +weight
 //! lower = ["safety-advice"]    # each: -weight

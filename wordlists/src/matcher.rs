@@ -1172,7 +1172,14 @@ fn pair_up(
     }
     let start = parts.iter().map(|p| p.start).min()?;
     let end = parts.iter().map(|p| p.end).max()?;
-    (words_in(text, start, end) <= rule.within).then_some((parts, start, end))
+    // A phrase counts as one word: "go back to" and "your own country"
+    // stand within two words of each other, as "go" and "poland" do.
+    let inside: usize = parts
+        .iter()
+        .map(|p| words_in(text, p.start, p.end).saturating_sub(1))
+        .sum();
+    (words_in(text, start, end).saturating_sub(inside) <= rule.within)
+        .then_some((parts, start, end))
 }
 
 /// Texts at least this long are walked as [`WALKS`] interleaved parts.
