@@ -650,7 +650,7 @@ impl Matcher {
     /// All hits in `text`, in order of position. Cost: one table-driven pass
     /// over the bytes, plus exact work proportional to the candidate regions.
     pub fn scan<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
-        self.scan_with(text, INTERLEAVE_MIN, true)
+        self.scan_with(text, Look::Fast)
     }
 
     /// [`Matcher::scan`] without its shortcuts: the fast pass always one
@@ -658,13 +658,36 @@ impl Matcher {
     /// at in full. The reference the shortcuts are tested against.
     #[doc(hidden)]
     pub fn scan_reference<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
-        self.scan_with(text, usize::MAX, false)
+        self.scan_with(text, Look::Reference)
     }
 
-    fn scan_with<'m>(&'m self, text: &str, interleave_min: usize, shortcuts: bool) -> Vec<Hit<'m>> {
-        let regions = self.fast_pass(text, interleave_min);
+    /// The exact pass alone over all of a one-line `text`, as one region,
+    /// with no fast pass to choose where to look: what the fast pass must
+    /// never lose (its candidates are a superset of the exact pass's).
+    #[doc(hidden)]
+    pub fn scan_exact<'m>(&'m self, text: &str) -> Vec<Hit<'m>> {
+        self.scan_with(text, Look::Everything)
+    }
+
+    fn scan_with<'m>(&'m self, text: &str, look: Look) -> Vec<Hit<'m>> {
         let mut hits = Vec::new();
-        let (merged, cores) = merge(regions, text);
+        let shortcuts = look == Look::Fast;
+        let (merged, cores) = match look {
+            Look::Fast => merge(self.fast_pass(text, INTERLEAVE_MIN), text),
+            Look::Reference => merge(self.fast_pass(text, usize::MAX), text),
+            Look::Everything => (
+                vec![Merged {
+                    from: 0,
+                    to: text.len(),
+                    marks: Marks {
+                        term: true,
+                        anchor: true,
+                    },
+                    cores: 0..1,
+                }],
+                vec![(0, text.len())],
+            ),
+        };
         for m in merged {
             self.exact_pass(text, &m, &cores[m.cores.clone()], shortcuts, &mut hits);
         }
@@ -1180,6 +1203,18 @@ fn pair_up(
         .sum();
     (words_in(text, start, end).saturating_sub(inside) <= rule.within)
         .then_some((parts, start, end))
+}
+
+/// How a scan chooses where the exact pass looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// The fast pass (interleaved walks) and every shortcut: a scan.
+    Fast,
+    /// The fast pass as one walk, every region an anchor marks looked at
+    /// in full and every term looked for in the whole region.
+    Reference,
+    /// No fast pass: the whole text is one region.
+    Everything,
 }
 
 /// Texts at least this long are walked as [`WALKS`] interleaved parts.

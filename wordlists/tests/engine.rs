@@ -350,3 +350,37 @@ proptest! {
         prop_assert_eq!(quick, full, "{:?}", text);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The fast pass only chooses where the exact pass looks: on one line
+    /// of terms, concept words, numbers and obfuscations, a scan finds
+    /// exactly what the exact pass finds looking at the whole line.
+    #[test]
+    fn the_fast_pass_loses_nothing_the_exact_pass_would_find(
+        picks in proptest::collection::vec((0usize..5000, 0usize..10), 1..16),
+    ) {
+        let entries = matcher().entries();
+        let terms = concept_terms();
+        let fillers = ["the", "i", "u", "k i l l", "45kg", "13yo", "2nd", "888", "n0t", "m.u.m", "lol!!", "naïve", "ｋｉｌｌ"];
+        let mut text = String::new();
+        for (n, (idx, how)) in picks.iter().enumerate() {
+            let term = &entries[idx % entries.len()].term;
+            let concept = &terms[idx % terms.len()];
+            match how {
+                0 | 1 => text.push_str(term),
+                2 | 3 => text.push_str(concept),
+                4 => text.push_str(&term.to_uppercase()),
+                5 => text.push_str(&concept.replace('o', "0").replace('e', "3")),
+                6 => text.push_str(&term.replace(' ', ".")),
+                _ => text.push_str(fillers[(idx + n) % fillers.len()]),
+            }
+            text.push(' ');
+        }
+        let key = |h: &wordlists::Hit<'_>| (h.start, h.end, h.entry.term.clone(), h.severity);
+        let scan: Vec<_> = matcher().scan(&text).iter().map(key).collect();
+        let exact: Vec<_> = matcher().scan_exact(&text).iter().map(key).collect();
+        prop_assert_eq!(scan, exact, "{:?}", text);
+    }
+}
