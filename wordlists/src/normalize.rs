@@ -19,7 +19,10 @@
 //! - separators inside a word: `. - _ * '` between two word characters are
 //!   dropped ("s.u.i.c.i.d.e", "self-harm" → "selfharm", "don't" → "dont");
 //! - letters spaced out: three or more one-letter words separated by one or
-//!   two spaces are joined ("k i l l" → "kill").
+//!   two spaces are joined ("k i l l" → "kill");
+//! - a number run into a word: two or more digits and then a letter are
+//!   read as two words ("45kg" → "45 kg", "13yo" → "13 yo"), where
+//!   leetspeak would have read "askg"; one digit stays leetspeak ("5ex").
 //!
 //! Repeated letters are *not* collapsed here: the matcher compares runs
 //! ("kiiiill" has at least the letters of "kill"), see [`crate::skeleton`].
@@ -102,6 +105,7 @@ fn normalize_ascii(text: &str, join_spaced: bool) -> Option<Normalized> {
     let mut units = 0usize;
     let mut has_letter = false;
     let mut first_is_digit = false;
+    let mut only_digits = false;
     let mut words = 0usize;
     // The run of boundary characters since the last word.
     let mut gap: (u32, u32) = (0, 0);
@@ -146,7 +150,25 @@ fn normalize_ascii(text: &str, join_spaced: bool) -> Option<Normalized> {
         };
         match unit {
             Some((byte, kind)) => {
+                // Two or more digits and then a letter: a number, and
+                // then a word ("45kg"), as `split_numbers` reads it.
+                if kind == Kind::Letter && units >= 2 && only_digits {
+                    if !end_word(
+                        &mut out,
+                        units,
+                        has_letter,
+                        first_is_digit,
+                        word_start,
+                        word_gap,
+                    ) {
+                        return None;
+                    }
+                    words += 1;
+                    units = 0;
+                    gap = (start, start);
+                }
                 if units == 0 {
+                    only_digits = true;
                     word_gap = gap;
                     if words > 0 {
                         out.bytes.push(b' ');
@@ -157,6 +179,7 @@ fn normalize_ascii(text: &str, join_spaced: bool) -> Option<Normalized> {
                 }
                 units += 1;
                 has_letter |= kind == Kind::Letter;
+                only_digits &= kind == Kind::Digit;
                 out.bytes.push(byte);
                 out.spans.push((start, end));
             }
@@ -312,6 +335,7 @@ fn normalize_general(text: &str, join_spaced: bool) -> Normalized {
         });
     }
 
+    let tokens = split_numbers(tokens, &units);
     let spaced = if join_spaced {
         spaced_runs(&tokens, &units, bytes)
     } else {
@@ -346,6 +370,39 @@ fn normalize_general(text: &str, join_spaced: bool) -> Normalized {
     let len = text.len() as u32;
     out.bytes.push(b' ');
     out.spans.push((len, len));
+    out
+}
+
+/// A word of two or more digits and then letters is a number and a word
+/// ("45kg", "13yo", "888casino"): read as one, its digits would read as
+/// letters ("askg"). The word after it has an empty gap.
+fn split_numbers(tokens: Vec<Token>, units: &[Unit]) -> Vec<Token> {
+    let split_at = |t: &Token| {
+        let word = &units[t.units.clone()];
+        let digits = word.iter().take_while(|u| u.kind == Kind::Digit).count();
+        (digits >= 2 && word.get(digits).is_some_and(|u| u.kind == Kind::Letter))
+            .then_some(t.units.start + digits)
+    };
+    if !tokens.iter().any(|t| split_at(t).is_some()) {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 1);
+    for t in tokens {
+        match split_at(&t) {
+            Some(at) => {
+                let s = units[at].start;
+                out.push(Token {
+                    units: t.units.start..at,
+                    gap: t.gap,
+                });
+                out.push(Token {
+                    units: at..t.units.end,
+                    gap: (s, s),
+                });
+            }
+            None => out.push(t),
+        }
+    }
     out
 }
 
@@ -417,6 +474,22 @@ mod tests {
         assert_eq!(n("don't"), " dont ");
         assert_eq!(n("self-harm"), " selfharm ");
         assert_eq!(n("s3lf h@rm"), " self harm ");
+    }
+
+    #[test]
+    fn a_number_then_a_word_is_read_as_both() {
+        assert_eq!(n("under 45kg"), " under 45 kg ");
+        assert_eq!(n("im 13yo"), " im 13 yo ");
+        assert_eq!(n("４５ｋｇ"), " 45 kg ");
+        // One digit is leetspeak, as ever; a number alone stays a number.
+        assert_eq!(n("5ex"), " sex ");
+        assert_eq!(n("2nd 1984"), " 2nd 1984 ");
+        let out = normalize("45kg");
+        assert_eq!(
+            out.spans[3],
+            (2, 2),
+            "the boundary between stands for nothing"
+        );
     }
 
     #[test]

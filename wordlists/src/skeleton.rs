@@ -22,6 +22,9 @@ pub const SEP: u8 = 1;
 pub const PEEK: u8 = 2;
 /// The first byte of a multi-byte character.
 pub const NON_ASCII: u8 = 3;
+/// A digit: its symbol is [`symbol`]'s, but the walk must see where a
+/// number ends and a word begins ("45kg"), so digits leave its fast path.
+pub const DIGIT: u8 = 4;
 
 /// The one symbol of the digits that are not read as letters (2 6 8 9):
 /// the byte of `l`, free because `l` reads as `i`.
@@ -56,7 +59,8 @@ pub static SKELETON: [u8; 256] = {
     let mut i = 0;
     while i < 256 {
         t[i] = match ASCII[i] {
-            Class::Letter(b) | Class::Digit(b) => symbol(b),
+            Class::Letter(b) => symbol(b),
+            Class::Digit(_) => DIGIT,
             Class::Leet(b'@') => b'a',
             Class::Leet(b'$') => b's',
             Class::Leet(_) => PEEK,

@@ -18,8 +18,9 @@ use aho_corasick::Anchored;
 use aho_corasick::PatternID;
 use aho_corasick::automaton::{Automaton, StateID};
 
+use crate::fold::{ASCII, Class};
 use crate::fold::{Fold, fold_char};
-use crate::skeleton::{BOUNDARY, NON_ASCII, OPAQUE_SYMBOL, PEEK, SEP, SKELETON, symbol};
+use crate::skeleton::{BOUNDARY, DIGIT, NON_ASCII, OPAQUE_SYMBOL, PEEK, SEP, SKELETON, symbol};
 
 /// Longest pattern, in skeleton symbols; a walk remembers where the last
 /// this many symbols came from.
@@ -46,7 +47,19 @@ pub struct Walk {
     /// One-letter words in a row ("k i l l"), and where the run began.
     singles: u32,
     singles_start: usize,
+    /// Digits since the boundary while the word holds nothing else, and
+    /// the symbols they gave ([`NOT_A_NUMBER`] once it holds anything
+    /// else): two or more and then a letter are a number and a word
+    /// ("45kg"), as [`crate::normalize`] reads them.
+    digits: usize,
+    digit_symbols: usize,
+    /// `word_mark` of the word `digits` counts in (kept here rather than
+    /// reset at each boundary, which every word pays for).
+    digits_mark: usize,
 }
+
+/// [`Walk::digit_symbols`] of a word that is not a number.
+const NOT_A_NUMBER: usize = usize::MAX;
 
 impl Walk {
     /// A walk starting at byte `at`, which is the start of the text or
@@ -60,6 +73,9 @@ impl Walk {
             word_mark: 0,
             singles: 0,
             singles_start: 0,
+            digits: 0,
+            digit_symbols: 0,
+            digits_mark: 0,
         };
         walk.emit(dfa, BOUNDARY, at, sink);
         walk.word_mark = walk.count;
@@ -98,6 +114,38 @@ impl Walk {
     fn letter<A: Automaton, S: Sink>(&mut self, dfa: &A, sym: u8, at: usize, sink: &mut S) {
         if sym != self.prev {
             self.emit(dfa, sym, at, sink);
+        }
+    }
+
+    /// A digit at byte `at` whose character ends at `next`: fed like a
+    /// letter; and if the word so far is two or more digits and a letter
+    /// comes next, the number ends there as a word of its own.
+    fn digit<A: Automaton, S: Sink>(
+        &mut self,
+        dfa: &A,
+        sym: u8,
+        text: &str,
+        at: usize,
+        next: usize,
+        sink: &mut S,
+    ) {
+        if self.digits_mark != self.word_mark {
+            self.digits = 0;
+            self.digit_symbols = 0;
+            self.digits_mark = self.word_mark;
+        }
+        let only_digits = self.digit_symbols == self.count - self.word_mark
+            && !unit_before_is_not_a_digit(text, at);
+        let before = self.count;
+        self.letter(dfa, sym, at, sink);
+        if !only_digits {
+            self.digit_symbols = NOT_A_NUMBER;
+            return;
+        }
+        self.digit_symbols += self.count - before;
+        self.digits += 1;
+        if self.digits >= 2 && letter_follows(text, next) {
+            self.boundary(dfa, next, sink);
         }
     }
 
@@ -152,6 +200,10 @@ impl Walk {
                 i + 1
             }
             NON_ASCII => self.non_ascii(dfa, text, i, sink),
+            DIGIT => {
+                self.digit(dfa, symbol(b), text, i, i + 1, sink);
+                i + 1
+            }
             _ => {
                 self.boundary(dfa, i, sink);
                 i + 1
@@ -169,8 +221,13 @@ impl Walk {
         let c = text[i..].chars().next().unwrap_or('\u{FFFD}');
         match fold_char(c) {
             Fold::Letters(out, n) => {
+                let next = i + c.len_utf8();
                 for &o in &out[..n as usize] {
-                    self.letter(dfa, symbol(o), i, sink);
+                    if o.is_ascii_digit() {
+                        self.digit(dfa, symbol(o), text, i, next, sink);
+                    } else {
+                        self.letter(dfa, symbol(o), i, sink);
+                    }
                 }
             }
             Fold::Opaque => self.letter(dfa, OPAQUE_SYMBOL, i, sink),
@@ -199,5 +256,65 @@ impl Walk {
             i = walk.step(dfa, text, i, sink);
         }
         walk.finish(dfa, text.len(), sink);
+    }
+}
+
+/// Whether the unit before byte `at` (past separators a word drops) is
+/// one that is not a digit: a letter, or a symbol read as one. The walk
+/// needs it where a letter's symbol merged into a digit's ("0o5").
+fn unit_before_is_not_a_digit(text: &str, at: usize) -> bool {
+    // Most often a digit or a space.
+    match at.checked_sub(1).map(|i| text.as_bytes()[i]) {
+        None => return false,
+        Some(b) if b.is_ascii_digit() || b.is_ascii_whitespace() => return false,
+        _ => {}
+    }
+    let mut j = at;
+    loop {
+        let Some(c) = text[..j].chars().next_back() else {
+            return false;
+        };
+        j -= c.len_utf8();
+        if c.is_ascii() {
+            return match ASCII[c as usize] {
+                Class::Sep => continue,
+                Class::Letter(_) | Class::Leet(_) => true,
+                _ => false,
+            };
+        }
+        match fold_char(c) {
+            Fold::Letters(out, n) => return !out[n as usize - 1].is_ascii_digit(),
+            Fold::Opaque => return true,
+            Fold::Ignore => continue,
+            Fold::Boundary => return false,
+        }
+    }
+}
+
+/// Whether the first unit from byte `at` on (past separators a word drops
+/// and characters it ignores) is a letter.
+fn letter_follows(text: &str, at: usize) -> bool {
+    let bytes = text.as_bytes();
+    let mut j = at;
+    loop {
+        let Some(c) = text.get(j..).and_then(|t| t.chars().next()) else {
+            return false;
+        };
+        if c.is_ascii() {
+            return match ASCII[c as usize] {
+                Class::Letter(_) => true,
+                Class::Sep if bytes.get(j + 1).is_some_and(u8::is_ascii_alphanumeric) => {
+                    j += 1;
+                    continue;
+                }
+                _ => false,
+            };
+        }
+        match fold_char(c) {
+            Fold::Letters(out, _) => return !out[0].is_ascii_digit(),
+            Fold::Opaque => return true,
+            Fold::Ignore => j += c.len_utf8(),
+            Fold::Boundary => return false,
+        }
     }
 }

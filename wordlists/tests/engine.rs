@@ -363,7 +363,10 @@ proptest! {
     ) {
         let entries = matcher().entries();
         let terms = concept_terms();
-        let fillers = ["the", "i", "u", "k i l l", "45kg", "13yo", "2nd", "888", "n0t", "m.u.m", "lol!!", "naïve", "ｋｉｌｌ"];
+        let fillers = [
+            "the", "i", "u", "k i l l", "45kg", "13yo", "2nd", "888", "n0t", "m.u.m", "lol!!", "naïve", "ｋｉｌｌ",
+            "0o55kg", "４５kg", "12.5kg", "45\u{200B}kg", "4@5kg", "1!5yo", "x45kg", "45.kg", "45кg",
+        ];
         let mut text = String::new();
         for (n, (idx, how)) in picks.iter().enumerate() {
             let term = &entries[idx % entries.len()].term;
