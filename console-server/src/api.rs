@@ -466,7 +466,12 @@ async fn weekly_visits(
 ) -> Result<Response, ApiError> {
     let week = Week::parse(&p.week).map_err(ApiError::BadRequest)?;
     let report = blocking(&state, move |s| {
-        WeeklyReport::load(s, site_report::builtin_categories(), week)
+        WeeklyReport::load(
+            s,
+            site_report::builtin_categories(),
+            week,
+            site_report::Detail::Pairs,
+        )
     })
     .await?;
     caller

@@ -79,6 +79,15 @@ impl Console {
             crate::school_week::set_zone(tz);
         }
         let store: Arc<dyn Store> = dir.store.clone();
+        // The weekly report's totals are counted in the school's zone; a
+        // first start, or a new zone, counts them from the hourly totals.
+        let zone = crate::school_week::zone();
+        if store.ensure_week_totals(&zone)? {
+            tracing::info!(
+                zone = %crate::store::week_totals::zone_name(&zone),
+                "counted the weekly report's totals in the school's zone"
+            );
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let revoked = Revoked::default();

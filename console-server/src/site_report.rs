@@ -14,7 +14,7 @@ use wordlists::domains::DomainCategories;
 use crate::school_week::Week;
 use crate::store::Store;
 use crate::store::StoreError;
-use crate::store::visits::VisitTotal;
+use crate::store::week_totals::{PairTotal, WeekTotals};
 
 /// The built-in domain lists, parsed once.
 pub fn builtin_categories() -> &'static DomainCategories {
@@ -106,7 +106,8 @@ pub struct WeeklyReport {
     pub devices: Vec<DeviceLine>,
     /// Gravest first.
     pub flagged: Vec<FlaggedCategory>,
-    /// By domain, then user; see [`WeeklyReport::pair_lines`].
+    /// By domain, then user; see [`WeeklyReport::pair_lines`]. Empty unless
+    /// loaded with [`Detail::Pairs`].
     #[serde(skip)]
     pub pairs: Vec<Pair>,
 }
@@ -169,90 +170,60 @@ impl Categories<'_> {
     }
 }
 
-/// What [`WeeklyReport::build`] folds.
+/// What [`WeeklyReport::build`] puts together.
 pub struct Inputs<'a> {
     pub week: Week,
     pub start: UnixMillis,
     pub end: UnixMillis,
-    pub totals: &'a [VisitTotal],
+    pub totals: &'a WeekTotals,
+    /// Every user on every site, or `None` for the report without them
+    /// (see [`Detail`]).
+    pub pairs: Option<&'a [PairTotal]>,
+    /// The users of each flagged domain (the pairs of those domains only).
+    pub flagged_pairs: &'a [PairTotal],
     pub previous: &'a HashMap<String, u64>,
     pub new_domains: &'a HashSet<String>,
     pub hostnames: &'a HashMap<Uuid, String>,
 }
 
+/// How much of a week [`WeeklyReport::load`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Sites, users, laptops and flags: what the page, the PDF and the
+    /// mail show. A few thousand rows however big the week.
+    Summary,
+    /// Also every user on every site ([`WeeklyReport::pairs`]): the CSV of
+    /// pairs and the API. One row a pair.
+    Pairs,
+}
+
 impl WeeklyReport {
-    /// Folds a week's totals. Names are interned once, so the fold is a
-    /// few hash lookups per row.
+    /// Puts a week's totals together: sorts, flags, and gives each user
+    /// their flagged sites.
     pub fn build(input: &Inputs<'_>, categories: &Categories<'_>) -> WeeklyReport {
-        let mut domain_ids: HashMap<&str, u32> = HashMap::new();
-        let mut user_ids: HashMap<&str, u32> = HashMap::new();
-        let mut domain_names: Vec<&str> = Vec::new();
-        let mut user_names: Vec<&str> = Vec::new();
-        // (domain, user) → visits, active, first, last.
-        let mut pairs: HashMap<(u32, u32), (u64, u64, i64, i64)> = HashMap::new();
-        // device → visits, active, users.
-        let mut devices: HashMap<Uuid, (u64, u64, HashSet<u32>)> = HashMap::new();
-        let (mut visits, mut active) = (0u64, 0u64);
-        for t in input.totals {
-            visits += t.visits;
-            active += t.active_seconds;
-            let d = *domain_ids.entry(&t.domain).or_insert_with(|| {
-                domain_names.push(&t.domain);
-                (domain_names.len() - 1) as u32
-            });
-            let u = *user_ids.entry(&t.user).or_insert_with(|| {
-                user_names.push(&t.user);
-                (user_names.len() - 1) as u32
-            });
-            let p = pairs.entry((d, u)).or_insert((0, 0, i64::MAX, i64::MIN));
-            p.0 += t.visits;
-            p.1 += t.active_seconds;
-            p.2 = p.2.min(t.first.0);
-            p.3 = p.3.max(t.last.0);
-            let dev = devices.entry(t.device).or_default();
-            dev.0 += t.visits;
-            dev.1 += t.active_seconds;
-            dev.2.insert(u);
-        }
-        let flags: Vec<Vec<Flag>> = domain_names.iter().map(|d| categories.flags(d)).collect();
+        let totals = input.totals;
+        let visits = totals.domains.iter().map(|d| d.visits).sum();
+        let active = totals.domains.iter().map(|d| d.active_seconds).sum();
 
-        // Per domain and per user, from the pairs.
-        let mut per_domain = vec![(0u64, 0u64, 0u64); domain_names.len()];
-        let mut per_user = vec![(0u64, 0u64, 0u64, Vec::<u32>::new()); user_names.len()];
-        for (&(d, u), &(v, a, _, _)) in &pairs {
-            let pd = &mut per_domain[d as usize];
-            pd.0 += v;
-            pd.1 += a;
-            pd.2 += 1;
-            let pu = &mut per_user[u as usize];
-            pu.0 += 1;
-            pu.1 += v;
-            pu.2 += a;
-            if !flags[d as usize].is_empty() {
-                pu.3.push(d);
-            }
-        }
-
-        let mut order: Vec<usize> = (0..domain_names.len()).collect();
-        order.sort_by(|&a, &b| {
-            per_domain[b]
-                .1
-                .cmp(&per_domain[a].1)
-                .then(per_domain[b].0.cmp(&per_domain[a].0))
-                .then(domain_names[a].cmp(domain_names[b]))
-        });
-        let domain_lines: Vec<DomainLine> = order
+        let mut domain_lines: Vec<DomainLine> = totals
+            .domains
             .iter()
-            .map(|&i| DomainLine {
-                domain: domain_names[i].to_owned(),
-                visits: per_domain[i].0,
-                users: per_domain[i].2,
-                active_seconds: per_domain[i].1,
-                previous_seconds: input.previous.get(domain_names[i]).copied().unwrap_or(0),
-                flags: flags[i].clone(),
-                new: input.new_domains.contains(domain_names[i]),
+            .map(|d| DomainLine {
+                domain: d.domain.clone(),
+                visits: d.visits,
+                users: d.users,
+                active_seconds: d.active_seconds,
+                previous_seconds: input.previous.get(&d.domain).copied().unwrap_or(0),
+                flags: categories.flags(&d.domain),
+                new: input.new_domains.contains(&d.domain),
             })
             .collect();
+        domain_lines.sort_by(|a, b| {
+            b.active_seconds
+                .cmp(&a.active_seconds)
+                .then(b.visits.cmp(&a.visits))
+                .then(a.domain.cmp(&b.domain))
+        });
 
         let mut by_category: BTreeMap<&str, (u8, Vec<usize>)> = BTreeMap::new();
         for (i, line) in domain_lines.iter().enumerate() {
@@ -278,20 +249,33 @@ impl WeeklyReport {
                 .then(a.category.cmp(&b.category))
         });
 
-        let mut user_lines: Vec<UserLine> = per_user
-            .into_iter()
-            .enumerate()
-            .map(|(u, (sites, v, a, flagged))| {
-                let mut flagged_sites: Vec<String> = flagged
-                    .iter()
-                    .map(|&d| domain_names[d as usize].to_owned())
-                    .collect();
+        // Each user's flagged sites, from the pairs of flagged domains.
+        let flagged_domains: HashSet<&str> = domain_lines
+            .iter()
+            .filter(|d| !d.flags.is_empty())
+            .map(|d| d.domain.as_str())
+            .collect();
+        let mut flagged_of: HashMap<&str, Vec<String>> = HashMap::new();
+        for p in input.flagged_pairs {
+            if flagged_domains.contains(p.domain.as_str()) {
+                flagged_of
+                    .entry(p.user.as_str())
+                    .or_default()
+                    .push(p.domain.clone());
+            }
+        }
+        let mut user_lines: Vec<UserLine> = totals
+            .users
+            .iter()
+            .map(|u| {
+                let mut flagged_sites = flagged_of.remove(u.user.as_str()).unwrap_or_default();
                 flagged_sites.sort();
+                flagged_sites.dedup();
                 UserLine {
-                    user: user_names[u].to_owned(),
-                    sites,
-                    visits: v,
-                    active_seconds: a,
+                    user: u.user.clone(),
+                    sites: u.sites,
+                    visits: u.visits,
+                    active_seconds: u.active_seconds,
                     flagged_sites,
                 }
             })
@@ -304,14 +288,15 @@ impl WeeklyReport {
                 .then(a.user.cmp(&b.user))
         });
 
-        let mut device_lines: Vec<DeviceLine> = devices
-            .into_iter()
-            .map(|(id, (v, a, users))| DeviceLine {
-                device: id,
-                hostname: input.hostnames.get(&id).cloned().unwrap_or_default(),
-                visits: v,
-                users: users.len() as u64,
-                active_seconds: a,
+        let mut device_lines: Vec<DeviceLine> = totals
+            .devices
+            .iter()
+            .map(|d| DeviceLine {
+                device: d.device,
+                hostname: input.hostnames.get(&d.device).cloned().unwrap_or_default(),
+                visits: d.visits,
+                users: d.users,
+                active_seconds: d.active_seconds,
             })
             .collect();
         device_lines.sort_by(|a, b| {
@@ -332,15 +317,19 @@ impl WeeklyReport {
             .enumerate()
             .map(|(i, u)| (u.user.as_str(), i))
             .collect();
-        let mut pair_rows: Vec<Pair> = pairs
-            .into_iter()
-            .map(|((d, u), (v, a, first, last))| Pair {
-                domain: domain_line_of[domain_names[d as usize]],
-                user: user_line_of[user_names[u as usize]],
-                visits: v,
-                active_seconds: a,
-                first,
-                last,
+        let mut pair_rows: Vec<Pair> = input
+            .pairs
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| {
+                Some(Pair {
+                    domain: *domain_line_of.get(p.domain.as_str())?,
+                    user: *user_line_of.get(p.user.as_str())?,
+                    visits: p.visits,
+                    active_seconds: p.active_seconds,
+                    first: p.first.0,
+                    last: p.last.0,
+                })
             })
             .collect();
         pair_rows.sort_by(|a, b| {
@@ -382,7 +371,8 @@ impl WeeklyReport {
         })
     }
 
-    /// Reads and folds one week from the store, in the school's zone.
+    /// Reads one week from the store, in the school's zone, and puts it
+    /// together; with [`Detail::Pairs`], every user on every site too.
     ///
     /// # Errors
     /// A storage failure.
@@ -390,24 +380,50 @@ impl WeeklyReport {
         store: &dyn Store,
         builtin: &DomainCategories,
         week: Week,
+        detail: Detail,
     ) -> Result<WeeklyReport, StoreError> {
         let tz = crate::school_week::zone();
         let (start, end) = week.bounds(&tz);
-        let (prev_start, prev_end) = week.previous().bounds(&tz);
-        let totals = store.visit_totals(start, end)?;
-        let previous = store.domain_seconds(prev_start, prev_end)?;
+        let name = week.to_string();
+        let totals = store.week_totals(&name)?;
+        let previous: HashMap<String, u64> = store
+            .week_totals(&week.previous().to_string())?
+            .domains
+            .into_iter()
+            .map(|d| (d.domain, d.active_seconds))
+            .collect();
         let new_domains: HashSet<String> =
             store.domains_first_seen(start, end)?.into_iter().collect();
-        let hosts: Vec<&str> = {
-            let set: HashSet<&str> = totals.iter().map(|t| t.domain.as_str()).collect();
-            set.into_iter().filter(|d| !d.is_empty()).collect()
-        };
+        let hosts: Vec<&str> = totals
+            .domains
+            .iter()
+            .map(|d| d.domain.as_str())
+            .filter(|d| !d.is_empty())
+            .collect();
         let imported = store.imported_categories(&hosts)?;
         let imported_info = store
             .domain_lists()?
             .into_iter()
             .map(|l| (l.category, (l.severity, l.definition)))
             .collect();
+        let categories = Categories {
+            builtin,
+            imported,
+            imported_info,
+        };
+        let flagged_hosts: Vec<&str> = hosts
+            .iter()
+            .copied()
+            .filter(|d| !categories.flags(d).is_empty())
+            .collect();
+        let pairs = match detail {
+            Detail::Pairs => Some(store.week_pairs(&name, None)?),
+            Detail::Summary => None,
+        };
+        let flagged_pairs = match &pairs {
+            Some(all) => all.clone(),
+            None => store.week_pairs(&name, Some(&flagged_hosts))?,
+        };
         let hostnames = store
             .devices(UnixMillis(i64::MAX))?
             .into_iter()
@@ -419,15 +435,13 @@ impl WeeklyReport {
                 start,
                 end,
                 totals: &totals,
+                pairs: pairs.as_deref(),
+                flagged_pairs: &flagged_pairs,
                 previous: &previous,
                 new_domains: &new_domains,
                 hostnames: &hostnames,
             },
-            &Categories {
-                builtin,
-                imported,
-                imported_info,
-            },
+            &categories,
         ))
     }
 
@@ -546,28 +560,90 @@ pub fn csv(report: &WeeklyReport, table: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn total(domain: &str, user: &str, device: u128, visits: u64, active: u64) -> VisitTotal {
-        VisitTotal {
-            domain: domain.into(),
-            user: user.into(),
-            device: Uuid::from_u128(device),
-            visits,
-            active_seconds: active,
-            first: UnixMillis(1_000),
-            last: UnixMillis(2_000),
+    use crate::store::week_totals::{DeviceTotal, DomainTotal, UserTotal};
+
+    /// What the store keeps at ingest for these visits (domain, user,
+    /// laptop, visits, active seconds), summed the plain way.
+    fn week_of(rows: &[(&str, &str, u128, u64, u64)]) -> (WeekTotals, Vec<PairTotal>) {
+        let mut t = WeekTotals::default();
+        let mut pairs: Vec<PairTotal> = Vec::new();
+        let mut device_users: HashSet<(u128, &str)> = HashSet::new();
+        for &(domain, user, device, visits, active) in rows {
+            let new_pair = !pairs.iter().any(|p| p.domain == domain && p.user == user);
+            if new_pair {
+                pairs.push(PairTotal {
+                    domain: domain.into(),
+                    user: user.into(),
+                    visits: 0,
+                    active_seconds: 0,
+                    first: UnixMillis(1_000),
+                    last: UnixMillis(2_000),
+                });
+            }
+            let p = pairs
+                .iter_mut()
+                .find(|p| p.domain == domain && p.user == user)
+                .unwrap();
+            p.visits += visits;
+            p.active_seconds += active;
+            match t.domains.iter_mut().find(|d| d.domain == domain) {
+                Some(d) => {
+                    d.visits += visits;
+                    d.active_seconds += active;
+                    d.users += u64::from(new_pair);
+                }
+                None => t.domains.push(DomainTotal {
+                    domain: domain.into(),
+                    visits,
+                    active_seconds: active,
+                    users: 1,
+                }),
+            }
+            match t.users.iter_mut().find(|u| u.user == user) {
+                Some(u) => {
+                    u.visits += visits;
+                    u.active_seconds += active;
+                    u.sites += u64::from(new_pair);
+                }
+                None => t.users.push(UserTotal {
+                    user: user.into(),
+                    visits,
+                    active_seconds: active,
+                    sites: 1,
+                }),
+            }
+            let new_device_user = device_users.insert((device, user));
+            match t
+                .devices
+                .iter_mut()
+                .find(|d| d.device == Uuid::from_u128(device))
+            {
+                Some(d) => {
+                    d.visits += visits;
+                    d.active_seconds += active;
+                    d.users += u64::from(new_device_user);
+                }
+                None => t.devices.push(DeviceTotal {
+                    device: Uuid::from_u128(device),
+                    visits,
+                    active_seconds: active,
+                    users: 1,
+                }),
+            }
         }
+        (t, pairs)
     }
 
     #[test]
     fn folds_domains_users_devices_flags_and_change() {
         let week = Week::parse("2026-W47").unwrap();
-        let totals = vec![
-            total("bbc.co.uk", "amy", 1, 3, 600),
-            total("bbc.co.uk", "ben", 2, 1, 60),
-            total("m.bet365.com", "ben", 2, 2, 300),
-            total("newsite.example", "amy", 1, 1, 30),
-            total("", "amy", 1, 0, 15),
-        ];
+        let (totals, pairs) = week_of(&[
+            ("bbc.co.uk", "amy", 1, 3, 600),
+            ("bbc.co.uk", "ben", 2, 1, 60),
+            ("m.bet365.com", "ben", 2, 2, 300),
+            ("newsite.example", "amy", 1, 1, 30),
+            ("", "amy", 1, 0, 15),
+        ]);
         let previous = HashMap::from([("bbc.co.uk".to_owned(), 300u64)]);
         let new_domains = HashSet::from(["newsite.example".to_owned()]);
         let hostnames = HashMap::from([(Uuid::from_u128(1), "lab-01".to_owned())]);
@@ -580,17 +656,38 @@ mod tests {
             )]),
             imported_info: HashMap::from([("school-watch".to_owned(), (2, "Ours.".to_owned()))]),
         };
-        let r = WeeklyReport::build(
-            &Inputs {
-                week,
-                start: UnixMillis(0),
-                end: UnixMillis(1),
-                totals: &totals,
-                previous: &previous,
-                new_domains: &new_domains,
-                hostnames: &hostnames,
+        let inputs = |pairs: Option<&[PairTotal]>, flagged: &[PairTotal]| {
+            WeeklyReport::build(
+                &Inputs {
+                    week,
+                    start: UnixMillis(0),
+                    end: UnixMillis(1),
+                    totals: &totals,
+                    pairs,
+                    flagged_pairs: flagged,
+                    previous: &previous,
+                    new_domains: &new_domains,
+                    hostnames: &hostnames,
+                },
+                &cats,
+            )
+        };
+        let r = inputs(Some(&pairs), &pairs);
+        // The summary reads only the pairs of flagged sites, and gives the
+        // same report but for the list of pairs.
+        let flagged: Vec<PairTotal> = pairs
+            .iter()
+            .filter(|p| p.domain != "bbc.co.uk" && !p.domain.is_empty())
+            .cloned()
+            .collect();
+        let summary = inputs(None, &flagged);
+        assert!(summary.pairs.is_empty());
+        assert_eq!(
+            WeeklyReport {
+                pairs: Vec::new(),
+                ..r.clone()
             },
-            &cats,
+            summary
         );
         assert_eq!((r.visits, r.active_seconds, r.users), (7, 1005, 2));
         assert_eq!(r.domains[0].domain, "bbc.co.uk");

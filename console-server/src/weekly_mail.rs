@@ -92,7 +92,12 @@ pub fn make_due(
     let (pdf, csv, report) = match &existing {
         Some(r) if r.emailed.is_some() || !wants_mail => return Ok(None),
         _ => {
-            let report = WeeklyReport::load(store, site_report::builtin_categories(), week)?;
+            let report = WeeklyReport::load(
+                store,
+                site_report::builtin_categories(),
+                week,
+                site_report::Detail::Summary,
+            )?;
             let signoff = store.week_signoffs()?.remove(&week.to_string());
             let pdf = crate::report_pdf::render(&report, week, signoff.as_ref());
             let csv = site_report::csv(&report, "domains").unwrap_or_default();

@@ -66,6 +66,11 @@ pub fn fill_visits(
     devices: &[Uuid],
 ) -> anyhow::Result<()> {
     let (start, _) = week.bounds(&school_week::zone());
+    {
+        // Counted in the school's zone from the start, as the console does.
+        use console_server::store::visits::VisitStore;
+        store.ensure_week_totals(&school_week::zone())?;
+    }
     let mut made = 0;
     while made < rows {
         let mut batch = Vec::new();

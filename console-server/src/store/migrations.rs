@@ -326,4 +326,53 @@ ALTER TABLE api_tokens ADD COLUMN last_used INTEGER;
 UPDATE api_tokens SET expires = created + 365 * 86400000;
 ALTER TABLE enroll_tokens ADD COLUMN revoked INTEGER;
 "#,
+    // 10: the weekly report's totals per school week, kept at ingest (see
+    // `store::week_totals`); empty here, counted from `visit_hours` at the
+    // first start, once the school's zone is known (`week_zone` empty).
+    r#"
+CREATE TABLE week_pairs (
+    week           TEXT NOT NULL,
+    domain         TEXT NOT NULL,
+    user           TEXT NOT NULL,
+    visits         INTEGER NOT NULL,
+    active_seconds INTEGER NOT NULL,
+    first          INTEGER NOT NULL,
+    last           INTEGER NOT NULL,
+    PRIMARY KEY (week, domain, user)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE week_domains (
+    week           TEXT NOT NULL,
+    domain         TEXT NOT NULL,
+    visits         INTEGER NOT NULL,
+    active_seconds INTEGER NOT NULL,
+    users          INTEGER NOT NULL,
+    PRIMARY KEY (week, domain)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE week_users (
+    week           TEXT NOT NULL,
+    user           TEXT NOT NULL,
+    visits         INTEGER NOT NULL,
+    active_seconds INTEGER NOT NULL,
+    sites          INTEGER NOT NULL,
+    PRIMARY KEY (week, user)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE week_device_users (
+    week   TEXT NOT NULL,
+    device TEXT NOT NULL,
+    user   TEXT NOT NULL,
+    PRIMARY KEY (week, device, user)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE week_devices (
+    week           TEXT NOT NULL,
+    device         TEXT NOT NULL,
+    visits         INTEGER NOT NULL,
+    active_seconds INTEGER NOT NULL,
+    users          INTEGER NOT NULL,
+    PRIMARY KEY (week, device)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE week_zone (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    zone TEXT NOT NULL
+) STRICT;
+"#,
 ];

@@ -33,6 +33,7 @@ mod sqlite_staff;
 pub mod suggestions;
 pub mod tokens;
 pub mod visits;
+pub mod week_totals;
 
 use std::collections::HashSet;
 

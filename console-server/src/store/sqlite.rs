@@ -29,6 +29,10 @@ pub struct SqliteStore {
     pub(super) writer: Mutex<Connection>,
     pub(super) reader: Readers,
     pub(super) images: Arc<dyn ImageStore>,
+    /// The zone the weekly totals are counted in (see
+    /// [`super::week_totals`]): the one recorded, until
+    /// `ensure_week_totals` sets the school's.
+    pub(super) week_zone: Mutex<jiff::tz::TimeZone>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -120,6 +124,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
+    /// The zone the weekly totals are counted in.
+    pub(super) fn week_zone(&self) -> jiff::tz::TimeZone {
+        self.week_zone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Opens (creating and migrating if needed) the database at `path`, and
     /// writes `default_policy` as version 1 if there is no policy yet.
     ///
@@ -149,7 +161,10 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<_, _>>()?;
+        let week_zone =
+            super::week_totals::recorded_zone(&writer)?.unwrap_or_else(crate::school_week::zone);
         Ok(SqliteStore {
+            week_zone: Mutex::new(week_zone),
             writer: Mutex::new(writer),
             reader: Readers {
                 conns: readers,

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::register::audience_str;
 use super::sqlite::*;
+use super::week_totals;
 use super::*;
+use crate::school_week::Week;
 
 fn record_exists(tx: &Connection, table: &str, id: Uuid) -> rusqlite::Result<bool> {
     tx.query_row(
@@ -67,6 +69,7 @@ fn insert_record(
     tx: &Transaction<'_>,
     item: &Incoming,
     image: Option<&str>,
+    zone: &jiff::tz::TimeZone,
 ) -> rusqlite::Result<Stored> {
     let device = id_str(item.device);
     match &item.message {
@@ -163,6 +166,7 @@ fn insert_record(
                     "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
                      ON CONFLICT (domain) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
                 )?;
+                // Each visit counts in the school week it started in.
                 for v in &batch.visits {
                     // The console decides the domain from the address, the
                     // same way for every agent.
@@ -192,6 +196,20 @@ fn insert_record(
                         end,
                     ])?;
                     seen.execute(params![domain, v.start.0])?;
+                    let week = Week::containing(v.start, zone).to_string();
+                    week_totals::add(
+                        tx,
+                        &week_totals::Counted {
+                            week: &week,
+                            domain: &domain,
+                            user: &v.user,
+                            device: &device,
+                            visits: i64::from(v.visits),
+                            active_seconds: i64::from(v.active_seconds),
+                            first: v.start.0,
+                            last: end,
+                        },
+                    )?;
                 }
             }
             new
@@ -323,6 +341,7 @@ impl IngestStore for SqliteStore {
             .images
             .put_all(&to_write)
             .map_err(img("writing screenshots"))?;
+        let zone = self.week_zone();
         let mut conn = lock(&self.writer);
         let tx = conn
             .transaction()
@@ -337,7 +356,7 @@ impl IngestStore for SqliteStore {
         let mut last_seen: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (i, item) in batch.iter().enumerate() {
             let key = key_of.get(&i).copied();
-            out.push(insert_record(&tx, item, key).map_err(db("storing a record"))?);
+            out.push(insert_record(&tx, item, key, &zone).map_err(db("storing a record"))?);
             let seen = last_seen.entry(item.device).or_insert(item.received.0);
             *seen = (*seen).max(item.received.0);
         }

@@ -1,30 +1,19 @@
-//! Site visits as the weekly report reads them: hourly totals per domain,
-//! user and device (kept at ingest, so a week's report never reads every
-//! visit row), the first sighting of each domain, the school's imported
-//! domain lists, week sign-offs and the reports made on schedule.
+//! Site visits as the weekly report reads them: totals per school week
+//! (kept at ingest, see [`super::week_totals`], so a week's report never
+//! reads every visit row), the first sighting of each domain, the school's
+//! imported domain lists, week sign-offs and the reports made on schedule.
 
 use std::collections::HashMap;
 
 use protocol::UnixMillis;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::week_totals::{self, PairTotal, WeekTotals};
 use super::{AuditEntry, StoreError};
+use crate::school_week::Week;
 use crate::store::AuditAction;
-
-/// A week's time on one domain by one user on one device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisitTotal {
-    pub domain: String,
-    pub user: String,
-    pub device: Uuid,
-    pub visits: u64,
-    pub active_seconds: u64,
-    pub first: UnixMillis,
-    pub last: UnixMillis,
-}
 
 /// One of the school's imported domain lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,32 +46,27 @@ pub struct ScheduledReport {
 
 const HOUR_MS: i64 = UnixMillis::HOUR;
 
-/// The hour buckets that make up `[start, end)` (both on the hour).
-fn hours(start: UnixMillis, end: UnixMillis) -> (i64, i64) {
-    (start.0.div_euclid(HOUR_MS), end.0.div_euclid(HOUR_MS))
-}
-
 /// What the weekly report needs from storage.
 pub trait VisitStore {
-    /// Totals per domain, user and device of the visits that started in
-    /// `[start, end)`, counted by the hour they started in.
+    /// A school week's totals per domain, user and laptop (kept at
+    /// ingest: a few thousand rows however many visits the week holds).
     ///
     /// # Errors
     /// A storage failure.
-    fn visit_totals(
-        &self,
-        start: UnixMillis,
-        end: UnixMillis,
-    ) -> Result<Vec<VisitTotal>, StoreError>;
-    /// Active seconds per domain in `[start, end)`.
+    fn week_totals(&self, week: &str) -> Result<WeekTotals, StoreError>;
+    /// A school week's totals per domain and user: of the domains in
+    /// `only`, or of every domain (one row a pair: the CSV and the API).
     ///
     /// # Errors
     /// A storage failure.
-    fn domain_seconds(
-        &self,
-        start: UnixMillis,
-        end: UnixMillis,
-    ) -> Result<HashMap<String, u64>, StoreError>;
+    fn week_pairs(&self, week: &str, only: Option<&[&str]>) -> Result<Vec<PairTotal>, StoreError>;
+    /// Counts the weekly totals again if they were counted in a zone other
+    /// than `zone` (or never); returns whether it did. Call at start, once
+    /// the school's zone is set.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn ensure_week_totals(&self, zone: &jiff::tz::TimeZone) -> Result<bool, StoreError>;
     /// Domains first seen in `[start, end)`.
     ///
     /// # Errors
@@ -149,56 +133,24 @@ pub trait VisitStore {
 }
 
 impl VisitStore for SqliteStore {
-    fn visit_totals(
-        &self,
-        start: UnixMillis,
-        end: UnixMillis,
-    ) -> Result<Vec<VisitTotal>, StoreError> {
-        let (from, to) = hours(start, end);
-        let conn = self.reader.get();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT domain, user, device, SUM(visits), SUM(active_seconds), MIN(first), MAX(last)
-                 FROM visit_hours WHERE hour >= ?1 AND hour < ?2
-                 GROUP BY domain, user, device",
-            )
-            .map_err(db("reading the week's visits"))?;
-        stmt.query_map(params![from, to], |r| {
-            let device: String = r.get(2)?;
-            Ok(VisitTotal {
-                domain: r.get(0)?,
-                user: r.get(1)?,
-                device: Uuid::parse_str(&device).unwrap_or_default(),
-                visits: r.get::<_, i64>(3)?.max(0) as u64,
-                active_seconds: r.get::<_, i64>(4)?.max(0) as u64,
-                first: UnixMillis(r.get(5)?),
-                last: UnixMillis(r.get(6)?),
-            })
-        })
-        .map_err(db("reading the week's visits"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("reading the week's visits"))
+    fn week_totals(&self, week: &str) -> Result<WeekTotals, StoreError> {
+        week_totals::read(&self.reader.get(), week)
     }
 
-    fn domain_seconds(
-        &self,
-        start: UnixMillis,
-        end: UnixMillis,
-    ) -> Result<HashMap<String, u64>, StoreError> {
-        let (from, to) = hours(start, end);
-        let conn = self.reader.get();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT domain, SUM(active_seconds) FROM visit_hours
-                 WHERE hour >= ?1 AND hour < ?2 GROUP BY domain",
-            )
-            .map_err(db("reading the previous week"))?;
-        stmt.query_map(params![from, to], |r| {
-            Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-        })
-        .map_err(db("reading the previous week"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("reading the previous week"))
+    fn week_pairs(&self, week: &str, only: Option<&[&str]>) -> Result<Vec<PairTotal>, StoreError> {
+        week_totals::pairs(&self.reader.get(), week, only)
+    }
+
+    fn ensure_week_totals(&self, zone: &jiff::tz::TimeZone) -> Result<bool, StoreError> {
+        // The writer is held throughout, so no batch is counted in the old
+        // zone after the recount.
+        let mut conn = lock(&self.writer);
+        let counted = week_totals::rebuild(&mut conn, zone)?;
+        *self
+            .week_zone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = zone.clone();
+        Ok(counted)
     }
 
     fn domains_first_seen(
@@ -424,6 +376,9 @@ impl VisitStore for SqliteStore {
         .map_err(db("expiring site visits"))?;
         tx.execute("DELETE FROM visit_batches WHERE received < ?1", [cutoff.0])
             .map_err(db("expiring site visits"))?;
+        // A week's totals go with the week the cutoff falls in.
+        let week = Week::containing(cutoff, &self.week_zone()).to_string();
+        week_totals::expire_before(&tx, &week).map_err(db("expiring site visits"))?;
         tx.commit().map_err(db("expiring site visits"))?;
         Ok(rows as u64)
     }
@@ -434,6 +389,7 @@ mod tests {
     use std::sync::Arc;
 
     use protocol::{AgentMessage, Policy, SiteVisit, SiteVisits};
+    use uuid::Uuid;
 
     use super::*;
     use crate::store::images::FsImageStore;
@@ -475,19 +431,26 @@ mod tests {
         };
         store.store_batch(std::slice::from_ref(&batch)).unwrap();
         store.store_batch(&[batch]).unwrap();
-        let week = store
-            .visit_totals(UnixMillis(t0 - day), UnixMillis(t0 + day))
-            .unwrap();
-        assert_eq!(week.len(), 1, "one domain, user and device: {week:?}");
+        let zone = crate::school_week::zone();
+        let this_week = Week::containing(UnixMillis(t0), &zone).to_string();
+        let old_week = Week::containing(UnixMillis(t0 - 30 * day), &zone).to_string();
+        let week = store.week_totals(&this_week).unwrap();
+        assert_eq!(week.domains.len(), 1, "one domain: {week:?}");
         assert_eq!(
             (
-                week[0].domain.as_str(),
-                week[0].visits,
-                week[0].active_seconds
+                week.domains[0].domain.as_str(),
+                week.domains[0].visits,
+                week.domains[0].active_seconds,
+                week.domains[0].users
             ),
-            ("bbc.co.uk", 2, 50),
+            ("bbc.co.uk", 2, 50, 1),
             "the console's domain, and a batch sent twice counts once"
         );
+        assert_eq!(
+            (week.users[0].user.as_str(), week.users[0].sites),
+            ("amy", 1)
+        );
+        assert_eq!((week.devices[0].device, week.devices[0].users), (device, 1));
         let new = store
             .domains_first_seen(UnixMillis(t0 - day), UnixMillis(t0 + day))
             .unwrap();
@@ -530,21 +493,84 @@ mod tests {
             "one audit entry, written with the sign-off"
         );
 
+        assert_eq!(store.week_totals(&old_week).unwrap().domains.len(), 1);
         let deleted = store.expire_visits(UnixMillis(t0 - day)).unwrap();
         assert_eq!(deleted, 1, "only the old visit");
-        assert!(
-            store
-                .visit_totals(UnixMillis(t0 - 31 * day), UnixMillis(t0 - day))
-                .unwrap()
-                .is_empty(),
-            "its hourly totals went with it"
-        );
         assert_eq!(
-            store
-                .visit_totals(UnixMillis(t0 - day), UnixMillis(t0 + day))
+            store.week_totals(&old_week).unwrap(),
+            WeekTotals::default(),
+            "its week's totals went with it"
+        );
+        assert_eq!(store.week_totals(&this_week).unwrap().domains.len(), 1);
+    }
+
+    /// Distinct users per site and per laptop and sites per user are
+    /// counted as visits arrive, in any order and batch; counted again in
+    /// another zone, a visit near midnight on Sunday moves week.
+    #[test]
+    fn week_totals_count_distinct_people_and_follow_the_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
+        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
+        let utc = jiff::tz::TimeZone::UTC;
+        assert!(store.ensure_week_totals(&utc).unwrap(), "counted at first");
+        assert!(!store.ensure_week_totals(&utc).unwrap(), "once per zone");
+        let (lab1, lab2) = (Uuid::now_v7(), Uuid::now_v7());
+        // Monday 2027-01-11 00:30 UTC: in New York, still Sunday (week 1).
+        let monday = 1_799_627_400_000;
+        let batch = |device, visits| Incoming {
+            device,
+            received: UnixMillis(monday),
+            message: AgentMessage::SiteVisits(SiteVisits {
+                id: Uuid::now_v7(),
+                visits,
+            }),
+        };
+        store
+            .store_batch(&[
+                batch(
+                    lab1,
+                    vec![
+                        visit("https://bbc.co.uk/", "amy", monday, 10),
+                        visit("https://bbc.co.uk/x", "ben", monday + 1000, 20),
+                        visit("https://a.example/", "amy", monday + 2000, 5),
+                    ],
+                ),
+                batch(
+                    lab2,
+                    vec![visit("https://bbc.co.uk/", "ben", monday + 3000, 40)],
+                ),
+            ])
+            .unwrap();
+        let w = store.week_totals("2027-W02").unwrap();
+        let bbc = w.domains.iter().find(|d| d.domain == "bbc.co.uk").unwrap();
+        assert_eq!((bbc.visits, bbc.active_seconds, bbc.users), (3, 70, 2));
+        let ben = w.users.iter().find(|u| u.user == "ben").unwrap();
+        assert_eq!((ben.sites, ben.visits, ben.active_seconds), (1, 2, 60));
+        let amy = w.users.iter().find(|u| u.user == "amy").unwrap();
+        assert_eq!(amy.sites, 2);
+        let l1 = w.devices.iter().find(|d| d.device == lab1).unwrap();
+        assert_eq!((l1.users, l1.visits), (2, 3));
+        let pairs = store.week_pairs("2027-W02", Some(&["bbc.co.uk"])).unwrap();
+        assert_eq!(pairs.len(), 2, "amy and ben on the BBC: {pairs:?}");
+        assert_eq!(store.week_pairs("2027-W02", None).unwrap().len(), 3);
+
+        let new_york = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        assert!(store.ensure_week_totals(&new_york).unwrap());
+        assert_eq!(
+            store.week_totals("2027-W02").unwrap(),
+            WeekTotals::default()
+        );
+        let moved = store.week_totals("2027-W01").unwrap();
+        assert_eq!(moved.users.len(), 2, "{moved:?}");
+        assert_eq!(
+            moved
+                .domains
+                .iter()
+                .find(|d| d.domain == "bbc.co.uk")
                 .unwrap()
-                .len(),
-            1
+                .users,
+            2
         );
     }
 }

@@ -17,7 +17,7 @@ use super::form::Form;
 use super::layout::{WebError, csrf, download, shell};
 use super::{AppState, SEES_CAPTURES, blocking};
 use crate::school_week::{self, Week};
-use crate::site_report::{self, WeeklyReport, change, duration};
+use crate::site_report::{self, Detail, WeeklyReport, change, duration};
 use crate::store::AuditAction;
 use crate::store::visits::WeekSignoff;
 
@@ -106,7 +106,7 @@ async fn load(
     week: Week,
 ) -> Result<(WeeklyReport, Option<WeekSignoff>), WebError> {
     blocking(state, move |s| {
-        let r = WeeklyReport::load(s, site_report::builtin_categories(), week)?;
+        let r = WeeklyReport::load(s, site_report::builtin_categories(), week, Detail::Summary)?;
         let signoff = s.week_signoffs()?.remove(&week.to_string());
         Ok((r, signoff))
     })
@@ -354,8 +354,13 @@ pub async fn csv(
     staff.require(ALL_ROLES)?;
     let week = chosen(&p)?;
     let table = p.table.clone().unwrap_or_else(|| "domains".into());
+    let detail = if table == "pairs" {
+        Detail::Pairs
+    } else {
+        Detail::Summary
+    };
     let report = blocking(&state, move |s| {
-        WeeklyReport::load(s, site_report::builtin_categories(), week)
+        WeeklyReport::load(s, site_report::builtin_categories(), week, detail)
     })
     .await?;
     let body = site_report::csv(&report, &table).ok_or_else(|| {
