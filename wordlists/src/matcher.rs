@@ -1201,8 +1201,18 @@ fn pair_up(
         .iter()
         .map(|p| words_in(text, p.start, p.end).saturating_sub(1))
         .sum();
-    (words_in(text, start, end).saturating_sub(inside) <= rule.within)
-        .then_some((parts, start, end))
+    // And the concepts stand in one sentence.
+    (words_in(text, start, end).saturating_sub(inside) <= rule.within
+        && !crosses_a_sentence(&text[start..end]))
+    .then_some((parts, start, end))
+}
+
+/// Whether `span` holds the end of a sentence: `.`, `!` or `?` and then a
+/// space.
+fn crosses_a_sentence(span: &str) -> bool {
+    span.as_bytes()
+        .windows(2)
+        .any(|w| matches!(w[0], b'.' | b'!' | b'?') && w[1].is_ascii_whitespace())
 }
 
 /// How a scan chooses where the exact pass looks.

@@ -95,6 +95,20 @@ fn concepts_too_far_apart_or_absent_make_no_hit() {
 }
 
 #[test]
+fn a_phrase_counts_as_one_word_and_a_rule_stays_in_one_sentence() {
+    let m = matcher();
+    let rule = "asks when the adults are out";
+    // "what time" is two words, counted as one: five words in all.
+    let phrase = "what time will the two parents be out";
+    assert_eq!(rule_hits(&m, phrase, rule).len(), 1, "{:?}", m.scan(phrase));
+    // The same words across the end of a sentence are two messages.
+    let two = "what time is it. parents evening is tonight";
+    assert!(rule_hits(&m, two, rule).is_empty(), "{:?}", m.scan(two));
+    let asked = "what time? parents said no";
+    assert!(rule_hits(&m, asked, rule).is_empty());
+}
+
+#[test]
 fn an_ordered_rule_needs_its_concepts_in_order() {
     let m = matcher();
     let rule = "adults then question, in order";
