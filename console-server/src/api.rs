@@ -8,6 +8,8 @@
 //! fails, the call fails.
 
 use crate::storage_health::StorageHealth;
+use crate::web::roles::{Admins, CaptureReaders, Overseers, Roles};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
@@ -110,6 +112,33 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// An authenticated caller whose role is one of `R`'s (see
+/// [`crate::web::roles`]): checked when the request is read, before the
+/// handler runs.
+pub struct Calling<R>(Caller, PhantomData<R>);
+
+pub type CaptureCaller = Calling<CaptureReaders>;
+pub type OversightCaller = Calling<Overseers>;
+pub type AdminCaller = Calling<Admins>;
+
+impl<R> std::ops::Deref for Calling<R> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+impl<R: Roles> FromRequestParts<AppState> for Calling<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(R::ROLES)?;
+        Ok(Calling(caller, PhantomData))
+    }
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -156,7 +185,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())
         } else {
@@ -268,10 +297,9 @@ async fn list_captures(
 
 async fn get_capture(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: CaptureCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin, Role::Reviewer])?;
     let id = parse_id(&id)?;
     caller
         .audit(
@@ -289,10 +317,9 @@ async fn get_capture(
 
 async fn get_image(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: CaptureCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin, Role::Reviewer])?;
     let id = parse_id(&id)?;
     caller
         .audit(
@@ -322,11 +349,10 @@ struct TriageBody {
 
 async fn triage(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: CaptureCaller,
     Path(id): Path<String>,
     body: Result<Json<TriageBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin, Role::Reviewer])?;
     let id = parse_id(&id)?;
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let status = Status::parse(&body.status).ok_or_else(|| {
@@ -367,10 +393,9 @@ async fn triage(
 
 async fn delete_capture(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin])?;
     let id = parse_id(&id)?;
     let (actor, origin) = (caller.name.clone(), caller.origin.clone());
     // The store writes the audit event in the same transaction.
@@ -395,11 +420,10 @@ struct RevokeBody {
 
 async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     Path(id): Path<String>,
     body: Option<Json<RevokeBody>>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin])?;
     let id = parse_id(&id)?;
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let reason = if reason.is_empty() {
@@ -502,10 +526,9 @@ async fn aup_decisions(
 
 async fn audit(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: OversightCaller,
     Query(p): Query<LimitParams>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin, Role::Auditor])?;
     let limit = p.limit.unwrap_or(500).clamp(1, 100_000);
     let events = blocking(&state, move |s| s.audit_events(limit)).await?;
     Ok(Json(json!({ "events": events })).into_response())
@@ -551,19 +574,20 @@ async fn tamper(
     Ok(Json(json!({ "events": events })).into_response())
 }
 
-async fn get_policy(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin])?;
+async fn get_policy(
+    State(state): State<AppState>,
+    _caller: AdminCaller,
+) -> Result<Response, ApiError> {
     let policy = state.policy.borrow().clone();
     Ok(Json(&*policy).into_response())
 }
 
 async fn put_policy(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AdminCaller,
     body: Result<Json<Policy>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     use crate::policy_service::{Author, ChangeNote, PolicyChangeError};
-    caller.require(&[Role::Admin])?;
     let Json(policy) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let author = Author {
         name: caller.name.clone(),

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
 use super::admin::new_password_hash;
-use super::auth::{ABSOLUTE, ALL_ROLES, IDLE, Staff};
+use super::auth::{ABSOLUTE, IDLE, Staff};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
+use super::roles::AnyStaff;
 use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::rfc3339;
@@ -69,18 +70,18 @@ pub async fn page_handler(
     Ok(shell(staff, "Account", "", body).into_response())
 }
 
-pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
+pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     page_handler(&state, &staff, None).await
 }
 
 /// Ends one of the user's own sessions, or all but this one.
 pub async fn end_session(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ALL_ROLES)?;
+    staff.check_post(&headers, &form)?;
     let which = form.get("session").unwrap_or_default().to_owned();
     let (name, this) = (staff.name.clone(), staff.session.id_hash.clone());
     let ended = blocking(&state, move |s| {
@@ -113,11 +114,11 @@ pub async fn end_session(
 
 pub async fn change_password(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ALL_ROLES)?;
+    staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
     let hash = new_password_hash(&form).await?;
     staff

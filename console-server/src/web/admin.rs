@@ -15,14 +15,11 @@ use uuid::Uuid;
 use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, confirm_password, csrf, local_time, shell};
+use super::roles::{AdminStaff, AnyStaff};
 use super::{AppState, blocking};
 use crate::secret::hash_password;
 use crate::store::AuditAction;
 use crate::store::Role;
-
-/// Administration: staff accounts, devices, libraries, settings, the AUP
-/// text, the register's import.
-pub const ADMIN: &[Role] = &[Role::Admin];
 
 /// Changes the policy through the one policy service (see
 /// [`crate::policy_service`]): from the newest stored version, checked,
@@ -106,7 +103,7 @@ fn health(d: &crate::store::Device) -> Markup {
     }
 }
 
-pub async fn devices(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
+pub async fn devices(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     devices_page(&state, &staff, None).await
 }
 
@@ -205,12 +202,12 @@ async fn devices_page(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     let id = Uuid::parse_str(&id)
         .map_err(|_| WebError::NotFound(format!("{id:?} is not a device id")))?;
     let reason = form.get("reason").unwrap_or_default().trim().to_owned();
@@ -239,11 +236,11 @@ pub async fn revoke(
 
 pub async fn enroll_token(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     let hours: u64 = match form.get("ttl").unwrap_or("24") {
         "1" => 1,
         "24" => 24,
@@ -275,8 +272,7 @@ pub async fn enroll_token(
     devices_page(&state, &staff, Some(token)).await
 }
 
-pub async fn staff(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(ADMIN)?;
+pub async fn staff(State(state): State<AppState>, staff: AdminStaff) -> Result<Response, WebError> {
     let accounts = blocking(&state, |s| s.staff_accounts()).await?;
     let tokens = super::tokens::api_tokens_section(&state, &staff).await?;
     let roles = [Role::Admin, Role::Reviewer, Role::Auditor];
@@ -364,11 +360,11 @@ pub async fn new_password_hash(form: &Form) -> Result<String, WebError> {
 
 pub async fn add_staff(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
     let name = form.get("name").unwrap_or_default().trim().to_owned();
     if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == '/') {
@@ -396,12 +392,12 @@ pub async fn add_staff(
 
 pub async fn set_role(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(name): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
     if name == staff.name {
         return Err(WebError::BadRequest(
@@ -426,12 +422,12 @@ pub async fn set_role(
 
 pub async fn set_disabled(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(name): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
     if name == staff.name {
         return Err(WebError::BadRequest(
@@ -458,8 +454,10 @@ pub async fn set_disabled(
     Ok(Redirect::to("/staff").into_response())
 }
 
-pub async fn settings(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(ADMIN)?;
+pub async fn settings(
+    State(state): State<AppState>,
+    staff: AdminStaff,
+) -> Result<Response, WebError> {
     let p = state.policy.borrow().clone();
     let defs = state.definitions();
     let src = &p.sources;
@@ -507,11 +505,11 @@ pub async fn settings(State(state): State<AppState>, staff: Staff) -> Result<Res
 
 pub async fn save_settings(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     let num = |name: &str| -> Result<u32, WebError> {
         form.get(name)
             .unwrap_or_default()

@@ -7,12 +7,13 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::auth::{Staff, urlencode};
+use super::auth::urlencode;
 use super::inbox::day_start;
 use super::layout::{WebError, local_time, shell};
+use super::roles::OversightStaff;
 use super::{AppState, blocking};
 use crate::store::AuditAction;
-use crate::store::{AuditQuery, Role};
+use crate::store::AuditQuery;
 
 const PAGE: u32 = 100;
 const MAX_EXPORT: u32 = 200_000;
@@ -78,10 +79,9 @@ impl Filters {
 
 pub async fn page(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: OversightStaff,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
-    staff.require(&[Role::Admin, Role::Auditor])?;
     let query = filters.query(PAGE)?;
     let detail = format!("{query:?}");
     let events = blocking(&state, move |s| s.audit_query(&query)).await?;
@@ -142,10 +142,9 @@ pub async fn page(
 
 pub async fn csv(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: OversightStaff,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
-    staff.require(&[Role::Admin, Role::Auditor])?;
     let query = filters.query(MAX_EXPORT)?;
     let detail = format!("{query:?}");
     staff

@@ -10,12 +10,10 @@ use maud::{Markup, PreEscaped, html};
 use protocol::{Audience, AupText};
 use serde::Deserialize;
 
-use super::admin::ADMIN;
-use super::auth::ALL_ROLES;
-use super::auth::Staff;
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::register::{AupStatus, account_cells, audience_label, current_versions};
+use super::roles::{AdminStaff, AnyStaff};
 use super::{AppState, blocking};
 use crate::policy::MAX_AUP;
 use crate::store::AuditAction;
@@ -53,8 +51,7 @@ fn parse_audience(s: Option<&str>) -> Result<Audience, WebError> {
 }
 
 /// `GET /aup`
-pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(ALL_ROLES)?;
+pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     let (history, accounts) = blocking(&state, |s| Ok((s.aup_versions()?, s.accounts()?))).await?;
     staff
         .audit(&state, AuditAction::ViewAup, String::new(), String::new())
@@ -122,11 +119,11 @@ pub async fn page(State(state): State<AppState>, staff: Staff) -> Result<Respons
 /// `POST /aup/publish`
 pub async fn publish(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     let audience = parse_audience(form.get("audience"))?;
     let markdown = form
         .get("markdown")
@@ -187,10 +184,9 @@ pub struct LogFilter {
 /// `GET /aup/decisions`
 pub async fn decisions(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     Query(filter): Query<LogFilter>,
 ) -> Result<Response, WebError> {
-    staff.require(ALL_ROLES)?;
     let user = filter.user.filter(|u| !u.trim().is_empty());
     let (rows, accounts) =
         blocking(&state, |s| Ok((s.aup_decisions(LOG_ROWS)?, s.accounts()?))).await?;
@@ -240,8 +236,7 @@ pub async fn decisions(
 }
 
 /// `GET /aup/pending`
-pub async fn pending(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(ALL_ROLES)?;
+pub async fn pending(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     let accounts = blocking(&state, |s| s.accounts()).await?;
     staff
         .audit(

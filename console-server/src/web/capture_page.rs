@@ -18,7 +18,8 @@ use super::layout::{
     WebError, confirm_password, context, csrf, local_time, severity_badge, shell, source_label,
     status_label,
 };
-use super::{AppState, SEES_CAPTURES, blocking};
+use super::roles::{AdminStaff, CaptureStaff};
+use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::{CaptureQuery, CaptureSummary, Role, Status, Triage};
 
@@ -61,10 +62,9 @@ async fn neighbours(state: &AppState, id: Uuid) -> Result<(Option<Uuid>, Option<
 
 pub async fn page(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    staff.require(SEES_CAPTURES)?;
     let id = parse_id(&id)?;
     staff
         .audit(
@@ -258,10 +258,9 @@ fn timeline(captures: &[CaptureSummary], here: &CaptureSummary) -> Markup {
 
 pub async fn image(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
-    staff.require(SEES_CAPTURES)?;
     let id = parse_id(&id)?;
     staff
         .audit(
@@ -281,12 +280,12 @@ pub async fn image(
 
 pub async fn triage(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, SEES_CAPTURES)?;
+    staff.check_post(&headers, &form)?;
     let id = parse_id(&id)?;
     let status = decision(&form)?;
     let note = form.get("note").unwrap_or_default().trim().to_owned();
@@ -357,12 +356,12 @@ pub async fn triage(
 
 pub async fn delete(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, &[Role::Admin])?;
+    staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
     let id = parse_id(&id)?;
     let (actor, origin) = (staff.name.clone(), staff.origin.clone());

@@ -10,10 +10,11 @@ use protocol::UnixMillis;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::{Staff, urlencode};
+use super::auth::urlencode;
 use super::form::Form;
 use super::layout::{WebError, capture_row, csrf, local_time, shell, status_label};
-use super::{AppState, SEES_CAPTURES, blocking};
+use super::roles::CaptureStaff;
+use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::{CaptureQuery, Status, Triage};
 
@@ -143,10 +144,9 @@ impl Filters {
 
 pub async fn page(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
-    staff.require(SEES_CAPTURES)?;
     let query = filters.query(PAGE)?;
     let detail = format!("{query:?}");
     let (captures, counts, devices, weeks, concerns, tamper) = blocking(&state, move |s| {
@@ -355,11 +355,11 @@ pub const MAX_NOTE: usize = 8192;
 
 pub async fn bulk_triage(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, SEES_CAPTURES)?;
+    staff.check_post(&headers, &form)?;
     let status = decision(&form)?;
     let ids = form
         .all("id")

@@ -10,11 +10,12 @@ use maud::html;
 use protocol::{Policy, UnixMillis};
 use serde::{Deserialize, Serialize};
 
-use super::admin::{ADMIN, update_policy};
+use super::admin::update_policy;
 use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
-use super::{AppState, SEES_CAPTURES, blocking};
+use super::roles::{AdminStaff, CaptureStaff};
+use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::Role;
 use crate::store::suggestions::{Suggestion, SuggestionStatus};
@@ -121,10 +122,9 @@ pub struct LibraryParams {
 
 pub async fn page(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     Query(p): Query<LibraryParams>,
 ) -> Result<Response, WebError> {
-    staff.require(SEES_CAPTURES)?;
     let defs = state.definitions();
     let policy = state.policy.borrow().clone();
     let libs = &defs.libraries;
@@ -223,11 +223,11 @@ fn category_of(state: &AppState, form: &Form) -> Result<String, WebError> {
 
 pub async fn add_term(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     let category = category_of(&state, &form)?;
     let term = phrase(form.get("term").unwrap_or_default(), "term")?;
     let definition = phrase(form.get("definition").unwrap_or_default(), "definition")?;
@@ -260,11 +260,11 @@ pub async fn add_term(
 
 pub async fn add_exception(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     let category = category_of(&state, &form)?;
     add_exception_to_policy(
         &state,
@@ -378,7 +378,7 @@ fn suggestions_section(staff: &Staff, suggestions: &[Suggestion]) -> maud::Marku
 /// school's exceptions and reaches every laptop.
 pub async fn approve_suggestion(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
@@ -389,7 +389,7 @@ pub async fn approve_suggestion(
 /// `POST /libraries/suggestions/{id}/reject`.
 pub async fn reject_suggestion(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
@@ -399,13 +399,13 @@ pub async fn reject_suggestion(
 
 async fn decide(
     state: &AppState,
-    staff: &Staff,
+    staff: &AdminStaff,
     headers: &HeaderMap,
     id: String,
     form: &Form,
     approve: bool,
 ) -> Result<Response, WebError> {
-    staff.check_post(headers, form, ADMIN)?;
+    staff.check_post(headers, form)?;
     let id: i64 = id
         .parse()
         .map_err(|_| WebError::NotFound(format!("there is no suggested exception {id:?}")))?;

@@ -23,15 +23,18 @@ use uuid::Uuid;
 
 use crate::ingest::Live;
 
-use super::auth::{Staff, expired};
+use super::auth::expired;
 use super::layout::{WebError, capture_row};
-use super::{AppState, SEES_CAPTURES, blocking};
+use super::roles::CaptureStaff;
+use super::{AppState, blocking};
 use crate::store::AuditAction;
 
 const SESSION_CHECK: Duration = Duration::from_secs(30);
 
-pub async fn stream(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(SEES_CAPTURES)?;
+pub async fn stream(
+    State(state): State<AppState>,
+    staff: CaptureStaff,
+) -> Result<Response, WebError> {
     staff
         .audit(
             &state,

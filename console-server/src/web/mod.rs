@@ -31,6 +31,7 @@ pub mod layout;
 pub mod libraries;
 pub mod live;
 pub mod register;
+pub mod roles;
 pub mod site_visits;
 pub mod tamper;
 pub mod tokens;
@@ -49,7 +50,7 @@ use protocol::Policy;
 use tokio::sync::{broadcast, watch};
 
 use crate::storage_health::StorageHealth;
-use crate::store::{Role, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// What the web handlers share.
 pub struct WebState {
@@ -323,6 +324,3 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| layout::WebError::Internal(format!("a storage task failed: {e}")))?
         .map_err(layout::WebError::from)
 }
-
-/// The roles that may triage and see captured text and screenshots.
-pub const SEES_CAPTURES: &[Role] = &[Role::Admin, Role::Reviewer];

@@ -12,10 +12,10 @@ use maud::{Markup, html};
 use protocol::UnixMillis;
 use serde::Deserialize;
 
-use super::auth::{ALL_ROLES, Staff};
 use super::form::Form;
 use super::layout::{WebError, csrf, download, shell};
-use super::{AppState, SEES_CAPTURES, blocking};
+use super::roles::{AnyStaff, CaptureStaff};
+use super::{AppState, blocking};
 use crate::school_week::{self, Week};
 use crate::site_report::{self, Detail, WeeklyReport, change, duration};
 use crate::store::AuditAction;
@@ -69,8 +69,7 @@ pub fn recent_weeks(
 }
 
 /// `GET /reports`: the weeks, checked or not.
-pub async fn index(State(state): State<AppState>, staff: Staff) -> Result<Response, WebError> {
-    staff.require(ALL_ROLES)?;
+pub async fn index(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     let weeks = blocking(&state, recent_weeks).await?;
     let body = html! {
         h1 { "Weekly site-visit reports" }
@@ -120,10 +119,9 @@ fn when(t: UnixMillis) -> String {
 /// `GET /reports/weekly?week=YYYY-Www[&print=1]`.
 pub async fn page(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
-    staff.require(ALL_ROLES)?;
     let week = chosen(&p)?;
     let print = p.print.is_some();
     let (report, signoff) = load(&state, week).await?;
@@ -148,7 +146,8 @@ pub async fn page(
                 .into_response(),
         );
     }
-    let can_sign = SEES_CAPTURES.contains(&staff.role);
+    let can_sign =
+        <super::roles::CaptureReaders as super::roles::Roles>::ROLES.contains(&staff.role);
     let body = html! {
         div.report-nav {
             a href={ "/reports/weekly?week=" (week.previous()) } { "← " (week.previous()) }
@@ -348,10 +347,9 @@ fn time_bars(r: &WeeklyReport) -> Markup {
 /// `GET /reports/weekly.csv?week=&table=domains|users|devices|pairs`.
 pub async fn csv(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
-    staff.require(ALL_ROLES)?;
     let week = chosen(&p)?;
     let table = p.table.clone().unwrap_or_else(|| "domains".into());
     let detail = if table == "pairs" {
@@ -386,10 +384,9 @@ pub async fn csv(
 /// `GET /reports/weekly.pdf?week=`.
 pub async fn pdf(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
-    staff.require(ALL_ROLES)?;
     let week = chosen(&p)?;
     let (report, signoff) = load(&state, week).await?;
     let bytes = crate::report_pdf::render(&report, week, signoff.as_ref());
@@ -411,11 +408,11 @@ pub async fn pdf(
 /// `POST /reports/weekly/signoff`: week, notes.
 pub async fn sign_off(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, SEES_CAPTURES)?;
+    staff.check_post(&headers, &form)?;
     let week = Week::parse(form.get("week").unwrap_or_default()).map_err(WebError::BadRequest)?;
     if week > last_week() {
         return Err(WebError::BadRequest(format!(

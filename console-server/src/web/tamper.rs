@@ -16,10 +16,10 @@ use protocol::UnixMillis;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::Staff;
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
-use super::{AppState, SEES_CAPTURES, blocking};
+use super::roles::CaptureStaff;
+use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::{TamperQuery, TamperRow};
 
@@ -86,10 +86,9 @@ pub struct ListParams {
 
 pub async fn page(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     Query(p): Query<ListParams>,
 ) -> Result<Response, WebError> {
-    staff.require(SEES_CAPTURES)?;
     let device = match p.device.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => Some(
             Uuid::parse_str(d)
@@ -161,12 +160,12 @@ pub async fn page(
 
 pub async fn acknowledge(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: CaptureStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, SEES_CAPTURES)?;
+    staff.check_post(&headers, &form)?;
     let id = Uuid::parse_str(&id)
         .map_err(|_| WebError::NotFound(format!("{id:?} is not a tamper event id")))?;
     let note = form.get("note").unwrap_or_default().trim().to_owned();

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use protocol::UnixMillis;
 
-use super::admin::ADMIN;
 use super::auth::Staff;
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time};
+use super::roles::AdminStaff;
 use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::tokens::{ApiTokenInfo, EnrollTokenInfo};
@@ -104,12 +104,12 @@ pub async fn enroll_tokens_section(state: &AppState, staff: &Staff) -> Result<Ma
 /// `POST /staff/api-tokens/{id}/revoke`.
 pub async fn revoke_api_token(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     staff
         .audit(
             &state,
@@ -134,12 +134,12 @@ pub async fn revoke_api_token(
 /// `POST /devices/enroll-tokens/{id}/revoke`.
 pub async fn revoke_enroll_token(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AdminStaff,
     headers: HeaderMap,
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
-    staff.check_post(&headers, &form, ADMIN)?;
+    staff.check_post(&headers, &form)?;
     staff
         .audit(
             &state,

@@ -14,8 +14,8 @@ use maud::{Markup, html};
 use protocol::UnixMillis;
 use serde::Deserialize;
 
-use super::auth::Staff;
 use super::layout::{WebError, shell, status_label};
+use super::roles::AnyStaff;
 use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::{CaptureBucket, Status};
@@ -192,7 +192,7 @@ fn period(weeks: u32) -> Result<(UnixMillis, UnixMillis), WebError> {
 
 pub async fn page(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let weeks = p.weeks.unwrap_or(12).clamp(1, 104);
@@ -260,7 +260,7 @@ pub async fn page(
 
 pub async fn csv(
     State(state): State<AppState>,
-    staff: Staff,
+    staff: AnyStaff,
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let weeks = p.weeks.unwrap_or(12).clamp(1, 104);
