@@ -6,11 +6,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use super::admin::new_password_hash;
 use super::auth::{ABSOLUTE, IDLE, Staff};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
 use super::roles::AnyStaff;
+use super::staff::new_password_hash;
 use super::{AppState, blocking};
 use crate::store::AuditAction;
 use crate::store::rfc3339;

@@ -149,7 +149,7 @@ pub async fn publish(
         .unwrap_or(0);
     let text = markdown.clone();
     // Saved with the policy, the new text is noted in the AUP's history.
-    super::admin::update_policy(
+    super::policy::update_policy(
         &state,
         &staff,
         AuditAction::PublishAup,

@@ -10,10 +10,10 @@ use maud::html;
 use protocol::{Policy, UnixMillis};
 use serde::{Deserialize, Serialize};
 
-use super::admin::update_policy;
 use super::auth::{Staff, urlencode};
 use super::form::Form;
 use super::layout::{WebError, csrf, local_time, shell};
+use super::policy::update_policy;
 use super::roles::{AdminStaff, CaptureStaff};
 use super::{AppState, blocking};
 use crate::store::AuditAction;

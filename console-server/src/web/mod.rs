@@ -19,20 +19,23 @@
 //! - [`account`]: one's own sessions and password.
 
 pub mod account;
-pub mod admin;
 pub mod assets;
 pub mod audit_page;
 pub mod aup;
 pub mod auth;
 pub mod capture_page;
+pub mod devices;
 pub mod form;
 pub mod inbox;
 pub mod layout;
 pub mod libraries;
 pub mod live;
+pub mod policy;
 pub mod register;
 pub mod roles;
+pub mod settings;
 pub mod site_visits;
+pub mod staff;
 pub mod tamper;
 pub mod tokens;
 pub mod trends;
@@ -226,13 +229,13 @@ pub fn router(state: AppState) -> Router {
         .route("/register/import", post(register::import))
         .route("/trends", get(trends::page))
         .route("/trends.csv", get(trends::csv))
-        .route("/devices", get(admin::devices))
-        .route("/devices/{id}/revoke", post(admin::revoke))
-        .route("/devices/enroll-token", post(admin::enroll_token))
+        .route("/devices", get(devices::page))
+        .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/devices/enroll-token", post(devices::enroll_token))
         // The spelling of earlier versions, for bookmarks and scripts.
-        .route("/devices/enrol-token", post(admin::enroll_token))
-        .route("/staff", get(admin::staff).post(admin::add_staff))
-        .route("/staff/{name}/role", post(admin::set_role))
+        .route("/devices/enrol-token", post(devices::enroll_token))
+        .route("/staff", get(staff::page).post(staff::add))
+        .route("/staff/{name}/role", post(staff::set_role))
         .route(
             "/staff/api-tokens/{id}/revoke",
             post(tokens::revoke_api_token),
@@ -241,7 +244,7 @@ pub fn router(state: AppState) -> Router {
             "/devices/enroll-tokens/{id}/revoke",
             post(tokens::revoke_enroll_token),
         )
-        .route("/staff/{name}/disabled", post(admin::set_disabled))
+        .route("/staff/{name}/disabled", post(staff::set_disabled))
         .route("/libraries", get(libraries::page))
         .route("/libraries/terms", post(libraries::add_term))
         .route("/libraries/exceptions", post(libraries::add_exception))
@@ -253,7 +256,7 @@ pub fn router(state: AppState) -> Router {
             "/libraries/suggestions/{id}/reject",
             post(libraries::reject_suggestion),
         )
-        .route("/settings", get(admin::settings).post(admin::save_settings))
+        .route("/settings", get(settings::page).post(settings::save))
         .route("/account", get(account::page))
         .route("/account/sessions/end", post(account::end_session))
         .route("/account/password", post(account::change_password))

@@ -244,7 +244,7 @@ pub async fn import(
         crate::policy::with_staff_accounts(&current, staff_accounts.clone())
     {
         let count = changed.staff_accounts.len();
-        super::admin::update_policy(
+        super::policy::update_policy(
             &state,
             &staff,
             AuditAction::SetStaffAccounts,

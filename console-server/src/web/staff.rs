@@ -1,0 +1,200 @@
+//! The Staff page: accounts added, their role changed, disabled (each
+//! confirmed with the admin's password), and the API tokens. Every change
+//! is audited.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use protocol::UnixMillis;
+
+use super::auth::urlencode;
+use super::form::Form;
+use super::layout::{WebError, confirm_password, csrf, local_time, shell};
+use super::roles::AdminStaff;
+use super::{AppState, blocking};
+use crate::secret::hash_password;
+use crate::store::AuditAction;
+use crate::store::Role;
+
+pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Response, WebError> {
+    let accounts = blocking(&state, |s| s.staff_accounts()).await?;
+    let tokens = super::tokens::api_tokens_section(&state, &staff).await?;
+    let roles = [Role::Admin, Role::Reviewer, Role::Auditor];
+    let body = html! {
+        h1 { "Staff accounts" }
+        p.muted {
+            "Admins manage accounts, devices, libraries and settings. Reviewers see and triage captures. "
+            "Auditors read the audit log and reports and never see captured text or screenshots."
+        }
+        table #staff {
+            thead { tr { th { "Name" } th { "Role" } th { "Created" } th { "Status" } th { "Change role" } th { "Access" } } }
+            tbody {
+                @for a in &accounts {
+                    tr {
+                        td { (a.name) }
+                        td { (a.role.as_str()) }
+                        td { (local_time(&crate::store::rfc3339(a.created))) }
+                        td { @if a.disabled { "disabled" } @else { "enabled" } }
+                        td {
+                            @if a.name != staff.name {
+                                form method="post" action={ "/staff/" (urlencode(&a.name)) "/role" } {
+                                    (csrf(&staff))
+                                    select name="role" aria-label="role" {
+                                        @for r in roles { option value=(r.as_str()) selected[r == a.role] { (r.as_str()) } }
+                                    }
+                                    (confirm_password())
+                                    button type="submit" { "Change role" }
+                                }
+                            }
+                        }
+                        td {
+                            @if a.name != staff.name {
+                                form method="post" action={ "/staff/" (urlencode(&a.name)) "/disabled" } {
+                                    (csrf(&staff))
+                                    input type="hidden" name="disabled" value=(if a.disabled { "0" } else { "1" });
+                                    (confirm_password())
+                                    button type="submit" { @if a.disabled { "Enable" } @else { "Disable" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Add an account" }
+        form.card method="post" action="/staff" {
+            (csrf(&staff))
+            label { "Name " input name="name" required maxlength="64" autocomplete="off"; }
+            label { " Role "
+                select name="role" { @for r in roles { option value=(r.as_str()) selected[r == Role::Reviewer] { (r.as_str()) } } }
+            }
+            label { " Their first password (at least 12 characters) " input type="password" name="new_password" required minlength="12" autocomplete="new-password"; }
+            (confirm_password())
+            button type="submit" { "Add account" }
+        }
+        (tokens)
+    };
+    Ok(shell(&staff, "Staff", "Staff", body).into_response())
+}
+
+fn role_of(form: &Form) -> Result<Role, WebError> {
+    let r = form.get("role").unwrap_or_default();
+    Role::parse(r)
+        .ok_or_else(|| WebError::BadRequest(format!("{r:?} is not admin, reviewer or auditor")))
+}
+
+pub const MIN_PASSWORD: usize = 12;
+
+/// The form's `new_password`, checked for length and hashed (Argon2id).
+///
+/// # Errors
+/// [`WebError::BadRequest`] if it is too short.
+pub async fn new_password_hash(form: &Form) -> Result<String, WebError> {
+    let password = form.get("new_password").unwrap_or_default().to_owned();
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(WebError::BadRequest(format!(
+            "the new password must be at least {MIN_PASSWORD} characters"
+        )));
+    }
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    staff: AdminStaff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    staff.check_post(&headers, &form)?;
+    staff.reauthenticate(&state, &form).await?;
+    let name = form.get("name").unwrap_or_default().trim().to_owned();
+    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(WebError::BadRequest(
+            "a name is 1 to 64 characters, without control characters or '/'".into(),
+        ));
+    }
+    let role = role_of(&form)?;
+    let hash = new_password_hash(&form).await?;
+    staff
+        .audit(
+            &state,
+            AuditAction::AddStaff,
+            name.clone(),
+            role.as_str().into(),
+        )
+        .await?;
+    let n = name.clone();
+    blocking(&state, move |s| {
+        s.add_user(&n, role, &hash, UnixMillis::now())
+    })
+    .await?;
+    Ok(Redirect::to("/staff").into_response())
+}
+
+pub async fn set_role(
+    State(state): State<AppState>,
+    staff: AdminStaff,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Form,
+) -> Result<Response, WebError> {
+    staff.check_post(&headers, &form)?;
+    staff.reauthenticate(&state, &form).await?;
+    if name == staff.name {
+        return Err(WebError::BadRequest(
+            "you cannot change your own role; ask another admin".into(),
+        ));
+    }
+    let role = role_of(&form)?;
+    staff
+        .audit(
+            &state,
+            AuditAction::SetRole,
+            name.clone(),
+            role.as_str().into(),
+        )
+        .await?;
+    let n = name.clone();
+    if !blocking(&state, move |s| s.set_staff_role(&n, role)).await? {
+        return Err(WebError::NotFound(format!("there is no account {name:?}")));
+    }
+    Ok(Redirect::to("/staff").into_response())
+}
+
+pub async fn set_disabled(
+    State(state): State<AppState>,
+    staff: AdminStaff,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Form,
+) -> Result<Response, WebError> {
+    staff.check_post(&headers, &form)?;
+    staff.reauthenticate(&state, &form).await?;
+    if name == staff.name {
+        return Err(WebError::BadRequest(
+            "you cannot disable your own account; ask another admin".into(),
+        ));
+    }
+    let disabled = form.get("disabled") == Some("1");
+    let action = if disabled {
+        AuditAction::DisableStaff
+    } else {
+        AuditAction::EnableStaff
+    };
+    staff
+        .audit(&state, action, name.clone(), String::new())
+        .await?;
+    let n = name.clone();
+    if !blocking(&state, move |s| {
+        s.set_staff_disabled(&n, disabled, UnixMillis::now())
+    })
+    .await?
+    {
+        return Err(WebError::NotFound(format!("there is no account {name:?}")));
+    }
+    Ok(Redirect::to("/staff").into_response())
+}
