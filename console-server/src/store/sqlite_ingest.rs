@@ -72,15 +72,45 @@ fn insert_record(
     zone: &jiff::tz::TimeZone,
 ) -> rusqlite::Result<Stored> {
     let device = id_str(item.device);
-    match &item.message {
-        AgentMessage::Capture(c) => account_seen(tx, &c.user, &device, c.time.0)?,
-        AgentMessage::Concern(c) => account_seen(tx, &c.user, &device, c.time.0)?,
-        AgentMessage::AupDecision(a) => account_seen(tx, &a.user, &device, a.time.0)?,
+    accounts_seen(tx, &item.message, &device)?;
+    let received = item.received;
+    let inserted = match &item.message {
+        AgentMessage::Capture(c) => insert_capture(tx, c, &device, received, image)?,
+        AgentMessage::Concern(c) => insert_concern(tx, c, &device, received, image)?,
+        AgentMessage::SiteVisits(batch) => insert_site_visits(tx, batch, &device, received, zone)?,
+        AgentMessage::AupDecision(a) => insert_aup_decision(tx, a, &device)?,
+        AgentMessage::TamperEvent(t) => insert_tamper_event(tx, t, &device)?,
         AgentMessage::Heartbeat(h) => {
-            if let Some(user) = &h.user {
-                account_seen(tx, user, &device, h.time.0)?;
-            }
+            update_heartbeat(tx, h, &device)?;
+            return Ok(Stored::Applied);
         }
+        AgentMessage::Health(h) => {
+            update_health(tx, h, &device)?;
+            return Ok(Stored::Applied);
+        }
+        AgentMessage::Hello(_) => return Ok(Stored::Applied),
+    };
+    Ok(if inserted {
+        Stored::New
+    } else {
+        Stored::Duplicate
+    })
+}
+
+/// The register of users: each account seen on the laptop, and when.
+fn accounts_seen(
+    tx: &Transaction<'_>,
+    message: &AgentMessage,
+    device: &str,
+) -> rusqlite::Result<()> {
+    match message {
+        AgentMessage::Capture(c) => account_seen(tx, &c.user, device, c.time.0),
+        AgentMessage::Concern(c) => account_seen(tx, &c.user, device, c.time.0),
+        AgentMessage::AupDecision(a) => account_seen(tx, &a.user, device, a.time.0),
+        AgentMessage::Heartbeat(h) => match &h.user {
+            Some(user) => account_seen(tx, user, device, h.time.0),
+            None => Ok(()),
+        },
         AgentMessage::SiteVisits(batch) => {
             let mut last: HashMap<&str, i64> = HashMap::new();
             for v in &batch.visits {
@@ -88,214 +118,265 @@ fn insert_record(
                 *t = (*t).max(v.end.0);
             }
             for (user, time) in last {
-                account_seen(tx, user, &device, time)?;
+                account_seen(tx, user, device, time)?;
             }
+            Ok(())
         }
-        AgentMessage::TamperEvent(_) | AgentMessage::Hello(_) | AgentMessage::Health(_) => {}
+        AgentMessage::TamperEvent(_) | AgentMessage::Hello(_) | AgentMessage::Health(_) => Ok(()),
     }
-    let changed = match &item.message {
-        AgentMessage::Capture(c) => tx.execute(
-            "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
+}
+
+fn insert_capture(
+    tx: &Transaction<'_>,
+    c: &protocol::Capture,
+    device: &str,
+    received: UnixMillis,
+    image: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
                  window_title, url, term, category, severity, context, match_start, match_end,
                  image, image_missing)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            params![
-                id_str(c.id),
-                device,
-                c.time.0,
-                item.received.0,
-                c.user,
-                c.source.as_str(),
-                c.app,
-                c.window_title,
-                c.url,
-                c.term,
-                c.category,
-                c.severity,
-                c.context,
-                c.context_match.0,
-                c.context_match.1,
-                image,
-                missing(&c.screenshot),
-            ],
-        )?,
-        // A pupil's own report: a capture of source `concern`, top
-        // severity, its text as the context.
-        AgentMessage::Concern(c) => tx.execute(
-            "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
+        params![
+            id_str(c.id),
+            device,
+            c.time.0,
+            received.0,
+            c.user,
+            c.source.as_str(),
+            c.app,
+            c.window_title,
+            c.url,
+            c.term,
+            c.category,
+            c.severity,
+            c.context,
+            c.context_match.0,
+            c.context_match.1,
+            image,
+            missing(&c.screenshot),
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// A pupil's own report: a capture of source `concern`, top severity, its
+/// text as the context.
+fn insert_concern(
+    tx: &Transaction<'_>,
+    c: &protocol::Concern,
+    device: &str,
+    received: UnixMillis,
+    image: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
                  window_title, url, term, category, severity, context, match_start, match_end,
                  image, image_missing)
              VALUES (?1, ?2, ?3, ?4, ?5, 'concern', ?6, ?7, ?8, ?9, ?10, 5, ?11, 0, 0, ?12, ?13)",
-            params![
-                id_str(c.id),
+        params![
+            id_str(c.id),
+            device,
+            c.time.0,
+            received.0,
+            c.user,
+            c.app,
+            c.window_title,
+            c.url,
+            CONCERN_TERM,
+            CONCERN_CATEGORY,
+            c.text,
+            image,
+            missing(&c.screenshot),
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// A batch of visits, once: the rows, their hourly and weekly totals and
+/// the first sighting of each domain.
+fn insert_site_visits(
+    tx: &Transaction<'_>,
+    batch: &protocol::SiteVisits,
+    device: &str,
+    received: UnixMillis,
+    zone: &jiff::tz::TimeZone,
+) -> rusqlite::Result<bool> {
+    let new = tx.execute(
+        "INSERT OR IGNORE INTO visit_batches (id, device, received) VALUES (?1, ?2, ?3)",
+        params![id_str(batch.id), device, received.0],
+    )?;
+    if new == 0 {
+        return Ok(false);
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO site_visits (batch, device, user, browser, url, domain, title,
+                 start, end, active_seconds, visits)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut hours = tx.prepare_cached(
+        "INSERT INTO visit_hours (hour, domain, user, device, visits, active_seconds, first, last)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (hour, domain, user, device) DO UPDATE SET
+                 visits = visits + excluded.visits,
+                 active_seconds = active_seconds + excluded.active_seconds,
+                 first = min(first, excluded.first),
+                 last = max(last, excluded.last)",
+    )?;
+    let mut seen = tx.prepare_cached(
+        "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
+             ON CONFLICT (domain) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
+    )?;
+    // Each visit counts in the school week it started in.
+    for v in &batch.visits {
+        // The console decides the domain from the address, the
+        // same way for every agent.
+        let domain = wordlists::domains::host_of(&v.url).unwrap_or_default();
+        let end = v.end.0.max(v.start.0);
+        stmt.execute(params![
+            id_str(batch.id),
+            device,
+            v.user,
+            v.browser,
+            v.url,
+            domain,
+            v.title,
+            v.start.0,
+            end,
+            v.active_seconds,
+            v.visits,
+        ])?;
+        hours.execute(params![
+            v.start.hour_number(),
+            domain,
+            v.user,
+            device,
+            v.visits,
+            v.active_seconds,
+            v.start.0,
+            end,
+        ])?;
+        seen.execute(params![domain, v.start.0])?;
+        let week = Week::containing(v.start, zone).to_string();
+        week_totals::add(
+            tx,
+            &week_totals::Counted {
+                week: &week,
+                domain: &domain,
+                user: &v.user,
                 device,
-                c.time.0,
-                item.received.0,
-                c.user,
-                c.app,
-                c.window_title,
-                c.url,
-                CONCERN_TERM,
-                CONCERN_CATEGORY,
-                c.text,
-                image,
-                missing(&c.screenshot),
-            ],
-        )?,
-        AgentMessage::SiteVisits(batch) => {
-            let new = tx.execute(
-                "INSERT OR IGNORE INTO visit_batches (id, device, received) VALUES (?1, ?2, ?3)",
-                params![id_str(batch.id), device, item.received.0],
-            )?;
-            if new == 1 {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO site_visits (batch, device, user, browser, url, domain, title,
-                         start, end, active_seconds, visits)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?;
-                let mut hours = tx.prepare_cached(
-                    "INSERT INTO visit_hours (hour, domain, user, device, visits, active_seconds, first, last)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                     ON CONFLICT (hour, domain, user, device) DO UPDATE SET
-                         visits = visits + excluded.visits,
-                         active_seconds = active_seconds + excluded.active_seconds,
-                         first = min(first, excluded.first),
-                         last = max(last, excluded.last)",
-                )?;
-                let mut seen = tx.prepare_cached(
-                    "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
-                     ON CONFLICT (domain) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
-                )?;
-                // Each visit counts in the school week it started in.
-                for v in &batch.visits {
-                    // The console decides the domain from the address, the
-                    // same way for every agent.
-                    let domain = wordlists::domains::host_of(&v.url).unwrap_or_default();
-                    let end = v.end.0.max(v.start.0);
-                    stmt.execute(params![
-                        id_str(batch.id),
-                        device,
-                        v.user,
-                        v.browser,
-                        v.url,
-                        domain,
-                        v.title,
-                        v.start.0,
-                        end,
-                        v.active_seconds,
-                        v.visits,
-                    ])?;
-                    hours.execute(params![
-                        v.start.hour_number(),
-                        domain,
-                        v.user,
-                        device,
-                        v.visits,
-                        v.active_seconds,
-                        v.start.0,
-                        end,
-                    ])?;
-                    seen.execute(params![domain, v.start.0])?;
-                    let week = Week::containing(v.start, zone).to_string();
-                    week_totals::add(
-                        tx,
-                        &week_totals::Counted {
-                            week: &week,
-                            domain: &domain,
-                            user: &v.user,
-                            device: &device,
-                            visits: i64::from(v.visits),
-                            active_seconds: i64::from(v.active_seconds),
-                            first: v.start.0,
-                            last: end,
-                        },
-                    )?;
-                }
-            }
-            new
-        }
-        AgentMessage::AupDecision(a) => tx.execute(
-            "INSERT OR IGNORE INTO aup_decisions (id, device, time, user, audience, version, decision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                id_str(a.id),
-                device,
-                a.time.0,
-                a.user,
-                audience_str(a.audience),
-                a.aup_version,
-                decision_str(a.decision),
-            ],
-        )?,
-        AgentMessage::TamperEvent(t) => tx.execute(
-            "INSERT OR IGNORE INTO tamper_events (id, device, time, user, kind, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id_str(t.id),
-                device,
-                t.time.0,
-                t.user,
-                format!("{:?}", t.kind),
-                t.detail,
-            ],
-        )?,
-        AgentMessage::Heartbeat(h) => {
-            let figures = serde_json::json!({
-                "time": rfc3339(h.time),
-                "uptime_seconds": h.uptime_seconds,
-                "load": h.load,
-                "memory_total_bytes": h.memory_total_bytes,
-                "memory_used_bytes": h.memory_used_bytes,
-                "spool_depth": h.spool_depth,
-                "spool_dropped": h.spool_dropped,
-                "policy_version": h.policy_version,
-            });
-            tx.execute(
-                "UPDATE devices SET hostname = ?2, os = ?3, agent_version = ?4, user = ?5,
-                     heartbeat = ?6
-                 WHERE id = ?1",
-                params![
-                    device,
-                    h.hostname,
-                    h.os,
-                    h.agent_version,
-                    h.user,
-                    figures.to_string()
-                ],
-            )?;
-            return Ok(Stored::Applied);
-        }
-        AgentMessage::Health(h) => {
-            // Kept as the device's latest, like the heartbeat's figures.
-            let health = serde_json::json!({
-                "time": rfc3339(h.time),
-                "supervising": h.supervising,
-                "sessions": h.sessions.iter().map(|s| serde_json::json!({
-                    "user": s.user,
-                    "display": s.display,
-                    "monitored": s.monitored,
-                    "supervised": s.supervised,
-                    "heard_seconds_ago": s.heard_seconds_ago,
-                })).collect::<Vec<_>>(),
-                "page_readers": h.page_readers.iter().map(|r| serde_json::json!({
-                    "user": r.user,
-                    "browser": r.browser,
-                })).collect::<Vec<_>>(),
-                "refused": h.refused,
-            });
-            tx.execute(
-                "UPDATE devices SET health = ?2 WHERE id = ?1",
-                params![device, health.to_string()],
-            )?;
-            return Ok(Stored::Applied);
-        }
-        AgentMessage::Hello(_) => return Ok(Stored::Applied),
-    };
-    Ok(if changed == 1 {
-        Stored::New
-    } else {
-        Stored::Duplicate
-    })
+                visits: i64::from(v.visits),
+                active_seconds: i64::from(v.active_seconds),
+                first: v.start.0,
+                last: end,
+            },
+        )?;
+    }
+    Ok(true)
+}
+
+fn insert_aup_decision(
+    tx: &Transaction<'_>,
+    a: &protocol::AupDecision,
+    device: &str,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO aup_decisions (id, device, time, user, audience, version, decision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id_str(a.id),
+            device,
+            a.time.0,
+            a.user,
+            audience_str(a.audience),
+            a.aup_version,
+            decision_str(a.decision),
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+fn insert_tamper_event(
+    tx: &Transaction<'_>,
+    t: &protocol::TamperEvent,
+    device: &str,
+) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO tamper_events (id, device, time, user, kind, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            id_str(t.id),
+            device,
+            t.time.0,
+            t.user,
+            format!("{:?}", t.kind),
+            t.detail,
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// The laptop's latest figures, kept on its row.
+fn update_heartbeat(
+    tx: &Transaction<'_>,
+    h: &protocol::Heartbeat,
+    device: &str,
+) -> rusqlite::Result<()> {
+    let figures = serde_json::json!({
+        "time": rfc3339(h.time),
+        "uptime_seconds": h.uptime_seconds,
+        "load": h.load,
+        "memory_total_bytes": h.memory_total_bytes,
+        "memory_used_bytes": h.memory_used_bytes,
+        "spool_depth": h.spool_depth,
+        "spool_dropped": h.spool_dropped,
+        "policy_version": h.policy_version,
+    });
+    tx.execute(
+        "UPDATE devices SET hostname = ?2, os = ?3, agent_version = ?4, user = ?5,
+             heartbeat = ?6
+         WHERE id = ?1",
+        params![
+            device,
+            h.hostname,
+            h.os,
+            h.agent_version,
+            h.user,
+            figures.to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// What watches the laptop's sessions, kept as its latest, like the
+/// heartbeat's figures.
+fn update_health(
+    tx: &Transaction<'_>,
+    h: &protocol::DeviceHealth,
+    device: &str,
+) -> rusqlite::Result<()> {
+    let health = serde_json::json!({
+        "time": rfc3339(h.time),
+        "supervising": h.supervising,
+        "sessions": h.sessions.iter().map(|s| serde_json::json!({
+            "user": s.user,
+            "display": s.display,
+            "monitored": s.monitored,
+            "supervised": s.supervised,
+            "heard_seconds_ago": s.heard_seconds_ago,
+        })).collect::<Vec<_>>(),
+        "page_readers": h.page_readers.iter().map(|r| serde_json::json!({
+            "user": r.user,
+            "browser": r.browser,
+        })).collect::<Vec<_>>(),
+        "refused": h.refused,
+    });
+    tx.execute(
+        "UPDATE devices SET health = ?2 WHERE id = ?1",
+        params![device, health.to_string()],
+    )?;
+    Ok(())
 }
 
 fn table_of(message: &AgentMessage) -> Option<&'static str> {
