@@ -5,7 +5,7 @@
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{Markup, html};
 use protocol::UnixMillis;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -14,9 +14,9 @@ use super::auth::urlencode;
 use super::form::Form;
 use super::layout::{WebError, capture_row, csrf, local_time, shell, status_label};
 use super::roles::CaptureStaff;
-use super::{AppState, blocking};
+use super::{AppState, Definitions, blocking};
 use crate::store::AuditAction;
-use crate::store::{CaptureQuery, Status, Triage};
+use crate::store::{CaptureQuery, CaptureSummary, Device, Status, TamperRow, Triage};
 
 pub const PAGE: u32 = 50;
 
@@ -178,6 +178,53 @@ pub async fn page(
         .audit(&state, AuditAction::ViewInbox, String::new(), detail)
         .await?;
     let defs = state.definitions();
+    let next = (captures.len() == PAGE as usize)
+        .then(|| captures.last().map(|c| c.id.to_string()))
+        .flatten();
+    let body = html! {
+        h1 { "Inbox" }
+        (waiting(&unchecked, &tamper, &concerns))
+        (status_tabs(&filters, &counts)?)
+        (filter_form(&filters, &defs, &devices))
+        (toolbar(&staff, &filters))
+        (captures_table(&captures, &defs, &filters, next.as_deref()))
+    };
+    Ok(shell(&staff, "Inbox", "Inbox", body).into_response())
+}
+
+/// What waits before the captures: weeks of site visits not yet checked,
+/// open tamper events and pupils' own concerns.
+fn waiting(unchecked: &[String], tamper: &[TamperRow], concerns: &[CaptureSummary]) -> Markup {
+    html! {
+    @if !unchecked.is_empty() {
+        p.notice #unchecked-weeks {
+            "Site-visit reports not yet checked: "
+            @for (i, w) in unchecked.iter().enumerate() {
+                @if i > 0 { ", " }
+                a href={ "/reports/weekly?week=" (w) } { (w) }
+            }
+        }
+    }
+    (super::tamper::open_section(tamper, 20))
+    @if !concerns.is_empty() {
+        section.concerns #concerns {
+            h2 { "Pupils' concerns waiting (" (concerns.len()) @if concerns.len() == 20 { "+" } ")" }
+            p.muted { "Reports pupils made themselves. Read these first." }
+            ul {
+                @for c in concerns {
+                    li {
+                        a href={ "/captures/" (c.id) } { (local_time(&c.time)) " — " (c.user) }
+                        ": " (preview(&c.context))
+                    }
+                }
+            }
+        }
+    }
+    }
+}
+
+/// The tabs by status, each with its count.
+fn status_tabs(filters: &Filters, counts: &[(Status, u64)]) -> Result<Markup, WebError> {
     let count = |s: Status| {
         counts
             .iter()
@@ -199,116 +246,111 @@ pub async fn page(
             }
         }
     };
-    let next = (captures.len() == PAGE as usize)
-        .then(|| captures.last().map(|c| c.id.to_string()))
-        .flatten();
+    Ok(html! {
+    div.tabs {
+        (tab(status_label(Status::New), "new", Some(count(Status::New)), "count-new"))
+        (tab(status_label(Status::Violation), "violation", Some(count(Status::Violation)), "count-violation"))
+        (tab(status_label(Status::FalsePositive), "false_positive", Some(count(Status::FalsePositive)), "count-fp"))
+        (tab("All", "all", None, "count-all"))
+    }
+    })
+}
+
+/// The filters: category, severity, laptop, source, user, dates, text.
+fn filter_form(filters: &Filters, defs: &Definitions, devices: &[Device]) -> Markup {
     let sel = |v: &Option<String>, opt: &str| nonempty(v) == Some(opt);
-    let body = html! {
-        h1 { "Inbox" }
-        @if !unchecked.is_empty() {
-            p.notice #unchecked-weeks {
-                "Site-visit reports not yet checked: "
-                @for (i, w) in unchecked.iter().enumerate() {
-                    @if i > 0 { ", " }
-                    a href={ "/reports/weekly?week=" (w) } { (w) }
+    html! {
+    form.filters method="get" action="/inbox" {
+        input type="hidden" name="status" value=(filters.status.as_deref().unwrap_or("new"));
+        label { "Category"
+            select name="category" {
+                option value="" { "Any" }
+                @for (name, title) in &defs.categories {
+                    option value=(name) selected[sel(&filters.category, name)] { (title) }
                 }
             }
         }
-        (super::tamper::open_section(&tamper, 20))
-        @if !concerns.is_empty() {
-            section.concerns #concerns {
-                h2 { "Pupils' concerns waiting (" (concerns.len()) @if concerns.len() == 20 { "+" } ")" }
-                p.muted { "Reports pupils made themselves. Read these first." }
-                ul {
-                    @for c in &concerns {
-                        li {
-                            a href={ "/captures/" (c.id) } { (local_time(&c.time)) " — " (c.user) }
-                            ": " (preview(&c.context))
-                        }
+        label { "Severity"
+            select name="severity" {
+                option value="" { "Any" }
+                @for n in (1..=5).rev() {
+                    option value=(n) selected[sel(&filters.severity, &n.to_string())] { (n) }
+                }
+            }
+        }
+        label { "Device"
+            select name="device" {
+                option value="" { "Any" }
+                @for d in devices {
+                    option value=(d.id) selected[sel(&filters.device, &d.id.to_string())] {
+                        @if d.hostname.is_empty() { (d.id) } @else { (d.hostname) }
                     }
                 }
             }
         }
-        div.tabs {
-            (tab(status_label(Status::New), "new", Some(count(Status::New)), "count-new"))
-            (tab(status_label(Status::Violation), "violation", Some(count(Status::Violation)), "count-violation"))
-            (tab(status_label(Status::FalsePositive), "false_positive", Some(count(Status::FalsePositive)), "count-fp"))
-            (tab("All", "all", None, "count-all"))
-        }
-        form.filters method="get" action="/inbox" {
-            input type="hidden" name="status" value=(filters.status.as_deref().unwrap_or("new"));
-            label { "Category"
-                select name="category" {
-                    option value="" { "Any" }
-                    @for (name, title) in &defs.categories {
-                        option value=(name) selected[sel(&filters.category, name)] { (title) }
-                    }
-                }
-            }
-            label { "Severity"
-                select name="severity" {
-                    option value="" { "Any" }
-                    @for n in (1..=5).rev() {
-                        option value=(n) selected[sel(&filters.severity, &n.to_string())] { (n) }
-                    }
-                }
-            }
-            label { "Device"
-                select name="device" {
-                    option value="" { "Any" }
-                    @for d in &devices {
-                        option value=(d.id) selected[sel(&filters.device, &d.id.to_string())] {
-                            @if d.hostname.is_empty() { (d.id) } @else { (d.hostname) }
-                        }
-                    }
-                }
-            }
-            label { "Seen how"
-                select name="source" {
-                    option value="" { "Any" }
-                    option value="viewed" selected[sel(&filters.source, "viewed")] { "Viewed (pages, on-screen text, titles)" }
-                    @for source in protocol::Source::ALL {
-                        option value=(source.as_str()) selected[sel(&filters.source, source.as_str())] { (super::layout::source_label(source.as_str())) }
-                    }
-                }
-            }
-            label { "User" input name="user" value=(filters.user.as_deref().unwrap_or("")) size="12"; }
-            label { "From" input type="date" name="from" value=(filters.from.as_deref().unwrap_or("")); }
-            label { "To" input type="date" name="to" value=(filters.to.as_deref().unwrap_or("")); }
-            label { "Text" input type="search" name="q" value=(filters.q.as_deref().unwrap_or("")) placeholder="in context, title, term"; }
-            button type="submit" { "Filter" }
-            a.button href="/inbox" { "Clear" }
-        }
-        div.toolbar {
-            form #bulk method="post" action="/inbox/triage" {
-                (csrf(&staff))
-                input type="hidden" name="back" value=(filters.href(nonempty(&filters.before)));
-                "Selected: "
-                select name="status" aria-label="decision" required {
-                    option value="" selected disabled { "Choose a decision…" }
-                    option value="false_positive" { "False positive" }
-                    option value="violation" { "Violation" }
-                    option value="new" { "Reopen" }
-                }
-                " "
-                input name="note" placeholder="note (optional)" size="30";
-                " "
-                button type="submit" { "Apply to selected" }
-            }
-            span.muted {
-                "Keys: " span.kbd { "j" } "/" span.kbd { "k" } " move, "
-                span.kbd { "o" } " open, " span.kbd { "x" } " select"
-            }
-            button #enable-notifications type="button" { "Enable desktop alerts" }
-            label { "Sound for "
-                select #sound-min {
-                    option value="0" { "no captures" }
-                    option value="5" { "severity 5" }
-                    option value="4" { "severity 4–5" }
-                    option value="3" { "severity 3–5" }
+        label { "Seen how"
+            select name="source" {
+                option value="" { "Any" }
+                option value="viewed" selected[sel(&filters.source, "viewed")] { "Viewed (pages, on-screen text, titles)" }
+                @for source in protocol::Source::ALL {
+                    option value=(source.as_str()) selected[sel(&filters.source, source.as_str())] { (super::layout::source_label(source.as_str())) }
                 }
             }
         }
+        label { "User" input name="user" value=(filters.user.as_deref().unwrap_or("")) size="12"; }
+        label { "From" input type="date" name="from" value=(filters.from.as_deref().unwrap_or("")); }
+        label { "To" input type="date" name="to" value=(filters.to.as_deref().unwrap_or("")); }
+        label { "Text" input type="search" name="q" value=(filters.q.as_deref().unwrap_or("")) placeholder="in context, title, term"; }
+        button type="submit" { "Filter" }
+        a.button href="/inbox" { "Clear" }
+    }
+    }
+}
+
+/// Triage of the selected captures, the keys, and the alerts' settings.
+fn toolbar(staff: &CaptureStaff, filters: &Filters) -> Markup {
+    html! {
+    div.toolbar {
+        form #bulk method="post" action="/inbox/triage" {
+            (csrf(staff))
+            input type="hidden" name="back" value=(filters.href(nonempty(&filters.before)));
+            "Selected: "
+            select name="status" aria-label="decision" required {
+                option value="" selected disabled { "Choose a decision…" }
+                option value="false_positive" { "False positive" }
+                option value="violation" { "Violation" }
+                option value="new" { "Reopen" }
+            }
+            " "
+            input name="note" placeholder="note (optional)" size="30";
+            " "
+            button type="submit" { "Apply to selected" }
+        }
+        span.muted {
+            "Keys: " span.kbd { "j" } "/" span.kbd { "k" } " move, "
+            span.kbd { "o" } " open, " span.kbd { "x" } " select"
+        }
+        button #enable-notifications type="button" { "Enable desktop alerts" }
+        label { "Sound for "
+            select #sound-min {
+                option value="0" { "no captures" }
+                option value="5" { "severity 5" }
+                option value="4" { "severity 4–5" }
+                option value="3" { "severity 3–5" }
+            }
+        }
+    }
+    }
+}
+
+/// The captures, newest first, and the pager.
+fn captures_table(
+    captures: &[CaptureSummary],
+    defs: &Definitions,
+    filters: &Filters,
+    next: Option<&str>,
+) -> Markup {
+    html! {
         table #captures data-live=(if filters.live() { "1" } else { "0" }) {
             thead { tr {
                 th { input #select-all type="checkbox" aria-label="select all"; }
@@ -316,7 +358,7 @@ pub async fn page(
                 th { "User" } th { "Device" } th { "Source" } th { "Status" }
             } }
             tbody {
-                @for c in &captures {
+                @for c in captures {
                     (capture_row(c, defs.title(&c.category), false))
                 }
             }
@@ -326,10 +368,9 @@ pub async fn page(
         }
         div.pager {
             @if nonempty(&filters.before).is_some() { a href=(filters.href(None)) { "← Newest" } }
-            @if let Some(n) = &next { a href=(filters.href(Some(n))) { "Older →" } }
+            @if let Some(n) = next { a href=(filters.href(Some(n))) { "Older →" } }
         }
-    };
-    Ok(shell(&staff, "Inbox", "Inbox", body).into_response())
+    }
 }
 
 /// The start of a concern's text, for the list.
