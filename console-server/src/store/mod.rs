@@ -7,6 +7,13 @@
 //! ingest writer runs on a thread of its own. [`Store`] is all of them
 //! together; [`sqlite::SqliteStore`] is the embedded implementation.
 //!
+//! Layout: the traits of the core records (captures, devices, activity,
+//! audit, staff, policy, ingest) are here, and a domain's own trait sits in
+//! its module with its types ([`visits`], [`register`], [`tokens`],
+//! [`suggestions`], [`retention`]); each trait's SQLite implementation is
+//! in `sqlite_<name>.rs` beside it, and the connection, the migrations and
+//! the helpers they share in [`sqlite`] and [`migrations`].
+//!
 //! Invariants every implementation keeps:
 //! - a record is stored at most once, by the agent's id: storing a batch
 //!   that holds an id already stored leaves the first copy and reports a
@@ -29,7 +36,12 @@ mod sqlite_captures;
 mod sqlite_devices;
 mod sqlite_ingest;
 mod sqlite_policy;
+mod sqlite_register;
+mod sqlite_retention;
 mod sqlite_staff;
+mod sqlite_suggestions;
+mod sqlite_tokens;
+mod sqlite_visits;
 pub mod suggestions;
 pub mod tokens;
 pub mod visits;
