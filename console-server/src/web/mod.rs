@@ -8,12 +8,15 @@
 //! else (no inline script or style at all).
 //!
 //! - [`auth`]: passwords, sessions, CSRF, login throttling, re-authentication;
+//! - [`roles`]: who may reach each page, checked before its handler runs;
 //! - [`form`]: urlencoded form bodies, with repeated fields;
 //! - [`layout`]: the page shell, errors, shared fragments;
 //! - [`live`]: server-sent events for captures as they arrive;
 //! - [`inbox`], [`capture_page`]: finding and triaging captures;
 //! - [`audit_page`], [`trends`]: oversight and reports;
-//! - [`admin`]: devices, staff accounts, libraries, settings;
+//! - [`devices`], [`staff`], [`settings`], [`libraries`], [`tokens`]: the
+//!   admin's pages; [`policy`]: how any page changes the policy;
+//! - [`site_visits`], [`tamper`]: the weekly report, tamper events;
 //! - [`aup`], [`register`]: the Acceptable Use Policy and the register of
 //!   users;
 //! - [`account`]: one's own sessions and password.
