@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/revoke", post(revoke))
         .route("/api/v1/events", get(events))
         .route("/api/v1/health", get(health))
+        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/site-visits/weekly", get(weekly_visits))
         .route("/api/v1/aup/decisions", get(aup_decisions))
         .route("/api/v1/audit", get(audit))
@@ -457,14 +458,49 @@ struct LimitParams {
 
 /// Whether the console can store what laptops send, and its free space;
 /// any role may ask (it says nothing about pupils).
-async fn health(State(state): State<AppState>, _caller: Caller) -> Response {
+async fn health(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
     let report = state.health.report();
-    Json(json!({
-        "ok": report.ok(),
-        "message": report.message(),
+    let failing = blocking(&state, |s| Ok(failing_alerts(s.alerts(500)?))).await?;
+    let undelivered = (!failing.is_empty()).then(|| {
+        format!(
+            "{} alert{} not delivered (see alerts.failing)",
+            failing.len(),
+            if failing.len() == 1 { "" } else { "s" }
+        )
+    });
+    let message = match (report.message(), undelivered) {
+        (Some(m), Some(u)) => Some(format!("{m}; {u}")),
+        (m, u) => m.or(u),
+    };
+    Ok(Json(json!({
+        "ok": report.ok() && failing.is_empty(),
+        "message": message,
         "storage": report,
+        "alerts": { "failing": failing },
     }))
-    .into_response()
+    .into_response())
+}
+
+/// Alerts given up, or refused at least once and still waiting: a channel
+/// that keeps failing.
+fn failing_alerts(latest: Vec<crate::store::alerts::Alert>) -> Vec<crate::store::alerts::Alert> {
+    use crate::store::alerts::AlertStatus;
+    latest
+        .into_iter()
+        .filter(|a| {
+            a.status == AlertStatus::Failed || (a.status == AlertStatus::Pending && a.attempts > 0)
+        })
+        .collect()
+}
+
+async fn alerts(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(p): Query<LimitParams>,
+) -> Result<Response, ApiError> {
+    let limit = p.limit.unwrap_or(200).clamp(1, 10_000);
+    let alerts = blocking(&state, move |s| s.alerts(limit)).await?;
+    Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
 async fn events(

@@ -174,6 +174,7 @@ impl Console {
             health: health.clone(),
             token_uses: api::TokenUses::default(),
         }));
+        store.set_alert_rules(settings.alerts.clone());
         let web_state = Arc::new(WebState::new(
             store.clone(),
             live.clone(),
@@ -182,6 +183,31 @@ impl Console {
             dir.ca_fingerprint(),
             health.clone(),
             editor,
+        ));
+        let definitions: crate::alerts::sender::Definitions = {
+            let web_state = web_state.clone();
+            Arc::new(move |category: &str, term: &str| {
+                web_state
+                    .definitions()
+                    .definition(category, term)
+                    .map(str::to_owned)
+            })
+        };
+        let link_base = if settings.console_url.is_empty() {
+            format!(
+                "https://{}:{}",
+                crate::data_dir::hostname(),
+                web_addr.port()
+            )
+        } else {
+            settings.console_url.trim_end_matches('/').to_owned()
+        };
+        let alerts = Arc::new(crate::alerts::sender::Sender::new(
+            store.clone(),
+            settings.report.smtp.clone(),
+            settings.alerts.clone(),
+            link_base,
+            definitions,
         ));
         let app = api
             .merge(web::router(web_state))
@@ -218,6 +244,10 @@ impl Console {
             store.clone(),
             dir.path.join("reports"),
             settings.report.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::alerts::sender::run(
+            alerts,
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(crate::storage_health::watch_space(

@@ -6,6 +6,7 @@
 //! - [`store`]: storage traits and the SQLite implementation;
 //! - [`agent_listener`]: enrollment and device sessions over TLS;
 //! - [`ingest`]: checking records and storing them in batches before acks;
+//! - [`alerts`]: alerts by mail and webhook to staff who are not looking;
 //! - [`policy`]: the policy pushed to agents, with the AUP texts;
 //! - [`mis_import`]: the school's MIS export, for the register of users;
 //! - [`api`], [`https`]: the JSON API over HTTPS;
@@ -15,6 +16,7 @@
 //! - [`demo`]: the newcomer's first run.
 
 pub mod agent_listener;
+pub mod alerts;
 pub mod api;
 pub mod backup;
 pub mod client_address;
@@ -27,6 +29,7 @@ pub mod enrollment;
 pub mod error;
 pub mod https;
 pub mod ingest;
+pub mod mail;
 pub mod mis_import;
 pub mod policy;
 pub mod policy_service;

@@ -42,6 +42,13 @@ pub struct Settings {
     pub report: ReportMail,
     /// The school's own certificate for the web console, if any.
     pub web_certificate: WebCertificateSettings,
+    /// The web console's address as staff reach it (`https://host:port`),
+    /// for the links in alerts. Empty: this machine's hostname and the
+    /// web listener's port.
+    pub console_url: String,
+    /// Alert rules (`[[alerts]]`): see [`crate::alerts::rules`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alerts::rules::AlertRule>,
 }
 
 /// The weekly report's mail: nobody and no server by default.
@@ -132,6 +139,8 @@ impl Default for Settings {
             limits: Limits::default(),
             report: ReportMail::default(),
             trusted_proxies: Vec::new(),
+            console_url: String::new(),
+            alerts: Vec::new(),
             web_certificate: WebCertificateSettings::default(),
         }
     }
@@ -161,7 +170,9 @@ impl Settings {
             let text = format!(
                 "# console-server settings. Delete a line to get its default back.\n\
                  # Retention: days before captures are deleted; leave violation_days\n\
-                 # out to keep violations until an admin deletes them.\n\n{}",
+                 # out to keep violations until an admin deletes them.\n\
+                 # Alerts by mail and webhook: add [[alerts]] tables at the end (see the\n\
+                 # README, \"Alerts\"); mail goes through [report.smtp].\n\n{}",
                 toml::to_string(&settings).expect("settings serialise")
             );
             std::fs::write(path, text).map_err(|e| err(format!("cannot write: {e}")))?;
@@ -206,6 +217,15 @@ impl Settings {
         }
         crate::school_week::parse_zone(&self.time_zone)?;
         self.web_certificate.check()?;
+        let url = &self.console_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(format!(
+                "console_url is {:?}; give the address staff open, such as https://console.school.lan:8443",
+                self.console_url
+            ));
+        }
+        let smtp_ready = !self.report.smtp.host.is_empty() && !self.report.smtp.from.is_empty();
+        crate::alerts::rules::check(&self.alerts, smtp_ready)?;
         let mail = &self.report;
         if !mail.email_to.is_empty() {
             if mail.smtp.host.is_empty() || mail.smtp.from.is_empty() {

@@ -203,8 +203,7 @@ fn send(
 ) -> anyhow::Result<()> {
     use lettre::message::header::ContentType;
     use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::{Message, SmtpTransport, Transport};
+    use lettre::{Message, Transport};
 
     let smtp = &mail.smtp;
     let from: Mailbox = smtp
@@ -236,22 +235,7 @@ fn send(
                 ),
         )
         .context("cannot build the mail")?;
-    let builder = match smtp.security.as_str() {
-        "tls" => SmtpTransport::relay(&smtp.host)?,
-        "none" => SmtpTransport::builder_dangerous(&smtp.host),
-        _ => SmtpTransport::starttls_relay(&smtp.host)?,
-    };
-    let mut builder = builder
-        .port(smtp.port)
-        .timeout(Some(Duration::from_secs(60)));
-    if !smtp.username.is_empty() {
-        builder = builder.credentials(Credentials::new(
-            smtp.username.clone(),
-            smtp.password.clone(),
-        ));
-    }
-    builder
-        .build()
+    crate::mail::transport(smtp)?
         .send(&message)
         .with_context(|| format!("the relay {}:{} refused or failed", smtp.host, smtp.port))?;
     Ok(())

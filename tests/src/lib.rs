@@ -20,6 +20,7 @@ pub mod headful_chromium;
 pub mod load;
 pub mod pupil;
 pub mod session_bus;
+pub mod sinks;
 pub mod small_disk;
 pub mod web_client;
 

@@ -1266,3 +1266,142 @@ async fn enrollment_tokens_are_capped_listed_revoked_and_read_from_a_file_or_std
     }
     assert!(!actions.iter().any(|a| a.contains("enrol_")), "{actions:?}");
 }
+
+/// Alerts (issue 23): a capture at a rule's severity reaches a webhook and
+/// a mailbox at once, naming the category, severity, laptop and a link,
+/// never the captured words; a capture under it raises nothing; an alert
+/// the webhook refused is audited, tried again and, through a console
+/// killed meanwhile, delivered once after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_a_webhook_and_a_mailbox_once_through_refusals_and_a_kill() {
+    let (_tmp, mut console) = started();
+    let data = console.data.clone();
+    console.terminate(Duration::from_secs(20)).unwrap();
+    let (smtp_port, mails) = tests::sinks::smtp_sink();
+    let hook = tests::sinks::WebhookSink::start();
+    let path = data.join("console.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("host = \"\""), "{text}");
+    let text = text
+        .replace("host = \"\"", "host = \"127.0.0.1\"")
+        .replace("port = 587", &format!("port = {smtp_port}"))
+        .replace("security = \"starttls\"", "security = \"none\"")
+        .replace("from = \"\"", "from = \"console@school.example\"");
+    let text = format!(
+        "{text}\n[[alerts]]\nname = \"urgent\"\nmin_severity = 5\nevents = [\"capture\", \"concern\"]\n\
+         email_to = [\"dsl@school.example\"]\nwebhook_urls = [\"{}\"]\n",
+        hook.url
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut console = ConsoleProcess::start(&data).unwrap();
+    let laptop = identity_from_ca(&data).unwrap();
+    let mut l = link(&console, &laptop).await.unwrap();
+
+    let mut low = capture("ur so dumb lol", "dumb", None);
+    (low.severity, low.category) = (3, "cyberbullying".into());
+    let high = capture("i want to kms tonight", "kms", None);
+    for c in [low, high.clone()] {
+        let id = c.id;
+        assert_eq!(
+            roundtrip(&mut l, AgentMessage::Capture(c)).await,
+            ConsoleMessage::Ack(vec![id])
+        );
+    }
+    let wait = Duration::from_secs(20);
+    let (head, body) = hook
+        .received
+        .recv_timeout(wait)
+        .expect("the webhook was called");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["fields"]["category"], "self-harm", "{body}");
+    assert_eq!(json["fields"]["severity"], 5, "{body}");
+    assert_eq!(json["record"], high.id.to_string(), "{body}");
+    assert!(
+        json["link"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/captures/{}", high.id)),
+        "{body}"
+    );
+    assert!(!body.contains("kms tonight"), "no captured words: {body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("idempotency-key: alert-"),
+        "{head}"
+    );
+    // Quoted-printable: soft line breaks joined.
+    let unfold = |m: String| m.replace("=\r\n", "").replace("=\n", "");
+    let mail = unfold(mails.recv_timeout(wait).expect("the mail was sent"));
+    assert!(mail.contains("Severity 5 self-harm capture"), "{mail}");
+    assert!(mail.contains(&format!("/captures/{}", high.id)), "{mail}");
+    assert!(!mail.contains("kms tonight"), "{mail}");
+    assert!(
+        hook.received.recv_timeout(Duration::from_secs(4)).is_err(),
+        "the severity-3 capture raised nothing, and nothing came twice"
+    );
+
+    // The webhook refuses: the alert is audited as failed and kept.
+    hook.set_up(false);
+    let before = hook.attempts();
+    let second = capture("gonna end it tonight", "end it", None);
+    let id = second.id;
+    assert_eq!(
+        roundtrip(&mut l, AgentMessage::Capture(second)).await,
+        ConsoleMessage::Ack(vec![id])
+    );
+    let deadline = std::time::Instant::now() + wait;
+    while hook.attempts() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook was never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mail = unfold(mails.recv_timeout(wait).expect("the second mail"));
+    assert!(mail.contains(&id.to_string()), "{mail}");
+    // Killed, and the webhook back: after the restart and the backoff
+    // (30 s after the refusal), delivered once.
+    drop(l);
+    console.kill();
+    hook.set_up(true);
+    let console = ConsoleProcess::start(&data).unwrap();
+    let (_, body) = hook
+        .received
+        .recv_timeout(Duration::from_secs(60))
+        .expect("delivered after the restart");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["record"], id.to_string(), "{body}");
+    assert!(
+        hook.received.recv_timeout(Duration::from_secs(5)).is_err(),
+        "delivered once"
+    );
+    assert!(
+        mails.recv_timeout(Duration::from_secs(1)).is_err(),
+        "no mail twice"
+    );
+    let api = Api::new(
+        &data,
+        &console.web_addr,
+        &api_token(&data, "it", "admin").unwrap(),
+    )
+    .unwrap();
+    let (_, audit) = tokio::task::block_in_place(|| api.get("/api/v1/audit?limit=200")).unwrap();
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "alert_sent").count(),
+        4,
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"alert_failed"), "{actions:?}");
+    let (_, listed) = tokio::task::block_in_place(|| api.get("/api/v1/alerts")).unwrap();
+    let listed = listed["alerts"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert!(listed.iter().all(|a| a["status"] == "sent"), "{listed:?}");
+    let (_, health) = tokio::task::block_in_place(|| api.get("/api/v1/health")).unwrap();
+    assert_eq!(health["ok"], true, "every alert delivered: {health}");
+}

@@ -826,51 +826,6 @@ fn visit(
     }
 }
 
-/// A local SMTP sink: answers like a relay and hands over each message.
-fn smtp_sink() -> (u16, std::sync::mpsc::Receiver<String>) {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut out = stream.try_clone().unwrap();
-            let mut lines = BufReader::new(stream);
-            let _ = out.write_all(b"220 sink ESMTP\r\n");
-            let mut data: Option<String> = None;
-            let mut line = String::new();
-            while lines.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(body) = data.as_mut() {
-                    if line == ".\r\n" {
-                        let _ = tx.send(std::mem::take(body));
-                        data = None;
-                        let _ = out.write_all(b"250 2.0.0 queued\r\n");
-                    } else {
-                        body.push_str(&line);
-                    }
-                } else {
-                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
-                        "DATA" => {
-                            data = Some(String::new());
-                            b"354 go ahead\r\n"
-                        }
-                        "QUIT" => {
-                            let _ = out.write_all(b"221 bye\r\n");
-                            break;
-                        }
-                        _ => b"250 OK\r\n",
-                    };
-                    let _ = out.write_all(reply);
-                }
-                line.clear();
-            }
-        }
-    });
-    (port, rx)
-}
-
 fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" content=\"").expect("a csrf meta") + 21;
     page[at..].split('"').next().unwrap().to_owned()
@@ -1063,7 +1018,7 @@ async fn the_weekly_site_visit_report_is_read_exported_signed_off_and_mailed_on_
 
     // The Monday report: set a relay, restart; the week due is made, kept
     // and mailed (the console looks at start, as after a Monday outage).
-    let (smtp_port, mails) = smtp_sink();
+    let (smtp_port, mails) = tests::sinks::smtp_sink();
     let data = bed.console.data.clone();
     bed.console.terminate(WAIT).unwrap();
     let path = data.join("console.toml");
@@ -1365,6 +1320,7 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("POST", "/api/v1/devices/{id}/revoke", ADM),
     ("GET", "/api/v1/events", ALL),
     ("GET", "/api/v1/health", ALL),
+    ("GET", "/api/v1/alerts", ALL),
     ("GET", "/api/v1/site-visits/weekly", ALL),
     ("GET", "/api/v1/aup/decisions", ALL),
     ("GET", "/api/v1/audit", ADM | AUD),

@@ -83,6 +83,10 @@ audit_actions! {
     ViewWeeklyReport = "view_weekly_report",
     ExportWeeklyReport = "export_weekly_report",
     SignOffWeek = "sign_off_week",
+    /// An alert delivered (by the console itself).
+    AlertSent = "alert_sent",
+    /// An attempt to deliver an alert that failed.
+    AlertFailed = "alert_failed",
     ImportDomainList = "import_domain_list",
     ReadTamper = "read_tamper",
     ViewTamper = "view_tamper",

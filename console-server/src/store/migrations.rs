@@ -375,4 +375,24 @@ CREATE TABLE week_zone (
     zone TEXT NOT NULL
 ) STRICT;
 "#,
+    // 11: alerts to send, written in the transaction of the record that
+    // raised them, and what became of each (see `store::alerts`).
+    r#"
+CREATE TABLE alerts (
+    id           INTEGER PRIMARY KEY,
+    rule         TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    record       TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    last_error   TEXT,
+    created      INTEGER NOT NULL,
+    sent         INTEGER,
+    UNIQUE (rule, event, record, channel, target)
+) STRICT;
+CREATE INDEX alerts_due ON alerts (status, next_attempt);
+"#,
 ];

@@ -22,6 +22,7 @@
 //!   is durable when [`IngestStore::store_batch`] returns;
 //! - the audit log is append-only.
 
+pub mod alerts;
 pub mod audit_action;
 pub use audit_action::AuditAction;
 pub use tokens::TokenRefusal;
@@ -31,6 +32,7 @@ pub mod register;
 pub mod retention;
 pub mod sqlite;
 mod sqlite_activity;
+mod sqlite_alerts;
 mod sqlite_audit;
 mod sqlite_captures;
 mod sqlite_devices;
@@ -887,6 +889,7 @@ pub trait Store:
     + suggestions::SuggestionStore
     + tokens::TokenStore
     + retention::RecordRetention
+    + alerts::AlertStore
     + Send
     + Sync
 {
@@ -906,6 +909,7 @@ impl<T> Store for T where
         + suggestions::SuggestionStore
         + tokens::TokenStore
         + retention::RecordRetention
+        + alerts::AlertStore
         + Send
         + Sync
 {

@@ -33,6 +33,9 @@ pub struct SqliteStore {
     /// [`super::week_totals`]): the one recorded, until
     /// `ensure_week_totals` sets the school's.
     pub(super) week_zone: Mutex<jiff::tz::TimeZone>,
+    /// The alert rules new records are matched against (see
+    /// [`super::alerts`]).
+    pub(super) alert_rules: Mutex<Arc<Vec<crate::alerts::rules::AlertRule>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -165,6 +168,7 @@ impl SqliteStore {
             super::week_totals::recorded_zone(&writer)?.unwrap_or_else(crate::school_week::zone);
         Ok(SqliteStore {
             week_zone: Mutex::new(week_zone),
+            alert_rules: Mutex::new(Arc::new(Vec::new())),
             writer: Mutex::new(writer),
             reader: Readers {
                 conns: readers,

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::sqlite::*;
 use super::*;
+use crate::alerts::rules::Happening;
 
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     let heartbeat: Option<String> = r.get(9)?;
@@ -190,10 +191,21 @@ impl DeviceStore for SqliteStore {
                 params![id, online],
             )
             .map_err(db("updating presence"))?;
-            events.push(
-                insert_event(&tx, now, kind, Some(&id), &detail)
-                    .map_err(db("recording a presence event"))?,
-            );
+            let event = insert_event(&tx, now, kind, Some(&id), &detail)
+                .map_err(db("recording a presence event"))?;
+            if was_online {
+                let record = format!("{id}/{}", event.id);
+                super::sqlite_alerts::plan(
+                    &tx,
+                    &self.alert_rules(),
+                    Happening::Offline,
+                    "offline",
+                    &record,
+                    now,
+                )
+                .map_err(db("recording a presence event"))?;
+            }
+            events.push(event);
         }
         tx.commit().map_err(db("committing presence"))?;
         Ok(events)
@@ -285,6 +297,15 @@ impl DeviceStore for SqliteStore {
             .map_err(db("recording a silent device"))?;
             insert_event(&tx, now, "device_silent", Some(&id), &detail)
                 .map_err(db("recording a silent device"))?;
+            super::sqlite_alerts::plan(
+                &tx,
+                &self.alert_rules(),
+                Happening::Tamper,
+                "tamper",
+                &id_str(event),
+                now,
+            )
+            .map_err(db("recording a silent device"))?;
             opened.push(event);
         }
         tx.commit().map_err(db("committing silent devices"))?;

@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use super::register::audience_str;
 use super::sqlite::*;
+use super::sqlite_alerts;
 use super::week_totals;
 use super::*;
+use crate::alerts::rules::{AlertRule, Happening};
 use crate::school_week::Week;
 
 fn record_exists(tx: &Connection, table: &str, id: Uuid) -> rusqlite::Result<bool> {
@@ -65,21 +67,66 @@ fn account_seen(tx: &Transaction<'_>, user: &str, device: &str, time: i64) -> ru
     Ok(())
 }
 
+/// What storing a batch needs besides the records: the zone its visits
+/// are counted in, and the alert rules its records are matched against.
+struct Context<'a> {
+    zone: &'a jiff::tz::TimeZone,
+    rules: &'a [AlertRule],
+}
+
 fn insert_record(
     tx: &Transaction<'_>,
     item: &Incoming,
     image: Option<&str>,
-    zone: &jiff::tz::TimeZone,
+    cx: &Context<'_>,
 ) -> rusqlite::Result<Stored> {
     let device = id_str(item.device);
     accounts_seen(tx, &item.message, &device)?;
     let received = item.received;
     let inserted = match &item.message {
-        AgentMessage::Capture(c) => insert_capture(tx, c, &device, received, image)?,
-        AgentMessage::Concern(c) => insert_concern(tx, c, &device, received, image)?,
-        AgentMessage::SiteVisits(batch) => insert_site_visits(tx, batch, &device, received, zone)?,
+        AgentMessage::Capture(c) => {
+            let new = insert_capture(tx, c, &device, received, image)?;
+            if new {
+                let what = Happening::Capture {
+                    severity: c.severity,
+                    category: &c.category,
+                };
+                sqlite_alerts::plan(tx, cx.rules, what, "capture", &id_str(c.id), received)?;
+            }
+            new
+        }
+        AgentMessage::Concern(c) => {
+            let new = insert_concern(tx, c, &device, received, image)?;
+            if new {
+                sqlite_alerts::plan(
+                    tx,
+                    cx.rules,
+                    Happening::Concern,
+                    "concern",
+                    &id_str(c.id),
+                    received,
+                )?;
+            }
+            new
+        }
+        AgentMessage::SiteVisits(batch) => {
+            insert_site_visits(tx, batch, &device, received, cx.zone)?
+        }
         AgentMessage::AupDecision(a) => insert_aup_decision(tx, a, &device)?,
-        AgentMessage::TamperEvent(t) => insert_tamper_event(tx, t, &device)?,
+        AgentMessage::TamperEvent(t) => {
+            let new = insert_tamper_event(tx, t, &device)?;
+            if new {
+                sqlite_alerts::plan(
+                    tx,
+                    cx.rules,
+                    Happening::Tamper,
+                    "tamper",
+                    &id_str(t.id),
+                    received,
+                )?;
+            }
+            new
+        }
         AgentMessage::Heartbeat(h) => {
             update_heartbeat(tx, h, &device)?;
             return Ok(Stored::Applied);
@@ -423,6 +470,11 @@ impl IngestStore for SqliteStore {
             .put_all(&to_write)
             .map_err(img("writing screenshots"))?;
         let zone = self.week_zone();
+        let rules = self.alert_rules();
+        let cx = Context {
+            zone: &zone,
+            rules: &rules,
+        };
         let mut conn = lock(&self.writer);
         let tx = conn
             .transaction()
@@ -437,7 +489,7 @@ impl IngestStore for SqliteStore {
         let mut last_seen: BTreeMap<Uuid, i64> = BTreeMap::new();
         for (i, item) in batch.iter().enumerate() {
             let key = key_of.get(&i).copied();
-            out.push(insert_record(&tx, item, key, &zone).map_err(db("storing a record"))?);
+            out.push(insert_record(&tx, item, key, &cx).map_err(db("storing a record"))?);
             let seen = last_seen.entry(item.device).or_insert(item.received.0);
             *seen = (*seen).max(item.received.0);
         }

@@ -1,0 +1,111 @@
+//! Alerts waiting to be sent and what became of each. An alert is written
+//! in the same transaction as the record that raised it (a capture, a
+//! pupil's concern, a tamper event), so a console that stops between the
+//! commit and the send sends it after its restart; it is marked sent only
+//! once delivered, and each attempt is audited.
+
+use protocol::UnixMillis;
+use serde::Serialize;
+
+use super::StoreError;
+use crate::alerts::rules::{AlertRule, Channel};
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// Not delivered yet; tried again at `next_attempt`.
+    Pending,
+    Sent,
+    /// Given up after [`MAX_ATTEMPTS`].
+    Failed,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Pending => "pending",
+            AlertStatus::Sent => "sent",
+            AlertStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<AlertStatus, StoreError> {
+        match s {
+            "pending" => Ok(AlertStatus::Pending),
+            "sent" => Ok(AlertStatus::Sent),
+            "failed" => Ok(AlertStatus::Failed),
+            other => Err(StoreError::Corrupt(format!(
+                "an alert has the status {other:?}, which is not pending, sent or failed"
+            ))),
+        }
+    }
+}
+
+/// Tries before an alert is given up (about a day with [`backoff`]).
+pub const MAX_ATTEMPTS: u32 = 12;
+
+/// How long after its `attempts`-th failure an alert is tried again:
+/// 30 s, doubling, at most 30 minutes.
+pub fn backoff(attempts: u32) -> i64 {
+    (30_000i64 << (attempts.clamp(1, 8) - 1)).min(30 * UnixMillis::MINUTE)
+}
+
+/// One alert to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub rule: String,
+    /// `capture`, `concern`, `tamper`, `offline`, or `escalation`.
+    pub event: String,
+    /// The capture's or tamper event's id, or the laptop's.
+    pub record: String,
+    #[serde(serialize_with = "channel_name")]
+    pub channel: Channel,
+    pub target: String,
+    pub status: AlertStatus,
+    pub attempts: u32,
+    pub next_attempt: UnixMillis,
+    pub last_error: Option<String>,
+    pub created: UnixMillis,
+    pub sent: Option<UnixMillis>,
+}
+
+fn channel_name<S: serde::Serializer>(c: &Channel, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.as_str())
+}
+
+/// What the alert sender needs from storage.
+pub trait AlertStore {
+    /// The rules new records are matched against, from the settings.
+    fn set_alert_rules(&self, rules: Vec<AlertRule>);
+    /// Pending alerts whose time has come, oldest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn due_alerts(&self, now: UnixMillis, limit: u32) -> Result<Vec<Alert>, StoreError>;
+    /// Records a delivery, with its audit line.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn alert_sent(&self, alert: &Alert, now: UnixMillis) -> Result<(), StoreError>;
+    /// Records a failed attempt, with its audit line: tried again after
+    /// [`backoff`], or given up after [`MAX_ATTEMPTS`].
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn alert_failed(&self, alert: &Alert, error: &str, now: UnixMillis) -> Result<(), StoreError>;
+    /// The latest alerts, newest first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError>;
+    /// Writes the escalations that are due: for each rule with
+    /// `escalate_after_minutes`, a capture or concern it alerted on that is
+    /// still untriaged that long after it arrived, once per recipient.
+    /// Returns how many were written.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn plan_escalations(&self, now: UnixMillis) -> Result<u64, StoreError>;
+}
