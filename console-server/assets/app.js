@@ -55,13 +55,17 @@
           const n = $('#count-new');
           if (n) n.textContent = String(Number(n.textContent || '0') + 1);
         }
-        const text = 'New capture: "' + c.term + '" (' + c.category + ', severity ' + c.severity + ')';
+        // A pupil's own report is told like a tamper event: always, with a
+        // sound, whatever the sound setting for captures.
+        const text = c.concern
+          ? 'A pupil reported a concern (' + c.user + ')'
+          : 'New capture: "' + c.term + '" (' + c.category + ', severity ' + c.severity + ')';
         toast(text, '/captures/' + c.id);
         if (window.Notification && Notification.permission === 'granted') {
           new Notification('Safeguard', { body: text, tag: c.id });
         }
         const threshold = Number(localStorage.getItem('sg-sound-min') || '0');
-        if (threshold && c.severity >= threshold) beep();
+        if (c.concern || (threshold && c.severity >= threshold)) beep();
       });
       // Monitoring interfered with on a laptop: always told, with a sound,
       // because that laptop's silence no longer means nothing happened.

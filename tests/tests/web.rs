@@ -1693,6 +1693,31 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
         Some(format!("/tamper#t-{}", killed.id).as_str())
     );
 
+    // A pupil's concern is told the same way, in its own words.
+    let concern = protocol::Concern {
+        id: uuid::Uuid::now_v7(),
+        time: protocol::UnixMillis::now(),
+        user: "pupil.two".into(),
+        app: "Firefox".into(),
+        window_title: "Chat".into(),
+        url: None,
+        page_title: None,
+        text: "someone keeps messaging me <b>at night</b>".into(),
+        screenshot: protocol::Screenshot::Missing("test".into()),
+    };
+    ingest_records(&bed, vec![AgentMessage::Concern(concern.clone())]).await;
+    let said = browser
+        .wait_css(
+            &format!(".toast a[href='/captures/{}']", concern.id),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("a toast for the concern")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(said, "A pupil reported a concern (pupil.two)");
+
     // Reloaded, the inbox lists it above everything else.
     browser.client.refresh().await.unwrap();
     let section = browser.wait_css("section#tamper", WAIT).await.unwrap();

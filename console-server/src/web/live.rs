@@ -120,6 +120,8 @@ async fn capture_event(state: &AppState, id: Uuid) -> Option<Event> {
         "term": capture.term,
         "category": title,
         "severity": capture.severity,
+        "concern": capture.source == "concern",
+        "user": capture.user,
         "row": row,
     });
     Some(Event::default().event("capture").data(data.to_string()))
