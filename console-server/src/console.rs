@@ -208,6 +208,7 @@ impl Console {
             settings.alerts.clone(),
             link_base,
             definitions,
+            web_state.alert_health.clone(),
         ));
         let app = api
             .merge(web::router(web_state))

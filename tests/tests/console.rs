@@ -1359,6 +1359,37 @@ async fn alerts_reach_a_webhook_and_a_mailbox_once_through_refusals_and_a_kill()
     }
     let mail = unfold(mails.recv_timeout(wait).expect("the second mail"));
     assert!(mail.contains(&id.to_string()), "{mail}");
+    // The console says so: its health is not ok while the alert waits.
+    let api = Api::new(
+        &data,
+        &console.web_addr,
+        &api_token(&data, "it", "admin").unwrap(),
+    )
+    .unwrap();
+    // (The refusal is recorded just after the webhook answers.)
+    let mut health = serde_json::Value::Null;
+    for _ in 0..50 {
+        health = tokio::task::block_in_place(|| api.get("/api/v1/health"))
+            .unwrap()
+            .1;
+        if health["ok"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(health["ok"], false, "{health}");
+    assert_eq!(
+        health["alerts"]["failing"][0]["record"],
+        id.to_string(),
+        "{health}"
+    );
+    assert!(
+        health["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 alert not delivered"),
+        "{health}"
+    );
     // Killed, and the webhook back: after the restart and the backoff
     // (30 s after the refusal), delivered once.
     drop(l);

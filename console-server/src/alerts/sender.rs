@@ -31,6 +31,30 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Alerts sent in one round, at most.
 const BATCH: u32 = 50;
 
+/// How many alerts are not delivered (given up, or refused and waiting),
+/// as the sender last counted them: for the web console's banner.
+#[derive(Debug, Default)]
+pub struct AlertHealth(std::sync::atomic::AtomicU64);
+
+impl AlertHealth {
+    pub fn set(&self, failing: u64) {
+        self.0.store(failing, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn failing(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What staff are told, if anything.
+    pub fn message(&self) -> Option<String> {
+        match self.failing() {
+            0 => None,
+            1 => Some("1 alert could not be delivered: check the mail relay and the webhooks (GET /api/v1/alerts).".into()),
+            n => Some(format!("{n} alerts could not be delivered: check the mail relay and the webhooks (GET /api/v1/alerts).")),
+        }
+    }
+}
+
 /// A term's meaning for staff, by category and term.
 pub type Definitions = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 
@@ -42,6 +66,7 @@ pub struct Sender {
     /// The console's address for links, `https://host:port`.
     pub link_base: String,
     pub definitions: Definitions,
+    pub health: Arc<AlertHealth>,
     agent: ureq::Agent,
 }
 
@@ -52,6 +77,7 @@ impl Sender {
         rules: Vec<AlertRule>,
         link_base: String,
         definitions: Definitions,
+        health: Arc<AlertHealth>,
     ) -> Sender {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(DELIVERY_TIMEOUT))
@@ -63,6 +89,7 @@ impl Sender {
             rules: Arc::new(rules),
             link_base,
             definitions,
+            health,
             agent,
         }
     }
@@ -93,6 +120,7 @@ impl Sender {
                 }
             }
         }
+        self.health.set(self.store.failing_alert_count()?);
         Ok(delivered)
     }
 

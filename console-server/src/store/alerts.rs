@@ -95,6 +95,11 @@ pub trait AlertStore {
     /// # Errors
     /// A storage failure.
     fn alert_failed(&self, alert: &Alert, error: &str, now: UnixMillis) -> Result<(), StoreError>;
+    /// Alerts given up, or refused at least once and still waiting.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn failing_alert_count(&self) -> Result<u64, StoreError>;
     /// The latest alerts, newest first.
     ///
     /// # Errors

@@ -188,6 +188,20 @@ impl AlertStore for SqliteStore {
         tx.commit().map_err(db(what))
     }
 
+    fn failing_alert_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .reader
+            .get()
+            .query_row(
+                "SELECT COUNT(*) FROM alerts
+                 WHERE status = 'failed' OR (status = 'pending' AND attempts > 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db("counting alerts not delivered"))?;
+        Ok(n.max(0) as u64)
+    }
+
     fn alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
         self.query_alerts(
             &format!("SELECT {COLUMNS} FROM alerts ORDER BY id DESC LIMIT ?1"),

@@ -173,7 +173,13 @@ impl OptionalFromRequestParts<AppState> for Staff {
             role: session.role,
             origin: origin_of(parts),
             session,
-            storage_alert: state.health.report().message(),
+            storage_alert: match (
+                state.health.report().message(),
+                state.alert_health.message(),
+            ) {
+                (Some(s), Some(a)) => Some(format!("{s} {a}")),
+                (s, a) => s.or(a),
+            },
         }))
     }
 }

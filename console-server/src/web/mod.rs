@@ -74,6 +74,8 @@ pub struct WebState {
     pub editor: Arc<crate::policy_service::PolicyEditor>,
     /// Whether storing works and how much room is left.
     pub health: Arc<StorageHealth>,
+    /// Alerts not delivered, as the alert sender last counted them.
+    pub alert_health: Arc<crate::alerts::sender::AlertHealth>,
     definitions: Mutex<Option<(u64, Arc<Definitions>)>>,
 }
 
@@ -97,6 +99,7 @@ impl WebState {
             ca_fingerprint,
             editor,
             health,
+            alert_health: Arc::default(),
             definitions: Mutex::new(None),
         }
     }
