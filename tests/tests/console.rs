@@ -1435,4 +1435,41 @@ async fn alerts_reach_a_webhook_and_a_mailbox_once_through_refusals_and_a_kill()
     assert!(listed.iter().all(|a| a["status"] == "sent"), "{listed:?}");
     let (_, health) = tokio::task::block_in_place(|| api.get("/api/v1/health")).unwrap();
     assert_eq!(health["ok"], true, "every alert delivered: {health}");
+    assert!(
+        !listed
+            .iter()
+            .any(|a| a["target"].as_str().unwrap().contains("/hook")),
+        "a webhook's path is its secret: {listed:?}"
+    );
+
+    // The Alerts page lists them for staff, the webhook by its host only.
+    console_cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            data.to_str().unwrap(),
+            "--name",
+            "governor",
+            "--role",
+            "auditor",
+        ],
+        Some("a long auditor pass phrase\n"),
+    )
+    .unwrap();
+    let port = console.web_addr.rsplit(':').next().unwrap().to_owned();
+    let web = tests::web_client::Web::new(&data, &format!("https://localhost:{port}"));
+    let page = tokio::task::block_in_place(|| {
+        let (session, _) = web.sign_in("governor", "a long auditor pass phrase", "");
+        web.get("/alerts", &session)
+    });
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body.matches("<tr id=\"a-").count(), 4, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("{}/…", hook.url.trim_end_matches("/hook"))),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("/hook<"), "{}", page.body);
 }

@@ -1321,6 +1321,7 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("GET", "/api/v1/events", ALL),
     ("GET", "/api/v1/health", ALL),
     ("GET", "/api/v1/alerts", ALL),
+    ("GET", "/alerts", ALL),
     ("GET", "/api/v1/site-visits/weekly", ALL),
     ("GET", "/api/v1/aup/decisions", ALL),
     ("GET", "/api/v1/audit", ADM | AUD),

@@ -62,6 +62,9 @@ pub struct Alert {
     pub record: String,
     #[serde(serialize_with = "channel_name")]
     pub channel: Channel,
+    /// An address, or a webhook URL (shown by [`Alert::shown_target`]
+    /// only: a webhook's URL is its password).
+    #[serde(rename = "target", serialize_with = "shown")]
     pub target: String,
     pub status: AlertStatus,
     pub attempts: u32,
@@ -73,6 +76,24 @@ pub struct Alert {
 
 fn channel_name<S: serde::Serializer>(c: &Channel, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(c.as_str())
+}
+
+fn shown<S: serde::Serializer>(target: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&shown_target(target))
+}
+
+/// A recipient as staff may see it: an address whole, a webhook URL as
+/// its scheme and host only (the rest is the secret that lets anyone post
+/// to it).
+pub fn shown_target(target: &str) -> String {
+    match target.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}/…")
+        }
+        None => target.to_owned(),
+    }
 }
 
 /// What the alert sender needs from storage.
@@ -113,4 +134,26 @@ pub trait AlertStore {
     /// # Errors
     /// A storage failure.
     fn plan_escalations(&self, now: UnixMillis) -> Result<u64, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_webhook_is_shown_without_its_secret() {
+        assert_eq!(
+            super::shown_target("https://hooks.slack.com/services/T0/B0/XYZ?x=1"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            super::shown_target("http://user:pw@127.0.0.1:8080/hook"),
+            "http://127.0.0.1:8080/…"
+        );
+        assert_eq!(
+            super::shown_target("dsl@school.example"),
+            "dsl@school.example"
+        );
+        assert_eq!(super::backoff(1), 30_000);
+        assert_eq!(super::backoff(2), 60_000);
+        assert_eq!(super::backoff(20), 30 * 60_000);
+    }
 }

@@ -71,6 +71,7 @@ pub fn shell(staff: &Staff, title: &str, active: &str, body: Markup) -> Markup {
         nav.push(("/audit", "Audit log"));
     }
     nav.push(("/devices", "Devices"));
+    nav.push(("/alerts", "Alerts"));
     if staff.role.sees_captures() {
         nav.push(("/libraries", "Libraries"));
     }

@@ -16,12 +16,14 @@
 //! - [`audit_page`], [`trends`]: oversight and reports;
 //! - [`devices`], [`staff`], [`settings`], [`libraries`], [`tokens`]: the
 //!   admin's pages; [`policy`]: how any page changes the policy;
-//! - [`site_visits`], [`tamper`]: the weekly report, tamper events;
+//! - [`site_visits`], [`tamper`], [`alerts`]: the weekly report, tamper
+//!   events, the alerts sent;
 //! - [`aup`], [`register`]: the Acceptable Use Policy and the register of
 //!   users;
 //! - [`account`]: one's own sessions and password.
 
 pub mod account;
+pub mod alerts;
 pub mod assets;
 pub mod audit_page;
 pub mod aup;
@@ -215,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox/triage", post(inbox::bulk_triage))
         .route("/live", get(live::stream))
         .route("/tamper", get(tamper::page))
+        .route("/alerts", get(alerts::page))
         .route("/tamper/{id}/acknowledge", post(tamper::acknowledge))
         .route("/captures/{id}", get(capture_page::page))
         .route("/captures/{id}/image", get(capture_page::image))
