@@ -81,7 +81,10 @@ fn a_gtk_text_window_showing_a_risky_phrase_becomes_a_capture() -> anyhow::Resul
             return false;
         };
         found = body["captures"].as_array().cloned().unwrap_or_default();
-        !found.is_empty()
+        // Both lines' captures: the secret and the request for a picture.
+        ["grooming", "sexting"]
+            .iter()
+            .all(|cat| found.iter().any(|c| c["category"] == *cat))
     });
     ensure!(
         !found.is_empty(),
@@ -97,7 +100,9 @@ fn a_gtk_text_window_showing_a_risky_phrase_becomes_a_capture() -> anyhow::Resul
     ensure!(c["window_title"] == "Messages", "{c}");
     ensure!(
         found.iter().any(|c| c["term"] == "its our secret")
-            && found.iter().any(|c| c["term"] == "send me a pic"),
+            && found
+                .iter()
+                .any(|c| c["term"] == "send me a pic" || c["term"] == "send me a picture of you"),
         "{found:?}"
     );
     ensure!(c["has_image"] == true, "{c}");
