@@ -99,33 +99,23 @@ fn normalize_ascii(text: &str, join_spaced: bool) -> Option<Normalized> {
     out.spans.reserve(text.len() + 2);
     out.bytes.push(b' ');
     out.spans.push((0, 0));
-    // The word being read: where it starts in the output, its units, and
-    // whether one is a letter (then its digits and symbols read as letters).
-    let mut word_start = 0usize;
-    let mut units = 0usize;
-    let mut has_letter = false;
-    let mut first_is_digit = false;
-    let mut only_digits = false;
+    let mut word = AsciiWord::default();
     let mut words = 0usize;
     // The run of boundary characters since the last word.
     let mut gap: (u32, u32) = (0, 0);
     // One-letter words in a row, each after a gap of one or two spaces.
     let mut singles = 0usize;
-    let mut end_word = |out: &mut Normalized,
-                        units: usize,
-                        has_letter: bool,
-                        first_is_digit: bool,
-                        word_start: usize,
-                        gap_before: (u32, u32)|
-     -> bool {
-        if has_letter {
-            for b in &mut out.bytes[word_start..] {
+    // Ends the word being read; `false` where spaced-out letters would be
+    // joined (the general path does that).
+    let mut end_word = |out: &mut Normalized, word: &mut AsciiWord, words: &mut usize| -> bool {
+        if word.has_letter {
+            for b in &mut out.bytes[word.start..] {
                 *b = leet(*b);
             }
         }
-        let single = units == 1 && !first_is_digit;
+        let single = word.units == 1 && !word.first_is_digit;
         let narrow = {
-            let g = &bytes[gap_before.0 as usize..gap_before.1 as usize];
+            let g = &bytes[word.gap.0 as usize..word.gap.1 as usize];
             (1..=2).contains(&g.len()) && g.iter().all(|&b| b == b' ')
         };
         singles = match (single, singles > 0 && narrow) {
@@ -133,12 +123,13 @@ fn normalize_ascii(text: &str, join_spaced: bool) -> Option<Normalized> {
             (true, true) => singles + 1,
             (true, false) => 1,
         };
+        *words += 1;
+        *word = AsciiWord::default();
         singles < 3 || !join_spaced
     };
-    let mut word_gap: (u32, u32) = (0, 0);
     for (i, &b) in bytes.iter().enumerate() {
         let (start, end) = (i as u32, i as u32 + 1);
-        let in_word = units > 0;
+        let in_word = word.units > 0;
         let next = bytes.get(i + 1);
         let unit = match ASCII[b as usize] {
             Class::Letter(l) => Some((l, Kind::Letter)),
@@ -152,77 +143,58 @@ fn normalize_ascii(text: &str, join_spaced: bool) -> Option<Normalized> {
             Some((byte, kind)) => {
                 // Two or more digits and then a letter: a number, and
                 // then a word ("45kg"), as `split_numbers` reads it.
-                if kind == Kind::Letter && units >= 2 && only_digits {
-                    if !end_word(
-                        &mut out,
-                        units,
-                        has_letter,
-                        first_is_digit,
-                        word_start,
-                        word_gap,
-                    ) {
+                if kind == Kind::Letter && word.units >= 2 && word.only_digits {
+                    if !end_word(&mut out, &mut word, &mut words) {
                         return None;
                     }
-                    words += 1;
-                    units = 0;
                     gap = (start, start);
                 }
-                if units == 0 {
-                    only_digits = true;
-                    word_gap = gap;
+                if word.units == 0 {
+                    word.only_digits = true;
+                    word.gap = gap;
                     if words > 0 {
                         out.bytes.push(b' ');
                         out.spans.push(gap);
                     }
-                    word_start = out.bytes.len();
-                    first_is_digit = kind == Kind::Digit;
+                    word.start = out.bytes.len();
+                    word.first_is_digit = kind == Kind::Digit;
                 }
-                units += 1;
-                has_letter |= kind == Kind::Letter;
-                only_digits &= kind == Kind::Digit;
+                word.units += 1;
+                word.has_letter |= kind == Kind::Letter;
+                word.only_digits &= kind == Kind::Digit;
                 out.bytes.push(byte);
                 out.spans.push((start, end));
             }
-            None => {
-                if in_word {
-                    if !end_word(
-                        &mut out,
-                        units,
-                        has_letter,
-                        first_is_digit,
-                        word_start,
-                        word_gap,
-                    ) {
-                        return None;
-                    }
-                    words += 1;
-                    units = 0;
-                    has_letter = false;
-                    gap = (start, end);
-                } else if gap.0 == gap.1 {
-                    gap = (start, end);
-                } else {
-                    gap.1 = end;
+            None if in_word => {
+                if !end_word(&mut out, &mut word, &mut words) {
+                    return None;
                 }
+                gap = (start, end);
             }
+            None if gap.0 == gap.1 => gap = (start, end),
+            None => gap.1 = end,
         }
     }
-    if units > 0
-        && !end_word(
-            &mut out,
-            units,
-            has_letter,
-            first_is_digit,
-            word_start,
-            word_gap,
-        )
-    {
+    if word.units > 0 && !end_word(&mut out, &mut word, &mut words) {
         return None;
     }
     let len = text.len() as u32;
     out.bytes.push(b' ');
     out.spans.push((len, len));
     Some(out)
+}
+
+/// The word [`normalize_ascii`] is reading: where it starts in the output,
+/// its units, whether one is a letter (then its digits and symbols read as
+/// letters), whether it is all digits so far, and the gap before it.
+#[derive(Default)]
+struct AsciiWord {
+    start: usize,
+    units: usize,
+    has_letter: bool,
+    first_is_digit: bool,
+    only_digits: bool,
+    gap: (u32, u32),
 }
 
 fn normalize_general(text: &str, join_spaced: bool) -> Normalized {
