@@ -242,61 +242,64 @@ fn count(n: i64) -> u64 {
 /// # Errors
 /// A storage failure.
 pub fn read(conn: &Connection, week: &str) -> Result<WeekTotals, StoreError> {
-    let what = "reading the week's totals";
-    let domains = conn
-        .prepare_cached(
-            "SELECT domain, visits, active_seconds, users FROM week_domains WHERE week = ?1",
-        )
-        .map_err(db(what))?
-        .query_map([week], |r| {
-            Ok(DomainTotal {
-                domain: r.get(0)?,
-                visits: count(r.get(1)?),
-                active_seconds: count(r.get(2)?),
-                users: count(r.get(3)?),
-            })
-        })
-        .map_err(db(what))?
-        .collect::<Result<_, _>>()
-        .map_err(db(what))?;
-    let users = conn
-        .prepare_cached(
-            "SELECT user, visits, active_seconds, sites FROM week_users WHERE week = ?1",
-        )
-        .map_err(db(what))?
-        .query_map([week], |r| {
-            Ok(UserTotal {
-                user: r.get(0)?,
-                visits: count(r.get(1)?),
-                active_seconds: count(r.get(2)?),
-                sites: count(r.get(3)?),
-            })
-        })
-        .map_err(db(what))?
-        .collect::<Result<_, _>>()
-        .map_err(db(what))?;
-    let devices = conn
-        .prepare_cached(
-            "SELECT device, visits, active_seconds, users FROM week_devices WHERE week = ?1",
-        )
-        .map_err(db(what))?
-        .query_map([week], |r| {
-            let device: String = r.get(0)?;
-            Ok(DeviceTotal {
-                device: Uuid::parse_str(&device).unwrap_or_default(),
-                visits: count(r.get(1)?),
-                active_seconds: count(r.get(2)?),
-                users: count(r.get(3)?),
-            })
-        })
-        .map_err(db(what))?
-        .collect::<Result<_, _>>()
-        .map_err(db(what))?;
     Ok(WeekTotals {
-        domains,
-        users,
-        devices,
+        domains: rows(
+            conn,
+            "SELECT domain, visits, active_seconds, users FROM week_domains WHERE week = ?1",
+            week,
+            |r| {
+                Ok(DomainTotal {
+                    domain: r.get(0)?,
+                    visits: count(r.get(1)?),
+                    active_seconds: count(r.get(2)?),
+                    users: count(r.get(3)?),
+                })
+            },
+        )?,
+        users: rows(
+            conn,
+            "SELECT user, visits, active_seconds, sites FROM week_users WHERE week = ?1",
+            week,
+            |r| {
+                Ok(UserTotal {
+                    user: r.get(0)?,
+                    visits: count(r.get(1)?),
+                    active_seconds: count(r.get(2)?),
+                    sites: count(r.get(3)?),
+                })
+            },
+        )?,
+        devices: rows(
+            conn,
+            "SELECT device, visits, active_seconds, users FROM week_devices WHERE week = ?1",
+            week,
+            |r| {
+                let device: String = r.get(0)?;
+                Ok(DeviceTotal {
+                    device: Uuid::parse_str(&device).unwrap_or_default(),
+                    visits: count(r.get(1)?),
+                    active_seconds: count(r.get(2)?),
+                    users: count(r.get(3)?),
+                })
+            },
+        )?,
     })
+}
+
+/// The rows `sql` gives for one week, each made by `row`.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    week: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let what = "reading the week's totals";
+    conn.prepare_cached(sql)
+        .map_err(db(what))?
+        .query_map([week], row)
+        .map_err(db(what))?
+        .collect::<Result<_, _>>()
+        .map_err(db(what))
 }
 
 /// A week's totals per domain and user: of the domains in `only`, or of
