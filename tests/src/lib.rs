@@ -355,6 +355,9 @@ impl Api {
             )
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
+            // Below the console\'s 10 s keep-alive: a connection the console
+            // closed while idle is never reused.
+            .max_idle_age(Duration::from_secs(5))
             .build()
             .new_agent();
         let port = web_addr.rsplit(':').next().unwrap_or_default();

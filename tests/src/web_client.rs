@@ -47,6 +47,9 @@ impl Web {
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(20)))
+            // Below the console\'s 10 s keep-alive: a connection the console
+            // closed while idle is never reused.
+            .max_idle_age(Duration::from_secs(5))
             .build()
             .new_agent();
         Web {

@@ -79,8 +79,11 @@ impl Sender {
         definitions: Definitions,
         health: Arc<AlertHealth>,
     ) -> Sender {
+        // Alerts are few: a fresh connection each, never one the
+        // receiver may have closed while it sat idle.
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(DELIVERY_TIMEOUT))
+            .max_idle_connections(0)
             .build()
             .new_agent();
         Sender {
