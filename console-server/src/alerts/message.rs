@@ -189,12 +189,7 @@ pub fn compose(
 
 /// The body a webhook at `url` accepts.
 pub fn webhook_body(alert: &Alert, c: &Composed, url: &str) -> Value {
-    let host = url
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split(['/', ':', '?']).next())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let host = wordlists::domains::host_of(url).unwrap_or_default();
     if host == "hooks.slack.com" {
         return json!({ "text": format!("*{}*\n{}", c.title, c.text) });
     }
@@ -231,6 +226,47 @@ pub fn webhook_body(alert: &Alert, c: &Composed, url: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_webhook_gets_the_body_it_accepts() {
+        use crate::alerts::rules::Channel;
+        use crate::store::alerts::AlertStatus;
+        use protocol::UnixMillis;
+        let alert = Alert {
+            id: 7,
+            rule: "urgent".into(),
+            event: "capture".into(),
+            record: "r".into(),
+            channel: Channel::Webhook,
+            target: String::new(),
+            status: AlertStatus::Pending,
+            attempts: 0,
+            next_attempt: UnixMillis(0),
+            last_error: None,
+            created: UnixMillis(0),
+            sent: None,
+        };
+        let c = Composed {
+            title: "Severity 5 self-harm capture on lab-1".into(),
+            text: "Category: self-harm".into(),
+            link: "https://console/captures/r".into(),
+            fields: json!({}),
+        };
+        let slack = webhook_body(&alert, &c, "https://HOOKS.slack.com:443/services/T/B/X");
+        assert_eq!(slack.as_object().unwrap().len(), 1, "{slack}");
+        assert!(slack["text"].as_str().unwrap().contains("lab-1"), "{slack}");
+        let teams = webhook_body(&alert, &c, "https://school.webhook.office.com/webhookb2/x");
+        assert_eq!(teams["type"], "message", "{teams}");
+        assert_eq!(
+            teams["attachments"][0]["content"]["actions"][0]["url"],
+            "https://console/captures/r"
+        );
+        let plain = webhook_body(&alert, &c, "https://hooks.example/abc");
+        assert_eq!(
+            (plain["alert"].as_i64(), plain["rule"].as_str()),
+            (Some(7), Some("urgent"))
+        );
+    }
 
     #[test]
     fn initials_are_the_first_letter_of_each_part() {
