@@ -174,8 +174,17 @@ impl Console {
             health: health.clone(),
             token_uses: api::TokenUses::default(),
         }));
-        store.set_alert_rules(settings.alerts.clone());
-        let web_state = Arc::new(WebState::new(
+        let rule_book = crate::alerts::rule_book::RuleBook {
+            file: settings.alerts.clone(),
+            // Checked when the settings were read.
+            hours: settings.school_hours.parse().unwrap_or_default(),
+            smtp_ready: !settings.report.smtp.host.is_empty()
+                && !settings.report.smtp.from.is_empty(),
+        };
+        for warning in rule_book.apply(&store)? {
+            tracing::warn!("{warning}");
+        }
+        let mut web_state = WebState::new(
             store.clone(),
             live.clone(),
             offline_after_ms,
@@ -183,7 +192,9 @@ impl Console {
             dir.ca_fingerprint(),
             health.clone(),
             editor,
-        ));
+        );
+        web_state.rule_book = rule_book;
+        let web_state = Arc::new(web_state);
         let definitions: crate::alerts::sender::Definitions = {
             let web_state = web_state.clone();
             Arc::new(move |category: &str, term: &str| {
@@ -205,7 +216,6 @@ impl Console {
         let alerts = Arc::new(crate::alerts::sender::Sender::new(
             store.clone(),
             settings.report.smtp.clone(),
-            settings.alerts.clone(),
             link_base,
             definitions,
             web_state.alert_health.clone(),

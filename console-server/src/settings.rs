@@ -46,6 +46,9 @@ pub struct Settings {
     /// for the links in alerts. Empty: this machine's hostname and the
     /// web listener's port.
     pub console_url: String,
+    /// When staff are in school, for alert rules with
+    /// `when = "school_hours"`: see [`crate::alerts::hours`].
+    pub school_hours: crate::alerts::hours::SchoolHours,
     /// Alert rules (`[[alerts]]`): see [`crate::alerts::rules`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<crate::alerts::rules::AlertRule>,
@@ -140,6 +143,7 @@ impl Default for Settings {
             report: ReportMail::default(),
             trusted_proxies: Vec::new(),
             console_url: String::new(),
+            school_hours: crate::alerts::hours::SchoolHours::default(),
             alerts: Vec::new(),
             web_certificate: WebCertificateSettings::default(),
         }
@@ -225,6 +229,7 @@ impl Settings {
             ));
         }
         let smtp_ready = !self.report.smtp.host.is_empty() && !self.report.smtp.from.is_empty();
+        self.school_hours.parse()?;
         crate::alerts::rules::check(&self.alerts, smtp_ready)?;
         let mail = &self.report;
         if !mail.email_to.is_empty() {

@@ -187,14 +187,69 @@ pub fn compose(
     }
 }
 
+/// Puts alerts held for school hours into one digest: a line and a link
+/// each, oldest first.
+pub fn digest(parts: &[(&Alert, Composed)], link_base: &str) -> Composed {
+    let n = parts.len();
+    let title = if n == 1 {
+        "1 alert from outside school hours".to_owned()
+    } else {
+        format!("{n} alerts from outside school hours")
+    };
+    let mut lines =
+        vec!["These came in while school was closed; each is waiting in the console.".to_owned()];
+    for (alert, c) in parts {
+        lines.push(String::new());
+        lines.push(format!("{} ({})", c.title, local_millis(alert.created.0)));
+        lines.push(format!("Open in the console: {}", c.link));
+    }
+    Composed {
+        title,
+        text: lines.join("\n"),
+        link: format!("{link_base}/inbox"),
+        fields: json!({ "count": n }),
+    }
+}
+
+fn local_millis(t: i64) -> String {
+    jiff::Timestamp::from_millisecond(t)
+        .map(|t| {
+            t.to_zoned(crate::school_week::zone())
+                .strftime("%Y-%m-%d %H:%M %Z")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The body a webhook at `url` accepts for a digest of `parts` (put
+/// together as `c` by [`digest`]).
+pub fn webhook_digest_body(parts: &[(&Alert, Composed)], c: &Composed, url: &str) -> Value {
+    if let Some(chat) = chat_body(c, url) {
+        return chat;
+    }
+    let alerts: Vec<Value> = parts.iter().map(|(a, c)| plain_body(a, c)).collect();
+    json!({
+        "digest": true,
+        "title": c.title,
+        "text": c.text,
+        "link": c.link,
+        "alerts": alerts,
+    })
+}
+
 /// The body a webhook at `url` accepts.
 pub fn webhook_body(alert: &Alert, c: &Composed, url: &str) -> Value {
+    chat_body(c, url).unwrap_or_else(|| plain_body(alert, c))
+}
+
+/// Slack's or Teams' body, for a webhook of theirs.
+fn chat_body(c: &Composed, url: &str) -> Option<Value> {
     let host = wordlists::domains::host_of(url).unwrap_or_default();
     if host == "hooks.slack.com" {
-        return json!({ "text": format!("*{}*\n{}", c.title, c.text) });
+        return Some(json!({ "text": format!("*{}*\n{}", c.title, c.text) }));
     }
     if host.ends_with("webhook.office.com") || host.ends_with("logic.azure.com") {
-        return json!({
+        return Some(json!({
             "type": "message",
             "attachments": [{
                 "contentType": "application/vnd.microsoft.card.adaptive",
@@ -209,8 +264,12 @@ pub fn webhook_body(alert: &Alert, c: &Composed, url: &str) -> Value {
                     "actions": [{ "type": "Action.OpenUrl", "title": "Open in the console", "url": c.link }],
                 },
             }],
-        });
+        }));
     }
+    None
+}
+
+fn plain_body(alert: &Alert, c: &Composed) -> Value {
     json!({
         "alert": alert.id,
         "rule": alert.rule,
@@ -245,6 +304,7 @@ mod tests {
             last_error: None,
             created: UnixMillis(0),
             sent: None,
+            held_until: None,
         };
         let c = Composed {
             title: "Severity 5 self-harm capture on lab-1".into(),

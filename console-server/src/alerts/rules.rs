@@ -13,9 +13,14 @@
 //! escalate_to = ["head@school.example"]
 //! include_text = false             # the captured words in the alert (off by default)
 //! initials_only = false            # name the user by initials only
+//! when = "at_once"                 # or "school_hours": what comes in outside
+//!                                  # [school_hours] waits for one digest
 //! ```
 
+use protocol::UnixMillis;
 use serde::{Deserialize, Serialize};
+
+use super::hours::Hours;
 
 /// What an alert can be about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +43,27 @@ impl AlertEvent {
             AlertEvent::Concern => "concern",
             AlertEvent::Tamper => "tamper",
             AlertEvent::Offline => "offline",
+        }
+    }
+}
+
+/// When a rule's alerts go out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// As soon as the record is stored.
+    #[default]
+    AtOnce,
+    /// In school hours at once; outside them held, and sent together as
+    /// one digest when school hours next begin.
+    SchoolHours,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtOnce => "at_once",
+            Delivery::SchoolHours => "school_hours",
         }
     }
 }
@@ -69,6 +95,8 @@ pub struct AlertRule {
     pub include_text: bool,
     /// Name the user by their initials only.
     pub initials_only: bool,
+    /// At once, or in school hours with a digest of the rest.
+    pub when: Delivery,
 }
 
 impl Default for AlertRule {
@@ -84,6 +112,7 @@ impl Default for AlertRule {
             escalate_to: Vec::new(),
             include_text: false,
             initials_only: false,
+            when: Delivery::AtOnce,
         }
     }
 }
@@ -162,6 +191,28 @@ impl AlertRule {
         self.escalate_to
             .iter()
             .map(|t| (Channel::of_target(t), t.as_str()))
+    }
+}
+
+/// The rules in force and the school hours they may wait for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSet {
+    pub rules: Vec<AlertRule>,
+    pub hours: Hours,
+}
+
+impl RuleSet {
+    /// When an alert of `rule` raised at `now` may go: `None` at once, or
+    /// the next opening of school hours for a rule that waits for them.
+    pub fn held_until(&self, rule: &AlertRule, now: UnixMillis) -> Option<UnixMillis> {
+        match rule.when {
+            Delivery::AtOnce => None,
+            Delivery::SchoolHours => self.hours.next_opening(now, &crate::school_week::zone()),
+        }
+    }
+
+    pub fn rule(&self, name: &str) -> Option<&AlertRule> {
+        self.rules.iter().find(|r| r.name == name)
     }
 }
 

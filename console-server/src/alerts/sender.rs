@@ -1,6 +1,7 @@
 //! Delivers alerts: every few seconds it writes the escalations that are
 //! due, then sends each pending alert whose time has come, by mail through
-//! `[report.smtp]` or by a webhook POST. A delivery is recorded (and
+//! `[report.smtp]` or by a webhook POST. Alerts held for school hours go
+//! to each recipient as one digest, recorded as sent (or not) together. A delivery is recorded (and
 //! audited) only after the relay or the webhook accepted it; a failure is
 //! audited and tried again later ([`crate::store::alerts::backoff`]), and
 //! given up after [`crate::store::alerts::MAX_ATTEMPTS`].
@@ -17,8 +18,8 @@ use protocol::UnixMillis;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::message::{Composed, Subject, compose, webhook_body};
-use super::rules::{AlertRule, Channel};
+use super::message::{Composed, Subject, compose, digest, webhook_body, webhook_digest_body};
+use super::rules::Channel;
 use crate::settings::Smtp;
 use crate::store::Store;
 use crate::store::StoreError;
@@ -29,7 +30,7 @@ const POLL: Duration = Duration::from_secs(2);
 /// How long one delivery may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Alerts sent in one round, at most.
-const BATCH: u32 = 50;
+const BATCH: u32 = 500;
 
 /// How many alerts are not delivered (given up, or refused and waiting),
 /// as the sender last counted them: for the web console's banner.
@@ -62,7 +63,6 @@ pub type Definitions = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 pub struct Sender {
     pub store: Arc<dyn Store>,
     pub smtp: Smtp,
-    pub rules: Arc<Vec<AlertRule>>,
     /// The console's address for links, `https://host:port`.
     pub link_base: String,
     pub definitions: Definitions,
@@ -74,7 +74,6 @@ impl Sender {
     pub fn new(
         store: Arc<dyn Store>,
         smtp: Smtp,
-        rules: Vec<AlertRule>,
         link_base: String,
         definitions: Definitions,
         health: Arc<AlertHealth>,
@@ -89,7 +88,6 @@ impl Sender {
         Sender {
             store,
             smtp,
-            rules: Arc::new(rules),
             link_base,
             definitions,
             health,
@@ -105,21 +103,25 @@ impl Sender {
     pub fn round(&self, now: UnixMillis) -> Result<usize, StoreError> {
         self.store.plan_escalations(now)?;
         let mut delivered = 0;
-        for alert in self.store.due_alerts(now, BATCH)? {
-            match self.deliver(&alert) {
+        for batch in deliveries(self.store.due_alerts(now, BATCH)?) {
+            let result = match batch.as_slice() {
+                [one] if one.held_until.is_none() => self.deliver(one),
+                many => self.deliver_digest(many),
+            };
+            match result {
                 Ok(()) => {
-                    self.store.alert_sent(&alert, UnixMillis::now())?;
-                    delivered += 1;
+                    self.store.alert_sent(&batch, UnixMillis::now())?;
+                    delivered += batch.len();
                 }
                 Err(e) => {
                     let error = format!("{e:#}");
                     tracing::warn!(
-                        alert = alert.id,
-                        rule = %alert.rule,
-                        target = %alert.target,
+                        alerts = batch.len(),
+                        rule = %batch[0].rule,
+                        target = %crate::store::alerts::shown_target(&batch[0].target),
                         "an alert was not delivered: {error}"
                     );
-                    self.store.alert_failed(&alert, &error, UnixMillis::now())?;
+                    self.store.alert_failed(&batch, &error, UnixMillis::now())?;
                 }
             }
         }
@@ -163,23 +165,54 @@ impl Sender {
         })
     }
 
-    fn deliver(&self, alert: &Alert) -> anyhow::Result<()> {
+    fn composed(&self, alert: &Alert) -> anyhow::Result<Composed> {
         let subject = self.subject(alert)?;
-        let rule = self.rules.iter().find(|r| r.name == alert.rule);
-        let composed = compose(
+        let rules = self.store.alert_rules();
+        Ok(compose(
             alert,
-            rule,
+            rules.rule(&alert.rule),
             &subject,
             self.definitions.as_ref(),
             &self.link_base,
-        );
+        ))
+    }
+
+    fn deliver(&self, alert: &Alert) -> anyhow::Result<()> {
+        let composed = self.composed(alert)?;
         match alert.channel {
-            Channel::Email => self.email(alert, &composed),
-            Channel::Webhook => self.webhook(alert, &composed),
+            Channel::Email => self.email(
+                alert,
+                &composed,
+                &format!("<alert-{}@safeguard.console>", alert.id),
+            ),
+            Channel::Webhook => {
+                let body = webhook_body(alert, &composed, &alert.target);
+                self.webhook(alert, &body, &format!("alert-{}", alert.id))
+            }
         }
     }
 
-    fn email(&self, alert: &Alert, c: &Composed) -> anyhow::Result<()> {
+    /// One message for `alerts` (same rule, channel and recipient), held
+    /// for school hours. Its id names the first alert and how many, so a
+    /// repeat after a crash carries the same id.
+    fn deliver_digest(&self, alerts: &[Alert]) -> anyhow::Result<()> {
+        let parts = alerts
+            .iter()
+            .map(|a| Ok((a, self.composed(a)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let c = digest(&parts, &self.link_base);
+        let first = &alerts[0];
+        let key = format!("alert-digest-{}-{}", first.id, alerts.len());
+        match first.channel {
+            Channel::Email => self.email(first, &c, &format!("<{key}@safeguard.console>")),
+            Channel::Webhook => {
+                let body = webhook_digest_body(&parts, &c, &first.target);
+                self.webhook(first, &body, &key)
+            }
+        }
+    }
+
+    fn email(&self, alert: &Alert, c: &Composed, message_id: &str) -> anyhow::Result<()> {
         use lettre::message::Mailbox;
         use lettre::{Message, Transport};
         let from: Mailbox =
@@ -194,7 +227,7 @@ impl Sender {
             .from(from)
             .to(to)
             .subject(format!("[Safeguarding] {}", c.title))
-            .message_id(Some(format!("<alert-{}@safeguard.console>", alert.id)))
+            .message_id(Some(message_id.to_owned()))
             .body(c.text.clone())
             .context("cannot build the mail")?;
         crate::mail::transport(&self.smtp)?
@@ -208,15 +241,46 @@ impl Sender {
         Ok(())
     }
 
-    fn webhook(&self, alert: &Alert, c: &Composed) -> anyhow::Result<()> {
-        let body = webhook_body(alert, c, &alert.target);
+    fn webhook(&self, alert: &Alert, body: &serde_json::Value, key: &str) -> anyhow::Result<()> {
         self.agent
             .post(&alert.target)
-            .header("Idempotency-Key", format!("alert-{}", alert.id))
-            .send_json(&body)
-            .map_err(|e| anyhow::anyhow!("the webhook {} failed: {e}", alert.target))?;
+            .header("Idempotency-Key", key)
+            .send_json(body)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the webhook {} failed: {e}",
+                    crate::store::alerts::shown_target(&alert.target)
+                )
+            })?;
         Ok(())
     }
+}
+
+/// Due alerts as deliveries: each alert sent at once alone; those held
+/// for school hours together, one digest per rule, channel and recipient.
+fn deliveries(due: Vec<Alert>) -> Vec<Vec<Alert>> {
+    let mut out: Vec<Vec<Alert>> = Vec::new();
+    let mut digests: std::collections::HashMap<(String, &'static str, String), usize> =
+        std::collections::HashMap::new();
+    for alert in due {
+        if alert.held_until.is_none() {
+            out.push(vec![alert]);
+            continue;
+        }
+        let key = (
+            alert.rule.clone(),
+            alert.channel.as_str(),
+            alert.target.clone(),
+        );
+        match digests.get(&key) {
+            Some(&i) => out[i].push(alert),
+            None => {
+                digests.insert(key, out.len());
+                out.push(vec![alert]);
+            }
+        }
+    }
+    out
 }
 
 /// Runs rounds until shutdown.

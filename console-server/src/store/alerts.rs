@@ -8,7 +8,7 @@ use protocol::UnixMillis;
 use serde::Serialize;
 
 use super::StoreError;
-use crate::alerts::rules::{AlertRule, Channel};
+use crate::alerts::rules::{AlertRule, Channel, RuleSet};
 
 /// Where an alert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,6 +72,10 @@ pub struct Alert {
     pub last_error: Option<String>,
     pub created: UnixMillis,
     pub sent: Option<UnixMillis>,
+    /// Raised outside school hours for a rule that waits for them: held
+    /// until then, and sent in one digest with the others held for the
+    /// same recipient.
+    pub held_until: Option<UnixMillis>,
 }
 
 fn channel_name<S: serde::Serializer>(c: &Channel, s: S) -> Result<S::Ok, S::Error> {
@@ -98,24 +102,34 @@ pub fn shown_target(target: &str) -> String {
 
 /// What the alert sender needs from storage.
 pub trait AlertStore {
-    /// The rules new records are matched against, from the settings.
-    fn set_alert_rules(&self, rules: Vec<AlertRule>);
+    /// The rules new records are matched against: `console.toml`'s and
+    /// the Settings page's.
+    fn set_alert_rules(&self, rules: RuleSet);
+    /// The rules in force.
+    fn alert_rules(&self) -> std::sync::Arc<RuleSet>;
     /// Pending alerts whose time has come, oldest first.
     ///
     /// # Errors
     /// A storage failure.
     fn due_alerts(&self, now: UnixMillis, limit: u32) -> Result<Vec<Alert>, StoreError>;
-    /// Records a delivery, with its audit line.
+    /// Records one delivery of `alerts` (one alert, or a digest of
+    /// several), with an audit line each, in one transaction.
     ///
     /// # Errors
     /// A storage failure.
-    fn alert_sent(&self, alert: &Alert, now: UnixMillis) -> Result<(), StoreError>;
-    /// Records a failed attempt, with its audit line: tried again after
-    /// [`backoff`], or given up after [`MAX_ATTEMPTS`].
+    fn alert_sent(&self, alerts: &[Alert], now: UnixMillis) -> Result<(), StoreError>;
+    /// Records one failed attempt to deliver `alerts`, with an audit line
+    /// each: tried again after [`backoff`], or given up after
+    /// [`MAX_ATTEMPTS`].
     ///
     /// # Errors
     /// A storage failure.
-    fn alert_failed(&self, alert: &Alert, error: &str, now: UnixMillis) -> Result<(), StoreError>;
+    fn alert_failed(
+        &self,
+        alerts: &[Alert],
+        error: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
     /// Alerts given up, or refused at least once and still waiting.
     ///
     /// # Errors
@@ -134,6 +148,35 @@ pub trait AlertStore {
     /// # Errors
     /// A storage failure.
     fn plan_escalations(&self, now: UnixMillis) -> Result<u64, StoreError>;
+    /// The rules made on the Settings page, by name.
+    ///
+    /// # Errors
+    /// A storage failure, or a saved rule that no longer reads.
+    fn saved_alert_rules(&self) -> Result<Vec<AlertRule>, StoreError>;
+    /// Saves a rule made or changed on the Settings page (replacing the
+    /// one named `replacing`, if any), with its audit line naming `who`
+    /// (the staff member and where they signed in from).
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn save_alert_rule(
+        &self,
+        rule: &AlertRule,
+        replacing: Option<&str>,
+        who: (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// Deletes a rule made on the Settings page, with its audit line;
+    /// whether there was one.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn delete_alert_rule(
+        &self,
+        name: &str,
+        who: (&str, &str),
+        now: UnixMillis,
+    ) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

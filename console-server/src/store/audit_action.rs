@@ -87,6 +87,10 @@ audit_actions! {
     AlertSent = "alert_sent",
     /// An attempt to deliver an alert that failed.
     AlertFailed = "alert_failed",
+    /// An alert rule made or changed on the Settings page.
+    SetAlertRule = "set_alert_rule",
+    /// An alert rule deleted on the Settings page.
+    DeleteAlertRule = "delete_alert_rule",
     ImportDomainList = "import_domain_list",
     ReadTamper = "read_tamper",
     ViewTamper = "view_tamper",

@@ -395,4 +395,15 @@ CREATE TABLE alerts (
 ) STRICT;
 CREATE INDEX alerts_due ON alerts (status, next_attempt);
 "#,
+    // 12: alerts held for school hours (sent as one digest when they
+    // begin), and the alert rules made on the Settings page.
+    r#"
+ALTER TABLE alerts ADD COLUMN held_until INTEGER;
+CREATE TABLE alert_rules (
+    name       TEXT PRIMARY KEY,
+    rule       TEXT NOT NULL,
+    changed    INTEGER NOT NULL,
+    changed_by TEXT NOT NULL
+) STRICT;
+"#,
 ];

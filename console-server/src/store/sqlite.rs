@@ -35,7 +35,7 @@ pub struct SqliteStore {
     pub(super) week_zone: Mutex<jiff::tz::TimeZone>,
     /// The alert rules new records are matched against (see
     /// [`super::alerts`]).
-    pub(super) alert_rules: Mutex<Arc<Vec<crate::alerts::rules::AlertRule>>>,
+    pub(super) alert_rules: Mutex<Arc<crate::alerts::rules::RuleSet>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -168,7 +168,7 @@ impl SqliteStore {
             super::week_totals::recorded_zone(&writer)?.unwrap_or_else(crate::school_week::zone);
         Ok(SqliteStore {
             week_zone: Mutex::new(week_zone),
-            alert_rules: Mutex::new(Arc::new(Vec::new())),
+            alert_rules: Mutex::new(Arc::new(crate::alerts::rules::RuleSet::default())),
             writer: Mutex::new(writer),
             reader: Readers {
                 conns: readers,

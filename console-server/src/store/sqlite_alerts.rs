@@ -9,21 +9,23 @@ use rusqlite::{Transaction, params};
 use super::alerts::*;
 use super::sqlite::{SqliteStore, db, insert_audit, lock};
 use super::{AuditAction, AuditEntry, StoreError};
-use crate::alerts::rules::{AlertRule, Channel, Happening};
+use crate::alerts::rules::{AlertRule, Channel, Happening, RuleSet};
 
 /// Writes the alerts `what` raises under `rules`, one per rule and
-/// recipient, due at once; a record stored again raises nothing new.
+/// recipient, due at once (or, for a rule that waits for school hours,
+/// when they next begin); a record stored again raises nothing new.
 pub(super) fn plan(
     tx: &Transaction<'_>,
-    rules: &[AlertRule],
+    rules: &RuleSet,
     what: Happening<'_>,
     event: &str,
     record: &str,
     now: UnixMillis,
 ) -> rusqlite::Result<()> {
-    for rule in rules.iter().filter(|r| r.matches(what)) {
+    for rule in rules.rules.iter().filter(|r| r.matches(what)) {
+        let held = rules.held_until(rule, now);
         for (channel, target) in rule.recipients() {
-            insert(tx, &rule.name, event, record, channel, target, now)?;
+            insert(tx, &rule.name, event, record, (channel, target), now, held)?;
         }
     }
     Ok(())
@@ -34,18 +36,27 @@ fn insert(
     rule: &str,
     event: &str,
     record: &str,
-    channel: Channel,
-    target: &str,
+    (channel, target): (Channel, &str),
     now: UnixMillis,
+    held_until: Option<UnixMillis>,
 ) -> rusqlite::Result<usize> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO alerts (rule, event, record, channel, target, status, next_attempt, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+        "INSERT OR IGNORE INTO alerts (rule, event, record, channel, target, status, next_attempt, created, held_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
     )?
-    .execute(params![rule, event, record, channel.as_str(), target, now.0])
+    .execute(params![
+        rule,
+        event,
+        record,
+        channel.as_str(),
+        target,
+        held_until.unwrap_or(now).0,
+        now.0,
+        held_until.map(|t| t.0)
+    ])
 }
 
-const COLUMNS: &str = "id, rule, event, record, channel, target, status, attempts, next_attempt, last_error, created, sent";
+const COLUMNS: &str = "id, rule, event, record, channel, target, status, attempts, next_attempt, last_error, created, sent, held_until";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Alert, String, String)> {
     Ok((
@@ -62,6 +73,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Alert, String, String)> {
             last_error: r.get(9)?,
             created: UnixMillis(r.get(10)?),
             sent: r.get::<_, Option<i64>>(11)?.map(UnixMillis),
+            held_until: r.get::<_, Option<i64>>(12)?.map(UnixMillis),
         },
         r.get(4)?,
         r.get(6)?,
@@ -78,15 +90,20 @@ fn decoded((mut a, channel, status): (Alert, String, String)) -> Result<Alert, S
     Ok(a)
 }
 
-impl SqliteStore {
-    /// The alert rules in force.
-    pub(super) fn alert_rules(&self) -> Arc<Vec<AlertRule>> {
-        self.alert_rules
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+/// A rule as the audit log holds it: webhooks by their host only.
+fn described(rule: &AlertRule) -> String {
+    let mut shown = rule.clone();
+    for u in shown
+        .webhook_urls
+        .iter_mut()
+        .chain(shown.escalate_to.iter_mut())
+    {
+        *u = shown_target(u);
     }
+    serde_json::to_string(&shown).unwrap_or_default()
+}
 
+impl SqliteStore {
     fn query_alerts(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Alert>, StoreError> {
         let what = "reading alerts";
         let conn = self.reader.get();
@@ -101,11 +118,18 @@ impl SqliteStore {
 }
 
 impl AlertStore for SqliteStore {
-    fn set_alert_rules(&self, rules: Vec<AlertRule>) {
+    fn set_alert_rules(&self, rules: RuleSet) {
         *self
             .alert_rules
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(rules);
+    }
+
+    fn alert_rules(&self) -> Arc<RuleSet> {
+        self.alert_rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn due_alerts(&self, now: UnixMillis, limit: u32) -> Result<Vec<Alert>, StoreError> {
@@ -118,73 +142,89 @@ impl AlertStore for SqliteStore {
         )
     }
 
-    fn alert_sent(&self, alert: &Alert, now: UnixMillis) -> Result<(), StoreError> {
+    fn alert_sent(&self, alerts: &[Alert], now: UnixMillis) -> Result<(), StoreError> {
         let what = "recording an alert sent";
         let mut conn = lock(&self.writer);
         let tx = conn.transaction().map_err(db(what))?;
-        tx.execute(
-            "UPDATE alerts SET status = 'sent', sent = ?2, attempts = attempts + 1, last_error = NULL
-             WHERE id = ?1",
-            params![alert.id, now.0],
-        )
-        .map_err(db(what))?;
-        insert_audit(
-            &tx,
-            &AuditEntry {
-                actor: "console",
-                action: AuditAction::AlertSent,
-                target: &alert.record,
-                detail: &format!(
-                    "rule {:?}, {} to {} ({})",
-                    alert.rule,
-                    alert.channel.as_str(),
-                    alert.target,
-                    alert.event
-                ),
-                origin: "",
-                time: now,
-            },
-        )
-        .map_err(db(what))?;
+        let digest = if alerts.len() > 1 {
+            format!(", in a digest of {}", alerts.len())
+        } else {
+            String::new()
+        };
+        for alert in alerts {
+            tx.prepare_cached(
+                "UPDATE alerts SET status = 'sent', sent = ?2, attempts = attempts + 1, last_error = NULL
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![alert.id, now.0]))
+            .map_err(db(what))?;
+            insert_audit(
+                &tx,
+                &AuditEntry {
+                    actor: "console",
+                    action: AuditAction::AlertSent,
+                    target: &alert.record,
+                    detail: &format!(
+                        "rule {:?}, {} to {} ({}){digest}",
+                        alert.rule,
+                        alert.channel.as_str(),
+                        shown_target(&alert.target),
+                        alert.event
+                    ),
+                    origin: "",
+                    time: now,
+                },
+            )
+            .map_err(db(what))?;
+        }
         tx.commit().map_err(db(what))
     }
 
-    fn alert_failed(&self, alert: &Alert, error: &str, now: UnixMillis) -> Result<(), StoreError> {
+    fn alert_failed(
+        &self,
+        alerts: &[Alert],
+        error: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
         let what = "recording an alert not sent";
-        let attempts = alert.attempts + 1;
-        let give_up = attempts >= MAX_ATTEMPTS;
         let mut conn = lock(&self.writer);
         let tx = conn.transaction().map_err(db(what))?;
-        tx.execute(
-            "UPDATE alerts SET status = ?2, attempts = ?3, next_attempt = ?4, last_error = ?5
-             WHERE id = ?1",
-            params![
-                alert.id,
-                if give_up { "failed" } else { "pending" },
-                attempts,
-                now.0 + backoff(attempts),
-                error
-            ],
-        )
-        .map_err(db(what))?;
-        insert_audit(
-            &tx,
-            &AuditEntry {
-                actor: "console",
-                action: AuditAction::AlertFailed,
-                target: &alert.record,
-                detail: &format!(
-                    "rule {:?}, {} to {}: attempt {attempts}{}: {error}",
-                    alert.rule,
-                    alert.channel.as_str(),
-                    alert.target,
-                    if give_up { ", given up" } else { "" }
-                ),
-                origin: "",
-                time: now,
-            },
-        )
-        .map_err(db(what))?;
+        for alert in alerts {
+            let attempts = alert.attempts + 1;
+            let give_up = attempts >= MAX_ATTEMPTS;
+            tx.prepare_cached(
+                "UPDATE alerts SET status = ?2, attempts = ?3, next_attempt = ?4, last_error = ?5
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    alert.id,
+                    if give_up { "failed" } else { "pending" },
+                    attempts,
+                    now.0 + backoff(attempts),
+                    error
+                ])
+            })
+            .map_err(db(what))?;
+            insert_audit(
+                &tx,
+                &AuditEntry {
+                    actor: "console",
+                    action: AuditAction::AlertFailed,
+                    target: &alert.record,
+                    detail: &format!(
+                        "rule {:?}, {} to {}: attempt {attempts}{}: {error}",
+                        alert.rule,
+                        alert.channel.as_str(),
+                        shown_target(&alert.target),
+                        if give_up { ", given up" } else { "" }
+                    ),
+                    origin: "",
+                    time: now,
+                },
+            )
+            .map_err(db(what))?;
+        }
         tx.commit().map_err(db(what))
     }
 
@@ -211,14 +251,18 @@ impl AlertStore for SqliteStore {
 
     fn plan_escalations(&self, now: UnixMillis) -> Result<u64, StoreError> {
         let what = "planning escalations";
-        let rules = self.alert_rules();
-        if rules.iter().all(|r| r.escalate_after_minutes.is_none()) {
+        let rules = AlertStore::alert_rules(self);
+        if rules
+            .rules
+            .iter()
+            .all(|r| r.escalate_after_minutes.is_none())
+        {
             return Ok(0);
         }
         let mut conn = lock(&self.writer);
         let tx = conn.transaction().map_err(db(what))?;
         let mut written = 0;
-        for rule in rules.iter() {
+        for rule in &rules.rules {
             let Some(minutes) = rule.escalate_after_minutes else {
                 continue;
             };
@@ -228,7 +272,7 @@ impl AlertStore for SqliteStore {
                     .prepare_cached(
                         "SELECT DISTINCT a.record FROM alerts a JOIN captures c ON c.id = a.record
                          WHERE a.rule = ?1 AND a.event IN ('capture', 'concern')
-                           AND c.status = 'new' AND c.received <= ?2
+                           AND c.status = 'new' AND COALESCE(a.held_until, c.received) <= ?2
                            AND NOT EXISTS (SELECT 1 FROM alerts e
                                            WHERE e.rule = ?1 AND e.event = 'escalation' AND e.record = a.record)",
                     )
@@ -238,15 +282,109 @@ impl AlertStore for SqliteStore {
                     .collect::<Result<_, _>>()
                     .map_err(db(what))?
             };
+            // An escalation of a rule that waits for school hours waits
+            // for them too.
+            let held = rules.held_until(rule, now);
             for record in records {
-                for (channel, target) in rule.escalation() {
-                    written += insert(&tx, &rule.name, "escalation", &record, channel, target, now)
+                for recipient in rule.escalation() {
+                    written += insert(&tx, &rule.name, "escalation", &record, recipient, now, held)
                         .map_err(db(what))? as u64;
                 }
             }
         }
         tx.commit().map_err(db(what))?;
         Ok(written)
+    }
+
+    fn saved_alert_rules(&self) -> Result<Vec<AlertRule>, StoreError> {
+        let what = "reading the alert rules made on the Settings page";
+        let conn = self.reader.get();
+        let mut stmt = conn
+            .prepare_cached("SELECT name, rule FROM alert_rules ORDER BY name")
+            .map_err(db(what))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db(what))?
+            .collect::<Result<_, _>>()
+            .map_err(db(what))?;
+        rows.into_iter()
+            .map(|(name, json)| {
+                serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Corrupt(format!("the saved alert rule {name:?} does not read: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    fn save_alert_rule(
+        &self,
+        rule: &AlertRule,
+        replacing: Option<&str>,
+        (actor, origin): (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let what = "saving an alert rule";
+        let json = serde_json::to_string(rule)
+            .map_err(|e| StoreError::Corrupt(format!("an alert rule does not serialise: {e}")))?;
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(what))?;
+        if let Some(old) = replacing {
+            tx.execute("DELETE FROM alert_rules WHERE name = ?1", params![old])
+                .map_err(db(what))?;
+        }
+        tx.execute(
+            "INSERT INTO alert_rules (name, rule, changed, changed_by) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET rule = ?2, changed = ?3, changed_by = ?4",
+            params![rule.name, json, now.0, actor],
+        )
+        .map_err(db(what))?;
+        let detail = match replacing {
+            Some(old) if old != rule.name => format!("renamed from {old:?}: {}", described(rule)),
+            _ => described(rule),
+        };
+        insert_audit(
+            &tx,
+            &AuditEntry {
+                actor,
+                action: AuditAction::SetAlertRule,
+                target: &rule.name,
+                detail: &detail,
+                origin,
+                time: now,
+            },
+        )
+        .map_err(db(what))?;
+        tx.commit().map_err(db(what))
+    }
+
+    fn delete_alert_rule(
+        &self,
+        name: &str,
+        (actor, origin): (&str, &str),
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let what = "deleting an alert rule";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(what))?;
+        let gone = tx
+            .execute("DELETE FROM alert_rules WHERE name = ?1", params![name])
+            .map_err(db(what))?;
+        if gone > 0 {
+            insert_audit(
+                &tx,
+                &AuditEntry {
+                    actor,
+                    action: AuditAction::DeleteAlertRule,
+                    target: name,
+                    detail: "",
+                    origin,
+                    time: now,
+                },
+            )
+            .map_err(db(what))?;
+        }
+        tx.commit().map_err(db(what))?;
+        Ok(gone > 0)
     }
 }
 
@@ -280,6 +418,105 @@ mod tests {
         }
     }
 
+    fn rules(rules: Vec<AlertRule>) -> RuleSet {
+        RuleSet {
+            rules,
+            ..RuleSet::default()
+        }
+    }
+
+    /// A moment in the school's zone.
+    fn at(s: &str) -> i64 {
+        s.parse::<jiff::civil::DateTime>()
+            .unwrap()
+            .to_zoned(crate::school_week::zone())
+            .unwrap()
+            .timestamp()
+            .as_millisecond()
+    }
+
+    #[test]
+    fn an_evening_alert_waits_for_school_hours_and_escalates_from_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
+        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
+        store.set_alert_rules(rules(vec![
+            AlertRule {
+                name: "daytime".into(),
+                min_severity: 4,
+                email_to: vec!["dsl@school.example".into()],
+                escalate_after_minutes: Some(15),
+                escalate_to: vec!["head@school.example".into()],
+                when: crate::alerts::rules::Delivery::SchoolHours,
+                ..AlertRule::default()
+            },
+            AlertRule {
+                name: "urgent".into(),
+                min_severity: 5,
+                webhook_urls: vec!["https://hooks.example/a".into()],
+                ..AlertRule::default()
+            },
+        ]));
+        // Monday 2026-12-07, 22:00: school hours (08:00–16:30) are over.
+        let evening = at("2026-12-07T22:00");
+        let opening = at("2026-12-08T08:00");
+        let (grave, mild) = (capture(5, evening), capture(4, evening));
+        store_one(&store, &grave, evening);
+        store_one(&store, &mild, evening);
+        let now = store.due_alerts(UnixMillis(evening), 100).unwrap();
+        assert_eq!(now.len(), 1, "only the at-once rule goes now: {now:?}");
+        assert_eq!((now[0].rule.as_str(), now[0].held_until), ("urgent", None));
+        assert!(
+            store
+                .due_alerts(UnixMillis(opening - 1), 100)
+                .unwrap()
+                .iter()
+                .all(|a| a.rule == "urgent"),
+            "nothing of the daytime rule before the opening"
+        );
+        // Not escalated overnight: the 15 minutes count from the opening.
+        assert_eq!(
+            store
+                .plan_escalations(UnixMillis(evening + 60 * 60_000))
+                .unwrap(),
+            0
+        );
+        let morning: Vec<Alert> = store
+            .due_alerts(UnixMillis(opening), 100)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.rule == "daytime")
+            .collect();
+        assert_eq!(morning.len(), 2, "both captures, held: {morning:?}");
+        assert!(
+            morning
+                .iter()
+                .all(|a| a.held_until == Some(UnixMillis(opening)))
+        );
+        store.alert_sent(&morning, UnixMillis(opening + 1)).unwrap();
+        assert_eq!(
+            store
+                .plan_escalations(UnixMillis(opening + 14 * 60_000))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .plan_escalations(UnixMillis(opening + 16 * 60_000))
+                .unwrap(),
+            2,
+            "each untriaged capture escalated once, in school hours at once"
+        );
+        let escalations: Vec<Alert> = store
+            .due_alerts(UnixMillis(opening + 16 * 60_000), 100)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.event == "escalation")
+            .collect();
+        assert_eq!(escalations.len(), 2);
+        assert!(escalations.iter().all(|a| a.held_until.is_none()));
+    }
+
     fn store_one(store: &SqliteStore, c: &protocol::Capture, at: i64) {
         store
             .store_batch(&[Incoming {
@@ -295,7 +532,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
         let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        store.set_alert_rules(vec![AlertRule {
+        store.set_alert_rules(rules(vec![AlertRule {
             name: "urgent".into(),
             min_severity: 5,
             events: vec![AlertEvent::Capture],
@@ -304,7 +541,7 @@ mod tests {
             escalate_after_minutes: Some(15),
             escalate_to: vec!["head@school.example".into()],
             ..AlertRule::default()
-        }]);
+        }]));
         let t0 = 1_800_000_000_000;
         let (grave, mild, triaged) = (capture(5, t0), capture(4, t0), capture(5, t0));
         for c in [&grave, &mild, &triaged, &grave] {
@@ -323,9 +560,11 @@ mod tests {
 
         // Sent, failed and retried after the backoff, given up in the end.
         let (first, second) = (&due[0], &due[1]);
-        store.alert_sent(first, UnixMillis(t0 + 1)).unwrap();
         store
-            .alert_failed(second, "refused", UnixMillis(t0 + 1))
+            .alert_sent(std::slice::from_ref(first), UnixMillis(t0 + 1))
+            .unwrap();
+        store
+            .alert_failed(std::slice::from_ref(second), "refused", UnixMillis(t0 + 1))
             .unwrap();
         let due = store.due_alerts(UnixMillis(t0 + 2), 100).unwrap();
         assert_eq!(due.len(), 2, "one sent, one waiting for its retry");
@@ -340,7 +579,11 @@ mod tests {
         let mut a = again.clone();
         for n in 2..=MAX_ATTEMPTS {
             store
-                .alert_failed(&a, "still refused", UnixMillis(t0 + 10))
+                .alert_failed(
+                    std::slice::from_ref(&a),
+                    "still refused",
+                    UnixMillis(t0 + 10),
+                )
                 .unwrap();
             a.attempts = n;
         }
@@ -401,12 +644,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
         let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        store.set_alert_rules(vec![AlertRule {
+        store.set_alert_rules(rules(vec![AlertRule {
             name: "laptops".into(),
             events: vec![AlertEvent::Offline],
             webhook_urls: vec!["https://hooks.example/a".into()],
             ..AlertRule::default()
-        }]);
+        }]));
         let lab = Uuid::now_v7();
         let t0 = 1_800_000_000_000;
         store

@@ -197,7 +197,7 @@ impl DeviceStore for SqliteStore {
                 let record = format!("{id}/{}", event.id);
                 super::sqlite_alerts::plan(
                     &tx,
-                    &self.alert_rules(),
+                    &super::alerts::AlertStore::alert_rules(self),
                     Happening::Offline,
                     "offline",
                     &record,
@@ -299,7 +299,7 @@ impl DeviceStore for SqliteStore {
                 .map_err(db("recording a silent device"))?;
             super::sqlite_alerts::plan(
                 &tx,
-                &self.alert_rules(),
+                &super::alerts::AlertStore::alert_rules(self),
                 Happening::Tamper,
                 "tamper",
                 &id_str(event),

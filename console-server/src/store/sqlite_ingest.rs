@@ -13,7 +13,7 @@ use super::sqlite::*;
 use super::sqlite_alerts;
 use super::week_totals;
 use super::*;
-use crate::alerts::rules::{AlertRule, Happening};
+use crate::alerts::rules::{Happening, RuleSet};
 use crate::school_week::Week;
 
 fn record_exists(tx: &Connection, table: &str, id: Uuid) -> rusqlite::Result<bool> {
@@ -71,7 +71,7 @@ fn account_seen(tx: &Transaction<'_>, user: &str, device: &str, time: i64) -> ru
 /// are counted in, and the alert rules its records are matched against.
 struct Context<'a> {
     zone: &'a jiff::tz::TimeZone,
-    rules: &'a [AlertRule],
+    rules: &'a RuleSet,
 }
 
 fn insert_record(
@@ -470,7 +470,7 @@ impl IngestStore for SqliteStore {
             .put_all(&to_write)
             .map_err(img("writing screenshots"))?;
         let zone = self.week_zone();
-        let rules = self.alert_rules();
+        let rules = super::alerts::AlertStore::alert_rules(self);
         let cx = Context {
             zone: &zone,
             rules: &rules,

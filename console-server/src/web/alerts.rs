@@ -24,7 +24,7 @@ pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Resp
     let body = html! {
         h1 { "Alerts" }
         p.muted {
-            "Alerts go by mail and webhook under the rules in console.toml ([[alerts]]). "
+            "Alerts go by mail and webhook under the alert rules (on the Settings page, and in console.toml). "
             "They name the category, severity, laptop and a link, never the captured words unless a rule allows it."
         }
         @if alerts.is_empty() {
@@ -53,7 +53,10 @@ pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Resp
                             td {
                                 @match a.status {
                                     AlertStatus::Sent => span.status.false_positive { "sent" },
-                                    AlertStatus::Pending => span.status.new { "waiting" },
+                                    AlertStatus::Pending => @match a.held_until {
+                                        Some(t) if a.attempts == 0 => span.status.new.held { "held for school hours, until " (when(t)) },
+                                        _ => span.status.new { "waiting" },
+                                    },
                                     AlertStatus::Failed => span.status.violation { "given up" },
                                 }
                             }

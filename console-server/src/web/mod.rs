@@ -23,6 +23,7 @@
 //! - [`account`]: one's own sessions and password.
 
 pub mod account;
+pub mod alert_rules;
 pub mod alerts;
 pub mod assets;
 pub mod audit_page;
@@ -78,6 +79,9 @@ pub struct WebState {
     pub health: Arc<StorageHealth>,
     /// Alerts not delivered, as the alert sender last counted them.
     pub alert_health: Arc<crate::alerts::sender::AlertHealth>,
+    /// The alert rules of `console.toml`, beside which the Settings page
+    /// keeps its own.
+    pub rule_book: crate::alerts::rule_book::RuleBook,
     definitions: Mutex<Option<(u64, Arc<Definitions>)>>,
 }
 
@@ -102,6 +106,7 @@ impl WebState {
             editor,
             health,
             alert_health: Arc::default(),
+            rule_book: crate::alerts::rule_book::RuleBook::default(),
             definitions: Mutex::new(None),
         }
     }
@@ -266,6 +271,8 @@ pub fn router(state: AppState) -> Router {
             post(libraries::reject_suggestion),
         )
         .route("/settings", get(settings::page).post(settings::save))
+        .route("/settings/alert-rules", post(alert_rules::save))
+        .route("/settings/alert-rules/delete", post(alert_rules::delete))
         .route("/account", get(account::page))
         .route("/account/sessions/end", post(account::end_session))
         .route("/account/password", post(account::change_password))

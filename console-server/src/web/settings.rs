@@ -18,6 +18,7 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
     let p = state.policy.borrow().clone();
     let defs = state.definitions();
     let src = &p.sources;
+    let rules = super::alert_rules::section(&state, &staff).await?;
     let body = html! {
         h1 { "Settings" }
         p.muted { "What the laptops capture (policy version " (p.version) "). Saving makes a new version that every connected laptop receives within seconds." }
@@ -48,10 +49,11 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
             @for (name, title) in &defs.categories {
                 label { input type="checkbox" name="category" value=(name) checked[!p.disabled_categories.contains(name)]; " " (title) }
             }
-            h2 { "Alerts" }
-            p.muted { "Live alerts reach every open inbox. Desktop notifications and the alert sound (by severity) are chosen in each browser, on the inbox." }
+            h2 { "Alerts in the console" }
+            p.muted { "Live alerts reach every open inbox. Desktop notifications and the alert sound (by severity) are chosen in each browser, on the inbox. Alerts by mail and webhook are set below." }
             button.primary type="submit" { "Save and push to laptops" }
         }
+        (rules)
         div.card {
             h2 { "Retention" }
             p.muted { "Set in console.toml in the data directory ([retention]); applied hourly." }
