@@ -367,8 +367,21 @@ impl EnrolledBed {
     /// # Errors
     /// The console does not start or enrollment fails.
     pub fn new() -> anyhow::Result<EnrolledBed> {
+        EnrolledBed::with_settings("")
+    }
+
+    /// As [`EnrolledBed::new`], the console starting with `settings` as its
+    /// `console.toml` (the rest defaults) when it is not empty.
+    ///
+    /// # Errors
+    /// The console does not start or enrollment fails.
+    pub fn with_settings(settings: &str) -> anyhow::Result<EnrolledBed> {
         let tmp = tempfile::tempdir()?;
         let data = tmp.path().join("console");
+        if !settings.is_empty() {
+            std::fs::create_dir_all(&data)?;
+            std::fs::write(data.join("console.toml"), settings)?;
+        }
         let console = ConsoleProcess::start(&data)?;
         let state = tmp.path().join("agent-state");
         enroll_agent(&state, &enroll_token(&data, &console.agent_addr, "1h")?)?;

@@ -213,6 +213,83 @@ fn typed_risky_phrases_become_captures_with_a_screenshot_and_ordinary_typing_doe
     Ok(())
 }
 
+/// Alerts (issue 23) from a real laptop: a severity-5 phrase typed into
+/// an xterm is mailed and posted to a webhook within 5 s of being stored,
+/// with a link and without the typed words; a severity-3 line, which no
+/// rule asks for, tells nobody.
+#[test]
+fn a_grave_phrase_typed_on_a_laptop_is_mailed_and_posted_within_seconds() -> anyhow::Result<()> {
+    let (smtp_port, mails) = tests::sinks::smtp_sink();
+    let hook = tests::sinks::WebhookSink::start();
+    let mut x = XDesktop::start()?;
+    let s = EnrolledBed::with_settings(&format!(
+        "[report.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\nfrom = \"console@school.example\"\n\
+         [[alerts]]\nname = \"urgent\"\nmin_severity = 5\nevents = [\"capture\"]\n\
+         email_to = [\"dsl@school.example\"]\nwebhook_urls = [\"{}\"]\n",
+        hook.url
+    ))?;
+    let agent = AgentProcess::start("run", &s.state, Some(&x.display), &s.home, &[])?;
+    agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
+    x.xterm("Chat")?;
+    x.type_text("ur such a loser nobody likes u")?;
+    x.keys(&["Return"])?;
+    x.type_text("i want to kill myself")?;
+    x.keys(&["Return"])?;
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the typed captures",
+        |r| {
+            r.iter().any(|r| r.category == "self-harm")
+                && r.iter().any(|r| r.category == "cyberbullying")
+        },
+    )?;
+    let grave = rows
+        .iter()
+        .find(|r| r.category == "self-harm")
+        .context("the self-harm capture")?;
+    let (_, body) = hook
+        .received
+        .recv_timeout(Duration::from_secs(20))
+        .context("the webhook was called")?;
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(json["record"], grave.id, "{body}");
+    assert_eq!(json["fields"]["severity"], 5, "{body}");
+    assert!(
+        json["link"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(&format!("/captures/{}", grave.id)),
+        "{body}"
+    );
+    assert!(!body.contains("want to kill"), "no typed words: {body}");
+    let mail = mails
+        .recv_timeout(Duration::from_secs(20))
+        .context("the mail was sent")?
+        .replace("=\r\n", "");
+    assert!(mail.contains(&format!("/captures/{}", grave.id)), "{mail}");
+    assert!(!mail.contains("want to kill"), "{mail}");
+    assert!(
+        hook.received.recv_timeout(Duration::from_secs(4)).is_err()
+            && mails.recv_timeout(Duration::from_secs(1)).is_err(),
+        "the severity-3 capture told nobody, and nothing came twice"
+    );
+    // From the commit that stored the capture to the relay's and the
+    // webhook's acceptance.
+    let (_, listed) = s.api.get("/api/v1/alerts")?;
+    let alerts = listed["alerts"].as_array().context("alerts")?;
+    assert_eq!(alerts.len(), 2, "{listed}");
+    for a in alerts {
+        let took =
+            a["sent"].as_i64().context("sent")? - a["created"].as_i64().context("created")?;
+        assert!((0..=5_000).contains(&took), "{} ms: {a}", took);
+    }
+    drop(agent);
+    Ok(())
+}
+
 /// A minimal web server answering every request with a small page.
 fn web_server() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
