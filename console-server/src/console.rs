@@ -240,6 +240,7 @@ impl Console {
             policy_tx.clone(),
             shutdown_rx.clone(),
         )));
+        let alert_wakes = live.subscribe();
         let offline_after = Duration::from_secs(u64::from(settings.offline_after_minutes) * 60);
         tasks.push(tokio::spawn(presence(
             store.clone(),
@@ -259,6 +260,7 @@ impl Console {
         )));
         tasks.push(tokio::spawn(crate::alerts::sender::run(
             alerts,
+            alert_wakes,
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(crate::storage_health::watch_space(

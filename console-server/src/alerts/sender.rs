@@ -31,6 +31,10 @@ const POLL: Duration = Duration::from_secs(2);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Alerts sent in one round, at most.
 const BATCH: u32 = 500;
+/// Deliveries under way at once: a relay or webhook a few tens of
+/// milliseconds away would otherwise cap a storm of alerts at a few dozen
+/// a second.
+const PARALLEL: usize = 8;
 
 /// How many alerts are not delivered (given up, or refused and waiting),
 /// as the sender last counted them: for the web console's banner.
@@ -102,31 +106,69 @@ impl Sender {
     /// A storage failure (a delivery's own failure is recorded instead).
     pub fn round(&self, now: UnixMillis) -> Result<usize, StoreError> {
         self.store.plan_escalations(now)?;
-        let mut delivered = 0;
-        for batch in deliveries(self.store.due_alerts(now, BATCH)?) {
-            let result = match batch.as_slice() {
-                [one] if one.held_until.is_none() => self.deliver(one),
-                many => self.deliver_digest(many),
-            };
-            match result {
-                Ok(()) => {
-                    self.store.alert_sent(&batch, UnixMillis::now())?;
-                    delivered += batch.len();
-                }
-                Err(e) => {
-                    let error = format!("{e:#}");
-                    tracing::warn!(
-                        alerts = batch.len(),
-                        rule = %batch[0].rule,
-                        target = %crate::store::alerts::shown_target(&batch[0].target),
-                        "an alert was not delivered: {error}"
-                    );
-                    self.store.alert_failed(&batch, &error, UnixMillis::now())?;
-                }
+        let batches = deliveries(self.store.due_alerts(now, BATCH)?);
+        let queue = std::sync::Mutex::new(batches.into_iter());
+        let delivered = std::sync::atomic::AtomicUsize::new(0);
+        let next = || {
+            queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .next()
+        };
+        let results: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..PARALLEL)
+                .map(|_| {
+                    scope.spawn(|| {
+                        while let Some(batch) = next() {
+                            if self.send(&batch)? {
+                                delivered
+                                    .fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(StoreError::Corrupt(
+                            "an alert delivery thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        self.health.set(self.store.failing_alert_count()?);
+        Ok(delivered.into_inner())
+    }
+
+    /// Delivers one batch (an alert, or a digest) and records the outcome;
+    /// whether it was delivered.
+    fn send(&self, batch: &[Alert]) -> Result<bool, StoreError> {
+        let result = match batch {
+            [one] if one.held_until.is_none() => self.deliver(one),
+            many => self.deliver_digest(many),
+        };
+        match result {
+            Ok(()) => {
+                self.store.alert_sent(batch, UnixMillis::now())?;
+                Ok(true)
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::warn!(
+                    alerts = batch.len(),
+                    rule = %batch[0].rule,
+                    target = %crate::store::alerts::shown_target(&batch[0].target),
+                    "an alert was not delivered: {error}"
+                );
+                self.store.alert_failed(batch, &error, UnixMillis::now())?;
+                Ok(false)
             }
         }
-        self.health.set(self.store.failing_alert_count()?);
-        Ok(delivered)
     }
 
     fn subject(&self, alert: &Alert) -> anyhow::Result<Subject> {
@@ -283,8 +325,15 @@ fn deliveries(due: Vec<Alert>) -> Vec<Vec<Alert>> {
     out
 }
 
-/// Runs rounds until shutdown.
-pub async fn run(sender: Arc<Sender>, mut shutdown: watch::Receiver<bool>) {
+/// Runs rounds until shutdown: every [`POLL`], and at once when `live`
+/// announces a new capture, concern or tamper event (committed with the
+/// alerts it raised), so an alert does not wait for the next poll.
+pub async fn run(
+    sender: Arc<Sender>,
+    mut live: tokio::sync::broadcast::Receiver<crate::ingest::Live>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     loop {
         let s = sender.clone();
         match tokio::task::spawn_blocking(move || s.round(UnixMillis::now())).await {
@@ -294,6 +343,15 @@ pub async fn run(sender: Arc<Sender>, mut shutdown: watch::Receiver<bool>) {
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
+            woken = live.recv() => {
+                if let Err(RecvError::Closed) = woken {
+                    // Nothing announces any more (the console is
+                    // stopping): polling alone, until shutdown says so.
+                    tokio::time::sleep(POLL).await;
+                }
+                // What else was announced meanwhile is in the same round.
+                while !matches!(live.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
+            }
             _ = shutdown.changed() => return,
         }
     }
