@@ -1473,3 +1473,111 @@ async fn alerts_reach_a_webhook_and_a_mailbox_once_through_refusals_and_a_kill()
     );
     assert!(!page.body.contains("/hook<"), "{}", page.body);
 }
+
+/// Escalation (issue 23) through the real alert sender and a real webhook
+/// receiver, with the clock held by the test: a grave capture nobody
+/// triages is sent to the rule's `escalate_to` once, 15 minutes on; one
+/// triaged in time is not.
+#[test]
+fn an_untriaged_capture_escalates_once_and_a_triaged_one_does_not() {
+    use console_server::alerts::rules::{AlertEvent, AlertRule, RuleSet};
+    use console_server::alerts::sender::Sender;
+    use console_server::store::{CaptureStore, Incoming, IngestStore, Status, Store, Triage};
+    use protocol::UnixMillis;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = console_server::data_dir::DataDir::open(&tmp.path().join("data")).unwrap();
+    let store: std::sync::Arc<dyn Store> = dir.store.clone();
+    let (first, next) = (
+        tests::sinks::WebhookSink::start(),
+        tests::sinks::WebhookSink::start(),
+    );
+    store.set_alert_rules(RuleSet {
+        rules: vec![AlertRule {
+            name: "urgent".into(),
+            min_severity: 5,
+            events: vec![AlertEvent::Capture],
+            webhook_urls: vec![first.url.clone()],
+            escalate_after_minutes: Some(15),
+            escalate_to: vec![next.url.clone()],
+            ..AlertRule::default()
+        }],
+        ..RuleSet::default()
+    });
+    let sender = Sender::new(
+        store.clone(),
+        console_server::settings::Smtp::default(),
+        "https://console.school.example".into(),
+        std::sync::Arc::new(|_: &str, _: &str| None),
+        std::sync::Arc::default(),
+    );
+    let t0 = UnixMillis::now().0;
+    let (ignored, handled) = (
+        capture("i want to kms tonight", "kms", None),
+        capture("gonna end it tonight", "end it", None),
+    );
+    for c in [&ignored, &handled] {
+        store
+            .store_batch(&[Incoming {
+                device: uuid::Uuid::now_v7(),
+                received: UnixMillis(t0),
+                message: AgentMessage::Capture(c.clone()),
+            }])
+            .unwrap();
+    }
+    let wait = Duration::from_secs(5);
+    assert_eq!(sender.round(UnixMillis(t0)).unwrap(), 2);
+    for _ in 0..2 {
+        first.received.recv_timeout(wait).expect("alerted at once");
+    }
+    store
+        .triage(
+            handled.id,
+            &Triage {
+                status: Status::Violation,
+                note: "spoken to".into(),
+                action: None,
+                actor: "lead".into(),
+                time: UnixMillis(t0 + 5 * 60_000),
+            },
+        )
+        .unwrap();
+    assert_eq!(sender.round(UnixMillis(t0 + 14 * 60_000)).unwrap(), 0);
+    assert!(
+        next.received
+            .recv_timeout(Duration::from_millis(300))
+            .is_err()
+    );
+    assert_eq!(
+        sender.round(UnixMillis(t0 + 16 * 60_000)).unwrap(),
+        1,
+        "the untriaged one escalates"
+    );
+    let (_, body) = next.received.recv_timeout(wait).expect("escalated");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["record"], ignored.id.to_string(), "{body}");
+    assert_eq!(json["event"], "escalation", "{body}");
+    assert!(
+        json["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not triaged yet"),
+        "{body}"
+    );
+    assert_eq!(
+        sender.round(UnixMillis(t0 + 60 * 60_000)).unwrap(),
+        0,
+        "once"
+    );
+    assert!(
+        next.received
+            .recv_timeout(Duration::from_millis(300))
+            .is_err()
+    );
+    assert!(
+        first
+            .received
+            .recv_timeout(Duration::from_millis(300))
+            .is_err()
+    );
+}
