@@ -1482,7 +1482,7 @@ async fn alerts_reach_a_webhook_and_a_mailbox_once_through_refusals_and_a_kill()
 fn an_untriaged_capture_escalates_once_and_a_triaged_one_does_not() {
     use console_server::alerts::rules::{AlertEvent, AlertRule, RuleSet};
     use console_server::alerts::sender::Sender;
-    use console_server::store::{CaptureStore, Incoming, IngestStore, Status, Store, Triage};
+    use console_server::store::{Incoming, Status, Store, Triage};
     use protocol::UnixMillis;
 
     let tmp = tempfile::tempdir().unwrap();
