@@ -274,6 +274,10 @@ impl MatcherBuilder {
         }
         let has_concepts = !concepts.is_empty();
         let reach = rules.iter().map(|r| r.within).max().unwrap_or(0) as u8;
+        // A cue of several words may end within reach and begin beyond it
+        // ("of mice and men" lowers a grooming phrase six words on).
+        let cue_reach = (CUE_WORDS + longest_concept_words(concepts).saturating_sub(1))
+            .min(usize::from(u8::MAX)) as u8;
         let mut terms = terms.build()?;
         terms.widen = reach_of_exceptions(&terms, &exceptions.patterns);
         // An anchor's region takes in the words its rules may span, a
@@ -283,8 +287,8 @@ impl MatcherBuilder {
             .iter()
             .map(|marks| match (has_concepts, marks.anchor) {
                 (false, _) => 0,
-                (true, true) => reach.max(CUE_WORDS as u8),
-                (true, false) => CUE_WORDS as u8,
+                (true, true) => reach.max(cue_reach),
+                (true, false) => cue_reach,
             })
             .collect();
         let exceptions = exceptions.build_compact()?;
@@ -298,7 +302,7 @@ impl MatcherBuilder {
             .widen
             .iter()
             .fold((0, 0), |acc, w| (acc.0.max(w.0), acc.1.max(w.1)));
-        let spaced_context = if has_concepts { CUE_WORDS as u8 } else { 0 };
+        let spaced_context = if has_concepts { cue_reach } else { 0 };
         let detectors: Vec<(crate::library::DetectorKind, Entry)> = categories
             .iter()
             .flat_map(|c| {
@@ -441,6 +445,7 @@ impl PatternsBuilder {
             .map(|vs| Marks {
                 term: vs.iter().any(|v| !matches!(v.target, Target::Anchor)),
                 anchor: vs.iter().any(|v| matches!(v.target, Target::Anchor)),
+                spaced: false,
             })
             .collect();
         Patterns {
@@ -448,6 +453,11 @@ impl PatternsBuilder {
             widen: vec![(0, 0); self.variants.len()],
             context: vec![0; self.variants.len()],
             variants: self.variants,
+            skeletons: self
+                .patterns
+                .into_iter()
+                .map(Vec::into_boxed_slice)
+                .collect(),
             marks,
         }
     }
@@ -467,6 +477,8 @@ struct Patterns<A = DFA> {
     context: Vec<u8>,
     /// Per pattern: whether it stands for a term, an anchor concept or both.
     marks: Vec<Marks>,
+    /// Per pattern: its skeleton, the symbols the automaton matches.
+    skeletons: Vec<Box<[u8]>>,
 }
 
 impl<A: Automaton> Patterns<A> {
@@ -504,6 +516,69 @@ impl<A: Automaton> Patterns<A> {
         }
     }
 }
+
+impl Patterns {
+    /// What [`Patterns::candidates`] finds in `ranges` of a reading, found
+    /// instead from the matches the fast pass made (`handed`: the original
+    /// byte where each began, and its pattern) without walking the
+    /// automaton again: each is looked for at the skeleton symbols its
+    /// first byte became, and kept where the reading's skeleton holds the
+    /// pattern whole inside one of `ranges`, as a walk of that range would
+    /// have met it.
+    fn handed_candidates(
+        &self,
+        r: &Reading<'_>,
+        handed: &[(usize, usize, u32)],
+        from: usize,
+        ranges: &[Range<usize>],
+        mut found: impl FnMut(&Target, usize, usize),
+    ) {
+        let symbols = r.skel.len();
+        // The skeleton symbol an original byte became (or the one before).
+        let symbol_at = |at: usize| {
+            let rel = (at.max(from) - from) as u32;
+            let i = r.norm.spans.partition_point(|sp| sp.1 <= rel);
+            r.runs[..symbols]
+                .partition_point(|&x| x as usize <= i)
+                .saturating_sub(1)
+        };
+        for &(start, end, pid) in handed {
+            let pid = pid as usize;
+            if !self.marks[pid].term {
+                continue;
+            }
+            let pattern = &self.skeletons[pid];
+            let len = pattern.len();
+            // Every place the pattern could begin and still overlap the
+            // symbols the match's bytes became, with some slack: a place
+            // too many is only compared, never kept unless the skeleton
+            // holds the pattern there, as a walk would have met it.
+            let lo = symbol_at(start).saturating_sub(HANDED_SLACK);
+            let hi = (symbol_at(end.saturating_sub(1)) + HANDED_SLACK).min(symbols);
+            for first in lo..=hi.saturating_sub(len.saturating_sub(1)).max(lo) {
+                if r.skel.get(first..first + len) != Some(&pattern[..])
+                    || !ranges
+                        .iter()
+                        .any(|c| c.start <= first && first + len <= c.end)
+                {
+                    continue;
+                }
+                let starts = r.runs[first] as usize..r.runs[first + 1] as usize;
+                for v in &self.variants[pid] {
+                    if let Some((s, e)) = v.runs.find(&r.norm.bytes, starts.clone()) {
+                        let s = if v.leading_boundary { s + 1 } else { s };
+                        found(&v.target, s, e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How many skeleton symbols beyond those a handed match's bytes became
+/// [`Patterns::handed_candidates`] looks for it (two always sufficed in
+/// the property tests; one did not).
+const HANDED_SLACK: usize = 4;
 
 /// A context rule, its concepts by index.
 #[derive(Debug)]
@@ -620,18 +695,23 @@ struct Marks {
     term: bool,
     /// An anchor concept's pattern: the concepts must be found for the rules.
     anchor: bool,
+    /// Letters spaced out, which the fast pass cannot join: its terms are
+    /// walked for again, not handed over.
+    spaced: bool,
 }
 
 impl Marks {
-    const TERM: Marks = Marks {
+    const SPACED: Marks = Marks {
         term: true,
         anchor: false,
+        spaced: true,
     };
 
     fn union(self, other: Marks) -> Marks {
         Marks {
             term: self.term || other.term,
             anchor: self.anchor || other.anchor,
+            spaced: self.spaced || other.spaced,
         }
     }
 }
@@ -672,9 +752,14 @@ impl Matcher {
     fn scan_with<'m>(&'m self, text: &str, look: Look) -> Vec<Hit<'m>> {
         let mut hits = Vec::new();
         let shortcuts = look == Look::Fast;
+        let mut handed = Vec::new();
         let (merged, cores) = match look {
-            Look::Fast => merge(self.fast_pass(text, INTERLEAVE_MIN), text),
-            Look::Reference => merge(self.fast_pass(text, usize::MAX), text),
+            Look::Fast => {
+                let (regions, matches) = self.fast_pass(text, INTERLEAVE_MIN);
+                handed = matches;
+                merge(regions, text)
+            }
+            Look::Reference => merge(self.fast_pass(text, usize::MAX).0, text),
             Look::Everything => (
                 vec![Merged {
                     from: 0,
@@ -682,6 +767,7 @@ impl Matcher {
                     marks: Marks {
                         term: true,
                         anchor: true,
+                        spaced: true,
                     },
                     cores: 0..1,
                 }],
@@ -689,7 +775,16 @@ impl Matcher {
             ),
         };
         for m in merged {
-            self.exact_pass(text, &m, &cores[m.cores.clone()], shortcuts, &mut hits);
+            let lo = handed.partition_point(|h| h.0 < m.from);
+            let hi = handed.partition_point(|h| h.0 < m.to);
+            self.exact_pass(
+                text,
+                &m,
+                &cores[m.cores.clone()],
+                shortcuts,
+                (shortcuts && !m.marks.spaced).then_some(&handed[lo..hi.max(lo)]),
+                &mut hits,
+            );
         }
         if !self.detectors.is_empty() {
             self.detect(text, &mut hits);
@@ -720,7 +815,7 @@ impl Matcher {
     /// benchmarks.
     #[doc(hidden)]
     pub fn candidate_regions(&self, text: &str) -> usize {
-        self.fast_pass(text, INTERLEAVE_MIN).len()
+        self.fast_pass(text, INTERLEAVE_MIN).0.len()
     }
 
     fn detect<'m>(&'m self, text: &str, hits: &mut Vec<Hit<'m>>) {
@@ -742,13 +837,20 @@ impl Matcher {
     /// as [`WALKS`] parts at once, interleaved, so the chains of automaton
     /// look-ups overlap in the processor (each look-up waits on memory;
     /// independent ones wait together).
-    fn fast_pass(&self, text: &str, interleave_min: usize) -> Vec<Region> {
+    /// Returns the regions, and every match as the original bytes it came
+    /// from and its pattern, sorted.
+    fn fast_pass(
+        &self,
+        text: &str,
+        interleave_min: usize,
+    ) -> (Vec<Region>, Vec<(usize, usize, u32)>) {
         let dfa = &self.terms.dfa;
         let sink = |_| Regions {
             terms: &self.terms,
             spaced_widen: self.spaced_widen,
             spaced_context: self.spaced_context,
             out: Vec::new(),
+            matches: Vec::new(),
         };
         let bytes = text.as_bytes();
         // Where each walk starts: the text's start, then whitespace.
@@ -766,12 +868,12 @@ impl Matcher {
             }
         }
         let Ok(start) = dfa.start_state(Anchored::No) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         if parts < WALKS {
             let mut one = sink(0);
             Walk::all(dfa, text, &mut one);
-            return one.out;
+            return (one.out, one.matches);
         }
         let mut found: [Regions<'_>; WALKS] = std::array::from_fn(sink);
         let mut walks: [Walk; WALKS] =
@@ -797,6 +899,7 @@ impl Matcher {
         let mut at = [i0, i1, i2, i3];
         let fresh = dfa.next_state(Anchored::No, start, BOUNDARY);
         let mut regions = Vec::new();
+        let mut matches = Vec::new();
         for (k, (walk, sink)) in walks.iter_mut().zip(&mut found).enumerate() {
             while at[k] < ends[k] {
                 at[k] = walk.step(dfa, text, at[k], sink);
@@ -811,16 +914,24 @@ impl Matcher {
                 walk.finish(dfa, bytes.len(), sink);
             }
             regions.append(&mut sink.out);
+            matches.append(&mut sink.matches);
         }
-        regions
+        // A part's walk past its end meets what the next part's did.
+        matches.sort_unstable();
+        matches.dedup();
+        (regions, matches)
     }
 
+    /// `handed`: the fast pass's matches in the region, to take its terms
+    /// from instead of walking for them again; `None` to walk (no
+    /// shortcuts, or letters spaced out in the region).
     fn exact_pass<'m>(
         &'m self,
         text: &str,
         merged: &Merged,
         cores: &[(usize, usize)],
         shortcuts: bool,
+        handed: Option<&[(usize, usize, u32)]>,
         hits: &mut Vec<Hit<'m>>,
     ) {
         let Merged {
@@ -863,7 +974,7 @@ impl Matcher {
             concepts = Some(occurrences);
         }
         let mut found: Vec<(Target, usize, usize)> = Vec::new();
-        for r in &readings {
+        for (n, r) in readings.iter().enumerate() {
             let mut keep = |target: &Target, s, e| {
                 if let Some((os, oe)) = original_span(&r.norm.spans, &r.norm.bytes, s, e) {
                     found.push((target.clone(), from + os, from + oe));
@@ -880,14 +991,23 @@ impl Matcher {
                 std::iter::once(whole.clone()).collect()
             };
             if marks.term {
-                for range in &in_cores {
-                    self.terms.candidates(
-                        &r.skel,
-                        range.clone(),
-                        &r.runs,
-                        &r.norm.bytes,
-                        &mut keep,
-                    );
+                match handed {
+                    // The first reading is the one the fast pass walked.
+                    Some(handed) if n == 0 => {
+                        self.terms
+                            .handed_candidates(r, handed, from, &in_cores, &mut keep);
+                    }
+                    _ => {
+                        for range in &in_cores {
+                            self.terms.candidates(
+                                &r.skel,
+                                range.clone(),
+                                &r.runs,
+                                &r.norm.bytes,
+                                &mut keep,
+                            );
+                        }
+                    }
                 }
             }
             let exceptions_in = if anchor {
@@ -1140,6 +1260,16 @@ impl Matcher {
     }
 }
 
+/// The most words (split at whitespace) of any concept's term.
+fn longest_concept_words(concepts: &[crate::library::Concept]) -> usize {
+    concepts
+        .iter()
+        .flat_map(|c| &c.terms)
+        .map(|t| t.split_whitespace().count())
+        .max()
+        .unwrap_or(1)
+}
+
 /// A severity moved by `by`, kept within 1–5.
 fn shift(severity: u8, by: i32) -> u8 {
     (i32::from(severity) + by).clamp(1, 5) as u8
@@ -1260,10 +1390,13 @@ struct Regions<'p> {
     spaced_widen: (u8, u8),
     spaced_context: u8,
     out: Vec<Region>,
+    /// Each match: the original bytes it came from, and its pattern.
+    matches: Vec<(usize, usize, u32)>,
 }
 
 impl Sink for Regions<'_> {
     fn pattern(&mut self, pid: PatternID, start: usize, end: usize) {
+        self.matches.push((start, end, pid.as_u32()));
         self.out.push(Region {
             start,
             end,
@@ -1279,7 +1412,7 @@ impl Sink for Regions<'_> {
             end,
             widen: self.spaced_widen,
             context: self.spaced_context,
-            marks: Marks::TERM,
+            marks: Marks::SPACED,
         });
     }
 }
