@@ -27,6 +27,7 @@ pub mod data_dir;
 pub mod demo;
 pub mod enrollment;
 pub mod error;
+pub mod group_policy;
 pub mod https;
 pub mod ingest;
 pub mod mail;

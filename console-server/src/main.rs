@@ -143,6 +143,17 @@ enum Command {
         #[command(subcommand)]
         command: RegisterCommand,
     },
+    /// Policies per group: a group's layer, and what applies to whom.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Named groups of accounts (`accounts:NAME`) and of laptops
+    /// (`devices:NAME`), for policy layers.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// Website categories for the weekly report.
     Domains {
         #[command(subcommand)]
@@ -232,6 +243,81 @@ enum RegisterCommand {
     List {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Sets a group's policy layer: a group is role:pupil, role:staff,
+    /// year:NAME (as the register has it), accounts:NAME or devices:NAME.
+    /// Only what is given changes (--reset starts from nothing); a layer
+    /// that ties with another of its rank is refused. A running console
+    /// sends it to the laptops within seconds.
+    SetGroup {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        min_severity: Option<u8>,
+        #[arg(long)]
+        disable_category: Vec<String>,
+        #[arg(long)]
+        enable_category: Vec<String>,
+        /// When the group is monitored, such as "Mon-Fri 08:00-16:00"
+        /// (the school's time zone).
+        #[arg(long)]
+        hours: Option<String>,
+        /// Outside the hours: nothing, or gravest (severity 5 only).
+        #[arg(long)]
+        outside_hours: Option<String>,
+        /// Screenshots on or off for the group.
+        #[arg(long)]
+        screenshots: Option<bool>,
+        #[arg(long)]
+        reset: bool,
+        /// Removes the group's layer.
+        #[arg(long, conflicts_with_all = ["min_severity", "disable_category", "enable_category", "hours", "outside_hours", "screenshots", "reset"])]
+        remove: bool,
+    },
+    /// Prints what applies to a user (on a laptop, at a moment) as JSON.
+    Effective {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// The laptop's id (its device groups apply).
+        #[arg(long)]
+        device: Option<String>,
+        /// RFC 3339; default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Every group's layer, as JSON.
+    Layers {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Sets the members of an accounts:NAME group (account names) or a
+    /// devices:NAME group (laptop ids), replacing what it had.
+    Set {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        group: String,
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    /// The members of a group.
+    Show {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        group: String,
     },
 }
 
@@ -455,6 +541,8 @@ fn main() -> anyhow::Result<()> {
         Command::Domains {
             command: DomainsCommand::List { data },
         } => domains_list(data)?,
+        Command::Policy { command } => policy_command(command)?,
+        Command::Group { command } => group_command(command)?,
         #[cfg(feature = "demo")]
         Command::Demo {
             data,
@@ -741,6 +829,129 @@ fn register_list(data: PathBuf) -> anyhow::Result<()> {
             a.last_seen
                 .map_or("never".into(), console_server::store::rfc3339)
         );
+    }
+    Ok(())
+}
+
+/// `policy set-group`, `policy effective`, `policy layers`.
+fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
+    use console_server::group_policy::{GroupChange, categories, changed, effective};
+    use console_server::store::groups::GroupStore;
+    match command {
+        PolicyCommand::SetGroup {
+            data,
+            group,
+            min_severity,
+            disable_category,
+            enable_category,
+            hours,
+            outside_hours,
+            screenshots,
+            reset,
+            remove,
+        } => {
+            let dir = DataDir::open(&data)?;
+            if remove {
+                dir.store
+                    .set_layer(&group, None, ("console-server", "cli"), UnixMillis::now())?;
+                println!(
+                    "{group}: layer removed (a running console sends the change within seconds)"
+                );
+                return Ok(());
+            }
+            let current = dir
+                .store
+                .layers()?
+                .into_iter()
+                .find(|l| l.group == group)
+                .map(|l| l.overrides);
+            let known = categories(&dir.store.policy()?)?;
+            let layer = changed(
+                current,
+                &GroupChange {
+                    min_severity,
+                    disable: disable_category,
+                    enable: enable_category,
+                    hours,
+                    outside_hours,
+                    screenshots,
+                    reset,
+                },
+                &known,
+            )?;
+            dir.store.set_layer(
+                &group,
+                Some(&layer),
+                ("console-server", "cli"),
+                UnixMillis::now(),
+            )?;
+            println!(
+                "{group}: {} (a running console sends it to the laptops within seconds)",
+                serde_json::to_string(&layer)?
+            );
+        }
+        PolicyCommand::Effective {
+            data,
+            user,
+            device,
+            at,
+        } => {
+            let dir = DataDir::open(&data)?;
+            if let Ok(tz) = console_server::school_week::parse_zone(&dir.settings.time_zone) {
+                console_server::school_week::set_zone(tz);
+            }
+            let at = match at {
+                Some(t) => {
+                    let ts: jiff::Timestamp = t.parse().map_err(|e| {
+                        anyhow::anyhow!(
+                            "--at {t:?} is not an RFC 3339 time such as 2026-12-07T10:00:00Z: {e}"
+                        )
+                    })?;
+                    UnixMillis(ts.as_millisecond())
+                }
+                None => UnixMillis::now(),
+            };
+            let e = effective(dir.store.as_ref(), &user, device.as_deref(), at)?;
+            println!("{}", serde_json::to_string_pretty(&e)?);
+        }
+        PolicyCommand::Layers { data } => {
+            let dir = DataDir::open(&data)?;
+            let layers: Vec<serde_json::Value> = dir
+                .store
+                .layers()?
+                .into_iter()
+                .map(|l| serde_json::json!({ "group": l.group, "overrides": l.overrides }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&layers)?);
+        }
+    }
+    Ok(())
+}
+
+/// `group set`, `group show`.
+fn group_command(command: GroupCommand) -> anyhow::Result<()> {
+    use console_server::store::groups::GroupStore;
+    match command {
+        GroupCommand::Set {
+            data,
+            group,
+            members,
+        } => {
+            let dir = DataDir::open(&data)?;
+            dir.store.set_group_members(
+                &group,
+                &members,
+                ("console-server", "cli"),
+                UnixMillis::now(),
+            )?;
+            println!("{group}: {} members", members.len());
+        }
+        GroupCommand::Show { data, group } => {
+            let dir = DataDir::open(&data)?;
+            for m in dir.store.group_members(&group)? {
+                println!("{m}");
+            }
+        }
     }
     Ok(())
 }

@@ -7,10 +7,12 @@
 //! - [`tls`]: the rustls configuration both sides share;
 //! - [`device_link`]: a device's mutual-TLS session with the console;
 //! - [`enroll`]: the one-time enrollment token and the laptop's side of enrollment;
-//! - [`pki`]: the console's certificate authority, and test certificates.
+//! - [`pki`]: the console's certificate authority, and test certificates;
+//! - [`layers`]: the policy changed for groups, and what applies to whom.
 //!
-//! No business logic lives here. Serialisation is postcard over serde: its
-//! wire format is specified and stable.
+//! No business logic lives here, beyond what a policy means ([`layers`]:
+//! the console and the agent must read it alike). Serialisation is
+//! postcard over serde: its wire format is specified and stable.
 
 pub mod connection;
 pub mod device_link;
@@ -18,6 +20,7 @@ pub mod enroll;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod layers;
 pub mod message;
 pub mod pki;
 pub mod tls;

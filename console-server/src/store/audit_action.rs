@@ -89,6 +89,10 @@ audit_actions! {
     AlertFailed = "alert_failed",
     /// An alert rule made or changed on the Settings page.
     SetAlertRule = "set_alert_rule",
+    /// A group's policy layer set or removed.
+    SetPolicyLayer = "set_policy_layer",
+    /// The accounts or laptops of a group replaced.
+    SetGroupMembers = "set_group_members",
     /// An alert rule deleted on the Settings page.
     DeleteAlertRule = "delete_alert_rule",
     ImportDomainList = "import_domain_list",

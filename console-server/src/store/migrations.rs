@@ -406,4 +406,22 @@ CREATE TABLE alert_rules (
     changed_by TEXT NOT NULL
 ) STRICT;
 "#,
+    // 13: groups of accounts and laptops, and each group's policy layer
+    // (`store::groups`); `layers_version` is raised at every change.
+    r#"
+CREATE TABLE group_members (
+    grp    TEXT NOT NULL,
+    member TEXT NOT NULL,
+    PRIMARY KEY (grp, member)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX group_members_by_member ON group_members (member);
+CREATE TABLE policy_layers (
+    grp        TEXT PRIMARY KEY,
+    overrides  TEXT NOT NULL,
+    changed    INTEGER NOT NULL,
+    changed_by TEXT NOT NULL
+) STRICT;
+CREATE TABLE layers_version (version INTEGER NOT NULL) STRICT;
+INSERT INTO layers_version VALUES (0);
+"#,
 ];

@@ -24,6 +24,7 @@
 
 pub mod alerts;
 pub mod audit_action;
+pub mod groups;
 pub use audit_action::AuditAction;
 pub use tokens::TokenRefusal;
 pub mod images;
@@ -36,6 +37,7 @@ mod sqlite_alerts;
 mod sqlite_audit;
 mod sqlite_captures;
 mod sqlite_devices;
+mod sqlite_groups;
 mod sqlite_ingest;
 mod sqlite_policy;
 mod sqlite_register;
@@ -890,6 +892,7 @@ pub trait Store:
     + tokens::TokenStore
     + retention::RecordRetention
     + alerts::AlertStore
+    + groups::GroupStore
     + Send
     + Sync
 {
@@ -910,6 +913,7 @@ impl<T> Store for T where
         + tokens::TokenStore
         + retention::RecordRetention
         + alerts::AlertStore
+        + groups::GroupStore
         + Send
         + Sync
 {

@@ -1,0 +1,65 @@
+//! Groups of accounts and laptops, and each group's policy layer (see
+//! [`protocol::layers`]). Role and year groups come from the register;
+//! `accounts:NAME` and `devices:NAME` groups are lists kept here. A
+//! layer is saved only if it makes no tie with another of its rank.
+
+use protocol::UnixMillis;
+use protocol::layers::{GroupLayers, Layer, Overrides};
+
+use super::StoreError;
+
+/// What the console keeps of groups and layers.
+pub trait GroupStore {
+    /// Every group's layer, by group name.
+    ///
+    /// # Errors
+    /// A storage failure, or a stored layer that no longer reads.
+    fn layers(&self) -> Result<Vec<Layer>, StoreError>;
+    /// Raised at every change of a layer or a member list.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn layers_version(&self) -> Result<u64, StoreError>;
+    /// Sets (or, with `None`, removes) a group's layer, with its audit
+    /// line naming `who` (the actor and where from). Refused, naming the
+    /// tie, if it would tie with another layer of its rank.
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`] for a tie; a storage failure.
+    fn set_layer(
+        &self,
+        group: &str,
+        overrides: Option<&Overrides>,
+        who: (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// The accounts or laptops in an `accounts:` or `devices:` group.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn group_members(&self, group: &str) -> Result<Vec<String>, StoreError>;
+    /// Replaces the members of an `accounts:` or `devices:` group, with
+    /// its audit line; refused if the new members would make a tie.
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`] for a tie; a storage failure.
+    fn set_group_members(
+        &self,
+        group: &str,
+        members: &[String],
+        who: (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// The groups of kind role, year and accounts an account is in.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError>;
+    /// Everything one laptop needs to apply the layers for anyone who
+    /// logs in to it: every layer, every known account's groups, and the
+    /// laptop's own groups.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn layers_for_device(&self, device: &str) -> Result<GroupLayers, StoreError>;
+}

@@ -1,0 +1,386 @@
+//! [`super::groups::GroupStore`] on SQLite.
+
+use protocol::UnixMillis;
+use protocol::layers::{GroupKind, GroupLayers, Layer, Overrides};
+use rusqlite::{Transaction, params};
+
+use super::groups::GroupStore;
+use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::{AuditAction, AuditEntry, StoreError};
+
+fn read_layers(conn: &rusqlite::Connection) -> Result<Vec<Layer>, StoreError> {
+    let what = "reading the policy layers";
+    let mut stmt = conn
+        .prepare_cached("SELECT grp, overrides FROM policy_layers ORDER BY grp")
+        .map_err(db(what))?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db(what))?
+        .collect::<Result<_, _>>()
+        .map_err(db(what))?;
+    rows.into_iter()
+        .map(|(group, json)| {
+            let overrides = serde_json::from_str(&json).map_err(|e| {
+                StoreError::Corrupt(format!("the policy layer of {group} does not read: {e}"))
+            })?;
+            Ok(Layer { group, overrides })
+        })
+        .collect()
+}
+
+/// Members of every `accounts:` and `devices:` group.
+fn all_members(conn: &rusqlite::Connection) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    let what = "reading group members";
+    let mut stmt = conn
+        .prepare_cached("SELECT grp, member FROM group_members ORDER BY grp, member")
+        .map_err(db(what))?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db(what))?
+        .collect::<Result<_, _>>()
+        .map_err(db(what))?;
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (g, m) in rows {
+        match out.last_mut() {
+            Some((last, members)) if *last == g => members.push(m),
+            _ => out.push((g, vec![m])),
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses the change just made in `tx` if it leaves a tie.
+fn refuse_ties(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let layers = GroupLayers {
+        layers: read_layers(tx)?,
+        ..GroupLayers::default()
+    };
+    let ties = layers.ties(&all_members(tx)?);
+    if ties.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Refused(format!(
+            "not saved: {}",
+            ties.join("; ")
+        )))
+    }
+}
+
+fn bump(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+    tx.execute("UPDATE layers_version SET version = version + 1", [])
+}
+
+impl GroupStore for SqliteStore {
+    fn layers(&self) -> Result<Vec<Layer>, StoreError> {
+        read_layers(&self.reader.get())
+    }
+
+    fn layers_version(&self) -> Result<u64, StoreError> {
+        let v: i64 = self
+            .reader
+            .get()
+            .query_row("SELECT version FROM layers_version", [], |r| r.get(0))
+            .map_err(db("reading the layers' version"))?;
+        Ok(v.max(0) as u64)
+    }
+
+    fn set_layer(
+        &self,
+        group: &str,
+        overrides: Option<&Overrides>,
+        (actor, origin): (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        GroupKind::of(group).map_err(StoreError::Refused)?;
+        let what = "saving a policy layer";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(what))?;
+        let detail = match overrides {
+            Some(o) => {
+                let json = serde_json::to_string(o).map_err(|e| {
+                    StoreError::Corrupt(format!("a policy layer does not serialise: {e}"))
+                })?;
+                tx.execute(
+                    "INSERT INTO policy_layers (grp, overrides, changed, changed_by) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (grp) DO UPDATE SET overrides = ?2, changed = ?3, changed_by = ?4",
+                    params![group, json, now.0, actor],
+                )
+                .map_err(db(what))?;
+                json
+            }
+            None => {
+                tx.execute("DELETE FROM policy_layers WHERE grp = ?1", params![group])
+                    .map_err(db(what))?;
+                "removed".to_owned()
+            }
+        };
+        refuse_ties(&tx)?;
+        bump(&tx).map_err(db(what))?;
+        insert_audit(
+            &tx,
+            &AuditEntry {
+                actor,
+                action: AuditAction::SetPolicyLayer,
+                target: group,
+                detail: &detail,
+                origin,
+                time: now,
+            },
+        )
+        .map_err(db(what))?;
+        tx.commit().map_err(db(what))
+    }
+
+    fn group_members(&self, group: &str) -> Result<Vec<String>, StoreError> {
+        let what = "reading a group's members";
+        let conn = self.reader.get();
+        let mut stmt = conn
+            .prepare_cached("SELECT member FROM group_members WHERE grp = ?1 ORDER BY member")
+            .map_err(db(what))?;
+        let rows: Vec<String> = stmt
+            .query_map(params![group], |r| r.get(0))
+            .map_err(db(what))?
+            .collect::<Result<_, _>>()
+            .map_err(db(what))?;
+        Ok(rows)
+    }
+
+    fn set_group_members(
+        &self,
+        group: &str,
+        members: &[String],
+        (actor, origin): (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        match GroupKind::of(group).map_err(StoreError::Refused)? {
+            GroupKind::Accounts | GroupKind::Devices => {}
+            _ => {
+                return Err(StoreError::Refused(format!(
+                    "{group} comes from the register (the MIS import); only accounts: and devices: groups have members set here"
+                )));
+            }
+        }
+        let what = "saving a group's members";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(what))?;
+        tx.execute("DELETE FROM group_members WHERE grp = ?1", params![group])
+            .map_err(db(what))?;
+        for m in members {
+            tx.execute(
+                "INSERT OR IGNORE INTO group_members (grp, member) VALUES (?1, ?2)",
+                params![group, m.trim()],
+            )
+            .map_err(db(what))?;
+        }
+        refuse_ties(&tx)?;
+        bump(&tx).map_err(db(what))?;
+        insert_audit(
+            &tx,
+            &AuditEntry {
+                actor,
+                action: AuditAction::SetGroupMembers,
+                target: group,
+                detail: &format!("{} members: {}", members.len(), members.join(", ")),
+                origin,
+                time: now,
+            },
+        )
+        .map_err(db(what))?;
+        tx.commit().map_err(db(what))
+    }
+
+    fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError> {
+        let what = "reading an account's groups";
+        let conn = self.reader.get();
+        let mut groups = Vec::new();
+        let found: Option<(Option<String>, Option<String>)> = conn
+            .query_row(
+                "SELECT role, year_group FROM accounts WHERE account = ?1",
+                params![account],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(db(what))?;
+        if let Some((role, year)) = found {
+            groups.extend(role.filter(|r| !r.is_empty()).map(|r| format!("role:{r}")));
+            groups.extend(year.filter(|y| !y.is_empty()).map(|y| format!("year:{y}")));
+        }
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT grp FROM group_members WHERE member = ?1 AND grp LIKE 'accounts:%' ORDER BY grp",
+            )
+            .map_err(db(what))?;
+        let named: Vec<String> = stmt
+            .query_map(params![account], |r| r.get(0))
+            .map_err(db(what))?
+            .collect::<Result<_, _>>()
+            .map_err(db(what))?;
+        groups.extend(named);
+        Ok(groups)
+    }
+
+    fn layers_for_device(&self, device: &str) -> Result<GroupLayers, StoreError> {
+        let what = "reading the layers for a laptop";
+        let conn = self.reader.get();
+        let version: i64 = conn
+            .query_row("SELECT version FROM layers_version", [], |r| r.get(0))
+            .map_err(db(what))?;
+        let layers = read_layers(&conn)?;
+        let mut accounts: Vec<(String, Vec<String>)> = Vec::new();
+        {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT account, role, year_group FROM accounts
+                     WHERE COALESCE(role, '') != '' OR COALESCE(year_group, '') != ''
+                     ORDER BY account",
+                )
+                .map_err(db(what))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .map_err(db(what))?;
+            for row in rows {
+                let (account, role, year) = row.map_err(db(what))?;
+                let mut g = Vec::new();
+                g.extend(role.filter(|r| !r.is_empty()).map(|r| format!("role:{r}")));
+                g.extend(year.filter(|y| !y.is_empty()).map(|y| format!("year:{y}")));
+                accounts.push((account, g));
+            }
+        }
+        let mut device_groups = Vec::new();
+        for (group, members) in all_members(&conn)? {
+            if group.starts_with("devices:") {
+                if members.iter().any(|m| m == device) {
+                    device_groups.push(group);
+                }
+                continue;
+            }
+            for m in members {
+                match accounts.binary_search_by(|(a, _)| a.as_str().cmp(&m)) {
+                    Ok(i) => accounts[i].1.push(group.clone()),
+                    Err(i) => accounts.insert(i, (m, vec![group.clone()])),
+                }
+            }
+        }
+        Ok(GroupLayers {
+            version: version.max(0) as u64,
+            layers,
+            accounts,
+            device_groups,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use protocol::Policy;
+    use protocol::layers::MonitoringHours;
+
+    use super::*;
+    use crate::store::images::FsImageStore;
+    use crate::store::register::{PersonRecord, PersonRole, RegisterStore};
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
+        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn layers_and_groups_reach_a_laptop_and_a_tie_is_refused() {
+        let (_d, s) = store();
+        let now = UnixMillis(1_800_000_000_000);
+        let who = ("it", "cli");
+        s.import_people(
+            &[
+                PersonRecord {
+                    account: "amy".into(),
+                    name: "Amy".into(),
+                    year_group: "Year 7".into(),
+                    role: PersonRole::Pupil,
+                },
+                PersonRecord {
+                    account: "mr.b".into(),
+                    name: "Mr B".into(),
+                    year_group: String::new(),
+                    role: PersonRole::Staff,
+                },
+            ],
+            &AuditEntry {
+                actor: "it",
+                action: AuditAction::ImportRegister,
+                target: "",
+                detail: "",
+                origin: "",
+                time: now,
+            },
+        )
+        .unwrap();
+        let seven = Overrides {
+            categories: vec![("gambling".into(), false)],
+            hours: Some(MonitoringHours::parse("Mon-Fri 08:00-16:00").unwrap()),
+            ..Overrides::default()
+        };
+        s.set_layer("year:Year 7", Some(&seven), who, now).unwrap();
+        assert!(s.set_layer("Year 7", Some(&seven), who, now).is_err());
+        s.set_group_members("devices:library", &["d1".into()], who, now)
+            .unwrap();
+        s.set_group_members("accounts:art club", &["amy".into(), "zed".into()], who, now)
+            .unwrap();
+        assert!(
+            s.set_group_members("year:Year 7", &["amy".into()], who, now)
+                .is_err(),
+            "a year group's members come from the register"
+        );
+        let v = s.layers_version().unwrap();
+        assert_eq!(
+            s.account_groups("amy").unwrap(),
+            vec!["role:pupil", "year:Year 7", "accounts:art club"]
+        );
+        let on_d1 = s.layers_for_device("d1").unwrap();
+        assert_eq!(on_d1.device_groups, vec!["devices:library"]);
+        assert_eq!(
+            on_d1.groups_of("zed"),
+            vec!["accounts:art club", "devices:library"]
+        );
+        assert_eq!(
+            on_d1.groups_of("mr.b"),
+            vec!["role:staff", "devices:library"]
+        );
+        assert!(s.layers_for_device("d2").unwrap().device_groups.is_empty());
+
+        // Two device layers that both set the minimum severity, and a
+        // laptop in both: the second is refused, nothing changes.
+        let four = Overrides {
+            min_severity: Some(4),
+            ..Overrides::default()
+        };
+        let two = Overrides {
+            min_severity: Some(2),
+            ..Overrides::default()
+        };
+        s.set_layer("devices:library", Some(&four), who, now)
+            .unwrap();
+        s.set_group_members("devices:trolley", &["d1".into()], who, now)
+            .unwrap();
+        let e = s
+            .set_layer("devices:trolley", Some(&two), who, now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("minimum severity") && e.contains("d1"), "{e}");
+        assert_eq!(s.layers().unwrap().len(), 2);
+        assert!(s.layers_version().unwrap() > v);
+    }
+}

@@ -1,0 +1,555 @@
+//! Policy layers: the school's policy ([`crate::Policy`]) changed for
+//! groups of accounts and laptops, and what applies to one user on one
+//! laptop at one moment ([`GroupLayers::effective`]). The console and the
+//! agent both read a policy through this one function, so what the
+//! console says applies is what the laptop does.
+//!
+//! A group is named by its kind and a name:
+//!
+//! | group | who | from |
+//! |---|---|---|
+//! | `role:pupil`, `role:staff` | accounts of that role | the register (MIS import) |
+//! | `year:NAME` (`year:Year 9`) | accounts of that year group | the register |
+//! | `accounts:NAME` | a named list of accounts | the console |
+//! | `devices:NAME` | a named list of laptops | the console |
+//!
+//! **Precedence**, least specific first: the school's policy, then `role`,
+//! `year`, `accounts` and `devices` layers; a later layer's setting wins.
+//! Two layers of the same rank that both apply to someone and both set
+//! one thing differently are a tie, refused when a layer is saved
+//! ([`GroupLayers::ties`]), never guessed at.
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{Policy, Source, SourceSwitches};
+
+/// The kinds of group, least specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupKind {
+    Role,
+    Year,
+    Accounts,
+    Devices,
+}
+
+impl GroupKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            GroupKind::Role => "role",
+            GroupKind::Year => "year",
+            GroupKind::Accounts => "accounts",
+            GroupKind::Devices => "devices",
+        }
+    }
+
+    /// The kind of a group's name (`year:Year 9`).
+    ///
+    /// # Errors
+    /// A name without a known kind, said with the kinds there are.
+    pub fn of(group: &str) -> Result<GroupKind, String> {
+        let (kind, name) = group.split_once(':').unwrap_or(("", ""));
+        if name.trim().is_empty() {
+            return Err(format!(
+                "{group:?} is not a group: write role:pupil, role:staff, year:NAME, accounts:NAME or devices:NAME"
+            ));
+        }
+        match kind {
+            "role" if matches!(name, "pupil" | "staff") => Ok(GroupKind::Role),
+            "role" => Err(format!("{group:?}: a role is pupil or staff")),
+            "year" => Ok(GroupKind::Year),
+            "accounts" => Ok(GroupKind::Accounts),
+            "devices" => Ok(GroupKind::Devices),
+            _ => Err(format!(
+                "{group:?} is not a group: write role:pupil, role:staff, year:NAME, accounts:NAME or devices:NAME"
+            )),
+        }
+    }
+}
+
+/// Days and times of day (the laptop's own clock and zone, which is the
+/// school's) when a group is monitored as its layers say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitoringHours {
+    /// Monday first.
+    pub days: [bool; 7],
+    /// Minutes after midnight; `start < end`.
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl MonitoringHours {
+    /// Reads `Mon-Fri 08:00-16:00` (or `Sat,Sun 10:00-12:00`, `Mon 09:00-15:30`).
+    ///
+    /// # Errors
+    /// What does not read, with an example.
+    pub fn parse(text: &str) -> Result<MonitoringHours, String> {
+        let bad = || {
+            format!(
+                "hours {text:?} do not read: write days and times such as \"Mon-Fri 08:00-16:00\""
+            )
+        };
+        let (days_part, times) = text.trim().split_once(' ').ok_or_else(bad)?;
+        let day = |d: &str| {
+            DAY_NAMES
+                .iter()
+                .position(|x| x.eq_ignore_ascii_case(d.trim().get(..3).unwrap_or("")))
+                .ok_or_else(bad)
+        };
+        let mut days = [false; 7];
+        for part in days_part.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (day(a)?, day(b)?);
+                    if a > b {
+                        return Err(bad());
+                    }
+                    days[a..=b].iter_mut().for_each(|d| *d = true);
+                }
+                None => days[day(part)?] = true,
+            }
+        }
+        let minute = |t: &str| -> Result<u16, String> {
+            let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+            let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+            if h > 24 || m > 59 || (h == 24 && m > 0) {
+                return Err(bad());
+            }
+            Ok(h * 60 + m)
+        };
+        let (from, to) = times.trim().split_once('-').ok_or_else(bad)?;
+        let (start_minute, end_minute) = (minute(from)?, minute(to)?);
+        if start_minute >= end_minute {
+            return Err(format!("hours {text:?}: the end must be after the start"));
+        }
+        Ok(MonitoringHours {
+            days,
+            start_minute,
+            end_minute,
+        })
+    }
+
+    /// Whether `(weekday, minute)` (Monday 0, minutes after midnight) is
+    /// inside the hours.
+    pub fn contains(&self, weekday: u8, minute: u16) -> bool {
+        self.days
+            .get(usize::from(weekday))
+            .copied()
+            .unwrap_or(false)
+            && minute >= self.start_minute
+            && minute < self.end_minute
+    }
+}
+
+impl std::fmt::Display for MonitoringHours {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let days: Vec<&str> = DAY_NAMES
+            .iter()
+            .zip(self.days)
+            .filter(|(_, on)| *on)
+            .map(|(d, _)| *d)
+            .collect();
+        write!(
+            f,
+            "{} {:02}:{:02}-{:02}:{:02}",
+            days.join(","),
+            self.start_minute / 60,
+            self.start_minute % 60,
+            self.end_minute / 60,
+            self.end_minute % 60
+        )
+    }
+}
+
+/// What is captured outside a group's monitoring hours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutsideHours {
+    /// Nothing at all.
+    #[default]
+    Nothing,
+    /// Only hits of severity 5 (immediate risk to life, sexual
+    /// exploitation of a child).
+    GravestOnly,
+}
+
+/// What one group's layer changes; `None` or empty leaves it as the
+/// layers below have it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    pub min_severity: Option<u8>,
+    /// Categories switched on (`true`) or off.
+    pub categories: Vec<(String, bool)>,
+    /// Severity moved up or down for a category's hits.
+    pub severity_shift: Vec<(String, i8)>,
+    /// Sources switched on or off.
+    pub sources: Vec<(Source, bool)>,
+    pub screenshots: Option<bool>,
+    /// Sites whose pages are not read, on top of the school's.
+    pub page_reading_excluded: Vec<String>,
+    /// When the group is monitored; `None`: always.
+    pub hours: Option<MonitoringHours>,
+    /// What applies outside `hours`.
+    pub outside_hours: OutsideHours,
+}
+
+/// One group's layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub group: String,
+    pub overrides: Overrides,
+}
+
+/// Every layer, and the groups of each account a laptop may see, as the
+/// console sends them to one laptop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupLayers {
+    /// Raised at every change.
+    pub version: u64,
+    pub layers: Vec<Layer>,
+    /// Each account's groups of kind role, year and accounts.
+    pub accounts: Vec<(String, Vec<String>)>,
+    /// The groups (kind devices) of the laptop these were sent to.
+    pub device_groups: Vec<String>,
+}
+
+/// What applies to one user on one laptop at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Effective {
+    /// The groups the user (and laptop) are in, least specific first.
+    pub groups: Vec<String>,
+    /// Those of them whose layers applied, in the order they did.
+    pub layered: Vec<String>,
+    pub min_severity: u8,
+    /// Categories the school or a layer switched off.
+    pub disabled_categories: Vec<String>,
+    /// Categories a layer switched back on.
+    pub enabled_categories: Vec<String>,
+    pub severity_shift: Vec<(String, i8)>,
+    pub sources: SourceSwitches,
+    pub screenshots: bool,
+    pub page_reading_excluded: Vec<String>,
+    /// Whether the user is monitored now at all.
+    pub monitoring: bool,
+    /// Outside the hours with only the gravest kept: hits below 5 are
+    /// dropped.
+    pub gravest_only: bool,
+    /// The hours that decided `monitoring`, if a layer set any.
+    pub hours: Option<String>,
+}
+
+impl Effective {
+    /// Whether a hit of `category` at `severity` (before any shift) is
+    /// captured; and at what severity.
+    pub fn keeps(&self, category: &str, severity: u8) -> Option<u8> {
+        if !self.monitoring || self.disabled_categories.iter().any(|c| c == category) {
+            return None;
+        }
+        let shift = self
+            .severity_shift
+            .iter()
+            .find(|(c, _)| c == category)
+            .map_or(0, |(_, s)| *s);
+        let severity = (i16::from(severity) + i16::from(shift)).clamp(1, 5) as u8;
+        if severity < self.min_severity || (self.gravest_only && severity < 5) {
+            return None;
+        }
+        Some(severity)
+    }
+
+    /// Whether a source is switched on.
+    pub fn wants(&self, source: Source) -> bool {
+        let s = &self.sources;
+        match source {
+            Source::Typed => s.typed,
+            Source::WindowTitle => s.window_title,
+            Source::Browser => s.browser,
+            Source::Clipboard => s.clipboard,
+            Source::ScreenText => s.screen_text,
+            Source::Feed | Source::Concern => true,
+        }
+    }
+}
+
+impl GroupLayers {
+    /// The groups `account` is in on this laptop, least specific first.
+    pub fn groups_of(&self, account: &str) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .accounts
+            .iter()
+            .find(|(a, _)| a == account)
+            .map(|(_, g)| g.clone())
+            .unwrap_or_default();
+        groups.extend(self.device_groups.iter().cloned());
+        groups.sort_by_key(|g| GroupKind::of(g).ok());
+        groups.dedup();
+        groups
+    }
+
+    /// What applies to `account` on this laptop at `(weekday, minute)`
+    /// (Monday 0, minutes after midnight, the school's zone).
+    pub fn effective(&self, policy: &Policy, account: &str, weekday: u8, minute: u16) -> Effective {
+        let groups = self.groups_of(account);
+        let mut e = Effective {
+            groups: groups.clone(),
+            layered: Vec::new(),
+            min_severity: policy.min_severity,
+            disabled_categories: policy.disabled_categories.clone(),
+            enabled_categories: Vec::new(),
+            severity_shift: Vec::new(),
+            sources: policy.sources,
+            screenshots: policy.screenshots,
+            page_reading_excluded: policy.page_reading_excluded.clone(),
+            monitoring: true,
+            gravest_only: false,
+            hours: None,
+        };
+        for g in &groups {
+            let Some(layer) = self.layers.iter().find(|l| &l.group == g) else {
+                continue;
+            };
+            e.layered.push(g.clone());
+            let o = &layer.overrides;
+            if let Some(m) = o.min_severity {
+                e.min_severity = m;
+            }
+            for (c, on) in &o.categories {
+                e.disabled_categories.retain(|d| d != c);
+                e.enabled_categories.retain(|d| d != c);
+                if *on {
+                    e.enabled_categories.push(c.clone());
+                } else {
+                    e.disabled_categories.push(c.clone());
+                }
+            }
+            for (c, s) in &o.severity_shift {
+                e.severity_shift.retain(|(d, _)| d != c);
+                e.severity_shift.push((c.clone(), *s));
+            }
+            for (source, on) in &o.sources {
+                set_source(&mut e.sources, *source, *on);
+            }
+            if let Some(s) = o.screenshots {
+                e.screenshots = s;
+            }
+            e.page_reading_excluded
+                .extend(o.page_reading_excluded.iter().cloned());
+            if let Some(h) = &o.hours {
+                let inside = h.contains(weekday, minute);
+                e.hours = Some(h.to_string());
+                e.monitoring = inside || o.outside_hours == OutsideHours::GravestOnly;
+                e.gravest_only = !inside && o.outside_hours == OutsideHours::GravestOnly;
+            }
+        }
+        e
+    }
+
+    /// Ties: two layers of one rank that both apply to some account (or
+    /// laptop) in `members` and set one thing differently. Each is said
+    /// in a sentence; none means the layers can be saved.
+    ///
+    /// `members` lists, for each group of kind accounts or devices, the
+    /// accounts or laptops in it (role and year groups cannot overlap:
+    /// an account has one of each).
+    pub fn ties(&self, members: &[(String, Vec<String>)]) -> Vec<String> {
+        let mut out = Vec::new();
+        let of = |g: &str| {
+            members
+                .iter()
+                .find(|(n, _)| n == g)
+                .map(|(_, m)| m.as_slice())
+                .unwrap_or_default()
+        };
+        for (i, a) in self.layers.iter().enumerate() {
+            for b in &self.layers[i + 1..] {
+                let (ka, kb) = (GroupKind::of(&a.group), GroupKind::of(&b.group));
+                let (Ok(ka), Ok(kb)) = (ka, kb) else { continue };
+                if ka != kb || matches!(ka, GroupKind::Role | GroupKind::Year) {
+                    continue;
+                }
+                let Some(shared) = of(&a.group).iter().find(|m| of(&b.group).contains(m)) else {
+                    continue;
+                };
+                for what in clashes(&a.overrides, &b.overrides) {
+                    out.push(format!(
+                        "{} and {} both set {what} differently, and {shared:?} is in both: give one of them its own setting, or take {shared:?} out of one",
+                        a.group, b.group
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn set_source(s: &mut SourceSwitches, source: Source, on: bool) {
+    match source {
+        Source::Typed => s.typed = on,
+        Source::WindowTitle => s.window_title = on,
+        Source::Browser => s.browser = on,
+        Source::Clipboard => s.clipboard = on,
+        Source::ScreenText => s.screen_text = on,
+        Source::Feed | Source::Concern => {}
+    }
+}
+
+/// What two layers both set, differently.
+fn clashes(a: &Overrides, b: &Overrides) -> Vec<String> {
+    let mut out = Vec::new();
+    if matches!((a.min_severity, b.min_severity), (Some(x), Some(y)) if x != y) {
+        out.push("the minimum severity".to_owned());
+    }
+    for (c, on) in &a.categories {
+        if b.categories.iter().any(|(d, o)| d == c && o != on) {
+            out.push(format!("category {c}"));
+        }
+    }
+    for (c, s) in &a.severity_shift {
+        if b.severity_shift.iter().any(|(d, t)| d == c && t != s) {
+            out.push(format!("the severity of {c}"));
+        }
+    }
+    for (src, on) in &a.sources {
+        if b.sources.iter().any(|(d, o)| d == src && o != on) {
+            out.push(format!("source {src:?}"));
+        }
+    }
+    if matches!((a.screenshots, b.screenshots), (Some(x), Some(y)) if x != y) {
+        out.push("screenshots".to_owned());
+    }
+    if a.hours.is_some()
+        && b.hours.is_some()
+        && (a.hours != b.hours || a.outside_hours != b.outside_hours)
+    {
+        out.push("monitoring hours".to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers() -> GroupLayers {
+        GroupLayers {
+            version: 1,
+            layers: vec![
+                Layer {
+                    group: "year:Year 7".into(),
+                    overrides: Overrides {
+                        categories: vec![("gambling".into(), false)],
+                        hours: Some(MonitoringHours::parse("Mon-Fri 08:00-16:00").unwrap()),
+                        outside_hours: OutsideHours::GravestOnly,
+                        ..Overrides::default()
+                    },
+                },
+                Layer {
+                    group: "role:pupil".into(),
+                    overrides: Overrides {
+                        min_severity: Some(2),
+                        categories: vec![("gambling".into(), true)],
+                        ..Overrides::default()
+                    },
+                },
+                Layer {
+                    group: "devices:library".into(),
+                    overrides: Overrides {
+                        min_severity: Some(4),
+                        screenshots: Some(false),
+                        ..Overrides::default()
+                    },
+                },
+            ],
+            accounts: vec![
+                (
+                    "amy".into(),
+                    vec!["role:pupil".into(), "year:Year 7".into()],
+                ),
+                (
+                    "ben".into(),
+                    vec!["role:pupil".into(), "year:Year 12".into()],
+                ),
+            ],
+            device_groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_most_specific_layer_wins_and_hours_decide_monitoring() {
+        let policy = Policy::baseline();
+        let l = layers();
+        // Tuesday 10:00: amy's year switches gambling off over her role's on.
+        let amy = l.effective(&policy, "amy", 1, 600);
+        assert_eq!(amy.groups, vec!["role:pupil", "year:Year 7"]);
+        assert_eq!(amy.layered, amy.groups);
+        assert_eq!(amy.min_severity, 2);
+        assert!(amy.disabled_categories.contains(&"gambling".to_owned()));
+        assert_eq!(amy.keeps("gambling", 5), None);
+        assert_eq!(amy.keeps("self-harm", 2), Some(2));
+        let ben = l.effective(&policy, "ben", 1, 600);
+        assert_eq!(ben.keeps("gambling", 3), Some(3));
+        // Tuesday 20:00: amy's year keeps only the gravest; ben is watched.
+        let evening = l.effective(&policy, "amy", 1, 1200);
+        assert!(evening.monitoring && evening.gravest_only);
+        assert_eq!(evening.keeps("self-harm", 4), None);
+        assert_eq!(evening.keeps("self-harm", 5), Some(5));
+        // Someone the register does not know gets the school's policy.
+        let stranger = l.effective(&policy, "zed", 1, 600);
+        assert!(stranger.groups.is_empty());
+        assert_eq!(stranger.min_severity, policy.min_severity);
+        // On a library laptop its device layer comes last.
+        let mut library = l.clone();
+        library.device_groups = vec!["devices:library".into()];
+        let on_it = library.effective(&policy, "amy", 1, 600);
+        assert_eq!(on_it.min_severity, 4);
+        assert!(!on_it.screenshots);
+        assert_eq!(on_it.groups.last().unwrap(), "devices:library");
+    }
+
+    #[test]
+    fn hours_read_and_say_what_is_wrong() {
+        let h = MonitoringHours::parse("Mon-Fri 08:00-16:00").unwrap();
+        assert!(h.contains(0, 480) && h.contains(4, 959));
+        assert!(!h.contains(4, 960) && !h.contains(5, 600));
+        assert_eq!(h.to_string(), "mon,tue,wed,thu,fri 08:00-16:00");
+        assert_eq!(MonitoringHours::parse(&h.to_string()).unwrap(), h);
+        let w = MonitoringHours::parse("Sat,sun 10:00-12:30").unwrap();
+        assert!(w.contains(6, 700) && !w.contains(0, 700));
+        for bad in [
+            "",
+            "Mon-Fri",
+            "Fri-Mon 08:00-16:00",
+            "Mon 16:00-08:00",
+            "Mon 25:00-26:00",
+            "Xyz 08:00-09:00",
+        ] {
+            assert!(MonitoringHours::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_tie_is_named_and_a_group_needs_a_kind() {
+        let mut l = layers();
+        l.layers.push(Layer {
+            group: "devices:lab".into(),
+            overrides: Overrides {
+                min_severity: Some(3),
+                ..Overrides::default()
+            },
+        });
+        let members = vec![
+            ("devices:library".to_owned(), vec!["d1".to_owned()]),
+            ("devices:lab".to_owned(), vec!["d1".to_owned()]),
+        ];
+        let ties = l.ties(&members);
+        assert_eq!(ties.len(), 1, "{ties:?}");
+        assert!(ties[0].contains("minimum severity") && ties[0].contains("d1"));
+        assert!(
+            l.ties(&members[..1]).is_empty(),
+            "no laptop in both: no tie"
+        );
+        assert!(GroupKind::of("Year 9").is_err());
+        assert!(GroupKind::of("role:governor").is_err());
+        assert_eq!(GroupKind::of("year:Year 9"), Ok(GroupKind::Year));
+    }
+}
