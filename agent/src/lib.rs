@@ -15,6 +15,7 @@ pub mod accessibility;
 pub mod backoff;
 pub mod browser_history;
 pub mod browser_integration;
+pub mod group_policy;
 pub mod heartbeat;
 pub mod ipc;
 pub mod native_host;

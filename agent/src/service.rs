@@ -82,6 +82,9 @@ pub struct Service {
     spool: Arc<Spool>,
     spooled: Arc<Notify>,
     policy: watch::Receiver<Arc<Policy>>,
+    /// The policy's layers for groups: helpers run the widest policy they
+    /// allow, and [`Service::store`] keeps what applies to each user.
+    layers: watch::Receiver<Arc<protocol::layers::GroupLayers>>,
     user: watch::Sender<Option<String>>,
     connected: watch::Receiver<bool>,
     sessions: Mutex<HashMap<u64, SessionEntry>>,
@@ -175,6 +178,8 @@ impl Service {
             policy.version
         );
         let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
+        let layers = state.load_layers().unwrap_or_default();
+        let (layers_tx, layers_rx) = watch::channel(Arc::new(layers));
         let (user_tx, user_rx) = watch::channel(None);
         let (connected_tx, connected_rx) = watch::channel(false);
         let spooled = Arc::new(Notify::new());
@@ -182,6 +187,7 @@ impl Service {
             spool: spool.clone(),
             spooled: spooled.clone(),
             policy: policy_rx,
+            layers: layers_rx,
             user: user_tx,
             connected: connected_rx,
             sessions: Mutex::new(HashMap::new()),
@@ -213,6 +219,7 @@ impl Service {
                 spool,
                 spooled,
                 policy: policy_tx,
+                layers: layers_tx,
                 user: user_rx,
                 connected: connected_tx,
                 health: uplink::HealthSource(
@@ -708,11 +715,19 @@ impl Service {
         let mut reader = Connection::new(read);
         let mut writer = Connection::new(write);
         let mut policy = self.policy.clone();
+        let mut layers = self.layers.clone();
         let mut logged_out = false;
         let mut stopped: Option<String> = None;
+        let helper_policy =
+            |p: &watch::Receiver<Arc<Policy>>,
+             l: &watch::Receiver<Arc<protocol::layers::GroupLayers>>| {
+                ToSession::Policy(crate::group_policy::widest(&p.borrow(), &l.borrow()))
+            };
+        policy.borrow_and_update();
+        layers.borrow_and_update();
         let first = [
             ToSession::Welcome { user: user.clone() },
-            ToSession::Policy((**policy.borrow_and_update()).clone()),
+            helper_policy(&policy, &layers),
         ];
         let mut ok = true;
         for m in &first {
@@ -755,8 +770,12 @@ impl Service {
                     ok = writer.send(&message).await.is_ok();
                 }
                 Ok(()) = policy.changed() => {
-                    let p = (**policy.borrow_and_update()).clone();
-                    ok = writer.send(&ToSession::Policy(p)).await.is_ok();
+                    policy.borrow_and_update();
+                    ok = writer.send(&helper_policy(&policy, &layers)).await.is_ok();
+                }
+                Ok(()) = layers.changed() => {
+                    layers.borrow_and_update();
+                    ok = writer.send(&helper_policy(&policy, &layers)).await.is_ok();
                 }
             }
         }
@@ -792,8 +811,27 @@ impl Service {
         }
     }
 
-    /// Spools a record from a session helper as the kernel-identified user.
-    async fn store(&self, mut record: AgentMessage, user: &str) -> ToSession {
+    /// Spools a record from a session helper as the kernel-identified
+    /// user, keeping of it what the policy's layers apply to that user
+    /// (a record they drop is answered as stored: the helper forgets it).
+    async fn store(&self, record: AgentMessage, user: &str) -> ToSession {
+        let Some(id) = record.record_id() else {
+            return ToSession::Refused(format!(
+                "a session helper may not send a {}",
+                record.kind_name()
+            ));
+        };
+        let kept = {
+            let (policy, layers) = (self.policy.borrow(), self.layers.borrow());
+            crate::group_policy::keep(record, user, &policy, &layers)
+        };
+        match kept {
+            Some(record) => self.store_as(record, user).await,
+            None => ToSession::Stored(id),
+        }
+    }
+
+    async fn store_as(&self, mut record: AgentMessage, user: &str) -> ToSession {
         match &mut record {
             AgentMessage::Capture(c) => c.user = user.to_owned(),
             AgentMessage::Concern(c) => c.user = user.to_owned(),

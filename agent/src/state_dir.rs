@@ -76,6 +76,10 @@ impl StateDir {
         self.private().join("policy.bin")
     }
 
+    fn layers_file(&self) -> PathBuf {
+        self.private().join("layers.bin")
+    }
+
     /// Creates the directories with their modes, or tightens them.
     ///
     /// # Errors
@@ -197,6 +201,33 @@ impl StateDir {
         let tmp = self.private().join("policy.bin.tmp");
         write_private(&tmp, &bytes)?;
         fs::rename(&tmp, self.policy_file()).context("cannot replace the saved policy")
+    }
+}
+
+impl StateDir {
+    /// The policy's layers for groups as last received, if any.
+    pub fn load_layers(&self) -> Option<protocol::layers::GroupLayers> {
+        let bytes = fs::read(self.layers_file()).ok()?;
+        match postcard::from_bytes(&bytes) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(
+                    "the saved policy layers are damaged ({e}); the school's policy applies to everyone until the console sends them"
+                );
+                None
+            }
+        }
+    }
+
+    /// Saves the layers atomically (write, sync, rename).
+    ///
+    /// # Errors
+    /// If they cannot be written.
+    pub fn save_layers(&self, layers: &protocol::layers::GroupLayers) -> anyhow::Result<()> {
+        let bytes = postcard::to_stdvec(layers).context("cannot encode the policy layers")?;
+        let tmp = self.private().join("layers.bin.tmp");
+        write_private(&tmp, &bytes)?;
+        fs::rename(&tmp, self.layers_file()).context("cannot replace the saved policy layers")
     }
 }
 

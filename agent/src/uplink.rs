@@ -24,6 +24,8 @@ pub struct UplinkShared {
     pub spooled: Arc<Notify>,
     /// The policy in force; the uplink sends new versions into it.
     pub policy: watch::Sender<Arc<Policy>>,
+    /// The policy's layers for groups, as the console last sent them.
+    pub layers: watch::Sender<Arc<protocol::layers::GroupLayers>>,
     /// The user of the most recent session helper, for heartbeats.
     pub user: watch::Receiver<Option<String>>,
     /// Whether a session with the console is open (for `agent status`).
@@ -162,6 +164,21 @@ fn adopt_policy(state: &StateDir, shared: &UplinkShared, policy: Policy) {
         tracing::error!("{e:#}; the new policy is used but not saved");
     }
     let _ = shared.policy.send(Arc::new(policy));
+}
+
+fn adopt_layers(state: &StateDir, shared: &UplinkShared, layers: protocol::layers::GroupLayers) {
+    if **shared.layers.borrow() == layers {
+        return;
+    }
+    tracing::info!(
+        "policy layers version {} received ({} layers)",
+        layers.version,
+        layers.layers.len()
+    );
+    if let Err(e) = state.save_layers(&layers) {
+        tracing::error!("{e:#}; the new layers are used but not saved");
+    }
+    let _ = shared.layers.send(Arc::new(layers));
 }
 
 /// A session that lasted this long resets the reconnect backoff.
@@ -329,6 +346,10 @@ async fn handle(
         }
         ConsoleMessage::Policy(policy) => {
             adopt_policy(state, shared, policy);
+            return None;
+        }
+        ConsoleMessage::Layers(layers) => {
+            adopt_layers(state, shared, layers);
             return None;
         }
         ConsoleMessage::Revoke { reason } => return Some(Ended::Revoked(reason)),

@@ -97,6 +97,9 @@ pub struct Context {
     pub authority: Arc<Authority>,
     pub ingest: IngestHandle,
     pub policy: PolicyWatch,
+    /// The layers' version (see [`crate::store::groups`]): each laptop of
+    /// protocol 5 or later is sent its layers again when it changes.
+    pub layers: watch::Receiver<u64>,
     pub revoked: Revoked,
     pub limits: Limits,
     pub connections: Arc<Semaphore>,
@@ -413,11 +416,27 @@ async fn session(tls: TlsStream<TcpStream>, peer: SocketAddr, device: Uuid, ctx:
     {
         return;
     }
+    // Layers only to agents that can read them.
+    let layers = (hello.protocol_version >= LAYERS_SINCE).then(|| DeviceLayers {
+        version: ctx.layers.clone(),
+        store: ctx.store.clone(),
+        device,
+    });
+    if let Some(l) = &layers {
+        match l.build().await {
+            Some(m) => {
+                if writer.send(&m).await.is_err() {
+                    return;
+                }
+            }
+            None => return,
+        }
+    }
     tracing::debug!("{peer}: device {device} connected");
 
     let (reply_tx, replies) = mpsc::unbounded_channel();
     let (control_tx, control) = mpsc::unbounded_channel();
-    let write_task = tokio::spawn(write_loop(writer, replies, control, policy));
+    let write_task = tokio::spawn(write_loop(writer, replies, control, policy, layers));
     read_loop(&mut reader, peer, device, ctx, reply_tx, &control_tx).await;
     drop(control_tx);
     let _ = write_task.await;
@@ -541,14 +560,47 @@ async fn read_loop(
     }
 }
 
+/// The protocol version from which agents read [`ConsoleMessage::Layers`].
+const LAYERS_SINCE: u16 = 5;
+
+/// What a connection needs to send its laptop the layers.
+struct DeviceLayers {
+    version: watch::Receiver<u64>,
+    store: Arc<dyn Store>,
+    device: Uuid,
+}
+
+impl DeviceLayers {
+    /// The laptop's layers as a message; `None` if they cannot be read
+    /// (logged: the laptop keeps what it has).
+    async fn build(&self) -> Option<ConsoleMessage> {
+        let (store, device) = (self.store.clone(), self.device);
+        match tokio::task::spawn_blocking(move || store.layers_for_device(&device.to_string()))
+            .await
+        {
+            Ok(Ok(l)) => Some(ConsoleMessage::Layers(l)),
+            Ok(Err(e)) => {
+                tracing::error!("device {device}: cannot read its policy layers: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::error!("device {device}: reading its policy layers failed: {e}");
+                None
+            }
+        }
+    }
+}
+
 async fn write_loop(
     mut writer: Connection<WriteHalf<TlsStream<TcpStream>>>,
     mut replies: Replies,
     mut control: mpsc::UnboundedReceiver<Control>,
     mut policy: PolicyWatch,
+    mut layers: Option<DeviceLayers>,
 ) {
     let mut control_open = true;
     let mut policy_open = true;
+    let mut layers_open = layers.is_some();
     loop {
         let message = tokio::select! {
             // Control first: a Revoke must go out before the connection ends.
@@ -609,6 +661,23 @@ async fn write_loop(
                 }
                 let current = policy.borrow_and_update().clone();
                 ConsoleMessage::Policy((*current).clone())
+            },
+            changed = async {
+                match layers.as_mut() {
+                    Some(l) => l.version.changed().await,
+                    None => std::future::pending().await,
+                }
+            }, if layers_open => {
+                let Some(l) = layers.as_mut() else { continue };
+                if changed.is_err() {
+                    layers_open = false;
+                    continue;
+                }
+                l.version.borrow_and_update();
+                match l.build().await {
+                    Some(m) => m,
+                    None => continue,
+                }
             },
         };
         let revoke = matches!(message, ConsoleMessage::Revoke { .. });

@@ -94,6 +94,7 @@ impl Console {
         revoked.replace(store.revoked_devices()?);
         let policy = Arc::new(crate::policy::ensure_aup(store.as_ref())?);
         let (policy_tx, policy_rx) = watch::channel(policy);
+        let (layers_tx, layers_rx) = watch::channel(store.layers_version()?);
 
         let agent_addr = listen.agent.unwrap_or(settings.agent_listen);
         let agent_tcp = TcpListener::bind(agent_addr)
@@ -132,6 +133,7 @@ impl Console {
             authority: dir.authority.clone(),
             ingest,
             policy: policy_rx,
+            layers: layers_rx,
             revoked: revoked.clone(),
             connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
             // A semaphore holds at most MAX_PERMITS; a larger budget is
@@ -237,7 +239,7 @@ impl Console {
         tasks.push(tokio::spawn(refresh(
             store.clone(),
             revoked,
-            policy_tx.clone(),
+            (policy_tx.clone(), layers_tx),
             shutdown_rx.clone(),
         )));
         let alert_wakes = live.subscribe();
@@ -312,7 +314,7 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
 async fn refresh(
     store: Arc<dyn Store>,
     revoked: Revoked,
-    policy: watch::Sender<Arc<protocol::Policy>>,
+    (policy, layers): (watch::Sender<Arc<protocol::Policy>>, watch::Sender<u64>),
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -322,12 +324,20 @@ async fn refresh(
         }
         let s = store.clone();
         let read = tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::store::StoreError>((s.revoked_devices()?, s.policy()?))
+            Ok::<_, crate::store::StoreError>((
+                s.revoked_devices()?,
+                s.policy()?,
+                s.layers_version()?,
+            ))
         })
         .await;
         match read {
-            Ok(Ok((set, current))) => {
+            Ok(Ok((set, current, layers_version))) => {
                 revoked.replace(set);
+                if layers_version != *layers.borrow() {
+                    tracing::info!("policy layers version {layers_version} is now in force");
+                    layers.send_replace(layers_version);
+                }
                 if current.version != policy.borrow().version {
                     tracing::info!("policy version {} is now in force", current.version);
                     policy.send_replace(Arc::new(current));

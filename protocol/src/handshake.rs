@@ -17,12 +17,13 @@ use crate::message::{AgentMessage, ConsoleMessage, Hello, Refusal, Welcome};
 use crate::{Connection, ProtocolError};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The oldest peer version this build still talks to. Version 4 only
 /// added tamper kinds, so a console still reads what a version 3 agent
 /// sends; a version 4 agent is refused by a version 3 console, which could
-/// not read them.
+/// not read them. Version 5 added the console's `Layers` message, which a
+/// console sends only to agents of version 5 or later.
 pub const MIN_SUPPORTED_VERSION: u16 = 3;
 
 /// Whether a peer speaking `theirs` can talk to this build.

@@ -559,15 +559,23 @@ pub enum ConsoleMessage {
     },
     /// These records will never be accepted; the agent drops them.
     Reject(Vec<Rejected>),
+    /// The policy's layers for groups, and the groups of every account
+    /// and of this laptop (protocol 5): sent after the policy, and again
+    /// whenever they change.
+    Layers(
+        #[cfg_attr(test, proptest(strategy = "crate::roundtrip_tests::group_layers()"))]
+        crate::layers::GroupLayers,
+    ),
 }
 
 impl ConsoleMessage {
     /// Number of variants; see [`AgentMessage::KINDS`].
-    pub const KINDS: u32 = 6;
+    pub const KINDS: u32 = 7;
 
     /// A short name for logs and errors.
     pub fn kind_name(&self) -> &'static str {
         match self {
+            ConsoleMessage::Layers(_) => "Layers",
             ConsoleMessage::Welcome(_) => "Welcome",
             ConsoleMessage::Refuse(_) => "Refuse",
             ConsoleMessage::Ack(_) => "Ack",

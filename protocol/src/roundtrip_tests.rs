@@ -49,6 +49,8 @@ proptest! {
     #[test]
     fn policy(m in any::<Policy>()) { roundtrip(&ConsoleMessage::Policy(m)) }
     #[test]
+    fn layers(m in group_layers()) { roundtrip(&ConsoleMessage::Layers(m)) }
+    #[test]
     fn revoke(reason in ".*") { roundtrip(&ConsoleMessage::Revoke { reason }) }
     #[test]
     fn reject(m in proptest::collection::vec(any::<Rejected>(), 0..10)) {
@@ -96,4 +98,55 @@ proptest! {
         decoder.push(&bytes);
         while let Ok(Some(_)) = decoder.next_message::<ConsoleMessage>() {}
     }
+}
+
+/// Group layers of a few groups and accounts, with every setting.
+pub(crate) fn group_layers() -> impl Strategy<Value = crate::layers::GroupLayers> {
+    use crate::layers::{GroupLayers, Layer, MonitoringHours, OutsideHours, Overrides};
+    use proptest::collection::vec;
+    let overrides = (
+        proptest::option::of(any::<u8>()),
+        vec((".{0,8}", any::<bool>()), 0..3),
+        vec((".{0,8}", any::<i8>()), 0..3),
+        vec((any::<Source>(), any::<bool>()), 0..3),
+        proptest::option::of(any::<bool>()),
+        vec(".{0,12}", 0..3),
+        proptest::option::of((any::<[bool; 7]>(), any::<u16>(), any::<u16>())),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(min, cats, shift, sources, shots, sites, hours, gravest)| Overrides {
+                min_severity: min,
+                categories: cats,
+                severity_shift: shift,
+                sources,
+                screenshots: shots,
+                page_reading_excluded: sites,
+                hours: hours.map(|(days, start_minute, end_minute)| MonitoringHours {
+                    days,
+                    start_minute,
+                    end_minute,
+                }),
+                outside_hours: if gravest {
+                    OutsideHours::GravestOnly
+                } else {
+                    OutsideHours::Nothing
+                },
+            },
+        );
+    (
+        any::<u64>(),
+        vec((".{0,12}", overrides), 0..4),
+        vec((".{0,12}", vec(".{0,12}", 0..3)), 0..4),
+        vec(".{0,12}", 0..3),
+    )
+        .prop_map(|(version, layers, accounts, device_groups)| GroupLayers {
+            version,
+            layers: layers
+                .into_iter()
+                .map(|(group, overrides)| Layer { group, overrides })
+                .collect(),
+            accounts,
+            device_groups,
+        })
 }

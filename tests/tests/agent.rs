@@ -290,6 +290,100 @@ fn a_grave_phrase_typed_on_a_laptop_is_mailed_and_posted_within_seconds() -> any
     Ok(())
 }
 
+/// Policies per group (issue 24) on a real laptop: the test's account is
+/// in Year 7 by the register; Year 7's layer switches self-harm off, so a
+/// self-harm phrase typed into an xterm makes no capture while a bullying
+/// one does; switched back on from the command line, the console sends
+/// the layers within seconds and the same phrase is captured. `policy
+/// effective` says the same at each step.
+#[test]
+fn a_year_groups_layer_decides_what_its_pupil_is_captured_for() -> anyhow::Result<()> {
+    let mut x = XDesktop::start()?;
+    let s = setup()?;
+    let data = s.console.data.to_str().context("data")?.to_owned();
+    let me = whoami()?;
+    let mis = s.tmp.path().join("mis.csv");
+    std::fs::write(
+        &mis,
+        format!("account,name,year group,role\n{me},Test Pupil,Year 7,pupil\n"),
+    )?;
+    console_cli(
+        &[
+            "register",
+            "import",
+            "--data",
+            &data,
+            mis.to_str().context("mis")?,
+        ],
+        None,
+    )?;
+    let set = |flag: &str| {
+        console_cli(
+            &[
+                "policy",
+                "set-group",
+                "--data",
+                &data,
+                "--group",
+                "year:Year 7",
+                flag,
+                "self-harm",
+            ],
+            None,
+        )
+    };
+    let self_harm_on = || -> anyhow::Result<bool> {
+        let e: serde_json::Value = serde_json::from_str(&console_cli(
+            &["policy", "effective", "--data", &data, "--user", &me],
+            None,
+        )?)?;
+        e["categories"]["self-harm"]
+            .as_bool()
+            .context("self-harm in the effective policy")
+    };
+    set("--disable-category")?;
+    assert!(!self_harm_on()?);
+
+    let agent = AgentProcess::start("run", &s.state, Some(&x.display), &s.home, &[])?;
+    agent.wait_log("policy layers version", Duration::from_secs(30))?;
+    agent.wait_log("watching the X display", Duration::from_secs(30))?;
+    agent.answer_aup(&x, 1, true)?;
+    x.xterm("Chat")?;
+    x.type_text("i want to kill myself")?;
+    x.keys(&["Return"])?;
+    x.type_text("ur such a loser nobody likes u")?;
+    x.keys(&["Return"])?;
+    wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the bullying capture",
+        |r| r.iter().any(|r| r.category == "cyberbullying"),
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = captures(&s.console.data)?;
+    assert!(
+        !rows.iter().any(|r| r.category == "self-harm"),
+        "self-harm is off for Year 7: {rows:#?}"
+    );
+
+    // Back on: the console sends the layers, the laptop applies them.
+    set("--enable-category")?;
+    assert!(self_harm_on()?);
+    agent.wait_log_count("policy layers version", 2, Duration::from_secs(30))?;
+    // A new window: the helper counts the phrase it found before (and the
+    // service dropped) against the same window for the debounce period.
+    x.xterm("Chat again")?;
+    x.type_text("i want to kill myself")?;
+    x.keys(&["Return"])?;
+    wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the self-harm capture",
+        |r| r.iter().any(|r| r.category == "self-harm"),
+    )?;
+    Ok(())
+}
+
 /// A minimal web server answering every request with a small page.
 fn web_server() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;

@@ -1,0 +1,192 @@
+//! The policy's layers for groups (issue 24) on the laptop. A session
+//! helper runs the *widest* policy any layer could ask of it, so it finds
+//! every hit some group would keep; the service, which knows the user from
+//! the kernel, then keeps of each record only what applies to that user on
+//! this laptop at that moment ([`protocol::layers::GroupLayers::effective`],
+//! the same reading the console's `policy effective` prints).
+
+use protocol::layers::GroupLayers;
+use protocol::{AgentMessage, Policy, Screenshot, UnixMillis};
+
+/// `(weekday, minute)` of `at` on this laptop's clock and zone (the
+/// school's): Monday 0, minutes after midnight.
+pub fn local_moment(at: UnixMillis) -> (u8, u16) {
+    let z = jiff::Timestamp::from_millisecond(at.0)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(jiff::tz::TimeZone::system());
+    let weekday = u8::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0);
+    let minute = u16::try_from(i32::from(z.hour()) * 60 + i32::from(z.minute())).unwrap_or(0);
+    (weekday, minute)
+}
+
+/// The policy a session helper runs: the school's, widened so that what
+/// any layer keeps is found (the lowest minimum severity, a category on
+/// if any layer switches it on, a source on if any layer does, screenshots
+/// if any layer wants them).
+pub fn widest(policy: &Policy, layers: &GroupLayers) -> Policy {
+    let mut p = policy.clone();
+    for l in &layers.layers {
+        let o = &l.overrides;
+        if let Some(m) = o.min_severity {
+            p.min_severity = p.min_severity.min(m);
+        }
+        for (c, on) in &o.categories {
+            if *on {
+                p.disabled_categories.retain(|d| d != c);
+            }
+        }
+        // A category raised by a layer may rise above the threshold.
+        if o.severity_shift.iter().any(|(_, s)| *s > 0) {
+            let most = o.severity_shift.iter().map(|(_, s)| *s).max().unwrap_or(0);
+            let lowest = i16::from(p.min_severity) - i16::from(most);
+            p.min_severity = lowest.clamp(1, 5) as u8;
+        }
+        for (source, on) in &o.sources {
+            if *on {
+                match source {
+                    protocol::Source::Typed => p.sources.typed = true,
+                    protocol::Source::WindowTitle => p.sources.window_title = true,
+                    protocol::Source::Browser => p.sources.browser = true,
+                    protocol::Source::Clipboard => p.sources.clipboard = true,
+                    protocol::Source::ScreenText => p.sources.screen_text = true,
+                    protocol::Source::Feed | protocol::Source::Concern => {}
+                }
+            }
+        }
+        if o.screenshots == Some(true) {
+            p.screenshots = true;
+        }
+    }
+    p
+}
+
+/// What of `record` (from a helper of `user`) is kept under the layers:
+/// `None` if nothing. Captures are dropped, or their severity moved and
+/// screenshot removed, as the user's layers say at the capture's time;
+/// site visits outside the user's monitored hours are dropped. Concerns,
+/// AUP answers and tamper events always go.
+pub fn keep(
+    record: AgentMessage,
+    user: &str,
+    policy: &Policy,
+    layers: &GroupLayers,
+) -> Option<AgentMessage> {
+    match record {
+        AgentMessage::Capture(mut c) => {
+            let (weekday, minute) = local_moment(c.time);
+            let e = layers.effective(policy, user, weekday, minute);
+            if !e.wants(c.source) {
+                return None;
+            }
+            c.severity = e.keeps(&c.category, c.severity)?;
+            if !e.screenshots {
+                c.screenshot =
+                    Screenshot::Missing("screenshots are off for this user's group".into());
+            }
+            Some(AgentMessage::Capture(c))
+        }
+        AgentMessage::SiteVisits(mut batch) => {
+            batch.visits.retain(|v| {
+                let (weekday, minute) = local_moment(v.start);
+                let e = layers.effective(policy, user, weekday, minute);
+                e.monitoring && !e.gravest_only && e.sources.site_visits
+            });
+            (!batch.visits.is_empty()).then_some(AgentMessage::SiteVisits(batch))
+        }
+        other => Some(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::layers::{Layer, MonitoringHours, OutsideHours, Overrides};
+
+    use super::*;
+
+    /// Year 12's hours are an hour that is not now.
+    fn layers() -> GroupLayers {
+        let (_, minute) = local_moment(UnixMillis::now());
+        let not_now = if minute < 600 {
+            "Mon-Sun 12:00-13:00"
+        } else {
+            "Mon-Sun 01:00-02:00"
+        };
+        GroupLayers {
+            version: 1,
+            layers: vec![
+                Layer {
+                    group: "year:Year 7".into(),
+                    overrides: Overrides {
+                        categories: vec![("gambling".into(), false)],
+                        min_severity: Some(2),
+                        ..Overrides::default()
+                    },
+                },
+                Layer {
+                    group: "year:Year 12".into(),
+                    overrides: Overrides {
+                        categories: vec![("adult".into(), true)],
+                        screenshots: Some(false),
+                        hours: Some(MonitoringHours::parse(not_now).unwrap()),
+                        outside_hours: OutsideHours::GravestOnly,
+                        ..Overrides::default()
+                    },
+                },
+            ],
+            accounts: vec![
+                ("amy".into(), vec!["year:Year 7".into()]),
+                ("ben".into(), vec!["year:Year 12".into()]),
+            ],
+            device_groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_helper_finds_what_any_layer_keeps_and_the_service_keeps_what_applies() {
+        let mut policy = Policy::baseline();
+        policy.disabled_categories = vec!["adult".into()];
+        let wide = widest(&policy, &layers());
+        assert_eq!(wide.min_severity, 2);
+        assert!(
+            wide.disabled_categories.is_empty(),
+            "adult is on for a layer"
+        );
+
+        let capture = |category: &str, severity: u8| {
+            AgentMessage::Capture(protocol::Capture {
+                id: uuid::Uuid::now_v7(),
+                time: UnixMillis::now(),
+                user: String::new(),
+                source: protocol::Source::Typed,
+                app: "xterm".into(),
+                window_title: "Chat".into(),
+                url: None,
+                term: "t".into(),
+                category: category.into(),
+                severity,
+                context: "t".into(),
+                context_match: (0, 1),
+                screenshot: Screenshot::Png(vec![1, 2, 3]),
+            })
+        };
+        let l = layers();
+        assert!(keep(capture("gambling", 4), "amy", &policy, &l).is_none());
+        assert!(keep(capture("self-harm", 2), "amy", &policy, &l).is_some());
+        assert!(
+            keep(capture("self-harm", 2), "zed", &policy, &l).is_none(),
+            "the school's 3"
+        );
+        // Outside Ben's hours only the gravest, and never with a screenshot.
+        assert!(keep(capture("self-harm", 4), "ben", &policy, &l).is_none());
+        match keep(capture("self-harm", 5), "ben", &policy, &l) {
+            Some(AgentMessage::Capture(c)) => {
+                assert!(matches!(c.screenshot, Screenshot::Missing(_)));
+            }
+            other => panic!("the gravest is kept: {other:?}"),
+        }
+        assert!(
+            keep(capture("adult", 3), "amy", &policy, &l).is_none(),
+            "off for the school"
+        );
+    }
+}
