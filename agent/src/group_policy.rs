@@ -78,6 +78,13 @@ pub fn keep(
             if !e.wants(c.source) {
                 return None;
             }
+            // A page of a site the user's layers leave unread.
+            let host = c.url.as_deref().and_then(wordlists::domains::host_of);
+            if c.source == protocol::Source::ScreenText
+                && host.is_some_and(|h| protocol::site_listed(&e.page_reading_excluded, &h))
+            {
+                return None;
+            }
             c.severity = e.keeps(&c.category, c.severity)?;
             if !e.screenshots {
                 c.screenshot =
@@ -119,6 +126,7 @@ mod tests {
                     overrides: Overrides {
                         categories: vec![("gambling".into(), false)],
                         min_severity: Some(2),
+                        page_reading_excluded: vec!["mis.school.example".into()],
                         ..Overrides::default()
                     },
                 },
@@ -188,5 +196,18 @@ mod tests {
             keep(capture("adult", 3), "amy", &policy, &l).is_none(),
             "off for the school"
         );
+        // A page of a site Year 7's layer leaves unread, for Year 7 only.
+        let on_page = |url: &str| {
+            let AgentMessage::Capture(mut c) = capture("self-harm", 4) else {
+                unreachable!()
+            };
+            c.source = protocol::Source::ScreenText;
+            c.url = Some(url.into());
+            AgentMessage::Capture(c)
+        };
+        let unread = "https://www.mis.school.example/pupil";
+        assert!(keep(on_page(unread), "amy", &policy, &l).is_none());
+        assert!(keep(on_page("https://news.example/a"), "amy", &policy, &l).is_some());
+        assert!(keep(on_page(unread), "zed", &policy, &l).is_some());
     }
 }

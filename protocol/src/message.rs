@@ -495,15 +495,7 @@ impl Policy {
 
     /// Whether pages at `host` are left unread under this policy.
     pub fn page_reading_excluded(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.page_reading_excluded.iter().any(|d| {
-            let d = d.trim().trim_start_matches("*.").trim_end_matches('.');
-            !d.is_empty()
-                && (host.eq_ignore_ascii_case(d)
-                    || host
-                        .strip_suffix(&d.to_ascii_lowercase())
-                        .is_some_and(|rest| rest.ends_with('.')))
-        })
+        site_listed(&self.page_reading_excluded, host)
     }
 
     /// Which AUP an account is shown.
@@ -542,6 +534,20 @@ impl Policy {
             page_reading_excluded: Vec::new(),
         }
     }
+}
+
+/// Whether `host` is one of the sites in `list` (a domain covers its
+/// subdomains; `*.` and a final dot are ignored).
+pub fn site_listed(list: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    list.iter().any(|d| {
+        let d = d.trim().trim_start_matches("*.").trim_end_matches('.');
+        !d.is_empty()
+            && (host.eq_ignore_ascii_case(d)
+                || host
+                    .strip_suffix(&d.to_ascii_lowercase())
+                    .is_some_and(|rest| rest.ends_with('.')))
+    })
 }
 
 /// Everything the console sends on a device connection.
