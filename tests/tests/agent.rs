@@ -381,6 +381,74 @@ fn a_year_groups_layer_decides_what_its_pupil_is_captured_for() -> anyhow::Resul
         "the self-harm capture",
         |r| r.iter().any(|r| r.category == "self-harm"),
     )?;
+
+    // Monitoring hours that are not now (the laptop's clock and zone):
+    // outside them nothing, then only severity 5.
+    let now = jiff::Zoned::now();
+    let not_now = if i32::from(now.hour()) * 60 + i32::from(now.minute()) < 600 {
+        "Mon-Sun 14:00-15:00"
+    } else {
+        "Mon-Sun 02:00-03:00"
+    };
+    let hours = |outside: &str| {
+        console_cli(
+            &[
+                "policy",
+                "set-group",
+                "--data",
+                &data,
+                "--group",
+                "year:Year 7",
+                "--hours",
+                not_now,
+                "--outside-hours",
+                outside,
+            ],
+            None,
+        )
+    };
+    let before = captures(&s.console.data)?.len();
+    hours("nothing")?;
+    let e: serde_json::Value = serde_json::from_str(&console_cli(
+        &["policy", "effective", "--data", &data, "--user", &me],
+        None,
+    )?)?;
+    assert_eq!(e["monitoring"], false, "{e}");
+    agent.wait_log_count("policy layers version", 3, Duration::from_secs(30))?;
+    x.xterm("Evening chat")?;
+    x.type_text("gonna kill myself tonight")?;
+    x.keys(&["Return"])?;
+    x.type_text("u r such a loser")?;
+    x.keys(&["Return"])?;
+    std::thread::sleep(Duration::from_secs(4));
+    let rows = captures(&s.console.data)?;
+    assert_eq!(rows.len(), before, "nothing outside the hours: {rows:#?}");
+
+    hours("gravest")?;
+    agent.wait_log_count("policy layers version", 4, Duration::from_secs(30))?;
+    x.xterm("Late chat")?;
+    x.type_text("u r such a loser")?;
+    x.keys(&["Return"])?;
+    x.type_text("gonna kill myself tonight")?;
+    x.keys(&["Return"])?;
+    wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the gravest capture outside the hours",
+        |r| {
+            r.iter()
+                .any(|r| r.window_title == "Late chat" && r.category == "self-harm")
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let late_rows: Vec<Row> = captures(&s.console.data)?
+        .into_iter()
+        .filter(|r| r.window_title == "Late chat")
+        .collect();
+    assert!(
+        late_rows.iter().all(|r| r.category == "self-harm"),
+        "only severity 5 outside the hours: {late_rows:#?}"
+    );
     Ok(())
 }
 
