@@ -1,10 +1,17 @@
-//! Policies per group (issue 24), through the console's command line on
-//! a real data directory: layers for a year group, a role and a laptop
+//! Policies per group (issue 24): through the console's command line on
+//! a real data directory (layers for a year group, a role and a laptop
 //! group, a tie refused, and `policy effective` saying what applies to
-//! whom, where and when.
+//! whom, where and when), and on a real laptop shared by two real pupil
+//! accounts in different year groups, through a console outage.
 
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
 use serde_json::Value;
-use tests::{console_cli, open_db};
+use tests::agent_process::{AgentProcess, EnrolledBed};
+use tests::desktop::{XDesktop, wait_for};
+use tests::pupil::Pupil;
+use tests::{ConsoleProcess, console_cli, open_db};
 
 fn effective(data: &str, args: &[&str]) -> Value {
     let mut all = vec!["policy", "effective", "--data", data];
@@ -161,4 +168,169 @@ fn layers_for_a_year_a_role_and_a_laptop_say_what_applies_to_whom_and_when() {
     };
     assert_eq!(n("set_policy_layer"), 3);
     assert_eq!(n("set_group_members"), 2);
+}
+
+/// (category, window title) of each capture of `user`'s, oldest first.
+fn captured(data: &std::path::Path, user: &str) -> Vec<(String, String)> {
+    let Ok(db) = open_db(data) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) =
+        db.prepare("SELECT category, window_title FROM captures WHERE user = ?1 ORDER BY time")
+    else {
+        return Vec::new();
+    };
+    stmt.query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// Types `lines` into a pupil's terminal titled `title` on `x`.
+fn type_in(x: &XDesktop, title: &str, lines: &[&str]) -> anyhow::Result<()> {
+    let window = x.window(title)?;
+    x.xdotool(&["windowactivate", "--sync", &window])?;
+    for line in lines {
+        x.type_text(line)?;
+        x.keys(&["Return"])?;
+    }
+    Ok(())
+}
+
+/// Two real pupil accounts on one laptop (each with a desktop of its own,
+/// the service as root), in Year 7 and Year 9 by an MIS import. Self-harm
+/// is off for Year 7: the same phrase typed by both is captured for the
+/// Year 9 pupil only, and `policy effective` says so for each. Then the
+/// console is stopped, the layer changed, and the laptop, offline, goes on
+/// applying what it holds; reconnected, it gets the change.
+#[test]
+fn two_pupils_on_one_laptop_get_their_own_years_layers_offline_too() -> anyhow::Result<()> {
+    let (x7, x9) = (XDesktop::start()?, XDesktop::start()?);
+    let mut bed = EnrolledBed::new()?;
+    let (amy, ben) = (
+        Pupil::create(bed.tmp.path())?,
+        Pupil::create(bed.tmp.path())?,
+    );
+    let data = bed.console.data.clone();
+    let d = data.to_str().context("data")?.to_owned();
+    let mis = bed.tmp.path().join("mis.csv");
+    std::fs::write(
+        &mis,
+        format!(
+            "account,name,year group,role\n{},Amy,Year 7,pupil\n{},Ben,Year 9,pupil\n",
+            amy.name, ben.name
+        ),
+    )?;
+    console_cli(
+        &[
+            "register",
+            "import",
+            "--data",
+            &d,
+            mis.to_str().context("mis")?,
+        ],
+        None,
+    )?;
+    let set_year7 = |flag: &str| {
+        console_cli(
+            &[
+                "policy",
+                "set-group",
+                "--data",
+                &d,
+                "--group",
+                "year:Year 7",
+                flag,
+                "self-harm",
+            ],
+            None,
+        )
+    };
+    set_year7("--disable-category")?;
+    let self_harm_for = |user: &str| -> anyhow::Result<bool> {
+        let e: Value = serde_json::from_str(&console_cli(
+            &["policy", "effective", "--data", &d, "--user", user],
+            None,
+        )?)?;
+        e["categories"]["self-harm"].as_bool().context("self-harm")
+    };
+    ensure!(!self_harm_for(&amy.name)? && self_harm_for(&ben.name)?);
+
+    let displays = format!("{},{}", x7.display, x9.display);
+    let service = AgentProcess::start(
+        "service",
+        &bed.state,
+        None,
+        &bed.home,
+        &["--displays", &displays],
+    )?;
+    let _amy_term = amy.terminal(&x7.display, "amy-term", &[])?;
+    let _ben_term = ben.terminal(&x9.display, "ben-term", &[])?;
+    for (p, x) in [(&amy, &x7), (&ben, &x9)] {
+        service.wait_log(
+            &format!("for {} on {}", p.name, x.display),
+            Duration::from_secs(30),
+        )?;
+    }
+    service.wait_log_count("watching the X display", 2, Duration::from_secs(30))?;
+    service.answer_aup(&x7, 2, true)?;
+    service.answer_aup(&x9, 2, true)?;
+
+    type_in(
+        &x7,
+        "amy-term",
+        &["i want to kill myself", "ur such a loser nobody likes u"],
+    )?;
+    type_in(&x9, "ben-term", &["i want to kill myself"])?;
+    ensure!(
+        wait_for(Duration::from_secs(30), || {
+            captured(&data, &amy.name)
+                .iter()
+                .any(|c| c.0 == "cyberbullying")
+                && captured(&data, &ben.name)
+                    .iter()
+                    .any(|c| c.0 == "self-harm")
+        }),
+        "amy's bullying and ben's self-harm captures never arrived: amy {:?}, ben {:?}; service log:\n{}",
+        captured(&data, &amy.name),
+        captured(&data, &ben.name),
+        service.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let amys = captured(&data, &amy.name);
+    ensure!(
+        !amys.iter().any(|c| c.0 == "self-harm"),
+        "self-harm is off for Year 7, yet: {amys:?}"
+    );
+
+    // The console stops; the change waits for the laptop.
+    let (agent_addr, web_addr) = (bed.console.agent_addr.clone(), bed.console.web_addr.clone());
+    bed.console.terminate(Duration::from_secs(20))?;
+    set_year7("--enable-category")?;
+    ensure!(self_harm_for(&amy.name)?);
+    type_in(&x7, "amy-term", &["gonna kill myself tonight"])?;
+    std::thread::sleep(Duration::from_secs(3));
+    bed.console = ConsoleProcess::start_on(&data, &agent_addr, &web_addr)?;
+    service.wait_log_count("policy layers version", 2, Duration::from_secs(60))?;
+    // Whatever the laptop held while offline went under the old layer.
+    std::thread::sleep(Duration::from_secs(3));
+    ensure!(
+        !captured(&data, &amy.name)
+            .iter()
+            .any(|c| c.0 == "self-harm"),
+        "captured offline under the old layer: {:?}",
+        captured(&data, &amy.name)
+    );
+    // Reconnected, the change applies: a new window, past the debounce.
+    let _again = amy.terminal(&x7.display, "amy-term-2", &[])?;
+    wait_for(Duration::from_secs(10), || x7.window("amy-term-2").is_ok());
+    type_in(&x7, "amy-term-2", &["i want to kill myself"])?;
+    ensure!(
+        wait_for(Duration::from_secs(30), || captured(&data, &amy.name)
+            .iter()
+            .any(|c| c.0 == "self-harm")),
+        "after the change, amy's self-harm phrase was not captured: {:?}; service log:\n{}",
+        captured(&data, &amy.name),
+        service.log_text()
+    );
+    Ok(())
 }
