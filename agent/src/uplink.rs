@@ -92,6 +92,9 @@ pub async fn run(
                 if let Some(policy) = link.policy.take() {
                     adopt_policy(&state, &shared, policy);
                 }
+                if let Some(layers) = link.layers.take() {
+                    adopt_layers(&state, &shared, layers);
+                }
                 let _ = shared.connected.send(true);
                 let ended = session(
                     link,

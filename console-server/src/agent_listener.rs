@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use protocol::handshake::check_version;
+use protocol::handshake::{LAYERS_SINCE, check_version};
 use protocol::pki::{Authority, device_id_of};
 use protocol::{
     AgentMessage, Connection, ConsoleMessage, EnrollRequest, EnrollResponse, PROTOCOL_VERSION,
@@ -559,9 +559,6 @@ async fn read_loop(
         }
     }
 }
-
-/// The protocol version from which agents read [`ConsoleMessage::Layers`].
-const LAYERS_SINCE: u16 = 5;
 
 /// What a connection needs to send its laptop the layers.
 struct DeviceLayers {

@@ -30,6 +30,8 @@ pub struct DeviceLink {
     /// The policy sent right after the Welcome, if the console's is newer
     /// than the one announced in the Hello.
     pub policy: Option<Policy>,
+    /// The policy's layers, sent next by a console of protocol 5 or later.
+    pub layers: Option<crate::layers::GroupLayers>,
     pub reader: Connection<ReadHalf<TlsStream<TcpStream>>>,
     pub writer: Connection<WriteHalf<TlsStream<TcpStream>>>,
 }
@@ -87,9 +89,26 @@ impl DeviceLink {
         } else {
             None
         };
+        let layers = if welcome.protocol_version >= crate::handshake::LAYERS_SINCE {
+            match reader
+                .recv::<ConsoleMessage>("waiting for the policy's layers")
+                .await?
+            {
+                ConsoleMessage::Layers(l) => Some(l),
+                other => {
+                    return Err(ProtocolError::Unexpected {
+                        got: other.kind_name(),
+                        during: "waiting for the policy's layers after Welcome",
+                    });
+                }
+            }
+        } else {
+            None
+        };
         Ok(DeviceLink {
             welcome,
             policy,
+            layers,
             reader,
             writer,
         })

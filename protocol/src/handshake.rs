@@ -26,6 +26,10 @@ pub const PROTOCOL_VERSION: u16 = 5;
 /// console sends only to agents of version 5 or later.
 pub const MIN_SUPPORTED_VERSION: u16 = 3;
 
+/// The version from which the console sends [`crate::ConsoleMessage::Layers`]
+/// right after the Welcome (and the policy, if one follows it).
+pub const LAYERS_SINCE: u16 = 5;
+
 /// Whether a peer speaking `theirs` can talk to this build.
 ///
 /// # Errors
