@@ -9,14 +9,9 @@ use protocol::layers::GroupLayers;
 use protocol::{AgentMessage, Policy, Screenshot, UnixMillis};
 
 /// `(weekday, minute)` of `at` on this laptop's clock and zone (the
-/// school's): Monday 0, minutes after midnight.
+/// school's).
 pub fn local_moment(at: UnixMillis) -> (u8, u16) {
-    let z = jiff::Timestamp::from_millisecond(at.0)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_zoned(jiff::tz::TimeZone::system());
-    let weekday = u8::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0);
-    let minute = u16::try_from(i32::from(z.hour()) * 60 + i32::from(z.minute())).unwrap_or(0);
-    (weekday, minute)
+    protocol::layers::moment(at, &jiff::tz::TimeZone::system())
 }
 
 /// The policy a session helper runs: the school's, widened so that what

@@ -90,15 +90,9 @@ pub fn changed(
     Ok(o)
 }
 
-/// `(weekday, minute)` of `at` in the school's zone: Monday 0, minutes
-/// after midnight.
+/// `(weekday, minute)` of `at` in the school's zone.
 pub fn local_moment(at: UnixMillis) -> (u8, u16) {
-    let z = jiff::Timestamp::from_millisecond(at.0)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_zoned(crate::school_week::zone());
-    let weekday = u8::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0);
-    let minute = u16::try_from(i32::from(z.hour()) * 60 + i32::from(z.minute())).unwrap_or(0);
-    (weekday, minute)
+    protocol::layers::moment(at, &crate::school_week::zone())
 }
 
 /// What applies to `user` on `device` (none: no device group) at `at`,

@@ -162,6 +162,17 @@ impl std::fmt::Display for MonitoringHours {
     }
 }
 
+/// `(weekday, minute)` of `at` in `zone`, as [`GroupLayers::effective`]
+/// takes it: Monday 0, minutes after midnight.
+pub fn moment(at: crate::UnixMillis, zone: &jiff::tz::TimeZone) -> (u8, u16) {
+    let z = jiff::Timestamp::from_millisecond(at.0)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(zone.clone());
+    let weekday = u8::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0);
+    let minute = u16::try_from(i32::from(z.hour()) * 60 + i32::from(z.minute())).unwrap_or(0);
+    (weekday, minute)
+}
+
 /// What is captured outside a group's monitoring hours.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutsideHours {

@@ -66,6 +66,14 @@ fn refuse_ties(tx: &Transaction<'_>) -> Result<(), StoreError> {
     }
 }
 
+/// The groups the register gives an account: its role and year group.
+fn register_groups(role: Option<String>, year: Option<String>) -> Vec<String> {
+    let mut groups = Vec::new();
+    groups.extend(role.filter(|r| !r.is_empty()).map(|r| format!("role:{r}")));
+    groups.extend(year.filter(|y| !y.is_empty()).map(|y| format!("year:{y}")));
+    groups
+}
+
 fn bump(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
     tx.execute("UPDATE layers_version SET version = version + 1", [])
 }
@@ -192,7 +200,6 @@ impl GroupStore for SqliteStore {
     fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError> {
         let what = "reading an account's groups";
         let conn = self.reader.get();
-        let mut groups = Vec::new();
         let found: Option<(Option<String>, Option<String>)> = conn
             .query_row(
                 "SELECT role, year_group FROM accounts WHERE account = ?1",
@@ -205,10 +212,7 @@ impl GroupStore for SqliteStore {
                 e => Err(e),
             })
             .map_err(db(what))?;
-        if let Some((role, year)) = found {
-            groups.extend(role.filter(|r| !r.is_empty()).map(|r| format!("role:{r}")));
-            groups.extend(year.filter(|y| !y.is_empty()).map(|y| format!("year:{y}")));
-        }
+        let mut groups = found.map_or_else(Vec::new, |(role, year)| register_groups(role, year));
         let mut stmt = conn
             .prepare_cached(
                 "SELECT grp FROM group_members WHERE member = ?1 AND grp LIKE 'accounts:%' ORDER BY grp",
@@ -250,10 +254,7 @@ impl GroupStore for SqliteStore {
                 .map_err(db(what))?;
             for row in rows {
                 let (account, role, year) = row.map_err(db(what))?;
-                let mut g = Vec::new();
-                g.extend(role.filter(|r| !r.is_empty()).map(|r| format!("role:{r}")));
-                g.extend(year.filter(|y| !y.is_empty()).map(|y| format!("year:{y}")));
-                accounts.push((account, g));
+                accounts.push((account, register_groups(role, year)));
             }
         }
         let mut device_groups = Vec::new();
