@@ -156,7 +156,34 @@ fn layers_for_a_year_a_role_and_a_laptop_say_what_applies_to_whom_and_when() {
     assert_eq!(stranger["groups"], serde_json::json!([]), "{stranger}");
     assert_eq!(stranger["min_severity"], 3, "the school's own: {stranger}");
 
-    // Every change is audited; the refused one is not.
+    // The same on the console's page, for staff.
+    console_cli(
+        &[
+            "user", "add", "--data", d, "--name", "dsl", "--role", "reviewer",
+        ],
+        Some("the lead's long pass phrase\n"),
+    )
+    .unwrap();
+    let console = ConsoleProcess::start(&data).unwrap();
+    let port = console.web_addr.rsplit(':').next().unwrap().to_owned();
+    let web = tests::web_client::Web::new(&data, &format!("https://localhost:{port}"));
+    let (session, _) = web.sign_in("dsl", "the lead's long pass phrase", "");
+    let page = web.get(
+        "/policy/effective?user=amy&device=laptop-1&at=2026-12-08T19:00:00Z",
+        &session,
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    for shown in [
+        "role:pupil, year:Year 7, devices:library",
+        "only severity 5 (outside the hours)",
+        "gambling: off",
+        "self-harm: on",
+    ] {
+        assert!(page.body.contains(shown), "{shown:?} not in {}", page.body);
+    }
+    drop(console);
+
+    // Every change is audited; the refused one is not; the look is too.
     let db = open_db(&data).unwrap();
     let n = |action: &str| -> i64 {
         db.query_row(
@@ -168,6 +195,7 @@ fn layers_for_a_year_a_role_and_a_laptop_say_what_applies_to_whom_and_when() {
     };
     assert_eq!(n("set_policy_layer"), 3);
     assert_eq!(n("set_group_members"), 2);
+    assert_eq!(n("view_effective_policy"), 1);
 }
 
 /// (category, window title) of each capture of `user`'s, oldest first.

@@ -1307,6 +1307,7 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("POST", "/libraries/suggestions/{id}/reject", ADM),
     ("GET", "/settings", ADM),
     ("POST", "/settings", ADM),
+    ("GET", "/policy/effective", ALL),
     ("POST", "/settings/alert-rules", ADM),
     ("POST", "/settings/alert-rules/delete", ADM),
     ("GET", "/account", ALL),

@@ -93,6 +93,8 @@ audit_actions! {
     SetPolicyLayer = "set_policy_layer",
     /// The accounts or laptops of a group replaced.
     SetGroupMembers = "set_group_members",
+    /// What applies to a user looked at (`/policy/effective`).
+    ViewEffectivePolicy = "view_effective_policy",
     /// An alert rule deleted on the Settings page.
     DeleteAlertRule = "delete_alert_rule",
     ImportDomainList = "import_domain_list",

@@ -31,6 +31,7 @@ pub mod aup;
 pub mod auth;
 pub mod capture_page;
 pub mod devices;
+pub mod effective_policy;
 pub mod form;
 pub mod inbox;
 pub mod layout;
@@ -271,6 +272,7 @@ pub fn router(state: AppState) -> Router {
             post(libraries::reject_suggestion),
         )
         .route("/settings", get(settings::page).post(settings::save))
+        .route("/policy/effective", get(effective_policy::page))
         .route("/settings/alert-rules", post(alert_rules::save))
         .route("/settings/alert-rules/delete", post(alert_rules::delete))
         .route("/account", get(account::page))

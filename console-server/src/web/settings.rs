@@ -55,6 +55,13 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
         }
         (rules)
         div.card {
+            h2 { "Policies per group" }
+            p.muted {
+                "Layers change this policy for year groups, roles, named groups of accounts and groups of laptops (console-server policy set-group). "
+                a href="/policy/effective" { "See what applies to whom" } "."
+            }
+        }
+        div.card {
             h2 { "Retention" }
             p.muted { "Set in console.toml in the data directory ([retention]); applied hourly." }
         }
