@@ -107,6 +107,8 @@ impl Sender {
     pub fn round(&self, now: UnixMillis) -> Result<usize, StoreError> {
         self.store.plan_escalations(now)?;
         let batches = deliveries(self.store.due_alerts(now, BATCH)?);
+        // Most rounds have nothing to send: no threads for them.
+        let workers = PARALLEL.min(batches.len());
         let queue = std::sync::Mutex::new(batches.into_iter());
         let delivered = std::sync::atomic::AtomicUsize::new(0);
         let next = || {
@@ -116,7 +118,7 @@ impl Sender {
                 .next()
         };
         let results: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..PARALLEL)
+            let workers: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
                         while let Some(batch) = next() {
