@@ -1640,6 +1640,21 @@ async fn naughty_strings_pass_through_storage_pages_api_and_exports_unmangled_an
     assert!(!log.contains("panicked"), "the console panicked:\n{log}");
 }
 
+/// A pupil's concern as a laptop sends it, from a chat in Firefox.
+fn concern_of(user: &str, text: &str) -> protocol::Concern {
+    protocol::Concern {
+        id: uuid::Uuid::now_v7(),
+        time: protocol::UnixMillis::now(),
+        user: user.into(),
+        app: "Firefox".into(),
+        window_title: "Chat".into(),
+        url: None,
+        page_title: None,
+        text: text.into(),
+        screenshot: protocol::Screenshot::Missing("test".into()),
+    }
+}
+
 /// A tamper event as a laptop sends it, with hostile text in its detail.
 fn tamper_event(kind: protocol::TamperKind, detail: &str) -> protocol::TamperEvent {
     protocol::TamperEvent {
@@ -1698,17 +1713,7 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
     );
 
     // A pupil's concern is told the same way, in its own words.
-    let concern = protocol::Concern {
-        id: uuid::Uuid::now_v7(),
-        time: protocol::UnixMillis::now(),
-        user: "pupil.two".into(),
-        app: "Firefox".into(),
-        window_title: "Chat".into(),
-        url: None,
-        page_title: None,
-        text: "someone keeps messaging me <b>at night</b>".into(),
-        screenshot: protocol::Screenshot::Missing("test".into()),
-    };
+    let concern = concern_of("pupil.two", "someone keeps messaging me <b>at night</b>");
     ingest_records(&bed, vec![AgentMessage::Concern(concern.clone())]).await;
     let said = browser
         .wait_css(
@@ -2189,17 +2194,7 @@ async fn alert_rules_made_on_the_settings_page_tell_at_once_or_wait_for_school_h
     assert_eq!(post(&changed).status, 303);
 
     // A concern, a tamper event and a severity-4 capture, before school.
-    let concern = protocol::Concern {
-        id: uuid::Uuid::now_v7(),
-        time: protocol::UnixMillis::now(),
-        user: "pupil.two".into(),
-        app: "Firefox".into(),
-        window_title: "Chat".into(),
-        url: None,
-        page_title: None,
-        text: "someone keeps messaging me at night".into(),
-        screenshot: protocol::Screenshot::Missing("test".into()),
-    };
+    let concern = concern_of("pupil.two", "someone keeps messaging me at night");
     let killed = tamper_event(protocol::TamperKind::AgentKilled, "the helper was killed");
     let mut mild = capture("ur so dumb lol", "dumb", None);
     (mild.severity, mild.category, mild.user) = (4, "cyberbullying".into(), "pupil.two".into());

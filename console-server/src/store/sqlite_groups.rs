@@ -74,8 +74,18 @@ fn register_groups(role: Option<String>, year: Option<String>) -> Vec<String> {
     groups
 }
 
-fn bump(tx: &Transaction<'_>) -> rusqlite::Result<usize> {
+/// Ends a change to layers or groups made in `tx`: refused if it leaves a
+/// tie; otherwise the version raised, the audit line written, committed.
+fn commit_change(
+    tx: Transaction<'_>,
+    what: &'static str,
+    audit: &AuditEntry<'_>,
+) -> Result<(), StoreError> {
+    refuse_ties(&tx)?;
     tx.execute("UPDATE layers_version SET version = version + 1", [])
+        .map_err(db(what))?;
+    insert_audit(&tx, audit).map_err(db(what))?;
+    tx.commit().map_err(db(what))
 }
 
 impl GroupStore for SqliteStore {
@@ -122,10 +132,9 @@ impl GroupStore for SqliteStore {
                 "removed".to_owned()
             }
         };
-        refuse_ties(&tx)?;
-        bump(&tx).map_err(db(what))?;
-        insert_audit(
-            &tx,
+        commit_change(
+            tx,
+            what,
             &AuditEntry {
                 actor,
                 action: AuditAction::SetPolicyLayer,
@@ -135,8 +144,6 @@ impl GroupStore for SqliteStore {
                 time: now,
             },
         )
-        .map_err(db(what))?;
-        tx.commit().map_err(db(what))
     }
 
     fn group_members(&self, group: &str) -> Result<Vec<String>, StoreError> {
@@ -180,10 +187,9 @@ impl GroupStore for SqliteStore {
             )
             .map_err(db(what))?;
         }
-        refuse_ties(&tx)?;
-        bump(&tx).map_err(db(what))?;
-        insert_audit(
-            &tx,
+        commit_change(
+            tx,
+            what,
             &AuditEntry {
                 actor,
                 action: AuditAction::SetGroupMembers,
@@ -193,8 +199,6 @@ impl GroupStore for SqliteStore {
                 time: now,
             },
         )
-        .map_err(db(what))?;
-        tx.commit().map_err(db(what))
     }
 
     fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError> {
