@@ -28,6 +28,7 @@ use crate::https::Peer;
 use crate::school_week::Week;
 use crate::site_report::{self, WeeklyReport};
 use crate::store::AuditAction;
+use crate::store::scope::Scope;
 use crate::store::tokens::ApiTokenCheck;
 use crate::store::{CaptureQuery, Role, Status, Store, StoreError, Triage};
 
@@ -145,6 +146,8 @@ impl<R: Roles> FromRequestParts<AppState> for Calling<R> {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The records the token's owner sees (see [`Scope`]).
+    pub scope: Scope,
     pub origin: String,
 }
 
@@ -174,11 +177,23 @@ impl FromRequestParts<AppState> for Caller {
             blocking(state, move |s| s.check_api_token(&hash, UnixMillis::now())).await?
         };
         match checked {
-            ApiTokenCheck::Valid { name, role } => {
+            ApiTokenCheck::Valid { name, role, owner } => {
                 if state.token_uses.due(&hash) {
                     blocking(state, move |s| s.touch_api_token(&hash, UnixMillis::now())).await?;
                 }
-                Ok(Caller { name, role, origin })
+                // A reviewer's own token sees her groups; a token made for
+                // a system (no owner) sees what its role does.
+                let scope = if let (Role::Reviewer, Some(owner)) = (role, owner) {
+                    blocking(state, move |s| s.staff_scope(&owner)).await?
+                } else {
+                    Scope::School
+                };
+                Ok(Caller {
+                    name,
+                    role,
+                    scope,
+                    origin,
+                })
             }
             ApiTokenCheck::Refused(why) => Err(ApiError::Unauthorized(why)),
         }
@@ -276,6 +291,7 @@ async fn list_captures(
         text: p.q,
         sources: crate::store::source_filter(p.source.as_deref().unwrap_or_default())
             .map_err(ApiError::BadRequest)?,
+        scope: caller.scope.clone(),
         ..CaptureQuery::default()
     };
     let detail = format!("{query:?}");
@@ -302,6 +318,7 @@ async fn get_capture(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    crate::web::capture_in_scope(&state.store, &caller.scope, id).await?;
     caller
         .audit(
             &state,
@@ -322,6 +339,7 @@ async fn get_image(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    crate::web::capture_in_scope(&state.store, &caller.scope, id).await?;
     caller
         .audit(
             &state,
@@ -365,6 +383,7 @@ async fn triage(
     if body.note.len() > 8192 {
         return Err(ApiError::BadRequest("the note is over 8192 bytes".into()));
     }
+    crate::web::capture_in_scope(&state.store, &caller.scope, id).await?;
     let decision = Triage {
         status,
         note: body.note.clone(),
@@ -407,9 +426,13 @@ async fn delete_capture(
     }
 }
 
-async fn devices(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
+async fn devices(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let since = UnixMillis(UnixMillis::now().0 - state.offline_after_ms);
-    let devices = blocking(&state, move |s| s.devices(since)).await?;
+    let scope = caller.scope.clone();
+    let devices = blocking(&state, move |s| {
+        crate::store::scope::devices_in_scope(s, since, &scope)
+    })
+    .await?;
     Ok(Json(json!({ "devices": devices })).into_response())
 }
 
@@ -458,9 +481,15 @@ struct LimitParams {
 
 /// Whether the console can store what laptops send, and its free space;
 /// any role may ask (it says nothing about pupils).
-async fn health(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
+async fn health(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let report = state.health.report();
-    let failing = blocking(&state, |s| Ok(failing_alerts(s.alerts(500)?))).await?;
+    let scope = caller.scope.clone();
+    let failing = blocking(&state, move |s| {
+        Ok(failing_alerts(crate::store::scope::alerts_in_scope(
+            s, 500, &scope,
+        )?))
+    })
+    .await?;
     let undelivered = (!failing.is_empty()).then(|| {
         format!(
             "{} alert{} not delivered (see alerts.failing)",
@@ -495,11 +524,15 @@ fn failing_alerts(latest: Vec<crate::store::alerts::Alert>) -> Vec<crate::store:
 
 async fn alerts(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(p): Query<LimitParams>,
 ) -> Result<Response, ApiError> {
     let limit = p.limit.unwrap_or(200).clamp(1, 10_000);
-    let alerts = blocking(&state, move |s| s.alerts(limit)).await?;
+    let scope = caller.scope.clone();
+    let alerts = blocking(&state, move |s| {
+        crate::store::scope::alerts_in_scope(s, limit, &scope)
+    })
+    .await?;
     Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
@@ -525,13 +558,9 @@ async fn weekly_visits(
     Query(p): Query<WeekParams>,
 ) -> Result<Response, ApiError> {
     let week = Week::parse(&p.week).map_err(ApiError::BadRequest)?;
+    let scope = caller.scope.clone();
     let report = blocking(&state, move |s| {
-        WeeklyReport::load(
-            s,
-            site_report::builtin_categories(),
-            week,
-            site_report::Detail::Pairs,
-        )
+        WeeklyReport::load_in_scope(s, week, site_report::Detail::Pairs, &scope)
     })
     .await?;
     caller
@@ -552,11 +581,12 @@ async fn weekly_visits(
 
 async fn aup_decisions(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(p): Query<LimitParams>,
 ) -> Result<Response, ApiError> {
     let limit = p.limit.unwrap_or(1000).clamp(1, 100_000);
-    let decisions = blocking(&state, move |s| s.aup_decisions(limit)).await?;
+    let scope = caller.scope.clone();
+    let decisions = blocking(&state, move |s| s.aup_decisions(limit, &scope)).await?;
     Ok(Json(json!({ "decisions": decisions })).into_response())
 }
 
@@ -597,6 +627,7 @@ async fn tamper(
         open_only: matches!(p.open.as_deref(), Some("1" | "true")),
         device,
         limit: p.limit.unwrap_or(1000).clamp(1, 100_000),
+        scope: caller.scope.clone(),
     };
     let events = blocking(&state, move |s| s.tamper_events(&query)).await?;
     caller

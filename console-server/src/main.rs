@@ -11,6 +11,7 @@ use console_server::data_dir::DataDir;
 use console_server::enrollment::{mint_api_token, mint_enroll_token, parse_ttl};
 use console_server::store::AuditAction;
 use console_server::store::register::RegisterStore;
+use console_server::store::scope::ScopeStore;
 use console_server::store::visits::VisitStore;
 use console_server::store::{AuditEntry, AuditStore, DeviceStore, PolicyStore, Role, UserStore};
 use protocol::UnixMillis;
@@ -207,6 +208,22 @@ enum UserCommand {
         name: String,
         #[arg(long, value_parser = parse_role)]
         role: Role,
+    },
+    /// Limits a reviewer to the captures of groups (a head of year to her
+    /// year groups), or gives her the whole school again; prints what she
+    /// then sees.
+    Scope {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// A group: year:NAME, role:pupil, accounts:NAME or devices:NAME
+        /// (repeat for several).
+        #[arg(long = "group", required_unless_present = "whole_school")]
+        groups: Vec<String>,
+        /// Every capture of the school (the safeguarding lead).
+        #[arg(long, conflicts_with = "groups")]
+        whole_school: bool,
     },
 }
 
@@ -513,6 +530,15 @@ fn main() -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Add { data, name, role },
         } => user_add(data, name, role)?,
+        Command::User {
+            command:
+                UserCommand::Scope {
+                    data,
+                    name,
+                    groups,
+                    whole_school: _,
+                },
+        } => user_scope(data, name, groups)?,
         Command::ApiToken(args) => api_token(args)?,
         Command::Device {
             command: DeviceCommand::List { data },
@@ -622,6 +648,24 @@ fn user_add(data: PathBuf, name: String, role: Role) -> anyhow::Result<()> {
     dir.store.add_user(&name, role, &hash, UnixMillis::now())?;
     audit_cli(&dir, AuditAction::AddStaff, &name, role.as_str())?;
     println!("added {} user {name}", role.as_str());
+    Ok(())
+}
+
+/// `user scope`: the groups a reviewer is limited to.
+fn user_scope(data: PathBuf, name: String, groups: Vec<String>) -> anyhow::Result<()> {
+    let scope = console_server::store::scope::Scope::of(&groups).map_err(anyhow::Error::msg)?;
+    let dir = DataDir::open(&data)?;
+    dir.store
+        .set_staff_scope(&name, &scope, (&cli_actor(), "cli"), UnixMillis::now())?;
+    match dir.store.scope_accounts(&scope)? {
+        None => println!("{name} sees the whole school"),
+        Some(accounts) => println!(
+            "{name} sees the captures of {} ({} account{} now; a running console applies it at the next request)",
+            scope.describe(),
+            accounts.len(),
+            if accounts.len() == 1 { "" } else { "s" }
+        ),
+    }
     Ok(())
 }
 

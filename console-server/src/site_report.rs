@@ -16,6 +16,38 @@ use crate::store::Store;
 use crate::store::StoreError;
 use crate::store::week_totals::{PairTotal, WeekTotals};
 
+/// Site and user totals counted from (site, user) rows; no laptops.
+fn totals_of(pairs: &[PairTotal]) -> WeekTotals {
+    use crate::store::week_totals::{DomainTotal, UserTotal};
+    let mut domains: BTreeMap<&str, DomainTotal> = BTreeMap::new();
+    let mut users: BTreeMap<&str, UserTotal> = BTreeMap::new();
+    for p in pairs {
+        let d = domains.entry(&p.domain).or_insert_with(|| DomainTotal {
+            domain: p.domain.clone(),
+            visits: 0,
+            active_seconds: 0,
+            users: 0,
+        });
+        d.visits += p.visits;
+        d.active_seconds += p.active_seconds;
+        d.users += 1;
+        let u = users.entry(&p.user).or_insert_with(|| UserTotal {
+            user: p.user.clone(),
+            visits: 0,
+            active_seconds: 0,
+            sites: 0,
+        });
+        u.visits += p.visits;
+        u.active_seconds += p.active_seconds;
+        u.sites += 1;
+    }
+    WeekTotals {
+        domains: domains.into_values().collect(),
+        users: users.into_values().collect(),
+        devices: Vec::new(),
+    }
+}
+
 /// The built-in domain lists, parsed once.
 pub fn builtin_categories() -> &'static DomainCategories {
     static BUILTIN: std::sync::LazyLock<DomainCategories> = std::sync::LazyLock::new(|| {
@@ -382,12 +414,44 @@ impl WeeklyReport {
         week: Week,
         detail: Detail,
     ) -> Result<WeeklyReport, StoreError> {
+        Self::load_for(store, builtin, week, detail, None)
+    }
+
+    /// [`WeeklyReport::load`] for the accounts in `only` (a reviewer's
+    /// groups, see [`crate::store::scope`]), or for everyone with `None`.
+    /// A report for some accounts is counted from their (site, user)
+    /// rows; it has no laptop table (a laptop's totals are not split by
+    /// user).
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn load_for(
+        store: &dyn Store,
+        builtin: &DomainCategories,
+        week: Week,
+        detail: Detail,
+        only: Option<&HashSet<String>>,
+    ) -> Result<WeeklyReport, StoreError> {
         let tz = crate::school_week::zone();
         let (start, end) = week.bounds(&tz);
         let name = week.to_string();
-        let totals = store.week_totals(&name)?;
-        let previous: HashMap<String, u64> = store
-            .week_totals(&week.previous().to_string())?
+        // The accounts' own rows, and the totals counted from them.
+        let theirs = |week: &str| -> Result<Option<Vec<PairTotal>>, StoreError> {
+            let Some(only) = only else { return Ok(None) };
+            let mut pairs = store.week_pairs(week, None)?;
+            pairs.retain(|p| only.contains(&p.user));
+            Ok(Some(pairs))
+        };
+        let own_pairs = theirs(&name)?;
+        let totals = match &own_pairs {
+            Some(pairs) => totals_of(pairs),
+            None => store.week_totals(&name)?,
+        };
+        let previous_totals = match theirs(&week.previous().to_string())? {
+            Some(pairs) => totals_of(&pairs),
+            None => store.week_totals(&week.previous().to_string())?,
+        };
+        let previous: HashMap<String, u64> = previous_totals
             .domains
             .into_iter()
             .map(|d| (d.domain, d.active_seconds))
@@ -416,13 +480,14 @@ impl WeeklyReport {
             .copied()
             .filter(|d| !categories.flags(d).is_empty())
             .collect();
-        let pairs = match detail {
-            Detail::Pairs => Some(store.week_pairs(&name, None)?),
-            Detail::Summary => None,
-        };
-        let flagged_pairs = match &pairs {
-            Some(all) => all.clone(),
-            None => store.week_pairs(&name, Some(&flagged_hosts))?,
+        let (pairs, flagged_pairs) = match (own_pairs, detail) {
+            (Some(own), Detail::Pairs) => (Some(own.clone()), own),
+            (Some(own), Detail::Summary) => (None, own),
+            (None, Detail::Pairs) => {
+                let all = store.week_pairs(&name, None)?;
+                (Some(all.clone()), all)
+            }
+            (None, Detail::Summary) => (None, store.week_pairs(&name, Some(&flagged_hosts))?),
         };
         let hostnames = store
             .devices(UnixMillis(i64::MAX))?
@@ -443,6 +508,20 @@ impl WeeklyReport {
             },
             &categories,
         ))
+    }
+
+    /// [`WeeklyReport::load_for`] the records a scope covers.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn load_in_scope(
+        store: &dyn Store,
+        week: Week,
+        detail: Detail,
+        scope: &crate::store::scope::Scope,
+    ) -> Result<WeeklyReport, StoreError> {
+        let only = store.scope_accounts(scope)?;
+        Self::load_for(store, builtin_categories(), week, detail, only.as_ref())
     }
 
     /// The domains first seen this week.

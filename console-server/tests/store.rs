@@ -354,7 +354,8 @@ fn an_api_token_works_only_while_live_and_while_its_owner_may() {
         check("aaaaaaaaaaaa01"),
         ApiTokenCheck::Valid {
             name: "lead-script".into(),
-            role: Role::Reviewer
+            role: Role::Reviewer,
+            owner: Some("lead".into()),
         }
     );
     assert!(matches!(check("cccccccccccc03"), ApiTokenCheck::Refused(w) if w.contains("expired")));
@@ -492,6 +493,7 @@ fn a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart() {
                 open_only,
                 device: None,
                 limit: 10,
+                ..TamperQuery::default()
             })
             .unwrap()
     };
@@ -528,6 +530,7 @@ fn a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart() {
             open_only: false,
             device: Some(Uuid::now_v7()),
             limit: 10,
+            ..TamperQuery::default()
         })
         .unwrap();
     assert!(other.is_empty(), "another device's list is empty");
@@ -744,6 +747,7 @@ fn retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts() 
             open_only: false,
             device: None,
             limit: 10,
+            ..TamperQuery::default()
         })
         .unwrap();
     assert_eq!(left.len(), 1);
@@ -833,7 +837,7 @@ fn a_stored_value_no_console_wrote_is_an_error_not_a_default() {
         "{err}"
     );
     assert!(matches!(
-        store.capture_counts(),
+        store.capture_counts(&scope::Scope::School),
         Err(StoreError::Corrupt(_))
     ));
 }

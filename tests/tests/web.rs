@@ -1300,6 +1300,7 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("POST", "/staff", ADM),
     ("POST", "/staff/{name}/role", ADM),
     ("POST", "/staff/{name}/disabled", ADM),
+    ("POST", "/staff/{name}/scope", ADM),
     ("GET", "/libraries", ADM | REV),
     ("POST", "/libraries/terms", ADM),
     ("POST", "/libraries/exceptions", ADM),
@@ -1470,6 +1471,460 @@ fn every_route_refuses_strangers_and_the_roles_it_does_not_serve() {
             "{role}: captured text is withheld from auditors only"
         );
     }
+}
+
+const HEAD_PW: &str = "year seven head of year";
+
+/// Reads a live stream's `data:` lines on a thread of its own.
+fn live_lines(web: &Web, base: &str, session: &str) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let reply = web
+        .agent
+        .get(format!("{base}/live"))
+        .header("Cookie", session)
+        .call()
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 200);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(reply.into_body().into_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Issue 24, part 4: a head of year limited to Year 7 sees, counts and
+/// triages the captures of Year 7 only. Every GET route a reviewer may use
+/// is asked (with the other year's ids, names and filters) and shows
+/// nothing of a Year 9 pupil, while the same routes show her own year's
+/// records (so each check could fail) and show the Year 9 records to the
+/// safeguarding lead, who sees the whole school. Every change a reviewer
+/// may make is refused on the other year's records and changes nothing;
+/// the live stream sends her own year's captures only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_of_year_sees_counts_and_triages_only_her_year_through_every_route() {
+    let bed = bed();
+    let d = bed.console.data.to_str().unwrap();
+    let mis = bed.console.data.join("../mis.csv");
+    std::fs::write(
+        &mis,
+        "account,name,year group,role\namy.seven,Amy Seven,Year 7,pupil\nbob.nine,Bob Nine,Year 9,pupil\n",
+    )
+    .unwrap();
+    console_cli(
+        &["register", "import", "--data", d, mis.to_str().unwrap()],
+        None,
+    )
+    .unwrap();
+    add_staff(&bed, "head7", "reviewer", HEAD_PW);
+    let said = console_cli(
+        &[
+            "user",
+            "scope",
+            "--data",
+            d,
+            "--name",
+            "head7",
+            "--group",
+            "year:Year 7",
+        ],
+        None,
+    )
+    .unwrap();
+    assert!(said.contains("year:Year 7 (1 account"), "{said}");
+    // An admin sees the whole school: limiting one is refused.
+    let refused = console_cli(
+        &[
+            "user",
+            "scope",
+            "--data",
+            d,
+            "--name",
+            "governor",
+            "--group",
+            "year:Year 7",
+        ],
+        None,
+    );
+    assert!(refused.is_err(), "an auditor cannot be limited to groups");
+
+    // A Year 7 and a Year 9 pupil: captures with screenshots, a concern, a
+    // tamper event, AUP answers and last week's site visits.
+    let (last, last_start) = week_start(1);
+    let mut seven = capture(
+        "SEVENWORDS i want to kill myself",
+        "kill myself",
+        Some(screenshot_png()),
+    );
+    seven.user = "amy.seven".into();
+    let mut nine = capture(
+        "NINEWORDS i want to kill myself",
+        "kill myself",
+        Some(screenshot_png()),
+    );
+    nine.user = "bob.nine".into();
+    let nine_concern = concern_of("bob.nine", "NINECONCERN someone is hurting me");
+    let mut nine_tamper = tamper_event(protocol::TamperKind::AgentKilled, "NINETAMPER");
+    nine_tamper.user = Some("bob.nine".into());
+    let answer = |user: &str| {
+        AgentMessage::AupDecision(protocol::AupDecision {
+            id: uuid::Uuid::now_v7(),
+            time: protocol::UnixMillis::now(),
+            user: user.into(),
+            audience: protocol::Audience::Pupils,
+            aup_version: 1,
+            decision: protocol::Decision::Accept,
+        })
+    };
+    ingest_records(
+        &bed,
+        vec![
+            AgentMessage::Capture(seven.clone()),
+            AgentMessage::Capture(nine.clone()),
+            AgentMessage::Concern(nine_concern.clone()),
+            AgentMessage::TamperEvent(nine_tamper.clone()),
+            answer("amy.seven"),
+            answer("bob.nine"),
+            AgentMessage::SiteVisits(protocol::SiteVisits {
+                id: uuid::Uuid::now_v7(),
+                visits: vec![
+                    visit(
+                        "amy.seven",
+                        "https://seven-site.example/",
+                        "Seven",
+                        last_start,
+                        60,
+                        1,
+                    ),
+                    visit(
+                        "bob.nine",
+                        "https://nine-site.example/",
+                        "Nine",
+                        last_start + 1000,
+                        90,
+                        1,
+                    ),
+                ],
+            }),
+        ],
+    )
+    .await;
+    let nine_ids = [
+        nine.id.to_string(),
+        nine_concern.id.to_string(),
+        nine_tamper.id.to_string(),
+    ];
+    let secrets: Vec<&str> = [
+        "NINEWORDS",
+        "NINECONCERN",
+        "NINETAMPER",
+        "bob.nine",
+        "Bob Nine",
+        "nine-site",
+    ]
+    .into_iter()
+    .chain(nine_ids.iter().map(String::as_str))
+    .collect();
+
+    let web = Web::new(&bed.console.data, &bed.base);
+    let (head, _) = web.sign_in("head7", HEAD_PW, "");
+    let (lead, _) = web.sign_in("lead", REVIEWER_PW, "");
+    let head_api = bed.admin.with_token(
+        console_cli(
+            &[
+                "api-token",
+                "--data",
+                d,
+                "--name",
+                "head7-script",
+                "--role",
+                "reviewer",
+                "--owner",
+                "head7",
+            ],
+            None,
+        )
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap(),
+    );
+    let lead_api = bed.admin.with_token(
+        console_cli(
+            &[
+                "api-token",
+                "--data",
+                d,
+                "--name",
+                "lead-script",
+                "--role",
+                "reviewer",
+                "--owner",
+                "lead",
+            ],
+            None,
+        )
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap(),
+    );
+    let get = |session: &str, api: &Api, path: &str| -> (u16, String) {
+        if path.starts_with("/api/") {
+            let (status, _, body) = api.get_bytes(path).unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        } else {
+            let r = web.get(path, session);
+            (r.status, r.body)
+        }
+    };
+
+    // Every GET route a reviewer may use, with the other year's ids, and
+    // with filters naming the other year's pupil.
+    let mut paths: Vec<String> = Vec::new();
+    for (method, path, who) in ACCESS {
+        if *method != "GET" || who & REV == 0 || *path == "/live" {
+            continue;
+        }
+        for id in &nine_ids {
+            paths.push(path.replace("{id}", id).replace("{name}", "app.css"));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    for extra in [
+        "/inbox?status=all".to_owned(),
+        "/inbox?status=all&user=bob.nine".to_owned(),
+        "/inbox?status=all&q=NINEWORDS".to_owned(),
+        format!("/reports/weekly?week={last}"),
+        format!("/reports/weekly.csv?week={last}&table=pairs"),
+        format!("/reports/weekly.csv?week={last}&table=users"),
+        format!("/reports/weekly.csv?week={last}&table=domains"),
+        "/aup/decisions?user=bob.nine".to_owned(),
+        "/trends.csv?weeks=4".to_owned(),
+        "/policy/effective?user=bob.nine".to_owned(),
+        "/api/v1/captures?user=bob.nine".to_owned(),
+        "/api/v1/captures?q=NINEWORDS".to_owned(),
+        format!("/api/v1/site-visits/weekly?week={last}"),
+        format!("/api/v1/site-visits/weekly?week={last}&format=csv"),
+        "/api/v1/tamper".to_owned(),
+        "/api/v1/aup/decisions".to_owned(),
+    ] {
+        paths.push(extra);
+    }
+    let mut asked = 0;
+    for path in &paths {
+        let (status, body) = get(&head, &head_api, path);
+        assert!(
+            status != 401 && status != 403,
+            "head7: GET {path} answered {status}"
+        );
+        // (An id asked for may be echoed in the answer that it was not found.)
+        for secret in secrets.iter().filter(|s| !path.contains(*s)) {
+            assert!(
+                !body.contains(secret),
+                "head7: GET {path} ({status}) shows {secret:?} of Year 9"
+            );
+        }
+        if path.contains(nine.id.to_string().as_str()) && path.contains("/captures/") {
+            assert_eq!(
+                status, 404,
+                "head7: GET {path} must not find Year 9's capture"
+            );
+        }
+        asked += 1;
+    }
+    assert!(asked > 25, "only {asked} routes asked");
+
+    // The same routes show her own year (each check above could fail) and
+    // show Year 9 to the lead, who sees the whole school.
+    for (path, mine, theirs) in [
+        ("/inbox?status=all".to_owned(), "SEVENWORDS", "NINEWORDS"),
+        (format!("/captures/{}", seven.id), "SEVENWORDS", ""),
+        (
+            format!("/reports/weekly?week={last}"),
+            "seven-site",
+            "nine-site",
+        ),
+        (
+            format!("/reports/weekly.csv?week={last}&table=pairs"),
+            "amy.seven",
+            "bob.nine",
+        ),
+        ("/aup/decisions".to_owned(), "amy.seven", "bob.nine"),
+        ("/aup/pending".to_owned(), "", ""),
+        ("/register".to_owned(), "amy.seven", "bob.nine"),
+        ("/tamper".to_owned(), "", "NINETAMPER"),
+        ("/api/v1/captures".to_owned(), "SEVENWORDS", "NINEWORDS"),
+        ("/api/v1/tamper".to_owned(), "", "NINETAMPER"),
+        (
+            format!("/api/v1/site-visits/weekly?week={last}"),
+            "seven-site",
+            "nine-site",
+        ),
+    ] {
+        let (status, body) = get(&head, &head_api, &path);
+        assert_eq!(status, 200, "head7: GET {path}");
+        assert!(body.contains(mine), "head7: GET {path} lacks {mine:?}");
+        let (status, body) = get(&lead, &lead_api, &path);
+        assert_eq!(status, 200, "lead: GET {path}");
+        assert!(
+            body.contains(mine) && body.contains(theirs),
+            "lead: GET {path} lacks {mine:?} or {theirs:?}"
+        );
+    }
+    let (status, png) = (
+        web.get(&format!("/captures/{}/image", seven.id), &head)
+            .status,
+        web.get(&format!("/captures/{}/image", nine.id), &head)
+            .status,
+    );
+    assert_eq!(
+        (status, png),
+        (200, 404),
+        "screenshots: her year's, not Year 9's"
+    );
+
+    // Counts: the inbox's tabs and the trends count her year only.
+    let inbox = |session: &str| web.get("/inbox", session).body;
+    assert!(
+        inbox(&head).contains(r#"id="count-new">1<"#),
+        "head7 counts one new capture"
+    );
+    assert!(
+        inbox(&lead).contains(r#"id="count-new">3<"#),
+        "the lead counts three"
+    );
+    let trend_total = |session: &str| -> u64 {
+        web.get("/trends.csv?weeks=4", session)
+            .body
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let n = l.rsplit(',').next().unwrap().trim().trim_matches('"');
+                n.parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    assert_eq!((trend_total(&head), trend_total(&lead)), (1, 3));
+
+    // Changes: refused on Year 9's records, and nothing changes.
+    let csrf = csrf_of(&web.get("/account", &head).body);
+    let r = web.post(
+        &format!("/captures/{}/triage", nine.id),
+        &head,
+        &[("csrf", &csrf), ("status", "false_positive"), ("note", "x")],
+    );
+    assert_eq!(r.status, 404, "head7 triages Year 9: {}", r.body);
+    let r = web.post(
+        "/inbox/triage",
+        &head,
+        &[
+            ("csrf", &csrf),
+            ("status", "false_positive"),
+            ("id", &seven.id.to_string()),
+            ("id", &nine.id.to_string()),
+        ],
+    );
+    assert_eq!(
+        r.status, 404,
+        "a bulk triage with a Year 9 capture: {}",
+        r.body
+    );
+    let r = web.post(
+        &format!("/tamper/{}/acknowledge", nine_tamper.id),
+        &head,
+        &[("csrf", &csrf), ("note", "x")],
+    );
+    assert_eq!(r.status, 404, "head7 acknowledges Year 9's tamper event");
+    let r = web.post(
+        "/reports/weekly/signoff",
+        &head,
+        &[("csrf", &csrf), ("week", &last), ("notes", "x")],
+    );
+    assert_eq!(
+        r.status, 403,
+        "the school's week is signed off by the whole school's staff"
+    );
+    let (status, _) = head_api
+        .send(
+            "POST",
+            &format!("/api/v1/captures/{}/triage", nine.id),
+            &serde_json::json!({"status": "violation"}),
+        )
+        .unwrap();
+    assert_eq!(status, 404, "head7's token triages Year 9");
+    for id in [nine.id, seven.id] {
+        let (_, c) = bed.admin.get(&format!("/api/v1/captures/{id}")).unwrap();
+        let c = if c["capture"].is_object() {
+            &c["capture"]
+        } else {
+            &c
+        };
+        assert_eq!(c["status"], "new", "capture {id} was changed: {c}");
+    }
+    let (_, t) = bed.admin.get("/api/v1/tamper").unwrap();
+    assert!(
+        t["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["acknowledged_by"].is_null()),
+        "{t}"
+    );
+    // Her own year she triages.
+    let r = web.post(
+        &format!("/captures/{}/triage", seven.id),
+        &head,
+        &[
+            ("csrf", &csrf),
+            ("status", "false_positive"),
+            ("note", "checked"),
+        ],
+    );
+    assert_eq!(r.status, 303, "head7 triages Year 7: {}", r.body);
+
+    // Live: a Year 9 capture then a Year 7 one; she is sent the second only.
+    let lines = live_lines(&web, &bed.base, &head);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut later_nine = capture("NINELATER kill myself", "kill myself", None);
+    later_nine.user = "bob.nine".into();
+    let mut later_seven = capture("SEVENLATER kill myself", "kill myself", None);
+    later_seven.user = "amy.seven".into();
+    ingest(&bed, vec![later_nine.clone()]).await;
+    ingest(&bed, vec![later_seven.clone()]).await;
+    let deadline = Instant::now() + WAIT;
+    let mut seen = String::new();
+    while !seen.contains(&later_seven.id.to_string()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(e) => panic!("the Year 7 capture never came live ({e}); got:\n{seen}"),
+        }
+    }
+    assert!(
+        !seen.contains(&later_nine.id.to_string()) && !seen.contains("bob.nine"),
+        "Year 9's capture reached her live stream:\n{seen}"
+    );
+
+    // Setting groups is audited.
+    let (_, audit) = bed.admin.get("/api/v1/audit?limit=1000").unwrap();
+    assert!(
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "set_staff_scope" && e["target"] == "head7"),
+        "{audit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -424,4 +424,13 @@ CREATE TABLE policy_layers (
 CREATE TABLE layers_version (version INTEGER NOT NULL) STRICT;
 INSERT INTO layers_version VALUES (0);
 "#,
+    // 14: reviewers limited to groups (`store::scope`); no rows, the
+    // whole school.
+    r#"
+CREATE TABLE staff_scopes (
+    staff TEXT NOT NULL,
+    grp   TEXT NOT NULL,
+    PRIMARY KEY (staff, grp)
+) STRICT, WITHOUT ROWID;
+"#,
 ];

@@ -31,6 +31,7 @@ pub mod images;
 pub mod migrations;
 pub mod register;
 pub mod retention;
+pub mod scope;
 pub mod sqlite;
 mod sqlite_activity;
 mod sqlite_alerts;
@@ -42,6 +43,7 @@ mod sqlite_ingest;
 mod sqlite_policy;
 mod sqlite_register;
 mod sqlite_retention;
+mod sqlite_scope;
 mod sqlite_staff;
 mod sqlite_suggestions;
 mod sqlite_tokens;
@@ -274,6 +276,8 @@ pub struct CaptureQuery {
     /// for the previous page.
     pub after: Option<Uuid>,
     pub limit: u32,
+    /// Only those of the reviewer's groups.
+    pub scope: scope::Scope,
 }
 
 /// The sources what was on screen comes from: a page or an application's
@@ -454,12 +458,13 @@ pub trait CaptureStore {
         &self,
         from: UnixMillis,
         to: UnixMillis,
+        scope: &scope::Scope,
     ) -> Result<Vec<CaptureBucket>, StoreError>;
-    /// Counts per status.
+    /// Counts per status, of the captures in `scope`.
     ///
     /// # Errors
     /// A storage failure.
-    fn capture_counts(&self) -> Result<Vec<(Status, u64)>, StoreError>;
+    fn capture_counts(&self, scope: &scope::Scope) -> Result<Vec<(Status, u64)>, StoreError>;
     /// Deletes the captures (and their images) that `retention` says have
     /// expired at `now`, and writes one audit event for each. Returns them.
     ///
@@ -625,6 +630,8 @@ pub struct TamperQuery {
     pub open_only: bool,
     pub device: Option<Uuid>,
     pub limit: u32,
+    /// Only those of the reviewer's groups.
+    pub scope: scope::Scope,
 }
 
 /// AUP answers, pupils' concerns and tamper events.
@@ -633,7 +640,11 @@ pub trait ActivityStore {
     ///
     /// # Errors
     /// A storage failure.
-    fn aup_decisions(&self, limit: u32) -> Result<Vec<AupDecisionRow>, StoreError>;
+    fn aup_decisions(
+        &self,
+        limit: u32,
+        scope: &scope::Scope,
+    ) -> Result<Vec<AupDecisionRow>, StoreError>;
 
     /// Tamper events, newest first.
     ///
@@ -893,6 +904,7 @@ pub trait Store:
     + retention::RecordRetention
     + alerts::AlertStore
     + groups::GroupStore
+    + scope::ScopeStore
     + Send
     + Sync
 {
@@ -914,6 +926,7 @@ impl<T> Store for T where
         + retention::RecordRetention
         + alerts::AlertStore
         + groups::GroupStore
+        + scope::ScopeStore
         + Send
         + Sync
 {

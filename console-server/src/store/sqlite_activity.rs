@@ -5,21 +5,27 @@ use protocol::UnixMillis;
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
+use super::scope::Scope;
 use super::sqlite::*;
+use super::sqlite_scope::scope_filter;
 use super::*;
 
 impl ActivityStore for SqliteStore {
-    fn aup_decisions(&self, limit: u32) -> Result<Vec<AupDecisionRow>, StoreError> {
+    fn aup_decisions(&self, limit: u32, scope: &Scope) -> Result<Vec<AupDecisionRow>, StoreError> {
         let conn = self.reader.get();
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let filter = scope_filter(scope, "a.user", "a.device", &mut args);
+        args.push(Box::new(limit));
         let mut stmt = conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT a.user, a.device, COALESCE(d.hostname, ''), a.audience, a.version,
                      a.decision, a.time
                  FROM aup_decisions a LEFT JOIN devices d ON d.id = a.device
-                 ORDER BY a.time DESC, a.id DESC LIMIT ?1",
-            )
+                 WHERE 1{filter}
+                 ORDER BY a.time DESC, a.id DESC LIMIT ?"
+            ))
             .map_err(db("listing AUP decisions"))?;
-        stmt.query_map([limit], |r| {
+        stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
             Ok(AupDecisionRow {
                 user: r.get(0)?,
                 device: parse_id(&r.get::<_, String>(1)?)?,
@@ -46,6 +52,7 @@ impl ActivityStore for SqliteStore {
             sql.push_str(" AND t.device = ?");
             args.push(Box::new(id_str(device)));
         }
+        sql.push_str(&scope_filter(&q.scope, "t.user", "t.device", &mut args));
         sql.push_str(" ORDER BY t.time DESC, t.id DESC LIMIT ?");
         args.push(Box::new(q.limit));
         let mut stmt = conn.prepare(&sql).map_err(db("listing tamper events"))?;

@@ -5,7 +5,9 @@ use protocol::UnixMillis;
 use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
+use super::scope::Scope;
 use super::sqlite::*;
+use super::sqlite_scope::scope_filter;
 use super::*;
 
 const SUMMARY_COLUMNS: &str = "c.id, c.device, COALESCE(d.hostname, ''), c.user, c.time, c.source,
@@ -122,6 +124,7 @@ impl CaptureStore for SqliteStore {
                 args.push(Box::new(text.to_lowercase()));
             }
         }
+        sql.push_str(&scope_filter(&q.scope, "c.user", "c.device", &mut args));
         if let Some(before) = q.before {
             sql.push_str(" AND c.id < ?");
             args.push(Box::new(id_str(before)));
@@ -244,18 +247,22 @@ impl CaptureStore for SqliteStore {
         &self,
         from: UnixMillis,
         to: UnixMillis,
+        scope: &Scope,
     ) -> Result<Vec<CaptureBucket>, StoreError> {
         let conn = self.reader.get();
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> =
+            vec![Box::new(UnixMillis::HOUR), Box::new(from.0), Box::new(to.0)];
+        let filter = scope_filter(scope, "c.user", "c.device", &mut args);
         let mut stmt = conn
-            .prepare(
-                "SELECT (c.time / ?3) * ?3 AS hour, c.category, c.severity, c.status,
+            .prepare(&format!(
+                "SELECT (c.time / ?1) * ?1 AS hour, c.category, c.severity, c.status,
                         COALESCE(d.hostname, ''), COUNT(*)
                  FROM captures c LEFT JOIN devices d ON d.id = c.device
-                 WHERE c.time >= ?1 AND c.time < ?2
-                 GROUP BY hour, c.category, c.severity, c.status, c.device",
-            )
+                 WHERE c.time >= ?2 AND c.time < ?3{filter}
+                 GROUP BY hour, c.category, c.severity, c.status, c.device"
+            ))
             .map_err(db("reading trends"))?;
-        stmt.query_map(params![from.0, to.0, UnixMillis::HOUR], |r| {
+        stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
             let status: String = r.get(3)?;
             Ok(CaptureBucket {
                 hour: UnixMillis(r.get(0)?),
@@ -271,13 +278,19 @@ impl CaptureStore for SqliteStore {
         .map_err(db("reading trends"))
     }
 
-    fn capture_counts(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+    fn capture_counts(&self, scope: &Scope) -> Result<Vec<(Status, u64)>, StoreError> {
         let conn = self.reader.get();
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let filter = scope_filter(scope, "c.user", "c.device", &mut args);
         let mut stmt = conn
-            .prepare("SELECT status, COUNT(*) FROM captures GROUP BY status")
+            .prepare(&format!(
+                "SELECT c.status, COUNT(*) FROM captures c WHERE 1{filter} GROUP BY c.status"
+            ))
             .map_err(db("counting captures"))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .map_err(db("counting captures"))?;
         let mut out = Vec::new();
         for row in rows {

@@ -83,12 +83,21 @@ impl StaffStore for SqliteStore {
     }
 
     fn set_staff_role(&self, name: &str, role: Role) -> Result<bool, StoreError> {
-        let changed = lock(&self.writer)
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db("changing a role"))?;
+        let changed = tx
             .execute(
                 "UPDATE users SET role = ?2 WHERE name = ?1",
                 params![name, role.as_str()],
             )
             .map_err(db("changing a role"))?;
+        // Groups limit reviewers only: one made admin or auditor sees the
+        // whole school, and made a reviewer again starts from it.
+        if role != Role::Reviewer {
+            tx.execute("DELETE FROM staff_scopes WHERE staff = ?1", [name])
+                .map_err(db("changing a role"))?;
+        }
+        tx.commit().map_err(db("changing a role"))?;
         Ok(changed == 1)
     }
 

@@ -89,7 +89,7 @@ impl TokenStore for SqliteStore {
                 rfc3339(UnixMillis(expires))
             ));
         }
-        if let Some(owner) = owner {
+        if let Some(owner) = &owner {
             let Some(owner_role) = owner_role else {
                 return refused(format!(
                     "the bearer token {name:?} belongs to {owner:?}, who no longer has an account"
@@ -111,6 +111,7 @@ impl TokenStore for SqliteStore {
         Ok(ApiTokenCheck::Valid {
             name,
             role: token_role,
+            owner,
         })
     }
 

@@ -52,6 +52,9 @@ pub enum ApiTokenCheck {
     Valid {
         name: String,
         role: Role,
+        /// The staff account it acts for, if any: a reviewer's token sees
+        /// that reviewer's groups.
+        owner: Option<String>,
     },
     /// Why it is refused, for the caller.
     Refused(String),

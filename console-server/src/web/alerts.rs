@@ -20,7 +20,11 @@ fn when(t: UnixMillis) -> String {
 }
 
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
-    let alerts = blocking(&state, |s| s.alerts(LISTED)).await?;
+    let scope = staff.scope.clone();
+    let alerts = blocking(&state, move |s| {
+        crate::store::scope::alerts_in_scope(s, LISTED, &scope)
+    })
+    .await?;
     let body = html! {
         h1 { "Alerts" }
         p.muted {

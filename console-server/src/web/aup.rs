@@ -19,6 +19,7 @@ use crate::policy::MAX_AUP;
 use crate::store::AuditAction;
 use crate::store::Role;
 use crate::store::register::audience_str;
+use crate::store::scope::accounts_in_scope;
 
 const AUDIENCES: [Audience; 2] = [Audience::Pupils, Audience::Staff];
 /// Most decisions listed on the log page.
@@ -52,7 +53,11 @@ fn parse_audience(s: Option<&str>) -> Result<Audience, WebError> {
 
 /// `GET /aup`
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
-    let (history, accounts) = blocking(&state, |s| Ok((s.aup_versions()?, s.accounts()?))).await?;
+    let scope = staff.scope.clone();
+    let (history, accounts) = blocking(&state, move |s| {
+        Ok((s.aup_versions()?, accounts_in_scope(s, &scope)?))
+    })
+    .await?;
     staff
         .audit(&state, AuditAction::ViewAup, String::new(), String::new())
         .await?;
@@ -188,8 +193,14 @@ pub async fn decisions(
     Query(filter): Query<LogFilter>,
 ) -> Result<Response, WebError> {
     let user = filter.user.filter(|u| !u.trim().is_empty());
-    let (rows, accounts) =
-        blocking(&state, |s| Ok((s.aup_decisions(LOG_ROWS)?, s.accounts()?))).await?;
+    let scope = staff.scope.clone();
+    let (rows, accounts) = blocking(&state, move |s| {
+        Ok((
+            s.aup_decisions(LOG_ROWS, &scope)?,
+            accounts_in_scope(s, &scope)?,
+        ))
+    })
+    .await?;
     staff
         .audit(
             &state,
@@ -237,7 +248,8 @@ pub async fn decisions(
 
 /// `GET /aup/pending`
 pub async fn pending(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
-    let accounts = blocking(&state, |s| s.accounts()).await?;
+    let scope = staff.scope.clone();
+    let accounts = blocking(&state, move |s| accounts_in_scope(s, &scope)).await?;
     staff
         .audit(
             &state,

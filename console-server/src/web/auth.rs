@@ -34,6 +34,7 @@ use super::{AppState, blocking};
 use crate::https::Peer;
 use crate::secret::{random_token, token_hash, verify_password};
 use crate::store::AuditAction;
+use crate::store::scope::Scope;
 use crate::store::{Role, WebSession};
 
 pub const COOKIE: &str = "__Host-sg_session";
@@ -52,6 +53,9 @@ fn ms(d: Duration) -> i64 {
 pub struct Staff {
     pub name: String,
     pub role: Role,
+    /// The records this member of staff sees ([`Scope`]): a reviewer's
+    /// groups, read afresh at each request, or the whole school.
+    pub scope: Scope,
     pub session: WebSession,
     /// The client's address.
     pub origin: String,
@@ -168,9 +172,18 @@ impl OptionalFromRequestParts<AppState> for Staff {
                 Err(e) => return Err(e.into_response()),
             }
         }
+        let scope = if session.role == Role::Reviewer {
+            let name = session.user.clone();
+            blocking(state, move |s| s.staff_scope(&name))
+                .await
+                .map_err(IntoResponse::into_response)?
+        } else {
+            Scope::School
+        };
         Ok(Some(Staff {
             name: session.user.clone(),
             role: session.role,
+            scope,
             origin: origin_of(parts),
             session,
             storage_alert: match (

@@ -21,6 +21,7 @@ use super::layout::{
 use super::roles::{AdminStaff, CaptureStaff};
 use super::{AppState, blocking};
 use crate::store::AuditAction;
+use crate::store::scope::Scope;
 use crate::store::{CaptureQuery, CaptureSummary, Role, Status, Triage};
 
 /// What staff can record as the action taken on a violation.
@@ -44,13 +45,19 @@ fn parse_id(id: &str) -> Result<Uuid, WebError> {
 
 /// The next unreviewed capture after this one in inbox order (older), and
 /// the previous (newer).
-async fn neighbours(state: &AppState, id: Uuid) -> Result<(Option<Uuid>, Option<Uuid>), WebError> {
+async fn neighbours(
+    state: &AppState,
+    id: Uuid,
+    scope: &Scope,
+) -> Result<(Option<Uuid>, Option<Uuid>), WebError> {
+    let scope = scope.clone();
     blocking(state, move |s| {
         let q = |before, after| CaptureQuery {
             status: Some(Status::New),
             before,
             after,
             limit: 1,
+            scope: scope.clone(),
             ..CaptureQuery::default()
         };
         let older = s.captures(&q(Some(id), None))?.first().map(|c| c.id);
@@ -66,6 +73,7 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let id = parse_id(&id)?;
+    super::capture_in_scope(&state.store, &staff.scope, id).await?;
     staff
         .audit(
             &state,
@@ -81,15 +89,17 @@ pub async fn page(
     };
     let c = &detail.summary;
     let user = c.user.clone();
+    let scope = staff.scope.clone();
     let earlier = blocking(&state, move |s| {
         s.captures(&CaptureQuery {
             user: Some(user),
             limit: 60,
+            scope,
             ..CaptureQuery::default()
         })
     })
     .await?;
-    let (older, newer) = neighbours(&state, id).await?;
+    let (older, newer) = neighbours(&state, id, &staff.scope).await?;
     let defs = state.definitions();
     let title = defs.title(&c.category);
     let definition = defs.definition(&c.category, &c.term);
@@ -262,6 +272,7 @@ pub async fn image(
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let id = parse_id(&id)?;
+    super::capture_in_scope(&state.store, &staff.scope, id).await?;
     staff
         .audit(
             &state,
@@ -310,6 +321,7 @@ pub async fn triage(
     let exception = (status == Status::FalsePositive && form.get("add_exception") == Some("1"))
         .then(|| super::libraries::phrase(form.get("exception").unwrap_or_default(), "exception"))
         .transpose()?;
+    super::capture_in_scope(&state.store, &staff.scope, id).await?;
     let Some(capture) = blocking(&state, move |s| s.capture(id)).await? else {
         return Err(WebError::NotFound(format!("there is no capture {id}")));
     };
@@ -346,7 +358,7 @@ pub async fn triage(
     }
     // On to the next unreviewed capture, as a reviewer working down the
     // inbox wants.
-    let (older, newer) = neighbours(&state, id).await?;
+    let (older, newer) = neighbours(&state, id, &staff.scope).await?;
     Ok(match older.or(newer) {
         Some(next) => Redirect::to(&format!("/captures/{next}")),
         None => Redirect::to("/inbox"),

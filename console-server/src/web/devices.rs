@@ -73,7 +73,11 @@ async fn devices_page(
     minted: Option<String>,
 ) -> Result<Response, WebError> {
     let since = UnixMillis(UnixMillis::now().0 - state.offline_after_ms);
-    let devices = blocking(state, move |s| s.devices(since)).await?;
+    let scope = staff.scope.clone();
+    let devices = blocking(state, move |s| {
+        crate::store::scope::devices_in_scope(s, since, &scope)
+    })
+    .await?;
     let online = devices.iter().filter(|d| d.online).count();
     let tokens = if staff.role == Role::Admin {
         Some(super::tokens::enroll_tokens_section(state, staff).await?)

@@ -56,7 +56,17 @@ pub async fn page(
         None
     } else {
         let (u, d) = (user.clone(), device.clone());
+        let scope = staff.scope.clone();
         let e = blocking(&state, move |s| {
+            // A reviewer limited to groups asks about her groups' accounts.
+            if let Some(only) = s.scope_accounts(&scope)?
+                && !only.contains(&u)
+            {
+                return Err(crate::store::StoreError::Refused(format!(
+                    "{u} is not in your groups ({})",
+                    scope.describe()
+                )));
+            }
             crate::group_policy::effective(s, &u, (!d.is_empty()).then_some(d.as_str()), at)
                 .map_err(|e| crate::store::StoreError::Refused(format!("{e:#}")))
         })

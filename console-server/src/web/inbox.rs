@@ -147,24 +147,34 @@ pub async fn page(
     staff: CaptureStaff,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
-    let query = filters.query(PAGE)?;
+    let mut query = filters.query(PAGE)?;
+    query.scope = staff.scope.clone();
     let detail = format!("{query:?}");
+    let scope = staff.scope.clone();
     let (captures, counts, devices, weeks, concerns, tamper) = blocking(&state, move |s| {
         Ok((
             s.captures(&query)?,
-            s.capture_counts()?,
+            s.capture_counts(&scope)?,
             s.devices(UnixMillis(0))?,
-            super::site_visits::recent_weeks(s)?,
+            // The weekly report is the school's, signed off by those who
+            // see the whole school.
+            if scope.is_school() {
+                super::site_visits::recent_weeks(s)?
+            } else {
+                Vec::new()
+            },
             s.captures(&CaptureQuery {
                 status: Some(Status::New),
                 category: Some(crate::store::sqlite::CONCERN_CATEGORY.to_owned()),
                 limit: 20,
+                scope: scope.clone(),
                 ..CaptureQuery::default()
             })?,
             s.tamper_events(&crate::store::TamperQuery {
                 open_only: true,
                 device: None,
                 limit: 20,
+                scope,
             })?,
         ))
     })
@@ -422,6 +432,23 @@ pub async fn bulk_triage(
         return Err(WebError::BadRequest(format!(
             "the note is over {MAX_NOTE} bytes"
         )));
+    }
+    if !staff.scope.is_school() {
+        let (ids, scope) = (ids.clone(), staff.scope.clone());
+        let outside = blocking(&state, move |s| {
+            let mut n = 0;
+            for id in ids {
+                n += usize::from(!s.capture_in_scope(id, &scope)?);
+            }
+            Ok(n)
+        })
+        .await?;
+        if outside > 0 {
+            return Err(WebError::NotFound(format!(
+                "{outside} of the selected captures are not in your groups ({}); nothing was changed",
+                staff.scope.describe()
+            )));
+        }
     }
     let list = ids
         .iter()

@@ -132,7 +132,27 @@ pub async fn page(
         .category
         .as_deref()
         .and_then(|c| libs.categories.iter().find(|cat| cat.name == c));
-    let suggestions = blocking(&state, |s| s.exception_suggestions(20)).await?;
+    let (scope, me) = (staff.scope.clone(), staff.name.clone());
+    let suggestions = blocking(&state, move |s| {
+        let mut all = s.exception_suggestions(20)?;
+        if !scope.is_school() {
+            // A reviewer limited to groups sees her own suggestions and
+            // those made on her groups' captures.
+            let mut kept = Vec::new();
+            for g in all {
+                let mine = g.suggested_by == me;
+                if mine
+                    || g.capture
+                        .map_or(Ok(false), |c| s.capture_in_scope(c, &scope))?
+                {
+                    kept.push(g);
+                }
+            }
+            all = kept;
+        }
+        Ok(all)
+    })
+    .await?;
     let body = html! {
         h1 { "Term libraries" }
         p.muted { "Policy version " (policy.version) ". The built-in libraries plus the school's own terms and exceptions; changes reach every laptop within seconds." }

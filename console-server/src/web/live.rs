@@ -27,7 +27,8 @@ use super::auth::expired;
 use super::layout::{WebError, capture_row};
 use super::roles::CaptureStaff;
 use super::{AppState, blocking};
-use crate::store::AuditAction;
+use crate::store::scope::Scope;
+use crate::store::{AuditAction, Role};
 
 const SESSION_CHECK: Duration = Duration::from_secs(30);
 
@@ -44,14 +45,22 @@ pub async fn stream(
         )
         .await?;
     let rx = state.live.subscribe();
-    Ok(Sse::new(events(state, staff.session.id_hash.clone(), rx))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
+    Ok(Sse::new(events(
+        state,
+        staff.session.id_hash.clone(),
+        staff.scope.clone(),
+        rx,
+    ))
+    .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    .into_response())
 }
 
 struct Feed {
     state: AppState,
     session: String,
+    /// What the reviewer sees; read again at each session check, so a
+    /// change reaches an open feed within [`SESSION_CHECK`].
+    scope: Scope,
     rx: broadcast::Receiver<Live>,
     check: tokio::time::Interval,
     done: bool,
@@ -60,6 +69,7 @@ struct Feed {
 fn events(
     state: AppState,
     session: String,
+    scope: Scope,
     rx: broadcast::Receiver<Live>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut check = tokio::time::interval(SESSION_CHECK);
@@ -67,6 +77,7 @@ fn events(
     let feed = Feed {
         state,
         session,
+        scope,
         rx,
         check,
         done: false,
@@ -79,24 +90,35 @@ fn events(
             tokio::select! {
                 _ = f.check.tick() => {
                     let hash = f.session.clone();
-                    let alive = blocking(&f.state, move |s| s.session(&hash))
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some_and(|s| !expired(&s, UnixMillis::now()));
-                    if !alive {
+                    let found = blocking(&f.state, move |s| {
+                        let Some(session) = s.session(&hash)? else {
+                            return Ok(None);
+                        };
+                        let scope = if session.role == Role::Reviewer {
+                            s.staff_scope(&session.user)?
+                        } else {
+                            Scope::School
+                        };
+                        Ok(Some((session, scope)))
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|(s, _)| !expired(s, UnixMillis::now()));
+                    let Some((_, scope)) = found else {
                         f.done = true;
                         return Some((Ok(Event::default().event("expired").data("")), f));
-                    }
+                    };
+                    f.scope = scope;
                 }
                 got = f.rx.recv() => match got {
                     Ok(Live::Capture(id)) => {
-                        if let Some(event) = capture_event(&f.state, id).await {
+                        if let Some(event) = capture_event(&f.state, id, &f.scope).await {
                             return Some((Ok(event), f));
                         }
                     }
                     Ok(Live::Tamper(id)) => {
-                        if let Some(event) = tamper_event(&f.state, id).await {
+                        if let Some(event) = tamper_event(&f.state, id, &f.scope).await {
                             return Some((Ok(event), f));
                         }
                     }
@@ -110,8 +132,19 @@ fn events(
     })
 }
 
-async fn capture_event(state: &AppState, id: Uuid) -> Option<Event> {
-    let capture = blocking(state, move |s| s.capture(id)).await.ok()??.summary;
+/// A new capture for the page, if it is in the reviewer's `scope`.
+async fn capture_event(state: &AppState, id: Uuid, scope: &Scope) -> Option<Event> {
+    let scope = scope.clone();
+    let capture = blocking(state, move |s| {
+        Ok(if scope.is_school() || s.capture_in_scope(id, &scope)? {
+            s.capture(id)?
+        } else {
+            None
+        })
+    })
+    .await
+    .ok()??
+    .summary;
     let defs = state.definitions();
     let title = defs.title(&capture.category);
     let row = capture_row(&capture, title, true).into_string();
@@ -129,8 +162,17 @@ async fn capture_event(state: &AppState, id: Uuid) -> Option<Event> {
 
 /// A tamper event for the page: what happened, where and to whom, as plain
 /// strings the script sets as text (never as HTML).
-async fn tamper_event(state: &AppState, id: Uuid) -> Option<Event> {
-    let t = blocking(state, move |s| s.tamper_event(id)).await.ok()??;
+async fn tamper_event(state: &AppState, id: Uuid, scope: &Scope) -> Option<Event> {
+    let scope = scope.clone();
+    let t = blocking(state, move |s| {
+        Ok(if scope.is_school() || s.tamper_in_scope(id, &scope)? {
+            s.tamper_event(id)?
+        } else {
+            None
+        })
+    })
+    .await
+    .ok()??;
     let data = json!({
         "id": t.id,
         "what": super::tamper::label(&t.kind),

@@ -260,6 +260,7 @@ pub fn router(state: AppState) -> Router {
             post(tokens::revoke_enroll_token),
         )
         .route("/staff/{name}/disabled", post(staff::set_disabled))
+        .route("/staff/{name}/scope", post(staff::set_scope))
         .route("/libraries", get(libraries::page))
         .route("/libraries/terms", post(libraries::add_term))
         .route("/libraries/exceptions", post(libraries::add_exception))
@@ -344,4 +345,31 @@ pub async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| layout::WebError::Internal(format!("a storage task failed: {e}")))?
         .map_err(layout::WebError::from)
+}
+
+/// Refuses a capture outside `scope` as if it did not exist (404), so a
+/// reviewer limited to groups learns nothing of another group's records,
+/// not even that one exists.
+///
+/// # Errors
+/// [`layout::WebError::NotFound`] outside the scope; a storage failure.
+pub async fn capture_in_scope(
+    store: &Arc<dyn Store>,
+    scope: &crate::store::scope::Scope,
+    id: uuid::Uuid,
+) -> Result<(), layout::WebError> {
+    if scope.is_school() {
+        return Ok(());
+    }
+    let (store, scope) = (store.clone(), scope.clone());
+    let found = tokio::task::spawn_blocking(move || store.capture_in_scope(id, &scope))
+        .await
+        .map_err(|e| layout::WebError::Internal(format!("a storage task failed: {e}")))??;
+    if found {
+        Ok(())
+    } else {
+        Err(layout::WebError::NotFound(format!(
+            "there is no capture {id} in your groups"
+        )))
+    }
 }

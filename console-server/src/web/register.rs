@@ -121,7 +121,11 @@ pub fn account_cells(a: &AccountRow, status: &AupStatus) -> Markup {
 /// `GET /register`
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     // Every role reads the register (auditors oversee it); admins change it.
-    let accounts = blocking(&state, |s| s.accounts()).await?;
+    let scope = staff.scope.clone();
+    let accounts = blocking(&state, move |s| {
+        crate::store::scope::accounts_in_scope(s, &scope)
+    })
+    .await?;
     staff
         .audit(
             &state,

@@ -19,6 +19,7 @@ use super::{AppState, blocking};
 use crate::school_week::{self, Week};
 use crate::site_report::{self, Detail, WeeklyReport, change, duration};
 use crate::store::AuditAction;
+use crate::store::scope::Scope;
 use crate::store::visits::WeekSignoff;
 
 /// Longest sign-off note.
@@ -103,9 +104,11 @@ pub async fn index(State(state): State<AppState>, staff: AnyStaff) -> Result<Res
 async fn load(
     state: &AppState,
     week: Week,
+    scope: &Scope,
 ) -> Result<(WeeklyReport, Option<WeekSignoff>), WebError> {
+    let scope = scope.clone();
     blocking(state, move |s| {
-        let r = WeeklyReport::load(s, site_report::builtin_categories(), week, Detail::Summary)?;
+        let r = WeeklyReport::load_in_scope(s, week, Detail::Summary, &scope)?;
         let signoff = s.week_signoffs()?.remove(&week.to_string());
         Ok((r, signoff))
     })
@@ -124,7 +127,7 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let week = chosen(&p)?;
     let print = p.print.is_some();
-    let (report, signoff) = load(&state, week).await?;
+    let (report, signoff) = load(&state, week, &staff.scope).await?;
     staff
         .audit(
             &state,
@@ -146,8 +149,9 @@ pub async fn page(
                 .into_response(),
         );
     }
-    let can_sign =
-        <super::roles::CaptureReaders as super::roles::Roles>::ROLES.contains(&staff.role);
+    let can_sign = <super::roles::CaptureReaders as super::roles::Roles>::ROLES
+        .contains(&staff.role)
+        && staff.scope.is_school();
     let body = html! {
         div.report-nav {
             a href={ "/reports/weekly?week=" (week.previous()) } { "← " (week.previous()) }
@@ -159,6 +163,13 @@ pub async fn page(
             a.button href={ "/reports/weekly.pdf?week=" (week) } { "PDF" }
             @for t in ["domains", "users", "devices", "pairs"] {
                 a.button href={ "/reports/weekly.csv?week=" (week) "&table=" (t) } { "CSV: " (t) }
+            }
+        }
+        @if !staff.scope.is_school() {
+            p.notice #scope {
+                "The accounts of your groups only (" (staff.scope.describe()) "): their sites and "
+                "time, counted from their own visits. Laptops are not listed, and the school's "
+                "report is signed off by those who see the whole school."
             }
         }
         (content)
@@ -357,8 +368,9 @@ pub async fn csv(
     } else {
         Detail::Summary
     };
+    let scope = staff.scope.clone();
     let report = blocking(&state, move |s| {
-        WeeklyReport::load(s, site_report::builtin_categories(), week, detail)
+        WeeklyReport::load_in_scope(s, week, detail, &scope)
     })
     .await?;
     let body = site_report::csv(&report, &table).ok_or_else(|| {
@@ -388,7 +400,7 @@ pub async fn pdf(
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let week = chosen(&p)?;
-    let (report, signoff) = load(&state, week).await?;
+    let (report, signoff) = load(&state, week, &staff.scope).await?;
     let bytes = crate::report_pdf::render(&report, week, signoff.as_ref());
     staff
         .audit(
@@ -413,6 +425,12 @@ pub async fn sign_off(
     form: Form,
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
+    if !staff.scope.is_school() {
+        return Err(WebError::Forbidden(format!(
+            "the weekly report is the school's, signed off by those who see the whole school; you see your groups ({})",
+            staff.scope.describe()
+        )));
+    }
     let week = Week::parse(form.get("week").unwrap_or_default()).map_err(WebError::BadRequest)?;
     if week > last_week() {
         return Err(WebError::BadRequest(format!(

@@ -1,6 +1,6 @@
-//! The Staff page: accounts added, their role changed, disabled (each
-//! confirmed with the admin's password), and the API tokens. Every change
-//! is audited.
+//! The Staff page: accounts added, their role changed, disabled, a
+//! reviewer limited to groups (each confirmed with the admin's password),
+//! and the API tokens. Every change is audited.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -16,19 +16,33 @@ use super::{AppState, blocking};
 use crate::secret::hash_password;
 use crate::store::AuditAction;
 use crate::store::Role;
+use crate::store::scope::Scope;
 
 pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Response, WebError> {
-    let accounts = blocking(&state, |s| s.staff_accounts()).await?;
+    let (accounts, scopes) = blocking(&state, |s| {
+        let scopes = s.staff_scopes()?;
+        // How many accounts each scope covers, so a mistyped group (none)
+        // shows at once.
+        let mut covered = std::collections::HashMap::new();
+        for (name, scope) in scopes {
+            let n = s.scope_accounts(&scope)?.map_or(0, |a| a.len());
+            covered.insert(name, (scope, n));
+        }
+        Ok((s.staff_accounts()?, covered))
+    })
+    .await?;
     let tokens = super::tokens::api_tokens_section(&state, &staff).await?;
     let roles = [Role::Admin, Role::Reviewer, Role::Auditor];
     let body = html! {
         h1 { "Staff accounts" }
         p.muted {
             "Admins manage accounts, devices, libraries and settings. Reviewers see and triage captures. "
-            "Auditors read the audit log and reports and never see captured text or screenshots."
+            "Auditors read the audit log and reports and never see captured text or screenshots. "
+            "A reviewer may be limited to groups (a head of year to hers): she then sees, counts and triages "
+            "only the captures of their accounts and laptops, on every page and through the API."
         }
         table #staff {
-            thead { tr { th { "Name" } th { "Role" } th { "Created" } th { "Status" } th { "Change role" } th { "Access" } } }
+            thead { tr { th { "Name" } th { "Role" } th { "Created" } th { "Status" } th { "Change role" } th { "Access" } th { "Sees" } } }
             tbody {
                 @for a in &accounts {
                     tr {
@@ -58,6 +72,23 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
                                 }
                             }
                         }
+                        td.scope {
+                            @if a.role == Role::Reviewer {
+                                @let (groups, covered) = scopes.get(&a.name).map_or((String::new(), None), |(s, n)| (s.groups().join(", "), Some(*n)));
+                                @match covered {
+                                    Some(n) => { strong { (groups) } " (" (n) " account" @if n != 1 { "s" } ")" }
+                                    None => { "the whole school" }
+                                }
+                                form method="post" action={ "/staff/" (urlencode(&a.name)) "/scope" } {
+                                    (csrf(&staff))
+                                    input name="groups" value=(groups) size="28" placeholder="year:Year 7, year:Year 8" aria-label="groups";
+                                    (confirm_password())
+                                    button type="submit" { "Set groups" }
+                                }
+                            } @else {
+                                "the whole school"
+                            }
+                        }
                     }
                 }
             }
@@ -70,6 +101,7 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
                 select name="role" { @for r in roles { option value=(r.as_str()) selected[r == Role::Reviewer] { (r.as_str()) } } }
             }
             label { " Their first password (at least 12 characters) " input type="password" name="new_password" required minlength="12" autocomplete="new-password"; }
+            label { " Groups (a reviewer only; empty for the whole school) " input name="groups" placeholder="year:Year 7, year:Year 8" size="28"; }
             (confirm_password())
             button type="submit" { "Add account" }
         }
@@ -118,6 +150,13 @@ pub async fn add(
         ));
     }
     let role = role_of(&form)?;
+    let scope = groups_of(&form)?;
+    if role != Role::Reviewer && !scope.is_school() {
+        return Err(WebError::BadRequest(format!(
+            "only reviewers are limited to groups; an {} sees the whole school",
+            role.as_str()
+        )));
+    }
     let hash = new_password_hash(&form).await?;
     staff
         .audit(
@@ -128,8 +167,45 @@ pub async fn add(
         )
         .await?;
     let n = name.clone();
+    let who = (staff.name.clone(), staff.origin.clone());
     blocking(&state, move |s| {
-        s.add_user(&n, role, &hash, UnixMillis::now())
+        s.add_user(&n, role, &hash, UnixMillis::now())?;
+        if !scope.is_school() {
+            s.set_staff_scope(&n, &scope, (&who.0, &who.1), UnixMillis::now())?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Redirect::to("/staff").into_response())
+}
+
+/// The form's `groups`: comma-separated group names, none for the whole
+/// school.
+fn groups_of(form: &Form) -> Result<Scope, WebError> {
+    let groups: Vec<String> = form
+        .get("groups")
+        .unwrap_or_default()
+        .split(',')
+        .map(|g| g.trim().to_owned())
+        .collect();
+    Scope::of(&groups).map_err(WebError::BadRequest)
+}
+
+/// `POST /staff/{name}/scope`: the groups a reviewer is limited to.
+pub async fn set_scope(
+    State(state): State<AppState>,
+    staff: AdminStaff,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Form,
+) -> Result<Response, WebError> {
+    staff.check_post(&headers, &form)?;
+    staff.reauthenticate(&state, &form).await?;
+    let scope = groups_of(&form)?;
+    let who = (staff.name.clone(), staff.origin.clone());
+    // The store writes the audit line in the same transaction.
+    blocking(&state, move |s| {
+        s.set_staff_scope(&name, &scope, (&who.0, &who.1), UnixMillis::now())
     })
     .await?;
     Ok(Redirect::to("/staff").into_response())

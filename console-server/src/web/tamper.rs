@@ -101,6 +101,7 @@ pub async fn page(
         open_only,
         device,
         limit: PAGE,
+        scope: staff.scope.clone(),
     };
     let events = blocking(&state, move |s| s.tamper_events(&query)).await?;
     staff
@@ -174,9 +175,14 @@ pub async fn acknowledge(
             "the note is over {MAX_NOTE} bytes"
         )));
     }
-    if blocking(&state, move |s| s.tamper_event(id))
-        .await?
-        .is_none()
+    let scope = staff.scope.clone();
+    if !blocking(&state, move |s| {
+        Ok(
+            s.tamper_event(id)?.is_some()
+                && (scope.is_school() || s.tamper_in_scope(id, &scope)?),
+        )
+    })
+    .await?
     {
         return Err(WebError::NotFound(format!("there is no tamper event {id}")));
     }

@@ -197,7 +197,8 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let weeks = p.weeks.unwrap_or(12).clamp(1, 104);
     let (from, to) = period(weeks)?;
-    let buckets = blocking(&state, move |s| s.capture_buckets(from, to)).await?;
+    let scope = staff.scope.clone();
+    let buckets = blocking(&state, move |s| s.capture_buckets(from, to, &scope)).await?;
     let t = Trends::of(&buckets, &crate::school_week::zone(), from, to);
     staff
         .audit(
@@ -233,6 +234,9 @@ pub async fn page(
     devices.truncate(30);
     let body = html! {
         h1 { "Trends" }
+        @if !staff.scope.is_school() {
+            p.notice #scope { "The captures of your groups only: " (staff.scope.describe()) "." }
+        }
         form.filters method="get" action="/trends" {
             label { "Weeks"
                 select name="weeks" {
@@ -273,7 +277,8 @@ pub async fn csv(
             format!("{weeks} weeks"),
         )
         .await?;
-    let buckets = blocking(&state, move |s| s.capture_buckets(from, to)).await?;
+    let scope = staff.scope.clone();
+    let buckets = blocking(&state, move |s| s.capture_buckets(from, to, &scope)).await?;
     let tz = crate::school_week::zone();
     // week, category, severity, status, device → count
     let mut rows: BTreeMap<(String, String, u8, &'static str, String), u64> = BTreeMap::new();

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use console_server::store::images::FsImageStore;
+use console_server::store::scope::Scope;
 use console_server::store::sqlite::SqliteStore;
 use console_server::store::{CaptureQuery, CaptureStore, Status};
 use protocol::{Policy, UnixMillis};
@@ -87,11 +88,16 @@ fn main() -> anyhow::Result<()> {
             tests::load::median(15, || store.captures(query).map(|c| c.len()).unwrap_or(0));
         println!("{name}: {:.1} ms ({n} rows)", t.as_secs_f64() * 1000.0);
     }
-    let (t, _) = tests::load::median(15, || store.capture_counts().map(|c| c.len()).unwrap_or(0));
+    let (t, _) = tests::load::median(15, || {
+        store
+            .capture_counts(&Scope::School)
+            .map(|c| c.len())
+            .unwrap_or(0)
+    });
     println!("counts per status: {:.1} ms", t.as_secs_f64() * 1000.0);
     let (t, n) = tests::load::median(15, || {
         store
-            .capture_buckets(UnixMillis(now - span), UnixMillis(now + 1))
+            .capture_buckets(UnixMillis(now - span), UnixMillis(now + 1), &Scope::School)
             .map(|b| b.len())
             .unwrap_or(0)
     });

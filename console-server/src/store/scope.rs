@@ -1,0 +1,219 @@
+//! Whose records a reviewer sees: the whole school, or the accounts and
+//! laptops of some groups (a head of year and her year groups). A scope
+//! is the groups of [`protocol::layers`]: `year:NAME` and `role:pupil`
+//! from the register, `accounts:NAME` and `devices:NAME` lists. A record
+//! is in scope when its account is in one of the groups, or it was made
+//! on a laptop of one of the `devices:` groups.
+//!
+//! Only reviewers are scoped: admins and auditors oversee the whole
+//! school. Every page and API route that shows, counts or changes a
+//! pupil's record filters by the signed-in staff's scope, in the query
+//! itself, so counts and pages agree with what is listed.
+
+use std::collections::{HashMap, HashSet};
+
+use protocol::UnixMillis;
+use protocol::layers::GroupKind;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::alerts::Alert;
+
+/// The records a member of staff sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Everything: the safeguarding lead, admins, auditors.
+    #[default]
+    School,
+    /// The records of these groups only (never empty).
+    Groups(Vec<String>),
+}
+
+impl Scope {
+    /// A scope of `groups`, each checked; none means the whole school.
+    ///
+    /// # Errors
+    /// A name that is not a group, said with the kinds there are.
+    pub fn of(groups: &[String]) -> Result<Scope, String> {
+        let mut checked = Vec::new();
+        for g in groups {
+            let g = g.trim();
+            if g.is_empty() {
+                continue;
+            }
+            GroupKind::of(g)?;
+            if !checked.iter().any(|c| c == g) {
+                checked.push(g.to_owned());
+            }
+        }
+        checked.sort();
+        Ok(if checked.is_empty() {
+            Scope::School
+        } else {
+            Scope::Groups(checked)
+        })
+    }
+
+    pub fn is_school(&self) -> bool {
+        matches!(self, Scope::School)
+    }
+
+    /// The groups, none for the whole school.
+    pub fn groups(&self) -> &[String] {
+        match self {
+            Scope::School => &[],
+            Scope::Groups(g) => g,
+        }
+    }
+
+    /// "the whole school", or the groups joined.
+    pub fn describe(&self) -> String {
+        match self {
+            Scope::School => "the whole school".into(),
+            Scope::Groups(g) => g.join(", "),
+        }
+    }
+
+    /// The groups as a JSON array, for SQL's `json_each`.
+    pub(crate) fn groups_json(&self) -> String {
+        serde_json::to_string(self.groups()).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// What the console keeps of reviewers' scopes, and whether a record is
+/// in one.
+pub trait ScopeStore {
+    /// A staff account's scope: the whole school unless a reviewer's
+    /// groups were set.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn staff_scope(&self, name: &str) -> Result<Scope, StoreError>;
+    /// Every scoped reviewer's scope, by name.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn staff_scopes(&self) -> Result<HashMap<String, Scope>, StoreError>;
+    /// Sets a reviewer's scope, with its audit line naming `who` (the
+    /// actor and where from). Refused for an account that is not a
+    /// reviewer (admins and auditors see the whole school) or does not
+    /// exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`], or a storage failure.
+    fn set_staff_scope(
+        &self,
+        name: &str,
+        scope: &Scope,
+        who: (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// Whether a capture (or concern) is in `scope`; false if there is
+    /// no such capture.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn capture_in_scope(&self, id: Uuid, scope: &Scope) -> Result<bool, StoreError>;
+    /// Whether a tamper event is in `scope`; false if there is none.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn tamper_in_scope(&self, id: Uuid, scope: &Scope) -> Result<bool, StoreError>;
+    /// Whether an alert's record (a capture, a tamper event or a laptop)
+    /// is in `scope`.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn alert_in_scope(&self, alert: &Alert, scope: &Scope) -> Result<bool, StoreError>;
+    /// The accounts `scope` covers: those of its account groups, and
+    /// those seen on its laptops. `None` for the whole school.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn scope_accounts(&self, scope: &Scope) -> Result<Option<HashSet<String>>, StoreError>;
+}
+
+/// The newest `limit` alerts whose records are in `scope`.
+///
+/// # Errors
+/// A storage failure.
+pub fn alerts_in_scope(
+    store: &dyn super::Store,
+    limit: u32,
+    scope: &Scope,
+) -> Result<Vec<Alert>, StoreError> {
+    let all = store.alerts(if scope.is_school() { limit } else { 10_000 })?;
+    let mut kept = Vec::new();
+    for a in all {
+        if kept.len() == limit as usize {
+            break;
+        }
+        if store.alert_in_scope(&a, scope)? {
+            kept.push(a);
+        }
+    }
+    Ok(kept)
+}
+
+/// The register's accounts `scope` covers.
+///
+/// # Errors
+/// A storage failure.
+pub fn accounts_in_scope(
+    store: &dyn super::Store,
+    scope: &Scope,
+) -> Result<Vec<super::register::AccountRow>, StoreError> {
+    let mut accounts = store.accounts()?;
+    if let Some(only) = store.scope_accounts(scope)? {
+        accounts.retain(|a| only.contains(&a.account));
+    }
+    Ok(accounts)
+}
+
+/// The laptops, each naming who is logged in only if that account is in
+/// `scope` (a laptop is the school's; who uses it is the pupil's).
+///
+/// # Errors
+/// A storage failure.
+pub fn devices_in_scope(
+    store: &dyn super::Store,
+    online_since: UnixMillis,
+    scope: &Scope,
+) -> Result<Vec<super::Device>, StoreError> {
+    let mut devices = store.devices(online_since)?;
+    if let Some(only) = store.scope_accounts(scope)? {
+        for d in &mut devices {
+            if d.user.as_ref().is_some_and(|u| !only.contains(u)) {
+                d.user = None;
+            }
+        }
+    }
+    Ok(devices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_is_checked_groups_and_none_is_the_whole_school() {
+        assert_eq!(Scope::of(&[]).unwrap(), Scope::School);
+        assert_eq!(Scope::of(&[" ".into()]).unwrap(), Scope::School);
+        let s = Scope::of(&[
+            "year:Year 9".into(),
+            "year:Year 7".into(),
+            "year:Year 7".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            s,
+            Scope::Groups(vec!["year:Year 7".into(), "year:Year 9".into()])
+        );
+        assert_eq!(s.describe(), "year:Year 7, year:Year 9");
+        assert_eq!(s.groups_json(), r#"["year:Year 7","year:Year 9"]"#);
+        let e = Scope::of(&["Year 7".into()]).unwrap_err();
+        assert!(e.contains("year:NAME"), "{e}");
+    }
+}

@@ -1,0 +1,382 @@
+//! The SQLite store's reviewer scopes, and the filter every query of a
+//! pupil's records adds for a scope.
+
+use std::collections::{HashMap, HashSet};
+
+use protocol::UnixMillis;
+use rusqlite::{OptionalExtension, params};
+
+use super::scope::{Scope, ScopeStore};
+use super::sqlite::*;
+use super::*;
+
+/// `" AND (…)"` keeping only rows in `scope`, where `user` and `device`
+/// are the SQL expressions of a row's account and laptop id, with its
+/// arguments pushed after those already in `args`; empty for the whole
+/// school.
+pub(super) fn scope_filter(
+    scope: &Scope,
+    user: &str,
+    device: &str,
+    args: &mut Vec<Box<dyn rusqlite::ToSql>>,
+) -> String {
+    if scope.is_school() {
+        return String::new();
+    }
+    for _ in 0..4 {
+        args.push(Box::new(scope.groups_json()));
+    }
+    format!(
+        " AND ({user} IN (SELECT account FROM accounts
+               WHERE 'year:' || year_group IN (SELECT value FROM json_each(?))
+                  OR 'role:' || role IN (SELECT value FROM json_each(?)))
+           OR {user} IN (SELECT member FROM group_members
+               WHERE grp LIKE 'accounts:%' AND grp IN (SELECT value FROM json_each(?)))
+           OR {device} IN (SELECT member FROM group_members
+               WHERE grp LIKE 'devices:%' AND grp IN (SELECT value FROM json_each(?))))"
+    )
+}
+
+impl SqliteStore {
+    /// Whether the one row `sql` selects (with `id`) is in `scope`; its
+    /// columns are named `user` and `device`.
+    fn row_in_scope(&self, table: &str, id: &str, scope: &Scope) -> Result<bool, StoreError> {
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(id.to_owned())];
+        let filter = scope_filter(scope, "t.user", "t.device", &mut args);
+        let sql = format!("SELECT 1 FROM {table} t WHERE t.id = ?{filter}");
+        self.reader
+            .get()
+            .query_row(
+                &sql,
+                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(db("checking a record against a reviewer's groups"))
+    }
+}
+
+impl ScopeStore for SqliteStore {
+    fn staff_scope(&self, name: &str) -> Result<Scope, StoreError> {
+        let conn = self.reader.get();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT s.grp FROM staff_scopes s JOIN users u ON u.name = s.staff
+                 WHERE s.staff = ?1 AND u.role = 'reviewer' ORDER BY s.grp",
+            )
+            .map_err(db("reading a reviewer's groups"))?;
+        let groups: Vec<String> = stmt
+            .query_map([name], |r| r.get(0))
+            .map_err(db("reading a reviewer's groups"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("reading a reviewer's groups"))?;
+        Scope::of(&groups).map_err(StoreError::Corrupt)
+    }
+
+    fn staff_scopes(&self) -> Result<HashMap<String, Scope>, StoreError> {
+        let conn = self.reader.get();
+        let mut stmt = conn
+            .prepare(
+                "SELECT s.staff, s.grp FROM staff_scopes s JOIN users u ON u.name = s.staff
+                 WHERE u.role = 'reviewer' ORDER BY s.staff, s.grp",
+            )
+            .map_err(db("reading reviewers' groups"))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db("reading reviewers' groups"))?
+            .collect::<Result<_, _>>()
+            .map_err(db("reading reviewers' groups"))?;
+        let mut by_staff: HashMap<String, Vec<String>> = HashMap::new();
+        for (staff, grp) in rows {
+            by_staff.entry(staff).or_default().push(grp);
+        }
+        by_staff
+            .into_iter()
+            .map(|(staff, groups)| Ok((staff, Scope::of(&groups).map_err(StoreError::Corrupt)?)))
+            .collect()
+    }
+
+    fn set_staff_scope(
+        &self,
+        name: &str,
+        scope: &Scope,
+        (actor, origin): (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let what = "saving a reviewer's groups";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(what))?;
+        let role: Option<String> = tx
+            .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db(what))?;
+        match role.as_deref() {
+            None => {
+                return Err(StoreError::Refused(format!(
+                    "there is no staff account {name:?}"
+                )));
+            }
+            Some("reviewer") => {}
+            Some(role) if !scope.is_school() => {
+                return Err(StoreError::Refused(format!(
+                    "{name} is an {role}, who sees the whole school; only reviewers are limited to groups (make them a reviewer first)"
+                )));
+            }
+            Some(_) => {}
+        }
+        tx.execute("DELETE FROM staff_scopes WHERE staff = ?1", [name])
+            .map_err(db(what))?;
+        for g in scope.groups() {
+            tx.execute(
+                "INSERT INTO staff_scopes (staff, grp) VALUES (?1, ?2)",
+                params![name, g],
+            )
+            .map_err(db(what))?;
+        }
+        insert_audit(
+            &tx,
+            &AuditEntry {
+                actor,
+                action: AuditAction::SetStaffScope,
+                target: name,
+                detail: &scope.describe(),
+                origin,
+                time: now,
+            },
+        )
+        .map_err(db(what))?;
+        tx.commit().map_err(db(what))
+    }
+
+    fn capture_in_scope(&self, id: Uuid, scope: &Scope) -> Result<bool, StoreError> {
+        self.row_in_scope("captures", &id_str(id), scope)
+    }
+
+    fn tamper_in_scope(&self, id: Uuid, scope: &Scope) -> Result<bool, StoreError> {
+        self.row_in_scope("tamper_events", &id_str(id), scope)
+    }
+
+    fn alert_in_scope(&self, alert: &alerts::Alert, scope: &Scope) -> Result<bool, StoreError> {
+        if scope.is_school() {
+            return Ok(true);
+        }
+        let table = match alert.event.as_str() {
+            "tamper" => "tamper_events",
+            // A laptop gone quiet: in scope if the laptop is in one of
+            // the scope's device groups.
+            "offline" => {
+                let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(alert.record.clone())];
+                let filter = scope_filter(scope, "''", "d.id", &mut args);
+                let sql = format!("SELECT 1 FROM devices d WHERE d.id = ?{filter}");
+                return self
+                    .reader
+                    .get()
+                    .query_row(
+                        &sql,
+                        rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map(|found| found.is_some())
+                    .map_err(db("checking an alert against a reviewer's groups"));
+            }
+            // A capture, a concern, or a capture's escalation.
+            _ => "captures",
+        };
+        self.row_in_scope(table, &alert.record, scope)
+    }
+
+    fn scope_accounts(&self, scope: &Scope) -> Result<Option<HashSet<String>>, StoreError> {
+        if scope.is_school() {
+            return Ok(None);
+        }
+        let what = "listing the accounts of a reviewer's groups";
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let filter = scope_filter(scope, "a.account", "a.device", &mut args);
+        // Every account known, with each laptop it was seen on (or none).
+        let sql = format!(
+            "SELECT DISTINCT a.account FROM (
+                 SELECT account, NULL AS device FROM accounts
+                 UNION ALL SELECT account, device FROM account_devices
+             ) a WHERE 1{filter}"
+        );
+        let conn = self.reader.get();
+        let mut stmt = conn.prepare(&sql).map_err(db(what))?;
+        let accounts = stmt
+            .query_map(
+                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+                |r| r.get(0),
+            )
+            .map_err(db(what))?
+            .collect::<Result<_, _>>()
+            .map_err(db(what))?;
+        Ok(Some(accounts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use protocol::{AgentMessage, Policy, Screenshot, TamperEvent, TamperKind};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::store::groups::GroupStore;
+    use crate::store::images::FsImageStore;
+    use crate::store::register::{PersonRecord, PersonRole, RegisterStore};
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn capture(user: &str, at: i64) -> protocol::Capture {
+        protocol::Capture {
+            id: Uuid::now_v7(),
+            time: UnixMillis(at),
+            user: user.into(),
+            source: protocol::Source::Typed,
+            app: "chat".into(),
+            window_title: "Chat".into(),
+            url: None,
+            term: "kms".into(),
+            category: "self-harm".into(),
+            severity: 5,
+            context: "kms".into(),
+            context_match: (0, 3),
+            screenshot: Screenshot::Missing("test".into()),
+        }
+    }
+
+    fn person(account: &str, year: &str) -> PersonRecord {
+        PersonRecord {
+            account: account.into(),
+            name: account.to_uppercase(),
+            year_group: year.into(),
+            role: PersonRole::Pupil,
+        }
+    }
+
+    #[test]
+    fn a_scope_limits_lists_counts_trends_and_single_records_to_its_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
+        let s = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
+        let now = UnixMillis(T0);
+        let who = ("it", "cli");
+        s.import_people(
+            &[person("amy", "Year 7"), person("bob", "Year 9")],
+            &AuditEntry {
+                actor: "it",
+                action: AuditAction::ImportRegister,
+                target: "",
+                detail: "",
+                origin: "",
+                time: now,
+            },
+        )
+        .unwrap();
+        let (laptop, library) = (Uuid::now_v7(), Uuid::now_v7());
+        s.set_group_members("devices:library", &[id_str(library)], who, now)
+            .unwrap();
+        let (amy, bob, bob_in_library) = (
+            capture("amy", T0),
+            capture("bob", T0 + 1),
+            capture("bob", T0 + 2),
+        );
+        let tamper = TamperEvent {
+            id: Uuid::now_v7(),
+            time: UnixMillis(T0),
+            user: Some("bob".into()),
+            kind: TamperKind::AgentKilled,
+            detail: String::new(),
+        };
+        for (device, message) in [
+            (laptop, AgentMessage::Capture(amy.clone())),
+            (laptop, AgentMessage::Capture(bob.clone())),
+            (library, AgentMessage::Capture(bob_in_library.clone())),
+            (laptop, AgentMessage::TamperEvent(tamper.clone())),
+        ] {
+            s.store_batch(&[crate::store::Incoming {
+                device,
+                received: now,
+                message,
+            }])
+            .unwrap();
+        }
+        s.add_user("head7", Role::Reviewer, "x", now).unwrap();
+        s.add_user("lead", Role::Admin, "x", now).unwrap();
+
+        let year7 = Scope::of(&["year:Year 7".into()]).unwrap();
+        let library_scope = Scope::of(&["devices:library".into()]).unwrap();
+        let listed = |scope: &Scope| -> Vec<Uuid> {
+            let mut ids: Vec<Uuid> = s
+                .captures(&CaptureQuery {
+                    limit: 100,
+                    scope: scope.clone(),
+                    ..CaptureQuery::default()
+                })
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(listed(&Scope::School).len(), 3);
+        assert_eq!(listed(&year7), vec![amy.id]);
+        assert_eq!(listed(&library_scope), vec![bob_in_library.id]);
+        let count =
+            |scope: &Scope| -> u64 { s.capture_counts(scope).unwrap().iter().map(|c| c.1).sum() };
+        assert_eq!((count(&Scope::School), count(&year7)), (3, 1));
+        let buckets = s
+            .capture_buckets(UnixMillis(T0 - 1), UnixMillis(T0 + 10), &year7)
+            .unwrap();
+        assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 1);
+        assert!(s.capture_in_scope(amy.id, &year7).unwrap());
+        assert!(!s.capture_in_scope(bob.id, &year7).unwrap());
+        assert!(!s.capture_in_scope(Uuid::now_v7(), &year7).unwrap());
+        assert!(s.capture_in_scope(bob.id, &Scope::School).unwrap());
+        assert!(!s.tamper_in_scope(tamper.id, &year7).unwrap());
+        assert!(
+            s.tamper_in_scope(tamper.id, &Scope::of(&["year:Year 9".into()]).unwrap())
+                .unwrap()
+        );
+        let tamper_listed = s
+            .tamper_events(&TamperQuery {
+                limit: 10,
+                scope: year7.clone(),
+                ..TamperQuery::default()
+            })
+            .unwrap();
+        assert!(tamper_listed.is_empty());
+        assert_eq!(
+            s.scope_accounts(&year7).unwrap(),
+            Some(["amy".to_owned()].into())
+        );
+        assert_eq!(
+            s.scope_accounts(&library_scope).unwrap(),
+            Some(["bob".to_owned()].into())
+        );
+        assert_eq!(s.scope_accounts(&Scope::School).unwrap(), None);
+
+        // Scopes are kept for reviewers only, audited, and dropped when
+        // the role changes.
+        s.set_staff_scope("head7", &year7, who, now).unwrap();
+        assert_eq!(s.staff_scope("head7").unwrap(), year7);
+        let refused = s.set_staff_scope("lead", &year7, who, now).unwrap_err();
+        assert!(refused.to_string().contains("whole school"), "{refused}");
+        assert!(s.set_staff_scope("nobody", &year7, who, now).is_err());
+        let audit = s.audit_events(10).unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.action == "set_staff_scope" && e.target == "head7"),
+            "{audit:?}"
+        );
+        s.set_staff_role("head7", Role::Admin).unwrap();
+        s.set_staff_role("head7", Role::Reviewer).unwrap();
+        assert_eq!(s.staff_scope("head7").unwrap(), Scope::School);
+    }
+}
