@@ -38,11 +38,17 @@ pub(super) fn scope_filter(
 }
 
 impl SqliteStore {
-    /// Whether the one row `sql` selects (with `id`) is in `scope`; its
-    /// columns are named `user` and `device`.
-    fn row_in_scope(&self, table: &str, id: &str, scope: &Scope) -> Result<bool, StoreError> {
+    /// Whether the row of `table` with `id` is in `scope`; `user` and
+    /// `device` are its columns (or SQL expressions) for the account and
+    /// the laptop.
+    fn row_in_scope(
+        &self,
+        (table, user, device): (&str, &str, &str),
+        id: &str,
+        scope: &Scope,
+    ) -> Result<bool, StoreError> {
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(id.to_owned())];
-        let filter = scope_filter(scope, "t.user", "t.device", &mut args);
+        let filter = scope_filter(scope, user, device, &mut args);
         let sql = format!("SELECT 1 FROM {table} t WHERE t.id = ?{filter}");
         self.reader
             .get()
@@ -56,6 +62,12 @@ impl SqliteStore {
             .map_err(db("checking a record against a reviewer's groups"))
     }
 }
+
+/// Tables whose rows are a pupil's, with their account and laptop columns.
+const CAPTURES: (&str, &str, &str) = ("captures", "t.user", "t.device");
+const TAMPER: (&str, &str, &str) = ("tamper_events", "t.user", "t.device");
+/// A laptop is in scope through a `devices:` group only.
+const DEVICES: (&str, &str, &str) = ("devices", "''", "t.id");
 
 impl ScopeStore for SqliteStore {
     fn staff_scope(&self, name: &str) -> Result<Scope, StoreError> {
@@ -152,11 +164,11 @@ impl ScopeStore for SqliteStore {
     }
 
     fn capture_in_scope(&self, id: Uuid, scope: &Scope) -> Result<bool, StoreError> {
-        self.row_in_scope("captures", &id_str(id), scope)
+        self.row_in_scope(CAPTURES, &id_str(id), scope)
     }
 
     fn tamper_in_scope(&self, id: Uuid, scope: &Scope) -> Result<bool, StoreError> {
-        self.row_in_scope("tamper_events", &id_str(id), scope)
+        self.row_in_scope(TAMPER, &id_str(id), scope)
     }
 
     fn alert_in_scope(&self, alert: &alerts::Alert, scope: &Scope) -> Result<bool, StoreError> {
@@ -164,27 +176,11 @@ impl ScopeStore for SqliteStore {
             return Ok(true);
         }
         let table = match alert.event.as_str() {
-            "tamper" => "tamper_events",
-            // A laptop gone quiet: in scope if the laptop is in one of
-            // the scope's device groups.
-            "offline" => {
-                let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(alert.record.clone())];
-                let filter = scope_filter(scope, "''", "d.id", &mut args);
-                let sql = format!("SELECT 1 FROM devices d WHERE d.id = ?{filter}");
-                return self
-                    .reader
-                    .get()
-                    .query_row(
-                        &sql,
-                        rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
-                        |_| Ok(()),
-                    )
-                    .optional()
-                    .map(|found| found.is_some())
-                    .map_err(db("checking an alert against a reviewer's groups"));
-            }
+            "tamper" => TAMPER,
+            // A laptop gone quiet.
+            "offline" => DEVICES,
             // A capture, a concern, or a capture's escalation.
-            _ => "captures",
+            _ => CAPTURES,
         };
         self.row_in_scope(table, &alert.record, scope)
     }
@@ -360,6 +356,36 @@ mod tests {
             Some(["bob".to_owned()].into())
         );
         assert_eq!(s.scope_accounts(&Scope::School).unwrap(), None);
+
+        // An alert is in scope through its record: a capture, a tamper
+        // event, or a laptop.
+        let alert = |event: &str, record: String| alerts::Alert {
+            id: 1,
+            rule: "r".into(),
+            event: event.into(),
+            record,
+            channel: crate::alerts::rules::Channel::Email,
+            target: "dsl@school.example".into(),
+            status: alerts::AlertStatus::Pending,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+            created: now,
+            sent: None,
+            held_until: None,
+        };
+        let in_scope = |a: &alerts::Alert, scope: &Scope| s.alert_in_scope(a, scope).unwrap();
+        assert!(in_scope(&alert("capture", id_str(amy.id)), &year7));
+        assert!(!in_scope(&alert("escalation", id_str(bob.id)), &year7));
+        assert!(!in_scope(&alert("tamper", id_str(tamper.id)), &year7));
+        s.add_device(library, "lib-1", "Debian", "0.1", now)
+            .unwrap();
+        assert!(in_scope(&alert("offline", id_str(library)), &library_scope));
+        assert!(!in_scope(&alert("offline", id_str(library)), &year7));
+        assert!(in_scope(
+            &alert("tamper", id_str(tamper.id)),
+            &Scope::School
+        ));
 
         // Scopes are kept for reviewers only, audited, and dropped when
         // the role changes.
