@@ -198,6 +198,231 @@ fn layers_for_a_year_a_role_and_a_laptop_say_what_applies_to_whom_and_when() {
     assert_eq!(n("view_effective_policy"), 1);
 }
 
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" content=\"").expect("a csrf meta") + 21;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+/// The page `/policy/groups`: an admin sets a year group's layer, names a
+/// group of laptops and gives it a layer, is refused a tie and a layer
+/// that does not read, and removes a layer; a laptop connected to the
+/// console is sent each change within seconds, `policy effective` agrees
+/// with the page, every change is audited under the admin's name, and a
+/// reviewer sees the layers but changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_sets_layers_and_groups_on_the_page_and_a_connected_laptop_gets_them() {
+    use protocol::ConsoleMessage;
+    use protocol::device_link::DeviceLink;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("console.toml"), "time_zone = \"UTC\"\n").unwrap();
+    let d = data.to_str().unwrap();
+    let mis = tmp.path().join("mis.csv");
+    std::fs::write(
+        &mis,
+        "account,name,year group,role\namy,Amy A,Year 7,pupil\nben,Ben B,Year 12,pupil\n",
+    )
+    .unwrap();
+    console_cli(
+        &["register", "import", "--data", d, mis.to_str().unwrap()],
+        None,
+    )
+    .unwrap();
+    for (name, role, pw) in [
+        ("it", "admin", "the admin's long pass phrase"),
+        ("dsl", "reviewer", "the lead's long pass phrase"),
+    ] {
+        console_cli(
+            &["user", "add", "--data", d, "--name", name, "--role", role],
+            Some(&format!("{pw}\n")),
+        )
+        .unwrap();
+    }
+    let console = ConsoleProcess::start(&data).unwrap();
+    let port = console.web_addr.rsplit(':').next().unwrap().to_owned();
+    let web = tests::web_client::Web::new(&data, &format!("https://localhost:{port}"));
+    let identity = tests::identity_from_ca(&data).unwrap();
+    let laptop = identity.device_id.to_string();
+    let mut link = DeviceLink::connect(&console.agent_addr, &identity, "test", 0)
+        .await
+        .unwrap();
+    assert!(
+        link.layers.as_ref().is_some_and(|l| l.layers.is_empty()),
+        "no layers yet: {:?}",
+        link.layers
+    );
+    // The next layers the console sends, within seconds.
+    async fn next_layers(link: &mut DeviceLink) -> protocol::layers::GroupLayers {
+        let until = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match tokio::time::timeout_at(until, link.recv()).await {
+                Ok(Ok(ConsoleMessage::Layers(l))) => return l,
+                Ok(Ok(_)) => {}
+                other => panic!("no layers sent: {other:?}"),
+            }
+        }
+    }
+
+    let (admin, _) = web.sign_in("it", "the admin's long pass phrase", "");
+    let page = web.get("/policy/groups", &admin);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("year:Year 7 (1)"),
+        "the register's groups listed"
+    );
+    let csrf = csrf_of(&page.body);
+    let post = |path: &str, fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        web.post(path, &admin, &all)
+    };
+
+    // Year 7: gambling off, self-harm one severity up, school hours with
+    // only the gravest outside them, no screenshots.
+    let r = post(
+        "/policy/groups",
+        &[
+            ("group", "year:Year 7"),
+            ("cat:gambling", "off"),
+            ("shift:self-harm", "+1"),
+            ("screenshots", "off"),
+            ("hours", "Mon-Fri 08:00-16:00"),
+            ("outside_hours", "gravest"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let sent = next_layers(&mut link).await;
+    let seven = sent
+        .layers
+        .iter()
+        .find(|l| l.group == "year:Year 7")
+        .expect("the laptop is sent the new layer");
+    assert_eq!(
+        seven.overrides.categories,
+        vec![("gambling".to_owned(), false)]
+    );
+    assert_eq!(
+        seven.overrides.severity_shift,
+        vec![("self-harm".to_owned(), 1)]
+    );
+    let amy = effective(d, &["--user", "amy", "--at", "2026-12-08T19:00:00Z"]);
+    assert_eq!(amy["categories"]["gambling"], false, "{amy}");
+    assert_eq!(amy["gravest_only"], true, "{amy}");
+    assert_eq!(amy["screenshots"], false, "{amy}");
+    let page = web.get("/policy/groups", &admin).body;
+    assert!(
+        page.contains("gambling off; self-harm severity +1"),
+        "{page}"
+    );
+
+    // The library's laptops, and their layer.
+    let r = post(
+        "/policy/groups/members",
+        &[
+            ("group", "devices:library"),
+            ("members", &format!("{laptop}\n")),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let sent = next_layers(&mut link).await;
+    assert_eq!(sent.device_groups, vec!["devices:library".to_owned()]);
+    let r = post(
+        "/policy/groups",
+        &[("group", "devices:library"), ("min_severity", "4")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    next_layers(&mut link).await;
+    let there = effective(
+        d,
+        &[
+            "--user",
+            "ben",
+            "--device",
+            &laptop,
+            "--at",
+            "2026-12-08T10:00:00Z",
+        ],
+    );
+    assert_eq!(there["min_severity"], 4, "{there}");
+
+    // Refused, and nothing changes: a tie between two groups of one rank
+    // holding amy, and hours that do not read.
+    for (group, members) in [("accounts:club", "amy"), ("accounts:choir", "amy")] {
+        let r = post(
+            "/policy/groups/members",
+            &[("group", group), ("members", members)],
+        );
+        assert_eq!(r.status, 303, "{}", r.body);
+    }
+    let r = post(
+        "/policy/groups",
+        &[("group", "accounts:club"), ("cat:drugs", "off")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = post(
+        "/policy/groups",
+        &[("group", "accounts:choir"), ("cat:drugs", "on")],
+    );
+    assert_eq!(r.status, 400, "a tie is refused: {}", r.body);
+    assert!(
+        r.body.contains("amy"),
+        "the refusal names the account: {}",
+        r.body
+    );
+    let r = post(
+        "/policy/groups",
+        &[("group", "year:Year 12"), ("hours", "after school")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(
+        "/policy/groups",
+        &[("group", "Year 12"), ("min_severity", "4")],
+    );
+    assert_eq!(r.status, 400, "not a group: {}", r.body);
+    let ben = effective(d, &["--user", "ben", "--at", "2026-12-08T10:00:00Z"]);
+    assert_eq!(ben["layers"], serde_json::json!([]), "{ben}");
+
+    // Removed: amy is back to the school's policy.
+    let r = post("/policy/groups/remove", &[("group", "year:Year 7")]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let amy = effective(d, &["--user", "amy", "--at", "2026-12-08T19:00:00Z"]);
+    assert_eq!(amy["categories"]["gambling"], true, "{amy}");
+    assert_eq!(amy["gravest_only"], false, "{amy}");
+
+    // A reviewer sees the layers and changes nothing.
+    let (dsl, _) = web.sign_in("dsl", "the lead's long pass phrase", "");
+    let page = web.get("/policy/groups", &dsl);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("accounts:club") && !page.body.contains("Save this layer"));
+    let reviewer_csrf = csrf_of(&page.body);
+    let r = web.post(
+        "/policy/groups",
+        &dsl,
+        &[
+            ("csrf", &reviewer_csrf),
+            ("group", "year:Year 12"),
+            ("min_severity", "5"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    drop(link);
+    drop(console);
+
+    let db = open_db(&data).unwrap();
+    let n = |action: &str| -> i64 {
+        db.query_row(
+            "SELECT COUNT(*) FROM audit WHERE action = ?1 AND actor = 'it'",
+            [action],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    // Year 7, library, club, then Year 7 removed; members three times.
+    assert_eq!((n("set_policy_layer"), n("set_group_members")), (4, 3));
+}
+
 /// (category, window title) of each capture of `user`'s, oldest first.
 fn captured(data: &std::path::Path, user: &str) -> Vec<(String, String)> {
     let Ok(db) = open_db(data) else {

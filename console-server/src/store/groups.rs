@@ -50,6 +50,13 @@ pub trait GroupStore {
         who: (&str, &str),
         now: UnixMillis,
     ) -> Result<(), StoreError>;
+    /// Every group there is, with how many accounts (or laptops) are in
+    /// it: role and year groups from the register, `accounts:` and
+    /// `devices:` lists. By name.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn known_groups(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// The groups of kind role, year and accounts an account is in.
     ///
     /// # Errors

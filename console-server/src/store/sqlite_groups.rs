@@ -201,6 +201,25 @@ impl GroupStore for SqliteStore {
         )
     }
 
+    fn known_groups(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let what = "listing the groups";
+        let conn = self.reader.get();
+        let mut stmt = conn
+            .prepare(
+                "SELECT 'year:' || year_group, COUNT(*) FROM accounts
+                   WHERE year_group IS NOT NULL AND year_group != '' GROUP BY year_group
+                 UNION ALL SELECT 'role:' || role, COUNT(*) FROM accounts
+                   WHERE role IN ('pupil', 'staff') GROUP BY role
+                 UNION ALL SELECT grp, COUNT(*) FROM group_members GROUP BY grp
+                 ORDER BY 1",
+            )
+            .map_err(db(what))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(db(what))?
+            .collect::<Result<_, _>>()
+            .map_err(db(what))
+    }
+
     fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError> {
         let what = "reading an account's groups";
         let conn = self.reader.get();

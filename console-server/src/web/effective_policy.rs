@@ -86,7 +86,9 @@ pub async fn page(
         h1 { "What applies to whom" }
         p.muted {
             "The school's policy, then each group's layer: role, year group, named groups of accounts, then groups of laptops; the later wins. "
-            "Layers are set with console-server policy set-group (see the README, \"Policies per group\")."
+            "Layers are set on "
+            a href="/policy/groups" { "Policies per group" }
+            " or with console-server policy set-group."
         }
         form.card method="get" action="/policy/effective" {
             label { "Account " input type="text" name="user" value=(user) required; }

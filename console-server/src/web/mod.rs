@@ -33,6 +33,7 @@ pub mod capture_page;
 pub mod devices;
 pub mod effective_policy;
 pub mod form;
+pub mod group_layers;
 pub mod inbox;
 pub mod layout;
 pub mod libraries;
@@ -274,6 +275,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/settings", get(settings::page).post(settings::save))
         .route("/policy/effective", get(effective_policy::page))
+        .route(
+            "/policy/groups",
+            get(group_layers::page).post(group_layers::save),
+        )
+        .route("/policy/groups/remove", post(group_layers::remove))
+        .route("/policy/groups/members", post(group_layers::members))
         .route("/settings/alert-rules", post(alert_rules::save))
         .route("/settings/alert-rules/delete", post(alert_rules::delete))
         .route("/account", get(account::page))

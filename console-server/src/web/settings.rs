@@ -57,8 +57,9 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
         div.card {
             h2 { "Policies per group" }
             p.muted {
-                "Layers change this policy for year groups, roles, named groups of accounts and groups of laptops (console-server policy set-group). "
-                a href="/policy/effective" { "See what applies to whom" } "."
+                "Layers change this policy for year groups, roles, named groups of accounts and groups of laptops. "
+                a href="/policy/groups" { "Set the layers and groups" } ", or "
+                a href="/policy/effective" { "see what applies to whom" } "."
             }
         }
         div.card {
