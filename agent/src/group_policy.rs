@@ -8,9 +8,9 @@
 use protocol::layers::GroupLayers;
 use protocol::{AgentMessage, Policy, Screenshot, UnixMillis};
 
-/// `(weekday, minute)` of `at` on this laptop's clock and zone (the
-/// school's).
-pub fn local_moment(at: UnixMillis) -> (u8, u16) {
+/// `at` on this laptop's clock and zone (the school's), as the layers
+/// read it.
+pub fn local_moment(at: UnixMillis) -> protocol::layers::Moment {
     protocol::layers::moment(at, &jiff::tz::TimeZone::system())
 }
 
@@ -72,8 +72,7 @@ pub fn keep(
     }
     match record {
         AgentMessage::Capture(mut c) => {
-            let (weekday, minute) = local_moment(c.time);
-            let e = layers.effective(policy, user, weekday, minute);
+            let e = layers.effective(policy, user, local_moment(c.time));
             if !e.wants(c.source) {
                 return None;
             }
@@ -93,8 +92,7 @@ pub fn keep(
         }
         AgentMessage::SiteVisits(mut batch) => {
             batch.visits.retain(|v| {
-                let (weekday, minute) = local_moment(v.start);
-                let e = layers.effective(policy, user, weekday, minute);
+                let e = layers.effective(policy, user, local_moment(v.start));
                 e.monitoring && !e.gravest_only && e.sources.site_visits
             });
             (!batch.visits.is_empty()).then_some(AgentMessage::SiteVisits(batch))
@@ -111,7 +109,7 @@ mod tests {
 
     /// Year 12's hours are an hour that is not now.
     fn layers() -> GroupLayers {
-        let (_, minute) = local_moment(UnixMillis::now());
+        let minute = local_moment(UnixMillis::now()).minute;
         let not_now = if minute < 600 {
             "Mon-Sun 12:00-13:00"
         } else {
@@ -145,7 +143,49 @@ mod tests {
                 ("ben".into(), vec!["year:Year 12".into()]),
             ],
             device_groups: Vec::new(),
+            terms: Vec::new(),
         }
+    }
+
+    #[test]
+    fn hours_in_term_time_drop_what_comes_in_the_holidays() {
+        let policy = Policy::baseline();
+        let mut l = layers();
+        l.layers[0].overrides.hours =
+            Some(MonitoringHours::parse("Mon-Sun 00:00-24:00, term time").unwrap());
+        let today = local_moment(UnixMillis::now()).day;
+        let capture = || {
+            AgentMessage::Capture(protocol::Capture {
+                id: uuid::Uuid::now_v7(),
+                time: UnixMillis::now(),
+                user: String::new(),
+                source: protocol::Source::Typed,
+                app: "xterm".into(),
+                window_title: "Chat".into(),
+                url: None,
+                term: "t".into(),
+                category: "bullying".into(),
+                severity: 4,
+                context: "t".into(),
+                context_match: (0, 1),
+                screenshot: Screenshot::Missing("test".into()),
+            })
+        };
+        // A term that holds today: kept.
+        l.terms = vec![protocol::layers::Term {
+            first: today - 1,
+            last: today + 1,
+        }];
+        assert!(keep(capture(), "amy", &policy, &l).is_some());
+        // Only terms that ended before today: the holidays, nothing kept.
+        l.terms = vec![protocol::layers::Term {
+            first: today - 30,
+            last: today - 1,
+        }];
+        assert!(keep(capture(), "amy", &policy, &l).is_none());
+        // No terms set: every day is term time.
+        l.terms.clear();
+        assert!(keep(capture(), "amy", &policy, &l).is_some());
     }
 
     #[test]

@@ -76,7 +76,14 @@ impl StateDir {
         self.private().join("policy.bin")
     }
 
+    /// The layers as protocol 6 has them.
     fn layers_file(&self) -> PathBuf {
+        self.private().join("layers6.bin")
+    }
+
+    /// The layers as an agent of protocol 5 saved them (postcard is not
+    /// self-describing: each shape has a file of its own).
+    fn layers_v5_file(&self) -> PathBuf {
         self.private().join("layers.bin")
     }
 
@@ -205,10 +212,17 @@ impl StateDir {
 }
 
 impl StateDir {
-    /// The policy's layers for groups as last received, if any.
+    /// The policy's layers for groups as last received, if any (a file
+    /// an agent of protocol 5 saved is read in its shape).
     pub fn load_layers(&self) -> Option<protocol::layers::GroupLayers> {
-        let bytes = fs::read(self.layers_file()).ok()?;
-        match postcard::from_bytes(&bytes) {
+        let read = match fs::read(self.layers_file()) {
+            Ok(bytes) => postcard::from_bytes::<protocol::layers::GroupLayers>(&bytes),
+            Err(_) => {
+                let bytes = fs::read(self.layers_v5_file()).ok()?;
+                postcard::from_bytes::<protocol::layers::wire5::GroupLayers>(&bytes).map(Into::into)
+            }
+        };
+        match read {
             Ok(l) => Some(l),
             Err(e) => {
                 tracing::warn!(
@@ -270,5 +284,45 @@ mod tests {
             err.contains("not enrolled") && err.contains("agent enroll"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn layers_round_trip_and_a_protocol_5_file_still_reads() {
+        use protocol::layers::{GroupLayers, Layer, MonitoringHours, Overrides, Term, wire5};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path().join("state"));
+        dir.create().unwrap();
+        assert!(dir.load_layers().is_none());
+        let layers = GroupLayers {
+            version: 3,
+            layers: vec![Layer {
+                group: "year:Year 7".into(),
+                overrides: Overrides {
+                    hours: Some(MonitoringHours::parse("Mon-Fri 08:00-16:00, term time").unwrap()),
+                    ..Overrides::default()
+                },
+            }],
+            accounts: vec![("amy".into(), vec!["year:Year 7".into()])],
+            device_groups: Vec::new(),
+            terms: vec![Term::parse("2026-09-03..2026-12-18").unwrap()],
+        };
+        // What an agent of protocol 5 saved before it was upgraded.
+        let old = wire5::GroupLayers::from(&layers);
+        fs::write(
+            dir.private().join("layers.bin"),
+            postcard::to_stdvec(&old).unwrap(),
+        )
+        .unwrap();
+        let read = dir.load_layers().unwrap();
+        assert_eq!(read.layers[0].group, "year:Year 7");
+        assert!(!read.layers[0].overrides.hours.as_ref().unwrap().term_time);
+        // Saved now, it is read back whole, terms and all.
+        dir.save_layers(&layers).unwrap();
+        assert_eq!(dir.load_layers().unwrap(), layers);
+        assert_eq!(mode_of(&dir.private().join("layers6.bin")), 0o600);
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 }

@@ -352,6 +352,10 @@ async fn handle(
             return None;
         }
         ConsoleMessage::Layers(layers) => {
+            adopt_layers(state, shared, layers.into());
+            return None;
+        }
+        ConsoleMessage::LayersV6(layers) => {
             adopt_layers(state, shared, layers);
             return None;
         }

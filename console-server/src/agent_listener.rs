@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use protocol::handshake::{LAYERS_SINCE, check_version};
+use protocol::handshake::{LAYERS_SINCE, TERMS_SINCE, check_version};
 use protocol::pki::{Authority, device_id_of};
 use protocol::{
     AgentMessage, Connection, ConsoleMessage, EnrollRequest, EnrollResponse, PROTOCOL_VERSION,
@@ -421,6 +421,7 @@ async fn session(tls: TlsStream<TcpStream>, peer: SocketAddr, device: Uuid, ctx:
         version: ctx.layers.clone(),
         store: ctx.store.clone(),
         device,
+        protocol: hello.protocol_version,
     });
     if let Some(l) = &layers {
         match l.build().await {
@@ -565,6 +566,8 @@ struct DeviceLayers {
     version: watch::Receiver<u64>,
     store: Arc<dyn Store>,
     device: Uuid,
+    /// The agent's protocol version: the shape it reads the layers in.
+    protocol: u16,
 }
 
 impl DeviceLayers {
@@ -575,7 +578,8 @@ impl DeviceLayers {
         match tokio::task::spawn_blocking(move || store.layers_for_device(&device.to_string()))
             .await
         {
-            Ok(Ok(l)) => Some(ConsoleMessage::Layers(l)),
+            Ok(Ok(l)) if self.protocol >= TERMS_SINCE => Some(ConsoleMessage::LayersV6(l)),
+            Ok(Ok(l)) => Some(ConsoleMessage::Layers((&l).into())),
             Ok(Err(e)) => {
                 tracing::error!("device {device}: cannot read its policy layers: {e}");
                 None

@@ -90,8 +90,8 @@ pub fn changed(
     Ok(o)
 }
 
-/// `(weekday, minute)` of `at` in the school's zone.
-pub fn local_moment(at: UnixMillis) -> (u8, u16) {
+/// `at` in the school's zone, as the layers read it.
+pub fn local_moment(at: UnixMillis) -> protocol::layers::Moment {
     protocol::layers::moment(at, &crate::school_week::zone())
 }
 
@@ -111,8 +111,8 @@ pub fn effective(
     if device.is_none() {
         layers.device_groups.clear();
     }
-    let (weekday, minute) = local_moment(at);
-    let e = layers.effective(&policy, user, weekday, minute);
+    let moment = local_moment(at);
+    let e = layers.effective(&policy, user, moment);
     let categories: BTreeMap<String, bool> = categories(&policy)?
         .into_iter()
         .map(|c| {
@@ -147,6 +147,7 @@ pub fn effective(
         "monitoring": e.monitoring,
         "gravest_only": e.gravest_only,
         "hours": e.hours,
+        "in_term": layers.in_term(moment.day),
         "policy_version": policy.version,
         "layers_version": layers.version,
     }))

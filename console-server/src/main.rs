@@ -282,7 +282,8 @@ enum PolicyCommand {
         #[arg(long)]
         enable_category: Vec<String>,
         /// When the group is monitored, such as "Mon-Fri 08:00-16:00"
-        /// (the school's time zone).
+        /// (the school's time zone), with ", term time" after it for the
+        /// school's terms only (see `policy terms`).
         #[arg(long)]
         hours: Option<String>,
         /// Outside the hours: nothing, or gravest (severity 5 only).
@@ -314,6 +315,18 @@ enum PolicyCommand {
     Layers {
         #[arg(long, default_value = "./data")]
         data: PathBuf,
+    },
+    /// The school's terms, for hours in term time only: prints them, or
+    /// replaces them with those given (--term 2026-09-03..2026-12-18,
+    /// repeated) or none (--clear: every day is term time). A running
+    /// console sends them to the laptops within seconds.
+    Terms {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        #[arg(long = "term")]
+        terms: Vec<String>,
+        #[arg(long, conflicts_with = "terms")]
+        clear: bool,
     },
 }
 
@@ -967,6 +980,25 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
                 .map(|l| serde_json::json!({ "group": l.group, "overrides": l.overrides }))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&layers)?);
+        }
+        PolicyCommand::Terms { data, terms, clear } => {
+            let dir = DataDir::open(&data)?;
+            if clear || !terms.is_empty() {
+                let terms = terms
+                    .iter()
+                    .map(|t| protocol::layers::Term::parse(t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?;
+                dir.store
+                    .set_terms(&terms, (&cli_actor(), "cli"), UnixMillis::now())?;
+            }
+            let terms = dir.store.terms()?;
+            if terms.is_empty() {
+                println!("no terms set: hours in term time hold every week");
+            }
+            for t in terms {
+                println!("{t}");
+            }
         }
     }
     Ok(())

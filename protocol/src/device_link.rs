@@ -30,7 +30,8 @@ pub struct DeviceLink {
     /// The policy sent right after the Welcome, if the console's is newer
     /// than the one announced in the Hello.
     pub policy: Option<Policy>,
-    /// The policy's layers, sent next by a console of protocol 5 or later.
+    /// The policy's layers, sent next by a console of protocol 5 or later
+    /// (as protocol 6 has them, whichever shape was sent).
     pub layers: Option<crate::layers::GroupLayers>,
     pub reader: Connection<ReadHalf<TlsStream<TcpStream>>>,
     pub writer: Connection<WriteHalf<TlsStream<TcpStream>>>,
@@ -44,6 +45,28 @@ impl DeviceLink {
     /// A TLS failure (wrong CA, revoked or unknown certificate), a refusal,
     /// or a network error.
     pub async fn connect(
+        address: &str,
+        identity: &DeviceIdentity,
+        agent_version: &str,
+        policy_version: u64,
+    ) -> Result<DeviceLink, ProtocolError> {
+        Self::connect_speaking(
+            PROTOCOL_VERSION,
+            address,
+            identity,
+            agent_version,
+            policy_version,
+        )
+        .await
+    }
+
+    /// [`DeviceLink::connect`] saying `protocol_version` in the Hello: how
+    /// tests play an older agent.
+    ///
+    /// # Errors
+    /// As [`DeviceLink::connect`].
+    pub async fn connect_speaking(
+        protocol_version: u16,
         address: &str,
         identity: &DeviceIdentity,
         agent_version: &str,
@@ -66,7 +89,7 @@ impl DeviceLink {
         let mut writer = Connection::new(write);
         writer
             .send(&AgentMessage::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
+                protocol_version,
                 agent_version: agent_version.to_owned(),
                 device_id: identity.device_id,
                 policy_version,
@@ -89,22 +112,25 @@ impl DeviceLink {
         } else {
             None
         };
-        let layers = if welcome.protocol_version >= crate::handshake::LAYERS_SINCE {
-            match reader
-                .recv::<ConsoleMessage>("waiting for the policy's layers")
-                .await?
-            {
-                ConsoleMessage::Layers(l) => Some(l),
-                other => {
-                    return Err(ProtocolError::Unexpected {
-                        got: other.kind_name(),
-                        during: "waiting for the policy's layers after Welcome",
-                    });
+        // Both sides must speak a version with layers for them to follow.
+        let layers =
+            if welcome.protocol_version.min(protocol_version) >= crate::handshake::LAYERS_SINCE {
+                match reader
+                    .recv::<ConsoleMessage>("waiting for the policy's layers")
+                    .await?
+                {
+                    ConsoleMessage::Layers(l) => Some(l.into()),
+                    ConsoleMessage::LayersV6(l) => Some(l),
+                    other => {
+                        return Err(ProtocolError::Unexpected {
+                            got: other.kind_name(),
+                            during: "waiting for the policy's layers after Welcome",
+                        });
+                    }
                 }
-            }
-        } else {
-            None
-        };
+            } else {
+                None
+            };
         Ok(DeviceLink {
             welcome,
             policy,

@@ -17,18 +17,24 @@ use crate::message::{AgentMessage, ConsoleMessage, Hello, Refusal, Welcome};
 use crate::{Connection, ProtocolError};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The oldest peer version this build still talks to. Version 4 only
 /// added tamper kinds, so a console still reads what a version 3 agent
 /// sends; a version 4 agent is refused by a version 3 console, which could
 /// not read them. Version 5 added the console's `Layers` message, which a
-/// console sends only to agents of version 5 or later.
+/// console sends only to agents of version 5 or later; version 6 added
+/// `LayersV6` (terms and term-time hours), sent to agents of version 6
+/// or later in place of `Layers`.
 pub const MIN_SUPPORTED_VERSION: u16 = 3;
 
 /// The version from which the console sends [`crate::ConsoleMessage::Layers`]
 /// right after the Welcome (and the policy, if one follows it).
 pub const LAYERS_SINCE: u16 = 5;
+
+/// The version from which the console sends the layers as
+/// [`crate::ConsoleMessage::LayersV6`], with the school's terms.
+pub const TERMS_SINCE: u16 = 6;
 
 /// Whether a peer speaking `theirs` can talk to this build.
 ///

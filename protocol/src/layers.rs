@@ -18,10 +18,23 @@
 //! Two layers of the same rank that both apply to someone and both set
 //! one thing differently are a tie, refused when a layer is saved
 //! ([`GroupLayers::ties`]), never guessed at.
+//!
+//! **Term time.** Monitoring hours may hold in term time only
+//! (`Mon-Fri 08:00-16:00, term time`): outside the school's terms
+//! ([`GroupLayers::terms`]) the group is outside its hours. With no terms
+//! set, every day counts as term time (a school that has not entered its
+//! dates is monitored as its hours say, never less).
+//!
+//! **On the wire.** Protocol 6 sends these as
+//! [`crate::ConsoleMessage::LayersV6`]; an agent of protocol 5 is sent
+//! [`wire5::GroupLayers`], the shape it knows, without term time (its
+//! term-time hours hold every week).
 
 use serde::{Deserialize, Serialize};
 
 use crate::message::{Policy, Source, SourceSwitches};
+
+pub mod wire5;
 
 /// The kinds of group, least specific first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,22 +88,39 @@ pub struct MonitoringHours {
     /// Minutes after midnight; `start < end`.
     pub start_minute: u16,
     pub end_minute: u16,
+    /// Only in the school's terms: outside them the group is outside its
+    /// hours.
+    #[serde(default)]
+    pub term_time: bool,
 }
 
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 impl MonitoringHours {
-    /// Reads `Mon-Fri 08:00-16:00` (or `Sat,Sun 10:00-12:00`, `Mon 09:00-15:30`).
+    /// Reads `Mon-Fri 08:00-16:00` (or `Sat,Sun 10:00-12:00`, `Mon
+    /// 09:00-15:30`), with `, term time` after it for term time only.
     ///
     /// # Errors
     /// What does not read, with an example.
     pub fn parse(text: &str) -> Result<MonitoringHours, String> {
         let bad = || {
             format!(
-                "hours {text:?} do not read: write days and times such as \"Mon-Fri 08:00-16:00\""
+                "hours {text:?} do not read: write days and times such as \"Mon-Fri 08:00-16:00\", and \", term time\" after them for term time only"
             )
         };
-        let (days_part, times) = text.trim().split_once(' ').ok_or_else(bad)?;
+        let trimmed = text.trim();
+        let (hours, term_time) = match trimmed
+            .to_ascii_lowercase()
+            .strip_suffix("term time")
+            .map(str::len)
+        {
+            Some(n) => (
+                trimmed[..n].trim_end().trim_end_matches(',').trim_end(),
+                true,
+            ),
+            None => (trimmed, false),
+        };
+        let (days_part, times) = hours.split_once(' ').ok_or_else(bad)?;
         let day = |d: &str| {
             DAY_NAMES
                 .iter()
@@ -127,6 +157,7 @@ impl MonitoringHours {
             days,
             start_minute,
             end_minute,
+            term_time,
         })
     }
 
@@ -158,19 +189,97 @@ impl std::fmt::Display for MonitoringHours {
             self.start_minute % 60,
             self.end_minute / 60,
             self.end_minute % 60
-        )
+        )?;
+        if self.term_time {
+            write!(f, ", term time")?;
+        }
+        Ok(())
     }
 }
 
-/// `(weekday, minute)` of `at` in `zone`, as [`GroupLayers::effective`]
-/// takes it: Monday 0, minutes after midnight.
-pub fn moment(at: crate::UnixMillis, zone: &jiff::tz::TimeZone) -> (u8, u16) {
+/// One term: its first and last days (inclusive), as days since
+/// 1970-01-01 in the school's calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Term {
+    pub first: i32,
+    pub last: i32,
+}
+
+/// Days since 1970-01-01 of a calendar date.
+fn day_number(date: jiff::civil::Date) -> i32 {
+    let epoch = jiff::civil::date(1970, 1, 1);
+    date.since((jiff::Unit::Day, epoch))
+        .map(|s| s.get_days())
+        .unwrap_or(0)
+}
+
+fn date_of(day: i32) -> jiff::civil::Date {
+    jiff::civil::date(1970, 1, 1)
+        .checked_add(jiff::Span::new().days(i64::from(day)))
+        .unwrap_or(jiff::civil::date(1970, 1, 1))
+}
+
+impl Term {
+    /// Reads `2026-09-03..2026-12-18` (or `2026-09-03 to 2026-12-18`).
+    ///
+    /// # Errors
+    /// What does not read, with an example.
+    pub fn parse(text: &str) -> Result<Term, String> {
+        let bad = |why: &str| {
+            format!(
+                "term {text:?} does not read ({why}): write its first and last days, such as 2026-09-03..2026-12-18"
+            )
+        };
+        let t = text.trim();
+        let (a, b) = t
+            .split_once("..")
+            .or_else(|| t.split_once(" to "))
+            .ok_or_else(|| bad("no \"..\" between the days"))?;
+        let day = |d: &str| -> Result<i32, String> {
+            d.trim()
+                .parse::<jiff::civil::Date>()
+                .map(day_number)
+                .map_err(|_| bad(&format!("{:?} is not a date", d.trim())))
+        };
+        let (first, last) = (day(a)?, day(b)?);
+        if last < first {
+            return Err(bad("the last day is before the first"));
+        }
+        Ok(Term { first, last })
+    }
+
+    pub fn contains(&self, day: i32) -> bool {
+        (self.first..=self.last).contains(&day)
+    }
+}
+
+impl std::fmt::Display for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", date_of(self.first), date_of(self.last))
+    }
+}
+
+/// A moment as the layers read it, in the school's zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    /// Monday 0.
+    pub weekday: u8,
+    /// Minutes after midnight.
+    pub minute: u16,
+    /// Days since 1970-01-01 (see [`Term`]).
+    pub day: i32,
+}
+
+/// `at` in `zone`, as [`GroupLayers::effective`] takes it.
+pub fn moment(at: crate::UnixMillis, zone: &jiff::tz::TimeZone) -> Moment {
     let z = jiff::Timestamp::from_millisecond(at.0)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .to_zoned(zone.clone());
-    let weekday = u8::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0);
-    let minute = u16::try_from(i32::from(z.hour()) * 60 + i32::from(z.minute())).unwrap_or(0);
-    (weekday, minute)
+    Moment {
+        weekday: u8::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0),
+        minute: u16::try_from(i32::from(z.hour()) * 60 + i32::from(z.minute())).unwrap_or(0),
+        day: day_number(z.date()),
+    }
 }
 
 /// What is captured outside a group's monitoring hours.
@@ -222,6 +331,9 @@ pub struct GroupLayers {
     pub accounts: Vec<(String, Vec<String>)>,
     /// The groups (kind devices) of the laptop these were sent to.
     pub device_groups: Vec<String>,
+    /// The school's terms, for hours that hold in term time only.
+    #[serde(default)]
+    pub terms: Vec<Term>,
 }
 
 /// What applies to one user on one laptop at one moment.
@@ -297,9 +409,14 @@ impl GroupLayers {
         groups
     }
 
-    /// What applies to `account` on this laptop at `(weekday, minute)`
-    /// (Monday 0, minutes after midnight, the school's zone).
-    pub fn effective(&self, policy: &Policy, account: &str, weekday: u8, minute: u16) -> Effective {
+    /// Whether `day` is in term: in one of the terms, or any day when no
+    /// terms are set.
+    pub fn in_term(&self, day: i32) -> bool {
+        self.terms.is_empty() || self.terms.iter().any(|t| t.contains(day))
+    }
+
+    /// What applies to `account` on this laptop at `at` (see [`moment`]).
+    pub fn effective(&self, policy: &Policy, account: &str, at: Moment) -> Effective {
         let groups = self.groups_of(account);
         let mut e = Effective {
             groups: groups.clone(),
@@ -346,7 +463,8 @@ impl GroupLayers {
             e.page_reading_excluded
                 .extend(o.page_reading_excluded.iter().cloned());
             if let Some(h) = &o.hours {
-                let inside = h.contains(weekday, minute);
+                let inside =
+                    h.contains(at.weekday, at.minute) && (!h.term_time || self.in_term(at.day));
                 e.hours = Some(h.to_string());
                 e.monitoring = inside || o.outside_hours == OutsideHours::GravestOnly;
                 e.gravest_only = !inside && o.outside_hours == OutsideHours::GravestOnly;
@@ -482,7 +600,72 @@ mod tests {
                 ),
             ],
             device_groups: Vec::new(),
+            terms: Vec::new(),
         }
+    }
+
+    /// A Tuesday or other weekday in a term of 2026 (day 20_700 is
+    /// 2026-09-04), at `minute`.
+    fn at(weekday: u8, minute: u16) -> Moment {
+        Moment {
+            weekday,
+            minute,
+            day: 20_700,
+        }
+    }
+
+    #[test]
+    fn term_time_hours_hold_in_the_terms_only_and_always_when_none_are_set() {
+        let policy = Policy::baseline();
+        let mut l = layers();
+        l.layers[0].overrides.hours =
+            Some(MonitoringHours::parse("Mon-Fri 08:00-16:00, term time").unwrap());
+        let autumn = Term::parse("2026-09-03..2026-12-18").unwrap();
+        assert_eq!(autumn.to_string(), "2026-09-03..2026-12-18");
+        assert_eq!(Term::parse(" 2026-09-03 to 2026-12-18 ").unwrap(), autumn);
+        // No terms set: every day is term time.
+        let christmas = Moment {
+            weekday: 1,
+            minute: 600,
+            day: autumn.last + 5,
+        };
+        assert!(!l.effective(&policy, "amy", christmas).gravest_only);
+        l.terms = vec![autumn];
+        let in_term = l.effective(&policy, "amy", at(1, 600));
+        assert!(in_term.monitoring && !in_term.gravest_only);
+        assert_eq!(
+            in_term.hours.as_deref(),
+            Some("mon,tue,wed,thu,fri 08:00-16:00, term time")
+        );
+        // A Tuesday morning in the holidays is outside the hours.
+        let holiday = l.effective(&policy, "amy", christmas);
+        assert!(holiday.monitoring && holiday.gravest_only, "{holiday:?}");
+        assert_eq!(holiday.keeps("self-harm", 4), None);
+        // Hours that do not say term time hold in the holidays too.
+        l.layers[0].overrides.hours = Some(MonitoringHours::parse("Mon-Fri 08:00-16:00").unwrap());
+        assert!(!l.effective(&policy, "amy", christmas).gravest_only);
+        for bad in [
+            "2026-09-03",
+            "2026-12-18..2026-09-03",
+            "autumn..spring",
+            "2026-02-30..2026-03-01",
+        ] {
+            let e = Term::parse(bad).unwrap_err();
+            assert!(e.contains("2026-09-03..2026-12-18"), "{e}");
+        }
+        // The moment of a real time: 2026-12-08 is a Tuesday.
+        let m = moment(
+            crate::UnixMillis(
+                "2026-12-08T19:30:00Z"
+                    .parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .as_millisecond(),
+            ),
+            &jiff::tz::TimeZone::UTC,
+        );
+        assert_eq!((m.weekday, m.minute), (1, 19 * 60 + 30));
+        assert!(autumn.contains(m.day));
+        assert_eq!(Term::parse("2026-12-08..2026-12-08").unwrap().first, m.day);
     }
 
     #[test]
@@ -490,28 +673,28 @@ mod tests {
         let policy = Policy::baseline();
         let l = layers();
         // Tuesday 10:00: amy's year switches gambling off over her role's on.
-        let amy = l.effective(&policy, "amy", 1, 600);
+        let amy = l.effective(&policy, "amy", at(1, 600));
         assert_eq!(amy.groups, vec!["role:pupil", "year:Year 7"]);
         assert_eq!(amy.layered, amy.groups);
         assert_eq!(amy.min_severity, 2);
         assert!(amy.disabled_categories.contains(&"gambling".to_owned()));
         assert_eq!(amy.keeps("gambling", 5), None);
         assert_eq!(amy.keeps("self-harm", 2), Some(2));
-        let ben = l.effective(&policy, "ben", 1, 600);
+        let ben = l.effective(&policy, "ben", at(1, 600));
         assert_eq!(ben.keeps("gambling", 3), Some(3));
         // Tuesday 20:00: amy's year keeps only the gravest; ben is watched.
-        let evening = l.effective(&policy, "amy", 1, 1200);
+        let evening = l.effective(&policy, "amy", at(1, 1200));
         assert!(evening.monitoring && evening.gravest_only);
         assert_eq!(evening.keeps("self-harm", 4), None);
         assert_eq!(evening.keeps("self-harm", 5), Some(5));
         // Someone the register does not know gets the school's policy.
-        let stranger = l.effective(&policy, "zed", 1, 600);
+        let stranger = l.effective(&policy, "zed", at(1, 600));
         assert!(stranger.groups.is_empty());
         assert_eq!(stranger.min_severity, policy.min_severity);
         // On a library laptop its device layer comes last.
         let mut library = l.clone();
         library.device_groups = vec!["devices:library".into()];
-        let on_it = library.effective(&policy, "amy", 1, 600);
+        let on_it = library.effective(&policy, "amy", at(1, 600));
         assert_eq!(on_it.min_severity, 4);
         assert!(!on_it.screenshots);
         assert_eq!(on_it.groups.last().unwrap(), "devices:library");
@@ -526,8 +709,17 @@ mod tests {
         assert_eq!(MonitoringHours::parse(&h.to_string()).unwrap(), h);
         let w = MonitoringHours::parse("Sat,sun 10:00-12:30").unwrap();
         assert!(w.contains(6, 700) && !w.contains(0, 700));
+        let t = MonitoringHours::parse("Mon-Fri 08:00-16:00, Term Time").unwrap();
+        assert!(t.term_time && !h.term_time);
+        assert_eq!(MonitoringHours::parse(&t.to_string()).unwrap(), t);
+        assert_eq!(
+            MonitoringHours::parse("Mon-Fri 08:00-16:00 term time").unwrap(),
+            t
+        );
         for bad in [
             "",
+            "term time",
+            ", term time",
             "Mon-Fri",
             "Fri-Mon 08:00-16:00",
             "Mon 16:00-08:00",

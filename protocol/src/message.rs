@@ -566,9 +566,16 @@ pub enum ConsoleMessage {
     /// These records will never be accepted; the agent drops them.
     Reject(Vec<Rejected>),
     /// The policy's layers for groups, and the groups of every account
-    /// and of this laptop (protocol 5): sent after the policy, and again
-    /// whenever they change.
+    /// and of this laptop, as protocol 5 sends them (no term time): sent
+    /// to agents of protocol 5 after the policy, and again whenever they
+    /// change.
     Layers(
+        #[cfg_attr(test, proptest(strategy = "crate::roundtrip_tests::group_layers_v5()"))]
+        crate::layers::wire5::GroupLayers,
+    ),
+    /// The same with the school's terms and term-time hours (protocol 6),
+    /// to agents of protocol 6 or later.
+    LayersV6(
         #[cfg_attr(test, proptest(strategy = "crate::roundtrip_tests::group_layers()"))]
         crate::layers::GroupLayers,
     ),
@@ -576,12 +583,13 @@ pub enum ConsoleMessage {
 
 impl ConsoleMessage {
     /// Number of variants; see [`AgentMessage::KINDS`].
-    pub const KINDS: u32 = 7;
+    pub const KINDS: u32 = 8;
 
     /// A short name for logs and errors.
     pub fn kind_name(&self) -> &'static str {
         match self {
             ConsoleMessage::Layers(_) => "Layers",
+            ConsoleMessage::LayersV6(_) => "LayersV6",
             ConsoleMessage::Welcome(_) => "Welcome",
             ConsoleMessage::Refuse(_) => "Refuse",
             ConsoleMessage::Ack(_) => "Ack",

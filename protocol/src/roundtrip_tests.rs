@@ -49,7 +49,27 @@ proptest! {
     #[test]
     fn policy(m in any::<Policy>()) { roundtrip(&ConsoleMessage::Policy(m)) }
     #[test]
-    fn layers(m in group_layers()) { roundtrip(&ConsoleMessage::Layers(m)) }
+    fn layers(m in group_layers_v5()) { roundtrip(&ConsoleMessage::Layers(m)) }
+    #[test]
+    fn layers_v6(m in group_layers()) { roundtrip(&ConsoleMessage::LayersV6(m)) }
+    #[test]
+    fn layers_v5_and_v6_agree_on_all_but_term_time(m in group_layers()) {
+        let v5 = crate::layers::wire5::GroupLayers::from(&m);
+        let back = crate::layers::GroupLayers::from(v5.clone());
+        prop_assert_eq!(back.terms.len(), 0);
+        prop_assert_eq!(back.layers.len(), m.layers.len());
+        prop_assert_eq!(&back.accounts, &m.accounts);
+        for (a, b) in back.layers.iter().zip(&m.layers) {
+            prop_assert_eq!(&a.overrides.categories, &b.overrides.categories);
+            prop_assert_eq!(
+                a.overrides.hours.as_ref().map(|h| (h.days, h.start_minute, h.end_minute)),
+                b.overrides.hours.as_ref().map(|h| (h.days, h.start_minute, h.end_minute))
+            );
+        }
+        // The protocol 5 shape reads back unchanged.
+        let bytes = postcard::to_stdvec(&v5).unwrap();
+        prop_assert_eq!(postcard::from_bytes::<crate::layers::wire5::GroupLayers>(&bytes).unwrap(), v5);
+    }
     #[test]
     fn revoke(reason in ".*") { roundtrip(&ConsoleMessage::Revoke { reason }) }
     #[test]
@@ -111,7 +131,12 @@ pub(crate) fn group_layers() -> impl Strategy<Value = crate::layers::GroupLayers
         vec((any::<Source>(), any::<bool>()), 0..3),
         proptest::option::of(any::<bool>()),
         vec(".{0,12}", 0..3),
-        proptest::option::of((any::<[bool; 7]>(), any::<u16>(), any::<u16>())),
+        proptest::option::of((
+            any::<[bool; 7]>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<bool>(),
+        )),
         any::<bool>(),
     )
         .prop_map(
@@ -122,11 +147,14 @@ pub(crate) fn group_layers() -> impl Strategy<Value = crate::layers::GroupLayers
                 sources,
                 screenshots: shots,
                 page_reading_excluded: sites,
-                hours: hours.map(|(days, start_minute, end_minute)| MonitoringHours {
-                    days,
-                    start_minute,
-                    end_minute,
-                }),
+                hours: hours.map(
+                    |(days, start_minute, end_minute, term_time)| MonitoringHours {
+                        days,
+                        start_minute,
+                        end_minute,
+                        term_time,
+                    },
+                ),
                 outside_hours: if gravest {
                     OutsideHours::GravestOnly
                 } else {
@@ -139,14 +167,26 @@ pub(crate) fn group_layers() -> impl Strategy<Value = crate::layers::GroupLayers
         vec((".{0,12}", overrides), 0..4),
         vec((".{0,12}", vec(".{0,12}", 0..3)), 0..4),
         vec(".{0,12}", 0..3),
+        vec((any::<i32>(), any::<i32>()), 0..3),
     )
-        .prop_map(|(version, layers, accounts, device_groups)| GroupLayers {
-            version,
-            layers: layers
-                .into_iter()
-                .map(|(group, overrides)| Layer { group, overrides })
-                .collect(),
-            accounts,
-            device_groups,
-        })
+        .prop_map(
+            |(version, layers, accounts, device_groups, terms)| GroupLayers {
+                version,
+                layers: layers
+                    .into_iter()
+                    .map(|(group, overrides)| Layer { group, overrides })
+                    .collect(),
+                accounts,
+                device_groups,
+                terms: terms
+                    .into_iter()
+                    .map(|(first, last)| crate::layers::Term { first, last })
+                    .collect(),
+            },
+        )
+}
+
+/// The layers as protocol 5 sends them.
+pub(crate) fn group_layers_v5() -> impl Strategy<Value = crate::layers::wire5::GroupLayers> {
+    group_layers().prop_map(|l| crate::layers::wire5::GroupLayers::from(&l))
 }

@@ -449,6 +449,70 @@ fn a_year_groups_layer_decides_what_its_pupil_is_captured_for() -> anyhow::Resul
         late_rows.iter().all(|r| r.category == "self-harm"),
         "only severity 5 outside the hours: {late_rows:#?}"
     );
+
+    // All day, in term time only, nothing outside: with the last term
+    // ended yesterday it is the holidays and nothing is captured; with a
+    // term holding today, the same line is.
+    console_cli(
+        &[
+            "policy",
+            "set-group",
+            "--data",
+            &data,
+            "--group",
+            "year:Year 7",
+            "--hours",
+            "Mon-Sun 00:00-24:00, term time",
+            "--outside-hours",
+            "nothing",
+        ],
+        None,
+    )?;
+    let today = jiff::Zoned::now().date();
+    let day = |n: i64| today.checked_add(jiff::Span::new().days(n)).unwrap();
+    let terms = |first: i64, last: i64| {
+        console_cli(
+            &[
+                "policy",
+                "terms",
+                "--data",
+                &data,
+                "--term",
+                &format!("{}..{}", day(first), day(last)),
+            ],
+            None,
+        )
+    };
+    // The laptop holds the layers when it logs the version the console has.
+    let holds_current = || -> anyhow::Result<()> {
+        let v: i64 =
+            open_db(&s.console.data)?
+                .query_row("SELECT version FROM layers_version", [], |r| r.get(0))?;
+        agent.wait_log(
+            &format!("policy layers version {v} received"),
+            Duration::from_secs(30),
+        )
+    };
+    terms(-40, -1)?;
+    holds_current()?;
+    let before = captures(&s.console.data)?.len();
+    x.xterm("Holiday chat")?;
+    x.type_text("u r such a loser")?;
+    x.keys(&["Return"])?;
+    std::thread::sleep(Duration::from_secs(4));
+    let rows = captures(&s.console.data)?;
+    assert_eq!(rows.len(), before, "nothing in the holidays: {rows:#?}");
+    terms(-1, 1)?;
+    holds_current()?;
+    x.xterm("Term chat")?;
+    x.type_text("u r such a loser")?;
+    x.keys(&["Return"])?;
+    wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the capture in term time",
+        |r| r.iter().any(|r| r.window_title == "Term chat"),
+    )?;
     Ok(())
 }
 

@@ -258,7 +258,10 @@ async fn an_admin_sets_layers_and_groups_on_the_page_and_a_connected_laptop_gets
         let until = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             match tokio::time::timeout_at(until, link.recv()).await {
-                Ok(Ok(ConsoleMessage::Layers(l))) => return l,
+                Ok(Ok(ConsoleMessage::LayersV6(l))) => return l,
+                Ok(Ok(ConsoleMessage::Layers(_))) => {
+                    panic!("a laptop of protocol 6 is sent the layers of protocol 5")
+                }
                 Ok(Ok(_)) => {}
                 other => panic!("no layers sent: {other:?}"),
             }
@@ -384,6 +387,82 @@ async fn an_admin_sets_layers_and_groups_on_the_page_and_a_connected_laptop_gets
     let ben = effective(d, &["--user", "ben", "--at", "2026-12-08T10:00:00Z"]);
     assert_eq!(ben["layers"], serde_json::json!([]), "{ben}");
 
+    // Term time: Year 12 monitored in school hours in term only, nothing
+    // outside them. The school's terms set on the page reach the laptop;
+    // on a day between two terms ben is outside his hours, in a term
+    // inside them.
+    let r = post(
+        "/policy/groups",
+        &[
+            ("group", "year:Year 12"),
+            ("hours", "Mon-Fri 08:00-16:00, term time"),
+            ("outside_hours", "nothing"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    next_layers(&mut link).await;
+    let r = post(
+        "/policy/groups/terms",
+        &[("terms", "2026-09-03..2026-10-23\n2026-11-02..2026-12-18\n")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let sent = next_layers(&mut link).await;
+    assert_eq!(
+        sent.terms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec!["2026-09-03..2026-10-23", "2026-11-02..2026-12-18"]
+    );
+    let half_term = effective(d, &["--user", "ben", "--at", "2026-10-27T10:00:00Z"]);
+    assert_eq!(
+        (
+            half_term["monitoring"].clone(),
+            half_term["in_term"].clone()
+        ),
+        (false.into(), false.into()),
+        "{half_term}"
+    );
+    let in_term = effective(d, &["--user", "ben", "--at", "2026-12-08T10:00:00Z"]);
+    assert_eq!(in_term["monitoring"], true, "{in_term}");
+    let page = web
+        .get("/policy/effective?user=ben&at=2026-10-27T10:00:00Z", &admin)
+        .body;
+    assert!(
+        page.contains("no (the school"),
+        "the page says half term is not term"
+    );
+    let r = post(
+        "/policy/groups/terms",
+        &[("terms", "2026-12-18..2026-09-03")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(
+        "/policy/groups/terms",
+        &[("terms", "2026-09-03..2026-10-30\n2026-10-23..2026-12-18")],
+    );
+    assert_eq!(r.status, 400, "overlapping terms: {}", r.body);
+    // An agent of protocol 5 is sent the layers in the shape it reads,
+    // its term-time hours holding every week.
+    let old = DeviceLink::connect_speaking(5, &console.agent_addr, &identity, "old", 0)
+        .await
+        .unwrap();
+    let twelve = old
+        .layers
+        .as_ref()
+        .unwrap()
+        .layers
+        .iter()
+        .find(|l| l.group == "year:Year 12")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        twelve.overrides.hours.map(|h| h.term_time),
+        Some(false),
+        "protocol 5 has no term time"
+    );
+    drop(old);
+
     // Removed: amy is back to the school's policy.
     let r = post("/policy/groups/remove", &[("group", "year:Year 7")]);
     assert_eq!(r.status, 303, "{}", r.body);
@@ -419,8 +498,16 @@ async fn an_admin_sets_layers_and_groups_on_the_page_and_a_connected_laptop_gets
         )
         .unwrap()
     };
-    // Year 7, library, club, then Year 7 removed; members three times.
-    assert_eq!((n("set_policy_layer"), n("set_group_members")), (4, 3));
+    // Year 7, library, club, Year 12, then Year 7 removed; members three
+    // times; the terms once.
+    assert_eq!(
+        (
+            n("set_policy_layer"),
+            n("set_group_members"),
+            n("set_term_dates")
+        ),
+        (5, 3, 1)
+    );
 }
 
 /// (category, window title) of each capture of `user`'s, oldest first.

@@ -1313,6 +1313,7 @@ const ACCESS: &[(&str, &str, u8)] = &[
     ("POST", "/policy/groups", ADM),
     ("POST", "/policy/groups/remove", ADM),
     ("POST", "/policy/groups/members", ADM),
+    ("POST", "/policy/groups/terms", ADM),
     ("POST", "/settings/alert-rules", ADM),
     ("POST", "/settings/alert-rules/delete", ADM),
     ("GET", "/account", ALL),

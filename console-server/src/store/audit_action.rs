@@ -93,6 +93,8 @@ audit_actions! {
     SetPolicyLayer = "set_policy_layer",
     /// The accounts or laptops of a group replaced.
     SetGroupMembers = "set_group_members",
+    /// The school's terms replaced.
+    SetTermDates = "set_term_dates",
     /// A reviewer limited to groups, or given the whole school again.
     SetStaffScope = "set_staff_scope",
     /// What applies to a user looked at (`/policy/effective`).

@@ -4,7 +4,7 @@
 //! layer is saved only if it makes no tie with another of its rank.
 
 use protocol::UnixMillis;
-use protocol::layers::{GroupLayers, Layer, Overrides};
+use protocol::layers::{GroupLayers, Layer, Overrides, Term};
 
 use super::StoreError;
 
@@ -47,6 +47,22 @@ pub trait GroupStore {
         &self,
         group: &str,
         members: &[String],
+        who: (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError>;
+    /// The school's terms, first first.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn terms(&self) -> Result<Vec<Term>, StoreError>;
+    /// Replaces the school's terms, with its audit line; refused if two
+    /// overlap. Laptops are sent them with the layers.
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`] for terms that overlap; a storage failure.
+    fn set_terms(
+        &self,
+        terms: &[Term],
         who: (&str, &str),
         now: UnixMillis,
     ) -> Result<(), StoreError>;

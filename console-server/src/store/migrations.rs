@@ -433,4 +433,12 @@ CREATE TABLE staff_scopes (
     PRIMARY KEY (staff, grp)
 ) STRICT, WITHOUT ROWID;
 "#,
+    // 15: the school's terms, for monitoring hours in term time only
+    // (`protocol::layers::Term`: days since 1970-01-01).
+    r#"
+CREATE TABLE school_terms (
+    first INTEGER PRIMARY KEY,
+    last  INTEGER NOT NULL
+) STRICT;
+"#,
 ];

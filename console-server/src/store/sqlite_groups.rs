@@ -1,7 +1,7 @@
 //! [`super::groups::GroupStore`] on SQLite.
 
 use protocol::UnixMillis;
-use protocol::layers::{GroupKind, GroupLayers, Layer, Overrides};
+use protocol::layers::{GroupKind, GroupLayers, Layer, Overrides, Term};
 use rusqlite::{Transaction, params};
 
 use super::groups::GroupStore;
@@ -67,6 +67,22 @@ fn refuse_ties(tx: &Transaction<'_>) -> Result<(), StoreError> {
 }
 
 /// The groups the register gives an account: its role and year group.
+fn read_terms(conn: &rusqlite::Connection) -> Result<Vec<Term>, StoreError> {
+    let what = "reading the school's terms";
+    let mut stmt = conn
+        .prepare_cached("SELECT first, last FROM school_terms ORDER BY first")
+        .map_err(db(what))?;
+    stmt.query_map([], |r| {
+        Ok(Term {
+            first: r.get(0)?,
+            last: r.get(1)?,
+        })
+    })
+    .map_err(db(what))?
+    .collect::<Result<_, _>>()
+    .map_err(db(what))
+}
+
 fn register_groups(role: Option<String>, year: Option<String>) -> Vec<String> {
     let mut groups = Vec::new();
     groups.extend(role.filter(|r| !r.is_empty()).map(|r| format!("role:{r}")));
@@ -201,6 +217,55 @@ impl GroupStore for SqliteStore {
         )
     }
 
+    fn terms(&self) -> Result<Vec<Term>, StoreError> {
+        read_terms(&self.reader.get())
+    }
+
+    fn set_terms(
+        &self,
+        terms: &[Term],
+        (actor, origin): (&str, &str),
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut sorted = terms.to_vec();
+        sorted.sort();
+        if let Some(w) = sorted.windows(2).find(|w| w[1].first <= w[0].last) {
+            return Err(StoreError::Refused(format!(
+                "the terms {} and {} overlap: give each day to one term",
+                w[0], w[1]
+            )));
+        }
+        let what = "saving the school's terms";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(what))?;
+        tx.execute("DELETE FROM school_terms", [])
+            .map_err(db(what))?;
+        for t in &sorted {
+            tx.execute(
+                "INSERT INTO school_terms (first, last) VALUES (?1, ?2)",
+                params![t.first, t.last],
+            )
+            .map_err(db(what))?;
+        }
+        let said: Vec<String> = sorted.iter().map(ToString::to_string).collect();
+        commit_change(
+            tx,
+            what,
+            &AuditEntry {
+                actor,
+                action: AuditAction::SetTermDates,
+                target: "",
+                detail: &if said.is_empty() {
+                    "none (every day is term time)".to_owned()
+                } else {
+                    said.join(", ")
+                },
+                origin,
+                time: now,
+            },
+        )
+    }
+
     fn known_groups(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let what = "listing the groups";
         let conn = self.reader.get();
@@ -300,6 +365,7 @@ impl GroupStore for SqliteStore {
             layers,
             accounts,
             device_groups,
+            terms: read_terms(&conn)?,
         })
     }
 }

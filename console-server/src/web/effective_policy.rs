@@ -108,6 +108,7 @@ pub async fn page(
                         } @else { "no (outside the hours)" }
                     } }
                     tr { th { "Hours" } td { (e["hours"].as_str().unwrap_or("always")) } }
+                    tr { th { "In term" } td #in-term { @if e["in_term"] == true { "yes" } @else { "no (the school's terms are on Policies per group)" } } }
                     tr { th { "Minimum severity" } td #min-severity { (e["min_severity"]) } }
                     tr { th { "Screenshots" } td { (yes(&e["screenshots"])) } }
                     tr { th { "Categories" } td #categories {

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use protocol::layers::{GroupKind, Layer, MonitoringHours, OutsideHours, Overrides};
+use protocol::layers::{GroupKind, Layer, MonitoringHours, OutsideHours, Overrides, Term};
 use protocol::{Source, UnixMillis};
 
 use super::auth::Staff;
@@ -138,8 +138,8 @@ fn layer_form(staff: &Staff, group: Option<&str>, o: &Overrides, categories: &[S
             label { "Sites whose pages are not read (one a line) "
                 textarea name="excluded" rows="2" cols="30" { (o.page_reading_excluded.join("\n")) }
             }
-            label { "Monitoring hours (empty: always) "
-                input name="hours" value=(o.hours.as_ref().map(ToString::to_string).unwrap_or_default()) placeholder="Mon-Fri 08:00-16:00" size="22";
+            label { "Monitoring hours (empty: always; \", term time\" after them for the terms only) "
+                input name="hours" value=(o.hours.as_ref().map(ToString::to_string).unwrap_or_default()) placeholder="Mon-Fri 08:00-16:00, term time" size="30";
             }
             label { "Outside them "
                 select name="outside_hours" {
@@ -154,7 +154,8 @@ fn layer_form(staff: &Staff, group: Option<&str>, o: &Overrides, categories: &[S
 
 /// `GET /policy/groups`.
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
-    let (layers, groups) = blocking(&state, |s| Ok((s.layers()?, s.known_groups()?))).await?;
+    let (layers, groups, terms) =
+        blocking(&state, |s| Ok((s.layers()?, s.known_groups()?, s.terms()?))).await?;
     let categories = {
         let policy = state.policy.borrow().clone();
         crate::group_policy::categories(&policy)
@@ -223,6 +224,29 @@ pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Resp
                 details #add-layer {
                     summary { "Add a layer" }
                     (layer_form(admin, None, &Overrides::default(), &categories))
+                }
+            }
+        }
+        div.card #terms {
+            h2 { "School terms" }
+            p.muted {
+                "Monitoring hours that say \"term time\" (Mon-Fri 08:00-16:00, term time) hold only in these terms; "
+                "outside them the group is outside its hours. With no terms set, every week is term time."
+            }
+            @if terms.is_empty() {
+                p #no-terms { "No terms set." }
+            } @else {
+                ul #term-list { @for t in &terms { li { (t.to_string()) } } }
+            }
+            @if let Some(admin) = &admin {
+                form method="post" action="/policy/groups/terms" {
+                    (csrf(admin))
+                    label { "Terms, one a line (first and last day) "
+                        textarea name="terms" rows="4" cols="30" placeholder="2026-09-03..2026-12-18" {
+                            (terms.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+                        }
+                    }
+                    button type="submit" { "Save the terms" }
                 }
             }
         }
@@ -378,6 +402,30 @@ pub async fn remove(
     })
     .await?;
     Ok(Redirect::to("/policy/groups#layers").into_response())
+}
+
+/// `POST /policy/groups/terms`: the school's terms, replaced.
+pub async fn terms(
+    State(state): State<AppState>,
+    staff: AdminStaff,
+    headers: HeaderMap,
+    form: Form,
+) -> Result<Response, WebError> {
+    staff.check_post(&headers, &form)?;
+    let terms = form
+        .get("terms")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(Term::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(WebError::BadRequest)?;
+    let who = (staff.name.clone(), staff.origin.clone());
+    blocking(&state, move |s| {
+        s.set_terms(&terms, (&who.0, &who.1), UnixMillis::now())
+    })
+    .await?;
+    Ok(Redirect::to("/policy/groups#terms").into_response())
 }
 
 /// `POST /policy/groups/members`: the accounts or laptops of a named group.

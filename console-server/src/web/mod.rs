@@ -281,6 +281,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/policy/groups/remove", post(group_layers::remove))
         .route("/policy/groups/members", post(group_layers::members))
+        .route("/policy/groups/terms", post(group_layers::terms))
         .route("/settings/alert-rules", post(alert_rules::save))
         .route("/settings/alert-rules/delete", post(alert_rules::delete))
         .route("/account", get(account::page))
