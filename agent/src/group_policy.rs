@@ -144,6 +144,7 @@ mod tests {
             ],
             device_groups: Vec::new(),
             terms: Vec::new(),
+            aups: Vec::new(),
         }
     }
 

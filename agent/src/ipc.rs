@@ -73,8 +73,10 @@ pub const ALIVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2
 pub enum ToSession {
     /// The account the service sees on the other end of the socket.
     Welcome { user: String },
-    /// The policy to run; sent at the start and whenever it changes.
-    Policy(Policy),
+    /// The policy to run, and the year group's own AUP this user is shown
+    /// in place of the policy's (if the year has one); sent at the start
+    /// and whenever either changes.
+    Policy(Policy, Option<protocol::layers::GroupAup>),
     /// The record is in the spool; the helper may forget it.
     Stored(RecordId),
     /// Text from `agent feed`, to be matched as on-screen text.

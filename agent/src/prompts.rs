@@ -96,9 +96,12 @@ pub async fn keep_aup_shown(
             }
         };
         tracing::info!(
-            "showing the AUP (version {} for {:?})",
+            "showing the AUP (version {} for {})",
             request.version,
-            request.audience
+            request
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", request.audience))
         );
         let answer = tokio::select! {
             a = answer_of(&mut child, &answers, false) => a,

@@ -721,7 +721,11 @@ impl Service {
         let helper_policy =
             |p: &watch::Receiver<Arc<Policy>>,
              l: &watch::Receiver<Arc<protocol::layers::GroupLayers>>| {
-                ToSession::Policy(crate::group_policy::widest(&p.borrow(), &l.borrow()))
+                let layers = l.borrow();
+                ToSession::Policy(
+                    crate::group_policy::widest(&p.borrow(), &layers),
+                    layers.aup_of(&user).cloned(),
+                )
             };
         policy.borrow_and_update();
         layers.borrow_and_update();
@@ -836,6 +840,17 @@ impl Service {
             AgentMessage::Capture(c) => c.user = user.to_owned(),
             AgentMessage::Concern(c) => c.user = user.to_owned(),
             AgentMessage::AupDecision(a) => a.user = user.to_owned(),
+            AgentMessage::GroupAupDecision(g) => {
+                // Only to the AUP this user is shown.
+                let shown = self.layers.borrow().aup_of(user).map(|a| a.group.clone());
+                if shown.as_deref() != Some(g.group.as_str()) {
+                    return ToSession::Refused(format!(
+                        "{user} is not shown the AUP of {}",
+                        g.group
+                    ));
+                }
+                g.decision.user = user.to_owned();
+            }
             AgentMessage::TamperEvent(t) => t.user = Some(user.to_owned()),
             AgentMessage::SiteVisits(s) => {
                 for v in &mut s.visits {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use protocol::layers::GroupAup;
 use protocol::{
     AgentMessage, Audience, AupDecision, Capture, Concern, Connection, Decision, Policy,
     Screenshot, SiteVisits, Source, UnixMillis,
@@ -87,7 +88,7 @@ struct Link {
 async fn connect(
     socket: &std::path::Path,
     shutdown: &mut watch::Receiver<bool>,
-) -> Option<(Link, String, Policy)> {
+) -> Option<(Link, String, Policy, Option<GroupAup>)> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         match handshake(socket).await {
@@ -111,7 +112,7 @@ async fn connect(
 /// How a handshake with the service ended.
 enum Handshake {
     /// The service took this helper on: its user and the policy.
-    Joined(Box<(Link, String, Policy)>),
+    Joined(Box<(Link, String, Policy, Option<GroupAup>)>),
     /// The service watches this session with a helper of its own.
     Supervised(String),
 }
@@ -148,10 +149,12 @@ async fn handshake(socket: &std::path::Path) -> anyhow::Result<Handshake> {
         .recv::<ToSession>("waiting for the policy")
         .await?
     {
-        ToSession::Policy(p) => p,
+        ToSession::Policy(p, aup) => (p, aup),
         other => anyhow::bail!("the service sent {other:?} instead of the policy"),
     };
-    Ok(Handshake::Joined(Box::new((link, user, policy))))
+    Ok(Handshake::Joined(Box::new((
+        link, user, policy.0, policy.1,
+    ))))
 }
 
 /// The helper's state between events.
@@ -168,8 +171,11 @@ struct Helper {
     user: String,
     /// The AUP version waiting for this user's acceptance, if any.
     aup_want: watch::Sender<Option<AupRequest>>,
-    /// (audience, version) accepted in this session.
-    accepted: HashSet<(Audience, u32)>,
+    /// The year group's own AUP this user is shown, if the year has one.
+    group_aup: Option<GroupAup>,
+    /// (audience, year group for its own AUP, version) accepted in this
+    /// session.
+    accepted: HashSet<(Audience, Option<String>, u32)>,
     prompts: Option<PromptOptions>,
     answers: mpsc::UnboundedSender<PromptAnswer>,
     /// Concern windows open, with what was in front when each was asked for.
@@ -205,7 +211,8 @@ pub async fn run(
     options: SessionOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let Some((mut link, user, policy)) = connect(&options.socket, &mut shutdown).await else {
+    let Some((mut link, user, policy, group_aup)) = connect(&options.socket, &mut shutdown).await
+    else {
         return Ok(());
     };
     tracing::info!(
@@ -270,6 +277,7 @@ pub async fn run(
         ),
         user,
         aup_want,
+        group_aup,
         accepted: HashSet::new(),
         prompts,
         answers: answers_tx,
@@ -359,10 +367,13 @@ pub async fn run(
                 }
                 Ok(None) | Err(_) => {
                     tracing::warn!("lost the agent service; reconnecting");
-                    let Some((l, _, policy)) = connect(&options.socket, &mut shutdown).await else {
+                    let Some((l, _, policy, group_aup)) =
+                        connect(&options.socket, &mut shutdown).await
+                    else {
                         return Ok(());
                     };
                     link = l;
+                    helper.group_aup = group_aup;
                     helper.want_aup(&policy);
                     helper.rebuild(policy, &rebuilt_tx);
                     // Whatever the service had not confirmed goes again (it keeps one copy per id).
@@ -493,15 +504,25 @@ impl Helper {
             return;
         }
         let audience = policy.audience_of(&self.user);
-        let want = policy
-            .aup_for(audience)
-            .filter(|t| !t.markdown.trim().is_empty())
-            .filter(|t| !self.accepted.contains(&(audience, t.version)))
-            .map(|t| AupRequest {
+        let shown = match &self.group_aup {
+            Some(g) if audience == Audience::Pupils => Some(AupRequest {
                 audience,
+                group: Some(g.group.clone()),
+                version: g.version,
+                markdown: g.markdown.clone(),
+            }),
+            _ => policy.aup_for(audience).map(|t| AupRequest {
+                audience,
+                group: None,
                 version: t.version,
                 markdown: t.markdown.clone(),
-            });
+            }),
+        };
+        let want = shown.filter(|r| !r.markdown.trim().is_empty()).filter(|r| {
+            !self
+                .accepted
+                .contains(&(r.audience, r.group.clone(), r.version))
+        });
         self.aup_want.send_if_modified(|now| {
             let changed = *now != want;
             now.clone_from(&want);
@@ -550,23 +571,37 @@ impl Helper {
         match answer {
             PromptAnswer::Aup { request, decision } => {
                 tracing::info!(
-                    "{} chose {decision:?} for AUP version {} ({:?})",
+                    "{} chose {decision:?} for AUP version {} ({})",
                     self.user,
                     request.version,
-                    request.audience
+                    request
+                        .group
+                        .clone()
+                        .unwrap_or_else(|| format!("{:?}", request.audience))
                 );
-                let record = AgentMessage::AupDecision(AupDecision {
+                let answer = AupDecision {
                     id: uuid::Uuid::now_v7(),
                     time: UnixMillis::now(),
                     user: self.user.clone(),
                     audience: request.audience,
                     aup_version: request.version,
                     decision,
-                });
+                };
+                let record = match &request.group {
+                    Some(group) => AgentMessage::GroupAupDecision(protocol::GroupAupDecision {
+                        decision: answer,
+                        group: group.clone(),
+                    }),
+                    None => AgentMessage::AupDecision(answer),
+                };
                 self.send_record(record, link).await;
                 match decision {
                     Decision::Accept => {
-                        self.accepted.insert((request.audience, request.version));
+                        self.accepted.insert((
+                            request.audience,
+                            request.group.clone(),
+                            request.version,
+                        ));
                         self.want_aup(&self.pipeline.policy().clone());
                         // A newer version may have arrived meanwhile.
                         self.aup_want.send_if_modified(|now| {
@@ -764,7 +799,8 @@ impl Helper {
                 self.pending.not_spooled(id, why);
                 Vec::new()
             }
-            ToSession::Policy(policy) => {
+            ToSession::Policy(policy, group_aup) => {
+                self.group_aup = group_aup;
                 self.want_aup(&policy);
                 self.rebuild(policy, rebuilt);
                 Vec::new()

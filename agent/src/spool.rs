@@ -446,6 +446,7 @@ fn user_of(message: &AgentMessage) -> &str {
         AgentMessage::Capture(c) => &c.user,
         AgentMessage::Concern(c) => &c.user,
         AgentMessage::AupDecision(a) => &a.user,
+        AgentMessage::GroupAupDecision(g) => &g.decision.user,
         AgentMessage::TamperEvent(t) => t.user.as_deref().unwrap_or(""),
         AgentMessage::SiteVisits(v) => v.visits.first().map_or("", |v| v.user.as_str()),
         AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => "",

@@ -305,6 +305,7 @@ mod tests {
             accounts: vec![("amy".into(), vec!["year:Year 7".into()])],
             device_groups: Vec::new(),
             terms: vec![Term::parse("2026-09-03..2026-12-18").unwrap()],
+            aups: Vec::new(),
         };
         // What an agent of protocol 5 saved before it was upgraded.
         let old = wire5::GroupLayers::from(&layers);

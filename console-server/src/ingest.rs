@@ -251,6 +251,17 @@ pub fn check(message: &AgentMessage) -> Result<(), String> {
             Ok(())
         }
         AgentMessage::AupDecision(a) => bounded("user", &a.user, NAME),
+        AgentMessage::GroupAupDecision(g) => {
+            bounded("user", &g.decision.user, NAME)?;
+            bounded("group", &g.group, NAME)?;
+            if !g.group.starts_with("year:") {
+                return Err(format!(
+                    "{:?} is not a year group; only year groups have AUPs of their own",
+                    g.group
+                ));
+            }
+            Ok(())
+        }
         AgentMessage::TamperEvent(t) => {
             bounded("user", t.user.as_deref().unwrap_or(""), NAME)?;
             bounded("detail", &t.detail, DETAIL)

@@ -334,6 +334,19 @@ pub struct GroupLayers {
     /// The school's terms, for hours that hold in term time only.
     #[serde(default)]
     pub terms: Vec<Term>,
+    /// Year groups' own AUPs.
+    #[serde(default)]
+    pub aups: Vec<GroupAup>,
+}
+
+/// A year group's own Acceptable Use Policy: its pupils are shown it in
+/// place of the pupils' (an age-appropriate text for the youngest, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupAup {
+    /// `year:NAME`.
+    pub group: String,
+    pub version: u32,
+    pub markdown: String,
 }
 
 /// What applies to one user on one laptop at one moment.
@@ -407,6 +420,19 @@ impl GroupLayers {
         groups.sort_by_key(|g| GroupKind::of(g).ok());
         groups.dedup();
         groups
+    }
+
+    /// The year group's own AUP `account` is shown, if its year group has
+    /// one; staff are shown the staff AUP whatever their year group.
+    pub fn aup_of(&self, account: &str) -> Option<&GroupAup> {
+        let groups = self.groups_of(account);
+        if groups.iter().any(|g| g == "role:staff") {
+            return None;
+        }
+        groups
+            .iter()
+            .filter(|g| g.starts_with("year:"))
+            .find_map(|g| self.aups.iter().find(|a| &a.group == g))
     }
 
     /// Whether `day` is in term: in one of the terms, or any day when no
@@ -601,7 +627,27 @@ mod tests {
             ],
             device_groups: Vec::new(),
             terms: Vec::new(),
+            aups: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_year_groups_own_aup_is_its_pupils_and_never_staffs() {
+        let mut l = layers();
+        assert!(l.aup_of("amy").is_none(), "no year AUP yet");
+        l.aups = vec![GroupAup {
+            group: "year:Year 7".into(),
+            version: 2,
+            markdown: "# Year 7".into(),
+        }];
+        assert_eq!(l.aup_of("amy").map(|a| a.version), Some(2));
+        assert!(l.aup_of("ben").is_none(), "Year 12 has none");
+        assert!(l.aup_of("zed").is_none(), "unknown to the register");
+        l.accounts.push((
+            "mr.t".into(),
+            vec!["role:staff".into(), "year:Year 7".into()],
+        ));
+        assert!(l.aup_of("mr.t").is_none(), "staff see the staff AUP");
     }
 
     /// A Tuesday or other weekday in a term of 2026 (day 20_700 is

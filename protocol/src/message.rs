@@ -309,6 +309,18 @@ pub enum AgentMessage {
     /// What monitors each session now (protocol version 4), with every
     /// heartbeat.
     Health(DeviceHealth),
+    /// An answer to a year group's own AUP (protocol version 6; see
+    /// [`crate::layers::GroupAup`]).
+    GroupAupDecision(GroupAupDecision),
+}
+
+/// An answer to the AUP of `group` (a year group), not the audience's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct GroupAupDecision {
+    /// `aup_version` is the group's AUP's version.
+    pub decision: AupDecision,
+    pub group: String,
 }
 
 /// What watches a laptop's sessions now: sent with every heartbeat, kept
@@ -355,7 +367,7 @@ pub struct PageReaderHealth {
 impl AgentMessage {
     /// Number of variants; a frame whose kind is at or above it is refused
     /// as [`crate::ProtocolError::UnknownKind`].
-    pub const KINDS: u32 = 8;
+    pub const KINDS: u32 = 9;
 
     /// The record id the console will ack, for messages that carry one.
     pub fn record_id(&self) -> Option<RecordId> {
@@ -363,6 +375,7 @@ impl AgentMessage {
             AgentMessage::Capture(c) => Some(c.id),
             AgentMessage::SiteVisits(s) => Some(s.id),
             AgentMessage::AupDecision(a) => Some(a.id),
+            AgentMessage::GroupAupDecision(g) => Some(g.decision.id),
             AgentMessage::Concern(c) => Some(c.id),
             AgentMessage::TamperEvent(t) => Some(t.id),
             AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => None,
@@ -376,6 +389,7 @@ impl AgentMessage {
             AgentMessage::Capture(_) => "Capture",
             AgentMessage::SiteVisits(_) => "SiteVisits",
             AgentMessage::AupDecision(_) => "AupDecision",
+            AgentMessage::GroupAupDecision(_) => "GroupAupDecision",
             AgentMessage::Heartbeat(_) => "Heartbeat",
             AgentMessage::Concern(_) => "Concern",
             AgentMessage::TamperEvent(_) => "TamperEvent",

@@ -168,9 +168,10 @@ pub(crate) fn group_layers() -> impl Strategy<Value = crate::layers::GroupLayers
         vec((".{0,12}", vec(".{0,12}", 0..3)), 0..4),
         vec(".{0,12}", 0..3),
         vec((any::<i32>(), any::<i32>()), 0..3),
+        vec((".{0,12}", any::<u32>(), ".{0,40}"), 0..3),
     )
         .prop_map(
-            |(version, layers, accounts, device_groups, terms)| GroupLayers {
+            |(version, layers, accounts, device_groups, terms, aups)| GroupLayers {
                 version,
                 layers: layers
                     .into_iter()
@@ -181,6 +182,14 @@ pub(crate) fn group_layers() -> impl Strategy<Value = crate::layers::GroupLayers
                 terms: terms
                     .into_iter()
                     .map(|(first, last)| crate::layers::Term { first, last })
+                    .collect(),
+                aups: aups
+                    .into_iter()
+                    .map(|(group, version, markdown)| crate::layers::GroupAup {
+                        group,
+                        version,
+                        markdown,
+                    })
                     .collect(),
             },
         )

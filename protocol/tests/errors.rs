@@ -141,15 +141,15 @@ async fn unknown_kind_is_named() {
         matches!(
             err,
             ProtocolError::UnknownKind {
-                kind: 11,
-                known: 8,
+                kind: 12,
+                known: 9,
                 ..
             }
         ),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("unknown agent message kind 11"),
+        err.to_string().contains("unknown agent message kind 12"),
         "{err}"
     );
 }

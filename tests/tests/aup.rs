@@ -176,6 +176,134 @@ fn the_aup_holds_the_desktop_until_answered_and_returns_when_killed_declined_or_
     Ok(())
 }
 
+/// A year group's own AUP (issue 24): the school publishes one for Year 7
+/// on the AUP page; the laptop's pupil, in Year 7 by the MIS import, is
+/// shown it at login in place of the pupils' AUP, and the answer is kept
+/// against the year's AUP; withdrawn, the pupils' AUP is shown again.
+#[test]
+fn a_year_groups_own_aup_is_shown_to_its_pupil_and_answered_against_it() -> anyhow::Result<()> {
+    let x = XDesktop::start()?;
+    let bed = EnrolledBed::new()?;
+    let logged_out = bed.home.join("logged-out");
+    let data = bed.console.data.to_str().context("data")?.to_owned();
+    let out = std::process::Command::new("id").arg("-un").output()?;
+    let me = String::from_utf8(out.stdout)?.trim().to_owned();
+    let mis = bed.tmp.path().join("mis.csv");
+    std::fs::write(
+        &mis,
+        format!("account,name,year group,role\n{me},Test Pupil,Year 7,pupil\n"),
+    )?;
+    tests::console_cli(
+        &[
+            "register",
+            "import",
+            "--data",
+            &data,
+            mis.to_str().context("mis")?,
+        ],
+        None,
+    )?;
+    tests::console_cli(
+        &[
+            "user", "add", "--data", &data, "--name", "it", "--role", "admin",
+        ],
+        Some("the admin's long pass phrase\n"),
+    )?;
+    let port = bed.console.web_addr.rsplit(':').next().context("port")?;
+    let web = tests::web_client::Web::new(&bed.console.data, &format!("https://localhost:{port}"));
+    let (admin, _) = web.sign_in("it", "the admin's long pass phrase", "");
+    let page = web.get("/aup", &admin);
+    ensure!(page.status == 200, "the AUP page: {}", page.status);
+    let at = page.body.find("name=\"csrf\" content=\"").context("csrf")? + 21;
+    let csrf = page.body[at..]
+        .split('"')
+        .next()
+        .context("csrf")?
+        .to_owned();
+    let r = web.post(
+        "/aup/publish",
+        &admin,
+        &[
+            ("csrf", &csrf),
+            ("audience", "year:Year 7"),
+            (
+                "markdown",
+                "# Year 7 rules\n\n- Ask a teacher before you download anything.\n",
+            ),
+        ],
+    );
+    ensure!(
+        r.status == 303,
+        "publishing Year 7's AUP: {} {}",
+        r.status,
+        r.body
+    );
+
+    // Login: the year's own AUP is shown and answered.
+    let agent = start_agent(&bed, &x, &logged_out)?;
+    agent.wait_log("showing the AUP (version 1 for year:Year 7)", WAIT)?;
+    let shown_at = agent
+        .log_text()
+        .rfind("showing the AUP (version 1 for year:Year 7)");
+    ensure!(
+        wait_for(WAIT, || shown_at
+            .is_some_and(|i| agent.log_text()[i..].contains(HELD))),
+        "the year's AUP window never held the desktop"
+    );
+    x.keys(&["alt+a"])?;
+    agent.wait_log("chose Accept for AUP version 1 (year:Year 7)", WAIT)?;
+    let mut rows = Vec::new();
+    ensure!(
+        wait_for(WAIT, || {
+            rows = bed
+                .api
+                .get("/api/v1/aup/decisions")
+                .ok()
+                .and_then(|(_, b)| b["decisions"].as_array().cloned())
+                .unwrap_or_default();
+            rows.iter().any(|d| d["audience"] == "year:Year 7")
+        }),
+        "the console never had the answer to Year 7's AUP: {rows:?}"
+    );
+    let answer = rows
+        .iter()
+        .find(|d| d["audience"] == "year:Year 7")
+        .context("answer")?;
+    ensure!(
+        answer["version"] == 1 && answer["decision"] == "accept" && answer["user"] == me.as_str(),
+        "{answer}"
+    );
+    ensure!(
+        rows.iter().all(|d| d["audience"] != "pupils"),
+        "the pupils' AUP was answered too: {rows:?}"
+    );
+    // The console counts the pupil as having accepted what applies to her.
+    let pending = web.get("/aup/pending", &admin).body;
+    ensure!(
+        !pending.contains(&format!("<code>{me}</code>")),
+        "{me} is listed as not having accepted"
+    );
+    let aup_page = web.get("/aup", &admin).body;
+    ensure!(
+        aup_page.contains("1 of 1 known accounts of the year have accepted this version"),
+        "the AUP page's count of Year 7"
+    );
+
+    // Withdrawn: the pupils' AUP is shown again, within seconds.
+    let r = web.post(
+        "/aup/publish",
+        &admin,
+        &[
+            ("csrf", &csrf),
+            ("audience", "year:Year 7"),
+            ("withdraw", "1"),
+        ],
+    );
+    ensure!(r.status == 303, "withdrawing: {} {}", r.status, r.body);
+    agent.wait_log("showing the AUP (version 1 for Pupils)", WAIT)?;
+    Ok(())
+}
+
 #[test]
 fn a_concern_written_in_its_window_reaches_the_console_with_the_page_in_front() -> anyhow::Result<()>
 {

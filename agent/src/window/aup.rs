@@ -20,6 +20,9 @@ pub const TITLE: &str = "Acceptable Use Policy";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AupRequest {
     pub audience: Audience,
+    /// The year group whose own AUP this is; `None` for the audience's.
+    #[serde(default)]
+    pub group: Option<String>,
     pub version: u32,
     pub markdown: String,
 }

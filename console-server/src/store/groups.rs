@@ -4,7 +4,7 @@
 //! layer is saved only if it makes no tie with another of its rank.
 
 use protocol::UnixMillis;
-use protocol::layers::{GroupLayers, Layer, Overrides, Term};
+use protocol::layers::{GroupAup, GroupLayers, Layer, Overrides, Term};
 
 use super::StoreError;
 
@@ -50,6 +50,27 @@ pub trait GroupStore {
         who: (&str, &str),
         now: UnixMillis,
     ) -> Result<(), StoreError>;
+    /// Year groups' own AUPs in force (the latest version of each that
+    /// was not withdrawn), by group.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn group_aups(&self) -> Result<Vec<GroupAup>, StoreError>;
+    /// Publishes a year group's own AUP as its next version (an empty
+    /// text withdraws it: its pupils are shown the pupils' AUP again),
+    /// with its audit line; laptops are sent it with the layers. Returns
+    /// the version.
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`] for a group that is not a year group; a
+    /// storage failure.
+    fn publish_group_aup(
+        &self,
+        group: &str,
+        markdown: &str,
+        who: (&str, &str),
+        now: UnixMillis,
+    ) -> Result<u32, StoreError>;
     /// The school's terms, first first.
     ///
     /// # Errors

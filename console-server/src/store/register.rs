@@ -110,9 +110,9 @@ impl AccountRow {
         self.role.map_or(Audience::Pupils, PersonRole::audience)
     }
 
-    /// The latest answer to `version` of the account's audience.
-    pub fn answer_to(&self, version: u32) -> Option<&LastDecision> {
-        let audience = audience_str(self.audience());
+    /// The latest answer to `version` of the AUP named `audience` (an
+    /// audience's name, or a year group's for its own AUP).
+    pub fn answer_to(&self, audience: &str, version: u32) -> Option<&LastDecision> {
         self.decisions
             .iter()
             .find(|d| d.audience == audience && d.version == version)

@@ -1,7 +1,7 @@
 //! [`super::groups::GroupStore`] on SQLite.
 
 use protocol::UnixMillis;
-use protocol::layers::{GroupKind, GroupLayers, Layer, Overrides, Term};
+use protocol::layers::{GroupAup, GroupKind, GroupLayers, Layer, Overrides, Term};
 use rusqlite::{Transaction, params};
 
 use super::groups::GroupStore;
@@ -67,6 +67,29 @@ fn refuse_ties(tx: &Transaction<'_>) -> Result<(), StoreError> {
 }
 
 /// The groups the register gives an account: its role and year group.
+fn read_group_aups(conn: &rusqlite::Connection) -> Result<Vec<GroupAup>, StoreError> {
+    let what = "reading the year groups' AUPs";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT v.audience, v.version, v.markdown FROM aup_versions v
+             WHERE v.audience LIKE 'year:%'
+               AND v.version = (SELECT MAX(version) FROM aup_versions w WHERE w.audience = v.audience)
+               AND trim(v.markdown) != ''
+             ORDER BY v.audience",
+        )
+        .map_err(db(what))?;
+    stmt.query_map([], |r| {
+        Ok(GroupAup {
+            group: r.get(0)?,
+            version: r.get(1)?,
+            markdown: r.get(2)?,
+        })
+    })
+    .map_err(db(what))?
+    .collect::<Result<_, _>>()
+    .map_err(db(what))
+}
+
 fn read_terms(conn: &rusqlite::Connection) -> Result<Vec<Term>, StoreError> {
     let what = "reading the school's terms";
     let mut stmt = conn
@@ -215,6 +238,57 @@ impl GroupStore for SqliteStore {
                 time: now,
             },
         )
+    }
+
+    fn group_aups(&self) -> Result<Vec<GroupAup>, StoreError> {
+        read_group_aups(&self.reader.get())
+    }
+
+    fn publish_group_aup(
+        &self,
+        group: &str,
+        markdown: &str,
+        (actor, origin): (&str, &str),
+        now: UnixMillis,
+    ) -> Result<u32, StoreError> {
+        if GroupKind::of(group).map_err(StoreError::Refused)? != GroupKind::Year {
+            return Err(StoreError::Refused(format!(
+                "{group} is not a year group: an AUP of its own is for a year group (year:NAME); roles have the pupils' and staff AUPs"
+            )));
+        }
+        let what = "publishing a year group's AUP";
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(db(what))?;
+        let version: u32 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM aup_versions WHERE audience = ?1",
+                params![group],
+                |r| r.get(0),
+            )
+            .map_err(db(what))?;
+        tx.execute(
+            "INSERT INTO aup_versions (audience, version, markdown, published, staff)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![group, version, markdown, now.0, actor],
+        )
+        .map_err(db(what))?;
+        commit_change(
+            tx,
+            what,
+            &AuditEntry {
+                actor,
+                action: AuditAction::PublishAup,
+                target: group,
+                detail: &if markdown.trim().is_empty() {
+                    format!("version {version}: withdrawn (the pupils' AUP again)")
+                } else {
+                    format!("version {version}, {} bytes", markdown.len())
+                },
+                origin,
+                time: now,
+            },
+        )?;
+        Ok(version)
     }
 
     fn terms(&self) -> Result<Vec<Term>, StoreError> {
@@ -366,6 +440,7 @@ impl GroupStore for SqliteStore {
             accounts,
             device_groups,
             terms: read_terms(&conn)?,
+            aups: read_group_aups(&conn)?,
         })
     }
 }
@@ -472,5 +547,66 @@ mod tests {
         assert!(e.contains("minimum severity") && e.contains("d1"), "{e}");
         assert_eq!(s.layers().unwrap().len(), 2);
         assert!(s.layers_version().unwrap() > v);
+    }
+
+    #[test]
+    fn terms_and_year_groups_aups_reach_a_laptop_with_the_layers() {
+        let (_d, s) = store();
+        let now = UnixMillis(1_800_000_000_000);
+        let who = ("it", "cli");
+        let v0 = s.layers_version().unwrap();
+
+        // Terms: kept in order, overlapping ones refused, audited.
+        let autumn = Term::parse("2026-09-03..2026-12-18").unwrap();
+        let spring = Term::parse("2027-01-05..2027-03-26").unwrap();
+        s.set_terms(&[spring, autumn], who, now).unwrap();
+        assert_eq!(s.terms().unwrap(), vec![autumn, spring]);
+        let clash = Term::parse("2026-12-01..2027-01-10").unwrap();
+        let e = s.set_terms(&[autumn, clash], who, now).unwrap_err();
+        assert!(e.to_string().contains("overlap"), "{e}");
+        assert_eq!(s.terms().unwrap().len(), 2, "nothing changed");
+        let v1 = s.layers_version().unwrap();
+        assert!(v1 > v0, "laptops are sent the terms");
+        assert_eq!(
+            s.layers_for_device("d1").unwrap().terms,
+            vec![autumn, spring]
+        );
+
+        // A year group's own AUP: versions count up, an empty text
+        // withdraws it, and only year groups have one.
+        assert_eq!(
+            s.publish_group_aup("year:Year 7", "# Year 7 v1", who, now)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.publish_group_aup("year:Year 7", "# Year 7 v2", who, now)
+                .unwrap(),
+            2
+        );
+        s.publish_group_aup("year:Year 9", "# Year 9", who, now)
+            .unwrap();
+        let sent = s.layers_for_device("d1").unwrap().aups;
+        assert_eq!(
+            sent.iter()
+                .map(|a| (a.group.as_str(), a.version, a.markdown.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("year:Year 7", 2, "# Year 7 v2"),
+                ("year:Year 9", 1, "# Year 9")
+            ]
+        );
+        assert!(s.layers_version().unwrap() > v1);
+        assert_eq!(s.publish_group_aup("year:Year 9", "", who, now).unwrap(), 2);
+        assert_eq!(s.group_aups().unwrap().len(), 1, "Year 9's withdrawn");
+        for not_a_year in ["role:pupil", "accounts:club", "Year 7"] {
+            assert!(
+                s.publish_group_aup(not_a_year, "# x", who, now).is_err(),
+                "{not_a_year}"
+            );
+        }
+        let audit = crate::store::AuditStore::audit_events(&s, 20).unwrap();
+        let count = |a: &str| audit.iter().filter(|e| e.action == a).count();
+        assert_eq!((count("set_term_dates"), count("publish_aup")), (1, 4));
     }
 }

@@ -112,7 +112,12 @@ fn insert_record(
         AgentMessage::SiteVisits(batch) => {
             insert_site_visits(tx, batch, &device, received, cx.zone)?
         }
-        AgentMessage::AupDecision(a) => insert_aup_decision(tx, a, &device)?,
+        AgentMessage::AupDecision(a) => {
+            insert_aup_decision(tx, a, audience_str(a.audience), &device)?
+        }
+        AgentMessage::GroupAupDecision(g) => {
+            insert_aup_decision(tx, &g.decision, &g.group, &device)?
+        }
         AgentMessage::TamperEvent(t) => {
             let new = insert_tamper_event(tx, t, &device)?;
             if new {
@@ -154,6 +159,9 @@ fn accounts_seen(
         AgentMessage::Capture(c) => account_seen(tx, &c.user, device, c.time.0),
         AgentMessage::Concern(c) => account_seen(tx, &c.user, device, c.time.0),
         AgentMessage::AupDecision(a) => account_seen(tx, &a.user, device, a.time.0),
+        AgentMessage::GroupAupDecision(g) => {
+            account_seen(tx, &g.decision.user, device, g.decision.time.0)
+        }
         AgentMessage::Heartbeat(h) => match &h.user {
             Some(user) => account_seen(tx, user, device, h.time.0),
             None => Ok(()),
@@ -323,9 +331,12 @@ fn insert_site_visits(
     Ok(true)
 }
 
+/// An AUP answer; `audience` is the audience's name or, for a year
+/// group's own AUP, the group's.
 fn insert_aup_decision(
     tx: &Transaction<'_>,
     a: &protocol::AupDecision,
+    audience: &str,
     device: &str,
 ) -> rusqlite::Result<bool> {
     let n = tx.execute(
@@ -336,7 +347,7 @@ fn insert_aup_decision(
             device,
             a.time.0,
             a.user,
-            audience_str(a.audience),
+            audience,
             a.aup_version,
             decision_str(a.decision),
         ],

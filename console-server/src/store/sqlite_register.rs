@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(amy.first_seen, Some(UnixMillis(t0)));
         assert_eq!(amy.last_seen, Some(UnixMillis(t0 + 10)));
         assert_eq!(amy.devices.len(), 2, "{amy:?}");
-        let answer = amy.answer_to(1).unwrap();
+        let answer = amy.answer_to("pupils", 1).unwrap();
         assert_eq!(answer.decision, "accept", "the latest answer wins");
         assert_eq!(accounts[1].devices, ["lab-3"]);
 

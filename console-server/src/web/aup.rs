@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
-use protocol::{Audience, AupText};
+use protocol::{Audience, AupText, UnixMillis};
 use serde::Deserialize;
 
 use super::form::Form;
@@ -41,6 +41,41 @@ pub fn markdown_html(markdown: &str) -> Markup {
     PreEscaped(out)
 }
 
+/// A year group's own AUP published (or, with `withdraw`, withdrawn):
+/// kept with the layers, so laptops have it within seconds.
+async fn publish_year(
+    state: &AppState,
+    staff: &AdminStaff,
+    group: &str,
+    form: &Form,
+) -> Result<Response, WebError> {
+    let withdraw = form.get("withdraw") == Some("1");
+    let markdown = if withdraw {
+        String::new()
+    } else {
+        form.get("markdown")
+            .unwrap_or_default()
+            .replace("\r\n", "\n")
+    };
+    if !withdraw && markdown.trim().is_empty() {
+        return Err(WebError::BadRequest(
+            "the text is empty; to show the year the pupils' AUP again, withdraw its own".into(),
+        ));
+    }
+    if markdown.len() > MAX_AUP {
+        return Err(WebError::BadRequest(format!(
+            "the text is {} bytes; at most {MAX_AUP}",
+            markdown.len()
+        )));
+    }
+    let (group, who) = (group.to_owned(), (staff.name.clone(), staff.origin.clone()));
+    blocking(state, move |s| {
+        s.publish_group_aup(&group, &markdown, (&who.0, &who.1), UnixMillis::now())
+    })
+    .await?;
+    Ok(Redirect::to("/aup#aup-years").into_response())
+}
+
 fn parse_audience(s: Option<&str>) -> Result<Audience, WebError> {
     match s {
         Some("pupils") => Ok(Audience::Pupils),
@@ -54,15 +89,25 @@ fn parse_audience(s: Option<&str>) -> Result<Audience, WebError> {
 /// `GET /aup`
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     let scope = staff.scope.clone();
-    let (history, accounts) = blocking(&state, move |s| {
-        Ok((s.aup_versions()?, accounts_in_scope(s, &scope)?))
+    let (history, accounts, years, groups) = blocking(&state, move |s| {
+        Ok((
+            s.aup_versions()?,
+            accounts_in_scope(s, &scope)?,
+            s.group_aups()?,
+            s.known_groups()?,
+        ))
     })
     .await?;
     staff
         .audit(&state, AuditAction::ViewAup, String::new(), String::new())
         .await?;
     let policy = state.policy.borrow().clone();
-    let current = current_versions(&state);
+    let current = current_versions(&state, &years);
+    let year_groups: Vec<&String> = groups
+        .iter()
+        .map(|(g, _)| g)
+        .filter(|g| g.starts_with("year:"))
+        .collect();
     let body = html! {
         h1 { "Acceptable Use Policy" }
         p.muted {
@@ -103,6 +148,54 @@ pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Resp
                 }
             }
         }
+        section #aup-years {
+            h2 { "Year groups' own AUPs" }
+            p.muted {
+                "A year group may have an AUP of its own (an age-appropriate text for the youngest, say): "
+                "its pupils are shown it at login in place of the pupils' AUP, and their answers are kept against it. "
+                "Staff always see the staff AUP."
+            }
+            @if years.is_empty() {
+                p #no-year-aups { "No year group has its own AUP: every pupil is shown the pupils' AUP." }
+            }
+            @for y in &years {
+                @let of_year: Vec<_> = accounts.iter().filter(|a| current.for_account(a).is_some_and(|(g, _)| g == y.group)).collect();
+                @let accepted = of_year.iter().filter(|a| AupStatus::of(a, &current).accepted()).count();
+                section.year-aup data-group=(y.group) {
+                    h3 { (y.group) ": version " (y.version) }
+                    p.muted { (accepted) " of " (of_year.len()) " known accounts of the year have accepted this version." }
+                    div.aup-text { (markdown_html(&y.markdown)) }
+                    @if staff.role == Role::Admin {
+                        form.inline method="post" action="/aup/publish" {
+                            (csrf(&staff))
+                            input type="hidden" name="audience" value=(y.group);
+                            input type="hidden" name="withdraw" value="1";
+                            button type="submit" { "Withdraw (its pupils see the pupils' AUP)" }
+                        }
+                    }
+                }
+            }
+            @if staff.role == Role::Admin {
+                details.aup-edit #year-aup-form {
+                    summary { "Publish a year group's own AUP" }
+                    @if year_groups.is_empty() {
+                        p.muted { "Year groups come from the register: import it on the Users page first." }
+                    } @else {
+                        form method="post" action="/aup/publish" {
+                            (csrf(&staff))
+                            label { "Year group "
+                                select name="audience" {
+                                    @for g in &year_groups { option value=(g) { (g) } }
+                                }
+                            }
+                            textarea name="markdown" rows="14" {}
+                            p.muted { "Markdown: # headings, - lists, **bold**, blank lines between paragraphs. A year group that has one gets a new version." }
+                            button type="submit" { "Publish" }
+                        }
+                    }
+                }
+            }
+        }
         h2 { "History" }
         table #aup-history {
             thead { tr { th { "Audience" } th { "Version" } th { "Published" } th { "By" } th { "Text" } } }
@@ -129,6 +222,9 @@ pub async fn publish(
     form: Form,
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
+    if let Some(group) = form.get("audience").filter(|a| a.starts_with("year:")) {
+        return publish_year(&state, &staff, group, &form).await;
+    }
     let audience = parse_audience(form.get("audience"))?;
     let markdown = form
         .get("markdown")
@@ -249,7 +345,10 @@ pub async fn decisions(
 /// `GET /aup/pending`
 pub async fn pending(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     let scope = staff.scope.clone();
-    let accounts = blocking(&state, move |s| accounts_in_scope(s, &scope)).await?;
+    let (accounts, years) = blocking(&state, move |s| {
+        Ok((accounts_in_scope(s, &scope)?, s.group_aups()?))
+    })
+    .await?;
     staff
         .audit(
             &state,
@@ -258,7 +357,7 @@ pub async fn pending(State(state): State<AppState>, staff: AnyStaff) -> Result<R
             String::new(),
         )
         .await?;
-    let current = current_versions(&state);
+    let current = current_versions(&state, &years);
     let waiting: Vec<_> = accounts
         .iter()
         .map(|a| (a, AupStatus::of(a, &current)))
@@ -270,7 +369,7 @@ pub async fn pending(State(state): State<AppState>, staff: AnyStaff) -> Result<R
             "Accounts that have not accepted the version in force for their audience "
             @for (i, a) in AUDIENCES.iter().enumerate() {
                 @if i > 0 { ", " }
-                (audience_label(*a).to_lowercase()) " version " (current.get(a).copied().unwrap_or(0))
+                (audience_label(*a).to_lowercase()) " version " (current.audiences.get(a).copied().unwrap_or(0))
             }
             ". " (waiting.len()) " of " (accounts.len()) "."
         }

@@ -39,12 +39,11 @@ pub enum AupStatus {
 }
 
 impl AupStatus {
-    pub fn of(account: &AccountRow, current: &HashMap<Audience, u32>) -> AupStatus {
-        let audience = account.audience();
-        let Some(&version) = current.get(&audience) else {
+    pub fn of(account: &AccountRow, current: &CurrentAups) -> AupStatus {
+        let Some((aup, version)) = current.for_account(account) else {
             return AupStatus::NeverAnswered;
         };
-        match account.answer_to(version) {
+        match account.answer_to(&aup, version) {
             Some(d) if d.decision == "accept" => return AupStatus::Accepted { time: d.time },
             Some(d) => return AupStatus::Declined { time: d.time },
             None => {}
@@ -52,7 +51,7 @@ impl AupStatus {
         let older = account
             .decisions
             .iter()
-            .filter(|d| d.audience == audience_str(audience) && d.decision == "accept")
+            .filter(|d| d.audience == aup && d.decision == "accept")
             .map(|d| d.version)
             .max();
         match older {
@@ -83,15 +82,44 @@ impl AupStatus {
     }
 }
 
-/// The AUP version in force per audience.
-pub fn current_versions(state: &AppState) -> HashMap<Audience, u32> {
-    state
-        .policy
-        .borrow()
-        .aup
-        .iter()
-        .map(|a| (a.audience, a.version))
-        .collect()
+/// The AUP versions in force: each audience's, and year groups' own.
+#[derive(Debug, Clone, Default)]
+pub struct CurrentAups {
+    pub audiences: HashMap<Audience, u32>,
+    /// By group (`year:NAME`).
+    pub years: HashMap<String, u32>,
+}
+
+impl CurrentAups {
+    /// The AUP an account is to accept, by name (an audience's, or its
+    /// year group's if that has its own), and its version in force.
+    pub fn for_account(&self, a: &AccountRow) -> Option<(String, u32)> {
+        if a.audience() == Audience::Pupils
+            && let Some(year) = a.year_group.as_deref().filter(|y| !y.is_empty())
+        {
+            let group = format!("year:{year}");
+            if let Some(&v) = self.years.get(&group) {
+                return Some((group, v));
+            }
+        }
+        self.audiences
+            .get(&a.audience())
+            .map(|&v| (audience_str(a.audience()).to_owned(), v))
+    }
+}
+
+/// The AUP versions in force, with `years` (the year groups' own AUPs).
+pub fn current_versions(state: &AppState, years: &[protocol::layers::GroupAup]) -> CurrentAups {
+    CurrentAups {
+        audiences: state
+            .policy
+            .borrow()
+            .aup
+            .iter()
+            .map(|a| (a.audience, a.version))
+            .collect(),
+        years: years.iter().map(|a| (a.group.clone(), a.version)).collect(),
+    }
 }
 
 pub fn audience_label(a: Audience) -> &'static str {
@@ -122,8 +150,11 @@ pub fn account_cells(a: &AccountRow, status: &AupStatus) -> Markup {
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     // Every role reads the register (auditors oversee it); admins change it.
     let scope = staff.scope.clone();
-    let accounts = blocking(&state, move |s| {
-        crate::store::scope::accounts_in_scope(s, &scope)
+    let (accounts, years) = blocking(&state, move |s| {
+        Ok((
+            crate::store::scope::accounts_in_scope(s, &scope)?,
+            s.group_aups()?,
+        ))
     })
     .await?;
     staff
@@ -134,7 +165,7 @@ pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Resp
             String::new(),
         )
         .await?;
-    let current = current_versions(&state);
+    let current = current_versions(&state, &years);
     let imported = accounts.iter().filter(|a| a.imported.is_some()).count();
     let unknown = accounts.iter().filter(|a| a.imported.is_none()).count();
     let body = html! {

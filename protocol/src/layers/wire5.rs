@@ -41,8 +41,8 @@ pub struct GroupLayers {
 }
 
 impl From<&super::GroupLayers> for GroupLayers {
-    /// Term time dropped: a protocol 5 agent holds term-time hours every
-    /// week.
+    /// Term time and year groups' AUPs dropped: a protocol 5 agent holds
+    /// term-time hours every week and shows the audience's AUP.
     fn from(l: &super::GroupLayers) -> GroupLayers {
         GroupLayers {
             version: l.version,
@@ -108,6 +108,7 @@ impl From<GroupLayers> for super::GroupLayers {
             accounts: l.accounts,
             device_groups: l.device_groups,
             terms: Vec::new(),
+            aups: Vec::new(),
         }
     }
 }

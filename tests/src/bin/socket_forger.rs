@@ -64,6 +64,22 @@ async fn main() -> anyhow::Result<()> {
             decision: Decision::Accept,
         })))
         .await;
+    // An answer to a year group's own AUP, for a year the pupil is not in.
+    let _ = conn
+        .send(&ToService::Record(AgentMessage::GroupAupDecision(
+            protocol::GroupAupDecision {
+                decision: AupDecision {
+                    id: uuid::Uuid::now_v7(),
+                    time: UnixMillis::now(),
+                    user: "FORGED".into(),
+                    audience: Audience::Pupils,
+                    aup_version: 1,
+                    decision: Decision::Accept,
+                },
+                group: "year:FORGED".into(),
+            },
+        )))
+        .await;
     let mut answers = Vec::new();
     while let Ok(Ok(Some(m))) =
         tokio::time::timeout(Duration::from_secs(5), conn.read::<ToSession>()).await
