@@ -133,6 +133,14 @@ impl Pipeline {
         self.matcher = matcher;
     }
 
+    /// Forgets what the debounce remembers: after the policy or its
+    /// layers change, a phrase found (and perhaps dropped by the service
+    /// under the old ones) is captured again when next seen.
+    pub fn forget_recent(&mut self) {
+        self.last.clear();
+        self.seen_text.clear();
+    }
+
     /// Whether a source is switched on.
     pub fn wants(&self, source: Source) -> bool {
         let s = &self.policy.sources;
@@ -292,6 +300,10 @@ mod tests {
             p.scan(&long, &seen).is_empty(),
             "same term, same window, within a minute"
         );
+        // A policy or layers change: the debounce forgets, so a phrase
+        // dropped under the old layers is captured when next seen.
+        p.forget_recent();
+        assert_eq!(p.scan(&long, &seen).len(), 1, "seen afresh after a change");
         let other = window(2, "chat");
         let seen2 = Seen {
             window: &other,

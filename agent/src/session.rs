@@ -800,6 +800,9 @@ impl Helper {
                 Vec::new()
             }
             ToSession::Policy(policy, group_aup) => {
+                // Sent when the policy or its layers change: what was
+                // dropped under the old ones is looked at afresh.
+                self.pipeline.forget_recent();
                 self.group_aup = group_aup;
                 self.want_aup(&policy);
                 self.rebuild(policy, rebuilt);

@@ -100,6 +100,8 @@ pub struct Context {
     /// The layers' version (see [`crate::store::groups`]): each laptop of
     /// protocol 5 or later is sent its layers again when it changes.
     pub layers: watch::Receiver<u64>,
+    /// What every laptop is sent of the layers, read once per version.
+    pub layers_cache: Arc<crate::layers_cache::LayersCache>,
     pub revoked: Revoked,
     pub limits: Limits,
     pub connections: Arc<Semaphore>,
@@ -420,6 +422,7 @@ async fn session(tls: TlsStream<TcpStream>, peer: SocketAddr, device: Uuid, ctx:
     let layers = (hello.protocol_version >= LAYERS_SINCE).then(|| DeviceLayers {
         version: ctx.layers.clone(),
         store: ctx.store.clone(),
+        cache: ctx.layers_cache.clone(),
         device,
         protocol: hello.protocol_version,
     });
@@ -565,6 +568,7 @@ async fn read_loop(
 struct DeviceLayers {
     version: watch::Receiver<u64>,
     store: Arc<dyn Store>,
+    cache: Arc<crate::layers_cache::LayersCache>,
     device: Uuid,
     /// The agent's protocol version: the shape it reads the layers in.
     protocol: u16,
@@ -574,9 +578,11 @@ impl DeviceLayers {
     /// The laptop's layers as a message; `None` if they cannot be read
     /// (logged: the laptop keeps what it has).
     async fn build(&self) -> Option<ConsoleMessage> {
-        let (store, device) = (self.store.clone(), self.device);
-        match tokio::task::spawn_blocking(move || store.layers_for_device(&device.to_string()))
-            .await
+        let (store, cache, device) = (self.store.clone(), self.cache.clone(), self.device);
+        match tokio::task::spawn_blocking(move || {
+            cache.for_device(store.as_ref(), &device.to_string())
+        })
+        .await
         {
             Ok(Ok(l)) if self.protocol >= TERMS_SINCE => Some(ConsoleMessage::LayersV6(l)),
             Ok(Ok(l)) => Some(ConsoleMessage::Layers((&l).into())),

@@ -134,6 +134,7 @@ impl Console {
             ingest,
             policy: policy_rx,
             layers: layers_rx,
+            layers_cache: Arc::default(),
             revoked: revoked.clone(),
             connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
             // A semaphore holds at most MAX_PERMITS; a larger budget is

@@ -30,6 +30,7 @@ pub mod error;
 pub mod group_policy;
 pub mod https;
 pub mod ingest;
+pub mod layers_cache;
 pub mod mail;
 pub mod mis_import;
 pub mod policy;

@@ -370,9 +370,10 @@ fn a_year_groups_layer_decides_what_its_pupil_is_captured_for() -> anyhow::Resul
     set("--enable-category")?;
     assert!(self_harm_on()?);
     agent.wait_log_count("policy layers version", 2, Duration::from_secs(30))?;
-    // A new window: the helper counts the phrase it found before (and the
-    // service dropped) against the same window for the debounce period.
-    x.xterm("Chat again")?;
+    // The same window, well within the debounce period: the helper forgot
+    // the phrase the service dropped when the layers changed.
+    let chat = x.window("Chat")?;
+    x.xdotool(&["windowactivate", "--sync", &chat])?;
     x.type_text("i want to kill myself")?;
     x.keys(&["Return"])?;
     wait_captures(

@@ -99,6 +99,11 @@ pub trait GroupStore {
     /// # Errors
     /// A storage failure.
     fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError>;
+    /// The `devices:` groups a laptop is in.
+    ///
+    /// # Errors
+    /// A storage failure.
+    fn device_groups(&self, device: &str) -> Result<Vec<String>, StoreError>;
     /// Everything one laptop needs to apply the layers for anyone who
     /// logs in to it: every layer, every known account's groups, and the
     /// laptop's own groups.

@@ -389,6 +389,20 @@ impl GroupStore for SqliteStore {
         Ok(groups)
     }
 
+    fn device_groups(&self, device: &str) -> Result<Vec<String>, StoreError> {
+        let what = "reading a laptop's groups";
+        let conn = self.reader.get();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT grp FROM group_members WHERE member = ?1 AND grp LIKE 'devices:%' ORDER BY grp",
+            )
+            .map_err(db(what))?;
+        stmt.query_map(params![device], |r| r.get(0))
+            .map_err(db(what))?
+            .collect::<Result<_, _>>()
+            .map_err(db(what))
+    }
+
     fn layers_for_device(&self, device: &str) -> Result<GroupLayers, StoreError> {
         let what = "reading the layers for a laptop";
         let conn = self.reader.get();
