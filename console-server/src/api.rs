@@ -183,10 +183,14 @@ impl FromRequestParts<AppState> for Caller {
                 }
                 // A reviewer's own token sees her groups; a token made for
                 // a system (no owner) sees what its role does.
-                let scope = if let (Role::Reviewer, Some(owner)) = (role, owner) {
-                    blocking(state, move |s| s.staff_scope(&owner)).await?
-                } else {
-                    Scope::School
+                let scope = match owner {
+                    Some(owner) => {
+                        blocking(state, move |s| {
+                            crate::store::scope::scope_of(s, &owner, role)
+                        })
+                        .await?
+                    }
+                    None => Scope::School,
                 };
                 Ok(Caller {
                     name,

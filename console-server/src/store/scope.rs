@@ -135,6 +135,24 @@ pub trait ScopeStore {
     fn scope_accounts(&self, scope: &Scope) -> Result<Option<HashSet<String>>, StoreError>;
 }
 
+/// The scope of `name` signed in as `role`: a reviewer's groups, the
+/// whole school for any other role (the store is asked for reviewers
+/// only).
+///
+/// # Errors
+/// A storage failure.
+pub fn scope_of(
+    store: &dyn super::Store,
+    name: &str,
+    role: super::Role,
+) -> Result<Scope, StoreError> {
+    if role == super::Role::Reviewer {
+        store.staff_scope(name)
+    } else {
+        Ok(Scope::School)
+    }
+}
+
 /// The newest `limit` alerts whose records are in `scope`.
 ///
 /// # Errors

@@ -172,14 +172,10 @@ impl OptionalFromRequestParts<AppState> for Staff {
                 Err(e) => return Err(e.into_response()),
             }
         }
-        let scope = if session.role == Role::Reviewer {
-            let name = session.user.clone();
-            blocking(state, move |s| s.staff_scope(&name))
-                .await
-                .map_err(IntoResponse::into_response)?
-        } else {
-            Scope::School
-        };
+        let (name, role) = (session.user.clone(), session.role);
+        let scope = blocking(state, move |s| crate::store::scope::scope_of(s, &name, role))
+            .await
+            .map_err(IntoResponse::into_response)?;
         Ok(Some(Staff {
             name: session.user.clone(),
             role: session.role,

@@ -28,7 +28,7 @@ use super::layout::{WebError, capture_row};
 use super::roles::CaptureStaff;
 use super::{AppState, blocking};
 use crate::store::scope::Scope;
-use crate::store::{AuditAction, Role};
+use crate::store::AuditAction;
 
 const SESSION_CHECK: Duration = Duration::from_secs(30);
 
@@ -94,11 +94,8 @@ fn events(
                         let Some(session) = s.session(&hash)? else {
                             return Ok(None);
                         };
-                        let scope = if session.role == Role::Reviewer {
-                            s.staff_scope(&session.user)?
-                        } else {
-                            Scope::School
-                        };
+                        let scope =
+                            crate::store::scope::scope_of(s, &session.user, session.role)?;
                         Ok(Some((session, scope)))
                     })
                     .await
