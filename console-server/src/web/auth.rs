@@ -173,9 +173,11 @@ impl OptionalFromRequestParts<AppState> for Staff {
             }
         }
         let (name, role) = (session.user.clone(), session.role);
-        let scope = blocking(state, move |s| crate::store::scope::scope_of(s, &name, role))
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let scope = blocking(state, move |s| {
+            crate::store::scope::scope_of(s, &name, role)
+        })
+        .await
+        .map_err(IntoResponse::into_response)?;
         Ok(Some(Staff {
             name: session.user.clone(),
             role: session.role,

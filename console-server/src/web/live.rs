@@ -27,8 +27,8 @@ use super::auth::expired;
 use super::layout::{WebError, capture_row};
 use super::roles::CaptureStaff;
 use super::{AppState, blocking};
-use crate::store::scope::Scope;
 use crate::store::AuditAction;
+use crate::store::scope::Scope;
 
 const SESSION_CHECK: Duration = Duration::from_secs(30);
 
