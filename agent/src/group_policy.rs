@@ -14,6 +14,13 @@ pub fn local_moment(at: UnixMillis) -> protocol::layers::Moment {
     protocol::layers::moment(at, &jiff::tz::TimeZone::system())
 }
 
+/// Whether `user` may answer the own AUP of `group`: only a year group
+/// the user is in. Not "the AUP shown now": an answer given while the
+/// year's AUP was withdrawn or replaced is still the user's, and kept.
+pub fn may_answer(layers: &GroupLayers, user: &str, group: &str) -> bool {
+    group.starts_with("year:") && layers.groups_of(user).iter().any(|g| g == group)
+}
+
 /// The policy a session helper runs: the school's, widened so that what
 /// any layer keeps is found (the lowest minimum severity, a category on
 /// if any layer switches it on, a source on if any layer does, screenshots
@@ -146,6 +153,19 @@ mod tests {
             terms: Vec::new(),
             aups: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_pupil_answers_only_her_own_years_aup() {
+        let l = layers();
+        assert!(may_answer(&l, "amy", "year:Year 7"));
+        assert!(!may_answer(&l, "amy", "year:Year 12"), "another year's");
+        assert!(
+            !may_answer(&l, "zed", "year:Year 7"),
+            "unknown to the register"
+        );
+        // An AUP withdrawn meanwhile: the answer is still hers.
+        assert!(l.aup_of("amy").is_none() && may_answer(&l, "amy", "year:Year 7"));
     }
 
     #[test]

@@ -841,11 +841,9 @@ impl Service {
             AgentMessage::Concern(c) => c.user = user.to_owned(),
             AgentMessage::AupDecision(a) => a.user = user.to_owned(),
             AgentMessage::GroupAupDecision(g) => {
-                // Only to the AUP this user is shown.
-                let shown = self.layers.borrow().aup_of(user).map(|a| a.group.clone());
-                if shown.as_deref() != Some(g.group.as_str()) {
+                if !crate::group_policy::may_answer(&self.layers.borrow(), user, &g.group) {
                     return ToSession::Refused(format!(
-                        "{user} is not shown the AUP of {}",
+                        "{user} is not in {}, so may not answer its AUP",
                         g.group
                     ));
                 }

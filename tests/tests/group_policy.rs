@@ -19,24 +19,37 @@ fn effective(data: &str, args: &[&str]) -> Value {
     serde_json::from_str(&console_cli(&all, None).unwrap()).unwrap()
 }
 
-#[test]
-fn layers_for_a_year_a_role_and_a_laptop_say_what_applies_to_whom_and_when() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+/// A console's data directory in `dir` (the school's zone UTC) with the
+/// register imported from `people` (MIS lines: account, name, year
+/// group, role).
+fn school(dir: &std::path::Path, people: &str) -> std::path::PathBuf {
+    let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("console.toml"), "time_zone = \"UTC\"\n").unwrap();
-    let d = data.to_str().unwrap();
-    let mis = tmp.path().join("mis.csv");
-    std::fs::write(
-        &mis,
-        "account,name,year group,role\namy,Amy A,Year 7,pupil\nben,Ben B,Year 12,pupil\nmrs.c,Mrs C,,staff\n",
-    )
-    .unwrap();
+    let mis = dir.join("mis.csv");
+    std::fs::write(&mis, format!("account,name,year group,role\n{people}")).unwrap();
     console_cli(
-        &["register", "import", "--data", d, mis.to_str().unwrap()],
+        &[
+            "register",
+            "import",
+            "--data",
+            data.to_str().unwrap(),
+            mis.to_str().unwrap(),
+        ],
         None,
     )
     .unwrap();
+    data
+}
+
+#[test]
+fn layers_for_a_year_a_role_and_a_laptop_say_what_applies_to_whom_and_when() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = school(
+        tmp.path(),
+        "amy,Amy A,Year 7,pupil\nben,Ben B,Year 12,pupil\nmrs.c,Mrs C,,staff\n",
+    );
+    let d = data.to_str().unwrap();
     let set = |args: &[&str]| {
         let mut all = vec!["policy", "set-group", "--data", d];
         all.extend_from_slice(args);
@@ -215,21 +228,11 @@ async fn an_admin_sets_layers_and_groups_on_the_page_and_a_connected_laptop_gets
     use protocol::device_link::DeviceLink;
 
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("console.toml"), "time_zone = \"UTC\"\n").unwrap();
+    let data = school(
+        tmp.path(),
+        "amy,Amy A,Year 7,pupil\nben,Ben B,Year 12,pupil\n",
+    );
     let d = data.to_str().unwrap();
-    let mis = tmp.path().join("mis.csv");
-    std::fs::write(
-        &mis,
-        "account,name,year group,role\namy,Amy A,Year 7,pupil\nben,Ben B,Year 12,pupil\n",
-    )
-    .unwrap();
-    console_cli(
-        &["register", "import", "--data", d, mis.to_str().unwrap()],
-        None,
-    )
-    .unwrap();
     for (name, role, pw) in [
         ("it", "admin", "the admin's long pass phrase"),
         ("dsl", "reviewer", "the lead's long pass phrase"),
