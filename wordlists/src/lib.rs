@@ -18,7 +18,9 @@
 //! - [`matcher`]: the engine;
 //! - [`detect`]: phone numbers, emails, postcodes and addresses;
 //! - [`domains`]: website categories and the host of an address;
-//! - [`stream`]: typed text, key by key, with editing keys respected.
+//! - [`stream`]: typed text, key by key, with editing keys respected;
+//! - [`semantic`]: risk in ordinary words, judged by a sentence encoder
+//!   ([`minilm`], tokenised by [`wordpiece`]) and a trained classifier.
 //!
 //! No I/O happens here; the `wordlists` binary reads files.
 
@@ -28,11 +30,14 @@ pub mod domains;
 pub mod fold;
 pub mod library;
 pub mod matcher;
+pub mod minilm;
 pub mod normalize;
+pub mod semantic;
 pub mod skeleton;
 pub mod stream;
 pub mod verify;
 pub mod walk;
+pub mod wordpiece;
 
 pub use library::{Category, Entry, Libraries, LibraryError, Rule};
 pub use matcher::{BuildError, Hit, Matcher, MatcherBuilder};

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use wordlists::library::{self, import_plain};
+use wordlists::semantic::{Example, Head, INNOCENT, MAX_TOKENS, Semantic, Verdict, train};
 use wordlists::{Libraries, MatcherBuilder};
 
 #[derive(Parser)]
@@ -38,6 +39,10 @@ enum Command {
     Scan {
         #[command(flatten)]
         libs: Libs,
+        /// Also judge, with the semantic layer's model in DIR, each line
+        /// the terms and rules leave below the capture threshold.
+        #[arg(long, value_name = "DIR")]
+        semantic: Option<PathBuf>,
         /// Input file, or - for standard input (the default).
         file: Option<PathBuf>,
     },
@@ -50,6 +55,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         corpus: PathBuf,
     },
+    /// The semantic layer: train its head, judge lines, measure it.
+    #[command(subcommand)]
+    Semantic(SemanticCommand),
     /// Turn a plain one-term-per-line list into a library file (TOML on stdout).
     Import {
         #[arg(long)]
@@ -60,6 +68,50 @@ enum Command {
         definition: String,
         /// The list, or - for standard input (the default).
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SemanticCommand {
+    /// Fit the head over the model's sentence vectors of labelled lines
+    /// (`category | text` files; `innocent` lines in their own files) and
+    /// of prose (fortune files: records between `%` lines, all innocent).
+    Train {
+        /// The model (from wordlists/semantic/fetch-model.sh).
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Labelled lines: risky lines labelled by category, innocent ones
+        /// by kind (every label not a category counts as innocent).
+        #[arg(long, value_name = "FILE", required = true)]
+        labelled: Vec<PathBuf>,
+        /// Ordinary prose, innocent, counted at `--prose-weight`.
+        #[arg(long, value_name = "FILE")]
+        prose: Vec<PathBuf>,
+        #[arg(long, default_value_t = 0.3)]
+        prose_weight: f32,
+        /// Inverse strength of the penalty on the weights.
+        #[arg(long, default_value_t = 3.0)]
+        c: f32,
+        /// The chance of risk at which a line is flagged.
+        #[arg(long, default_value_t = 0.9)]
+        threshold: f32,
+        /// Where to write the head (TOML).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print one JSON object for each input line the layer flags.
+    Judge {
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// Input file, or - for standard input (the default).
+        file: Option<PathBuf>,
+    },
+    /// Time the layer per line over a file of lines; print its memory.
+    Bench {
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        lines: PathBuf,
     },
 }
 
@@ -154,13 +206,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Scan { libs, file } => {
+        Command::Scan {
+            libs,
+            semantic,
+            file,
+        } => {
             let matcher = MatcherBuilder::new(load_strict(&libs)?).build()?;
+            let semantic = semantic.as_deref().map(load_semantic).transpose()?;
             let input = read_input(file.as_deref())?;
             for (n, raw) in input.split(|&b| b == b'\n').enumerate() {
                 let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
                 let (line, to_raw) = repaired(raw);
-                for hit in matcher.scan(&line) {
+                let hits = matcher.scan(&line);
+                if let Some(verdict) = semantic
+                    .as_ref()
+                    .and_then(|s| s.second_opinion(&line, &hits, CAPTURE_THRESHOLD))
+                {
+                    writeln!(out, "{}", semantic_json(n + 1, raw, &verdict))?;
+                }
+                for hit in hits {
                     let (start, end) = (to_raw[hit.start], to_raw[hit.end]);
                     let mut obj = json!({
                         "line": n + 1,
@@ -229,6 +293,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bench(&mut out, set, &text)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Semantic(command) => semantic_command(&mut out, command),
         Command::Import {
             category,
             severity,
@@ -249,6 +314,232 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The severity from which a hit becomes a capture: the semantic layer
+/// judges only lines with no hit at it.
+const CAPTURE_THRESHOLD: u8 = 3;
+
+/// The severity of a semantic hit: a capture, never more, for staff to judge.
+const SEMANTIC_SEVERITY: u8 = 3;
+
+fn semantic_json(line: usize, raw: &[u8], verdict: &Verdict) -> serde_json::Value {
+    json!({
+        "line": line,
+        "term": format!("reads as {} ({:.0}% sure)", verdict.category, verdict.risk * 100.0),
+        "category": verdict.category,
+        "severity": SEMANTIC_SEVERITY,
+        "start": 0,
+        "end": raw.len(),
+        "matched": String::from_utf8_lossy(raw),
+        "rule": "semantic",
+        "risk": (f64::from(verdict.risk) * 1000.0).round() / 1000.0,
+    })
+}
+
+/// The semantic layer from a model folder and the built-in head.
+fn load_semantic(dir: &Path) -> Result<Semantic> {
+    let (model, tokenizer) = read_model(dir)?;
+    let head = Head::from_toml(BUILTIN_HEAD).context("the built-in semantic head is broken")?;
+    let sha = sha256_hex(&model);
+    if sha != head.model_sha256 {
+        bail!(
+            "{}/model.safetensors is not the model the head was trained over \
+             (sha256 {sha}, head's {}): run wordlists/semantic/fetch-model.sh",
+            dir.display(),
+            head.model_sha256
+        );
+    }
+    Ok(Semantic::new(&model, &tokenizer, head)?)
+}
+
+fn read_model(dir: &Path) -> Result<(Vec<u8>, String)> {
+    let model = std::fs::read(dir.join("model.safetensors")).with_context(|| {
+        format!(
+            "cannot read {}/model.safetensors: fetch it with wordlists/semantic/fetch-model.sh",
+            dir.display()
+        )
+    })?;
+    let tokenizer = std::fs::read_to_string(dir.join("tokenizer.json"))
+        .with_context(|| format!("cannot read {}/tokenizer.json", dir.display()))?;
+    Ok((model, tokenizer))
+}
+
+/// The head shipped with the tool, trained by `wordlists semantic train`.
+const BUILTIN_HEAD: &str = include_str!("../semantic/head.toml");
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Lines of a `label | text` file, comments and blanks left out.
+fn labelled_lines(path: &Path) -> Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            l.split_once(" | ")
+                .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                .with_context(|| format!("{}: a line without ' | ': {l:?}", path.display()))
+        })
+        .collect()
+}
+
+/// The records of a fortune file (between `%` lines), each on one line.
+fn prose_records(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .split("\n%\n")
+        .map(|r| r.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|r| !r.is_empty())
+        .collect())
+}
+
+fn semantic_command(out: &mut impl Write, command: SemanticCommand) -> Result<ExitCode> {
+    match command {
+        SemanticCommand::Train {
+            model,
+            labelled,
+            prose,
+            prose_weight,
+            c,
+            threshold,
+            out: path,
+        } => {
+            let (bytes, tokenizer) = read_model(&model)?;
+            let encoder = wordlists::minilm::Encoder::from_safetensors(&bytes)?;
+            let vocab = wordlists::wordpiece::WordPiece::from_tokenizer_json(&tokenizer)?;
+            let categories: std::collections::BTreeSet<String> = Libraries::builtin()?
+                .categories
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            let mut classes = vec![INNOCENT.to_owned()];
+            let mut examples = Vec::new();
+            let vector = |t: &str| encoder.encode(&vocab.encode(t, MAX_TOKENS));
+            let t = Instant::now();
+            for file in &labelled {
+                for (label, text) in labelled_lines(file)? {
+                    let class = if categories.contains(&label) {
+                        match classes.iter().position(|c| *c == label) {
+                            Some(i) => i,
+                            None => {
+                                classes.push(label.clone());
+                                classes.len() - 1
+                            }
+                        }
+                    } else {
+                        0
+                    };
+                    examples.push(Example {
+                        vector: vector(&text),
+                        class,
+                        weight: 1.0,
+                    });
+                }
+            }
+            let labelled_count = examples.len();
+            for file in &prose {
+                for record in prose_records(file)? {
+                    examples.push(Example {
+                        vector: vector(&record),
+                        class: 0,
+                        weight: prose_weight,
+                    });
+                }
+            }
+            eprintln!(
+                "encoded {labelled_count} labelled lines and {} prose records in {:.1} s",
+                examples.len() - labelled_count,
+                t.elapsed().as_secs_f64()
+            );
+            let names = |files: &[PathBuf]| {
+                files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let trained = format!(
+                "wordlists semantic train: labelled {}; prose {} at weight {prose_weight}; c {c}",
+                names(&labelled),
+                names(&prose)
+            );
+            let head = train(
+                &classes,
+                &examples,
+                c,
+                threshold,
+                trained,
+                sha256_hex(&bytes),
+            );
+            std::fs::write(&path, format!(
+                "# The semantic layer's head: written by `wordlists semantic train`; do not edit.\n{}",
+                head.to_toml()
+            ))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(
+                out,
+                "head of {} classes written to {}",
+                head.classes.len(),
+                path.display()
+            )?;
+        }
+        SemanticCommand::Judge { model, file } => {
+            let semantic = load_semantic(&model)?;
+            let input = read_input(file.as_deref())?;
+            for (n, raw) in input.split(|&b| b == b'\n').enumerate() {
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let (line, _) = repaired(raw);
+                if let Some(verdict) = semantic.judge(&line) {
+                    writeln!(out, "{}", semantic_json(n + 1, raw, &verdict))?;
+                }
+            }
+        }
+        SemanticCommand::Bench { model, lines } => {
+            let t = Instant::now();
+            let semantic = load_semantic(&model)?;
+            let load_ms = t.elapsed().as_secs_f64() * 1e3;
+            let text = std::fs::read_to_string(&lines)
+                .with_context(|| format!("cannot read {}", lines.display()))?;
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let mut times: Vec<f64> = Vec::with_capacity(lines.len());
+            let mut flagged = 0;
+            for l in &lines {
+                let t = Instant::now();
+                flagged += usize::from(std::hint::black_box(semantic.judge(l)).is_some());
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                times
+                    .get(((times.len() as f64 - 1.0) * q) as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            writeln!(out, "lines: {} ({flagged} flagged)", lines.len())?;
+            writeln!(
+                out,
+                "loaded in {load_ms:.0} ms; weights {} MiB",
+                semantic.weight_bytes() >> 20
+            )?;
+            writeln!(
+                out,
+                "per line: median {:.2} ms, p90 {:.2} ms, max {:.2} ms (one thread)",
+                at(0.5),
+                at(0.9),
+                at(1.0)
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A line as text, invalid UTF-8 replaced by U+FFFD, and for each byte

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use wordlists::semantic::{Head, Semantic};
 use wordlists::{Libraries, Matcher, MatcherBuilder};
 
 /// The capture threshold: what staff see.
@@ -43,29 +44,39 @@ fn lines(file: &str) -> Vec<Line<'_>> {
 /// category).
 type Table<'a> = BTreeMap<&'a str, (usize, usize, usize)>;
 
-fn measure<'a>(matcher: &Matcher, set: &[Line<'a>], show: Option<&str>) -> Table<'a> {
+fn measure<'a>(
+    matcher: &Matcher,
+    semantic: Option<&Semantic>,
+    set: &[Line<'a>],
+    show: Option<&str>,
+) -> Table<'a> {
     let mut table: Table = BTreeMap::new();
     for line in set {
         let hits = matcher.scan(line.text);
         let grave: Vec<_> = hits.iter().filter(|h| h.severity >= THRESHOLD).collect();
+        let verdict = semantic.and_then(|s| s.second_opinion(line.text, &hits, THRESHOLD));
+        let flagged = !grave.is_empty() || verdict.is_some();
         let row = table.entry(line.label).or_default();
         row.0 += 1;
-        if !grave.is_empty() {
+        if flagged {
             row.1 += 1;
         }
-        if grave.iter().any(|h| h.entry.category == line.label) {
+        if grave.iter().any(|h| h.entry.category == line.label)
+            || verdict.as_ref().is_some_and(|v| v.category == line.label)
+        {
             row.2 += 1;
         }
         let wrong = match show {
-            Some("miss") => grave.is_empty(),
-            Some("alarm") => !grave.is_empty(),
+            Some("miss") => !flagged,
+            Some("alarm") => flagged,
             _ => false,
         };
         if wrong {
-            let why: Vec<String> = grave
+            let mut why: Vec<String> = grave
                 .iter()
                 .map(|h| format!("{}:{} s{}", h.entry.category, h.entry.term, h.severity))
                 .collect();
+            why.extend(verdict.map(|v| format!("semantic:{} {:.2}", v.category, v.risk)));
             println!("  {} | {} {}", line.label, line.text, why.join(", "));
         }
     }
@@ -77,18 +88,24 @@ fn pct(n: usize, of: usize) -> f64 {
 }
 
 /// Prints a part's table; returns (risky caught %, innocent flagged %).
-fn report(matcher: &Matcher, part: &str, risky: &str, innocent: &str) -> (f64, f64) {
-    let show = part == "dev" && std::env::var_os("DEVSET_SHOW").is_some();
+fn report(
+    matcher: &Matcher,
+    semantic: Option<&Semantic>,
+    part: &str,
+    risky: &str,
+    innocent: &str,
+) -> (f64, f64) {
+    let show = part.starts_with("dev") && std::env::var_os("DEVSET_SHOW").is_some();
     let risky = lines(risky);
     let innocent = lines(innocent);
     if show {
         println!("{part}: risky lines missed");
     }
-    let caught = measure(matcher, &risky, show.then_some("miss"));
+    let caught = measure(matcher, semantic, &risky, show.then_some("miss"));
     if show {
         println!("{part}: innocent lines flagged");
     }
-    let flagged = measure(matcher, &innocent, show.then_some("alarm"));
+    let flagged = measure(matcher, semantic, &innocent, show.then_some("alarm"));
     println!("== {part}: risky lines captured at severity >= {THRESHOLD} ==");
     let (mut n, mut c, mut own) = (0, 0, 0);
     for (cat, (lines, hit, right)) in &caught {
@@ -126,12 +143,14 @@ fn risky_messages_are_captured_and_hard_innocent_lines_are_not() {
         .unwrap();
     let (dev_recall, dev_alarms) = report(
         &matcher,
+        None,
         "dev",
         include_str!("devset/dev/risky.txt"),
         include_str!("devset/dev/innocent.txt"),
     );
     let (held_recall, held_alarms) = report(
         &matcher,
+        None,
         "heldout",
         include_str!("devset/heldout/risky.txt"),
         include_str!("devset/heldout/innocent.txt"),
@@ -147,6 +166,75 @@ fn risky_messages_are_captured_and_hard_innocent_lines_are_not() {
         assert!(
             alarms <= max_alarms,
             "{part}: {alarms:.1}% of innocent lines flagged, above the ceiling of {max_alarms}%"
+        );
+    }
+}
+
+/// The rules with the semantic layer as their second opinion
+/// (`wordlists/semantic/`): its head was trained on the dev part (and
+/// prose), never on the held-out part. Needs the model:
+/// `wordlists/semantic/fetch-model.sh` (tests/run runs it).
+#[test]
+fn the_semantic_layer_adds_what_the_rules_miss() {
+    let dir = std::env::var_os("SEMANTIC_MODEL").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("semantic/model"),
+        Into::into,
+    );
+    let model = std::fs::read(dir.join("model.safetensors")).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}/model.safetensors ({e}): run wordlists/semantic/fetch-model.sh (tests/run does)",
+            dir.display()
+        )
+    });
+    let tokenizer = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
+    let head = Head::from_toml(include_str!("../semantic/head.toml")).unwrap();
+    let semantic = Semantic::new(&model, &tokenizer, head).unwrap();
+    let matcher = MatcherBuilder::new(Libraries::builtin().unwrap())
+        .build()
+        .unwrap();
+    let mut figures = Vec::new();
+    for (part, risky, innocent) in [
+        (
+            "heldout",
+            include_str!("devset/heldout/risky.txt"),
+            include_str!("devset/heldout/innocent.txt"),
+        ),
+        (
+            "dev",
+            include_str!("devset/dev/risky.txt"),
+            include_str!("devset/dev/innocent.txt"),
+        ),
+    ] {
+        let rules = report(&matcher, None, part, risky, innocent);
+        let both = report(
+            &matcher,
+            Some(&semantic),
+            &format!("{part} with the semantic layer"),
+            risky,
+            innocent,
+        );
+        figures.push((part, rules, both));
+    }
+    for (part, (rules_recall, rules_alarms), (recall, alarms)) in figures {
+        println!(
+            "{part}: rules {rules_recall:.1}% caught, {rules_alarms:.1}% false alarms; \
+             with the semantic layer {recall:.1}% and {alarms:.1}%"
+        );
+        // It only adds captures: never fewer caught.
+        assert!(recall >= rules_recall, "{part}: {recall} < {rules_recall}");
+        // Floors and ceilings: today's figures less a margin.
+        let (min_recall, max_alarms) = if part == "dev" {
+            (97.0, 4.5)
+        } else {
+            (94.0, 6.0)
+        };
+        assert!(
+            recall >= min_recall,
+            "{part} with the semantic layer: {recall:.1}% caught, below the floor of {min_recall}%"
+        );
+        assert!(
+            alarms <= max_alarms,
+            "{part} with the semantic layer: {alarms:.1}% flagged, above the ceiling of {max_alarms}%"
         );
     }
 }
