@@ -28,6 +28,7 @@ pub mod run;
 pub mod screen_reader;
 pub mod screenshot;
 pub mod search_query;
+pub mod semantic_layer;
 pub mod service;
 pub mod session;
 pub mod sessions;

@@ -180,6 +180,10 @@ struct SessionTuning {
     /// to log them out. Empty: no logout.
     #[arg(long, default_value = agent::prompts::DEFAULT_DECLINE_COMMAND)]
     decline_command: String,
+    /// The semantic layer's model (from wordlists/semantic/fetch-model.sh),
+    /// loaded while the policy has the layer on. Empty: the rules alone.
+    #[arg(long, default_value = agent::semantic_layer::DEFAULT_MODEL_DIR)]
+    semantic_model: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -476,6 +480,8 @@ fn session_options(state: &StateDir, tuning: &SessionTuning) -> SessionOptions {
             }),
         for_service: false,
         screen_reader_as: None,
+        semantic_model: (!tuning.semantic_model.as_os_str().is_empty())
+            .then(|| tuning.semantic_model.clone()),
     }
 }
 
@@ -553,6 +559,10 @@ fn supervision(
             tuning.visit_report_seconds.to_string().into(),
             "--decline-command".into(),
             tuning.decline_command.clone().into(),
+            "--semantic-model".into(),
+            std::path::absolute(&tuning.semantic_model)
+                .unwrap_or_else(|_| tuning.semantic_model.clone())
+                .into_os_string(),
         ],
         displays,
     })

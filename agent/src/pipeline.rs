@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{Capture, Policy, Screenshot, Source, UnixMillis};
-use wordlists::{Hit, Libraries, Matcher, MatcherBuilder};
+use wordlists::semantic::Semantic;
+use wordlists::{Committed, Hit, Libraries, Matcher, MatcherBuilder};
 
 use crate::platform::WindowInfo;
 
@@ -106,6 +107,8 @@ pub struct Pipeline {
     /// context) → when, for pruning the oldest.
     seen_text: HashMap<u64, u64>,
     seen_clock: u64,
+    /// The semantic layer, while the policy has it on and its model loaded.
+    semantic: Option<Arc<Semantic>>,
 }
 
 impl Pipeline {
@@ -116,7 +119,18 @@ impl Pipeline {
             last: HashMap::new(),
             seen_text: HashMap::new(),
             seen_clock: 0,
+            semantic: None,
         }
+    }
+
+    /// The semantic layer to consult (when the policy has it on), or none.
+    pub fn set_semantic(&mut self, semantic: Option<Arc<Semantic>>) {
+        self.semantic = semantic;
+    }
+
+    /// Whether a semantic layer is loaded.
+    pub fn has_semantic(&self) -> bool {
+        self.semantic.is_some()
     }
 
     pub fn policy(&self) -> &Arc<Policy> {
@@ -161,7 +175,27 @@ impl Pipeline {
         }
         let matcher = self.matcher.clone();
         let hits = matcher.scan(text);
-        self.captures(text, &hits, seen)
+        let mut out = self.captures(text, &hits, seen);
+        if out.is_empty() {
+            let gravest = hits.iter().map(|h| h.severity).max().unwrap_or(0);
+            out = self.second_opinion(text, gravest, !hits.is_empty(), seen);
+        }
+        out
+    }
+
+    /// A commit of typed text: its new hits, and, once the line ended or
+    /// typing paused, the semantic layer's view of the whole line.
+    pub fn typed(&mut self, committed: &Committed<'_>, seen: &Seen<'_>) -> Vec<Capture> {
+        let mut out = self.captures(&committed.text, &committed.hits, seen);
+        if out.is_empty() && committed.whole {
+            out = self.second_opinion(
+                &committed.text,
+                committed.gravest,
+                committed.gravest > 0,
+                seen,
+            );
+        }
+        out
     }
 
     fn remember_text(&mut self, words: u64) {
@@ -174,7 +208,7 @@ impl Pipeline {
     }
 
     /// Hits already found (by the key stream) in `text`.
-    pub fn captures(&mut self, text: &str, hits: &[Hit<'_>], seen: &Seen<'_>) -> Vec<Capture> {
+    fn captures(&mut self, text: &str, hits: &[Hit<'_>], seen: &Seen<'_>) -> Vec<Capture> {
         if !self.wants(seen.source) {
             return Vec::new();
         }
@@ -245,7 +279,87 @@ impl Pipeline {
         }
         out
     }
+
+    /// The semantic layer's captures of `text`, where the policy has it on,
+    /// no hit in it reaches the capture threshold (`gravest` is its
+    /// gravest), and the source is one it judges
+    /// ([`crate::semantic_layer::judges`]; `candidate`: some term marks
+    /// it). Debounced like a term, by category and window.
+    fn second_opinion(
+        &mut self,
+        text: &str,
+        gravest: u8,
+        candidate: bool,
+        seen: &Seen<'_>,
+    ) -> Vec<Capture> {
+        let Some(semantic) = self.semantic.clone().filter(|_| self.policy.semantic) else {
+            return Vec::new();
+        };
+        if !self.wants(seen.source)
+            || SEMANTIC_SEVERITY < self.policy.min_severity
+            || gravest >= CAPTURE_THRESHOLD
+            || !crate::semantic_layer::judges(seen.source, candidate)
+        {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let period = Duration::from_secs(u64::from(self.policy.debounce_seconds));
+        let mut out = Vec::new();
+        for line in crate::semantic_layer::lines_of(text) {
+            let Some(verdict) = semantic.judge(line) else {
+                continue;
+            };
+            if self.policy.disabled_categories.contains(&verdict.category) {
+                continue;
+            }
+            let key = (
+                SEMANTIC_TERM.to_owned(),
+                verdict.category.clone(),
+                seen.window.id,
+                if seen.source == Source::ScreenText {
+                    line.to_owned()
+                } else {
+                    seen.window.title.clone()
+                },
+            );
+            if let Some(t) = self.last.get(&key)
+                && now.duration_since(*t) < period
+            {
+                continue;
+            }
+            self.last.insert(key, now);
+            out.push(Capture {
+                id: uuid::Uuid::now_v7(),
+                time: UnixMillis::now(),
+                user: String::new(),
+                source: seen.source,
+                app: seen.window.app.clone(),
+                window_title: seen.window.title.clone(),
+                url: seen.url.map(str::to_owned),
+                term: format!(
+                    "{SEMANTIC_TERM}: reads as {} ({:.0}% sure)",
+                    verdict.category,
+                    verdict.risk * 100.0
+                ),
+                category: verdict.category,
+                severity: SEMANTIC_SEVERITY,
+                context: line.to_owned(),
+                context_match: (0, line.len() as u32),
+                screenshot: Screenshot::Missing(String::new()),
+            });
+        }
+        out
+    }
 }
+
+/// The severity from which a term's hit is a capture: the semantic layer
+/// judges only text with no hit at it.
+const CAPTURE_THRESHOLD: u8 = 3;
+/// The severity of the semantic layer's captures: staff see them, and
+/// judge them; never more.
+const SEMANTIC_SEVERITY: u8 = 3;
+/// How a semantic capture's term begins, for staff and for the debounce.
+pub const SEMANTIC_TERM: &str = "semantic layer";
 
 #[cfg(test)]
 mod tests {
@@ -254,6 +368,99 @@ mod tests {
     fn pipeline(policy: Policy) -> Pipeline {
         let matcher = Arc::new(matcher_for(&policy).unwrap());
         Pipeline::new(Arc::new(policy), matcher)
+    }
+
+    /// The semantic layer, from the model tests/run fetches.
+    fn semantic() -> Arc<Semantic> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wordlists/semantic/model");
+        Arc::new(crate::semantic_layer::load(&dir).unwrap_or_else(|e| {
+            panic!("{e:#} (run wordlists/semantic/fetch-model.sh; tests/run does)")
+        }))
+    }
+
+    #[test]
+    fn the_semantic_layer_captures_what_no_term_names_where_the_policy_wants_it() {
+        let mut p = pipeline(Policy::baseline());
+        p.set_semantic(Some(semantic()));
+        let w = window(1, "chat");
+        let typed = Seen {
+            source: Source::Typed,
+            window: &w,
+            url: None,
+        };
+        let line = "i wish i could just disappear forever";
+        let caps = p.scan(line, &typed);
+        assert_eq!(caps.len(), 1, "{caps:?}");
+        let c = &caps[0];
+        assert_eq!((c.category.as_str(), c.severity), ("self-harm", 3));
+        assert!(
+            c.term.starts_with("semantic layer: reads as self-harm ("),
+            "{}",
+            c.term
+        );
+        assert_eq!(c.context, line);
+        assert_eq!(c.context_match, (0, line.len() as u32));
+        // Debounced like a term: the same window, within the period.
+        assert!(p.scan(line, &typed).is_empty());
+        // Innocent words are not captured; a term's capture is the rules' own.
+        assert!(p.scan("lets get pizza after school", &typed).is_empty());
+        let caps = p.scan("i want to kill myself", &typed);
+        assert_eq!(caps.len(), 1);
+        assert!(!caps[0].term.starts_with("semantic"), "{}", caps[0].term);
+        // On screen, only where a term marks the text.
+        let page = window(2, "page");
+        let screen = Seen {
+            source: Source::ScreenText,
+            window: &page,
+            url: Some("http://chat.test/"),
+        };
+        assert!(
+            p.scan("ive been hiding the marks with long sleeves", &screen)
+                .is_empty()
+        );
+        let other = window(3, "another chat");
+        let typed_there = Seen {
+            source: Source::Typed,
+            window: &other,
+            url: None,
+        };
+        assert_eq!(
+            p.scan("ive been hiding the marks with long sleeves", &typed_there)
+                .len(),
+            1
+        );
+        // Typed key by key: judged when the line ends, not at each space.
+        let typing = window(4, "typing");
+        let keyed = Seen {
+            source: Source::Typed,
+            window: &typing,
+            url: None,
+        };
+        let matcher = p.matcher().clone();
+        let mut keys = wordlists::KeyStream::new();
+        for c in "ive been hiding the marks with long sleeves".chars() {
+            if let Some(c) = keys.feed(wordlists::Key::Char(c), &matcher) {
+                assert!(p.typed(&c, &keyed).is_empty(), "mid-line: {:?}", c.text);
+            }
+        }
+        let ended = keys
+            .feed(wordlists::Key::Enter, &matcher)
+            .expect("a whole line");
+        let caps = p.typed(&ended, &keyed);
+        assert_eq!(caps.len(), 1, "{caps:?}");
+        assert_eq!(caps[0].category, "self-harm");
+        // Switched off by the policy, or the category switched off.
+        let mut off = Policy::baseline();
+        off.semantic = false;
+        let mut p = pipeline(off);
+        p.set_semantic(Some(semantic()));
+        assert!(p.scan(line, &typed).is_empty());
+        let mut no_self_harm = Policy::baseline();
+        no_self_harm.disabled_categories = vec!["self-harm".into()];
+        let mut p = pipeline(no_self_harm);
+        p.set_semantic(Some(semantic()));
+        assert!(p.scan(line, &typed).is_empty());
     }
 
     fn window(id: u64, title: &str) -> WindowInfo {

@@ -20,6 +20,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use wordlists::semantic::Semantic;
 use wordlists::{KeyStream, Matcher};
 
 use crate::backoff::Backoff;
@@ -66,6 +67,9 @@ pub struct SessionOptions {
     /// Read other applications' text through a process of this account
     /// (see [`crate::screen_reader`]); `None`: in this process.
     pub screen_reader_as: Option<crate::screen_reader::ReaderAccount>,
+    /// The semantic layer's model folder ([`crate::semantic_layer`]);
+    /// `None`: the rules alone.
+    pub semantic_model: Option<PathBuf>,
 }
 
 /// How often the window in front is checked for a browser no page reader
@@ -193,6 +197,36 @@ struct Helper {
     /// The process in front, for the accessibility reader (none while a
     /// browser the extension reads is in front).
     front_pid: watch::Sender<Option<u32>>,
+    /// The semantic layer's model folder (None: no layer on this laptop),
+    /// whether it is being loaded, and whether loading it failed (it is
+    /// not tried again until the helper restarts).
+    semantic: (Option<PathBuf>, bool, bool),
+}
+
+impl Helper {
+    /// Loads the semantic layer when the policy has it on and it is not
+    /// loaded (once; in the background), and lets it go when the policy
+    /// has it off.
+    fn want_semantic(&mut self, loaded: &mpsc::UnboundedSender<Option<Arc<Semantic>>>) {
+        let on = self.pipeline.policy().semantic;
+        if !on {
+            if self.pipeline.has_semantic() {
+                tracing::info!("the policy switched the semantic layer off");
+                self.pipeline.set_semantic(None);
+            }
+            return;
+        }
+        let (dir, loading, failed) = &mut self.semantic;
+        let Some(dir) = dir.clone() else { return };
+        if self.pipeline.has_semantic() || *loading || *failed {
+            return;
+        }
+        *loading = true;
+        let loaded = loaded.clone();
+        tokio::spawn(async move {
+            let _ = loaded.send(crate::semantic_layer::load_in_background(dir).await);
+        });
+    }
 }
 
 /// The moment a concern report was asked for.
@@ -288,7 +322,10 @@ pub async fn run(
         readers: PageReaders::default(),
         page_stats: (0, 0, 0),
         front_pid: watch::channel(None).0,
+        semantic: (options.semantic_model.clone(), false, false),
     };
+    let (semantic_tx, mut semantic_loaded) = mpsc::unbounded_channel();
+    helper.want_semantic(&semantic_tx);
     let (a11y_tx, mut a11y) = mpsc::channel(64);
     let (reader_tamper_tx, mut reader_tamper) = mpsc::unbounded_channel();
     if helper.desktop.is_some() {
@@ -402,6 +439,14 @@ pub async fn run(
             Some((policy, matcher)) = rebuilt.recv() => {
                 tracing::info!("policy version {} in force", policy.version);
                 helper.pipeline.replace(policy, matcher);
+                helper.want_semantic(&semantic_tx);
+            }
+            Some(loaded) = semantic_loaded.recv() => {
+                helper.semantic.1 = false;
+                helper.semantic.2 = loaded.is_none();
+                helper.pipeline.set_semantic(loaded);
+                // The policy may have switched it off meanwhile.
+                helper.want_semantic(&semantic_tx);
             }
             _ = browser_tick.tick(), if helper.pipeline.wants(Source::Browser) || helper.tracks_visits() => {
                 let h = history.clone();
@@ -442,7 +487,7 @@ pub async fn run(
                 let matcher = helper.pipeline.matcher().clone();
                 if let Some(c) = helper.keys.flush(&matcher) {
                     let w = helper.front.clone();
-                    let caps = helper.pipeline.captures(&c.text, &c.hits, &seen(Source::Typed, &w, None));
+                    let caps = helper.pipeline.typed(&c, &seen(Source::Typed, &w, None));
                     helper.emit(caps, &mut link).await;
                 }
             }
@@ -743,10 +788,7 @@ impl Helper {
                 *flush_at = (!self.keys.is_empty()).then(|| Instant::now() + TYPING_PAUSE);
                 let w = self.front.clone();
                 committed
-                    .map(|c| {
-                        self.pipeline
-                            .captures(&c.text, &c.hits, &seen(Source::Typed, &w, None))
-                    })
+                    .map(|c| self.pipeline.typed(&c, &seen(Source::Typed, &w, None)))
                     .unwrap_or_default()
             }
             DesktopEvent::Focus(window) => {
@@ -754,10 +796,7 @@ impl Helper {
                 let mut caps = self
                     .keys
                     .focus_changed(&matcher)
-                    .map(|c| {
-                        self.pipeline
-                            .captures(&c.text, &c.hits, &seen(Source::Typed, &old, None))
-                    })
+                    .map(|c| self.pipeline.typed(&c, &seen(Source::Typed, &old, None)))
                     .unwrap_or_default();
                 *flush_at = None;
                 self.front = window.clone();

@@ -188,7 +188,13 @@ impl StateDir {
     /// the file is damaged, which is logged: the console sends it again).
     pub fn load_policy(&self) -> Option<Policy> {
         let bytes = fs::read(self.policy_file()).ok()?;
-        match postcard::from_bytes(&bytes) {
+        // A policy saved before protocol 7 is in the older shape.
+        let read = postcard::from_bytes::<Policy>(&bytes).or_else(|e| {
+            postcard::from_bytes::<protocol::policy_v6::Policy>(&bytes)
+                .map(Into::into)
+                .map_err(|_| e)
+        });
+        match read {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(
@@ -277,6 +283,16 @@ mod tests {
         dir.save_policy(&policy).unwrap();
         assert_eq!(dir.load_policy().unwrap(), policy);
         assert_eq!(mode(&dir.private().join("policy.bin")), 0o600);
+        policy.semantic = false;
+        dir.save_policy(&policy).unwrap();
+        assert_eq!(dir.load_policy().unwrap(), policy);
+        // A file saved by an agent of protocol 6 reads, with the semantic
+        // layer on (its console did not know of it).
+        let old = postcard::to_stdvec(&protocol::policy_v6::Policy::from(&policy)).unwrap();
+        fs::write(dir.private().join("policy.bin"), old).unwrap();
+        let read = dir.load_policy().unwrap();
+        assert!(read.semantic);
+        assert_eq!(read.version, 7);
         fs::write(dir.private().join("policy.bin"), b"\xff\xff").unwrap();
         assert!(dir.load_policy().is_none());
         let err = dir.enrollment().unwrap_err().to_string();

@@ -347,7 +347,7 @@ async fn handle(
             }
             rejected.into_iter().map(|r| r.id).collect()
         }
-        ConsoleMessage::Policy(policy) => {
+        ConsoleMessage::Policy(policy) | ConsoleMessage::PolicyV7(policy) => {
             adopt_policy(state, shared, policy);
             return None;
         }

@@ -412,7 +412,10 @@ async fn session(tls: TlsStream<TcpStream>, peer: SocketAddr, device: Uuid, ctx:
     }
     if current.version > hello.policy_version
         && writer
-            .send(&ConsoleMessage::Policy((*current).clone()))
+            .send(&ConsoleMessage::policy_for(
+                hello.protocol_version,
+                (*current).clone(),
+            ))
             .await
             .is_err()
     {
@@ -440,7 +443,14 @@ async fn session(tls: TlsStream<TcpStream>, peer: SocketAddr, device: Uuid, ctx:
 
     let (reply_tx, replies) = mpsc::unbounded_channel();
     let (control_tx, control) = mpsc::unbounded_channel();
-    let write_task = tokio::spawn(write_loop(writer, replies, control, policy, layers));
+    let write_task = tokio::spawn(write_loop(
+        writer,
+        replies,
+        control,
+        policy,
+        layers,
+        hello.protocol_version,
+    ));
     read_loop(&mut reader, peer, device, ctx, reply_tx, &control_tx).await;
     drop(control_tx);
     let _ = write_task.await;
@@ -604,6 +614,7 @@ async fn write_loop(
     mut control: mpsc::UnboundedReceiver<Control>,
     mut policy: PolicyWatch,
     mut layers: Option<DeviceLayers>,
+    protocol: u16,
 ) {
     let mut control_open = true;
     let mut policy_open = true;
@@ -667,7 +678,7 @@ async fn write_loop(
                     continue;
                 }
                 let current = policy.borrow_and_update().clone();
-                ConsoleMessage::Policy((*current).clone())
+                ConsoleMessage::policy_for(protocol, (*current).clone())
             },
             changed = async {
                 match layers.as_mut() {

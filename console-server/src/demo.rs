@@ -102,6 +102,7 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
             }),
         for_service: false,
         screen_reader_as: None,
+        semantic_model: demo_semantic_model(),
     };
     let agent = tokio::spawn(agent::run::run(
         state.clone(),
@@ -261,6 +262,23 @@ async fn feed_when_ready(state: &StateDir, text: FeedText) -> anyhow::Result<()>
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// The semantic layer's model for the demo's laptop: the one fetched into
+/// the source tree (`wordlists/semantic/fetch-model.sh`), if it is there.
+fn demo_semantic_model() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../wordlists/semantic/model"
+    ));
+    if dir.join("model.safetensors").exists() {
+        Some(dir)
+    } else {
+        tracing::warn!(
+            "the demo laptop runs without the semantic layer: fetch its model with wordlists/semantic/fetch-model.sh"
+        );
+        None
     }
 }
 

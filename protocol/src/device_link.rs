@@ -101,7 +101,7 @@ impl DeviceLink {
                 .recv::<ConsoleMessage>("waiting for the policy")
                 .await?
             {
-                ConsoleMessage::Policy(p) => Some(p),
+                ConsoleMessage::Policy(p) | ConsoleMessage::PolicyV7(p) => Some(p),
                 other => {
                     return Err(ProtocolError::Unexpected {
                         got: other.kind_name(),

@@ -17,7 +17,7 @@ use crate::message::{AgentMessage, ConsoleMessage, Hello, Refusal, Welcome};
 use crate::{Connection, ProtocolError};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The oldest peer version this build still talks to. Version 4 only
 /// added tamper kinds, so a console still reads what a version 3 agent
@@ -25,7 +25,9 @@ pub const PROTOCOL_VERSION: u16 = 6;
 /// not read them. Version 5 added the console's `Layers` message, which a
 /// console sends only to agents of version 5 or later; version 6 added
 /// `LayersV6` (terms and term-time hours), sent to agents of version 6
-/// or later in place of `Layers`.
+/// or later in place of `Layers`; version 7 added `PolicyV7` (the
+/// semantic layer's switch), sent to agents of version 7 or later in place
+/// of `Policy`.
 pub const MIN_SUPPORTED_VERSION: u16 = 3;
 
 /// The version from which the console sends [`crate::ConsoleMessage::Layers`]
@@ -35,6 +37,10 @@ pub const LAYERS_SINCE: u16 = 5;
 /// The version from which the console sends the layers as
 /// [`crate::ConsoleMessage::LayersV6`], with the school's terms.
 pub const TERMS_SINCE: u16 = 6;
+
+/// The version from which the console sends the policy as
+/// [`crate::ConsoleMessage::PolicyV7`], with the semantic layer's switch.
+pub const SEMANTIC_SINCE: u16 = 7;
 
 /// Whether a peer speaking `theirs` can talk to this build.
 ///

@@ -8,7 +8,8 @@
 //! - [`device_link`]: a device's mutual-TLS session with the console;
 //! - [`enroll`]: the one-time enrollment token and the laptop's side of enrollment;
 //! - [`pki`]: the console's certificate authority, and test certificates;
-//! - [`layers`]: the policy changed for groups, and what applies to whom.
+//! - [`layers`]: the policy changed for groups, and what applies to whom;
+//! - [`policy_v6`]: the policy in the shape agents of protocols 3 to 6 read.
 //!
 //! No business logic lives here, beyond what a policy means ([`layers`]:
 //! the console and the agent must read it alike). Serialisation is
@@ -23,6 +24,7 @@ pub mod handshake;
 pub mod layers;
 pub mod message;
 pub mod pki;
+pub mod policy_v6;
 pub mod tls;
 
 #[cfg(test)]

@@ -499,6 +499,11 @@ pub struct Policy {
     /// seen as before.
     #[serde(default)]
     pub page_reading_excluded: Vec<String>,
+    /// Whether the semantic layer judges what the terms and rules leave
+    /// below the capture threshold (protocol 7; older consoles and stored
+    /// policies mean on).
+    #[serde(default = "on")]
+    pub semantic: bool,
 }
 
 impl Policy {
@@ -546,6 +551,7 @@ impl Policy {
             heartbeat_seconds: 60,
             staff_accounts: Vec::new(),
             page_reading_excluded: Vec::new(),
+            semantic: true,
         }
     }
 }
@@ -572,7 +578,13 @@ pub enum ConsoleMessage {
     Refuse(Refusal),
     /// These records are durably stored; the agent may delete them.
     Ack(#[cfg_attr(test, proptest(strategy = "crate::arbitrary::uuids()"))] Vec<RecordId>),
-    Policy(Policy),
+    /// The policy, in the shape of protocols 3 to 6
+    /// ([`crate::policy_v6`]): sent to agents of those versions.
+    Policy(
+        #[serde(with = "crate::policy_v6")]
+        #[cfg_attr(test, proptest(strategy = "crate::roundtrip_tests::policy_v6()"))]
+        Policy,
+    ),
     /// This device's certificate has been revoked; the agent stops sending.
     Revoke {
         reason: String,
@@ -593,11 +605,23 @@ pub enum ConsoleMessage {
         #[cfg_attr(test, proptest(strategy = "crate::roundtrip_tests::group_layers()"))]
         crate::layers::GroupLayers,
     ),
+    /// The whole policy (protocol 7: with the semantic layer's switch), to
+    /// agents of protocol 7 or later in place of `Policy`.
+    PolicyV7(Policy),
 }
 
 impl ConsoleMessage {
     /// Number of variants; see [`AgentMessage::KINDS`].
-    pub const KINDS: u32 = 8;
+    pub const KINDS: u32 = 9;
+
+    /// The policy in the message a peer of `protocol` reads.
+    pub fn policy_for(protocol: u16, policy: Policy) -> ConsoleMessage {
+        if protocol >= crate::handshake::SEMANTIC_SINCE {
+            ConsoleMessage::PolicyV7(policy)
+        } else {
+            ConsoleMessage::Policy(policy)
+        }
+    }
 
     /// A short name for logs and errors.
     pub fn kind_name(&self) -> &'static str {
@@ -608,6 +632,7 @@ impl ConsoleMessage {
             ConsoleMessage::Refuse(_) => "Refuse",
             ConsoleMessage::Ack(_) => "Ack",
             ConsoleMessage::Policy(_) => "Policy",
+            ConsoleMessage::PolicyV7(_) => "PolicyV7",
             ConsoleMessage::Revoke { .. } => "Revoke",
             ConsoleMessage::Reject(_) => "Reject",
         }

@@ -47,7 +47,21 @@ proptest! {
         roundtrip(&ConsoleMessage::Ack(ids))
     }
     #[test]
-    fn policy(m in any::<Policy>()) { roundtrip(&ConsoleMessage::Policy(m)) }
+    fn policy(m in policy_v6()) { roundtrip(&ConsoleMessage::Policy(m)) }
+    #[test]
+    fn policy_v7(m in any::<Policy>()) { roundtrip(&ConsoleMessage::PolicyV7(m)) }
+    #[test]
+    fn a_policy_sent_to_an_older_agent_is_the_shape_it_reads(m in any::<Policy>()) {
+        // What a protocol 6 agent decodes is what the console sent, less
+        // the semantic switch; and an agent reads it back with the switch on.
+        let bytes = postcard::to_stdvec(&ConsoleMessage::policy_for(6, m.clone())).unwrap();
+        let back: ConsoleMessage = postcard::from_bytes(&bytes).unwrap();
+        let ConsoleMessage::Policy(back) = back else { panic!("not a Policy") };
+        prop_assert_eq!(&crate::policy_v6::Policy::from(&back), &crate::policy_v6::Policy::from(&m));
+        prop_assert!(back.semantic);
+        let bytes = postcard::to_stdvec(&ConsoleMessage::policy_for(7, m.clone())).unwrap();
+        prop_assert_eq!(postcard::from_bytes::<ConsoleMessage>(&bytes).unwrap(), ConsoleMessage::PolicyV7(m));
+    }
     #[test]
     fn layers(m in group_layers_v5()) { roundtrip(&ConsoleMessage::Layers(m)) }
     #[test]
@@ -198,4 +212,13 @@ pub(crate) fn group_layers() -> impl Strategy<Value = crate::layers::GroupLayers
 /// The layers as protocol 5 sends them.
 pub(crate) fn group_layers_v5() -> impl Strategy<Value = crate::layers::wire5::GroupLayers> {
     group_layers().prop_map(|l| crate::layers::wire5::GroupLayers::from(&l))
+}
+
+/// Policies as the protocol 6 shape carries them: the semantic switch on,
+/// as an agent reads every such policy.
+pub(crate) fn policy_v6() -> impl Strategy<Value = Policy> {
+    any::<Policy>().prop_map(|mut p| {
+        p.semantic = true;
+        p
+    })
 }

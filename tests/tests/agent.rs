@@ -213,6 +213,93 @@ fn typed_risky_phrases_become_captures_with_a_screenshot_and_ordinary_typing_doe
     Ok(())
 }
 
+/// The semantic layer (issue 20) on a real laptop: a message no term or
+/// rule names, typed into an xterm, is captured as reading like self-harm,
+/// with the line as its context; once the school switches the layer off
+/// (through the API, as the Settings page does), the same message typed
+/// in another window is not.
+#[test]
+fn a_message_no_term_names_is_captured_by_the_semantic_layer_until_the_school_switches_it_off()
+-> anyhow::Result<()> {
+    let mut x = XDesktop::start()?;
+    let s = setup()?;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wordlists/semantic/model");
+    ensure!(
+        model.join("model.safetensors").exists(),
+        "{} has no model: run wordlists/semantic/fetch-model.sh (tests/run does)",
+        model.display()
+    );
+    let model = model.to_string_lossy().into_owned();
+    let agent = AgentProcess::start(
+        "run",
+        &s.state,
+        Some(&x.display),
+        &s.home,
+        &["--semantic-model", &model],
+    )?;
+    agent.wait_log("policy version 1 in force", Duration::from_secs(30))?;
+    agent.wait_log("semantic layer loaded", Duration::from_secs(60))?;
+    agent.answer_aup(&x, 1, true)?;
+    x.xterm("Chat")?;
+    let line = "i wish i could just disappear forever";
+    for typed in ["see you at football later", line] {
+        x.type_text(typed)?;
+        x.keys(&["Return"])?;
+    }
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the semantic layer's capture",
+        |r| !r.is_empty(),
+    )
+    .with_context(|| format!("the agent's log:\n{}", agent.log_text()))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = captures(&s.console.data).unwrap_or(rows);
+    assert_eq!(rows.len(), 1, "only the risky line: {rows:#?}");
+    let r = &rows[0];
+    assert_eq!(
+        (r.category.as_str(), r.source.as_str()),
+        ("self-harm", "typed")
+    );
+    assert!(
+        r.term.starts_with("semantic layer: reads as self-harm ("),
+        "{}",
+        r.term
+    );
+    assert_eq!(r.context, line);
+    assert!(r.image_missing.is_none(), "with a screenshot: {r:?}");
+
+    let (status, mut policy) = s.api.get("/api/v1/policy")?;
+    assert_eq!(status, 200);
+    assert_eq!(policy["semantic"], serde_json::json!(true), "on by default");
+    policy["semantic"] = serde_json::json!(false);
+    let (status, body) = s.api.send("PUT", "/api/v1/policy", &policy)?;
+    assert_eq!(status, 200, "{body}");
+    agent.wait_log("policy version 2 in force", Duration::from_secs(30))?;
+    agent.wait_log("switched the semantic layer off", Duration::from_secs(30))?;
+    // Another window, so no debounce could hide a capture.
+    x.xterm("Another chat")?;
+    x.type_text(line)?;
+    x.keys(&["Return"])?;
+    x.type_text("i want to kill myself")?;
+    x.keys(&["Return"])?;
+    let rows = wait_captures(
+        &s.console.data,
+        Duration::from_secs(30),
+        "the term's capture in the second window",
+        |r| r.iter().any(|r| r.window_title == "Another chat"),
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = captures(&s.console.data).unwrap_or(rows);
+    let there: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.window_title == "Another chat")
+        .map(|r| r.term.as_str())
+        .collect();
+    assert_eq!(there, ["kill myself"], "the layer is off: {rows:#?}");
+    Ok(())
+}
+
 /// Alerts (issue 23) from a real laptop: a severity-5 phrase typed into
 /// an xterm is mailed and posted to a webhook within 5 s of being stored,
 /// with a link and without the typed words; a severity-3 line, which no

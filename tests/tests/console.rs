@@ -520,7 +520,7 @@ async fn a_policy_change_reaches_connected_laptops() {
     assert_eq!(status, 200, "{saved}");
     assert_eq!(saved["version"], 2);
     match timeout(WAIT, session.recv()).await.unwrap().unwrap() {
-        ConsoleMessage::Policy(p) => {
+        ConsoleMessage::PolicyV7(p) => {
             assert_eq!(p.version, 2);
             assert_eq!(p.min_severity, 4);
             assert_eq!(p.libraries.len(), 1);

@@ -72,7 +72,7 @@ async fn deliver(
                     in_flight = in_flight.saturating_sub(ids.len());
                     acked.lock().unwrap().extend(ids);
                 }
-                Ok(Ok(ConsoleMessage::Policy(_))) => {}
+                Ok(Ok(ConsoleMessage::Policy(_) | ConsoleMessage::PolicyV7(_))) => {}
                 Ok(Ok(other)) => anyhow::bail!("unexpected {other:?}"),
                 _ => break true,
             }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use wordlists::library::{self, import_plain};
-use wordlists::semantic::{Example, Head, INNOCENT, MAX_TOKENS, Semantic, Verdict, train};
+use wordlists::semantic::{Example, INNOCENT, MAX_TOKENS, Semantic, Verdict, sha256_hex, train};
 use wordlists::{Libraries, MatcherBuilder};
 
 #[derive(Parser)]
@@ -340,17 +340,8 @@ fn semantic_json(line: usize, raw: &[u8], verdict: &Verdict) -> serde_json::Valu
 /// The semantic layer from a model folder and the built-in head.
 fn load_semantic(dir: &Path) -> Result<Semantic> {
     let (model, tokenizer) = read_model(dir)?;
-    let head = Head::from_toml(BUILTIN_HEAD).context("the built-in semantic head is broken")?;
-    let sha = sha256_hex(&model);
-    if sha != head.model_sha256 {
-        bail!(
-            "{}/model.safetensors is not the model the head was trained over \
-             (sha256 {sha}, head's {}): run wordlists/semantic/fetch-model.sh",
-            dir.display(),
-            head.model_sha256
-        );
-    }
-    Ok(Semantic::new(&model, &tokenizer, head)?)
+    Semantic::with_builtin_head(&model, &tokenizer)
+        .with_context(|| format!("cannot use the semantic model in {}", dir.display()))
 }
 
 fn read_model(dir: &Path) -> Result<(Vec<u8>, String)> {
@@ -363,17 +354,6 @@ fn read_model(dir: &Path) -> Result<(Vec<u8>, String)> {
     let tokenizer = std::fs::read_to_string(dir.join("tokenizer.json"))
         .with_context(|| format!("cannot read {}/tokenizer.json", dir.display()))?;
     Ok((model, tokenizer))
-}
-
-/// The head shipped with the tool, trained by `wordlists semantic train`.
-const BUILTIN_HEAD: &str = include_str!("../semantic/head.toml");
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Lines of a `label | text` file, comments and blanks left out.

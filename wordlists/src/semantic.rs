@@ -176,6 +176,25 @@ impl Semantic {
         })
     }
 
+    /// Builds the layer from the model's files with the head shipped in
+    /// this crate (`wordlists/semantic/head.toml`), after checking that
+    /// the model is the one that head was trained over.
+    pub fn with_builtin_head(
+        model: &[u8],
+        tokenizer_json: &str,
+    ) -> Result<Semantic, SemanticError> {
+        let head = builtin_head()?;
+        let sha = sha256_hex(model);
+        if sha != head.model_sha256 {
+            return Err(SemanticError::Head(format!(
+                "the model file is not the one the head was trained over (sha256 {sha}, \
+                 the head's {}): fetch it with wordlists/semantic/fetch-model.sh",
+                head.model_sha256
+            )));
+        }
+        Semantic::new(model, tokenizer_json, head)
+    }
+
     /// The sentence vector of a line.
     pub fn vector(&self, line: &str) -> Vec<f32> {
         let max = MAX_TOKENS.min(self.encoder.max_tokens());
@@ -229,6 +248,20 @@ impl Semantic {
     pub fn weight_bytes(&self) -> usize {
         self.encoder.weight_bytes()
     }
+}
+
+/// The head shipped with the crate, trained by `wordlists semantic train`.
+pub fn builtin_head() -> Result<Head, SemanticError> {
+    Head::from_toml(include_str!("../semantic/head.toml"))
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn softmax(scores: &[f32]) -> Vec<f32> {

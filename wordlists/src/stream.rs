@@ -50,6 +50,14 @@ pub struct Committed<'m> {
     pub text: String,
     /// The new hits; offsets are into `text`.
     pub hits: Vec<Hit<'m>>,
+    /// The line ended (Enter, Tab, focus moved) or typing paused: the line
+    /// may be judged as a whole (see [`crate::semantic`]). Such a commit
+    /// comes even without new hits; a commit within a line (at a space)
+    /// comes only with them.
+    pub whole: bool,
+    /// The gravest severity of every hit in the line now, reported before
+    /// or not (0: none).
+    pub gravest: u8,
 }
 
 /// What has been reported: term, category and the hit's start and end in
@@ -98,7 +106,7 @@ impl KeyStream {
                     self.cut();
                 }
                 if !c.is_alphanumeric() {
-                    return self.commit(matcher);
+                    return self.commit(matcher, false);
                 }
             }
             Key::BackSpace => {
@@ -137,7 +145,7 @@ impl KeyStream {
 
     /// Commits without ending the line (call after a pause in typing).
     pub fn flush<'m>(&mut self, matcher: &'m Matcher) -> Option<Committed<'m>> {
-        self.commit(matcher)
+        self.commit(matcher, true)
     }
 
     /// Focus moved to another window: the line is committed and forgotten.
@@ -146,22 +154,25 @@ impl KeyStream {
     }
 
     fn end_line<'m>(&mut self, matcher: &'m Matcher) -> Option<Committed<'m>> {
-        let committed = self.commit(matcher);
+        let committed = self.commit(matcher, true);
         self.chars.clear();
         self.cursor = 0;
         self.reported.clear();
         committed
     }
 
-    /// Scans the line; returns the hits not reported before.
-    fn commit<'m>(&mut self, matcher: &'m Matcher) -> Option<Committed<'m>> {
+    /// Scans the line; returns the hits not reported before (and, for a
+    /// `whole` line, the line even without them).
+    fn commit<'m>(&mut self, matcher: &'m Matcher, whole: bool) -> Option<Committed<'m>> {
         if self.chars.is_empty() {
             return None;
         }
         let text = self.text();
         let mut fresh = Vec::new();
         let mut now = Vec::new();
+        let mut gravest = 0;
         for hit in matcher.scan(&text) {
+            gravest = gravest.max(hit.severity);
             let at = text[..hit.start].chars().count();
             let end = at + text[hit.start..hit.end].chars().count();
             let key = (hit.entry.term.clone(), hit.entry.category.clone(), at, end);
@@ -172,7 +183,12 @@ impl KeyStream {
         }
         // Hits edited away are forgotten: typed again, they are new.
         self.reported = now;
-        (!fresh.is_empty()).then_some(Committed { text, hits: fresh })
+        (whole || !fresh.is_empty()).then_some(Committed {
+            text,
+            hits: fresh,
+            whole,
+            gravest,
+        })
     }
 
     /// `removed` characters at `at` were replaced by `inserted` ones: a
@@ -280,6 +296,27 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_line_comes_whole_with_its_gravest_severity() {
+        let mut s = KeyStream::new();
+        // Within the line, only new hits commit.
+        for c in "see you later ".chars() {
+            assert!(s.feed(Key::Char(c), m()).is_none());
+        }
+        let done = s.feed(Key::Enter, m()).expect("a whole line");
+        assert!(done.whole && done.hits.is_empty() && done.gravest == 0);
+        assert_eq!(done.text, "see you later ");
+        // A hit reported mid-line still counts in the gravest at the end.
+        type_keys(&mut s, "i want to kill myself ");
+        let done = s.feed(Key::Enter, m()).expect("a whole line");
+        assert!(done.hits.is_empty(), "reported before");
+        assert_eq!(done.gravest, 5);
+        assert!(
+            s.feed(Key::Enter, m()).is_none(),
+            "an empty line is nothing"
+        );
+    }
+
+    #[test]
     fn a_pause_flushes_the_last_word() {
         let mut s = KeyStream::new();
         let got = type_keys(&mut s, "i want to kill myself");
@@ -294,7 +331,9 @@ mod tests {
     fn focus_change_starts_a_new_line() {
         let mut s = KeyStream::new();
         type_keys(&mut s, "kill my");
-        assert!(s.focus_changed(m()).is_none());
+        let ended = s.focus_changed(m()).expect("the line ends");
+        assert!(ended.whole && ended.hits.is_empty());
+        assert_eq!(ended.text, "kill my");
         assert!(s.is_empty());
         assert!(!type_keys(&mut s, "self\n").contains(&"kill myself".to_owned()));
     }

@@ -35,6 +35,7 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
             label { "Screenshot width at most "
                 input type="number" name="screenshot_max_width" min="320" max="7680" value=(p.screenshot_max_width); " pixels"
             }
+            label { input type="checkbox" name="semantic" value="1" checked[p.semantic]; " Judge messages no term caught with the semantic layer (a language model on the laptop; its captures say \"reads as\" a category)" }
             h2 { "Sources" }
             label { input type="checkbox" name="typed" value="1" checked[src.typed]; " Typed text" }
             label { input type="checkbox" name="window_title" value="1" checked[src.window_title]; " Window titles" }
@@ -107,8 +108,9 @@ pub async fn save(
     };
     let excluded = excluded_sites(form.get("page_reading_excluded").unwrap_or_default())?;
     let screenshots = on("screenshots");
+    let semantic = on("semantic");
     let detail = format!(
-        "min severity {min_severity}, debounce {debounce}s, screenshots {screenshots} (≤{width}px), {sources:?}, off: {disabled:?}, pages not read: {excluded:?}"
+        "min severity {min_severity}, debounce {debounce}s, screenshots {screenshots} (≤{width}px), semantic layer {semantic}, {sources:?}, off: {disabled:?}, pages not read: {excluded:?}"
     );
     update_policy(
         &state,
@@ -124,6 +126,7 @@ pub async fn save(
             p.sources = sources;
             p.disabled_categories = disabled.clone();
             p.page_reading_excluded = excluded.clone();
+            p.semantic = semantic;
             Ok(())
         },
     )

@@ -1,0 +1,126 @@
+//! The semantic layer on the laptop ([`wordlists::semantic`]): where its
+//! model is, loading it once off the async threads, and what it may judge.
+//!
+//! The model (91 MB) ships beside the agent, in
+//! [`DEFAULT_MODEL_DIR`] (`wordlists/semantic/fetch-model.sh` fetches it;
+//! the README's install steps put it there); nothing is downloaded at run
+//! time. It is loaded only while the policy has the layer on, and let go
+//! when the policy switches it off.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use protocol::Source;
+use wordlists::semantic::Semantic;
+
+/// Where an installed agent finds the model.
+pub const DEFAULT_MODEL_DIR: &str = "/usr/local/share/safeguard-agent/semantic";
+
+/// Most lines of one text the layer judges: typed messages and the
+/// clipboard are short; a long paste is judged by its first lines.
+pub const MAX_LINES: usize = 4;
+
+/// Bytes of a line the layer reads, and all of it that a capture carries.
+pub const MAX_LINE_BYTES: usize = 240;
+
+/// Reads the model in `dir` and builds the layer with the head shipped in
+/// the agent. Slow (a quarter of a second): call it off the async threads.
+///
+/// # Errors
+/// The model is missing, damaged, or not the one the head was trained
+/// over; the message says how to fetch it.
+pub fn load(dir: &Path) -> anyhow::Result<Semantic> {
+    let model = std::fs::read(dir.join("model.safetensors")).with_context(|| {
+        format!(
+            "cannot read the semantic layer's model {}/model.safetensors: install it there \
+             (wordlists/semantic/fetch-model.sh fetches it)",
+            dir.display()
+        )
+    })?;
+    let tokenizer = std::fs::read_to_string(dir.join("tokenizer.json"))
+        .with_context(|| format!("cannot read {}/tokenizer.json", dir.display()))?;
+    Ok(Semantic::with_builtin_head(&model, &tokenizer)?)
+}
+
+/// [`load`] on a blocking thread; failure is logged (once per attempt)
+/// and the rules alone go on.
+pub async fn load_in_background(dir: PathBuf) -> Option<Arc<Semantic>> {
+    let shown = dir.display().to_string();
+    match tokio::task::spawn_blocking(move || load(&dir)).await {
+        Ok(Ok(s)) => {
+            tracing::info!(
+                "semantic layer loaded from {shown} ({} MiB of weights)",
+                s.weight_bytes() >> 20
+            );
+            Some(Arc::new(s))
+        }
+        Ok(Err(e)) => {
+            tracing::error!("the semantic layer is off on this laptop: {e:#}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("loading the semantic layer failed: {e}");
+            None
+        }
+    }
+}
+
+/// Whether the layer judges text from `source` with `hits` (any hits of
+/// the terms, all below the capture threshold): what the pupil writes or
+/// copies always; what is on screen, in titles and in addresses only where
+/// a term below the threshold marks it as a candidate (a page holds too
+/// many lines to judge them all).
+pub fn judges(source: Source, has_candidate: bool) -> bool {
+    match source {
+        Source::Typed | Source::Clipboard | Source::Feed => true,
+        Source::ScreenText | Source::WindowTitle | Source::Browser => has_candidate,
+        Source::Concern => false,
+    }
+}
+
+/// The lines of `text` the layer judges: non-blank, at most
+/// [`MAX_LINES`], each cut to [`MAX_LINE_BYTES`] on a character boundary.
+pub fn lines_of(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(MAX_LINES)
+        .map(|l| {
+            let mut end = l.len().min(MAX_LINE_BYTES);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            &l[..end]
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_bounded_and_cut_on_characters() {
+        let long = "é".repeat(200);
+        let text = format!("\n  first  \n\n{long}\nthird\nfourth\nfifth");
+        let lines: Vec<&str> = lines_of(&text).collect();
+        assert_eq!(lines.len(), MAX_LINES);
+        assert_eq!(lines[0], "first");
+        assert_eq!(lines[1].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[3], "fourth");
+    }
+
+    #[test]
+    fn a_missing_model_says_how_to_get_it() {
+        let err = load(Path::new("/nonexistent")).unwrap_err().to_string();
+        assert!(err.contains("fetch-model.sh"), "{err}");
+    }
+
+    #[test]
+    fn what_is_on_screen_is_judged_only_where_a_term_marks_it() {
+        assert!(judges(Source::Typed, false));
+        assert!(!judges(Source::ScreenText, false));
+        assert!(judges(Source::ScreenText, true));
+        assert!(!judges(Source::Concern, true));
+    }
+}
