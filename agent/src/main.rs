@@ -91,10 +91,14 @@ enum Command {
         /// The text, or `-` (or nothing) to read standard input.
         text: Option<String>,
     },
-    /// Enrolled or not, console reachable or not, spool depth, policy version.
+    /// Enrolled or not, console reachable or not, spool depth, policy
+    /// version, the semantic layer's model.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Where the helpers find the semantic layer's model.
+        #[arg(long, default_value = agent::semantic_layer::DEFAULT_MODEL_DIR)]
+        semantic_model: PathBuf,
     },
     /// Opens "Report a concern" in this user's session (the launcher entry
     /// runs this; Ctrl+Alt+R does the same).
@@ -349,7 +353,10 @@ async fn command(command: Command) -> anyhow::Result<ExitCode> {
             title,
             text,
         } => feed(&StateDir::new(state_dir), app, title, text).await,
-        Command::Status { state_dir } => status(&StateDir::new(state_dir)).await,
+        Command::Status {
+            state_dir,
+            semantic_model,
+        } => status(&StateDir::new(state_dir), &semantic_model).await,
         Command::ReportConcern { state_dir } => {
             agent::ipc::report_concern(&StateDir::new(state_dir).socket()).await?;
             Ok(ExitCode::SUCCESS)
@@ -589,7 +596,7 @@ async fn feed(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
+async fn status(state: &StateDir, semantic_model: &std::path::Path) -> anyhow::Result<ExitCode> {
     let enrollment = match state.enrollment() {
         Ok(e) => e,
         Err(e) => {
@@ -638,6 +645,16 @@ async fn status(state: &StateDir) -> anyhow::Result<ExitCode> {
         Err(e) => println!("spool: cannot read ({e:#})"),
     }
     println!("policy: version {policy}");
+    let semantic_on = state.load_policy().is_none_or(|p| p.semantic);
+    println!(
+        "semantic layer: {}; {}",
+        if semantic_on {
+            "on in the policy"
+        } else {
+            "off in the policy"
+        },
+        agent::semantic_layer::describe(semantic_model)
+    );
     match agent::ipc::service_status(&state.socket()).await {
         Ok(s) => {
             println!(

@@ -43,6 +43,31 @@ pub fn load(dir: &Path) -> anyhow::Result<Semantic> {
     Ok(Semantic::with_builtin_head(&model, &tokenizer)?)
 }
 
+/// Whether the model in `dir` is there and the one the shipped head was
+/// trained over, in words for `agent status`.
+pub fn describe(dir: &Path) -> String {
+    match std::fs::read(dir.join("model.safetensors")) {
+        Err(e) => format!(
+            "MODEL MISSING ({}/model.safetensors: {e}); the rules alone run: install it there \
+             (wordlists/semantic/fetch-model.sh fetches it)",
+            dir.display()
+        ),
+        Ok(bytes) => match wordlists::semantic::builtin_head() {
+            Ok(head) if wordlists::semantic::sha256_hex(&bytes) == head.model_sha256 => {
+                format!(
+                    "model in {} (used while the policy has the layer on)",
+                    dir.display()
+                )
+            }
+            Ok(_) => format!(
+                "WRONG MODEL in {} (not the one its head was trained over); the rules alone run",
+                dir.display()
+            ),
+            Err(e) => format!("the agent's own head is broken ({e})"),
+        },
+    }
+}
+
 /// [`load`] on a blocking thread; failure is logged (once per attempt)
 /// and the rules alone go on.
 pub async fn load_in_background(dir: PathBuf) -> Option<Arc<Semantic>> {
@@ -114,6 +139,16 @@ mod tests {
     fn a_missing_model_says_how_to_get_it() {
         let err = load(Path::new("/nonexistent")).unwrap_err().to_string();
         assert!(err.contains("fetch-model.sh"), "{err}");
+        assert!(describe(Path::new("/nonexistent")).starts_with("MODEL MISSING"));
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("model.safetensors"), b"not it").unwrap();
+        assert!(describe(tmp.path()).starts_with("WRONG MODEL"));
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wordlists/semantic/model");
+        assert!(
+            describe(&shipped).starts_with("model in"),
+            "{}",
+            describe(&shipped)
+        );
     }
 
     #[test]
