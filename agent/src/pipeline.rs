@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{Capture, Policy, Screenshot, Source, UnixMillis};
-use wordlists::semantic::Semantic;
+use wordlists::semantic::{CAPTURE_TERM as SEMANTIC_TERM, Semantic};
 use wordlists::{Committed, Hit, Libraries, Matcher, MatcherBuilder};
 
 use crate::platform::WindowInfo;
@@ -358,8 +358,6 @@ const CAPTURE_THRESHOLD: u8 = 3;
 /// The severity of the semantic layer's captures: staff see them, and
 /// judge them; never more.
 const SEMANTIC_SEVERITY: u8 = 3;
-/// How a semantic capture's term begins, for staff and for the debounce.
-pub const SEMANTIC_TERM: &str = "semantic layer";
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,14 @@ use crate::matcher::Hit;
 use crate::minilm::{Encoder, ModelError};
 use crate::wordpiece::{VocabError, WordPiece};
 
+/// How the term of a semantic capture begins ("semantic layer: reads as
+/// self-harm (97% sure)"): the agent writes it, the console recognises it.
+pub const CAPTURE_TERM: &str = "semantic layer";
+
+/// What a semantic capture means, for staff (the console shows it where a
+/// term's definition goes).
+pub const EXPLANATION: &str = "No term in this message matched. The semantic layer, a language model on the laptop, judged that the message as a whole reads like the risky messages of this category it was trained on, and how sure it was. It is a second opinion: weigh the words themselves.";
+
 /// The name of the class of innocent lines in a head.
 pub const INNOCENT: &str = "innocent";
 

@@ -205,6 +205,9 @@ impl Definitions {
     }
 
     pub fn definition(&self, category: &str, term: &str) -> Option<&str> {
+        if term.starts_with(wordlists::semantic::CAPTURE_TERM) {
+            return Some(wordlists::semantic::EXPLANATION);
+        }
         self.terms
             .get(&(category.to_owned(), term.to_owned()))
             .map(|(_, d)| d.as_str())
@@ -379,5 +382,22 @@ pub async fn capture_in_scope(
         Err(layout::WebError::NotFound(format!(
             "there is no capture {id} in your groups"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_semantic_capture_is_explained_and_a_term_keeps_its_definition() {
+        let defs = Definitions::of(&protocol::Policy::baseline());
+        let said = defs
+            .definition("self-harm", "semantic layer: reads as self-harm (97% sure)")
+            .unwrap();
+        assert!(said.contains("No term in this message matched"), "{said}");
+        let term = defs.definition("self-harm", "kill myself").unwrap();
+        assert!(!term.contains("semantic"), "{term}");
+        assert_eq!(defs.definition("self-harm", "no such term"), None);
     }
 }
