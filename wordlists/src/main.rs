@@ -10,7 +10,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use wordlists::library::{self, import_plain};
-use wordlists::semantic::{Example, INNOCENT, MAX_TOKENS, Semantic, Verdict, sha256_hex, train};
+use wordlists::semantic::{
+    CAPTURE_TERM, Example, INNOCENT, MAX_TOKENS, Semantic, Verdict, sha256_hex, train,
+};
 use wordlists::{Libraries, MatcherBuilder};
 
 #[derive(Parser)]
@@ -39,10 +41,15 @@ enum Command {
     Scan {
         #[command(flatten)]
         libs: Libs,
-        /// Also judge, with the semantic layer's model in DIR, each line
-        /// the terms and rules leave below the capture threshold.
-        #[arg(long, value_name = "DIR")]
+        /// The semantic layer's model, which judges each line the terms
+        /// and rules leave below the capture threshold. Default: the
+        /// first of $WORDLISTS_SEMANTIC_MODEL, the agent's installed model
+        /// and this source tree's wordlists/semantic/model that holds one.
+        #[arg(long, value_name = "DIR", conflicts_with = "no_semantic")]
         semantic: Option<PathBuf>,
+        /// Terms and rules only, without the semantic layer.
+        #[arg(long)]
+        no_semantic: bool,
         /// Input file, or - for standard input (the default).
         file: Option<PathBuf>,
     },
@@ -209,10 +216,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Scan {
             libs,
             semantic,
+            no_semantic,
             file,
         } => {
             let matcher = MatcherBuilder::new(load_strict(&libs)?).build()?;
-            let semantic = semantic.as_deref().map(load_semantic).transpose()?;
+            let semantic = match (semantic, no_semantic) {
+                (_, true) => None,
+                (Some(dir), false) => Some(load_semantic(&dir)?),
+                (None, false) => match default_model() {
+                    Some(dir) => Some(load_semantic(&dir)?),
+                    None => {
+                        eprintln!(
+                            "wordlists: the semantic layer is off: no model found ($WORDLISTS_SEMANTIC_MODEL, {}, {}); \
+                             fetch it with wordlists/semantic/fetch-model.sh, or pass --no-semantic",
+                            INSTALLED_MODEL, SOURCE_MODEL
+                        );
+                        None
+                    }
+                },
+            };
             let input = read_input(file.as_deref())?;
             for (n, raw) in input.split(|&b| b == b'\n').enumerate() {
                 let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -326,7 +348,11 @@ const SEMANTIC_SEVERITY: u8 = 3;
 fn semantic_json(line: usize, raw: &[u8], verdict: &Verdict) -> serde_json::Value {
     json!({
         "line": line,
-        "term": format!("reads as {} ({:.0}% sure)", verdict.category, verdict.risk * 100.0),
+        "term": format!(
+            "{CAPTURE_TERM}: reads as {} ({:.0}% sure)",
+            verdict.category,
+            verdict.risk * 100.0
+        ),
         "category": verdict.category,
         "severity": SEMANTIC_SEVERITY,
         "start": 0,
@@ -335,6 +361,21 @@ fn semantic_json(line: usize, raw: &[u8], verdict: &Verdict) -> serde_json::Valu
         "rule": "semantic",
         "risk": (f64::from(verdict.risk) * 1000.0).round() / 1000.0,
     })
+}
+
+/// Where the agent's install puts the model.
+const INSTALLED_MODEL: &str = "/usr/local/share/safeguard-agent/semantic";
+/// Where fetch-model.sh puts it in this source tree.
+const SOURCE_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/semantic/model");
+
+/// The model `scan` uses when none is named: the first folder that holds
+/// one of $WORDLISTS_SEMANTIC_MODEL, the installed one, this source tree's.
+fn default_model() -> Option<PathBuf> {
+    std::env::var_os("WORDLISTS_SEMANTIC_MODEL")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(INSTALLED_MODEL), PathBuf::from(SOURCE_MODEL)])
+        .find(|d| d.join("model.safetensors").is_file())
 }
 
 /// The semantic layer from a model folder and the built-in head.

@@ -51,6 +51,46 @@ fn scan_reports_byte_offsets_of_the_input_line() {
     assert!(!out.contains("\"line\":1,") && !out.contains("\"line\":3,"));
 }
 
+/// The semantic layer is on by default (the model fetched into the source
+/// tree by wordlists/semantic/fetch-model.sh, as tests/run does), judging
+/// only lines no term or rule caught at severity 3.
+#[test]
+fn scan_adds_the_semantic_layers_hits_unless_told_not_to() {
+    let input =
+        b"i wish i could just disappear forever\ni want to kill myself\nsee you at football\n";
+    let (code, out) = run(&["scan", "-"], input);
+    assert_eq!(code, 0);
+    let hits: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let semantic: Vec<&serde_json::Value> =
+        hits.iter().filter(|h| h["rule"] == "semantic").collect();
+    assert_eq!(semantic.len(), 1, "{out}");
+    let s = semantic[0];
+    assert_eq!(
+        (s["line"].as_u64(), s["severity"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(s["category"], "self-harm");
+    assert!(
+        s["term"]
+            .as_str()
+            .unwrap()
+            .starts_with("semantic layer: reads as self-harm")
+    );
+    assert_eq!(s["matched"], "i wish i could just disappear forever");
+    assert!(s["risk"].as_f64().unwrap() >= 0.9);
+    assert!(
+        hits.iter()
+            .any(|h| h["line"] == 2 && h["term"] == "kill myself")
+    );
+    assert!(!out.contains("\"line\":3,"), "{out}");
+    let (code, out) = run(&["scan", "--no-semantic", "-"], input);
+    assert_eq!(code, 0);
+    assert!(!out.contains("semantic"), "{out}");
+}
+
 #[test]
 fn dump_prints_every_entry() {
     let (code, out) = run(&["dump"], b"");
