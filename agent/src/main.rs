@@ -487,9 +487,13 @@ fn session_options(state: &StateDir, tuning: &SessionTuning) -> SessionOptions {
             }),
         for_service: false,
         screen_reader_as: None,
-        semantic_model: (!tuning.semantic_model.as_os_str().is_empty())
-            .then(|| tuning.semantic_model.clone()),
+        semantic_model: model_dir(tuning),
     }
+}
+
+/// The semantic layer's model folder, unless given as empty.
+fn model_dir(tuning: &SessionTuning) -> Option<PathBuf> {
+    (!tuning.semantic_model.as_os_str().is_empty()).then(|| tuning.semantic_model.clone())
 }
 
 async fn stop_on_signal(stop: watch::Sender<bool>) {
@@ -515,6 +519,7 @@ async fn run(state: StateDir, tuning: Tuning, with_session: bool) -> anyhow::Res
     let options = ServiceOptions {
         spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
         supervise: None,
+        semantic_model: model_dir(&tuning.session),
     };
     agent::run::run(state, options, session, shutdown).await?;
     Ok(ExitCode::SUCCESS)
@@ -530,6 +535,7 @@ async fn service(
     let options = ServiceOptions {
         spool_cap_bytes: tuning.spool_cap_mb.saturating_mul(1000 * 1000),
         supervise,
+        semantic_model: model_dir(&tuning.session),
     };
     agent::run::run(state, options, None, shutdown).await?;
     Ok(ExitCode::SUCCESS)

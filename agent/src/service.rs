@@ -112,6 +112,9 @@ pub struct Service {
     health_changed: Arc<Notify>,
     /// When the service started (the base of [`Service::clock_ms`]).
     started: std::time::Instant,
+    /// The semantic layer's model as the helpers will find it, in words
+    /// ([`crate::semantic_layer::describe`]; empty until looked at).
+    semantic_model: Mutex<String>,
 }
 
 /// A spell in which the spool could not be written.
@@ -130,6 +133,9 @@ pub struct ServiceOptions {
     /// (see [`crate::supervisor`]); `None`: helpers are started by the
     /// users (the autostart entry) or in-process (`agent run`).
     pub supervise: Option<crate::supervisor::Supervision>,
+    /// Where the session helpers find the semantic layer's model, for the
+    /// health the console sees (`None`: the helpers run without one).
+    pub semantic_model: Option<std::path::PathBuf>,
 }
 
 impl Default for ServiceOptions {
@@ -137,6 +143,7 @@ impl Default for ServiceOptions {
         ServiceOptions {
             spool_cap_bytes: crate::spool::DEFAULT_CAP_BYTES,
             supervise: None,
+            semantic_model: None,
         }
     }
 }
@@ -203,6 +210,29 @@ impl Service {
             found: Mutex::new(Vec::new()),
             health_changed: Arc::new(Notify::new()),
             started: std::time::Instant::now(),
+            semantic_model: Mutex::new(String::new()),
+        });
+        // The model is read once (91 MB, off the async threads) and its
+        // state sent with the next health.
+        let looked = Arc::downgrade(&service);
+        let dir = options.semantic_model.clone();
+        tokio::spawn(async move {
+            let said = match dir {
+                Some(dir) => {
+                    tokio::task::spawn_blocking(move || crate::semantic_layer::describe(&dir))
+                        .await
+                        .unwrap_or_else(|e| format!("not looked at ({e})"))
+                }
+                None => "NO MODEL: the helpers run without the semantic layer".to_owned(),
+            };
+            if let Some(service) = looked.upgrade() {
+                tracing::info!("semantic layer: {said}");
+                *service
+                    .semantic_model
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = said;
+                service.health_changed.notify_one();
+            }
         });
         if let Some(supervision) = options.supervise {
             tokio::spawn(crate::supervisor::run(
@@ -544,6 +574,14 @@ impl Service {
             sessions,
             page_readers,
             refused: self.refused.load(Ordering::Relaxed),
+            semantic: if self.policy.borrow().semantic {
+                self.semantic_model
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            } else {
+                "off in the policy".to_owned()
+            },
         }
     }
 
@@ -855,7 +893,10 @@ impl Service {
                     v.user = user.to_owned();
                 }
             }
-            AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => {
+            AgentMessage::Hello(_)
+            | AgentMessage::Heartbeat(_)
+            | AgentMessage::Health(_)
+            | AgentMessage::HealthV7(_) => {
                 return ToSession::Refused(format!(
                     "a session helper may not send a {}",
                     record.kind_name()
@@ -970,6 +1011,7 @@ fn empty_health(supervising: bool) -> protocol::DeviceHealth {
         sessions: Vec::new(),
         page_readers: Vec::new(),
         refused: 0,
+        semantic: String::new(),
     }
 }
 

@@ -449,7 +449,10 @@ fn user_of(message: &AgentMessage) -> &str {
         AgentMessage::GroupAupDecision(g) => &g.decision.user,
         AgentMessage::TamperEvent(t) => t.user.as_deref().unwrap_or(""),
         AgentMessage::SiteVisits(v) => v.visits.first().map_or("", |v| v.user.as_str()),
-        AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => "",
+        AgentMessage::Hello(_)
+        | AgentMessage::Heartbeat(_)
+        | AgentMessage::Health(_)
+        | AgentMessage::HealthV7(_) => "",
     }
 }
 

@@ -233,6 +233,8 @@ async fn session(
         ..
     } = link;
     let window = welcome.window.clamp(1, 1024) as usize;
+    // Health in the shape this console reads.
+    let console = welcome.protocol_version;
     let mut in_flight: HashSet<RecordId> = HashSet::new();
     let mut cursor: i64 = 0;
     // Since when records have waited for an ack with none coming.
@@ -288,7 +290,7 @@ async fn session(
             }
             () = shared.health.1.notified() => {
                 let health = (shared.health.0)();
-                if let Err(ended) = send(&mut writer, &AgentMessage::Health(health), "the sessions' health").await {
+                if let Err(ended) = send(&mut writer, &AgentMessage::health_for(console, health), "the sessions' health").await {
                     return ended;
                 }
             }
@@ -302,7 +304,7 @@ async fn session(
                     return ended;
                 }
                 let health = (shared.health.0)();
-                if let Err(ended) = send(&mut writer, &AgentMessage::Health(health), "the sessions' health").await {
+                if let Err(ended) = send(&mut writer, &AgentMessage::health_for(console, health), "the sessions' health").await {
                     return ended;
                 }
             }
@@ -313,7 +315,7 @@ async fn session(
                 let mut health = (shared.health.0)();
                 health.sessions.clear();
                 health.page_readers.clear();
-                let _ = send(&mut writer, &AgentMessage::Health(health), "the last health").await;
+                let _ = send(&mut writer, &AgentMessage::health_for(console, health), "the last health").await;
                 let _ = writer.shutdown().await;
                 return Ended::Shutdown;
             }

@@ -266,7 +266,8 @@ pub fn check(message: &AgentMessage) -> Result<(), String> {
             bounded("user", t.user.as_deref().unwrap_or(""), NAME)?;
             bounded("detail", &t.detail, DETAIL)
         }
-        AgentMessage::Health(h) => {
+        AgentMessage::Health(h) | AgentMessage::HealthV7(h) => {
+            bounded("semantic layer state", &h.semantic, DETAIL)?;
             if h.sessions.len() > 64 || h.page_readers.len() > 64 {
                 return Err(format!(
                     "a health report lists {} sessions and {} page readers; at most 64 of each",

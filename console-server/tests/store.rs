@@ -560,6 +560,7 @@ fn a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_ag
                 .collect(),
             page_readers: vec![],
             refused: 0,
+            semantic: String::new(),
         })
     };
     let heartbeat = |user: Option<&str>| {

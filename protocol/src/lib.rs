@@ -9,7 +9,8 @@
 //! - [`enroll`]: the one-time enrollment token and the laptop's side of enrollment;
 //! - [`pki`]: the console's certificate authority, and test certificates;
 //! - [`layers`]: the policy changed for groups, and what applies to whom;
-//! - [`policy_v6`]: the policy in the shape agents of protocols 3 to 6 read.
+//! - [`policy_v6`], [`health_v6`]: the policy and a laptop's health in the
+//!   shapes peers of protocols before 7 read.
 //!
 //! No business logic lives here, beyond what a policy means ([`layers`]:
 //! the console and the agent must read it alike). Serialisation is
@@ -21,6 +22,7 @@ pub mod enroll;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod health_v6;
 pub mod layers;
 pub mod message;
 pub mod pki;

@@ -307,11 +307,19 @@ pub enum AgentMessage {
     Concern(Concern),
     TamperEvent(TamperEvent),
     /// What monitors each session now (protocol version 4), with every
-    /// heartbeat.
-    Health(DeviceHealth),
+    /// heartbeat, in the shape of protocols 4 to 6 ([`crate::health_v6`]):
+    /// sent to consoles of those versions.
+    Health(
+        #[serde(with = "crate::health_v6")]
+        #[cfg_attr(test, proptest(strategy = "crate::roundtrip_tests::health_v6()"))]
+        DeviceHealth,
+    ),
     /// An answer to a year group's own AUP (protocol version 6; see
     /// [`crate::layers::GroupAup`]).
     GroupAupDecision(GroupAupDecision),
+    /// The same health with the semantic layer's state (protocol 7), to
+    /// consoles of protocol 7 or later in place of `Health`.
+    HealthV7(DeviceHealth),
 }
 
 /// An answer to the AUP of `group` (a year group), not the audience's.
@@ -337,6 +345,11 @@ pub struct DeviceHealth {
     /// Messages refused on the laptop's local socket since the service
     /// started (forgeries, floods).
     pub refused: u64,
+    /// The semantic layer on this laptop, in words: on with its model, off
+    /// in the policy, or its model missing or wrong (protocol 7; empty:
+    /// not reported).
+    #[serde(default)]
+    pub semantic: String,
 }
 
 /// One graphical session and its monitor.
@@ -367,7 +380,16 @@ pub struct PageReaderHealth {
 impl AgentMessage {
     /// Number of variants; a frame whose kind is at or above it is refused
     /// as [`crate::ProtocolError::UnknownKind`].
-    pub const KINDS: u32 = 9;
+    pub const KINDS: u32 = 10;
+
+    /// The health in the message a console of `protocol` reads.
+    pub fn health_for(protocol: u16, health: DeviceHealth) -> AgentMessage {
+        if protocol >= crate::handshake::SEMANTIC_SINCE {
+            AgentMessage::HealthV7(health)
+        } else {
+            AgentMessage::Health(health)
+        }
+    }
 
     /// The record id the console will ack, for messages that carry one.
     pub fn record_id(&self) -> Option<RecordId> {
@@ -378,7 +400,10 @@ impl AgentMessage {
             AgentMessage::GroupAupDecision(g) => Some(g.decision.id),
             AgentMessage::Concern(c) => Some(c.id),
             AgentMessage::TamperEvent(t) => Some(t.id),
-            AgentMessage::Hello(_) | AgentMessage::Heartbeat(_) | AgentMessage::Health(_) => None,
+            AgentMessage::Hello(_)
+            | AgentMessage::Heartbeat(_)
+            | AgentMessage::Health(_)
+            | AgentMessage::HealthV7(_) => None,
         }
     }
 
@@ -394,6 +419,7 @@ impl AgentMessage {
             AgentMessage::Concern(_) => "Concern",
             AgentMessage::TamperEvent(_) => "TamperEvent",
             AgentMessage::Health(_) => "Health",
+            AgentMessage::HealthV7(_) => "HealthV7",
         }
     }
 }

@@ -37,7 +37,20 @@ proptest! {
     #[test]
     fn tamper_event(m in any::<TamperEvent>()) { roundtrip(&AgentMessage::TamperEvent(m)) }
     #[test]
-    fn device_health(m in any::<DeviceHealth>()) { roundtrip(&AgentMessage::Health(m)) }
+    fn device_health(m in health_v6()) { roundtrip(&AgentMessage::Health(m)) }
+    #[test]
+    fn device_health_v7(m in any::<DeviceHealth>()) { roundtrip(&AgentMessage::HealthV7(m)) }
+    #[test]
+    fn health_sent_to_an_older_console_is_the_shape_it_reads(m in any::<DeviceHealth>()) {
+        let bytes = postcard::to_stdvec(&AgentMessage::health_for(6, m.clone())).unwrap();
+        let old: crate::health_v6::DeviceHealth = match postcard::from_bytes::<AgentMessage>(&bytes).unwrap() {
+            AgentMessage::Health(h) => (&h).into(),
+            other => panic!("{other:?}"),
+        };
+        prop_assert_eq!(old, crate::health_v6::DeviceHealth::from(&m));
+        let bytes = postcard::to_stdvec(&AgentMessage::health_for(7, m.clone())).unwrap();
+        prop_assert_eq!(postcard::from_bytes::<AgentMessage>(&bytes).unwrap(), AgentMessage::HealthV7(m));
+    }
     #[test]
     fn welcome(m in any::<Welcome>()) { roundtrip(&ConsoleMessage::Welcome(m)) }
     #[test]
@@ -220,5 +233,13 @@ pub(crate) fn policy_v6() -> impl Strategy<Value = Policy> {
     any::<Policy>().prop_map(|mut p| {
         p.semantic = true;
         p
+    })
+}
+
+/// Health as the protocol 6 shape carries it: no semantic state.
+pub(crate) fn health_v6() -> impl Strategy<Value = crate::DeviceHealth> {
+    any::<crate::DeviceHealth>().prop_map(|mut h| {
+        h.semantic.clear();
+        h
     })
 }

@@ -141,15 +141,15 @@ async fn unknown_kind_is_named() {
         matches!(
             err,
             ProtocolError::UnknownKind {
-                kind: 12,
-                known: 9,
+                kind: 13,
+                known: 10,
                 ..
             }
         ),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("unknown agent message kind 12"),
+        err.to_string().contains("unknown agent message kind 13"),
         "{err}"
     );
 }

@@ -269,6 +269,23 @@ fn a_message_no_term_names_is_captured_by_the_semantic_layer_until_the_school_sw
     assert_eq!(r.context, line);
     assert!(r.image_missing.is_none(), "with a screenshot: {r:?}");
 
+    // The laptop's health tells the console the layer is on, with its model.
+    let mut said = String::new();
+    let reported = wait_for(Duration::from_secs(30), || {
+        said = s
+            .api
+            .get("/api/v1/devices")
+            .ok()
+            .and_then(|(_, b)| {
+                b["devices"][0]["health"]["semantic"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        said.starts_with("model in")
+    });
+    ensure!(reported, "the health's semantic state: {said:?}");
+
     let (status, mut policy) = s.api.get("/api/v1/policy")?;
     assert_eq!(status, 200);
     assert_eq!(policy["semantic"], serde_json::json!(true), "on by default");

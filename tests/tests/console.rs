@@ -1017,6 +1017,7 @@ async fn a_laptop_that_goes_quiet_while_a_pupil_is_logged_in_is_shown_as_a_gap()
                 .collect(),
             page_readers: vec![],
             refused: 0,
+            semantic: String::new(),
         })
     };
     let (watched, idle) = (

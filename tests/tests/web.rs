@@ -2311,7 +2311,7 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
     // The laptop's health: which sessions are watched, on the Devices page.
     ingest_records(
         &bed,
-        vec![AgentMessage::Health(protocol::DeviceHealth {
+        vec![AgentMessage::HealthV7(protocol::DeviceHealth {
             time: protocol::UnixMillis::now(),
             supervising: true,
             sessions: vec![
@@ -2337,6 +2337,7 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
                 browser: "Chromium".into(),
             }],
             refused: 3,
+            semantic: "MODEL MISSING (/usr/local/share/safeguard-agent/semantic/model.safetensors: No such file or directory)".into(),
         })],
     )
     .await;
@@ -2369,6 +2370,7 @@ async fn a_tamper_event_is_announced_live_listed_first_acknowledged_once_and_ser
         "<b>pupil.two</b> on :1: NOT MONITORED",
         "page reader: Chromium (pupil.one)",
         "refused on its socket 3",
+        "semantic layer: MODEL MISSING (/usr/local/share/safeguard-agent/semantic",
     ] {
         assert!(cell.contains(expected), "{expected:?} not in {cell:?}");
     }

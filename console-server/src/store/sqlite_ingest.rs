@@ -136,7 +136,7 @@ fn insert_record(
             update_heartbeat(tx, h, &device)?;
             return Ok(Stored::Applied);
         }
-        AgentMessage::Health(h) => {
+        AgentMessage::Health(h) | AgentMessage::HealthV7(h) => {
             update_health(tx, h, &device)?;
             return Ok(Stored::Applied);
         }
@@ -177,7 +177,10 @@ fn accounts_seen(
             }
             Ok(())
         }
-        AgentMessage::TamperEvent(_) | AgentMessage::Hello(_) | AgentMessage::Health(_) => Ok(()),
+        AgentMessage::TamperEvent(_)
+        | AgentMessage::Hello(_)
+        | AgentMessage::Health(_)
+        | AgentMessage::HealthV7(_) => Ok(()),
     }
 }
 
@@ -429,6 +432,7 @@ fn update_health(
             "browser": r.browser,
         })).collect::<Vec<_>>(),
         "refused": h.refused,
+        "semantic": h.semantic,
     });
     tx.execute(
         "UPDATE devices SET health = ?2 WHERE id = ?1",

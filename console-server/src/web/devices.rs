@@ -59,6 +59,14 @@ fn health(d: &crate::store::Device) -> Markup {
             @if h["supervising"].as_bool() == Some(false) {
                 li.muted { "helpers started by the users (not out of their reach)" }
             }
+            @let semantic = text(&h["semantic"]);
+            @if semantic.starts_with("model in") {
+                li.muted { "semantic layer: on (" (semantic) ")" }
+            } @else if semantic == "off in the policy" {
+                li.muted { "semantic layer: off in the policy" }
+            } @else if !semantic.is_empty() {
+                li { "semantic layer: " span.status.violation { (semantic) } }
+            }
         }
     }
 }
