@@ -547,8 +547,9 @@ fn semantic_command(out: &mut impl Write, command: SemanticCommand) -> Result<Ex
             writeln!(out, "lines: {} ({flagged} flagged)", lines.len())?;
             writeln!(
                 out,
-                "loaded in {load_ms:.0} ms; weights {} MiB",
-                semantic.weight_bytes() >> 20
+                "loaded in {load_ms:.0} ms; weights {} MiB; this process resident {}",
+                semantic.weight_bytes() >> 20,
+                resident().map_or_else(|| "unknown".to_owned(), |kib| format!("{} MiB", kib >> 10))
             )?;
             writeln!(
                 out,
@@ -561,6 +562,13 @@ fn semantic_command(out: &mut impl Write, command: SemanticCommand) -> Result<Ex
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's resident memory in KiB, from /proc (Linux).
+fn resident() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A line as text, invalid UTF-8 replaced by U+FFFD, and for each byte
