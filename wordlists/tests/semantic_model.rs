@@ -1,6 +1,7 @@
 //! The semantic layer's model, run here, against figures from its
 //! reference implementation (sentence-transformers and Hugging Face
-//! tokenizers, Python): the same tokens, the same vector.
+//! tokenizers, Python): the same tokens, the same vector (to within the
+//! rounding of the word embeddings, kept in 8 bits).
 //!
 //! Needs the model: `wordlists/semantic/fetch-model.sh` (tests/run runs it).
 
@@ -53,9 +54,11 @@ fn tokens_and_vectors_are_those_of_the_reference_implementation() {
         0.079_304_98,
         0.037_448_05,
     ];
+    // The word embeddings are kept in 8 bits (a quarter of the memory):
+    // the vector stays within 1e-3 of the reference's (f32 gave 1e-7).
     for (i, (got, want)) in v.iter().zip(reference).enumerate() {
         assert!(
-            (got - want).abs() < 1e-5,
+            (got - want).abs() < 1e-3,
             "dimension {i}: {got} against {want}"
         );
     }
