@@ -109,6 +109,11 @@ pub struct Pipeline {
     seen_clock: u64,
     /// The semantic layer, while the policy has it on and its model loaded.
     semantic: Option<Arc<Semantic>>,
+    /// How much more on-screen text it may judge now, and the on-screen
+    /// lines it has judged (hash of window and words), so a block shown
+    /// again is not judged again.
+    semantic_budget: crate::semantic_layer::Budget,
+    judged_on_screen: std::collections::HashSet<u64>,
 }
 
 impl Pipeline {
@@ -120,6 +125,8 @@ impl Pipeline {
             seen_text: HashMap::new(),
             seen_clock: 0,
             semantic: None,
+            semantic_budget: crate::semantic_layer::Budget::new(Instant::now()),
+            judged_on_screen: std::collections::HashSet::new(),
         }
     }
 
@@ -298,14 +305,27 @@ impl Pipeline {
         if !self.wants(seen.source)
             || SEMANTIC_SEVERITY < self.policy.min_severity
             || gravest >= CAPTURE_THRESHOLD
-            || !crate::semantic_layer::judges(seen.source, candidate)
+            || !crate::semantic_layer::judges(seen.source, candidate, text)
         {
             return Vec::new();
         }
         let now = Instant::now();
         let period = Duration::from_secs(u64::from(self.policy.debounce_seconds));
+        let on_screen = seen.source == Source::ScreenText;
         let mut out = Vec::new();
         for line in crate::semantic_layer::lines_of(text) {
+            if on_screen {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&(seen.window.id, line), &mut h);
+                let words = std::hash::Hasher::finish(&h);
+                if self.judged_on_screen.contains(&words) || !self.semantic_budget.take(now) {
+                    continue;
+                }
+                if self.judged_on_screen.len() >= SEEN_TEXTS {
+                    self.judged_on_screen.clear();
+                }
+                self.judged_on_screen.insert(words);
+            }
             let Some(verdict) = semantic.judge(line) else {
                 continue;
             };
@@ -413,9 +433,18 @@ mod tests {
             window: &page,
             url: Some("http://chat.test/"),
         };
+        // On screen: a short block (a message received) is judged once,
+        // however often it is shown; a paragraph only where a term marks it.
+        let received = "do u have ur own room";
+        assert_eq!(p.scan(received, &screen).len(), 1, "a short block");
+        assert!(p.scan(received, &screen).is_empty(), "shown again");
+        let paragraph = format!(
+            "{} ive been hiding the marks with long sleeves",
+            "the weather today. ".repeat(12)
+        );
         assert!(
-            p.scan("ive been hiding the marks with long sleeves", &screen)
-                .is_empty()
+            p.scan(&paragraph, &screen).is_empty(),
+            "a paragraph without a term"
         );
         let other = window(3, "another chat");
         let typed_there = Seen {

@@ -91,16 +91,56 @@ pub async fn load_in_background(dir: PathBuf) -> Option<Arc<Semantic>> {
     }
 }
 
-/// Whether the layer judges text from `source` with `hits` (any hits of
-/// the terms, all below the capture threshold): what the pupil writes or
-/// copies always; what is on screen, in titles and in addresses only where
-/// a term below the threshold marks it as a candidate (a page holds too
-/// many lines to judge them all).
-pub fn judges(source: Source, has_candidate: bool) -> bool {
+/// The longest block of on-screen text judged without a term marking it:
+/// a chat message, not a paragraph of an article.
+pub const SHORT_BLOCK_BYTES: usize = 200;
+
+/// Whether the layer judges `text` from `source` (`candidate`: a term
+/// below the capture threshold marks it): what the pupil writes or copies
+/// always; on-screen text when it is a short block (a message received)
+/// or a candidate; titles and addresses only as candidates.
+pub fn judges(source: Source, candidate: bool, text: &str) -> bool {
     match source {
         Source::Typed | Source::Clipboard | Source::Feed => true,
-        Source::ScreenText | Source::WindowTitle | Source::Browser => has_candidate,
+        Source::ScreenText => candidate || text.trim().len() <= SHORT_BLOCK_BYTES,
+        Source::WindowTitle | Source::Browser => candidate,
         Source::Concern => false,
+    }
+}
+
+/// How much on-screen text the layer may judge: a page can hold hundreds
+/// of short blocks, and each costs about 12 ms of one core. A bucket of
+/// [`Budget::BURST`] judgements, refilled at [`Budget::PER_SECOND`]: a
+/// chat's messages arriving one by one are all judged; a long page is
+/// judged in part, its first blocks first.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Budget {
+    pub const BURST: f64 = 30.0;
+    pub const PER_SECOND: f64 = 0.5;
+
+    pub fn new(now: std::time::Instant) -> Budget {
+        Budget {
+            tokens: Self::BURST,
+            last: now,
+        }
+    }
+
+    /// Takes one judgement, if there is one left.
+    pub fn take(&mut self, now: std::time::Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * Self::PER_SECOND;
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -152,10 +192,24 @@ mod tests {
     }
 
     #[test]
-    fn what_is_on_screen_is_judged_only_where_a_term_marks_it() {
-        assert!(judges(Source::Typed, false));
-        assert!(!judges(Source::ScreenText, false));
-        assert!(judges(Source::ScreenText, true));
-        assert!(!judges(Source::Concern, true));
+    fn on_screen_short_blocks_and_candidates_are_judged_titles_only_as_candidates() {
+        let paragraph = "word ".repeat(60);
+        assert!(judges(Source::Typed, false, &paragraph));
+        assert!(judges(Source::ScreenText, false, "do u have ur own room"));
+        assert!(!judges(Source::ScreenText, false, &paragraph));
+        assert!(judges(Source::ScreenText, true, &paragraph));
+        assert!(!judges(Source::WindowTitle, false, "do u have ur own room"));
+        assert!(!judges(Source::Concern, true, "x"));
+    }
+
+    #[test]
+    fn the_budget_allows_a_burst_then_its_rate() {
+        let t0 = std::time::Instant::now();
+        let mut b = Budget::new(t0);
+        let burst = (0..100).filter(|_| b.take(t0)).count();
+        assert_eq!(burst, Budget::BURST as usize);
+        let later = t0 + std::time::Duration::from_secs(10);
+        let refilled = (0..100).filter(|_| b.take(later)).count();
+        assert_eq!(refilled, (10.0 * Budget::PER_SECOND) as usize);
     }
 }
