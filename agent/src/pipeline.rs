@@ -326,7 +326,7 @@ impl Pipeline {
                 }
                 self.judged_on_screen.insert(words);
             }
-            let Some(verdict) = semantic.judge(crate::semantic_layer::without_speaker(line)) else {
+            let Some(verdict) = semantic.judge(line) else {
                 continue;
             };
             if self.policy.disabled_categories.contains(&verdict.category) {

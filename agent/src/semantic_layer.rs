@@ -108,28 +108,6 @@ pub fn judges(source: Source, candidate: bool, text: &str) -> bool {
     }
 }
 
-/// A chat line without its speaker's label ("Sam: do u have ur own room"
-/// is judged as "do u have ur own room"): the label is not the message,
-/// and a name in front moves the model's judgement. A label is at most
-/// three words of letters (and `.`, `_`, `-`, `'`) before a colon and a
-/// space, so a time ("12:30") or a sentence with a colon in it stays.
-pub fn without_speaker(line: &str) -> &str {
-    let Some((label, rest)) = line.split_once(": ") else {
-        return line;
-    };
-    let words = label.split_whitespace().count();
-    let is_name = (1..=3).contains(&words)
-        && label.len() <= 40
-        && label
-            .chars()
-            .all(|c| c.is_alphabetic() || c.is_whitespace() || ".'_-".contains(c));
-    if is_name && !rest.trim().is_empty() {
-        rest.trim_start()
-    } else {
-        line
-    }
-}
-
 /// How much on-screen text the layer may judge: a page can hold hundreds
 /// of short blocks, and each costs about 12 ms of one core. A bucket of
 /// [`Budget::BURST`] judgements, refilled at [`Budget::PER_SECOND`]: a
@@ -222,25 +200,6 @@ mod tests {
         assert!(judges(Source::ScreenText, true, &paragraph));
         assert!(!judges(Source::WindowTitle, false, "do u have ur own room"));
         assert!(!judges(Source::Concern, true, "x"));
-    }
-
-    #[test]
-    fn a_speakers_label_is_left_out_of_what_is_judged() {
-        assert_eq!(
-            without_speaker("Sam: do u have ur own room"),
-            "do u have ur own room"
-        );
-        assert_eq!(without_speaker("Mr O'Neil-Jones: hi"), "hi");
-        assert_eq!(without_speaker("meet at 12:30 ok"), "meet at 12:30 ok");
-        assert_eq!(
-            without_speaker("note: this is a list: of things"),
-            "this is a list: of things"
-        );
-        assert_eq!(
-            without_speaker("the reason is simple: no"),
-            "the reason is simple: no"
-        );
-        assert_eq!(without_speaker("Sam: "), "Sam: ");
     }
 
     #[test]

@@ -209,8 +209,10 @@ impl Semantic {
         self.encoder.encode(&self.vocab.encode(line, max))
     }
 
-    /// The layer's judgement of a line: `Some` when it reads as risky.
+    /// The layer's judgement of a line (without a speaker's label, see
+    /// [`without_speaker`]): `Some` when it reads as risky.
     pub fn judge(&self, line: &str) -> Option<Verdict> {
+        let line = without_speaker(line);
         if line.trim().is_empty() {
             return None;
         }
@@ -277,6 +279,28 @@ fn softmax(scores: &[f32]) -> Vec<f32> {
     let exp: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
     let sum: f32 = exp.iter().sum();
     exp.iter().map(|e| e / sum).collect()
+}
+
+/// A chat line without its speaker's label ("Sam: do u have ur own room"
+/// is judged as "do u have ur own room"): the label is not the message,
+/// and a name in front moves the model's judgement. A label is at most
+/// three words of letters (and `.`, `_`, `-`, `'`) before a colon and a
+/// space, so a time ("12:30") or a sentence with a colon in it stays.
+pub fn without_speaker(line: &str) -> &str {
+    let Some((label, rest)) = line.split_once(": ") else {
+        return line;
+    };
+    let words = label.split_whitespace().count();
+    let is_name = (1..=3).contains(&words)
+        && label.len() <= 40
+        && label
+            .chars()
+            .all(|c| c.is_alphabetic() || c.is_whitespace() || ".'_-".contains(c));
+    if is_name && !rest.trim().is_empty() {
+        rest.trim_start()
+    } else {
+        line
+    }
 }
 
 /// One labelled line for training: its vector, class and weight.
@@ -395,6 +419,25 @@ mod tests {
         assert!(p[0] > 0.9, "{p:?}");
         let again = Head::from_toml(&head.to_toml()).unwrap();
         assert_eq!(again.classes[1].weights, head.classes[1].weights);
+    }
+
+    #[test]
+    fn a_speakers_label_is_left_out_of_what_is_judged() {
+        assert_eq!(
+            without_speaker("Sam: do u have ur own room"),
+            "do u have ur own room"
+        );
+        assert_eq!(without_speaker("Mr O'Neil-Jones: hi"), "hi");
+        assert_eq!(without_speaker("meet at 12:30 ok"), "meet at 12:30 ok");
+        assert_eq!(
+            without_speaker("note: this is a list: of things"),
+            "this is a list: of things"
+        );
+        assert_eq!(
+            without_speaker("the reason is simple: no"),
+            "the reason is simple: no"
+        );
+        assert_eq!(without_speaker("Sam: "), "Sam: ");
     }
 
     #[test]
