@@ -259,12 +259,9 @@ impl Pipeline {
                     seen.window.title.clone()
                 },
             );
-            if let Some(t) = self.last.get(&key)
-                && now.duration_since(*t) < period
-            {
+            if self.debounced(key, now, period) {
                 continue;
             }
-            self.last.insert(key, now);
             if let Some(w) = words {
                 self.remember_text(w);
             }
@@ -285,6 +282,23 @@ impl Pipeline {
             });
         }
         out
+    }
+
+    /// Whether `key` was captured within `period` before `now`; if not, it
+    /// is now.
+    fn debounced(
+        &mut self,
+        key: (String, String, u64, String),
+        now: Instant,
+        period: Duration,
+    ) -> bool {
+        if let Some(t) = self.last.get(&key)
+            && now.duration_since(*t) < period
+        {
+            return true;
+        }
+        self.last.insert(key, now);
+        false
     }
 
     /// The semantic layer's captures of `text`, where the policy has it on,
@@ -342,12 +356,9 @@ impl Pipeline {
                     seen.window.title.clone()
                 },
             );
-            if let Some(t) = self.last.get(&key)
-                && now.duration_since(*t) < period
-            {
+            if self.debounced(key, now, period) {
                 continue;
             }
-            self.last.insert(key, now);
             out.push(Capture {
                 id: uuid::Uuid::now_v7(),
                 time: UnixMillis::now(),

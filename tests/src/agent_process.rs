@@ -148,6 +148,21 @@ pub fn feed(state: &Path, app: &str, title: &str, text: &str) -> anyhow::Result<
     Ok(())
 }
 
+/// The semantic layer's model in the source tree, for `--semantic-model`;
+/// an error naming the script that fetches it when it is missing.
+///
+/// # Errors
+/// The model is not there.
+pub fn semantic_model() -> anyhow::Result<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wordlists/semantic/model");
+    anyhow::ensure!(
+        dir.join("model.safetensors").exists(),
+        "{} has no model: run wordlists/semantic/fetch-model.sh (tests/run does)",
+        dir.display()
+    );
+    Ok(dir.to_string_lossy().into_owned())
+}
+
 /// `agent status`'s output.
 ///
 /// # Errors

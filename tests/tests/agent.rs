@@ -223,13 +223,7 @@ fn a_message_no_term_names_is_captured_by_the_semantic_layer_until_the_school_sw
 -> anyhow::Result<()> {
     let mut x = XDesktop::start()?;
     let s = setup()?;
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wordlists/semantic/model");
-    ensure!(
-        model.join("model.safetensors").exists(),
-        "{} has no model: run wordlists/semantic/fetch-model.sh (tests/run does)",
-        model.display()
-    );
-    let model = model.to_string_lossy().into_owned();
+    let model = tests::agent_process::semantic_model()?;
     let agent = AgentProcess::start(
         "run",
         &s.state,

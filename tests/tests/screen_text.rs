@@ -24,38 +24,91 @@ impl Drop for Killed {
     }
 }
 
-/// Shows `text` in a zenity text window titled "Messages".
-fn show_messages(
-    bed: &EnrolledBed,
-    x: &XDesktop,
-    bus: &SessionBus,
-    text: &str,
-) -> anyhow::Result<Killed> {
-    let file = bed.tmp.path().join("message.txt");
-    std::fs::write(&file, text)?;
-    Ok(Killed(
-        Command::new("zenity")
-            .args([
-                "--text-info",
-                "--title",
-                "Messages",
-                "--width",
-                "900",
-                "--height",
-                "600",
-                "--filename",
-            ])
-            .arg(&file)
-            .env("DISPLAY", &x.display)
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-            .env("HOME", &bed.home)
-            .env_remove("NO_AT_BRIDGE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start zenity")?,
-    ))
+/// A desktop with a session bus, an enrolled bed, and the real agent
+/// reading other applications' text through the accessibility bus.
+struct Reading {
+    x: XDesktop,
+    bus: SessionBus,
+    bed: EnrolledBed,
+    agent: AgentProcess,
+}
+
+impl Reading {
+    fn start(extra: &[&str]) -> anyhow::Result<Reading> {
+        require("zenity", "zenity")?;
+        let x = XDesktop::start()?;
+        let bus = SessionBus::start(&x.display)?;
+        let bed = EnrolledBed::new()?;
+        let agent = AgentProcess::start_with_env(
+            "run",
+            &bed.state,
+            Some(&x.display),
+            &bed.home,
+            extra,
+            &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)],
+        )?;
+        agent.wait_log("watching the X display", Duration::from_secs(30))?;
+        agent.answer_aup(&x, 1, true)?;
+        agent
+            .wait_log(
+                "reading on-screen text through the accessibility bus",
+                Duration::from_secs(30),
+            )
+            .context("the agent never reached the accessibility bus")?;
+        Ok(Reading { x, bus, bed, agent })
+    }
+
+    /// Shows `text` in a zenity text window titled "Messages".
+    fn show_messages(&self, text: &str) -> anyhow::Result<Killed> {
+        let file = self.bed.tmp.path().join("message.txt");
+        std::fs::write(&file, text)?;
+        Ok(Killed(
+            Command::new("zenity")
+                .args([
+                    "--text-info",
+                    "--title",
+                    "Messages",
+                    "--width",
+                    "900",
+                    "--height",
+                    "600",
+                    "--filename",
+                ])
+                .arg(&file)
+                .env("DISPLAY", &self.x.display)
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.bus.address)
+                .env("HOME", &self.bed.home)
+                .env_remove("NO_AT_BRIDGE")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start zenity")?,
+        ))
+    }
+
+    /// The screen_text captures, once `ok` holds for them (up to 30 s);
+    /// an error with the agent's log if none came.
+    fn captures_until(&self, ok: impl Fn(&[Value]) -> bool) -> anyhow::Result<Vec<Value>> {
+        let mut found: Vec<Value> = Vec::new();
+        wait_for(Duration::from_secs(30), || {
+            let Ok((200, body)) = self
+                .bed
+                .api
+                .get("/api/v1/captures?source=screen_text&limit=100")
+            else {
+                return false;
+            };
+            found = body["captures"].as_array().cloned().unwrap_or_default();
+            ok(&found)
+        });
+        ensure!(
+            !found.is_empty(),
+            "no screen_text capture from the zenity window within 30 s; agent log:\n{}",
+            self.agent.log_text()
+        );
+        Ok(found)
+    }
 }
 
 /// A message received that no term names, shown in another application,
@@ -64,54 +117,12 @@ fn show_messages(
 #[test]
 fn a_message_received_without_a_risky_word_is_captured_by_the_semantic_layer() -> anyhow::Result<()>
 {
-    require("zenity", "zenity")?;
-    let x = XDesktop::start()?;
-    let bus = SessionBus::start(&x.display)?;
-    let bed = EnrolledBed::new()?;
-    let model =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wordlists/semantic/model");
-    ensure!(
-        model.join("model.safetensors").exists(),
-        "{} has no model: run wordlists/semantic/fetch-model.sh (tests/run does)",
-        model.display()
-    );
-    let model = model.to_string_lossy().into_owned();
-    let agent = AgentProcess::start_with_env(
-        "run",
-        &bed.state,
-        Some(&x.display),
-        &bed.home,
-        &["--semantic-model", &model],
-        &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)],
-    )?;
-    agent.wait_log("watching the X display", Duration::from_secs(30))?;
-    agent.wait_log("semantic layer loaded", Duration::from_secs(60))?;
-    agent.answer_aup(&x, 1, true)?;
-    agent
-        .wait_log(
-            "reading on-screen text through the accessibility bus",
-            Duration::from_secs(30),
-        )
-        .context("the agent never reached the accessibility bus")?;
-    let _zenity = show_messages(
-        &bed,
-        &x,
-        &bus,
-        "Messages from Sam\n\nSam: do u have ur own room\n",
-    )?;
-    let mut found: Vec<Value> = Vec::new();
-    wait_for(Duration::from_secs(30), || {
-        let Ok((200, body)) = bed.api.get("/api/v1/captures?source=screen_text&limit=100") else {
-            return false;
-        };
-        found = body["captures"].as_array().cloned().unwrap_or_default();
-        !found.is_empty()
-    });
-    ensure!(
-        !found.is_empty(),
-        "no screen_text capture from the zenity window within 30 s; agent log:\n{}",
-        agent.log_text()
-    );
+    let model = tests::agent_process::semantic_model()?;
+    let r = Reading::start(&["--semantic-model", &model])?;
+    r.agent
+        .wait_log("semantic layer loaded", Duration::from_secs(60))?;
+    let _zenity = r.show_messages("Messages from Sam\n\nSam: do u have ur own room\n")?;
+    let found = r.captures_until(|found| !found.is_empty())?;
     let c = &found[0];
     ensure!(
         c["term"]
@@ -128,49 +139,16 @@ fn a_message_received_without_a_risky_word_is_captured_by_the_semantic_layer() -
 
 #[test]
 fn a_gtk_text_window_showing_a_risky_phrase_becomes_a_capture() -> anyhow::Result<()> {
-    require("zenity", "zenity")?;
-    let x = XDesktop::start()?;
-    let bus = SessionBus::start(&x.display)?;
-    let bed = EnrolledBed::new()?;
-    let agent = AgentProcess::start_with_env(
-        "run",
-        &bed.state,
-        Some(&x.display),
-        &bed.home,
-        &[],
-        &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)],
-    )?;
-    agent.wait_log("watching the X display", Duration::from_secs(30))?;
-    agent.answer_aup(&x, 1, true)?;
-    agent
-        .wait_log(
-            "reading on-screen text through the accessibility bus",
-            Duration::from_secs(30),
-        )
-        .context("the agent never reached the accessibility bus")?;
-
-    let _zenity = show_messages(
-        &bed,
-        &x,
-        &bus,
+    let r = Reading::start(&[])?;
+    let _zenity = r.show_messages(
         "Messages from Alex\n\nAlex: its our secret ok, delete this chat after you read it\nAlex: and send me a pic of you in the morning\n",
     )?;
-    let mut found: Vec<Value> = Vec::new();
-    wait_for(Duration::from_secs(30), || {
-        let Ok((200, body)) = bed.api.get("/api/v1/captures?source=screen_text&limit=100") else {
-            return false;
-        };
-        found = body["captures"].as_array().cloned().unwrap_or_default();
-        // Both lines' captures: the secret and the request for a picture.
+    // Both lines' captures: the secret and the request for a picture.
+    let found = r.captures_until(|found| {
         ["grooming", "sexting"]
             .iter()
             .all(|cat| found.iter().any(|c| c["category"] == *cat))
-    });
-    ensure!(
-        !found.is_empty(),
-        "no screen_text capture from the zenity window within 30 s; agent log:\n{}",
-        agent.log_text()
-    );
+    })?;
     let c = &found[0];
     ensure!(
         c["app"] == "Zenity",
