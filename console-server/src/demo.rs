@@ -104,9 +104,13 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
         screen_reader_as: None,
         semantic_model: demo_semantic_model(),
     };
+    let service = ServiceOptions {
+        semantic_model: session.semantic_model.clone(),
+        ..ServiceOptions::default()
+    };
     let agent = tokio::spawn(agent::run::run(
         state.clone(),
-        ServiceOptions::default(),
+        service,
         Some(session),
         shutdown,
     ));
