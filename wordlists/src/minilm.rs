@@ -122,6 +122,13 @@ impl Encoder {
         {
             layer_count += 1;
         }
+        if vocab == 0 || positions < 2 || hidden == 0 {
+            return Err(ModelError::Shape {
+                name: "embeddings".into(),
+                found: format!("{vocab} words, {positions} positions, {hidden} wide"),
+                expected: vec![1, 2, HEADS],
+            });
+        }
         if hidden % HEADS != 0 {
             return Err(ModelError::Shape {
                 name: "embeddings.word_embeddings.weight".into(),
@@ -461,6 +468,29 @@ mod tests {
         ] {
             assert!((erf(x) - want).abs() < 1e-6, "erf({x}) = {}", erf(x));
         }
+    }
+
+    #[test]
+    fn an_empty_embedding_table_is_refused_not_indexed() {
+        use safetensors::tensor::TensorView;
+        let one = [0u8; 4 * 384];
+        let tensors = [
+            (
+                "embeddings.word_embeddings.weight",
+                TensorView::new(Dtype::F32, vec![0, 384], &[]).unwrap(),
+            ),
+            (
+                "embeddings.position_embeddings.weight",
+                TensorView::new(Dtype::F32, vec![1, 384], &one).unwrap(),
+            ),
+            (
+                "encoder.layer.0.intermediate.dense.weight",
+                TensorView::new(Dtype::F32, vec![1, 384], &one).unwrap(),
+            ),
+        ];
+        let bytes = safetensors::serialize(tensors, None).unwrap();
+        let err = Encoder::from_safetensors(&bytes).unwrap_err().to_string();
+        assert!(err.contains("0 words"), "{err}");
     }
 
     #[test]

@@ -109,6 +109,16 @@ impl Head {
                 self.threshold
             )));
         }
+        if let Some(c) = self
+            .classes
+            .iter()
+            .find(|c| !c.bias.is_finite() || c.weights.iter().any(|w| !w.is_finite()))
+        {
+            return Err(SemanticError::Head(format!(
+                "class {:?} has a weight that is not a finite number",
+                c.name
+            )));
+        }
         let want = width.unwrap_or(self.classes[0].weights.len());
         if let Some(c) = self.classes.iter().find(|c| c.weights.len() != want) {
             return Err(SemanticError::Head(format!(
@@ -466,5 +476,9 @@ mod tests {
         let err = Head::from_toml(&head.to_toml()).unwrap_err().to_string();
         assert!(err.contains("no class"), "{err}");
         assert!(Head::from_toml("threshold = [").is_err());
+        head.classes[0].name = INNOCENT.into();
+        head.classes[1].bias = f32::NAN;
+        let err = Head::from_toml(&head.to_toml()).unwrap_err().to_string();
+        assert!(err.contains("not a finite number"), "{err}");
     }
 }
