@@ -71,6 +71,18 @@ fn wait_captures(
     Ok(last)
 }
 
+/// The captures once `ok` holds (within 30 s) and then 2 s more, so that
+/// anything else the same moment caused has arrived too.
+fn settled_captures(
+    data: &Path,
+    what: &str,
+    ok: impl FnMut(&[Row]) -> bool,
+) -> anyhow::Result<Vec<Row>> {
+    wait_captures(data, Duration::from_secs(30), what, ok)?;
+    std::thread::sleep(Duration::from_secs(2));
+    captures(data)
+}
+
 fn whoami() -> anyhow::Result<String> {
     let out = std::process::Command::new("id").arg("-un").output()?;
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
@@ -240,15 +252,10 @@ fn a_message_no_term_names_is_captured_by_the_semantic_layer_until_the_school_sw
         x.type_text(typed)?;
         x.keys(&["Return"])?;
     }
-    let rows = wait_captures(
-        &s.console.data,
-        Duration::from_secs(30),
-        "the semantic layer's capture",
-        |r| !r.is_empty(),
-    )
+    let rows = settled_captures(&s.console.data, "the semantic layer's capture", |r| {
+        !r.is_empty()
+    })
     .with_context(|| format!("the agent's log:\n{}", agent.log_text()))?;
-    std::thread::sleep(Duration::from_secs(2));
-    let rows = captures(&s.console.data).unwrap_or(rows);
     assert_eq!(rows.len(), 1, "only the risky line: {rows:#?}");
     let r = &rows[0];
     assert_eq!(
@@ -294,14 +301,11 @@ fn a_message_no_term_names_is_captured_by_the_semantic_layer_until_the_school_sw
     x.keys(&["Return"])?;
     x.type_text("i want to kill myself")?;
     x.keys(&["Return"])?;
-    let rows = wait_captures(
+    let rows = settled_captures(
         &s.console.data,
-        Duration::from_secs(30),
         "the term's capture in the second window",
         |r| r.iter().any(|r| r.window_title == "Another chat"),
     )?;
-    std::thread::sleep(Duration::from_secs(2));
-    let rows = captures(&s.console.data).unwrap_or(rows);
     let there: Vec<&str> = rows
         .iter()
         .filter(|r| r.window_title == "Another chat")

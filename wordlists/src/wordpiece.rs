@@ -85,7 +85,14 @@ impl WordPiece {
     pub fn encode(&self, text: &str, max: usize) -> Vec<u32> {
         let mut out = vec![self.cls];
         let room = max.saturating_sub(1);
-        for word in words(text) {
+        // `max` tokens never need more of the text than this (each word is
+        // at least one token, of at most MAX_WORD_CHARS characters): a long
+        // line is not split into words past what can be used.
+        let mut end = text.len().min(max.saturating_mul(4 * (MAX_WORD_CHARS + 1)));
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        for word in words(&text[..end]) {
             if out.len() >= room {
                 break;
             }
@@ -214,6 +221,14 @@ mod tests {
         let ids = v.encode(&"cut ".repeat(50), 8);
         assert_eq!(ids.len(), 8);
         assert_eq!((ids[0], ids[7]), (2, 3));
+    }
+
+    #[test]
+    fn a_very_long_line_is_read_only_as_far_as_the_tokens_reach() {
+        let v = vocab();
+        let long = format!("{}é", "cut ".repeat(1_000_000));
+        let ids = v.encode(&long, 8);
+        assert_eq!(ids, [2, 5, 5, 5, 5, 5, 5, 3]);
     }
 
     #[test]
