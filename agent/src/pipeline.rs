@@ -418,7 +418,7 @@ mod tests {
             window: &w,
             url: None,
         };
-        let line = "i wish i could just disappear forever";
+        let line = "i wish i could just fade away";
         let caps = p.scan(line, &typed);
         assert_eq!(caps.len(), 1, "{caps:?}");
         let c = &caps[0];
@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(p.scan(received, &screen).len(), 1, "a short block");
         assert!(p.scan(received, &screen).is_empty(), "shown again");
         let paragraph = format!(
-            "{} ive been hiding the marks with long sleeves",
+            "{} i keep doing it to my arms and no one notices",
             "the weather today. ".repeat(12)
         );
         assert!(
@@ -464,7 +464,7 @@ mod tests {
             url: None,
         };
         assert_eq!(
-            p.scan("ive been hiding the marks with long sleeves", &typed_there)
+            p.scan("i keep doing it to my arms and no one notices", &typed_there)
                 .len(),
             1
         );
@@ -477,7 +477,7 @@ mod tests {
         };
         let matcher = p.matcher().clone();
         let mut keys = wordlists::KeyStream::new();
-        for c in "ive been hiding the marks with long sleeves".chars() {
+        for c in "i keep doing it to my arms and no one notices".chars() {
             if let Some(c) = keys.feed(wordlists::Key::Char(c), &matcher) {
                 assert!(p.typed(&c, &keyed).is_empty(), "mid-line: {:?}", c.text);
             }

@@ -247,7 +247,7 @@ fn a_message_no_term_names_is_captured_by_the_semantic_layer_until_the_school_sw
     agent.wait_log("semantic layer loaded", Duration::from_secs(60))?;
     agent.answer_aup(&x, 1, true)?;
     x.xterm("Chat")?;
-    let line = "i wish i could just disappear forever";
+    let line = "i wish i could just fade away";
     for typed in ["see you at football later", line] {
         x.type_text(typed)?;
         x.keys(&["Return"])?;

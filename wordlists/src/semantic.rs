@@ -1,5 +1,5 @@
 //! The semantic layer: risk said in ordinary words, which no term or rule
-//! names ("ive been hiding the marks with long sleeves").
+//! names ("i keep doing it to my arms and no one notices").
 //!
 //! A sentence encoder ([`crate::minilm`], all-MiniLM-L6-v2) turns a line
 //! into a vector; a linear classifier over those vectors (the *head*,

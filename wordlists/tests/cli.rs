@@ -56,8 +56,7 @@ fn scan_reports_byte_offsets_of_the_input_line() {
 /// only lines no term or rule caught at severity 3.
 #[test]
 fn scan_adds_the_semantic_layers_hits_unless_told_not_to() {
-    let input =
-        b"i wish i could just disappear forever\ni want to kill myself\nsee you at football\n";
+    let input = b"i wish i could just fade away\ni want to kill myself\nsee you at football\n";
     let (code, out) = run(&["scan", "-"], input);
     assert_eq!(code, 0);
     let hits: Vec<serde_json::Value> = out
@@ -79,7 +78,7 @@ fn scan_adds_the_semantic_layers_hits_unless_told_not_to() {
             .unwrap()
             .starts_with("semantic layer: reads as self-harm")
     );
-    assert_eq!(s["matched"], "i wish i could just disappear forever");
+    assert_eq!(s["matched"], "i wish i could just fade away");
     assert!(s["risk"].as_f64().unwrap() >= 0.9);
     assert!(
         hits.iter()
