@@ -464,8 +464,11 @@ mod tests {
             url: None,
         };
         assert_eq!(
-            p.scan("i keep doing it to my arms and no one notices", &typed_there)
-                .len(),
+            p.scan(
+                "i keep doing it to my arms and no one notices",
+                &typed_there
+            )
+            .len(),
             1
         );
         // Typed key by key: judged when the line ends, not at each space.
