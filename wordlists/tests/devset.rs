@@ -14,7 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use wordlists::semantic::{Head, Semantic};
+use wordlists::semantic::Semantic;
+
+mod common;
 use wordlists::{Libraries, Matcher, MatcherBuilder};
 
 /// The capture threshold: what staff see.
@@ -176,19 +178,7 @@ fn risky_messages_are_captured_and_hard_innocent_lines_are_not() {
 /// `wordlists/semantic/fetch-model.sh` (tests/run runs it).
 #[test]
 fn the_semantic_layer_adds_what_the_rules_miss() {
-    let dir = std::env::var_os("SEMANTIC_MODEL").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("semantic/model"),
-        Into::into,
-    );
-    let model = std::fs::read(dir.join("model.safetensors")).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}/model.safetensors ({e}): run wordlists/semantic/fetch-model.sh (tests/run does)",
-            dir.display()
-        )
-    });
-    let tokenizer = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
-    let head = Head::from_toml(include_str!("../semantic/head.toml")).unwrap();
-    let semantic = Semantic::new(&model, &tokenizer, head).unwrap();
+    let semantic = common::semantic();
     let matcher = MatcherBuilder::new(Libraries::builtin().unwrap())
         .build()
         .unwrap();

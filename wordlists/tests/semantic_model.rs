@@ -9,25 +9,8 @@ use wordlists::minilm::Encoder;
 use wordlists::semantic::{Head, Semantic};
 use wordlists::wordpiece::WordPiece;
 
-/// The model's folder: `SEMANTIC_MODEL`, or wordlists/semantic/model.
-pub fn model_dir() -> std::path::PathBuf {
-    std::env::var_os("SEMANTIC_MODEL").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("semantic/model"),
-        Into::into,
-    )
-}
-
-fn read_model() -> (Vec<u8>, String) {
-    let dir = model_dir();
-    let model = std::fs::read(dir.join("model.safetensors")).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}/model.safetensors ({e}): run wordlists/semantic/fetch-model.sh (tests/run does)",
-            dir.display()
-        )
-    });
-    let tokenizer = std::fs::read_to_string(dir.join("tokenizer.json")).unwrap();
-    (model, tokenizer)
-}
+mod common;
+use common::read_model;
 
 #[test]
 fn tokens_and_vectors_are_those_of_the_reference_implementation() {
