@@ -8,6 +8,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// zenity's arguments for a 900×600 text window titled "Messages" that
+/// shows a file (its path comes next): a message received, as other
+/// applications show text the accessibility bus reads.
+pub const ZENITY_MESSAGES: [&str; 8] = [
+    "--text-info",
+    "--title",
+    "Messages",
+    "--width",
+    "900",
+    "--height",
+    "600",
+    "--filename",
+];
+
 /// Fails, naming the package, if `tool` is not on the PATH.
 ///
 /// # Errors

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use serde_json::Value;
 use tests::agent_process::{AgentProcess, EnrolledBed};
-use tests::desktop::{XDesktop, require, wait_for};
+use tests::desktop::{XDesktop, ZENITY_MESSAGES, require, wait_for};
 use tests::session_bus::SessionBus;
 
 /// Kills a child on drop.
@@ -64,16 +64,7 @@ impl Reading {
         std::fs::write(&file, text)?;
         Ok(Killed(
             Command::new("zenity")
-                .args([
-                    "--text-info",
-                    "--title",
-                    "Messages",
-                    "--width",
-                    "900",
-                    "--height",
-                    "600",
-                    "--filename",
-                ])
+                .args(ZENITY_MESSAGES)
                 .arg(&file)
                 .env("DISPLAY", &self.x.display)
                 .env("DBUS_SESSION_BUS_ADDRESS", &self.bus.address)

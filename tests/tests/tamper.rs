@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use serde_json::Value;
 use tests::agent_process::{AgentProcess, EnrolledBed};
-use tests::desktop::{XDesktop, wait_for};
+use tests::desktop::{XDesktop, ZENITY_MESSAGES, wait_for};
 use tests::pupil::Pupil;
 
 /// The terms of the pupil's captures in the console, oldest first.
@@ -480,16 +480,7 @@ fn other_applications_text_is_read_in_a_supervised_session_and_a_killed_reader_i
     let mut zenity = pupil
         .command("zenity", Some(&x.display))
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .args([
-            "--text-info",
-            "--title",
-            "Messages",
-            "--width",
-            "900",
-            "--height",
-            "600",
-            "--filename",
-        ])
+        .args(ZENITY_MESSAGES)
         .arg(&file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
