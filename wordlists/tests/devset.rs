@@ -15,9 +15,9 @@
 use std::collections::BTreeMap;
 
 use wordlists::semantic::Semantic;
+use wordlists::{Libraries, Matcher, MatcherBuilder};
 
 mod common;
-use wordlists::{Libraries, Matcher, MatcherBuilder};
 
 /// The capture threshold: what staff see.
 const THRESHOLD: u8 = 3;

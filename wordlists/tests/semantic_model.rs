@@ -51,9 +51,7 @@ fn tokens_and_vectors_are_those_of_the_reference_implementation() {
 
 #[test]
 fn the_shipped_head_fits_the_model_and_judges() {
-    let (model, tokenizer) = read_model();
-    let head = Head::from_toml(include_str!("../semantic/head.toml")).unwrap();
-    let semantic = Semantic::new(&model, &tokenizer, head).unwrap();
+    let semantic = common::semantic();
     let verdict = semantic
         .judge("i wish i could just disappear forever")
         .expect("flagged");
