@@ -2,7 +2,8 @@
 //! so each behaviour is seen alone: a rule fires only when its concepts
 //! stand close enough (and in order, if asked), says which words made it,
 //! cues move its severity, a category's cues lower its term hits, and the
-//! parser and lint refuse what could never work.
+//! parser and lint refuse what could never work. The last test is of the
+//! shipped rules: a risky line beside an ordinary one that shares its words.
 
 use wordlists::library::parse;
 use wordlists::{Libraries, Matcher, MatcherBuilder, Rule};
@@ -273,5 +274,55 @@ fn a_megabyte_line_full_of_concepts_and_terms_is_scanned_whole() {
     );
     for h in &hits {
         assert!(text.is_char_boundary(h.start) && text.is_char_boundary(h.end) && h.start < h.end);
+    }
+}
+
+/// The shipped rules that pair an everyday object or verb with a cue
+/// (a weapon to hand, pills with drink, a campaign against a pupil) fire
+/// on the risky line and not on the ordinary one beside it: cues as
+/// common as "with my", "on her" or "post it" once made every steak
+/// knife and birthday post a capture.
+#[test]
+fn the_shipped_rules_tell_a_threat_from_an_everyday_line() {
+    let m = MatcherBuilder::new(Libraries::builtin().unwrap())
+        .build()
+        .unwrap();
+    let grave = |t: &str| m.scan(t).iter().any(|h| h.severity >= 3);
+    for (risky, ordinary) in [
+        (
+            "im going to hurt him with my knife",
+            "i cut my steak with my knife",
+        ),
+        (
+            "ill bring a hammer and sort him out",
+            "he hit him with a bat in cricket",
+        ),
+        (
+            "mixing vodka with my nans tablets is wild",
+            "my mum takes tablets with her wine",
+        ),
+        (
+            "keep calling her names till she quits the team",
+            "keep calling him till he picks up",
+        ),
+        (
+            "i edited her face onto a pig and sent it round",
+            "send it round to everyone for mums birthday",
+        ),
+        (
+            "we changed the group name to make fun of her",
+            "can u post it to her house",
+        ),
+        (
+            "gonna bring a glock to the party lol not joking",
+            "the nerf gun is on her bed",
+        ),
+    ] {
+        assert!(grave(risky), "not captured: {risky:?}");
+        assert!(
+            !grave(ordinary),
+            "captured: {ordinary:?} {:?}",
+            m.scan(ordinary)
+        );
     }
 }
