@@ -280,7 +280,7 @@ fn a_megabyte_line_full_of_concepts_and_terms_is_scanned_whole() {
 /// The shipped rules that pair an everyday object or verb with a cue
 /// (a weapon to hand, pills with drink, a campaign against a pupil) fire
 /// on the risky line and not on the ordinary one beside it: cues as
-/// common as "with my", "on her" or "post it" once made every steak
+/// common as "with my", "on her", "post it" or "filter" once made every steak
 /// knife and birthday post a capture.
 #[test]
 fn the_shipped_rules_tell_a_threat_from_an_everyday_line() {
@@ -316,6 +316,14 @@ fn the_shipped_rules_tell_a_threat_from_an_everyday_line() {
         (
             "gonna bring a glock to the party lol not joking",
             "the nerf gun is on her bed",
+        ),
+        (
+            "boot it from a usb and the filter doesnt load",
+            "put the photos on a usb and the filter on",
+        ),
+        (
+            "i found a site that gets round securly",
+            "the snapchat filter gets round ur face",
         ),
     ] {
         assert!(grave(risky), "not captured: {risky:?}");
