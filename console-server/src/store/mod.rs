@@ -29,9 +29,11 @@ pub use audit_action::AuditAction;
 pub use tokens::TokenRefusal;
 pub mod images;
 pub mod migrations;
+pub mod postgres;
 pub mod register;
 pub mod retention;
 pub mod scope;
+pub mod sql;
 pub mod sqlite;
 mod sqlite_activity;
 mod sqlite_alerts;
@@ -70,6 +72,16 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A database error through [`sql::Db`] (either database).
+    #[error("database error while {during}: {source}")]
+    Sql {
+        during: &'static str,
+        #[source]
+        source: sql::SqlError,
+    },
+    /// The database cannot be reached; the message says where and what to check.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("image store error while {during}: {source}")]
     Image {
         during: &'static str,
@@ -101,6 +113,7 @@ impl StoreError {
             StoreError::Database { source, .. } => {
                 source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
             }
+            StoreError::Sql { source, .. } => source.is_disk_full(),
             StoreError::Image { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded

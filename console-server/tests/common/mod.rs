@@ -1,0 +1,3 @@
+//! Helpers the console's integration tests share.
+
+pub mod postgres;

@@ -1,0 +1,248 @@
+//! The store's SQL layer on both databases: one statement, one result, on
+//! SQLite and on a real PostgreSQL server; PostgreSQL's schema, its
+//! migrations under concurrent starts, its append-only audit log, and
+//! writes that conflict across connections.
+
+mod common;
+
+use common::postgres::TestDatabase;
+use console_server::store::StoreError;
+use console_server::store::postgres::Postgres;
+use console_server::store::sql::{Db, SqlError, Value, params};
+
+const TABLE: &str = "CREATE TABLE things (id TEXT PRIMARY KEY, user TEXT NOT NULL, n BIGINT NOT NULL, \
+                     flag BIGINT NOT NULL DEFAULT 0, note TEXT, bytes BYTEA)";
+
+/// The statements under test, on either database.
+fn exercise(db: &mut Db<'_, '_>) -> Result<Vec<String>, SqlError> {
+    let mut seen = Vec::new();
+    for (id, user, n) in [("a", "pupil1", 3), ("b", "pupil2", 4), ("c", "pupil1", 5)] {
+        let changed = db.execute(
+            "INSERT INTO things (id, user, n, note, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            &params![id, user, n, None::<String>, vec![0u8, 255, 7]],
+        )?;
+        seen.push(format!("insert {id}: {changed}"));
+    }
+    // A second copy of one id: stored once.
+    let changed = db.execute(
+        "INSERT INTO things (id, user, n) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        &params!["a", "someone else", 99],
+    )?;
+    seen.push(format!("duplicate: {changed}"));
+    db.execute(
+        "UPDATE things SET flag = 1 WHERE user = ?",
+        &params!["pupil1"],
+    )?;
+    let rows = db.query_map(
+        "SELECT id, user, n, flag <> 0, note, bytes, note IS NULL FROM things ORDER BY id",
+        &[],
+        |r| {
+            Ok(format!(
+                "{} {} {} {} {:?} {:?} {}",
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<i64>(2)?,
+                r.get::<bool>(3)?,
+                r.get::<Option<String>>(4)?,
+                r.get::<Vec<u8>>(5)?,
+                r.get::<bool>(6)?,
+            ))
+        },
+    )?;
+    seen.extend(rows);
+    let total: i64 = db.query_row(
+        "SELECT CAST(SUM(n) AS BIGINT) FROM things WHERE user = ?1 AND instr(lower(id), ?2) > 0",
+        &params!["pupil1", "a"],
+        |r| r.get(0),
+    )?;
+    seen.push(format!("sum: {total}"));
+    let none = db.query_opt("SELECT id FROM things WHERE id = ?", &params!["zz"], |r| {
+        r.get::<String>(0)
+    })?;
+    seen.push(format!("none: {none:?}"));
+    // A value of the wrong kind is refused, not defaulted.
+    let wrong = db.query_row("SELECT user FROM things WHERE id = 'a'", &[], |r| {
+        r.get::<i64>(0)
+    });
+    seen.push(format!(
+        "wrong kind refused: {}",
+        matches!(wrong, Err(SqlError::Column { .. }))
+    ));
+    Ok(seen)
+}
+
+#[test]
+fn one_statement_gives_one_result_on_sqlite_and_on_postgres() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch(&TABLE.replace("BYTEA", "BLOB")).unwrap();
+    let on_sqlite = exercise(&mut Db::Sqlite(&conn)).unwrap();
+
+    let database = TestDatabase::new();
+    let pg = Postgres::connect(&database.url, 4).unwrap();
+    pg.write("making a table", |db| {
+        db.batch(&TABLE.replace("user", "\"user\""))
+    })
+    .unwrap();
+    let on_postgres = pg.write("exercising", exercise).unwrap();
+
+    assert_eq!(on_sqlite, on_postgres);
+    assert_eq!(
+        on_sqlite,
+        [
+            "insert a: 1",
+            "insert b: 1",
+            "insert c: 1",
+            "duplicate: 0",
+            "a pupil1 3 true None [0, 255, 7] true",
+            "b pupil2 4 false None [0, 255, 7] true",
+            "c pupil1 5 true None [0, 255, 7] true",
+            "sum: 3",
+            "none: None",
+            "wrong kind refused: true",
+        ]
+    );
+    // A read sees what the write committed.
+    let count = pg
+        .read("counting", |db| {
+            db.query_row("SELECT COUNT(*) FROM things", &[], |r| r.get::<i64>(0))
+        })
+        .unwrap();
+    assert_eq!(count, 3);
+}
+
+#[test]
+fn consoles_starting_together_migrate_the_schema_once() {
+    let database = TestDatabase::new();
+    let url = database.url.clone();
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Postgres::connect(&url, 2).map(|_| ()))
+        })
+        .collect();
+    for s in starts {
+        s.join().unwrap().unwrap();
+    }
+    let pg = Postgres::connect(&url, 1).unwrap();
+    let (versions, tables) = pg
+        .read("reading the schema", |db| {
+            let versions = db.query_map("SELECT version FROM schema_version", &[], |r| {
+                r.get::<i64>(0)
+            })?;
+            let tables = db.query_row(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                &[],
+                |r| r.get::<i64>(0),
+            )?;
+            Ok((versions, tables))
+        })
+        .unwrap();
+    assert_eq!(
+        versions,
+        [console_server::store::migrations::POSTGRES_MIGRATIONS.len() as i64]
+    );
+    assert!(tables > 30, "{tables} tables");
+}
+
+#[test]
+fn a_newer_schema_in_postgres_is_refused_not_damaged() {
+    let database = TestDatabase::new();
+    let pg = Postgres::connect(&database.url, 1).unwrap();
+    pg.write("pretending to be newer", |db| {
+        db.execute("UPDATE schema_version SET version = 999", &[])
+    })
+    .unwrap();
+    drop(pg);
+    match Postgres::connect(&database.url, 1) {
+        Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+        other => panic!("expected a newer schema refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_audit_log_in_postgres_cannot_be_changed_or_deleted() {
+    let database = TestDatabase::new();
+    let pg = Postgres::connect(&database.url, 1).unwrap();
+    pg.write("auditing", |db| {
+        db.execute(
+            "INSERT INTO audit (time, actor, action, target, detail, origin) VALUES (?, ?, ?, ?, ?, ?)",
+            &params![1i64, "lead", "view_capture", "x", "", "cli"],
+        )
+    })
+    .unwrap();
+    for attempt in [
+        "UPDATE audit SET actor = 'someone else'",
+        "DELETE FROM audit",
+        "TRUNCATE audit",
+    ] {
+        let err = pg
+            .write("tampering", |db| db.execute(attempt, &[]))
+            .expect_err(attempt);
+        assert!(err.to_string().contains("append-only"), "{attempt}: {err}");
+    }
+    let rows = pg
+        .read("counting", |db| {
+            db.query_row("SELECT COUNT(*), MIN(actor) FROM audit", &[], |r| {
+                Ok((r.get::<i64>(0)?, r.get::<String>(1)?))
+            })
+        })
+        .unwrap();
+    assert_eq!(rows, (1, "lead".to_owned()));
+}
+
+/// Read-then-write steps from many connections at once: each is run again
+/// when it conflicts, so none is lost, as with SQLite's single writer.
+#[test]
+fn conflicting_writes_are_run_again_and_none_is_lost() {
+    let database = TestDatabase::new();
+    let pg = std::sync::Arc::new(Postgres::connect(&database.url, 8).unwrap());
+    pg.write("a counter", |db| {
+        db.batch("CREATE TABLE counter (n BIGINT NOT NULL); INSERT INTO counter VALUES (0);")
+    })
+    .unwrap();
+    let workers: Vec<_> = (0..6)
+        .map(|_| {
+            let pg = pg.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    pg.write("counting", |db| {
+                        let n: i64 = db.query_row("SELECT n FROM counter", &[], |r| r.get(0))?;
+                        db.execute("UPDATE counter SET n = ?", &[Value::Int(n + 1)])?;
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let n = pg
+        .read("reading", |db| {
+            db.query_row("SELECT n FROM counter", &[], |r| r.get::<i64>(0))
+        })
+        .unwrap();
+    assert_eq!(n, 150);
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://console:hunter2@127.0.0.1:{port}/safeguarding");
+    let err = Postgres::connect(&url, 1).expect_err("nothing listens there");
+    let message = err.to_string();
+    assert!(
+        message.contains("cannot connect to the database"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("hunter2"),
+        "the password is shown: {message}"
+    );
+}
