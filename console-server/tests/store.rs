@@ -1,11 +1,16 @@
-//! The SQLite store on its own: retention, offline alerts, the append-only
-//! audit log, tokens, idempotent ingest. A real database in a temporary
-//! directory; times are passed in, so nothing waits on a clock.
+//! The store on its own: retention, offline alerts, the append-only audit
+//! log, tokens, idempotent ingest. Each test runs on a real SQLite file in
+//! a temporary directory and, where its part of the store is written for
+//! both, again on a fresh database of a real PostgreSQL server (see
+//! `common::stores`; the lists at the end say which run where). Times are
+//! passed in, so nothing waits on a clock.
+
+mod common;
+
+use common::stores::{Harness, Kind};
 
 use std::sync::Arc;
 
-use console_server::policy::default_policy;
-use console_server::store::images::{FsImageStore, ImageStore};
 use console_server::store::register::RegisterStore;
 use console_server::store::retention::RecordRetention;
 use console_server::store::sqlite::SqliteStore;
@@ -15,11 +20,6 @@ use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
 use uuid::Uuid;
 
 const DAY: i64 = 24 * 3600 * 1000;
-
-fn open(dir: &std::path::Path) -> SqliteStore {
-    let images = FsImageStore::open(&dir.join("images")).unwrap();
-    SqliteStore::open(&dir.join("console.db"), Arc::new(images), default_policy).unwrap()
-}
 
 fn capture_at(time: UnixMillis) -> Capture {
     Capture {
@@ -49,23 +49,15 @@ fn ingest(store: &SqliteStore, device: Uuid, c: &Capture) -> Stored {
         .unwrap()[0]
 }
 
-fn images_on_disk(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join("images"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .count()
-}
-
-#[test]
-fn a_resend_is_a_duplicate_and_keeps_the_first_copy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn a_resend_is_a_duplicate_and_keeps_the_first_copy(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let device = Uuid::now_v7();
     let c = capture_at(UnixMillis::now());
-    assert_eq!(ingest(&store, device, &c), Stored::New);
+    assert_eq!(ingest(store, device, &c), Stored::New);
     let mut resend = c.clone();
     resend.context = "changed".into();
-    assert_eq!(ingest(&store, device, &resend), Stored::Duplicate);
+    assert_eq!(ingest(store, device, &resend), Stored::Duplicate);
     let stored = store.capture(c.id).unwrap().unwrap();
     assert_eq!(stored.summary.context, "kms");
     // Twice in one batch: one row.
@@ -77,13 +69,12 @@ fn a_resend_is_a_duplicate_and_keeps_the_first_copy() {
     };
     let out = store.store_batch(&[item.clone(), item]).unwrap();
     assert_eq!(out, vec![Stored::New, Stored::Duplicate]);
-    assert_eq!(images_on_disk(tmp.path()), 2);
+    assert_eq!(h.image_count(), 2);
 }
 
-#[test]
-fn retention_deletes_by_status_and_age_with_images_and_audit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn retention_deletes_by_status_and_age_with_images_and_audit(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let device = Uuid::now_v7();
     let now = UnixMillis::now();
     let old_fp = capture_at(UnixMillis(now.0 - 31 * DAY));
@@ -92,7 +83,7 @@ fn retention_deletes_by_status_and_age_with_images_and_audit() {
     let young_new = capture_at(UnixMillis(now.0 - 89 * DAY));
     let ancient_violation = capture_at(UnixMillis(now.0 - 3000 * DAY));
     for c in [&old_fp, &young_fp, &old_new, &young_new, &ancient_violation] {
-        ingest(&store, device, c);
+        ingest(store, device, c);
     }
     let mark = |id, status| {
         store
@@ -111,7 +102,7 @@ fn retention_deletes_by_status_and_age_with_images_and_audit() {
     assert!(mark(old_fp.id, Status::FalsePositive));
     assert!(mark(young_fp.id, Status::FalsePositive));
     assert!(mark(ancient_violation.id, Status::Violation));
-    assert_eq!(images_on_disk(tmp.path()), 5);
+    assert_eq!(h.image_count(), 5);
 
     let deleted = store.expire(&Retention::default(), now).unwrap();
     let mut gone: Vec<Uuid> = deleted.iter().map(|d| d.id).collect();
@@ -123,7 +114,7 @@ fn retention_deletes_by_status_and_age_with_images_and_audit() {
         assert!(store.capture(c.id).unwrap().is_some());
     }
     assert!(store.capture(old_fp.id).unwrap().is_none());
-    assert_eq!(images_on_disk(tmp.path()), 3, "images go with their rows");
+    assert_eq!(h.image_count(), 3, "images go with their rows");
     let audit = store.audit_events(100).unwrap();
     let retention: Vec<_> = audit.iter().filter(|e| e.actor == "retention").collect();
     assert_eq!(retention.len(), 2);
@@ -132,10 +123,9 @@ fn retention_deletes_by_status_and_age_with_images_and_audit() {
     assert!(store.expire(&Retention::default(), now).unwrap().is_empty());
 }
 
-#[test]
-fn the_audit_log_cannot_be_changed_or_deleted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn the_audit_log_cannot_be_changed_or_deleted(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     store
         .audit(&AuditEntry {
             time: UnixMillis::now(),
@@ -146,18 +136,16 @@ fn the_audit_log_cannot_be_changed_or_deleted() {
             origin: "cli",
         })
         .unwrap();
-    drop(store);
-    let conn = rusqlite::Connection::open(tmp.path().join("console.db")).unwrap();
     for sql in ["UPDATE audit SET actor = 'b'", "DELETE FROM audit"] {
-        let err = conn.execute(sql, []).unwrap_err().to_string();
+        let err = h.execute(sql).unwrap_err();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
+    assert_eq!(store.audit_events(10).unwrap().len(), 1);
 }
 
-#[test]
-fn silent_devices_raise_an_offline_alert_once_and_a_back_online_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn silent_devices_raise_an_offline_alert_once_and_a_back_online_one(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let device = Uuid::now_v7();
     let t0 = UnixMillis(1_800_000_000_000);
     store
@@ -224,10 +212,9 @@ fn enroll(
         .unwrap()
 }
 
-#[test]
-fn an_enrollment_token_is_used_once_even_under_a_race() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(tmp.path()));
+fn an_enrollment_token_is_used_once_even_under_a_race(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = Arc::new(h.store);
     let now = UnixMillis::now();
     store
         .add_enroll_token("hash", UnixMillis(now.0 + 60_000), now)
@@ -258,10 +245,9 @@ fn an_enrollment_token_is_used_once_even_under_a_race() {
     ));
 }
 
-#[test]
-fn an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_ones_fail() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_ones_fail(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let now = UnixMillis::now();
     let hash = "a1b2c3d4e5f6a7b8c9d0";
     store
@@ -309,15 +295,14 @@ fn an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_one
     assert!(store.revoke_enroll_token(&hash[..12], now).unwrap());
     assert!(store.enroll_tokens(now).unwrap().is_empty());
     assert!(matches!(
-        enroll(&store, hash, Uuid::now_v7(), now),
+        enroll(store, hash, Uuid::now_v7(), now),
         Err(TokenRefusal::Revoked(_))
     ));
 }
 
-#[test]
-fn an_api_token_works_only_while_live_and_while_its_owner_may() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn an_api_token_works_only_while_live_and_while_its_owner_may(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let now = UnixMillis::now();
     store.add_user("lead", Role::Reviewer, "x", now).unwrap();
     let add = |name: &str, role, owner, hash: &str, expires: i64| {
@@ -391,28 +376,24 @@ fn an_api_token_works_only_while_live_and_while_its_owner_may() {
     assert!(matches!(check("bbbbbbbbbbbb02"), ApiTokenCheck::Refused(w) if w.contains("revoked")));
 }
 
-#[test]
-fn a_newer_schema_is_refused_not_damaged() {
-    let tmp = tempfile::tempdir().unwrap();
-    drop(open(tmp.path()));
-    let conn = rusqlite::Connection::open(tmp.path().join("console.db")).unwrap();
-    conn.pragma_update(None, "user_version", 99).unwrap();
-    drop(conn);
-    let images = FsImageStore::open(&tmp.path().join("images")).unwrap();
-    let err = SqliteStore::open(
-        &tmp.path().join("console.db"),
-        Arc::new(images),
-        default_policy,
-    )
-    .unwrap_err()
-    .to_string();
+fn a_newer_schema_is_refused_not_damaged(kind: Kind) {
+    let h = Harness::new(kind);
+    match kind {
+        Kind::Sqlite => h.execute("PRAGMA user_version = 99").map(|_| ()),
+        Kind::Postgres => h
+            .execute("UPDATE schema_version SET version = 99")
+            .map(|_| ()),
+    }
+    .unwrap();
+    let err = h.open_again().map(|_| ()).unwrap_err();
     assert!(err.contains("newer console"), "{err}");
+    // Still the data of before.
+    assert_eq!(h.store.policy().unwrap().version, 1);
 }
 
-#[test]
-fn policies_are_versioned() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn policies_are_versioned(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let first = store.policy().unwrap();
     assert_eq!(first.version, 1);
     let mut next = first.clone();
@@ -420,14 +401,12 @@ fn policies_are_versioned() {
     let saved = store.set_policy(next, UnixMillis::now()).unwrap();
     assert_eq!(saved.version, 2);
     assert_eq!(store.policy().unwrap(), saved);
-    drop(store);
-    assert_eq!(open(tmp.path()).policy().unwrap().version, 2);
+    assert_eq!(h.open_again().unwrap().policy().unwrap().version, 2);
 }
 
-#[test]
-fn captures_are_listed_by_how_they_were_seen() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn captures_are_listed_by_how_they_were_seen(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let device = Uuid::now_v7();
     let mut ids = Vec::new();
     for source in [
@@ -438,7 +417,7 @@ fn captures_are_listed_by_how_they_were_seen() {
     ] {
         let mut c = capture_at(UnixMillis::now());
         c.source = source;
-        ingest(&store, device, &c);
+        ingest(store, device, &c);
         ids.push((source, c.id));
     }
     let listed = |filter: &str| -> Vec<String> {
@@ -464,10 +443,9 @@ fn captures_are_listed_by_how_they_were_seen() {
     assert!(err.contains("not one of viewed, typed"), "{err}");
 }
 
-#[test]
-fn a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let device = Uuid::now_v7();
     let event = |t: i64| protocol::TamperEvent {
         id: Uuid::now_v7(),
@@ -536,11 +514,10 @@ fn a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart() {
     assert!(other.is_empty(), "another device's list is empty");
 }
 
-#[test]
-fn a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_again() {
+fn a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_again(kind: Kind) {
     use protocol::{DeviceHealth, Heartbeat, SessionHealth};
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+    let h = Harness::new(kind);
+    let store = &h.store;
     let t0 = UnixMillis::now().0 - DAY;
     let (watched, idle, old_agent) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let health = |users: &[&str]| {
@@ -662,19 +639,15 @@ fn a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_ag
     assert_eq!(check(t0 + 300_001, 0).len(), 1);
 }
 
-#[test]
-fn the_audit_filter_finds_an_action_under_every_name_it_was_written_with() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn the_audit_filter_finds_an_action_under_every_name_it_was_written_with(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     // A line written by an earlier version, which spelt it `enrol`.
-    rusqlite::Connection::open(tmp.path().join("console.db"))
-        .unwrap()
-        .execute(
-            "INSERT INTO audit (time, actor, action, target, detail, origin)
-             VALUES (1, 'it', 'mint_enrol_token', '', 'old', 'cli')",
-            [],
-        )
-        .unwrap();
+    h.execute(
+        "INSERT INTO audit (time, actor, action, target, detail, origin)
+         VALUES (1, 'it', 'mint_enrol_token', '', 'old', 'cli')",
+    )
+    .unwrap();
     store
         .audit_now("it", AuditAction::MintEnrollToken, "", "new", "web")
         .unwrap();
@@ -692,11 +665,10 @@ fn the_audit_filter_finds_an_action_under_every_name_it_was_written_with() {
     assert_eq!(details, ["new", "old"]);
 }
 
-#[test]
-fn retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts() {
+fn retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts(kind: Kind) {
     use protocol::{Audience, AupDecision, Decision, TamperEvent, TamperKind};
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+    let h = Harness::new(kind);
+    let store = &h.store;
     let now = UnixMillis::now();
     let old = UnixMillis(now.0 - 500 * DAY);
     let recent = UnixMillis(now.0 - DAY);
@@ -776,62 +748,53 @@ fn retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts() 
     );
 }
 
-#[test]
-fn screenshot_files_no_capture_names_are_swept_and_named_ones_kept() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn screenshot_files_no_capture_names_are_swept_and_named_ones_kept(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let device = Uuid::now_v7();
     let kept = capture_at(UnixMillis::now());
-    assert_eq!(ingest(&store, device, &kept), Stored::New);
+    assert_eq!(ingest(store, device, &kept), Stored::New);
     // A file left behind by a stop between deleting a row and its file,
     // and an unfinished write.
-    let images = FsImageStore::open(&tmp.path().join("images")).unwrap();
+    let images = h.images();
     let orphan = Uuid::now_v7();
     images
         .put_all(&[(orphan, b"\x89PNG\r\n\x1a\nlost")])
         .unwrap();
-    let shard = std::fs::read_dir(tmp.path().join("images"))
+    let shard = std::fs::read_dir(h.tmp.path().join("images"))
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
         .path();
     std::fs::write(shard.join(format!("{}.png.tmp", Uuid::now_v7())), b"half").unwrap();
-    assert_eq!(images_on_disk(tmp.path()), 3);
+    assert_eq!(h.image_count(), 3);
     // Files written after the cut-off are not touched.
     let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     assert_eq!(store.sweep_images(past, UnixMillis::now()).unwrap(), 0);
-    assert_eq!(images_on_disk(tmp.path()), 3);
+    assert_eq!(h.image_count(), 3);
     let future = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
     assert_eq!(store.sweep_images(future, UnixMillis::now()).unwrap(), 1);
-    assert_eq!(
-        images_on_disk(tmp.path()),
-        1,
-        "the capture's screenshot stays"
-    );
+    assert_eq!(h.image_count(), 1, "the capture's screenshot stays");
     assert!(store.capture_image(kept.id).unwrap().is_some());
 }
 
-#[test]
-fn a_stored_value_no_console_wrote_is_an_error_not_a_default() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = open(tmp.path());
+fn a_stored_value_no_console_wrote_is_an_error_not_a_default(kind: Kind) {
+    let h = Harness::new(kind);
+    let store = &h.store;
     let now = UnixMillis::now();
     store.add_user("lead", Role::Reviewer, "x", now).unwrap();
     let c = capture_at(now);
-    assert_eq!(ingest(&store, Uuid::now_v7(), &c), Stored::New);
-    let db = rusqlite::Connection::open(tmp.path().join("console.db")).unwrap();
+    assert_eq!(ingest(store, Uuid::now_v7(), &c), Stored::New);
     // A role nobody gave must not quietly become one (it was read as auditor).
-    db.execute("UPDATE users SET role = 'superuser'", [])
-        .unwrap();
+    h.execute("UPDATE users SET role = 'superuser'").unwrap();
     let err = store.staff_account("lead").unwrap_err();
     assert!(
         matches!(&err, StoreError::Corrupt(m) if m.contains("superuser")),
         "{err}"
     );
     // A status nobody wrote must not read as unreviewed.
-    db.execute("UPDATE captures SET status = 'maybe'", [])
-        .unwrap();
+    h.execute("UPDATE captures SET status = 'maybe'").unwrap();
     let err = store.capture(c.id).unwrap_err();
     assert!(
         matches!(&err, StoreError::Corrupt(m) if m.contains("maybe")),
@@ -842,3 +805,27 @@ fn a_stored_value_no_console_wrote_is_an_error_not_a_default() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+// Parts written for both databases.
+on_both!(
+    the_audit_log_cannot_be_changed_or_deleted,
+    policies_are_versioned,
+    a_newer_schema_is_refused_not_damaged,
+    the_audit_filter_finds_an_action_under_every_name_it_was_written_with,
+);
+
+// Parts not yet written for PostgreSQL.
+on_sqlite!(
+    captures_are_listed_by_how_they_were_seen,
+    a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart,
+    a_resend_is_a_duplicate_and_keeps_the_first_copy,
+    retention_deletes_by_status_and_age_with_images_and_audit,
+    silent_devices_raise_an_offline_alert_once_and_a_back_online_one,
+    an_enrollment_token_is_used_once_even_under_a_race,
+    an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_ones_fail,
+    an_api_token_works_only_while_live_and_while_its_owner_may,
+    a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_again,
+    retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts,
+    screenshot_files_no_capture_names_are_swept_and_named_ones_kept,
+    a_stored_value_no_console_wrote_is_an_error_not_a_default,
+);

@@ -39,6 +39,100 @@ pub trait ImageStore: Send + Sync {
     fn keys_written_before(&self, before: std::time::SystemTime) -> io::Result<Vec<String>>;
 }
 
+/// The key an image is stored under, in either store:
+/// `<last two hex digits of the id>/<id>.png`.
+pub fn image_key(id: Uuid) -> String {
+    let hex = id.simple().to_string();
+    format!("{}/{id}.png", &hex[hex.len() - 2..])
+}
+
+/// Images in the PostgreSQL database's `images` table, so that every
+/// console instance of a trust sees every screenshot. A batch's images
+/// are committed in a transaction of their own before the rows that name
+/// them (PostgreSQL's commit is durable), so the order of
+/// [`ImageStore::put_all`] holds as it does for files.
+pub struct PgImageStore {
+    pg: std::sync::Arc<super::postgres::Postgres>,
+}
+
+impl PgImageStore {
+    pub fn new(pg: std::sync::Arc<super::postgres::Postgres>) -> Self {
+        PgImageStore { pg }
+    }
+}
+
+impl std::fmt::Debug for PgImageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgImageStore({})", self.pg.url())
+    }
+}
+
+fn io_error(e: super::StoreError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl ImageStore for PgImageStore {
+    fn put_all(&self, images: &[(Uuid, &[u8])]) -> io::Result<Vec<String>> {
+        let now = protocol::UnixMillis::now();
+        self.pg
+            .write("storing screenshots", |db| {
+                let mut keys = Vec::with_capacity(images.len());
+                for (id, bytes) in images {
+                    let key = image_key(*id);
+                    db.execute(
+                        "INSERT INTO images (key, written, bytes) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (key) DO UPDATE SET bytes = excluded.bytes",
+                        &super::sql::params![key, now, *bytes],
+                    )?;
+                    keys.push(key);
+                }
+                Ok(keys)
+            })
+            .map_err(io_error)
+    }
+
+    fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        self.pg
+            .read("reading a screenshot", |db| {
+                db.query_opt(
+                    "SELECT bytes FROM images WHERE key = ?1",
+                    &super::sql::params![key],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(io_error)
+    }
+
+    fn delete(&self, key: &str) -> io::Result<()> {
+        self.pg
+            .write("deleting a screenshot", |db| {
+                db.execute(
+                    "DELETE FROM images WHERE key = ?1",
+                    &super::sql::params![key],
+                )
+            })
+            .map(|_| ())
+            .map_err(io_error)
+    }
+
+    fn keys_written_before(&self, before: std::time::SystemTime) -> io::Result<Vec<String>> {
+        let before = protocol::UnixMillis(
+            before
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        );
+        self.pg
+            .read("listing screenshots", |db| {
+                db.query_map(
+                    "SELECT key FROM images WHERE written < ?1",
+                    &super::sql::params![before],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(io_error)
+    }
+}
+
 /// Images as files under one directory.
 #[derive(Debug)]
 pub struct FsImageStore {
@@ -56,8 +150,7 @@ impl FsImageStore {
     }
 
     fn key(id: Uuid) -> String {
-        let hex = id.simple().to_string();
-        format!("{}/{id}.png", &hex[hex.len() - 2..])
+        image_key(id)
     }
 
     /// The path for a key, refusing anything that is not a key this store

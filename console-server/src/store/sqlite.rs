@@ -16,18 +16,19 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{Policy, UnixMillis};
+use protocol::Policy;
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::images::ImageStore;
 use super::migrations::MIGRATIONS;
+use super::sql::{Db, SqlError};
 use super::*;
 
-/// SQLite plus image files.
+/// The console's store: SQLite plus image files for one school, or a
+/// PostgreSQL database a trust's console instances share.
 pub struct SqliteStore {
-    pub(super) writer: Mutex<Connection>,
-    pub(super) reader: Readers,
+    pub(super) backend: Backend,
     pub(super) images: Arc<dyn ImageStore>,
     /// The zone the weekly totals are counted in (see
     /// [`super::week_totals`]): the one recorded, until
@@ -42,6 +43,17 @@ impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SqliteStore")
     }
+}
+
+/// The database a store keeps its rows in.
+pub(super) enum Backend {
+    /// One writer connection and a few readers, on one file.
+    Sqlite {
+        writer: Mutex<Connection>,
+        reader: Readers,
+    },
+    /// A pool of connections to a shared database.
+    Postgres(Arc<super::postgres::Postgres>),
 }
 
 pub(super) fn db(during: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
@@ -127,6 +139,79 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
+    /// Runs `f` in one write transaction and commits it: on SQLite, on the
+    /// one writer connection; on PostgreSQL, serializable, and run again
+    /// when another instance's transaction conflicts with it (so `f` must
+    /// have no effect outside the database).
+    ///
+    /// # Errors
+    /// `f`'s error or the database's.
+    pub(super) fn write<T>(
+        &self,
+        during: &'static str,
+        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = lock(writer);
+                let tx = conn
+                    .transaction()
+                    .map_err(|e| SqlError::from(e).during(during))?;
+                let value = f(&mut Db::Sqlite(&tx)).map_err(|e| e.during(during))?;
+                tx.commit().map_err(|e| SqlError::from(e).during(during))?;
+                Ok(value)
+            }
+            Backend::Postgres(pg) => pg.write(during, f),
+        }
+    }
+
+    /// Runs `f` over one consistent view of the database.
+    ///
+    /// # Errors
+    /// `f`'s error or the database's.
+    pub(super) fn read<T>(
+        &self,
+        during: &'static str,
+        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => {
+                let mut conn = reader.get();
+                let tx = conn
+                    .transaction()
+                    .map_err(|e| SqlError::from(e).during(during))?;
+                let value = f(&mut Db::Sqlite(&tx)).map_err(|e| e.during(during))?;
+                drop(tx);
+                Ok(value)
+            }
+            Backend::Postgres(pg) => pg.read(during, f),
+        }
+    }
+
+    /// The SQLite writer connection, for the parts of the store not yet
+    /// written for both databases.
+    ///
+    /// # Errors
+    /// On PostgreSQL: this part is not available there yet.
+    pub(super) fn sqlite_writer(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => Ok(lock(writer)),
+            Backend::Postgres(_) => Err(not_on_postgres()),
+        }
+    }
+
+    /// A SQLite reading connection, for the parts of the store not yet
+    /// written for both databases.
+    ///
+    /// # Errors
+    /// On PostgreSQL: this part is not available there yet.
+    pub(super) fn sqlite_reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { reader, .. } => Ok(reader.get()),
+            Backend::Postgres(_) => Err(not_on_postgres()),
+        }
+    }
+
     /// The zone the weekly totals are counted in.
     pub(super) fn week_zone(&self) -> jiff::tz::TimeZone {
         self.week_zone
@@ -147,34 +232,72 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
-        let has_policy: bool = writer
-            .query_row("SELECT EXISTS (SELECT 1 FROM policies)", [], |r| r.get(0))
-            .map_err(db("reading the policy"))?;
-        if !has_policy {
-            let mut policy = default_policy();
-            policy.version = 1;
-            let body = serde_json::to_string(&policy).expect("a policy serialises");
-            writer
-                .execute(
-                    "INSERT INTO policies (version, created, body) VALUES (1, ?1, ?2)",
-                    params![UnixMillis::now().0, body],
-                )
-                .map_err(db("writing the first policy"))?;
+        let mut default_policy = Some(default_policy);
+        let during = "writing the first policy";
+        let week_zone = {
+            let tx = writer
+                .transaction()
+                .map_err(|e| SqlError::from(e).during(during))?;
+            let mut db = Db::Sqlite(&tx);
+            super::sqlite_policy::first_policy(&mut db, &mut default_policy)
+                .map_err(|e| e.during(during))?;
+            let zone = super::week_totals::recorded_zone(&mut db)
+                .map_err(|e| e.during("reading the weekly totals' zone"))?;
+            tx.commit().map_err(|e| SqlError::from(e).during(during))?;
+            zone
         }
+        .unwrap_or_else(crate::school_week::zone);
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        let week_zone =
-            super::week_totals::recorded_zone(&writer)?.unwrap_or_else(crate::school_week::zone);
         Ok(SqliteStore {
             week_zone: Mutex::new(week_zone),
             alert_rules: Mutex::new(Arc::new(crate::alerts::rules::RuleSet::default())),
-            writer: Mutex::new(writer),
-            reader: Readers {
-                conns: readers,
-                next: std::sync::atomic::AtomicUsize::new(0),
+            backend: Backend::Sqlite {
+                writer: Mutex::new(writer),
+                reader: Readers {
+                    conns: readers,
+                    next: std::sync::atomic::AtomicUsize::new(0),
+                },
             },
             images,
+        })
+    }
+}
+
+fn not_on_postgres() -> StoreError {
+    StoreError::Refused(
+        "this part of the console is not yet available on PostgreSQL; run the console on its embedded SQLite store (leave out --database)".into(),
+    )
+}
+
+impl SqliteStore {
+    /// Opens the store in the PostgreSQL database at `url` (migrating its
+    /// schema, one instance at a time), with screenshots in the same
+    /// database; writes `default_policy` as version 1 if there is no
+    /// policy yet.
+    ///
+    /// # Errors
+    /// If the database cannot be reached or migrated.
+    pub fn open_postgres(
+        url: &str,
+        connections: usize,
+        default_policy: impl FnOnce() -> Policy,
+    ) -> Result<Self, StoreError> {
+        let pg = super::postgres::Postgres::connect(url, connections)?;
+        let mut default_policy = Some(default_policy);
+        let week_zone = pg
+            .write("writing the first policy", |db| {
+                super::sqlite_policy::first_policy(db, &mut default_policy)?;
+                super::week_totals::recorded_zone(db)
+            })?
+            .unwrap_or_else(crate::school_week::zone);
+        let pg = Arc::new(pg);
+        Ok(SqliteStore {
+            week_zone: Mutex::new(week_zone),
+            alert_rules: Mutex::new(Arc::new(crate::alerts::rules::RuleSet::default())),
+            images: Arc::new(super::images::PgImageStore::new(pg.clone())),
+            backend: Backend::Postgres(pg),
         })
     }
 }

@@ -12,7 +12,7 @@ use super::*;
 
 impl ActivityStore for SqliteStore {
     fn aup_decisions(&self, limit: u32, scope: &Scope) -> Result<Vec<AupDecisionRow>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         let filter = scope_filter(scope, "a.user", "a.device", &mut args);
         args.push(Box::new(limit));
@@ -42,7 +42,7 @@ impl ActivityStore for SqliteStore {
     }
 
     fn tamper_events(&self, q: &TamperQuery) -> Result<Vec<TamperRow>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut sql = format!("SELECT {TAMPER_COLUMNS} WHERE 1");
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         if q.open_only {
@@ -63,7 +63,7 @@ impl ActivityStore for SqliteStore {
     }
 
     fn tamper_event(&self, id: Uuid) -> Result<Option<TamperRow>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         conn.query_row(
             &format!("SELECT {TAMPER_COLUMNS} WHERE t.id = ?1"),
             [id_str(id)],
@@ -80,7 +80,7 @@ impl ActivityStore for SqliteStore {
         note: &str,
         time: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let conn = lock(&self.writer);
+        let conn = self.sqlite_writer()?;
         let n = conn
             .execute(
                 "UPDATE tamper_events SET ack_by = ?2, ack_time = ?3, ack_note = ?4

@@ -7,7 +7,7 @@ use protocol::UnixMillis;
 use rusqlite::{Transaction, params};
 
 use super::alerts::*;
-use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::sqlite::{SqliteStore, db, insert_audit};
 use super::{AuditAction, AuditEntry, StoreError};
 use crate::alerts::rules::{AlertRule, Channel, Happening, RuleSet};
 
@@ -106,7 +106,7 @@ fn described(rule: &AlertRule) -> String {
 impl SqliteStore {
     fn query_alerts(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Alert>, StoreError> {
         let what = "reading alerts";
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn.prepare_cached(sql).map_err(db(what))?;
         let rows: Vec<_> = stmt
             .query_map(p, row)
@@ -144,7 +144,7 @@ impl AlertStore for SqliteStore {
 
     fn alert_sent(&self, alerts: &[Alert], now: UnixMillis) -> Result<(), StoreError> {
         let what = "recording an alert sent";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         let digest = if alerts.len() > 1 {
             format!(", in a digest of {}", alerts.len())
@@ -187,7 +187,7 @@ impl AlertStore for SqliteStore {
         now: UnixMillis,
     ) -> Result<(), StoreError> {
         let what = "recording an alert not sent";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         for alert in alerts {
             let attempts = alert.attempts + 1;
@@ -230,8 +230,7 @@ impl AlertStore for SqliteStore {
 
     fn failing_alert_count(&self) -> Result<u64, StoreError> {
         let n: i64 = self
-            .reader
-            .get()
+            .sqlite_reader()?
             .query_row(
                 "SELECT COUNT(*) FROM alerts
                  WHERE status = 'failed' OR (status = 'pending' AND attempts > 0)",
@@ -259,7 +258,7 @@ impl AlertStore for SqliteStore {
         {
             return Ok(0);
         }
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         let mut written = 0;
         for rule in &rules.rules {
@@ -298,7 +297,7 @@ impl AlertStore for SqliteStore {
 
     fn saved_alert_rules(&self) -> Result<Vec<AlertRule>, StoreError> {
         let what = "reading the alert rules made on the Settings page";
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare_cached("SELECT name, rule FROM alert_rules ORDER BY name")
             .map_err(db(what))?;
@@ -326,7 +325,7 @@ impl AlertStore for SqliteStore {
         let what = "saving an alert rule";
         let json = serde_json::to_string(rule)
             .map_err(|e| StoreError::Corrupt(format!("an alert rule does not serialise: {e}")))?;
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         if let Some(old) = replacing {
             tx.execute("DELETE FROM alert_rules WHERE name = ?1", params![old])
@@ -364,7 +363,7 @@ impl AlertStore for SqliteStore {
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
         let what = "deleting an alert rule";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         let gone = tx
             .execute("DELETE FROM alert_rules WHERE name = ?1", params![name])

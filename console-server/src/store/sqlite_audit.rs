@@ -1,23 +1,43 @@
-//! The SQLite store's audit log: append-only, filtered newest first.
+//! The store's audit log: append-only (enforced by the database itself),
+//! filtered newest first.
 
-use protocol::UnixMillis;
-
+use super::sql::{Db, SqlError, ToValue, Value, params};
 use super::sqlite::*;
 use super::*;
 
+/// Writes one line of the audit log, in the caller's transaction.
+///
+/// # Errors
+/// The database's.
+pub(super) fn write_audit(db: &mut Db<'_, '_>, e: &AuditEntry<'_>) -> Result<(), SqlError> {
+    db.execute(
+        "INSERT INTO audit (time, actor, action, target, detail, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &params![
+            e.time,
+            e.actor,
+            e.action.as_str(),
+            e.target,
+            e.detail,
+            e.origin
+        ],
+    )?;
+    Ok(())
+}
+
 impl AuditStore for SqliteStore {
     fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        insert_audit(&lock(&self.writer), entry).map_err(db("writing the audit log"))
+        self.write("writing the audit log", |db| write_audit(db, entry))
     }
 
     fn audit_query(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         let mut sql = String::from(
-            "SELECT seq, time, actor, action, target, detail, origin FROM audit WHERE 1",
+            "SELECT seq, time, actor, action, target, detail, origin FROM audit WHERE TRUE",
         );
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(actor) = &q.actor {
             sql.push_str(" AND actor = ?");
-            args.push(Box::new(actor.clone()));
+            args.push(actor.to_value());
         }
         if let Some(action) = q.action {
             // Its older names too, so lines written before a rename are found.
@@ -26,46 +46,40 @@ impl AuditStore for SqliteStore {
             sql.push_str(&vec!["?"; spellings.len()].join(", "));
             sql.push(')');
             for name in spellings {
-                args.push(Box::new(*name));
+                args.push(name.to_value());
             }
         }
         if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
-            sql.push_str(" AND (instr(lower(target), ?) OR instr(lower(detail), ?))");
-            args.push(Box::new(text.to_lowercase()));
-            args.push(Box::new(text.to_lowercase()));
+            sql.push_str(" AND (instr(lower(target), ?) > 0 OR instr(lower(detail), ?) > 0)");
+            args.push(text.to_lowercase().to_value());
+            args.push(text.to_lowercase().to_value());
         }
         if let Some(from) = q.from {
             sql.push_str(" AND time >= ?");
-            args.push(Box::new(from.0));
+            args.push(from.to_value());
         }
         if let Some(to) = q.to {
             sql.push_str(" AND time < ?");
-            args.push(Box::new(to.0));
+            args.push(to.to_value());
         }
         if let Some(before) = q.before {
             sql.push_str(" AND seq < ?");
-            args.push(Box::new(before));
+            args.push(before.to_value());
         }
         sql.push_str(" ORDER BY seq DESC LIMIT ?");
-        args.push(Box::new(q.limit));
-        let conn = self.reader.get();
-        let mut stmt = conn.prepare(&sql).map_err(db("reading the audit log"))?;
-        stmt.query_map(
-            rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
-            |r| {
+        args.push(q.limit.to_value());
+        self.read("reading the audit log", |db| {
+            db.query_map(&sql, &args, |r| {
                 Ok(AuditEvent {
                     seq: r.get(0)?,
-                    time: rfc3339(UnixMillis(r.get(1)?)),
+                    time: rfc3339(r.get(1)?),
                     actor: r.get(2)?,
                     action: r.get(3)?,
                     target: r.get(4)?,
                     detail: r.get(5)?,
                     origin: r.get(6)?,
                 })
-            },
-        )
-        .map_err(db("reading the audit log"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("reading the audit log"))
+            })
+        })
     }
 }

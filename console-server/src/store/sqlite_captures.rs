@@ -139,7 +139,7 @@ impl CaptureStore for SqliteStore {
             sql.push_str(" ORDER BY c.id DESC LIMIT ?");
         }
         args.push(Box::new(q.limit));
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn.prepare(&sql).map_err(db("listing captures"))?;
         let rows = stmt
             .query_map(
@@ -152,7 +152,7 @@ impl CaptureStore for SqliteStore {
     }
 
     fn capture(&self, id: Uuid) -> Result<Option<CaptureDetail>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let found = conn
             .query_row(
                 &format!(
@@ -195,8 +195,7 @@ impl CaptureStore for SqliteStore {
 
     fn capture_image(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
         let key: Option<Option<String>> = self
-            .reader
-            .get()
+            .sqlite_reader()?
             .query_row(
                 "SELECT image FROM captures WHERE id = ?1",
                 [id_str(id)],
@@ -211,7 +210,7 @@ impl CaptureStore for SqliteStore {
     }
 
     fn triage_many(&self, ids: &[Uuid], t: &Triage) -> Result<usize, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("starting triage"))?;
         let mut found = 0;
         for &id in ids {
@@ -249,7 +248,7 @@ impl CaptureStore for SqliteStore {
         to: UnixMillis,
         scope: &Scope,
     ) -> Result<Vec<CaptureBucket>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut args: Vec<Box<dyn rusqlite::ToSql>> =
             vec![Box::new(UnixMillis::HOUR), Box::new(from.0), Box::new(to.0)];
         let filter = scope_filter(scope, "c.user", "c.device", &mut args);
@@ -279,7 +278,7 @@ impl CaptureStore for SqliteStore {
     }
 
     fn capture_counts(&self, scope: &Scope) -> Result<Vec<(Status, u64)>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         let filter = scope_filter(scope, "c.user", "c.device", &mut args);
         let mut stmt = conn
@@ -314,7 +313,7 @@ impl CaptureStore for SqliteStore {
             loop {
                 // In slices, so a big first sweep never holds the writer long.
                 let ids: Vec<String> = {
-                    let conn = self.reader.get();
+                    let conn = self.sqlite_reader()?;
                     let mut stmt = conn
                         .prepare(
                             "SELECT id FROM captures WHERE status = ?1 AND time < ?2 LIMIT 500",
@@ -330,7 +329,7 @@ impl CaptureStore for SqliteStore {
                 }
                 let mut images = Vec::new();
                 {
-                    let mut conn = lock(&self.writer);
+                    let mut conn = self.sqlite_writer()?;
                     let tx = conn.transaction().map_err(db("starting retention"))?;
                     for id in &ids {
                         let id = Uuid::parse_str(id)
@@ -370,7 +369,7 @@ impl CaptureStore for SqliteStore {
 
     fn delete_capture(&self, id: Uuid, actor: &str, origin: &str) -> Result<bool, StoreError> {
         let image = {
-            let mut conn = lock(&self.writer);
+            let mut conn = self.sqlite_writer()?;
             let tx = conn.transaction().map_err(db("starting a deletion"))?;
             let entry = AuditEntry {
                 time: UnixMillis::now(),

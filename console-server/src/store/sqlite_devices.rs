@@ -108,7 +108,7 @@ impl DeviceStore for SqliteStore {
         agent_version: &str,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "INSERT INTO devices (id, hostname, os, agent_version, enrolled, first_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -124,7 +124,7 @@ impl DeviceStore for SqliteStore {
         agent_version: &str,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "INSERT INTO devices (id, agent_version, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?3)
@@ -136,7 +136,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn devices(&self, online_since: UnixMillis) -> Result<Vec<Device>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT id, hostname, os, agent_version, user, enrolled, last_seen,
@@ -159,7 +159,7 @@ impl DeviceStore for SqliteStore {
         cutoff: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("updating presence"))?;
         let mut events = Vec::new();
         let changes: Vec<(String, String, bool)> = {
@@ -217,7 +217,7 @@ impl DeviceStore for SqliteStore {
         heard_since: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn
             .transaction()
             .map_err(db("checking for silent devices"))?;
@@ -313,7 +313,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn revoke_device(&self, id: Uuid, reason: &str, now: UnixMillis) -> Result<bool, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("revoking a device"))?;
         let changed = tx
             .execute(
@@ -338,7 +338,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn revoked_devices(&self) -> Result<HashSet<String>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare("SELECT id FROM devices WHERE revoked IS NOT NULL")
             .map_err(db("reading revocations"))?;
@@ -349,7 +349,7 @@ impl DeviceStore for SqliteStore {
     }
 
     fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare("SELECT id, time, kind, device, detail FROM events ORDER BY id DESC LIMIT ?1")
             .map_err(db("listing events"))?;

@@ -5,7 +5,7 @@ use protocol::layers::{GroupAup, GroupKind, GroupLayers, Layer, Overrides, Term}
 use rusqlite::{Transaction, params};
 
 use super::groups::GroupStore;
-use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::sqlite::{SqliteStore, db, insert_audit};
 use super::{AuditAction, AuditEntry, StoreError};
 
 fn read_layers(conn: &rusqlite::Connection) -> Result<Vec<Layer>, StoreError> {
@@ -129,13 +129,12 @@ fn commit_change(
 
 impl GroupStore for SqliteStore {
     fn layers(&self) -> Result<Vec<Layer>, StoreError> {
-        read_layers(&self.reader.get())
+        read_layers(&*self.sqlite_reader()?)
     }
 
     fn layers_version(&self) -> Result<u64, StoreError> {
         let v: i64 = self
-            .reader
-            .get()
+            .sqlite_reader()?
             .query_row("SELECT version FROM layers_version", [], |r| r.get(0))
             .map_err(db("reading the layers' version"))?;
         Ok(v.max(0) as u64)
@@ -150,7 +149,7 @@ impl GroupStore for SqliteStore {
     ) -> Result<(), StoreError> {
         GroupKind::of(group).map_err(StoreError::Refused)?;
         let what = "saving a policy layer";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         let detail = match overrides {
             Some(o) => {
@@ -187,7 +186,7 @@ impl GroupStore for SqliteStore {
 
     fn group_members(&self, group: &str) -> Result<Vec<String>, StoreError> {
         let what = "reading a group's members";
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare_cached("SELECT member FROM group_members WHERE grp = ?1 ORDER BY member")
             .map_err(db(what))?;
@@ -215,7 +214,7 @@ impl GroupStore for SqliteStore {
             }
         }
         let what = "saving a group's members";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         tx.execute("DELETE FROM group_members WHERE grp = ?1", params![group])
             .map_err(db(what))?;
@@ -241,7 +240,7 @@ impl GroupStore for SqliteStore {
     }
 
     fn group_aups(&self) -> Result<Vec<GroupAup>, StoreError> {
-        read_group_aups(&self.reader.get())
+        read_group_aups(&*self.sqlite_reader()?)
     }
 
     fn publish_group_aup(
@@ -257,7 +256,7 @@ impl GroupStore for SqliteStore {
             )));
         }
         let what = "publishing a year group's AUP";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         let version: u32 = tx
             .query_row(
@@ -292,7 +291,7 @@ impl GroupStore for SqliteStore {
     }
 
     fn terms(&self) -> Result<Vec<Term>, StoreError> {
-        read_terms(&self.reader.get())
+        read_terms(&*self.sqlite_reader()?)
     }
 
     fn set_terms(
@@ -310,7 +309,7 @@ impl GroupStore for SqliteStore {
             )));
         }
         let what = "saving the school's terms";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         tx.execute("DELETE FROM school_terms", [])
             .map_err(db(what))?;
@@ -342,7 +341,7 @@ impl GroupStore for SqliteStore {
 
     fn known_groups(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let what = "listing the groups";
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT 'year:' || year_group, COUNT(*) FROM accounts
@@ -361,7 +360,7 @@ impl GroupStore for SqliteStore {
 
     fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError> {
         let what = "reading an account's groups";
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let found: Option<(Option<String>, Option<String>)> = conn
             .query_row(
                 "SELECT role, year_group FROM accounts WHERE account = ?1",
@@ -391,7 +390,7 @@ impl GroupStore for SqliteStore {
 
     fn device_groups(&self, device: &str) -> Result<Vec<String>, StoreError> {
         let what = "reading a laptop's groups";
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT grp FROM group_members WHERE member = ?1 AND grp LIKE 'devices:%' ORDER BY grp",
@@ -405,7 +404,7 @@ impl GroupStore for SqliteStore {
 
     fn layers_for_device(&self, device: &str) -> Result<GroupLayers, StoreError> {
         let what = "reading the layers for a laptop";
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let version: i64 = conn
             .query_row("SELECT version FROM layers_version", [], |r| r.get(0))
             .map_err(db(what))?;

@@ -467,7 +467,7 @@ impl IngestStore for SqliteStore {
         // its row is ignored.
         let mut pending: Vec<(usize, Uuid, &[u8])> = Vec::new();
         {
-            let conn = self.reader.get();
+            let conn = self.sqlite_reader()?;
             let mut seen = HashSet::new();
             for (i, item) in batch.iter().enumerate() {
                 if let (Some(table), Some((id, bytes))) =
@@ -490,7 +490,7 @@ impl IngestStore for SqliteStore {
             zone: &zone,
             rules: &rules,
         };
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn
             .transaction()
             .map_err(db("starting an ingest transaction"))?;

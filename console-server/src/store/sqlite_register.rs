@@ -1,14 +1,14 @@
 //! [`super::register::RegisterStore`] on SQLite.
 
 use super::register::*;
-use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::sqlite::{SqliteStore, db, insert_audit};
 use super::{AuditEntry, StoreError};
 use protocol::UnixMillis;
 use rusqlite::{OptionalExtension, params};
 
 impl RegisterStore for SqliteStore {
     fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let during = "listing the register of users";
         let mut rows: Vec<AccountRow> = conn
             .prepare(
@@ -86,7 +86,7 @@ impl RegisterStore for SqliteStore {
     }
 
     fn mis_staff_accounts(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         conn.prepare("SELECT account FROM accounts WHERE role = 'staff' ORDER BY account")
             .map_err(db("listing staff accounts"))?
             .query_map([], |r| r.get(0))
@@ -101,7 +101,7 @@ impl RegisterStore for SqliteStore {
         audit: &AuditEntry<'_>,
     ) -> Result<ImportCounts, StoreError> {
         let during = "importing the register of users";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(during))?;
         let mut counts = ImportCounts::default();
         {
@@ -165,7 +165,7 @@ impl RegisterStore for SqliteStore {
     }
 
     fn aup_versions(&self) -> Result<Vec<AupVersion>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         conn.prepare(
             "SELECT audience, version, markdown, published, staff FROM aup_versions
              ORDER BY published DESC, version DESC",
@@ -186,7 +186,7 @@ impl RegisterStore for SqliteStore {
     }
 
     fn record_aup_version(&self, v: &AupVersion) -> Result<(), StoreError> {
-        let conn = lock(&self.writer);
+        let conn = self.sqlite_writer()?;
         conn.execute(
             "INSERT OR IGNORE INTO aup_versions (audience, version, markdown, published, staff)
              VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -1,7 +1,7 @@
 //! [`super::retention::RecordRetention`] on SQLite.
 
 use super::retention::*;
-use super::sqlite::{SqliteStore, db, img, insert_audit, lock};
+use super::sqlite::{SqliteStore, db, img, insert_audit};
 use super::{AuditAction, AuditEntry, Retention, StoreError};
 use protocol::UnixMillis;
 use std::time::SystemTime;
@@ -45,7 +45,7 @@ impl RecordRetention for SqliteStore {
             ),
         ];
         let mut done = Vec::new();
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("applying retention"))?;
         for (what, days, sql, with_them) in kinds {
             let Some(days) = days else { continue };
@@ -86,7 +86,7 @@ impl RecordRetention for SqliteStore {
         let mut removed = 0u64;
         for chunk in keys.chunks(500) {
             let named: std::collections::HashSet<String> = {
-                let conn = self.reader.get();
+                let conn = self.sqlite_reader()?;
                 let sql = format!(
                     "SELECT image FROM captures WHERE image IN ({})",
                     vec!["?"; chunk.len()].join(", ")
@@ -107,7 +107,7 @@ impl RecordRetention for SqliteStore {
         if removed > 0 {
             let detail = format!("{removed} screenshot files no capture names");
             insert_audit(
-                &lock(&self.writer),
+                &*self.sqlite_writer()?,
                 &AuditEntry {
                     time: now,
                     actor: "retention",

@@ -50,8 +50,7 @@ impl SqliteStore {
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(id.to_owned())];
         let filter = scope_filter(scope, user, device, &mut args);
         let sql = format!("SELECT 1 FROM {table} t WHERE t.id = ?{filter}");
-        self.reader
-            .get()
+        self.sqlite_reader()?
             .query_row(
                 &sql,
                 rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
@@ -71,7 +70,7 @@ const DEVICES: (&str, &str, &str) = ("devices", "''", "t.id");
 
 impl ScopeStore for SqliteStore {
     fn staff_scope(&self, name: &str) -> Result<Scope, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT s.grp FROM staff_scopes s JOIN users u ON u.name = s.staff
@@ -87,7 +86,7 @@ impl ScopeStore for SqliteStore {
     }
 
     fn staff_scopes(&self) -> Result<HashMap<String, Scope>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT s.staff, s.grp FROM staff_scopes s JOIN users u ON u.name = s.staff
@@ -117,7 +116,7 @@ impl ScopeStore for SqliteStore {
         now: UnixMillis,
     ) -> Result<(), StoreError> {
         let what = "saving a reviewer's groups";
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db(what))?;
         let role: Option<String> = tx
             .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| {
@@ -199,7 +198,7 @@ impl ScopeStore for SqliteStore {
                  UNION ALL SELECT account, device FROM account_devices
              ) a WHERE 1{filter}"
         );
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn.prepare(&sql).map_err(db(what))?;
         let accounts = stmt
             .query_map(

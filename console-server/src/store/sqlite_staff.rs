@@ -14,7 +14,8 @@ impl UserStore for SqliteStore {
         password_hash: &str,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let changed = lock(&self.writer)
+        let changed = self
+            .sqlite_writer()?
             .execute(
                 "INSERT OR IGNORE INTO users (name, role, password_hash, created)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -60,8 +61,7 @@ const SESSION_COLUMNS: &str =
 
 impl StaffStore for SqliteStore {
     fn staff_account(&self, name: &str) -> Result<Option<StaffAccount>, StoreError> {
-        self.reader
-            .get()
+        self.sqlite_reader()?
             .query_row(
                 "SELECT name, role, created, disabled, password_hash FROM users WHERE name = ?1",
                 [name],
@@ -72,7 +72,7 @@ impl StaffStore for SqliteStore {
     }
 
     fn staff_accounts(&self) -> Result<Vec<StaffAccount>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare("SELECT name, role, created, disabled, password_hash FROM users ORDER BY name")
             .map_err(db("listing staff accounts"))?;
@@ -83,7 +83,7 @@ impl StaffStore for SqliteStore {
     }
 
     fn set_staff_role(&self, name: &str, role: Role) -> Result<bool, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("changing a role"))?;
         let changed = tx
             .execute(
@@ -107,7 +107,7 @@ impl StaffStore for SqliteStore {
         disabled: bool,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("disabling an account"))?;
         let changed = tx
             .execute(
@@ -124,7 +124,8 @@ impl StaffStore for SqliteStore {
     }
 
     fn set_staff_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
-        let changed = lock(&self.writer)
+        let changed = self
+            .sqlite_writer()?
             .execute(
                 "UPDATE users SET password_hash = ?2 WHERE name = ?1",
                 params![name, password_hash],
@@ -134,7 +135,7 @@ impl StaffStore for SqliteStore {
     }
 
     fn open_session(&self, s: &WebSession) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "INSERT INTO web_sessions (id_hash, user, csrf, created, last_seen, origin, agent)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -153,8 +154,7 @@ impl StaffStore for SqliteStore {
     }
 
     fn session(&self, id_hash: &str) -> Result<Option<WebSession>, StoreError> {
-        self.reader
-            .get()
+        self.sqlite_reader()?
             .query_row(
                 &format!(
                     "SELECT {SESSION_COLUMNS} FROM web_sessions s JOIN users u ON u.name = s.user
@@ -168,7 +168,7 @@ impl StaffStore for SqliteStore {
     }
 
     fn touch_session(&self, id_hash: &str, now: UnixMillis) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "UPDATE web_sessions SET last_seen = ?2 WHERE id_hash = ?1",
                 params![id_hash, now.0],
@@ -178,14 +178,15 @@ impl StaffStore for SqliteStore {
     }
 
     fn end_session(&self, id_hash: &str) -> Result<bool, StoreError> {
-        let changed = lock(&self.writer)
+        let changed = self
+            .sqlite_writer()?
             .execute("DELETE FROM web_sessions WHERE id_hash = ?1", [id_hash])
             .map_err(db("ending a session"))?;
         Ok(changed == 1)
     }
 
     fn sessions_of(&self, user: &str) -> Result<Vec<WebSession>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT {SESSION_COLUMNS} FROM web_sessions s JOIN users u ON u.name = s.user
@@ -203,7 +204,7 @@ impl StaffStore for SqliteStore {
         idle_before: UnixMillis,
         opened_before: UnixMillis,
     ) -> Result<usize, StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "DELETE FROM web_sessions WHERE last_seen < ?1 OR created < ?2",
                 params![idle_before.0, opened_before.0],

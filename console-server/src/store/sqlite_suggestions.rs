@@ -1,6 +1,6 @@
 //! [`super::suggestions::SuggestionStore`] on SQLite.
 
-use super::sqlite::{SqliteStore, db, id_str, lock};
+use super::sqlite::{SqliteStore, db, id_str};
 use super::suggestions::*;
 use super::{StoreError, rfc3339};
 use protocol::UnixMillis;
@@ -42,7 +42,7 @@ impl SuggestionStore for SqliteStore {
         capture: Option<Uuid>,
         now: UnixMillis,
     ) -> Result<i64, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn
             .transaction()
             .map_err(db("recording an exception suggestion"))?;
@@ -74,7 +74,7 @@ impl SuggestionStore for SqliteStore {
     }
 
     fn exception_suggestions(&self, decided: u32) -> Result<Vec<Suggestion>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut out = Vec::new();
         for (sql, limit) in [
             (
@@ -108,7 +108,7 @@ impl SuggestionStore for SqliteStore {
     }
 
     fn exception_suggestion(&self, id: i64) -> Result<Option<Suggestion>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         conn.query_row(
             &format!("SELECT {COLUMNS} FROM exception_suggestions WHERE id = ?1"),
             [id],
@@ -127,7 +127,7 @@ impl SuggestionStore for SqliteStore {
         by: &str,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let conn = lock(&self.writer);
+        let conn = self.sqlite_writer()?;
         let status = if approve {
             SuggestionStatus::Approved
         } else {
@@ -205,7 +205,8 @@ mod tests {
         assert_ne!(c, a.id);
 
         // A status nobody wrote is an error, not a default.
-        lock(&s.writer)
+        s.sqlite_writer()
+            .unwrap()
             .execute(
                 "UPDATE exception_suggestions SET status = 'maybe' WHERE id = ?1",
                 [c],

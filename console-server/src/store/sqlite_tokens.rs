@@ -1,6 +1,6 @@
 //! [`super::tokens::TokenStore`] on SQLite.
 
-use super::sqlite::{SqliteStore, db, id_str, insert_audit, lock};
+use super::sqlite::{SqliteStore, db, id_str, insert_audit};
 use super::tokens::*;
 use super::{AuditEntry, Role, StoreError, rfc3339};
 use protocol::UnixMillis;
@@ -27,7 +27,7 @@ fn id_pattern(id: &str) -> Option<String> {
 
 impl TokenStore for SqliteStore {
     fn add_api_token(&self, t: &NewApiToken<'_>, now: UnixMillis) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "INSERT INTO api_tokens (hash, name, role, created, owner, expires)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -48,8 +48,7 @@ impl TokenStore for SqliteStore {
             Option<i64>,
         );
         let row: Option<Row> = self
-            .reader
-            .get()
+            .sqlite_reader()?
             .query_row(
                 "SELECT t.name, t.role, t.owner, t.expires, t.revoked, u.role, u.disabled
                  FROM api_tokens t LEFT JOIN users u ON u.name = t.owner
@@ -116,7 +115,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn touch_api_token(&self, hash: &str, now: UnixMillis) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "UPDATE api_tokens SET last_used = ?2 WHERE hash = ?1",
                 params![hash, now.0],
@@ -126,7 +125,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn api_tokens(&self, now: UnixMillis) -> Result<Vec<ApiTokenInfo>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT hash, name, role, owner, created, expires, last_used, revoked
@@ -184,7 +183,7 @@ impl TokenStore for SqliteStore {
         id: Option<&str>,
         now: UnixMillis,
     ) -> Result<u64, StoreError> {
-        let conn = lock(&self.writer);
+        let conn = self.sqlite_writer()?;
         let changed = match (name, id.and_then(id_pattern)) {
             (Some(name), _) => conn.execute(
                 "UPDATE api_tokens SET revoked = ?2 WHERE name = ?1 AND revoked IS NULL",
@@ -206,7 +205,7 @@ impl TokenStore for SqliteStore {
         expires: UnixMillis,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        lock(&self.writer)
+        self.sqlite_writer()?
             .execute(
                 "INSERT INTO enroll_tokens (hash, created, expires) VALUES (?1, ?2, ?3)",
                 params![secret_hash, now.0, expires.0],
@@ -216,7 +215,7 @@ impl TokenStore for SqliteStore {
     }
 
     fn enroll_tokens(&self, now: UnixMillis) -> Result<Vec<EnrollTokenInfo>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT hash, created, expires FROM enroll_tokens
@@ -240,7 +239,7 @@ impl TokenStore for SqliteStore {
         let Some(pattern) = id_pattern(id) else {
             return Ok(false);
         };
-        let conn = lock(&self.writer);
+        let conn = self.sqlite_writer()?;
         let changed = conn
             .execute(
                 "UPDATE enroll_tokens SET revoked = ?2
@@ -258,7 +257,7 @@ impl TokenStore for SqliteStore {
         audit: &AuditEntry<'_>,
         now: UnixMillis,
     ) -> Result<Result<(), TokenRefusal>, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("enrolling a device"))?;
         let changed = tx
             .execute(

@@ -1,6 +1,6 @@
 //! [`super::visits::VisitStore`] on SQLite.
 
-use super::sqlite::{SqliteStore, db, insert_audit, lock};
+use super::sqlite::{SqliteStore, db, insert_audit};
 use super::visits::*;
 use super::week_totals::{self, PairTotal, WeekTotals};
 use super::{AuditEntry, StoreError};
@@ -14,17 +14,17 @@ const HOUR_MS: i64 = UnixMillis::HOUR;
 
 impl VisitStore for SqliteStore {
     fn week_totals(&self, week: &str) -> Result<WeekTotals, StoreError> {
-        week_totals::read(&self.reader.get(), week)
+        week_totals::read(&*self.sqlite_reader()?, week)
     }
 
     fn week_pairs(&self, week: &str, only: Option<&[&str]>) -> Result<Vec<PairTotal>, StoreError> {
-        week_totals::pairs(&self.reader.get(), week, only)
+        week_totals::pairs(&*self.sqlite_reader()?, week, only)
     }
 
     fn ensure_week_totals(&self, zone: &jiff::tz::TimeZone) -> Result<bool, StoreError> {
         // The writer is held throughout, so no batch is counted in the old
         // zone after the recount.
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let counted = week_totals::rebuild(&mut conn, zone)?;
         *self
             .week_zone
@@ -38,7 +38,7 @@ impl VisitStore for SqliteStore {
         start: UnixMillis,
         end: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT domain FROM domains_seen WHERE first_seen >= ?1 AND first_seen < ?2
@@ -55,7 +55,7 @@ impl VisitStore for SqliteStore {
         &self,
         hosts: &[&str],
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let any: bool = conn
             .query_row("SELECT EXISTS (SELECT 1 FROM domain_categories)", [], |r| {
                 r.get(0)
@@ -94,7 +94,7 @@ impl VisitStore for SqliteStore {
         info: &DomainListInfo,
         domains: &[String],
     ) -> Result<u64, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("importing a domain list"))?;
         tx.execute(
             "DELETE FROM domain_lists WHERE category = ?1",
@@ -136,7 +136,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn domain_lists(&self) -> Result<Vec<DomainListInfo>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT l.category, l.severity, l.definition, l.imported, l.source,
@@ -160,7 +160,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn sign_off_week(&self, s: &WeekSignoff, origin: &str) -> Result<bool, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("signing off a week"))?;
         let n = tx
             .execute(
@@ -187,7 +187,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn week_signoffs(&self) -> Result<HashMap<String, WeekSignoff>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let mut stmt = conn
             .prepare("SELECT week, staff, time, notes FROM week_signoffs")
             .map_err(db("reading sign-offs"))?;
@@ -206,7 +206,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn first_visit(&self) -> Result<Option<UnixMillis>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         let hour: Option<i64> = conn
             .query_row("SELECT MIN(hour) FROM visit_hours", [], |r| r.get(0))
             .map_err(db("reading the first visit"))?;
@@ -214,7 +214,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn record_scheduled_report(&self, r: &ScheduledReport) -> Result<(), StoreError> {
-        let conn = lock(&self.writer);
+        let conn = self.sqlite_writer()?;
         conn.execute(
             "INSERT INTO weekly_reports (week, generated, emailed, email_error) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (week) DO UPDATE SET generated = excluded.generated,
@@ -226,7 +226,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn scheduled_report(&self, week: &str) -> Result<Option<ScheduledReport>, StoreError> {
-        let conn = self.reader.get();
+        let conn = self.sqlite_reader()?;
         conn.query_row(
             "SELECT week, generated, emailed, email_error FROM weekly_reports WHERE week = ?1",
             [week],
@@ -244,7 +244,7 @@ impl VisitStore for SqliteStore {
     }
 
     fn expire_visits(&self, cutoff: UnixMillis) -> Result<u64, StoreError> {
-        let mut conn = lock(&self.writer);
+        let mut conn = self.sqlite_writer()?;
         let tx = conn.transaction().map_err(db("expiring site visits"))?;
         let rows = tx
             .execute("DELETE FROM site_visits WHERE start < ?1", [cutoff.0])

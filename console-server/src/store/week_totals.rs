@@ -153,11 +153,11 @@ const TABLES: [&str; 5] = [
 ///
 /// # Errors
 /// A storage failure.
-pub fn recorded_zone(conn: &Connection) -> Result<Option<TimeZone>, StoreError> {
-    let name: Option<String> = conn
-        .query_row("SELECT zone FROM week_zone WHERE id = 1", [], |r| r.get(0))
-        .optional()
-        .map_err(db("reading the weekly totals' zone"))?;
+pub fn recorded_zone(
+    db: &mut super::sql::Db<'_, '_>,
+) -> Result<Option<TimeZone>, super::sql::SqlError> {
+    let name: Option<String> =
+        db.query_opt("SELECT zone FROM week_zone WHERE id = 1", &[], |r| r.get(0))?;
     Ok(name.and_then(|n| TimeZone::get(&n).ok()))
 }
 
