@@ -808,6 +808,9 @@ fn a_stored_value_no_console_wrote_is_an_error_not_a_default(kind: Kind) {
 
 // Parts written for both databases.
 on_both!(
+    an_api_token_works_only_while_live_and_while_its_owner_may,
+    an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_ones_fail,
+    an_enrollment_token_is_used_once_even_under_a_race,
     the_audit_log_cannot_be_changed_or_deleted,
     policies_are_versioned,
     a_newer_schema_is_refused_not_damaged,
@@ -821,9 +824,6 @@ on_sqlite!(
     a_resend_is_a_duplicate_and_keeps_the_first_copy,
     retention_deletes_by_status_and_age_with_images_and_audit,
     silent_devices_raise_an_offline_alert_once_and_a_back_online_one,
-    an_enrollment_token_is_used_once_even_under_a_race,
-    an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_ones_fail,
-    an_api_token_works_only_while_live_and_while_its_owner_may,
     a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_again,
     retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts,
     screenshot_files_no_capture_names_are_swept_and_named_ones_kept,

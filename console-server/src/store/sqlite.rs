@@ -318,6 +318,18 @@ pub(super) fn stored<T: rusqlite::types::FromSql>(text: &str) -> rusqlite::Resul
     })
 }
 
+/// [`stored`] for the store written for both databases: a value no
+/// console wrote is [`SqlError::Column`] (made
+/// [`StoreError::Corrupt`] by [`SqlError::during`]).
+pub(super) fn stored_as<T: rusqlite::types::FromSql>(text: &str) -> Result<T, SqlError> {
+    T::column_result(rusqlite::types::ValueRef::Text(text.as_bytes())).map_err(|e| {
+        SqlError::Column {
+            column: 0,
+            message: e.to_string(),
+        }
+    })
+}
+
 pub(super) fn parse_id(s: &str) -> rusqlite::Result<Uuid> {
     Uuid::parse_str(s).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))

@@ -31,6 +31,37 @@ pub(super) fn plan(
     Ok(())
 }
 
+/// [`plan`] in a transaction on either database.
+pub(super) fn plan_in(
+    db: &mut super::sql::Db<'_, '_>,
+    rules: &RuleSet,
+    what: Happening<'_>,
+    event: &str,
+    record: &str,
+    now: UnixMillis,
+) -> Result<(), super::sql::SqlError> {
+    for rule in rules.rules.iter().filter(|r| r.matches(what)) {
+        let held = rules.held_until(rule, now);
+        for (channel, target) in rule.recipients() {
+            db.execute(
+                "INSERT INTO alerts (rule, event, record, channel, target, status, next_attempt, created, held_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                &super::sql::params![
+                    rule.name,
+                    event,
+                    record,
+                    channel.as_str(),
+                    target,
+                    held.unwrap_or(now),
+                    now,
+                    held
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn insert(
     tx: &Transaction<'_>,
     rule: &str,

@@ -1,34 +1,35 @@
-//! The SQLite store's laptops: enrollment records, connections, presence
+//! The store's laptops: enrollment records, connections, presence
 //! (offline, online, silent while a user is logged in) and revocation.
 
 use std::collections::HashSet;
 
 use protocol::UnixMillis;
-use rusqlite::{Connection, params};
 use uuid::Uuid;
 
+use super::sql::{Db, Row, SqlError, params};
 use super::sqlite::*;
+use super::sqlite_alerts::plan_in;
 use super::*;
 use crate::alerts::rules::Happening;
 
-fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
+fn device_row(r: &Row) -> Result<Device, SqlError> {
     let heartbeat: Option<String> = r.get(9)?;
     Ok(Device {
-        id: parse_id(&r.get::<_, String>(0)?)?,
+        id: r.get(0)?,
         hostname: r.get(1)?,
         os: r.get(2)?,
         agent_version: r.get(3)?,
         user: r.get(4)?,
-        enrolled: r.get::<_, Option<i64>>(5)?.map(|t| rfc3339(UnixMillis(t))),
-        last_seen: r.get::<_, Option<i64>>(6)?.map(|t| rfc3339(UnixMillis(t))),
+        enrolled: r.get::<Option<UnixMillis>>(5)?.map(rfc3339),
+        last_seen: r.get::<Option<UnixMillis>>(6)?.map(rfc3339),
         online: r.get(7)?,
-        revoked: r.get::<_, Option<i64>>(8)?.map(|t| rfc3339(UnixMillis(t))),
+        revoked: r.get::<Option<UnixMillis>>(8)?.map(rfc3339),
         heartbeat: heartbeat.and_then(|h| serde_json::from_str(&h).ok()),
         health: r
-            .get::<_, Option<String>>(10)?
+            .get::<Option<String>>(10)?
             .and_then(|h| serde_json::from_str(&h).ok()),
-        open_tamper_events: r.get::<_, i64>(11)?.max(0) as u64,
-        silent_since: r.get::<_, Option<i64>>(12)?.map(|t| rfc3339(UnixMillis(t))),
+        open_tamper_events: r.get::<i64>(11)?.max(0) as u64,
+        silent_since: r.get::<Option<UnixMillis>>(12)?.map(rfc3339),
     })
 }
 
@@ -80,18 +81,19 @@ fn gap_length(ms: i64) -> String {
 }
 
 fn insert_event(
-    conn: &Connection,
+    db: &mut Db<'_, '_>,
     now: UnixMillis,
     kind: &str,
     device: Option<&str>,
     detail: &str,
-) -> rusqlite::Result<Event> {
-    conn.execute(
-        "INSERT INTO events (time, kind, device, detail) VALUES (?1, ?2, ?3, ?4)",
-        params![now.0, kind, device, detail],
+) -> Result<Event, SqlError> {
+    let id: i64 = db.query_row(
+        "INSERT INTO events (time, kind, device, detail) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+        &params![now, kind, device, detail],
+        |r| r.get(0),
     )?;
     Ok(Event {
-        id: conn.last_insert_rowid(),
+        id,
         time: rfc3339(now),
         kind: kind.to_owned(),
         device: device.and_then(|d| Uuid::parse_str(d).ok()),
@@ -108,13 +110,13 @@ impl DeviceStore for SqliteStore {
         agent_version: &str,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        self.sqlite_writer()?
-            .execute(
+        self.write("recording an enrolled device", |db| {
+            db.execute(
                 "INSERT INTO devices (id, hostname, os, agent_version, enrolled, first_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![id_str(id), hostname, os, agent_version, now.0],
+                &params![id, hostname, os, agent_version, now],
             )
-            .map_err(db("recording an enrolled device"))?;
+        })?;
         Ok(())
     }
 
@@ -124,34 +126,31 @@ impl DeviceStore for SqliteStore {
         agent_version: &str,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        self.sqlite_writer()?
-            .execute(
+        self.write("recording a device connection", |db| {
+            db.execute(
                 "INSERT INTO devices (id, agent_version, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?3)
                  ON CONFLICT (id) DO UPDATE SET agent_version = ?2, last_seen = ?3",
-                params![id_str(id), agent_version, now.0],
+                &params![id, agent_version, now],
             )
-            .map_err(db("recording a device connection"))?;
+        })?;
         Ok(())
     }
 
     fn devices(&self, online_since: UnixMillis) -> Result<Vec<Device>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare(
+        self.read("listing devices", |db| {
+            db.query_map(
                 "SELECT id, hostname, os, agent_version, user, enrolled, last_seen,
-                     revoked IS NULL AND COALESCE(last_seen >= ?1, 0), revoked, heartbeat,
-                     health,
+                     revoked IS NULL AND last_seen IS NOT NULL AND last_seen >= ?1, revoked,
+                     heartbeat, health,
                      (SELECT COUNT(*) FROM tamper_events t
                       WHERE t.device = devices.id AND t.ack_time IS NULL),
                      silent_since
                  FROM devices ORDER BY hostname, id",
+                &params![online_since],
+                device_row,
             )
-            .map_err(db("listing devices"))?;
-        stmt.query_map([online_since.0], device_row)
-            .map_err(db("listing devices"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("listing devices"))
+        })
     }
 
     fn update_presence(
@@ -159,56 +158,40 @@ impl DeviceStore for SqliteStore {
         cutoff: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("updating presence"))?;
-        let mut events = Vec::new();
-        let changes: Vec<(String, String, bool)> = {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT id, hostname, online FROM devices
-                     WHERE revoked IS NULL AND last_seen IS NOT NULL
-                       AND ((online = 1 AND last_seen < ?1) OR (online = 0 AND last_seen >= ?1))",
-                )
-                .map_err(db("updating presence"))?;
-            stmt.query_map([cutoff.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(db("updating presence"))?
-                .collect::<Result<_, _>>()
-                .map_err(db("updating presence"))?
-        };
-        for (id, hostname, was_online) in changes {
-            let name = if hostname.is_empty() { &id } else { &hostname };
-            let (online, kind, detail) = if was_online {
-                (
-                    0,
-                    "device_offline",
-                    format!("{name} has not been heard from"),
-                )
-            } else {
-                (1, "device_online", format!("{name} is back online"))
-            };
-            tx.execute(
-                "UPDATE devices SET online = ?2 WHERE id = ?1",
-                params![id, online],
-            )
-            .map_err(db("updating presence"))?;
-            let event = insert_event(&tx, now, kind, Some(&id), &detail)
-                .map_err(db("recording a presence event"))?;
-            if was_online {
-                let record = format!("{id}/{}", event.id);
-                super::sqlite_alerts::plan(
-                    &tx,
-                    &super::alerts::AlertStore::alert_rules(self),
-                    Happening::Offline,
-                    "offline",
-                    &record,
-                    now,
-                )
-                .map_err(db("recording a presence event"))?;
+        let rules = super::alerts::AlertStore::alert_rules(self);
+        self.write("updating presence", |db| {
+            let mut events = Vec::new();
+            let changes: Vec<(String, String, bool)> = db.query_map(
+                "SELECT id, hostname, online FROM devices
+                 WHERE revoked IS NULL AND last_seen IS NOT NULL
+                   AND ((online = 1 AND last_seen < ?1) OR (online = 0 AND last_seen >= ?1))",
+                &params![cutoff],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            for (id, hostname, was_online) in changes {
+                let name = if hostname.is_empty() { &id } else { &hostname };
+                let (online, kind, detail) = if was_online {
+                    (
+                        0,
+                        "device_offline",
+                        format!("{name} has not been heard from"),
+                    )
+                } else {
+                    (1, "device_online", format!("{name} is back online"))
+                };
+                db.execute(
+                    "UPDATE devices SET online = ?2 WHERE id = ?1",
+                    &params![id, online],
+                )?;
+                let event = insert_event(db, now, kind, Some(&id), &detail)?;
+                if was_online {
+                    let record = format!("{id}/{}", event.id);
+                    plan_in(db, &rules, Happening::Offline, "offline", &record, now)?;
+                }
+                events.push(event);
             }
-            events.push(event);
-        }
-        tx.commit().map_err(db("committing presence"))?;
-        Ok(events)
+            Ok(events)
+        })
     }
 
     fn update_silence(
@@ -217,154 +200,117 @@ impl DeviceStore for SqliteStore {
         heard_since: UnixMillis,
         now: UnixMillis,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn
-            .transaction()
-            .map_err(db("checking for silent devices"))?;
-        // Gaps that have ended: the device was heard after the gap began.
-        let ended: Vec<(String, i64, i64, String)> = {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT id, silent_since, last_seen, silent_event FROM devices
-                     WHERE silent_event IS NOT NULL AND last_seen > silent_since",
-                )
-                .map_err(db("checking for silent devices"))?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .map_err(db("checking for silent devices"))?
-                .collect::<Result<_, _>>()
-                .map_err(db("checking for silent devices"))?
-        };
-        for (id, since, heard, event) in ended {
-            let ended = format!(
-                " It was heard again at {}, after {}.",
-                clock_time(UnixMillis(heard)),
-                gap_length(heard.saturating_sub(since))
-            );
-            tx.execute(
-                "UPDATE tamper_events SET detail = detail || ?2 WHERE id = ?1",
-                params![event, ended],
-            )
-            .map_err(db("closing a silent gap"))?;
-            tx.execute(
-                "UPDATE devices SET silent_since = NULL, silent_event = NULL WHERE id = ?1",
-                [&id],
-            )
-            .map_err(db("closing a silent gap"))?;
-        }
-        // Devices gone silent while they should be on.
-        // id, hostname, heartbeat user, health, last heard.
-        type Quiet = (String, String, Option<String>, Option<String>, i64);
-        let quiet: Vec<Quiet> = {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT id, hostname, user, health, last_seen FROM devices
-                     WHERE revoked IS NULL AND silent_event IS NULL
-                       AND last_seen < ?1 AND last_seen >= ?2",
-                )
-                .map_err(db("checking for silent devices"))?;
-            stmt.query_map([cutoff.0, heard_since.0], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(db("checking for silent devices"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("checking for silent devices"))?
-        };
-        let mut opened = Vec::new();
-        for (id, hostname, user, health, last_seen) in quiet {
-            let users = logged_in(user, health.as_deref());
-            if users.is_empty() {
-                continue;
+        let rules = super::alerts::AlertStore::alert_rules(self);
+        self.write("checking for silent devices", |db| {
+            // Gaps that have ended: the device was heard after the gap began.
+            let ended: Vec<(String, i64, i64, String)> = db.query_map(
+                "SELECT id, silent_since, last_seen, silent_event FROM devices
+                 WHERE silent_event IS NOT NULL AND last_seen > silent_since",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            for (id, since, heard, event) in ended {
+                let ended = format!(
+                    " It was heard again at {}, after {}.",
+                    clock_time(UnixMillis(heard)),
+                    gap_length(heard.saturating_sub(since))
+                );
+                db.execute(
+                    "UPDATE tamper_events SET detail = detail || ?2 WHERE id = ?1",
+                    &params![event, ended],
+                )?;
+                db.execute(
+                    "UPDATE devices SET silent_since = NULL, silent_event = NULL WHERE id = ?1",
+                    &params![id],
+                )?;
             }
-            let event = Uuid::now_v7();
-            let name = if hostname.is_empty() { &id } else { &hostname };
-            let detail = format!(
-                "{name} has sent nothing since {} while {} {} logged in: its network cut, \
-                 its power pulled or its lid shut, or the agent's service stopped without a word.",
-                clock_time(UnixMillis(last_seen)),
-                users.join(", "),
-                if users.len() == 1 { "was" } else { "were" },
-            );
-            tx.execute(
-                "INSERT INTO tamper_events (id, device, time, user, kind, detail)
-                 VALUES (?1, ?2, ?3, ?4, 'DeviceSilent', ?5)",
-                params![id_str(event), id, last_seen, users.join(", "), detail],
-            )
-            .map_err(db("recording a silent device"))?;
-            tx.execute(
-                "UPDATE devices SET silent_since = ?2, silent_event = ?3 WHERE id = ?1",
-                params![id, last_seen, id_str(event)],
-            )
-            .map_err(db("recording a silent device"))?;
-            insert_event(&tx, now, "device_silent", Some(&id), &detail)
-                .map_err(db("recording a silent device"))?;
-            super::sqlite_alerts::plan(
-                &tx,
-                &super::alerts::AlertStore::alert_rules(self),
-                Happening::Tamper,
-                "tamper",
-                &id_str(event),
-                now,
-            )
-            .map_err(db("recording a silent device"))?;
-            opened.push(event);
-        }
-        tx.commit().map_err(db("committing silent devices"))?;
-        Ok(opened)
+            // Devices gone silent while they should be on.
+            // id, hostname, heartbeat user, health, last heard.
+            type Quiet = (String, String, Option<String>, Option<String>, i64);
+            let quiet: Vec<Quiet> = db.query_map(
+                "SELECT id, hostname, user, health, last_seen FROM devices
+                 WHERE revoked IS NULL AND silent_event IS NULL
+                   AND last_seen < ?1 AND last_seen >= ?2",
+                &params![cutoff, heard_since],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+            let mut opened = Vec::new();
+            for (id, hostname, user, health, last_seen) in quiet {
+                let users = logged_in(user, health.as_deref());
+                if users.is_empty() {
+                    continue;
+                }
+                let event = Uuid::now_v7();
+                let name = if hostname.is_empty() { &id } else { &hostname };
+                let detail = format!(
+                    "{name} has sent nothing since {} while {} {} logged in: its network cut, \
+                     its power pulled or its lid shut, or the agent's service stopped without a word.",
+                    clock_time(UnixMillis(last_seen)),
+                    users.join(", "),
+                    if users.len() == 1 { "was" } else { "were" },
+                );
+                db.execute(
+                    "INSERT INTO tamper_events (id, device, time, user, kind, detail)
+                     VALUES (?1, ?2, ?3, ?4, 'DeviceSilent', ?5)",
+                    &params![event, id, last_seen, users.join(", "), detail],
+                )?;
+                db.execute(
+                    "UPDATE devices SET silent_since = ?2, silent_event = ?3 WHERE id = ?1",
+                    &params![id, last_seen, event],
+                )?;
+                insert_event(db, now, "device_silent", Some(&id), &detail)?;
+                plan_in(db, &rules, Happening::Tamper, "tamper", &id_str(event), now)?;
+                opened.push(event);
+            }
+            Ok(opened)
+        })
     }
 
     fn revoke_device(&self, id: Uuid, reason: &str, now: UnixMillis) -> Result<bool, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("revoking a device"))?;
-        let changed = tx
-            .execute(
+        self.write("revoking a device", |db| {
+            let changed = db.execute(
                 "UPDATE devices SET revoked = ?2, revoked_reason = ?3, online = 0
                  WHERE id = ?1 AND revoked IS NULL",
-                params![id_str(id), now.0, reason],
-            )
-            .map_err(db("revoking a device"))?;
-        if changed == 1 {
-            insert_event(&tx, now, "device_revoked", Some(&id_str(id)), reason)
-                .map_err(db("recording a revocation"))?;
-        }
-        let exists: bool = tx
-            .query_row(
+                &params![id, now, reason],
+            )?;
+            if changed == 1 {
+                insert_event(db, now, "device_revoked", Some(&id_str(id)), reason)?;
+            }
+            db.query_row(
                 "SELECT EXISTS (SELECT 1 FROM devices WHERE id = ?1)",
-                [id_str(id)],
+                &params![id],
                 |r| r.get(0),
             )
-            .map_err(db("revoking a device"))?;
-        tx.commit().map_err(db("committing a revocation"))?;
-        Ok(exists)
+        })
     }
 
     fn revoked_devices(&self) -> Result<HashSet<String>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare("SELECT id FROM devices WHERE revoked IS NOT NULL")
-            .map_err(db("reading revocations"))?;
-        stmt.query_map([], |r| r.get(0))
-            .map_err(db("reading revocations"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("reading revocations"))
+        let ids: Vec<String> = self.read("reading revocations", |db| {
+            db.query_map(
+                "SELECT id FROM devices WHERE revoked IS NOT NULL",
+                &[],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(ids.into_iter().collect())
     }
 
     fn events(&self, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare("SELECT id, time, kind, device, detail FROM events ORDER BY id DESC LIMIT ?1")
-            .map_err(db("listing events"))?;
-        stmt.query_map([limit], |r| {
-            let device: Option<String> = r.get(3)?;
-            Ok(Event {
-                id: r.get(0)?,
-                time: rfc3339(UnixMillis(r.get(1)?)),
-                kind: r.get(2)?,
-                device: device.and_then(|d| Uuid::parse_str(&d).ok()),
-                detail: r.get(4)?,
-            })
+        self.read("listing events", |db| {
+            db.query_map(
+                "SELECT id, time, kind, device, detail FROM events ORDER BY id DESC LIMIT ?1",
+                &params![limit],
+                |r| {
+                    let device: Option<String> = r.get(3)?;
+                    Ok(Event {
+                        id: r.get(0)?,
+                        time: rfc3339(r.get(1)?),
+                        kind: r.get(2)?,
+                        device: device.and_then(|d| Uuid::parse_str(&d).ok()),
+                        detail: r.get(4)?,
+                    })
+                },
+            )
         })
-        .map_err(db("listing events"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("listing events"))
     }
 }

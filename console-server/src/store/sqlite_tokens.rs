@@ -1,10 +1,11 @@
-//! [`super::tokens::TokenStore`] on SQLite.
+//! [`super::tokens::TokenStore`], on either database.
 
-use super::sqlite::{SqliteStore, db, id_str, insert_audit};
+use super::sql::params;
+use super::sqlite::SqliteStore;
+use super::sqlite_audit::write_audit;
 use super::tokens::*;
 use super::{AuditEntry, Role, StoreError, rfc3339};
 use protocol::UnixMillis;
-use rusqlite::{OptionalExtension, params};
 
 fn token_id(hash: &str) -> String {
     hash.chars().take(ID_LEN).collect()
@@ -27,13 +28,13 @@ fn id_pattern(id: &str) -> Option<String> {
 
 impl TokenStore for SqliteStore {
     fn add_api_token(&self, t: &NewApiToken<'_>, now: UnixMillis) -> Result<(), StoreError> {
-        self.sqlite_writer()?
-            .execute(
+        self.write("adding an API token", |db| {
+            db.execute(
                 "INSERT INTO api_tokens (hash, name, role, created, owner, expires)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![t.hash, t.name, t.role.as_str(), now.0, t.owner, t.expires.0],
+                &params![t.hash, t.name, t.role.as_str(), now, t.owner, t.expires],
             )
-            .map_err(db("adding an API token"))?;
+        })?;
         Ok(())
     }
 
@@ -47,13 +48,12 @@ impl TokenStore for SqliteStore {
             Option<String>,
             Option<i64>,
         );
-        let row: Option<Row> = self
-            .sqlite_reader()?
-            .query_row(
+        let row: Option<Row> = self.read("checking an API token", |db| {
+            db.query_opt(
                 "SELECT t.name, t.role, t.owner, t.expires, t.revoked, u.role, u.disabled
                  FROM api_tokens t LEFT JOIN users u ON u.name = t.owner
                  WHERE t.hash = ?1",
-                [hash],
+                &params![hash],
                 |r| {
                     Ok((
                         r.get(0)?,
@@ -66,8 +66,7 @@ impl TokenStore for SqliteStore {
                     ))
                 },
             )
-            .optional()
-            .map_err(db("checking an API token"))?;
+        })?;
         let Some((name, token_role, owner, expires, revoked, owner_role, disabled)) = row else {
             return Ok(ApiTokenCheck::Refused(
                 "the bearer token is not valid (unknown); make one with `console-server api-token`"
@@ -115,23 +114,16 @@ impl TokenStore for SqliteStore {
     }
 
     fn touch_api_token(&self, hash: &str, now: UnixMillis) -> Result<(), StoreError> {
-        self.sqlite_writer()?
-            .execute(
+        self.write("recording an API token's use", |db| {
+            db.execute(
                 "UPDATE api_tokens SET last_used = ?2 WHERE hash = ?1",
-                params![hash, now.0],
+                &params![hash, now],
             )
-            .map_err(db("recording an API token's use"))?;
+        })?;
         Ok(())
     }
 
     fn api_tokens(&self, now: UnixMillis) -> Result<Vec<ApiTokenInfo>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT hash, name, role, owner, created, expires, last_used, revoked
-                 FROM api_tokens ORDER BY created DESC, name",
-            )
-            .map_err(db("listing API tokens"))?;
         type Row = (
             String,
             String,
@@ -142,22 +134,25 @@ impl TokenStore for SqliteStore {
             Option<i64>,
             Option<i64>,
         );
-        let rows: Vec<Row> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
-            .map_err(db("listing API tokens"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("listing API tokens"))?;
+        let rows: Vec<Row> = self.read("listing API tokens", |db| {
+            db.query_map(
+                "SELECT hash, name, role, owner, created, expires, last_used, revoked
+                 FROM api_tokens ORDER BY created DESC, name",
+                &[],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )
+        })?;
         rows.into_iter()
             .map(
                 |(hash, name, r, owner, created, expires, last_used, revoked)| {
@@ -183,20 +178,18 @@ impl TokenStore for SqliteStore {
         id: Option<&str>,
         now: UnixMillis,
     ) -> Result<u64, StoreError> {
-        let conn = self.sqlite_writer()?;
-        let changed = match (name, id.and_then(id_pattern)) {
-            (Some(name), _) => conn.execute(
+        let pattern = id.and_then(id_pattern);
+        self.write("revoking an API token", |db| match (name, &pattern) {
+            (Some(name), _) => db.execute(
                 "UPDATE api_tokens SET revoked = ?2 WHERE name = ?1 AND revoked IS NULL",
-                params![name, now.0],
+                &params![name, now],
             ),
-            (None, Some(pattern)) => conn.execute(
+            (None, Some(pattern)) => db.execute(
                 "UPDATE api_tokens SET revoked = ?2 WHERE hash LIKE ?1 AND revoked IS NULL",
-                params![pattern, now.0],
+                &params![pattern, now],
             ),
-            (None, None) => return Ok(0),
-        }
-        .map_err(db("revoking an API token"))?;
-        Ok(changed as u64)
+            (None, None) => Ok(0),
+        })
     }
 
     fn add_enroll_token(
@@ -205,48 +198,44 @@ impl TokenStore for SqliteStore {
         expires: UnixMillis,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        self.sqlite_writer()?
-            .execute(
+        self.write("recording an enrollment token", |db| {
+            db.execute(
                 "INSERT INTO enroll_tokens (hash, created, expires) VALUES (?1, ?2, ?3)",
-                params![secret_hash, now.0, expires.0],
+                &params![secret_hash, now, expires],
             )
-            .map_err(db("recording an enrollment token"))?;
+        })?;
         Ok(())
     }
 
     fn enroll_tokens(&self, now: UnixMillis) -> Result<Vec<EnrollTokenInfo>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare(
+        self.read("listing enrollment tokens", |db| {
+            db.query_map(
                 "SELECT hash, created, expires FROM enroll_tokens
                  WHERE used IS NULL AND revoked IS NULL AND expires > ?1
                  ORDER BY created DESC",
+                &params![now],
+                |r| {
+                    Ok(EnrollTokenInfo {
+                        id: token_id(&r.get::<String>(0)?),
+                        created: rfc3339(r.get(1)?),
+                        expires: rfc3339(r.get(2)?),
+                    })
+                },
             )
-            .map_err(db("listing enrollment tokens"))?;
-        stmt.query_map([now.0], |r| {
-            Ok(EnrollTokenInfo {
-                id: token_id(&r.get::<_, String>(0)?),
-                created: rfc3339(UnixMillis(r.get(1)?)),
-                expires: rfc3339(UnixMillis(r.get(2)?)),
-            })
         })
-        .map_err(db("listing enrollment tokens"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("listing enrollment tokens"))
     }
 
     fn revoke_enroll_token(&self, id: &str, now: UnixMillis) -> Result<bool, StoreError> {
         let Some(pattern) = id_pattern(id) else {
             return Ok(false);
         };
-        let conn = self.sqlite_writer()?;
-        let changed = conn
-            .execute(
+        let changed = self.write("revoking an enrollment token", |db| {
+            db.execute(
                 "UPDATE enroll_tokens SET revoked = ?2
                  WHERE hash LIKE ?1 AND used IS NULL AND revoked IS NULL",
-                params![pattern, now.0],
+                &params![pattern, now],
             )
-            .map_err(db("revoking an enrollment token"))?;
+        })?;
         Ok(changed > 0)
     }
 
@@ -257,54 +246,47 @@ impl TokenStore for SqliteStore {
         audit: &AuditEntry<'_>,
         now: UnixMillis,
     ) -> Result<Result<(), TokenRefusal>, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("enrolling a device"))?;
-        let changed = tx
-            .execute(
+        self.write("enrolling a device", |db| {
+            let changed = db.execute(
                 "UPDATE enroll_tokens SET used = ?2, device = ?3
                  WHERE hash = ?1 AND used IS NULL AND revoked IS NULL AND expires > ?2",
-                params![secret_hash, now.0, id_str(device.id)],
-            )
-            .map_err(db("redeeming an enrollment token"))?;
-        if changed == 0 {
-            // expires, used, device, revoked
-            type Row = (i64, Option<i64>, Option<String>, Option<i64>);
-            let row: Option<Row> = tx
-                .query_row(
+                &params![secret_hash, now, device.id],
+            )?;
+            if changed == 0 {
+                // expires, used, device, revoked
+                type Row = (i64, Option<i64>, Option<String>, Option<i64>);
+                let row: Option<Row> = db.query_opt(
                     "SELECT expires, used, device, revoked FROM enroll_tokens WHERE hash = ?1",
-                    [secret_hash],
+                    &params![secret_hash],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(db("redeeming an enrollment token"))?;
-            return Ok(Err(match row {
-                None => TokenRefusal::Unknown,
-                Some((_, Some(used), device, _)) => TokenRefusal::Used {
-                    at: rfc3339(UnixMillis(used)),
-                    device: device.unwrap_or_default(),
-                },
-                Some((_, None, _, Some(revoked))) => {
-                    TokenRefusal::Revoked(rfc3339(UnixMillis(revoked)))
-                }
-                Some((expires, None, _, None)) => {
-                    TokenRefusal::Expired(rfc3339(UnixMillis(expires)))
-                }
-            }));
-        }
-        tx.execute(
-            "INSERT INTO devices (id, hostname, os, agent_version, enrolled, first_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![
-                id_str(device.id),
-                device.hostname,
-                device.os,
-                device.agent_version,
-                now.0
-            ],
-        )
-        .map_err(db("recording an enrolled device"))?;
-        insert_audit(&tx, audit).map_err(db("writing the enrollment to the audit log"))?;
-        tx.commit().map_err(db("committing an enrollment"))?;
-        Ok(Ok(()))
+                )?;
+                return Ok(Err(match row {
+                    None => TokenRefusal::Unknown,
+                    Some((_, Some(used), device, _)) => TokenRefusal::Used {
+                        at: rfc3339(UnixMillis(used)),
+                        device: device.unwrap_or_default(),
+                    },
+                    Some((_, None, _, Some(revoked))) => {
+                        TokenRefusal::Revoked(rfc3339(UnixMillis(revoked)))
+                    }
+                    Some((expires, None, _, None)) => {
+                        TokenRefusal::Expired(rfc3339(UnixMillis(expires)))
+                    }
+                }));
+            }
+            db.execute(
+                "INSERT INTO devices (id, hostname, os, agent_version, enrolled, first_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                &params![
+                    device.id,
+                    device.hostname,
+                    device.os,
+                    device.agent_version,
+                    now
+                ],
+            )?;
+            write_audit(db, audit)?;
+            Ok(Ok(()))
+        })
     }
 }
