@@ -29,6 +29,18 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// A subquery of the text values of a JSON array given as the one
+    /// parameter (`["a", "b"]`): `SELECT value FROM json_each(?)` in
+    /// SQLite's words.
+    pub fn json_text_values(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT value FROM json_each(?)",
+            Dialect::Postgres => "SELECT jsonb_array_elements_text(CAST(CAST(? AS TEXT) AS jsonb))",
+        }
+    }
+}
+
 /// A value crossing to or from either database.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

@@ -188,6 +188,14 @@ impl SqliteStore {
         }
     }
 
+    /// The dialect of the database the store is on.
+    pub(super) fn dialect(&self) -> super::sql::Dialect {
+        match &self.backend {
+            Backend::Sqlite { .. } => super::sql::Dialect::Sqlite,
+            Backend::Postgres(_) => super::sql::Dialect::Postgres,
+        }
+    }
+
     /// The SQLite writer connection, for the parts of the store not yet
     /// written for both databases.
     ///

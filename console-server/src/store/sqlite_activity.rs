@@ -1,76 +1,74 @@
-//! The SQLite store's activity: AUP answers and tamper events (listed,
+//! The store's activity: AUP answers and tamper events (listed,
 //! acknowledged once).
 
 use protocol::UnixMillis;
-use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::scope::Scope;
+use super::sql::{Row, SqlError, ToValue, Value, params};
 use super::sqlite::*;
-use super::sqlite_scope::scope_filter;
+use super::sqlite_scope::scope_filter_in;
 use super::*;
 
 impl ActivityStore for SqliteStore {
     fn aup_decisions(&self, limit: u32, scope: &Scope) -> Result<Vec<AupDecisionRow>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        let filter = scope_filter(scope, "a.user", "a.device", &mut args);
-        args.push(Box::new(limit));
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT a.user, a.device, COALESCE(d.hostname, ''), a.audience, a.version,
-                     a.decision, a.time
-                 FROM aup_decisions a LEFT JOIN devices d ON d.id = a.device
-                 WHERE 1{filter}
-                 ORDER BY a.time DESC, a.id DESC LIMIT ?"
-            ))
-            .map_err(db("listing AUP decisions"))?;
-        stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            Ok(AupDecisionRow {
-                user: r.get(0)?,
-                device: parse_id(&r.get::<_, String>(1)?)?,
-                hostname: r.get(2)?,
-                audience: r.get(3)?,
-                version: r.get(4)?,
-                decision: r.get(5)?,
-                time: rfc3339(UnixMillis(r.get(6)?)),
+        let mut args: Vec<Value> = Vec::new();
+        let filter = scope_filter_in(scope, "a.user", "a.device", &mut args, self.dialect());
+        args.push(limit.to_value());
+        let sql = format!(
+            "SELECT a.user, a.device, COALESCE(d.hostname, ''), a.audience, a.version,
+                 a.decision, a.time
+             FROM aup_decisions a LEFT JOIN devices d ON d.id = a.device
+             WHERE TRUE{filter}
+             ORDER BY a.time DESC, a.id DESC LIMIT ?"
+        );
+        self.read("listing AUP decisions", |db| {
+            db.query_map(&sql, &args, |r| {
+                Ok(AupDecisionRow {
+                    user: r.get(0)?,
+                    device: r.get(1)?,
+                    hostname: r.get(2)?,
+                    audience: r.get(3)?,
+                    version: r.get(4)?,
+                    decision: r.get(5)?,
+                    time: rfc3339(r.get(6)?),
+                })
             })
         })
-        .map_err(db("listing AUP decisions"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("listing AUP decisions"))
     }
 
     fn tamper_events(&self, q: &TamperQuery) -> Result<Vec<TamperRow>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut sql = format!("SELECT {TAMPER_COLUMNS} WHERE 1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut sql = format!("SELECT {TAMPER_COLUMNS} WHERE TRUE");
+        let mut args: Vec<Value> = Vec::new();
         if q.open_only {
             sql.push_str(" AND t.ack_time IS NULL");
         }
         if let Some(device) = q.device {
             sql.push_str(" AND t.device = ?");
-            args.push(Box::new(id_str(device)));
+            args.push(device.to_value());
         }
-        sql.push_str(&scope_filter(&q.scope, "t.user", "t.device", &mut args));
+        sql.push_str(&scope_filter_in(
+            &q.scope,
+            "t.user",
+            "t.device",
+            &mut args,
+            self.dialect(),
+        ));
         sql.push_str(" ORDER BY t.time DESC, t.id DESC LIMIT ?");
-        args.push(Box::new(q.limit));
-        let mut stmt = conn.prepare(&sql).map_err(db("listing tamper events"))?;
-        stmt.query_map(rusqlite::params_from_iter(args.iter()), tamper_row)
-            .map_err(db("listing tamper events"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("listing tamper events"))
+        args.push(q.limit.to_value());
+        self.read("listing tamper events", |db| {
+            db.query_map(&sql, &args, tamper_row)
+        })
     }
 
     fn tamper_event(&self, id: Uuid) -> Result<Option<TamperRow>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        conn.query_row(
-            &format!("SELECT {TAMPER_COLUMNS} WHERE t.id = ?1"),
-            [id_str(id)],
-            tamper_row,
-        )
-        .optional()
-        .map_err(db("reading a tamper event"))
+        self.read("reading a tamper event", |db| {
+            db.query_opt(
+                &format!("SELECT {TAMPER_COLUMNS} WHERE t.id = ?1"),
+                &params![id],
+                tamper_row,
+            )
+        })
     }
 
     fn acknowledge_tamper(
@@ -80,14 +78,13 @@ impl ActivityStore for SqliteStore {
         note: &str,
         time: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let conn = self.sqlite_writer()?;
-        let n = conn
-            .execute(
+        let n = self.write("acknowledging a tamper event", |db| {
+            db.execute(
                 "UPDATE tamper_events SET ack_by = ?2, ack_time = ?3, ack_note = ?4
                  WHERE id = ?1 AND ack_time IS NULL",
-                params![id_str(id), staff, time.0, note],
+                &params![id, staff, time, note],
             )
-            .map_err(db("acknowledging a tamper event"))?;
+        })?;
         Ok(n == 1)
     }
 }
@@ -96,17 +93,17 @@ const TAMPER_COLUMNS: &str = "t.id, t.time, t.device, COALESCE(d.hostname, ''), 
      t.detail, t.ack_by, t.ack_time, t.ack_note
      FROM tamper_events t LEFT JOIN devices d ON d.id = t.device";
 
-fn tamper_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TamperRow> {
+fn tamper_row(r: &Row) -> Result<TamperRow, SqlError> {
     Ok(TamperRow {
-        id: parse_id(&r.get::<_, String>(0)?)?,
-        time: rfc3339(UnixMillis(r.get(1)?)),
-        device: parse_id(&r.get::<_, String>(2)?)?,
+        id: r.get(0)?,
+        time: rfc3339(r.get(1)?),
+        device: r.get(2)?,
         hostname: r.get(3)?,
         user: r.get(4)?,
         kind: r.get(5)?,
         detail: r.get(6)?,
         acknowledged_by: r.get(7)?,
-        acknowledged_time: r.get::<_, Option<i64>>(8)?.map(|t| rfc3339(UnixMillis(t))),
+        acknowledged_time: r.get::<Option<UnixMillis>>(8)?.map(rfc3339),
         acknowledged_note: r.get(9)?,
     })
 }

@@ -1,7 +1,9 @@
-//! [`super::retention::RecordRetention`] on SQLite.
+//! [`super::retention::RecordRetention`], on either database.
 
 use super::retention::*;
-use super::sqlite::{SqliteStore, db, img, insert_audit};
+use super::sql::{ToValue, Value, params};
+use super::sqlite::{SqliteStore, img};
+use super::sqlite_audit::write_audit;
 use super::{AuditAction, AuditEntry, Retention, StoreError};
 use protocol::UnixMillis;
 use std::time::SystemTime;
@@ -44,38 +46,33 @@ impl RecordRetention for SqliteStore {
                 ),
             ),
         ];
-        let mut done = Vec::new();
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("applying retention"))?;
-        for (what, days, sql, with_them) in kinds {
-            let Some(days) = days else { continue };
-            let cutoff = now.days_before(days).0;
-            let n = tx
-                .execute(sql, [cutoff])
-                .map_err(db("applying retention"))? as u64;
-            if let Some(sql) = with_them {
-                tx.execute(sql, [cutoff])
-                    .map_err(db("applying retention"))?;
+        self.write("applying retention", |db| {
+            let mut done = Vec::new();
+            for (what, days, sql, with_them) in kinds {
+                let Some(days) = days else { continue };
+                let cutoff = now.days_before(days);
+                let n = db.execute(sql, &params![cutoff])?;
+                if let Some(sql) = with_them {
+                    db.execute(sql, &params![cutoff])?;
+                }
+                if n > 0 {
+                    let detail = format!("{n} {what} older than {days} days");
+                    write_audit(
+                        db,
+                        &AuditEntry {
+                            time: now,
+                            actor: "retention",
+                            action: AuditAction::ExpireRecords,
+                            target: what,
+                            detail: &detail,
+                            origin: "system",
+                        },
+                    )?;
+                    done.push((what, n));
+                }
             }
-            if n > 0 {
-                let detail = format!("{n} {what} older than {days} days");
-                insert_audit(
-                    &tx,
-                    &AuditEntry {
-                        time: now,
-                        actor: "retention",
-                        action: AuditAction::ExpireRecords,
-                        target: what,
-                        detail: &detail,
-                        origin: "system",
-                    },
-                )
-                .map_err(db("applying retention"))?;
-                done.push((what, n));
-            }
-        }
-        tx.commit().map_err(db("committing retention"))?;
-        Ok(done)
+            Ok(done)
+        })
     }
 
     fn sweep_images(&self, before: SystemTime, now: UnixMillis) -> Result<u64, StoreError> {
@@ -85,18 +82,15 @@ impl RecordRetention for SqliteStore {
             .map_err(img("listing screenshot files"))?;
         let mut removed = 0u64;
         for chunk in keys.chunks(500) {
-            let named: std::collections::HashSet<String> = {
-                let conn = self.sqlite_reader()?;
-                let sql = format!(
-                    "SELECT image FROM captures WHERE image IN ({})",
-                    vec!["?"; chunk.len()].join(", ")
-                );
-                let mut stmt = conn.prepare(&sql).map_err(db("sweeping screenshots"))?;
-                stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| r.get(0))
-                    .map_err(db("sweeping screenshots"))?
-                    .collect::<Result<_, _>>()
-                    .map_err(db("sweeping screenshots"))?
-            };
+            let sql = format!(
+                "SELECT image FROM captures WHERE image IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let args: Vec<Value> = chunk.iter().map(ToValue::to_value).collect();
+            let named: Vec<String> = self.read("sweeping screenshots", |db| {
+                db.query_map(&sql, &args, |r| r.get(0))
+            })?;
+            let named: std::collections::HashSet<String> = named.into_iter().collect();
             for key in chunk.iter().filter(|k| !named.contains(*k)) {
                 self.images
                     .delete(key)
@@ -106,18 +100,19 @@ impl RecordRetention for SqliteStore {
         }
         if removed > 0 {
             let detail = format!("{removed} screenshot files no capture names");
-            insert_audit(
-                &*self.sqlite_writer()?,
-                &AuditEntry {
-                    time: now,
-                    actor: "retention",
-                    action: AuditAction::SweepImages,
-                    target: "",
-                    detail: &detail,
-                    origin: "system",
-                },
-            )
-            .map_err(db("auditing the screenshot sweep"))?;
+            self.write("auditing the screenshot sweep", |db| {
+                write_audit(
+                    db,
+                    &AuditEntry {
+                        time: now,
+                        actor: "retention",
+                        action: AuditAction::SweepImages,
+                        target: "",
+                        detail: &detail,
+                        origin: "system",
+                    },
+                )
+            })?;
         }
         Ok(removed)
     }

@@ -1,14 +1,41 @@
-//! The SQLite store's reviewer scopes, and the filter every query of a
-//! pupil's records adds for a scope.
+//! The store's reviewer scopes, and the filter every query of a pupil's
+//! records adds for a scope.
 
 use std::collections::{HashMap, HashSet};
 
 use protocol::UnixMillis;
-use rusqlite::{OptionalExtension, params};
 
 use super::scope::{Scope, ScopeStore};
+use super::sql::{Dialect, ToValue, Value, params};
 use super::sqlite::*;
+use super::sqlite_audit::write_audit;
 use super::*;
+
+/// [`scope_filter`] for the store written for both databases.
+pub(super) fn scope_filter_in(
+    scope: &Scope,
+    user: &str,
+    device: &str,
+    args: &mut Vec<Value>,
+    dialect: Dialect,
+) -> String {
+    if scope.is_school() {
+        return String::new();
+    }
+    for _ in 0..4 {
+        args.push(scope.groups_json().to_value());
+    }
+    let values = dialect.json_text_values();
+    format!(
+        " AND ({user} IN (SELECT account FROM accounts
+               WHERE 'year:' || year_group IN ({values})
+                  OR 'role:' || role IN ({values}))
+           OR {user} IN (SELECT member FROM group_members
+               WHERE grp LIKE 'accounts:%' AND grp IN ({values}))
+           OR {device} IN (SELECT member FROM group_members
+               WHERE grp LIKE 'devices:%' AND grp IN ({values})))"
+    )
+}
 
 /// `" AND (…)"` keeping only rows in `scope`, where `user` and `device`
 /// are the SQL expressions of a row's account and laptop id, with its
@@ -47,18 +74,13 @@ impl SqliteStore {
         id: &str,
         scope: &Scope,
     ) -> Result<bool, StoreError> {
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(id.to_owned())];
-        let filter = scope_filter(scope, user, device, &mut args);
+        let mut args: Vec<Value> = vec![id.to_value()];
+        let filter = scope_filter_in(scope, user, device, &mut args, self.dialect());
         let sql = format!("SELECT 1 FROM {table} t WHERE t.id = ?{filter}");
-        self.sqlite_reader()?
-            .query_row(
-                &sql,
-                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
-            .map_err(db("checking a record against a reviewer's groups"))
+        self.read("checking a record against a reviewer's groups", |db| {
+            db.query_opt(&sql, &args, |_| Ok(()))
+                .map(|found| found.is_some())
+        })
     }
 }
 
@@ -70,34 +92,26 @@ const DEVICES: (&str, &str, &str) = ("devices", "''", "t.id");
 
 impl ScopeStore for SqliteStore {
     fn staff_scope(&self, name: &str) -> Result<Scope, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare_cached(
+        let groups: Vec<String> = self.read("reading a reviewer's groups", |db| {
+            db.query_map(
                 "SELECT s.grp FROM staff_scopes s JOIN users u ON u.name = s.staff
                  WHERE s.staff = ?1 AND u.role = 'reviewer' ORDER BY s.grp",
+                &params![name],
+                |r| r.get(0),
             )
-            .map_err(db("reading a reviewer's groups"))?;
-        let groups: Vec<String> = stmt
-            .query_map([name], |r| r.get(0))
-            .map_err(db("reading a reviewer's groups"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("reading a reviewer's groups"))?;
+        })?;
         Scope::of(&groups).map_err(StoreError::Corrupt)
     }
 
     fn staff_scopes(&self) -> Result<HashMap<String, Scope>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare(
+        let rows: Vec<(String, String)> = self.read("reading reviewers' groups", |db| {
+            db.query_map(
                 "SELECT s.staff, s.grp FROM staff_scopes s JOIN users u ON u.name = s.staff
                  WHERE u.role = 'reviewer' ORDER BY s.staff, s.grp",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(db("reading reviewers' groups"))?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db("reading reviewers' groups"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("reading reviewers' groups"))?;
+        })?;
         let mut by_staff: HashMap<String, Vec<String>> = HashMap::new();
         for (staff, grp) in rows {
             by_staff.entry(staff).or_default().push(grp);
@@ -115,51 +129,46 @@ impl ScopeStore for SqliteStore {
         (actor, origin): (&str, &str),
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let what = "saving a reviewer's groups";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        let role: Option<String> = tx
-            .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db(what))?;
-        match role.as_deref() {
-            None => {
-                return Err(StoreError::Refused(format!(
-                    "there is no staff account {name:?}"
-                )));
+        let refused = self.write("saving a reviewer's groups", |db| {
+            let role: Option<String> = db.query_opt(
+                "SELECT role FROM users WHERE name = ?1",
+                &params![name],
+                |r| r.get(0),
+            )?;
+            match role.as_deref() {
+                None => return Ok(Some(format!("there is no staff account {name:?}"))),
+                Some("reviewer") => {}
+                Some(role) if !scope.is_school() => {
+                    return Ok(Some(format!(
+                        "{name} is an {role}, who sees the whole school; only reviewers are limited to groups (make them a reviewer first)"
+                    )));
+                }
+                Some(_) => {}
             }
-            Some("reviewer") => {}
-            Some(role) if !scope.is_school() => {
-                return Err(StoreError::Refused(format!(
-                    "{name} is an {role}, who sees the whole school; only reviewers are limited to groups (make them a reviewer first)"
-                )));
+            db.execute("DELETE FROM staff_scopes WHERE staff = ?1", &params![name])?;
+            for g in scope.groups() {
+                db.execute(
+                    "INSERT INTO staff_scopes (staff, grp) VALUES (?1, ?2)",
+                    &params![name, g],
+                )?;
             }
-            Some(_) => {}
+            write_audit(
+                db,
+                &AuditEntry {
+                    actor,
+                    action: AuditAction::SetStaffScope,
+                    target: name,
+                    detail: &scope.describe(),
+                    origin,
+                    time: now,
+                },
+            )?;
+            Ok(None)
+        })?;
+        match refused {
+            Some(why) => Err(StoreError::Refused(why)),
+            None => Ok(()),
         }
-        tx.execute("DELETE FROM staff_scopes WHERE staff = ?1", [name])
-            .map_err(db(what))?;
-        for g in scope.groups() {
-            tx.execute(
-                "INSERT INTO staff_scopes (staff, grp) VALUES (?1, ?2)",
-                params![name, g],
-            )
-            .map_err(db(what))?;
-        }
-        insert_audit(
-            &tx,
-            &AuditEntry {
-                actor,
-                action: AuditAction::SetStaffScope,
-                target: name,
-                detail: &scope.describe(),
-                origin,
-                time: now,
-            },
-        )
-        .map_err(db(what))?;
-        tx.commit().map_err(db(what))
     }
 
     fn capture_in_scope(&self, id: Uuid, scope: &Scope) -> Result<bool, StoreError> {
@@ -188,27 +197,20 @@ impl ScopeStore for SqliteStore {
         if scope.is_school() {
             return Ok(None);
         }
-        let what = "listing the accounts of a reviewer's groups";
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        let filter = scope_filter(scope, "a.account", "a.device", &mut args);
+        let mut args: Vec<Value> = Vec::new();
+        let filter = scope_filter_in(scope, "a.account", "a.device", &mut args, self.dialect());
         // Every account known, with each laptop it was seen on (or none).
         let sql = format!(
             "SELECT DISTINCT a.account FROM (
-                 SELECT account, NULL AS device FROM accounts
+                 SELECT account, CAST(NULL AS TEXT) AS device FROM accounts
                  UNION ALL SELECT account, device FROM account_devices
-             ) a WHERE 1{filter}"
+             ) a WHERE TRUE{filter}"
         );
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn.prepare(&sql).map_err(db(what))?;
-        let accounts = stmt
-            .query_map(
-                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
-                |r| r.get(0),
-            )
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what))?;
-        Ok(Some(accounts))
+        let accounts: Vec<String> = self
+            .read("listing the accounts of a reviewer's groups", |db| {
+                db.query_map(&sql, &args, |r| r.get(0))
+            })?;
+        Ok(Some(accounts.into_iter().collect()))
     }
 }
 
