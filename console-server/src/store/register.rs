@@ -39,17 +39,15 @@ impl PersonRole {
     }
 
     /// The role as stored; one no console wrote is an error, not a guess.
-    pub(super) fn from_stored(s: &str) -> rusqlite::Result<PersonRole> {
-        PersonRole::parse(s).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                3,
-                rusqlite::types::Type::Text,
-                Box::new(super::UnknownStoredValue {
-                    what: "the person's role",
-                    found: s.to_owned(),
-                    expected: "pupil, staff",
-                }),
-            )
+    pub(super) fn from_stored(s: &str) -> Result<PersonRole, super::sql::SqlError> {
+        PersonRole::parse(s).ok_or_else(|| super::sql::SqlError::Column {
+            column: 3,
+            message: super::UnknownStoredValue {
+                what: "the person's role",
+                found: s.to_owned(),
+                expected: "pupil, staff",
+            }
+            .to_string(),
         })
     }
 

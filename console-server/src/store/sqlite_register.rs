@@ -1,98 +1,90 @@
-//! [`super::register::RegisterStore`] on SQLite.
+//! [`super::register::RegisterStore`], on either database.
 
 use super::register::*;
-use super::sqlite::{SqliteStore, db, insert_audit};
+use super::sql::params;
+use super::sqlite::SqliteStore;
+use super::sqlite_audit::write_audit;
 use super::{AuditEntry, StoreError};
-use protocol::UnixMillis;
-use rusqlite::{OptionalExtension, params};
 
 impl RegisterStore for SqliteStore {
     fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let during = "listing the register of users";
-        let mut rows: Vec<AccountRow> = conn
-            .prepare(
+        self.read("listing the register of users", |db| {
+            let mut rows: Vec<AccountRow> = db.query_map(
                 "SELECT account, name, year_group, role, imported, first_seen, last_seen
                  FROM accounts ORDER BY account",
-            )
-            .map_err(db(during))?
-            .query_map([], |r| {
-                Ok(AccountRow {
-                    account: r.get(0)?,
-                    name: r.get(1)?,
-                    year_group: r.get(2)?,
-                    role: r
-                        .get::<_, Option<String>>(3)?
-                        .map(|s| PersonRole::from_stored(&s))
-                        .transpose()?,
-                    imported: r.get::<_, Option<i64>>(4)?.map(UnixMillis),
-                    first_seen: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
-                    last_seen: r.get::<_, Option<i64>>(6)?.map(UnixMillis),
-                    devices: Vec::new(),
-                    decisions: Vec::new(),
-                })
-            })
-            .map_err(db(during))?
-            .collect::<Result<_, _>>()
-            .map_err(db(during))?;
-        let index: std::collections::HashMap<String, usize> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.account.clone(), i))
-            .collect();
-        let mut devices = conn
-            .prepare(
+                &[],
+                |r| {
+                    Ok(AccountRow {
+                        account: r.get(0)?,
+                        name: r.get(1)?,
+                        year_group: r.get(2)?,
+                        role: r
+                            .get::<Option<String>>(3)?
+                            .map(|s| PersonRole::from_stored(&s))
+                            .transpose()?,
+                        imported: r.get(4)?,
+                        first_seen: r.get(5)?,
+                        last_seen: r.get(6)?,
+                        devices: Vec::new(),
+                        decisions: Vec::new(),
+                    })
+                },
+            )?;
+            let index: std::collections::HashMap<String, usize> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.account.clone(), i))
+                .collect();
+            let pairs: Vec<(String, String)> = db.query_map(
                 "SELECT a.account, COALESCE(NULLIF(d.hostname, ''), a.device)
                  FROM account_devices a LEFT JOIN devices d ON d.id = a.device
                  ORDER BY a.last_seen DESC",
-            )
-            .map_err(db(during))?;
-        let pairs = devices
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(db(during))?;
-        for pair in pairs {
-            let (account, device) = pair.map_err(db(during))?;
-            if let Some(&i) = index.get(&account) {
-                rows[i].devices.push(device);
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            for (account, device) in pairs {
+                if let Some(&i) = index.get(&account) {
+                    rows[i].devices.push(device);
+                }
             }
-        }
-        // The latest answer per user, audience and version.
-        let mut decisions = conn
-            .prepare(
-                "SELECT user, audience, version, decision, MAX(time) FROM aup_decisions
-                 GROUP BY user, audience, version ORDER BY MAX(time) DESC",
-            )
-            .map_err(db(during))?;
-        let answers = decisions
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    LastDecision {
-                        audience: r.get(1)?,
-                        version: r.get(2)?,
-                        decision: r.get(3)?,
-                        time: UnixMillis(r.get(4)?),
-                    },
-                ))
-            })
-            .map_err(db(during))?;
-        for answer in answers {
-            let (user, d) = answer.map_err(db(during))?;
-            if let Some(&i) = index.get(&user) {
-                rows[i].decisions.push(d);
+            // The latest answer per user, audience and version.
+            let answers: Vec<(String, LastDecision)> = db.query_map(
+                "SELECT user, audience, version, decision, time FROM (
+                     SELECT user, audience, version, decision, time,
+                         ROW_NUMBER() OVER (PARTITION BY user, audience, version
+                                            ORDER BY time DESC, id DESC) AS n
+                     FROM aup_decisions
+                 ) latest WHERE n = 1 ORDER BY time DESC",
+                &[],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        LastDecision {
+                            audience: r.get(1)?,
+                            version: r.get(2)?,
+                            decision: r.get(3)?,
+                            time: r.get(4)?,
+                        },
+                    ))
+                },
+            )?;
+            for (user, d) in answers {
+                if let Some(&i) = index.get(&user) {
+                    rows[i].decisions.push(d);
+                }
             }
-        }
-        Ok(rows)
+            Ok(rows)
+        })
     }
 
     fn mis_staff_accounts(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        conn.prepare("SELECT account FROM accounts WHERE role = 'staff' ORDER BY account")
-            .map_err(db("listing staff accounts"))?
-            .query_map([], |r| r.get(0))
-            .map_err(db("listing staff accounts"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("listing staff accounts"))
+        self.read("listing staff accounts", |db| {
+            db.query_map(
+                "SELECT account FROM accounts WHERE role = 'staff' ORDER BY account",
+                &[],
+                |r| r.get(0),
+            )
+        })
     }
 
     fn import_people(
@@ -100,33 +92,15 @@ impl RegisterStore for SqliteStore {
         people: &[PersonRecord],
         audit: &AuditEntry<'_>,
     ) -> Result<ImportCounts, StoreError> {
-        let during = "importing the register of users";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(during))?;
-        let mut counts = ImportCounts::default();
-        {
-            let mut find = tx
-                .prepare(
-                    "SELECT name, year_group, role FROM accounts WHERE account = ?1 AND imported IS NOT NULL",
-                )
-                .map_err(db(during))?;
-            let mut exists = tx
-                .prepare("SELECT 1 FROM accounts WHERE account = ?1")
-                .map_err(db(during))?;
-            let mut upsert = tx
-                .prepare(
-                    "INSERT INTO accounts (account, name, year_group, role, imported)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (account) DO UPDATE SET name = excluded.name,
-                         year_group = excluded.year_group, role = excluded.role,
-                         imported = excluded.imported",
-                )
-                .map_err(db(during))?;
+        self.write("importing the register of users", |db| {
+            let mut counts = ImportCounts::default();
             for p in people {
-                let before: Option<(String, String, String)> = find
-                    .query_row([&p.account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
-                    .map_err(db(during))?;
+                let before: Option<(String, String, String)> = db.query_opt(
+                    "SELECT name, year_group, role FROM accounts
+                     WHERE account = ?1 AND imported IS NOT NULL",
+                    &params![p.account],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
                 let now = (
                     p.name.clone(),
                     p.year_group.clone(),
@@ -136,10 +110,12 @@ impl RegisterStore for SqliteStore {
                     Some(b) if b == now => counts.unchanged += 1,
                     Some(_) => counts.updated += 1,
                     None => {
-                        let seen = exists
-                            .query_row([&p.account], |_| Ok(()))
-                            .optional()
-                            .map_err(db(during))?
+                        let seen = db
+                            .query_opt(
+                                "SELECT 1 FROM accounts WHERE account = ?1",
+                                &params![p.account],
+                                |_| Ok(()),
+                            )?
                             .is_some();
                         if seen {
                             counts.updated += 1;
@@ -148,51 +124,47 @@ impl RegisterStore for SqliteStore {
                         }
                     }
                 }
-                upsert
-                    .execute(params![
-                        p.account,
-                        p.name,
-                        p.year_group,
-                        p.role.as_str(),
-                        audit.time.0
-                    ])
-                    .map_err(db(during))?;
+                db.execute(
+                    "INSERT INTO accounts (account, name, year_group, role, imported)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (account) DO UPDATE SET name = excluded.name,
+                         year_group = excluded.year_group, role = excluded.role,
+                         imported = excluded.imported",
+                    &params![p.account, p.name, p.year_group, p.role.as_str(), audit.time],
+                )?;
             }
-        }
-        insert_audit(&tx, audit).map_err(db(during))?;
-        tx.commit().map_err(db(during))?;
-        Ok(counts)
+            write_audit(db, audit)?;
+            Ok(counts)
+        })
     }
 
     fn aup_versions(&self) -> Result<Vec<AupVersion>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        conn.prepare(
-            "SELECT audience, version, markdown, published, staff FROM aup_versions
-             ORDER BY published DESC, version DESC",
-        )
-        .map_err(db("listing AUP versions"))?
-        .query_map([], |r| {
-            Ok(AupVersion {
-                audience: r.get(0)?,
-                version: r.get(1)?,
-                markdown: r.get(2)?,
-                published: UnixMillis(r.get(3)?),
-                staff: r.get(4)?,
-            })
+        self.read("listing AUP versions", |db| {
+            db.query_map(
+                "SELECT audience, version, markdown, published, staff FROM aup_versions
+                 ORDER BY published DESC, version DESC",
+                &[],
+                |r| {
+                    Ok(AupVersion {
+                        audience: r.get(0)?,
+                        version: r.get(1)?,
+                        markdown: r.get(2)?,
+                        published: r.get(3)?,
+                        staff: r.get(4)?,
+                    })
+                },
+            )
         })
-        .map_err(db("listing AUP versions"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("listing AUP versions"))
     }
 
     fn record_aup_version(&self, v: &AupVersion) -> Result<(), StoreError> {
-        let conn = self.sqlite_writer()?;
-        conn.execute(
-            "INSERT OR IGNORE INTO aup_versions (audience, version, markdown, published, staff)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![v.audience, v.version, v.markdown, v.published.0, v.staff],
-        )
-        .map_err(db("recording an AUP version"))?;
+        self.write("recording an AUP version", |db| {
+            db.execute(
+                "INSERT INTO aup_versions (audience, version, markdown, published, staff)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                &params![v.audience, v.version, v.markdown, v.published, v.staff],
+            )
+        })?;
         Ok(())
     }
 }
@@ -203,6 +175,7 @@ mod tests {
 
     use protocol::{
         AgentMessage, Audience, AupDecision, Concern, Decision, Heartbeat, Policy, Screenshot,
+        UnixMillis,
     };
     use uuid::Uuid;
 

@@ -1,28 +1,28 @@
-//! [`super::suggestions::SuggestionStore`] on SQLite.
+//! [`super::suggestions::SuggestionStore`], on either database.
 
-use super::sqlite::{SqliteStore, db, id_str};
+use super::sql::{Row, SqlError, params};
+use super::sqlite::SqliteStore;
 use super::suggestions::*;
 use super::{StoreError, rfc3339};
 use protocol::UnixMillis;
-use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 const COLUMNS: &str =
     "id, time, category, phrase, suggested_by, capture, status, decided_by, decided_time";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Suggestion, String)> {
+fn row(r: &Row) -> Result<(Suggestion, String), SqlError> {
     let capture: Option<String> = r.get(5)?;
     Ok((
         Suggestion {
             id: r.get(0)?,
-            time: rfc3339(UnixMillis(r.get(1)?)),
+            time: rfc3339(r.get(1)?),
             category: r.get(2)?,
             phrase: r.get(3)?,
             suggested_by: r.get(4)?,
             capture: capture.and_then(|c| Uuid::parse_str(&c).ok()),
             status: SuggestionStatus::Pending,
             decided_by: r.get(7)?,
-            decided_time: r.get::<_, Option<i64>>(8)?.map(|t| rfc3339(UnixMillis(t))),
+            decided_time: r.get::<Option<UnixMillis>>(8)?.map(rfc3339),
         },
         r.get(6)?,
     ))
@@ -42,80 +42,60 @@ impl SuggestionStore for SqliteStore {
         capture: Option<Uuid>,
         now: UnixMillis,
     ) -> Result<i64, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn
-            .transaction()
-            .map_err(db("recording an exception suggestion"))?;
-        let pending: Option<i64> = tx
-            .query_row(
+        self.write("recording an exception suggestion", |db| {
+            let pending: Option<i64> = db.query_opt(
                 "SELECT id FROM exception_suggestions
                  WHERE status = 'pending' AND category = ?1 AND phrase = ?2",
-                params![category, phrase],
+                &params![category, phrase],
                 |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("recording an exception suggestion"))?;
-        let id = match pending {
-            Some(id) => id,
-            None => {
-                tx.execute(
+            )?;
+            match pending {
+                Some(id) => Ok(id),
+                None => db.query_row(
                     "INSERT INTO exception_suggestions
                          (time, category, phrase, suggested_by, capture, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-                    params![now.0, category, phrase, by, capture.map(id_str)],
-                )
-                .map_err(db("recording an exception suggestion"))?;
-                tx.last_insert_rowid()
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending') RETURNING id",
+                    &params![now, category, phrase, by, capture],
+                    |r| r.get(0),
+                ),
             }
-        };
-        tx.commit()
-            .map_err(db("recording an exception suggestion"))?;
-        Ok(id)
+        })
     }
 
     fn exception_suggestions(&self, decided: u32) -> Result<Vec<Suggestion>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut out = Vec::new();
-        for (sql, limit) in [
-            (
-                format!(
-                    "SELECT {COLUMNS} FROM exception_suggestions
-                     WHERE status = 'pending' ORDER BY id LIMIT ?1"
+        let rows = self.read("listing exception suggestions", |db| {
+            let mut out = Vec::new();
+            for (sql, limit) in [
+                (
+                    format!(
+                        "SELECT {COLUMNS} FROM exception_suggestions
+                         WHERE status = 'pending' ORDER BY id LIMIT ?1"
+                    ),
+                    10_000,
                 ),
-                10_000,
-            ),
-            (
-                format!(
-                    "SELECT {COLUMNS} FROM exception_suggestions
-                     WHERE status <> 'pending' ORDER BY decided_time DESC, id DESC LIMIT ?1"
+                (
+                    format!(
+                        "SELECT {COLUMNS} FROM exception_suggestions
+                         WHERE status <> 'pending' ORDER BY decided_time DESC, id DESC LIMIT ?1"
+                    ),
+                    decided,
                 ),
-                decided,
-            ),
-        ] {
-            let mut stmt = conn
-                .prepare(&sql)
-                .map_err(db("listing exception suggestions"))?;
-            let rows = stmt
-                .query_map([limit], row)
-                .map_err(db("listing exception suggestions"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db("listing exception suggestions"))?;
-            for r in rows {
-                out.push(with_status(r)?);
+            ] {
+                out.extend(db.query_map(&sql, &params![limit], row)?);
             }
-        }
-        Ok(out)
+            Ok(out)
+        })?;
+        rows.into_iter().map(with_status).collect()
     }
 
     fn exception_suggestion(&self, id: i64) -> Result<Option<Suggestion>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        conn.query_row(
-            &format!("SELECT {COLUMNS} FROM exception_suggestions WHERE id = ?1"),
-            [id],
-            row,
-        )
-        .optional()
-        .map_err(db("reading an exception suggestion"))?
+        self.read("reading an exception suggestion", |db| {
+            db.query_opt(
+                &format!("SELECT {COLUMNS} FROM exception_suggestions WHERE id = ?1"),
+                &params![id],
+                row,
+            )
+        })?
         .map(with_status)
         .transpose()
     }
@@ -127,19 +107,18 @@ impl SuggestionStore for SqliteStore {
         by: &str,
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let conn = self.sqlite_writer()?;
         let status = if approve {
             SuggestionStatus::Approved
         } else {
             SuggestionStatus::Rejected
         };
-        let changed = conn
-            .execute(
+        let changed = self.write("deciding an exception suggestion", |db| {
+            db.execute(
                 "UPDATE exception_suggestions SET status = ?2, decided_by = ?3, decided_time = ?4
                  WHERE id = ?1 AND status = 'pending'",
-                params![id, status.as_str(), by, now.0],
+                &params![id, status.as_str(), by, now],
             )
-            .map_err(db("deciding an exception suggestion"))?;
+        })?;
         Ok(changed == 1)
     }
 }
