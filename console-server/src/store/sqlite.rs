@@ -319,28 +319,14 @@ pub(super) fn id_str(id: Uuid) -> String {
 }
 
 /// A value read as text, as the type it is stored for; one no console
-/// wrote is an error (and [`db`] makes it [`StoreError::Corrupt`]).
-pub(super) fn stored<T: rusqlite::types::FromSql>(text: &str) -> rusqlite::Result<T> {
-    T::column_result(rusqlite::types::ValueRef::Text(text.as_bytes())).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-/// [`stored`] for the store written for both databases: a value no
-/// console wrote is [`SqlError::Column`] (made
-/// [`StoreError::Corrupt`] by [`SqlError::during`]).
+/// wrote is [`SqlError::Column`] (made [`StoreError::Corrupt`] by
+/// [`SqlError::during`]), never a default.
 pub(super) fn stored_as<T: rusqlite::types::FromSql>(text: &str) -> Result<T, SqlError> {
     T::column_result(rusqlite::types::ValueRef::Text(text.as_bytes())).map_err(|e| {
         SqlError::Column {
             column: 0,
             message: e.to_string(),
         }
-    })
-}
-
-pub(super) fn parse_id(s: &str) -> rusqlite::Result<Uuid> {
-    Uuid::parse_str(s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 

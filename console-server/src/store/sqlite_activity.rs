@@ -7,13 +7,13 @@ use uuid::Uuid;
 use super::scope::Scope;
 use super::sql::{Row, SqlError, ToValue, Value, params};
 use super::sqlite::*;
-use super::sqlite_scope::scope_filter_in;
+use super::sqlite_scope::scope_filter;
 use super::*;
 
 impl ActivityStore for SqliteStore {
     fn aup_decisions(&self, limit: u32, scope: &Scope) -> Result<Vec<AupDecisionRow>, StoreError> {
         let mut args: Vec<Value> = Vec::new();
-        let filter = scope_filter_in(scope, "a.user", "a.device", &mut args, self.dialect());
+        let filter = scope_filter(scope, "a.user", "a.device", &mut args, self.dialect());
         args.push(limit.to_value());
         let sql = format!(
             "SELECT a.user, a.device, COALESCE(d.hostname, ''), a.audience, a.version,
@@ -47,7 +47,7 @@ impl ActivityStore for SqliteStore {
             sql.push_str(" AND t.device = ?");
             args.push(device.to_value());
         }
-        sql.push_str(&scope_filter_in(
+        sql.push_str(&scope_filter(
             &q.scope,
             "t.user",
             "t.device",

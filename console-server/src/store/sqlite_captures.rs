@@ -1,12 +1,13 @@
-//! The SQLite store's captures: lists, one capture with its history,
-//! screenshots, triage, counts and trends, retention and deletion.
+//! The store's captures: lists, one capture with its history, screenshots,
+//! triage, counts and trends, retention and deletion.
 
 use protocol::UnixMillis;
-use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 use super::scope::Scope;
+use super::sql::{Db, Row, SqlError, ToValue, Value, params};
 use super::sqlite::*;
+use super::sqlite_audit::write_audit;
 use super::sqlite_scope::scope_filter;
 use super::*;
 
@@ -14,14 +15,14 @@ const SUMMARY_COLUMNS: &str = "c.id, c.device, COALESCE(d.hostname, ''), c.user,
     c.app, c.window_title, c.url, c.term, c.category, c.severity, c.context, c.match_start,
     c.match_end, c.image IS NOT NULL, c.image_missing, c.status";
 
-fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaptureSummary> {
+fn summary_row(r: &Row) -> Result<CaptureSummary, SqlError> {
     let status: String = r.get(17)?;
     Ok(CaptureSummary {
-        id: parse_id(&r.get::<_, String>(0)?)?,
-        device: parse_id(&r.get::<_, String>(1)?)?,
+        id: r.get(0)?,
+        device: r.get(1)?,
         hostname: r.get(2)?,
         user: r.get(3)?,
-        time: rfc3339(UnixMillis(r.get(4)?)),
+        time: rfc3339(r.get(4)?),
         source: r.get(5)?,
         app: r.get(6)?,
         window_title: r.get(7)?,
@@ -33,34 +34,32 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaptureSummary> {
         context_match: [r.get(13)?, r.get(14)?],
         has_image: r.get(15)?,
         image_missing: r.get(16)?,
-        status: stored(&status)?,
+        status: stored_as(&status)?,
     })
 }
 
 impl SqliteStore {
     fn delete_capture_in(
-        tx: &Transaction<'_>,
+        db: &mut Db<'_, '_>,
         id: Uuid,
         entry: &AuditEntry<'_>,
-    ) -> rusqlite::Result<Option<(Option<String>, Deleted)>> {
-        let row: Option<(Option<String>, String, i64)> = tx
-            .query_row(
-                "SELECT image, status, time FROM captures WHERE id = ?1",
-                [id_str(id)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+    ) -> Result<Option<(Option<String>, Deleted)>, SqlError> {
+        let row: Option<(Option<String>, String, i64)> = db.query_opt(
+            "SELECT image, status, time FROM captures WHERE id = ?1",
+            &params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         let Some((image, status, time)) = row else {
             return Ok(None);
         };
-        tx.execute("DELETE FROM triage WHERE capture = ?1", [id_str(id)])?;
-        tx.execute("DELETE FROM captures WHERE id = ?1", [id_str(id)])?;
-        insert_audit(tx, entry)?;
+        db.execute("DELETE FROM triage WHERE capture = ?1", &params![id])?;
+        db.execute("DELETE FROM captures WHERE id = ?1", &params![id])?;
+        write_audit(db, entry)?;
         Ok(Some((
             image,
             Deleted {
                 id,
-                status: stored(&status)?,
+                status: stored_as(&status)?,
                 time: UnixMillis(time),
             },
         )))
@@ -70,139 +69,128 @@ impl SqliteStore {
 impl CaptureStore for SqliteStore {
     fn captures(&self, q: &CaptureQuery) -> Result<Vec<CaptureSummary>, StoreError> {
         let mut sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM captures c LEFT JOIN devices d ON d.id = c.device WHERE 1"
+            "SELECT {SUMMARY_COLUMNS} FROM captures c LEFT JOIN devices d ON d.id = c.device WHERE TRUE"
         );
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(s) = q.status {
             sql.push_str(" AND c.status = ?");
-            args.push(Box::new(s.as_str()));
+            args.push(s.as_str().to_value());
         }
         if let Some(d) = q.device {
             sql.push_str(" AND c.device = ?");
-            args.push(Box::new(id_str(d)));
+            args.push(d.to_value());
         }
         if let Some(cat) = &q.category {
             sql.push_str(" AND c.category = ?");
-            args.push(Box::new(cat.clone()));
+            args.push(cat.to_value());
         }
         if let Some(min) = q.min_severity {
             sql.push_str(" AND c.severity >= ?");
-            args.push(Box::new(min));
+            args.push(min.to_value());
         }
         if let Some(sev) = q.severity {
             sql.push_str(" AND c.severity = ?");
-            args.push(Box::new(sev));
+            args.push(sev.to_value());
         }
         if let Some(user) = &q.user {
             sql.push_str(" AND c.user = ?");
-            args.push(Box::new(user.clone()));
+            args.push(user.to_value());
         }
         if !q.sources.is_empty() {
             sql.push_str(" AND c.source IN (");
             for (i, source) in q.sources.iter().enumerate() {
                 sql.push_str(if i == 0 { "?" } else { ", ?" });
-                args.push(Box::new(source.clone()));
+                args.push(source.to_value());
             }
             sql.push(')');
         }
         if let Some(from) = q.from {
             sql.push_str(" AND c.time >= ?");
-            args.push(Box::new(from.0));
+            args.push(from.to_value());
         }
         if let Some(to) = q.to {
             sql.push_str(" AND c.time < ?");
-            args.push(Box::new(to.0));
+            args.push(to.to_value());
         }
         if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
             // instr on lower() rather than LIKE, so `%` and `_` in the
             // search are plain characters.
             sql.push_str(
-                " AND (instr(lower(c.context), ?) OR instr(lower(c.window_title), ?)
-                 OR instr(lower(c.term), ?) OR instr(lower(COALESCE(c.url, '')), ?))",
+                " AND (instr(lower(c.context), ?) > 0 OR instr(lower(c.window_title), ?) > 0
+                 OR instr(lower(c.term), ?) > 0 OR instr(lower(COALESCE(c.url, '')), ?) > 0)",
             );
             for _ in 0..4 {
-                args.push(Box::new(text.to_lowercase()));
+                args.push(text.to_lowercase().to_value());
             }
         }
-        sql.push_str(&scope_filter(&q.scope, "c.user", "c.device", &mut args));
+        sql.push_str(&scope_filter(
+            &q.scope,
+            "c.user",
+            "c.device",
+            &mut args,
+            self.dialect(),
+        ));
         if let Some(before) = q.before {
             sql.push_str(" AND c.id < ?");
-            args.push(Box::new(id_str(before)));
+            args.push(before.to_value());
         }
         if let Some(after) = q.after {
             sql.push_str(" AND c.id > ?");
-            args.push(Box::new(id_str(after)));
+            args.push(after.to_value());
         }
         if q.after.is_some() && q.before.is_none() {
             sql.push_str(" ORDER BY c.id ASC LIMIT ?");
         } else {
             sql.push_str(" ORDER BY c.id DESC LIMIT ?");
         }
-        args.push(Box::new(q.limit));
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn.prepare(&sql).map_err(db("listing captures"))?;
-        let rows = stmt
-            .query_map(
-                rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
-                summary_row,
-            )
-            .map_err(db("listing captures"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(db("reading the capture list"))
+        args.push(q.limit.to_value());
+        self.read("listing captures", |db| {
+            db.query_map(&sql, &args, summary_row)
+        })
     }
 
     fn capture(&self, id: Uuid) -> Result<Option<CaptureDetail>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let found = conn
-            .query_row(
+        self.read("reading a capture", |db| {
+            let found = db.query_opt(
                 &format!(
                     "SELECT {SUMMARY_COLUMNS}, c.received FROM captures c
                      LEFT JOIN devices d ON d.id = c.device WHERE c.id = ?1"
                 ),
-                [id_str(id)],
-                |r| Ok((summary_row(r)?, r.get::<_, i64>(18)?)),
-            )
-            .optional()
-            .map_err(db("reading a capture"))?;
-        let Some((summary, received)) = found else {
-            return Ok(None);
-        };
-        let mut stmt = conn
-            .prepare(
+                &params![id],
+                |r| Ok((summary_row(r)?, r.get::<UnixMillis>(18)?)),
+            )?;
+            let Some((summary, received)) = found else {
+                return Ok(None);
+            };
+            let history = db.query_map(
                 "SELECT time, actor, status, note, action FROM triage WHERE capture = ?1 ORDER BY seq",
-            )
-            .map_err(db("reading triage history"))?;
-        let history = stmt
-            .query_map([id_str(id)], |r| {
-                let status: String = r.get(2)?;
-                Ok(TriageEntry {
-                    time: rfc3339(UnixMillis(r.get(0)?)),
-                    actor: r.get(1)?,
-                    status: stored(&status)?,
-                    note: r.get(3)?,
-                    action: r.get(4)?,
-                })
-            })
-            .map_err(db("reading triage history"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("reading triage history"))?;
-        Ok(Some(CaptureDetail {
-            summary,
-            received: rfc3339(UnixMillis(received)),
-            history,
-        }))
+                &params![id],
+                |r| {
+                    Ok(TriageEntry {
+                        time: rfc3339(r.get(0)?),
+                        actor: r.get(1)?,
+                        status: stored_as(&r.get::<String>(2)?)?,
+                        note: r.get(3)?,
+                        action: r.get(4)?,
+                    })
+                },
+            )?;
+            Ok(Some(CaptureDetail {
+                summary,
+                received: rfc3339(received),
+                history,
+            }))
+        })
     }
 
     fn capture_image(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        let key: Option<Option<String>> = self
-            .sqlite_reader()?
-            .query_row(
+        let key: Option<Option<String>> = self.read("reading a capture", |db| {
+            db.query_opt(
                 "SELECT image FROM captures WHERE id = ?1",
-                [id_str(id)],
+                &params![id],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(db("reading a capture"))?;
+        })?;
         match key.flatten() {
             Some(key) => self.images.get(&key).map_err(img("reading a screenshot")),
             None => Ok(None),
@@ -210,36 +198,25 @@ impl CaptureStore for SqliteStore {
     }
 
     fn triage_many(&self, ids: &[Uuid], t: &Triage) -> Result<usize, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("starting triage"))?;
-        let mut found = 0;
-        for &id in ids {
-            let changed = tx
-                .execute(
+        self.write("recording triage", |db| {
+            let mut found = 0;
+            for &id in ids {
+                let changed = db.execute(
                     "UPDATE captures SET status = ?2, status_time = ?3 WHERE id = ?1",
-                    params![id_str(id), t.status.as_str(), t.time.0],
-                )
-                .map_err(db("recording triage"))?;
-            if changed == 0 {
-                continue;
+                    &params![id, t.status.as_str(), t.time],
+                )?;
+                if changed == 0 {
+                    continue;
+                }
+                found += 1;
+                db.execute(
+                    "INSERT INTO triage (capture, time, actor, status, note, action)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    &params![id, t.time, t.actor, t.status.as_str(), t.note, t.action],
+                )?;
             }
-            found += 1;
-            tx.execute(
-                "INSERT INTO triage (capture, time, actor, status, note, action)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    id_str(id),
-                    t.time.0,
-                    t.actor,
-                    t.status.as_str(),
-                    t.note,
-                    t.action
-                ],
-            )
-            .map_err(db("recording triage"))?;
-        }
-        tx.commit().map_err(db("committing triage"))?;
-        Ok(found)
+            Ok(found)
+        })
     }
 
     fn capture_buckets(
@@ -248,56 +225,41 @@ impl CaptureStore for SqliteStore {
         to: UnixMillis,
         scope: &Scope,
     ) -> Result<Vec<CaptureBucket>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> =
-            vec![Box::new(UnixMillis::HOUR), Box::new(from.0), Box::new(to.0)];
-        let filter = scope_filter(scope, "c.user", "c.device", &mut args);
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT (c.time / ?1) * ?1 AS hour, c.category, c.severity, c.status,
-                        COALESCE(d.hostname, ''), COUNT(*)
-                 FROM captures c LEFT JOIN devices d ON d.id = c.device
-                 WHERE c.time >= ?2 AND c.time < ?3{filter}
-                 GROUP BY hour, c.category, c.severity, c.status, c.device"
-            ))
-            .map_err(db("reading trends"))?;
-        stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-            let status: String = r.get(3)?;
-            Ok(CaptureBucket {
-                hour: UnixMillis(r.get(0)?),
-                category: r.get(1)?,
-                severity: r.get(2)?,
-                status: stored(&status)?,
-                hostname: r.get(4)?,
-                count: r.get::<_, i64>(5)? as u64,
+        let mut args: Vec<Value> =
+            vec![UnixMillis::HOUR.to_value(), from.to_value(), to.to_value()];
+        let filter = scope_filter(scope, "c.user", "c.device", &mut args, self.dialect());
+        let sql = format!(
+            "SELECT (c.time / ?1) * ?1 AS hour, c.category, c.severity, c.status,
+                    COALESCE(d.hostname, ''), COUNT(*)
+             FROM captures c LEFT JOIN devices d ON d.id = c.device
+             WHERE c.time >= ?2 AND c.time < ?3{filter}
+             GROUP BY hour, c.category, c.severity, c.status, c.device, d.hostname"
+        );
+        self.read("reading trends", |db| {
+            db.query_map(&sql, &args, |r| {
+                Ok(CaptureBucket {
+                    hour: r.get(0)?,
+                    category: r.get(1)?,
+                    severity: r.get(2)?,
+                    status: stored_as(&r.get::<String>(3)?)?,
+                    hostname: r.get(4)?,
+                    count: r.get(5)?,
+                })
             })
         })
-        .map_err(db("reading trends"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("reading trends"))
     }
 
     fn capture_counts(&self, scope: &Scope) -> Result<Vec<(Status, u64)>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        let filter = scope_filter(scope, "c.user", "c.device", &mut args);
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT c.status, COUNT(*) FROM captures c WHERE 1{filter} GROUP BY c.status"
-            ))
-            .map_err(db("counting captures"))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        let mut args: Vec<Value> = Vec::new();
+        let filter = scope_filter(scope, "c.user", "c.device", &mut args, self.dialect());
+        let sql = format!(
+            "SELECT c.status, COUNT(*) FROM captures c WHERE TRUE{filter} GROUP BY c.status"
+        );
+        self.read("counting captures", |db| {
+            db.query_map(&sql, &args, |r| {
+                Ok((stored_as(&r.get::<String>(0)?)?, r.get(1)?))
             })
-            .map_err(db("counting captures"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (status, n) = row.map_err(db("counting captures"))?;
-            let s: Status = stored(&status).map_err(db("counting captures"))?;
-            out.push((s, n as u64));
-        }
-        Ok(out)
+        })
     }
 
     fn expire(&self, retention: &Retention, now: UnixMillis) -> Result<Vec<Deleted>, StoreError> {
@@ -309,35 +271,27 @@ impl CaptureStore for SqliteStore {
         let mut deleted = Vec::new();
         for (status, days) in rules {
             let Some(days) = days else { continue };
-            let cutoff = now.days_before(days).0;
+            let cutoff = now.days_before(days);
             loop {
                 // In slices, so a big first sweep never holds the writer long.
-                let ids: Vec<String> = {
-                    let conn = self.sqlite_reader()?;
-                    let mut stmt = conn
-                        .prepare(
-                            "SELECT id FROM captures WHERE status = ?1 AND time < ?2 LIMIT 500",
-                        )
-                        .map_err(db("finding expired captures"))?;
-                    stmt.query_map(params![status.as_str(), cutoff], |r| r.get(0))
-                        .map_err(db("finding expired captures"))?
-                        .collect::<Result<_, _>>()
-                        .map_err(db("finding expired captures"))?
-                };
+                let ids: Vec<Uuid> = self.read("finding expired captures", |db| {
+                    db.query_map(
+                        "SELECT id FROM captures WHERE status = ?1 AND time < ?2 LIMIT 500",
+                        &params![status.as_str(), cutoff],
+                        |r| r.get(0),
+                    )
+                })?;
                 if ids.is_empty() {
                     break;
                 }
-                let mut images = Vec::new();
-                {
-                    let mut conn = self.sqlite_writer()?;
-                    let tx = conn.transaction().map_err(db("starting retention"))?;
-                    for id in &ids {
-                        let id = Uuid::parse_str(id)
-                            .map_err(|e| StoreError::Corrupt(format!("capture id {id}: {e}")))?;
-                        let detail = format!(
-                            "retention: {} capture older than {days} days",
-                            status.as_str()
-                        );
+                let detail = format!(
+                    "retention: {} capture older than {days} days",
+                    status.as_str()
+                );
+                let (images, gone) = self.write("deleting expired captures", |db| {
+                    let mut images = Vec::new();
+                    let mut gone = Vec::new();
+                    for &id in &ids {
                         let entry = AuditEntry {
                             time: now,
                             actor: "retention",
@@ -346,15 +300,14 @@ impl CaptureStore for SqliteStore {
                             detail: &detail,
                             origin: "system",
                         };
-                        if let Some((image, d)) = Self::delete_capture_in(&tx, id, &entry)
-                            .map_err(db("deleting an expired capture"))?
-                        {
+                        if let Some((image, d)) = Self::delete_capture_in(db, id, &entry)? {
                             images.extend(image);
-                            deleted.push(d);
+                            gone.push(d);
                         }
                     }
-                    tx.commit().map_err(db("committing retention"))?;
-                }
+                    Ok((images, gone))
+                })?;
+                deleted.extend(gone);
                 // Rows first, then files: a crash in between leaves an
                 // unnamed file, never a row naming a missing file.
                 for key in images {
@@ -368,24 +321,20 @@ impl CaptureStore for SqliteStore {
     }
 
     fn delete_capture(&self, id: Uuid, actor: &str, origin: &str) -> Result<bool, StoreError> {
-        let image = {
-            let mut conn = self.sqlite_writer()?;
-            let tx = conn.transaction().map_err(db("starting a deletion"))?;
+        let time = UnixMillis::now();
+        let found = self.write("deleting a capture", |db| {
             let entry = AuditEntry {
-                time: UnixMillis::now(),
+                time,
                 actor,
                 action: AuditAction::DeleteCapture,
                 target: &id_str(id),
                 detail: "deleted by an admin",
                 origin,
             };
-            let Some((image, _)) =
-                Self::delete_capture_in(&tx, id, &entry).map_err(db("deleting a capture"))?
-            else {
-                return Ok(false);
-            };
-            tx.commit().map_err(db("committing a deletion"))?;
-            image
+            Self::delete_capture_in(db, id, &entry)
+        })?;
+        let Some((image, _)) = found else {
+            return Ok(false);
         };
         if let Some(key) = image {
             self.images

@@ -11,8 +11,11 @@ use super::sqlite::*;
 use super::sqlite_audit::write_audit;
 use super::*;
 
-/// [`scope_filter`] for the store written for both databases.
-pub(super) fn scope_filter_in(
+/// `" AND (…)"` keeping only rows in `scope`, where `user` and `device`
+/// are the SQL expressions of a row's account and laptop id, with its
+/// arguments pushed after those already in `args`; empty for the whole
+/// school.
+pub(super) fn scope_filter(
     scope: &Scope,
     user: &str,
     device: &str,
@@ -37,33 +40,6 @@ pub(super) fn scope_filter_in(
     )
 }
 
-/// `" AND (…)"` keeping only rows in `scope`, where `user` and `device`
-/// are the SQL expressions of a row's account and laptop id, with its
-/// arguments pushed after those already in `args`; empty for the whole
-/// school.
-pub(super) fn scope_filter(
-    scope: &Scope,
-    user: &str,
-    device: &str,
-    args: &mut Vec<Box<dyn rusqlite::ToSql>>,
-) -> String {
-    if scope.is_school() {
-        return String::new();
-    }
-    for _ in 0..4 {
-        args.push(Box::new(scope.groups_json()));
-    }
-    format!(
-        " AND ({user} IN (SELECT account FROM accounts
-               WHERE 'year:' || year_group IN (SELECT value FROM json_each(?))
-                  OR 'role:' || role IN (SELECT value FROM json_each(?)))
-           OR {user} IN (SELECT member FROM group_members
-               WHERE grp LIKE 'accounts:%' AND grp IN (SELECT value FROM json_each(?)))
-           OR {device} IN (SELECT member FROM group_members
-               WHERE grp LIKE 'devices:%' AND grp IN (SELECT value FROM json_each(?))))"
-    )
-}
-
 impl SqliteStore {
     /// Whether the row of `table` with `id` is in `scope`; `user` and
     /// `device` are its columns (or SQL expressions) for the account and
@@ -75,7 +51,7 @@ impl SqliteStore {
         scope: &Scope,
     ) -> Result<bool, StoreError> {
         let mut args: Vec<Value> = vec![id.to_value()];
-        let filter = scope_filter_in(scope, user, device, &mut args, self.dialect());
+        let filter = scope_filter(scope, user, device, &mut args, self.dialect());
         let sql = format!("SELECT 1 FROM {table} t WHERE t.id = ?{filter}");
         self.read("checking a record against a reviewer's groups", |db| {
             db.query_opt(&sql, &args, |_| Ok(()))
@@ -198,7 +174,7 @@ impl ScopeStore for SqliteStore {
             return Ok(None);
         }
         let mut args: Vec<Value> = Vec::new();
-        let filter = scope_filter_in(scope, "a.account", "a.device", &mut args, self.dialect());
+        let filter = scope_filter(scope, "a.account", "a.device", &mut args, self.dialect());
         // Every account known, with each laptop it was seen on (or none).
         let sql = format!(
             "SELECT DISTINCT a.account FROM (
