@@ -815,10 +815,6 @@ on_both!(
     policies_are_versioned,
     a_newer_schema_is_refused_not_damaged,
     the_audit_filter_finds_an_action_under_every_name_it_was_written_with,
-);
-
-// Parts not yet written for PostgreSQL.
-on_sqlite!(
     captures_are_listed_by_how_they_were_seen,
     a_tamper_event_is_acknowledged_once_and_open_ones_are_listed_apart,
     a_resend_is_a_duplicate_and_keeps_the_first_copy,
@@ -826,6 +822,9 @@ on_sqlite!(
     silent_devices_raise_an_offline_alert_once_and_a_back_online_one,
     a_laptop_silent_while_a_user_is_logged_in_is_a_gap_closed_when_it_is_heard_again,
     retention_reaches_tamper_events_aup_answers_events_and_unimported_accounts,
-    screenshot_files_no_capture_names_are_swept_and_named_ones_kept,
     a_stored_value_no_console_wrote_is_an_error_not_a_default,
 );
+
+// Screenshots as files: the embedded store only (PostgreSQL keeps them in
+// a table, swept by the same code).
+on_sqlite!(screenshot_files_no_capture_names_are_swept_and_named_ones_kept);

@@ -1,14 +1,14 @@
-//! The SQLite store's ingest: a batch of agents' records stored durably
-//! in one transaction (screenshots first, synced, before the writer is
-//! taken), idempotent by record id.
+//! The store's ingest: a batch of agents' records stored durably in one
+//! transaction (screenshots first, durable, before the transaction
+//! begins), idempotent by record id.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use protocol::{AgentMessage, Decision, Screenshot};
-use rusqlite::{Connection, Transaction, params};
 use uuid::Uuid;
 
 use super::register::audience_str;
+use super::sql::{Db, SqlError, params};
 use super::sqlite::*;
 use super::sqlite_alerts;
 use super::week_totals;
@@ -16,10 +16,10 @@ use super::*;
 use crate::alerts::rules::{Happening, RuleSet};
 use crate::school_week::Week;
 
-fn record_exists(tx: &Connection, table: &str, id: Uuid) -> rusqlite::Result<bool> {
-    tx.query_row(
+fn record_exists(db: &mut Db<'_, '_>, table: &str, id: Uuid) -> Result<bool, SqlError> {
+    db.query_row(
         &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"),
-        [id_str(id)],
+        &params![id],
         |r| r.get(0),
     )
 }
@@ -46,24 +46,30 @@ fn missing(shot: &Screenshot) -> Option<&str> {
 }
 
 /// Notes that `user` was on `device` at `time`, for the register of users.
-fn account_seen(tx: &Transaction<'_>, user: &str, device: &str, time: i64) -> rusqlite::Result<()> {
+fn account_seen(db: &mut Db<'_, '_>, user: &str, device: &str, time: i64) -> Result<(), SqlError> {
     if user.is_empty() {
         return Ok(());
     }
-    tx.prepare_cached(
+    db.execute(
         "INSERT INTO accounts (account, first_seen, last_seen) VALUES (?1, ?2, ?2)
          ON CONFLICT (account) DO UPDATE SET
-             first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),
-             last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen)",
-    )?
-    .execute(params![user, time])?;
-    tx.prepare_cached(
+             first_seen = CASE WHEN accounts.first_seen IS NULL
+                 OR excluded.first_seen < accounts.first_seen
+                 THEN excluded.first_seen ELSE accounts.first_seen END,
+             last_seen = CASE WHEN accounts.last_seen IS NULL
+                 OR excluded.last_seen > accounts.last_seen
+                 THEN excluded.last_seen ELSE accounts.last_seen END",
+        &params![user, time],
+    )?;
+    db.execute(
         "INSERT INTO account_devices (account, device, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
          ON CONFLICT (account, device) DO UPDATE SET
-             first_seen = min(first_seen, excluded.first_seen),
-             last_seen = max(last_seen, excluded.last_seen)",
-    )?
-    .execute(params![user, device, time])?;
+             first_seen = CASE WHEN excluded.first_seen < account_devices.first_seen
+                 THEN excluded.first_seen ELSE account_devices.first_seen END,
+             last_seen = CASE WHEN excluded.last_seen > account_devices.last_seen
+                 THEN excluded.last_seen ELSE account_devices.last_seen END",
+        &params![user, device, time],
+    )?;
     Ok(())
 }
 
@@ -75,31 +81,31 @@ struct Context<'a> {
 }
 
 fn insert_record(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     item: &Incoming,
     image: Option<&str>,
     cx: &Context<'_>,
-) -> rusqlite::Result<Stored> {
+) -> Result<Stored, SqlError> {
     let device = id_str(item.device);
-    accounts_seen(tx, &item.message, &device)?;
+    accounts_seen(db, &item.message, &device)?;
     let received = item.received;
     let inserted = match &item.message {
         AgentMessage::Capture(c) => {
-            let new = insert_capture(tx, c, &device, received, image)?;
+            let new = insert_capture(db, c, &device, received, image)?;
             if new {
                 let what = Happening::Capture {
                     severity: c.severity,
                     category: &c.category,
                 };
-                sqlite_alerts::plan(tx, cx.rules, what, "capture", &id_str(c.id), received)?;
+                sqlite_alerts::plan_in(db, cx.rules, what, "capture", &id_str(c.id), received)?;
             }
             new
         }
         AgentMessage::Concern(c) => {
-            let new = insert_concern(tx, c, &device, received, image)?;
+            let new = insert_concern(db, c, &device, received, image)?;
             if new {
-                sqlite_alerts::plan(
-                    tx,
+                sqlite_alerts::plan_in(
+                    db,
                     cx.rules,
                     Happening::Concern,
                     "concern",
@@ -110,19 +116,19 @@ fn insert_record(
             new
         }
         AgentMessage::SiteVisits(batch) => {
-            insert_site_visits(tx, batch, &device, received, cx.zone)?
+            insert_site_visits(db, batch, &device, received, cx.zone)?
         }
         AgentMessage::AupDecision(a) => {
-            insert_aup_decision(tx, a, audience_str(a.audience), &device)?
+            insert_aup_decision(db, a, audience_str(a.audience), &device)?
         }
         AgentMessage::GroupAupDecision(g) => {
-            insert_aup_decision(tx, &g.decision, &g.group, &device)?
+            insert_aup_decision(db, &g.decision, &g.group, &device)?
         }
         AgentMessage::TamperEvent(t) => {
-            let new = insert_tamper_event(tx, t, &device)?;
+            let new = insert_tamper_event(db, t, &device)?;
             if new {
-                sqlite_alerts::plan(
-                    tx,
+                sqlite_alerts::plan_in(
+                    db,
                     cx.rules,
                     Happening::Tamper,
                     "tamper",
@@ -133,11 +139,11 @@ fn insert_record(
             new
         }
         AgentMessage::Heartbeat(h) => {
-            update_heartbeat(tx, h, &device)?;
+            update_heartbeat(db, h, &device)?;
             return Ok(Stored::Applied);
         }
         AgentMessage::Health(h) | AgentMessage::HealthV7(h) => {
-            update_health(tx, h, &device)?;
+            update_health(db, h, &device)?;
             return Ok(Stored::Applied);
         }
         AgentMessage::Hello(_) => return Ok(Stored::Applied),
@@ -151,19 +157,19 @@ fn insert_record(
 
 /// The register of users: each account seen on the laptop, and when.
 fn accounts_seen(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     message: &AgentMessage,
     device: &str,
-) -> rusqlite::Result<()> {
+) -> Result<(), SqlError> {
     match message {
-        AgentMessage::Capture(c) => account_seen(tx, &c.user, device, c.time.0),
-        AgentMessage::Concern(c) => account_seen(tx, &c.user, device, c.time.0),
-        AgentMessage::AupDecision(a) => account_seen(tx, &a.user, device, a.time.0),
+        AgentMessage::Capture(c) => account_seen(db, &c.user, device, c.time.0),
+        AgentMessage::Concern(c) => account_seen(db, &c.user, device, c.time.0),
+        AgentMessage::AupDecision(a) => account_seen(db, &a.user, device, a.time.0),
         AgentMessage::GroupAupDecision(g) => {
-            account_seen(tx, &g.decision.user, device, g.decision.time.0)
+            account_seen(db, &g.decision.user, device, g.decision.time.0)
         }
         AgentMessage::Heartbeat(h) => match &h.user {
-            Some(user) => account_seen(tx, user, device, h.time.0),
+            Some(user) => account_seen(db, user, device, h.time.0),
             None => Ok(()),
         },
         AgentMessage::SiteVisits(batch) => {
@@ -173,7 +179,7 @@ fn accounts_seen(
                 *t = (*t).max(v.end.0);
             }
             for (user, time) in last {
-                account_seen(tx, user, device, time)?;
+                account_seen(db, user, device, time)?;
             }
             Ok(())
         }
@@ -185,22 +191,23 @@ fn accounts_seen(
 }
 
 fn insert_capture(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     c: &protocol::Capture,
     device: &str,
     received: UnixMillis,
     image: Option<&str>,
-) -> rusqlite::Result<bool> {
-    let n = tx.execute(
-        "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
+) -> Result<bool, SqlError> {
+    let n = db.execute(
+        "INSERT INTO captures (id, device, time, received, user, source, app,
                  window_title, url, term, category, severity, context, match_start, match_end,
                  image, image_missing)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        params![
-            id_str(c.id),
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT DO NOTHING",
+        &params![
+            c.id,
             device,
-            c.time.0,
-            received.0,
+            c.time,
+            received,
             c.user,
             c.source.as_str(),
             c.app,
@@ -222,22 +229,23 @@ fn insert_capture(
 /// A pupil's own report: a capture of source `concern`, top severity, its
 /// text as the context.
 fn insert_concern(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     c: &protocol::Concern,
     device: &str,
     received: UnixMillis,
     image: Option<&str>,
-) -> rusqlite::Result<bool> {
-    let n = tx.execute(
-        "INSERT OR IGNORE INTO captures (id, device, time, received, user, source, app,
+) -> Result<bool, SqlError> {
+    let n = db.execute(
+        "INSERT INTO captures (id, device, time, received, user, source, app,
                  window_title, url, term, category, severity, context, match_start, match_end,
                  image, image_missing)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'concern', ?6, ?7, ?8, ?9, ?10, 5, ?11, 0, 0, ?12, ?13)",
-        params![
-            id_str(c.id),
+             VALUES (?1, ?2, ?3, ?4, ?5, 'concern', ?6, ?7, ?8, ?9, ?10, 5, ?11, 0, 0, ?12, ?13)
+         ON CONFLICT DO NOTHING",
+        &params![
+            c.id,
             device,
-            c.time.0,
-            received.0,
+            c.time,
+            received,
             c.user,
             c.app,
             c.window_title,
@@ -255,70 +263,75 @@ fn insert_concern(
 /// A batch of visits, once: the rows, their hourly and weekly totals and
 /// the first sighting of each domain.
 fn insert_site_visits(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     batch: &protocol::SiteVisits,
     device: &str,
     received: UnixMillis,
     zone: &jiff::tz::TimeZone,
-) -> rusqlite::Result<bool> {
-    let new = tx.execute(
-        "INSERT OR IGNORE INTO visit_batches (id, device, received) VALUES (?1, ?2, ?3)",
-        params![id_str(batch.id), device, received.0],
+) -> Result<bool, SqlError> {
+    let new = db.execute(
+        "INSERT INTO visit_batches (id, device, received) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        &params![batch.id, device, received],
     )?;
     if new == 0 {
         return Ok(false);
     }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO site_visits (batch, device, user, browser, url, domain, title,
-                 start, end, active_seconds, visits)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
-    let mut hours = tx.prepare_cached(
-        "INSERT INTO visit_hours (hour, domain, user, device, visits, active_seconds, first, last)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (hour, domain, user, device) DO UPDATE SET
-                 visits = visits + excluded.visits,
-                 active_seconds = active_seconds + excluded.active_seconds,
-                 first = min(first, excluded.first),
-                 last = max(last, excluded.last)",
-    )?;
-    let mut seen = tx.prepare_cached(
-        "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
-             ON CONFLICT (domain) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)",
-    )?;
     // Each visit counts in the school week it started in.
     for v in &batch.visits {
         // The console decides the domain from the address, the
         // same way for every agent.
         let domain = wordlists::domains::host_of(&v.url).unwrap_or_default();
         let end = v.end.0.max(v.start.0);
-        stmt.execute(params![
-            id_str(batch.id),
-            device,
-            v.user,
-            v.browser,
-            v.url,
-            domain,
-            v.title,
-            v.start.0,
-            end,
-            v.active_seconds,
-            v.visits,
-        ])?;
-        hours.execute(params![
-            v.start.hour_number(),
-            domain,
-            v.user,
-            device,
-            v.visits,
-            v.active_seconds,
-            v.start.0,
-            end,
-        ])?;
-        seen.execute(params![domain, v.start.0])?;
+        db.execute(
+            "INSERT INTO site_visits (batch, device, user, browser, url, domain, title,
+                     start, end, active_seconds, visits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            &params![
+                batch.id,
+                device,
+                v.user,
+                v.browser,
+                v.url,
+                domain,
+                v.title,
+                v.start,
+                end,
+                v.active_seconds,
+                v.visits,
+            ],
+        )?;
+        db.execute(
+            "INSERT INTO visit_hours (hour, domain, user, device, visits, active_seconds, first, last)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (hour, domain, user, device) DO UPDATE SET
+                     visits = visit_hours.visits + excluded.visits,
+                     active_seconds = visit_hours.active_seconds + excluded.active_seconds,
+                     first = CASE WHEN excluded.first < visit_hours.first
+                         THEN excluded.first ELSE visit_hours.first END,
+                     last = CASE WHEN excluded.last > visit_hours.last
+                         THEN excluded.last ELSE visit_hours.last END",
+            &params![
+                v.start.hour_number(),
+                domain,
+                v.user,
+                device,
+                v.visits,
+                v.active_seconds,
+                v.start,
+                end,
+            ],
+        )?;
+        db.execute(
+            "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
+                 ON CONFLICT (domain) DO UPDATE SET first_seen = CASE
+                     WHEN excluded.first_seen < domains_seen.first_seen
+                     THEN excluded.first_seen ELSE domains_seen.first_seen END",
+            &params![domain, v.start],
+        )?;
         let week = Week::containing(v.start, zone).to_string();
         week_totals::add(
-            tx,
+            db,
             &week_totals::Counted {
                 week: &week,
                 domain: &domain,
@@ -337,18 +350,18 @@ fn insert_site_visits(
 /// An AUP answer; `audience` is the audience's name or, for a year
 /// group's own AUP, the group's.
 fn insert_aup_decision(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     a: &protocol::AupDecision,
     audience: &str,
     device: &str,
-) -> rusqlite::Result<bool> {
-    let n = tx.execute(
-        "INSERT OR IGNORE INTO aup_decisions (id, device, time, user, audience, version, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            id_str(a.id),
+) -> Result<bool, SqlError> {
+    let n = db.execute(
+        "INSERT INTO aup_decisions (id, device, time, user, audience, version, decision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        &params![
+            a.id,
             device,
-            a.time.0,
+            a.time,
             a.user,
             audience,
             a.aup_version,
@@ -359,17 +372,17 @@ fn insert_aup_decision(
 }
 
 fn insert_tamper_event(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     t: &protocol::TamperEvent,
     device: &str,
-) -> rusqlite::Result<bool> {
-    let n = tx.execute(
-        "INSERT OR IGNORE INTO tamper_events (id, device, time, user, kind, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            id_str(t.id),
+) -> Result<bool, SqlError> {
+    let n = db.execute(
+        "INSERT INTO tamper_events (id, device, time, user, kind, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        &params![
+            t.id,
             device,
-            t.time.0,
+            t.time,
             t.user,
             format!("{:?}", t.kind),
             t.detail,
@@ -380,10 +393,10 @@ fn insert_tamper_event(
 
 /// The laptop's latest figures, kept on its row.
 fn update_heartbeat(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     h: &protocol::Heartbeat,
     device: &str,
-) -> rusqlite::Result<()> {
+) -> Result<(), SqlError> {
     let figures = serde_json::json!({
         "time": rfc3339(h.time),
         "uptime_seconds": h.uptime_seconds,
@@ -394,11 +407,11 @@ fn update_heartbeat(
         "spool_dropped": h.spool_dropped,
         "policy_version": h.policy_version,
     });
-    tx.execute(
+    db.execute(
         "UPDATE devices SET hostname = ?2, os = ?3, agent_version = ?4, user = ?5,
              heartbeat = ?6
          WHERE id = ?1",
-        params![
+        &params![
             device,
             h.hostname,
             h.os,
@@ -413,10 +426,10 @@ fn update_heartbeat(
 /// What watches the laptop's sessions, kept as its latest, like the
 /// heartbeat's figures.
 fn update_health(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     h: &protocol::DeviceHealth,
     device: &str,
-) -> rusqlite::Result<()> {
+) -> Result<(), SqlError> {
     let health = serde_json::json!({
         "time": rfc3339(h.time),
         "supervising": h.supervising,
@@ -434,9 +447,9 @@ fn update_health(
         "refused": h.refused,
         "semantic": h.semantic,
     });
-    tx.execute(
+    db.execute(
         "UPDATE devices SET health = ?2 WHERE id = ?1",
-        params![device, health.to_string()],
+        &params![device, health.to_string()],
     )?;
     Ok(())
 }
@@ -459,26 +472,44 @@ fn image_of(message: &AgentMessage) -> Option<(Uuid, &[u8])> {
 
 impl IngestStore for SqliteStore {
     fn store_batch(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
-        // Images of records not stored yet go to disk (synced) first, before
-        // the writer is taken: a slow disk then holds up no page that needs
-        // to write (a sign-in, a triage). Only this ingest thread stores
-        // records, so one found absent here is still absent below; a resend
-        // whose first copy is stored meanwhile rewrites the same bytes and
-        // its row is ignored.
-        let mut pending: Vec<(usize, Uuid, &[u8])> = Vec::new();
-        {
-            let conn = self.sqlite_reader()?;
+        // Images of records not stored yet are made durable first, before
+        // the batch's transaction begins: a slow disk then holds up no page
+        // that needs to write (a sign-in, a triage). A record found absent
+        // here but stored meanwhile (by another console instance sharing
+        // the database) rewrites the same bytes under the same key, and
+        // its row is ignored as a duplicate.
+        let candidates: Vec<(usize, &'static str, Uuid, &[u8])> = {
             let mut seen = HashSet::new();
-            for (i, item) in batch.iter().enumerate() {
-                if let (Some(table), Some((id, bytes))) =
-                    (table_of(&item.message), image_of(&item.message))
-                    && seen.insert(id)
-                    && !record_exists(&conn, table, id).map_err(db("checking for a resend"))?
-                {
-                    pending.push((i, id, bytes));
+            batch
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let table = table_of(&item.message)?;
+                    let (id, bytes) = image_of(&item.message)?;
+                    seen.insert(id).then_some((i, table, id, bytes))
+                })
+                .collect()
+        };
+        let pending: Vec<(usize, Uuid, &[u8])> = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            let absent = self.read("checking for a resend", |db| {
+                let mut absent = Vec::new();
+                for (k, (_, table, id, _)) in candidates.iter().enumerate() {
+                    if !record_exists(db, table, *id)? {
+                        absent.push(k);
+                    }
                 }
-            }
-        }
+                Ok(absent)
+            })?;
+            absent
+                .into_iter()
+                .map(|k| {
+                    let (i, _, id, bytes) = candidates[k];
+                    (i, id, bytes)
+                })
+                .collect()
+        };
         let to_write: Vec<(Uuid, &[u8])> = pending.iter().map(|(_, id, b)| (*id, *b)).collect();
         let keys = self
             .images
@@ -490,32 +521,32 @@ impl IngestStore for SqliteStore {
             zone: &zone,
             rules: &rules,
         };
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn
-            .transaction()
-            .map_err(db("starting an ingest transaction"))?;
         let mut key_of: BTreeMap<usize, &str> = BTreeMap::new();
         for ((i, _, _), key) in pending.iter().zip(&keys) {
             key_of.insert(*i, key);
         }
-        // A resend whose first copy is in this same batch has no key; its
-        // row is ignored as a duplicate anyway.
-        let mut out = Vec::with_capacity(batch.len());
         let mut last_seen: BTreeMap<Uuid, i64> = BTreeMap::new();
-        for (i, item) in batch.iter().enumerate() {
-            let key = key_of.get(&i).copied();
-            out.push(insert_record(&tx, item, key, &cx).map_err(db("storing a record"))?);
+        for item in batch {
             let seen = last_seen.entry(item.device).or_insert(item.received.0);
             *seen = (*seen).max(item.received.0);
         }
-        for (device, at) in last_seen {
-            tx.execute(
-                "UPDATE devices SET last_seen = MAX(COALESCE(last_seen, 0), ?2) WHERE id = ?1",
-                params![id_str(device), at],
-            )
-            .map_err(db("updating last seen"))?;
-        }
-        tx.commit().map_err(db("committing an ingest batch"))?;
-        Ok(out)
+        self.write("storing a batch of records", |db| {
+            // A resend whose first copy is in this same batch has no key;
+            // its row is ignored as a duplicate anyway.
+            let mut out = Vec::with_capacity(batch.len());
+            for (i, item) in batch.iter().enumerate() {
+                let key = key_of.get(&i).copied();
+                out.push(insert_record(db, item, key, &cx)?);
+            }
+            for (device, at) in &last_seen {
+                db.execute(
+                    "UPDATE devices SET last_seen = CASE
+                         WHEN last_seen IS NULL OR last_seen < ?2 THEN ?2 ELSE last_seen END
+                     WHERE id = ?1",
+                    &params![device, at],
+                )?;
+            }
+            Ok(out)
+        })
     }
 }

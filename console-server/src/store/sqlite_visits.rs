@@ -1,31 +1,37 @@
-//! [`super::visits::VisitStore`] on SQLite.
+//! [`super::visits::VisitStore`], on either database.
 
-use super::sqlite::{SqliteStore, db, insert_audit};
+use super::sql::params;
+use super::sqlite::SqliteStore;
+use super::sqlite_audit::write_audit;
 use super::visits::*;
 use super::week_totals::{self, PairTotal, WeekTotals};
 use super::{AuditEntry, StoreError};
 use crate::school_week::Week;
 use crate::store::AuditAction;
 use protocol::UnixMillis;
-use rusqlite::{OptionalExtension, params};
 use std::collections::HashMap;
 
 const HOUR_MS: i64 = UnixMillis::HOUR;
 
 impl VisitStore for SqliteStore {
     fn week_totals(&self, week: &str) -> Result<WeekTotals, StoreError> {
-        week_totals::read(&*self.sqlite_reader()?, week)
+        self.read("reading the week's totals", |db| {
+            week_totals::read(db, week)
+        })
     }
 
     fn week_pairs(&self, week: &str, only: Option<&[&str]>) -> Result<Vec<PairTotal>, StoreError> {
-        week_totals::pairs(&*self.sqlite_reader()?, week, only)
+        self.read("reading the week's users per site", |db| {
+            week_totals::pairs(db, week, only)
+        })
     }
 
     fn ensure_week_totals(&self, zone: &jiff::tz::TimeZone) -> Result<bool, StoreError> {
-        // The writer is held throughout, so no batch is counted in the old
-        // zone after the recount.
-        let mut conn = self.sqlite_writer()?;
-        let counted = week_totals::rebuild(&mut conn, zone)?;
+        // One transaction (on SQLite, the one writer), so no batch is
+        // counted in the old zone after the recount.
+        let counted = self.write("counting the weekly report's totals", |db| {
+            week_totals::rebuild(db, zone)
+        })?;
         *self
             .week_zone
             .lock()
@@ -38,55 +44,50 @@ impl VisitStore for SqliteStore {
         start: UnixMillis,
         end: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare_cached(
+        self.read("reading new domains", |db| {
+            db.query_map(
                 "SELECT domain FROM domains_seen WHERE first_seen >= ?1 AND first_seen < ?2
                  ORDER BY domain",
+                &params![start, end],
+                |r| r.get(0),
             )
-            .map_err(db("reading new domains"))?;
-        stmt.query_map(params![start.0, end.0], |r| r.get(0))
-            .map_err(db("reading new domains"))?
-            .collect::<Result<_, _>>()
-            .map_err(db("reading new domains"))
+        })
     }
 
     fn imported_categories(
         &self,
         hosts: &[&str],
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let any: bool = conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM domain_categories)", [], |r| {
-                r.get(0)
-            })
-            .map_err(db("reading domain lists"))?;
-        let mut out = HashMap::new();
-        if !any {
-            return Ok(out);
-        }
-        let mut stmt = conn
-            .prepare_cached("SELECT category FROM domain_categories WHERE domain = ?1")
-            .map_err(db("reading domain lists"))?;
-        for host in hosts {
-            let mut cats: Vec<String> = Vec::new();
-            for parent in wordlists::domains::parents(host) {
-                let found: Vec<String> = stmt
-                    .query_map([parent], |r| r.get(0))
-                    .map_err(db("reading domain lists"))?
-                    .collect::<Result<_, _>>()
-                    .map_err(db("reading domain lists"))?;
-                for c in found {
-                    if !cats.contains(&c) {
-                        cats.push(c);
+        self.read("reading domain lists", |db| {
+            let any: bool = db.query_row(
+                "SELECT EXISTS (SELECT 1 FROM domain_categories)",
+                &[],
+                |r| r.get(0),
+            )?;
+            let mut out = HashMap::new();
+            if !any {
+                return Ok(out);
+            }
+            for host in hosts {
+                let mut cats: Vec<String> = Vec::new();
+                for parent in wordlists::domains::parents(host) {
+                    let found: Vec<String> = db.query_map(
+                        "SELECT category FROM domain_categories WHERE domain = ?1",
+                        &params![parent],
+                        |r| r.get(0),
+                    )?;
+                    for c in found {
+                        if !cats.contains(&c) {
+                            cats.push(c);
+                        }
                     }
                 }
+                if !cats.is_empty() {
+                    out.insert((*host).to_owned(), cats);
+                }
             }
-            if !cats.is_empty() {
-                out.insert((*host).to_owned(), cats);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn import_domain_list(
@@ -94,173 +95,154 @@ impl VisitStore for SqliteStore {
         info: &DomainListInfo,
         domains: &[String],
     ) -> Result<u64, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("importing a domain list"))?;
-        tx.execute(
-            "DELETE FROM domain_lists WHERE category = ?1",
-            [&info.category],
-        )
-        .map_err(db("importing a domain list"))?;
-        tx.execute(
-            "INSERT INTO domain_lists (category, severity, definition, imported, source)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                info.category,
-                info.severity,
-                info.definition,
-                info.imported.0,
-                info.source
-            ],
-        )
-        .map_err(db("importing a domain list"))?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT OR IGNORE INTO domain_categories (domain, category) VALUES (?1, ?2)",
-                )
-                .map_err(db("importing a domain list"))?;
+        let n: i64 = self.write("importing a domain list", |db| {
+            db.execute(
+                "DELETE FROM domain_lists WHERE category = ?1",
+                &params![info.category],
+            )?;
+            db.execute(
+                "INSERT INTO domain_lists (category, severity, definition, imported, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                &params![
+                    info.category,
+                    info.severity,
+                    info.definition,
+                    info.imported,
+                    info.source
+                ],
+            )?;
             for d in domains {
-                stmt.execute([d, &info.category])
-                    .map_err(db("importing a domain list"))?;
+                db.execute(
+                    "INSERT INTO domain_categories (domain, category) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                    &params![d, info.category],
+                )?;
             }
-        }
-        let n: i64 = tx
-            .query_row(
+            db.query_row(
                 "SELECT COUNT(*) FROM domain_categories WHERE category = ?1",
-                [&info.category],
+                &params![info.category],
                 |r| r.get(0),
             )
-            .map_err(db("importing a domain list"))?;
-        tx.commit().map_err(db("importing a domain list"))?;
+        })?;
         Ok(n.max(0) as u64)
     }
 
     fn domain_lists(&self) -> Result<Vec<DomainListInfo>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare(
+        self.read("listing domain lists", |db| {
+            db.query_map(
                 "SELECT l.category, l.severity, l.definition, l.imported, l.source,
                         (SELECT COUNT(*) FROM domain_categories c WHERE c.category = l.category)
                  FROM domain_lists l ORDER BY l.category",
+                &[],
+                |r| {
+                    Ok(DomainListInfo {
+                        category: r.get(0)?,
+                        severity: r.get(1)?,
+                        definition: r.get(2)?,
+                        imported: r.get(3)?,
+                        source: r.get(4)?,
+                        domains: r.get::<i64>(5)?.max(0) as u64,
+                    })
+                },
             )
-            .map_err(db("listing domain lists"))?;
-        stmt.query_map([], |r| {
-            Ok(DomainListInfo {
-                category: r.get(0)?,
-                severity: r.get(1)?,
-                definition: r.get(2)?,
-                imported: UnixMillis(r.get(3)?),
-                source: r.get(4)?,
-                domains: r.get::<_, i64>(5)?.max(0) as u64,
-            })
         })
-        .map_err(db("listing domain lists"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("listing domain lists"))
     }
 
     fn sign_off_week(&self, s: &WeekSignoff, origin: &str) -> Result<bool, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("signing off a week"))?;
-        let n = tx
-            .execute(
-                "INSERT OR IGNORE INTO week_signoffs (week, staff, time, notes) VALUES (?1, ?2, ?3, ?4)",
-                params![s.week, s.staff, s.time.0, s.notes],
-            )
-            .map_err(db("signing off a week"))?;
-        if n == 1 {
-            insert_audit(
-                &tx,
-                &AuditEntry {
-                    time: s.time,
-                    actor: &s.staff,
-                    action: AuditAction::SignOffWeek,
-                    target: &s.week,
-                    detail: &s.notes,
-                    origin,
-                },
-            )
-            .map_err(db("signing off a week"))?;
-        }
-        tx.commit().map_err(db("signing off a week"))?;
-        Ok(n == 1)
+        self.write("signing off a week", |db| {
+            let n = db.execute(
+                "INSERT INTO week_signoffs (week, staff, time, notes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                &params![s.week, s.staff, s.time, s.notes],
+            )?;
+            if n == 1 {
+                write_audit(
+                    db,
+                    &AuditEntry {
+                        time: s.time,
+                        actor: &s.staff,
+                        action: AuditAction::SignOffWeek,
+                        target: &s.week,
+                        detail: &s.notes,
+                        origin,
+                    },
+                )?;
+            }
+            Ok(n == 1)
+        })
     }
 
     fn week_signoffs(&self) -> Result<HashMap<String, WeekSignoff>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare("SELECT week, staff, time, notes FROM week_signoffs")
-            .map_err(db("reading sign-offs"))?;
-        stmt.query_map([], |r| {
-            Ok(WeekSignoff {
-                week: r.get(0)?,
-                staff: r.get(1)?,
-                time: UnixMillis(r.get(2)?),
-                notes: r.get(3)?,
-            })
-        })
-        .map_err(db("reading sign-offs"))?
-        .map(|r| r.map(|s| (s.week.clone(), s)))
-        .collect::<Result<_, _>>()
-        .map_err(db("reading sign-offs"))
+        let rows: Vec<WeekSignoff> = self.read("reading sign-offs", |db| {
+            db.query_map(
+                "SELECT week, staff, time, notes FROM week_signoffs",
+                &[],
+                |r| {
+                    Ok(WeekSignoff {
+                        week: r.get(0)?,
+                        staff: r.get(1)?,
+                        time: r.get(2)?,
+                        notes: r.get(3)?,
+                    })
+                },
+            )
+        })?;
+        Ok(rows.into_iter().map(|s| (s.week.clone(), s)).collect())
     }
 
     fn first_visit(&self) -> Result<Option<UnixMillis>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        let hour: Option<i64> = conn
-            .query_row("SELECT MIN(hour) FROM visit_hours", [], |r| r.get(0))
-            .map_err(db("reading the first visit"))?;
+        let hour: Option<i64> = self.read("reading the first visit", |db| {
+            db.query_row("SELECT MIN(hour) FROM visit_hours", &[], |r| r.get(0))
+        })?;
         Ok(hour.map(|h| UnixMillis(h * HOUR_MS)))
     }
 
     fn record_scheduled_report(&self, r: &ScheduledReport) -> Result<(), StoreError> {
-        let conn = self.sqlite_writer()?;
-        conn.execute(
-            "INSERT INTO weekly_reports (week, generated, emailed, email_error) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (week) DO UPDATE SET generated = excluded.generated,
-                 emailed = excluded.emailed, email_error = excluded.email_error",
-            params![r.week, r.generated.0, r.emailed.map(|t| t.0), r.email_error],
-        )
-        .map_err(db("recording a scheduled report"))?;
+        self.write("recording a scheduled report", |db| {
+            db.execute(
+                "INSERT INTO weekly_reports (week, generated, emailed, email_error) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (week) DO UPDATE SET generated = excluded.generated,
+                     emailed = excluded.emailed, email_error = excluded.email_error",
+                &params![r.week, r.generated, r.emailed, r.email_error],
+            )
+        })?;
         Ok(())
     }
 
     fn scheduled_report(&self, week: &str) -> Result<Option<ScheduledReport>, StoreError> {
-        let conn = self.sqlite_reader()?;
-        conn.query_row(
-            "SELECT week, generated, emailed, email_error FROM weekly_reports WHERE week = ?1",
-            [week],
-            |r| {
-                Ok(ScheduledReport {
-                    week: r.get(0)?,
-                    generated: UnixMillis(r.get(1)?),
-                    emailed: r.get::<_, Option<i64>>(2)?.map(UnixMillis),
-                    email_error: r.get(3)?,
-                })
-            },
-        )
-        .optional()
-        .map_err(db("reading a scheduled report"))
+        self.read("reading a scheduled report", |db| {
+            db.query_opt(
+                "SELECT week, generated, emailed, email_error FROM weekly_reports WHERE week = ?1",
+                &params![week],
+                |r| {
+                    Ok(ScheduledReport {
+                        week: r.get(0)?,
+                        generated: r.get(1)?,
+                        emailed: r.get(2)?,
+                        email_error: r.get(3)?,
+                    })
+                },
+            )
+        })
     }
 
     fn expire_visits(&self, cutoff: UnixMillis) -> Result<u64, StoreError> {
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db("expiring site visits"))?;
-        let rows = tx
-            .execute("DELETE FROM site_visits WHERE start < ?1", [cutoff.0])
-            .map_err(db("expiring site visits"))?;
-        tx.execute(
-            "DELETE FROM visit_hours WHERE hour < ?1",
-            [cutoff.0.div_euclid(HOUR_MS)],
-        )
-        .map_err(db("expiring site visits"))?;
-        tx.execute("DELETE FROM visit_batches WHERE received < ?1", [cutoff.0])
-            .map_err(db("expiring site visits"))?;
         // A week's totals go with the week the cutoff falls in.
         let week = Week::containing(cutoff, &self.week_zone()).to_string();
-        week_totals::expire_before(&tx, &week).map_err(db("expiring site visits"))?;
-        tx.commit().map_err(db("expiring site visits"))?;
-        Ok(rows as u64)
+        let rows = self.write("expiring site visits", |db| {
+            let rows = db.execute("DELETE FROM site_visits WHERE start < ?1", &params![cutoff])?;
+            db.execute(
+                "DELETE FROM visit_hours WHERE hour < ?1",
+                &params![cutoff.0.div_euclid(HOUR_MS)],
+            )?;
+            db.execute(
+                "DELETE FROM visit_batches WHERE received < ?1",
+                &params![cutoff],
+            )?;
+            week_totals::expire_before(db, &week)?;
+            Ok(rows)
+        })?;
+        Ok(rows)
     }
 }
 

@@ -11,11 +11,9 @@
 
 use jiff::tz::TimeZone;
 use protocol::UnixMillis;
-use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::StoreError;
-use super::sqlite::db;
+use super::sql::{Db, Row, SqlError, params};
 use crate::school_week::Week;
 
 /// A week's totals on one domain.
@@ -84,21 +82,11 @@ pub struct Counted<'a> {
 ///
 /// # Errors
 /// A storage failure.
-pub fn add(conn: &Connection, c: &Counted<'_>) -> rusqlite::Result<()> {
-    let new_pair = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO week_pairs (week, domain, user, visits, active_seconds, first, last)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![c.week, c.domain, c.user, c.visits, c.active_seconds, c.first, c.last])?
-        == 1;
-    if !new_pair {
-        conn.prepare_cached(
-            "UPDATE week_pairs SET visits = visits + ?4, active_seconds = active_seconds + ?5,
-                 first = min(first, ?6), last = max(last, ?7)
-             WHERE week = ?1 AND domain = ?2 AND user = ?3",
-        )?
-        .execute(params![
+pub fn add(db: &mut Db<'_, '_>, c: &Counted<'_>) -> Result<(), SqlError> {
+    let new_pair = db.execute(
+        "INSERT INTO week_pairs (week, domain, user, visits, active_seconds, first, last)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        &params![
             c.week,
             c.domain,
             c.user,
@@ -106,32 +94,52 @@ pub fn add(conn: &Connection, c: &Counted<'_>) -> rusqlite::Result<()> {
             c.active_seconds,
             c.first,
             c.last
-        ])?;
+        ],
+    )? == 1;
+    if !new_pair {
+        db.execute(
+            "UPDATE week_pairs SET visits = visits + ?4, active_seconds = active_seconds + ?5,
+                 first = CASE WHEN ?6 < first THEN ?6 ELSE first END,
+                 last = CASE WHEN ?7 > last THEN ?7 ELSE last END
+             WHERE week = ?1 AND domain = ?2 AND user = ?3",
+            &params![
+                c.week,
+                c.domain,
+                c.user,
+                c.visits,
+                c.active_seconds,
+                c.first,
+                c.last
+            ],
+        )?;
     }
     let pair = i64::from(new_pair);
-    conn.prepare_cached(
+    db.execute(
         "INSERT INTO week_domains (week, domain, visits, active_seconds, users) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (week, domain) DO UPDATE SET visits = visits + excluded.visits,
-             active_seconds = active_seconds + excluded.active_seconds, users = users + excluded.users",
-    )?
-    .execute(params![c.week, c.domain, c.visits, c.active_seconds, pair])?;
-    conn.prepare_cached(
+         ON CONFLICT (week, domain) DO UPDATE SET visits = week_domains.visits + excluded.visits,
+             active_seconds = week_domains.active_seconds + excluded.active_seconds,
+             users = week_domains.users + excluded.users",
+        &params![c.week, c.domain, c.visits, c.active_seconds, pair],
+    )?;
+    db.execute(
         "INSERT INTO week_users (week, user, visits, active_seconds, sites) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (week, user) DO UPDATE SET visits = visits + excluded.visits,
-             active_seconds = active_seconds + excluded.active_seconds, sites = sites + excluded.sites",
-    )?
-    .execute(params![c.week, c.user, c.visits, c.active_seconds, pair])?;
-    let new_device_user = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO week_device_users (week, device, user) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![c.week, c.device, c.user])?;
-    conn.prepare_cached(
+         ON CONFLICT (week, user) DO UPDATE SET visits = week_users.visits + excluded.visits,
+             active_seconds = week_users.active_seconds + excluded.active_seconds,
+             sites = week_users.sites + excluded.sites",
+        &params![c.week, c.user, c.visits, c.active_seconds, pair],
+    )?;
+    let new_device_user = db.execute(
+        "INSERT INTO week_device_users (week, device, user) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        &params![c.week, c.device, c.user],
+    )?;
+    db.execute(
         "INSERT INTO week_devices (week, device, visits, active_seconds, users) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (week, device) DO UPDATE SET visits = visits + excluded.visits,
-             active_seconds = active_seconds + excluded.active_seconds, users = users + excluded.users",
-    )?
-    .execute(params![c.week, c.device, c.visits, c.active_seconds, new_device_user as i64])?;
+         ON CONFLICT (week, device) DO UPDATE SET visits = week_devices.visits + excluded.visits,
+             active_seconds = week_devices.active_seconds + excluded.active_seconds,
+             users = week_devices.users + excluded.users",
+        &params![c.week, c.device, c.visits, c.active_seconds, new_device_user],
+    )?;
     Ok(())
 }
 
@@ -153,72 +161,65 @@ const TABLES: [&str; 5] = [
 ///
 /// # Errors
 /// A storage failure.
-pub fn recorded_zone(
-    db: &mut super::sql::Db<'_, '_>,
-) -> Result<Option<TimeZone>, super::sql::SqlError> {
+pub fn recorded_zone(db: &mut Db<'_, '_>) -> Result<Option<TimeZone>, SqlError> {
     let name: Option<String> =
         db.query_opt("SELECT zone FROM week_zone WHERE id = 1", &[], |r| r.get(0))?;
     Ok(name.and_then(|n| TimeZone::get(&n).ok()))
 }
 
-/// Counts the totals again from the hourly totals if they were counted in
-/// another zone (or never); returns whether it did.
+/// Counts the totals again from the hourly totals, in the caller's
+/// transaction, if they were counted in another zone (or never); returns
+/// whether it did.
 ///
 /// # Errors
 /// A storage failure.
-pub fn rebuild(conn: &mut Connection, tz: &TimeZone) -> Result<bool, StoreError> {
+pub fn rebuild(db: &mut Db<'_, '_>, tz: &TimeZone) -> Result<bool, SqlError> {
     let name = zone_name(tz);
-    let counted: Option<String> = conn
-        .query_row("SELECT zone FROM week_zone WHERE id = 1", [], |r| r.get(0))
-        .optional()
-        .map_err(db("reading the weekly totals' zone"))?;
+    let counted: Option<String> =
+        db.query_opt("SELECT zone FROM week_zone WHERE id = 1", &[], |r| r.get(0))?;
     if counted.as_deref() == Some(name.as_str()) {
         return Ok(false);
     }
-    let what = "counting the weekly report's totals";
-    let tx = conn.transaction().map_err(db(what))?;
     for table in TABLES {
-        tx.execute(&format!("DELETE FROM {table}"), [])
-            .map_err(db(what))?;
+        db.execute(&format!("DELETE FROM {table}"), &[])?;
     }
-    {
-        let mut rows = tx
-            .prepare(
-                "SELECT domain, user, device, visits, active_seconds, first, last FROM visit_hours",
-            )
-            .map_err(db(what))?;
-        let mut rows = rows.query([]).map_err(db(what))?;
-        while let Some(r) = rows.next().map_err(db(what))? {
-            let (domain, user, device): (String, String, String) = (
-                r.get(0).map_err(db(what))?,
-                r.get(1).map_err(db(what))?,
-                r.get(2).map_err(db(what))?,
-            );
-            let first: i64 = r.get(5).map_err(db(what))?;
-            let week = Week::containing(UnixMillis(first), tz).to_string();
-            add(
-                &tx,
-                &Counted {
-                    week: &week,
-                    domain: &domain,
-                    user: &user,
-                    device: &device,
-                    visits: r.get(3).map_err(db(what))?,
-                    active_seconds: r.get(4).map_err(db(what))?,
-                    first,
-                    last: r.get(6).map_err(db(what))?,
-                },
-            )
-            .map_err(db(what))?;
-        }
+    type Hour = (String, String, String, i64, i64, i64, i64);
+    let hours: Vec<Hour> = db.query_map(
+        "SELECT domain, user, device, visits, active_seconds, first, last FROM visit_hours",
+        &[],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        },
+    )?;
+    for (domain, user, device, visits, active_seconds, first, last) in hours {
+        let week = Week::containing(UnixMillis(first), tz).to_string();
+        add(
+            db,
+            &Counted {
+                week: &week,
+                domain: &domain,
+                user: &user,
+                device: &device,
+                visits,
+                active_seconds,
+                first,
+                last,
+            },
+        )?;
     }
-    tx.execute(
+    db.execute(
         "INSERT INTO week_zone (id, zone) VALUES (1, ?1)
          ON CONFLICT (id) DO UPDATE SET zone = excluded.zone",
-        [&name],
-    )
-    .map_err(db(what))?;
-    tx.commit().map_err(db(what))?;
+        &params![name],
+    )?;
     Ok(true)
 }
 
@@ -226,80 +227,64 @@ pub fn rebuild(conn: &mut Connection, tz: &TimeZone) -> Result<bool, StoreError>
 ///
 /// # Errors
 /// A storage failure.
-pub fn expire_before(conn: &Connection, week: &str) -> rusqlite::Result<()> {
+pub fn expire_before(db: &mut Db<'_, '_>, week: &str) -> Result<(), SqlError> {
     for table in TABLES {
-        conn.execute(&format!("DELETE FROM {table} WHERE week < ?1"), [week])?;
+        db.execute(
+            &format!("DELETE FROM {table} WHERE week < ?1"),
+            &params![week],
+        )?;
     }
     Ok(())
 }
 
-fn count(n: i64) -> u64 {
-    n.max(0) as u64
+fn count(r: &Row, i: usize) -> Result<u64, SqlError> {
+    Ok(r.get::<i64>(i)?.max(0) as u64)
 }
 
 /// A week's totals per domain, user and laptop.
 ///
 /// # Errors
 /// A storage failure.
-pub fn read(conn: &Connection, week: &str) -> Result<WeekTotals, StoreError> {
+pub fn read(db: &mut Db<'_, '_>, week: &str) -> Result<WeekTotals, SqlError> {
     Ok(WeekTotals {
-        domains: rows(
-            conn,
+        domains: db.query_map(
             "SELECT domain, visits, active_seconds, users FROM week_domains WHERE week = ?1",
-            week,
+            &params![week],
             |r| {
                 Ok(DomainTotal {
                     domain: r.get(0)?,
-                    visits: count(r.get(1)?),
-                    active_seconds: count(r.get(2)?),
-                    users: count(r.get(3)?),
+                    visits: count(r, 1)?,
+                    active_seconds: count(r, 2)?,
+                    users: count(r, 3)?,
                 })
             },
         )?,
-        users: rows(
-            conn,
+        users: db.query_map(
             "SELECT user, visits, active_seconds, sites FROM week_users WHERE week = ?1",
-            week,
+            &params![week],
             |r| {
                 Ok(UserTotal {
                     user: r.get(0)?,
-                    visits: count(r.get(1)?),
-                    active_seconds: count(r.get(2)?),
-                    sites: count(r.get(3)?),
+                    visits: count(r, 1)?,
+                    active_seconds: count(r, 2)?,
+                    sites: count(r, 3)?,
                 })
             },
         )?,
-        devices: rows(
-            conn,
+        devices: db.query_map(
             "SELECT device, visits, active_seconds, users FROM week_devices WHERE week = ?1",
-            week,
+            &params![week],
             |r| {
                 let device: String = r.get(0)?;
                 Ok(DeviceTotal {
                     device: Uuid::parse_str(&device).unwrap_or_default(),
-                    visits: count(r.get(1)?),
-                    active_seconds: count(r.get(2)?),
-                    users: count(r.get(3)?),
+                    visits: count(r, 1)?,
+                    active_seconds: count(r, 2)?,
+                    users: count(r, 3)?,
                 })
             },
         )?,
     })
-}
-
-/// The rows `sql` gives for one week, each made by `row`.
-fn rows<T>(
-    conn: &Connection,
-    sql: &str,
-    week: &str,
-    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, StoreError> {
-    let what = "reading the week's totals";
-    conn.prepare_cached(sql)
-        .map_err(db(what))?
-        .query_map([week], row)
-        .map_err(db(what))?
-        .collect::<Result<_, _>>()
-        .map_err(db(what))
 }
 
 /// A week's totals per domain and user: of the domains in `only`, or of
@@ -308,39 +293,28 @@ fn rows<T>(
 /// # Errors
 /// A storage failure.
 pub fn pairs(
-    conn: &Connection,
+    db: &mut Db<'_, '_>,
     week: &str,
     only: Option<&[&str]>,
-) -> Result<Vec<PairTotal>, StoreError> {
-    let what = "reading the week's users per site";
-    let row = |r: &rusqlite::Row<'_>| {
+) -> Result<Vec<PairTotal>, SqlError> {
+    let row = |r: &Row| {
         Ok(PairTotal {
             domain: r.get(0)?,
             user: r.get(1)?,
-            visits: count(r.get(2)?),
-            active_seconds: count(r.get(3)?),
-            first: UnixMillis(r.get(4)?),
-            last: UnixMillis(r.get(5)?),
+            visits: count(r, 2)?,
+            active_seconds: count(r, 3)?,
+            first: r.get(4)?,
+            last: r.get(5)?,
         })
     };
     let columns = "SELECT domain, user, visits, active_seconds, first, last FROM week_pairs";
     match only {
-        None => conn
-            .prepare_cached(&format!("{columns} WHERE week = ?1"))
-            .map_err(db(what))?
-            .query_map([week], row)
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what)),
+        None => db.query_map(&format!("{columns} WHERE week = ?1"), &params![week], row),
         Some(domains) => {
-            let mut stmt = conn
-                .prepare_cached(&format!("{columns} WHERE week = ?1 AND domain = ?2"))
-                .map_err(db(what))?;
+            let sql = format!("{columns} WHERE week = ?1 AND domain = ?2");
             let mut out = Vec::new();
             for d in domains {
-                for p in stmt.query_map(params![week, d], row).map_err(db(what))? {
-                    out.push(p.map_err(db(what))?);
-                }
+                out.extend(db.query_map(&sql, &params![week, d], row)?);
             }
             Ok(out)
         }
