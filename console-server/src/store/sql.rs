@@ -67,6 +67,11 @@ pub enum SqlError {
     /// No connection to the database could be had.
     #[error("{0}")]
     Unavailable(String),
+    /// The store's own refusal or finding (a change that would leave a
+    /// tie, a stored value that does not read), made inside a transaction:
+    /// the transaction rolls back and the caller gets this error as it is.
+    #[error("{0}")]
+    Abort(Box<super::StoreError>),
 }
 
 /// The server's own words for an error (`postgres::Error` shows only "db
@@ -107,6 +112,7 @@ impl SqlError {
                 super::StoreError::Corrupt(format!("while {during}: column {column}: {message}"))
             }
             SqlError::Unavailable(m) => super::StoreError::Unavailable(m),
+            SqlError::Abort(e) => *e,
             source => super::StoreError::Sql { during, source },
         }
     }

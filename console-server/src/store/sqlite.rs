@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use protocol::Policy;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use uuid::Uuid;
 
 use super::images::ImageStore;
@@ -196,30 +196,6 @@ impl SqliteStore {
         }
     }
 
-    /// The SQLite writer connection, for the parts of the store not yet
-    /// written for both databases.
-    ///
-    /// # Errors
-    /// On PostgreSQL: this part is not available there yet.
-    pub(super) fn sqlite_writer(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => Ok(lock(writer)),
-            Backend::Postgres(_) => Err(not_on_postgres()),
-        }
-    }
-
-    /// A SQLite reading connection, for the parts of the store not yet
-    /// written for both databases.
-    ///
-    /// # Errors
-    /// On PostgreSQL: this part is not available there yet.
-    pub(super) fn sqlite_reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { reader, .. } => Ok(reader.get()),
-            Backend::Postgres(_) => Err(not_on_postgres()),
-        }
-    }
-
     /// The zone the weekly totals are counted in.
     pub(super) fn week_zone(&self) -> jiff::tz::TimeZone {
         self.week_zone
@@ -273,12 +249,6 @@ impl SqliteStore {
     }
 }
 
-fn not_on_postgres() -> StoreError {
-    StoreError::Refused(
-        "this part of the console is not yet available on PostgreSQL; run the console on its embedded SQLite store (leave out --database)".into(),
-    )
-}
-
 impl SqliteStore {
     /// Opens the store in the PostgreSQL database at `url` (migrating its
     /// schema, one instance at a time), with screenshots in the same
@@ -328,20 +298,4 @@ pub(super) fn stored_as<T: rusqlite::types::FromSql>(text: &str) -> Result<T, Sq
             message: e.to_string(),
         }
     })
-}
-
-pub(super) fn insert_audit(conn: &Connection, e: &AuditEntry<'_>) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO audit (time, actor, action, target, detail, origin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            e.time.0,
-            e.actor,
-            e.action.as_str(),
-            e.target,
-            e.detail,
-            e.origin
-        ],
-    )?;
-    Ok(())
 }

@@ -1,95 +1,66 @@
-//! [`super::alerts::AlertStore`] on SQLite, and the planning of alerts
-//! inside the transaction that stores the record raising them.
+//! [`super::alerts::AlertStore`], on either database, and the planning of
+//! alerts inside the transaction that stores the record raising them.
 
 use std::sync::Arc;
 
 use protocol::UnixMillis;
-use rusqlite::{Transaction, params};
 
 use super::alerts::*;
-use super::sqlite::{SqliteStore, db, insert_audit};
+use super::sql::{Db, Row, SqlError, Value, params};
+use super::sqlite::SqliteStore;
+use super::sqlite_audit::write_audit;
 use super::{AuditAction, AuditEntry, StoreError};
 use crate::alerts::rules::{AlertRule, Channel, Happening, RuleSet};
 
 /// Writes the alerts `what` raises under `rules`, one per rule and
 /// recipient, due at once (or, for a rule that waits for school hours,
-/// when they next begin); a record stored again raises nothing new.
-pub(super) fn plan(
-    tx: &Transaction<'_>,
-    rules: &RuleSet,
-    what: Happening<'_>,
-    event: &str,
-    record: &str,
-    now: UnixMillis,
-) -> rusqlite::Result<()> {
-    for rule in rules.rules.iter().filter(|r| r.matches(what)) {
-        let held = rules.held_until(rule, now);
-        for (channel, target) in rule.recipients() {
-            insert(tx, &rule.name, event, record, (channel, target), now, held)?;
-        }
-    }
-    Ok(())
-}
-
-/// [`plan`] in a transaction on either database.
+/// when they next begin), in the caller's transaction; a record stored
+/// again raises nothing new.
 pub(super) fn plan_in(
-    db: &mut super::sql::Db<'_, '_>,
+    db: &mut Db<'_, '_>,
     rules: &RuleSet,
     what: Happening<'_>,
     event: &str,
     record: &str,
     now: UnixMillis,
-) -> Result<(), super::sql::SqlError> {
+) -> Result<(), SqlError> {
     for rule in rules.rules.iter().filter(|r| r.matches(what)) {
         let held = rules.held_until(rule, now);
         for (channel, target) in rule.recipients() {
-            db.execute(
-                "INSERT INTO alerts (rule, event, record, channel, target, status, next_attempt, created, held_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-                &super::sql::params![
-                    rule.name,
-                    event,
-                    record,
-                    channel.as_str(),
-                    target,
-                    held.unwrap_or(now),
-                    now,
-                    held
-                ],
-            )?;
+            insert(db, &rule.name, event, record, (channel, target), now, held)?;
         }
     }
     Ok(())
 }
 
 fn insert(
-    tx: &Transaction<'_>,
+    db: &mut Db<'_, '_>,
     rule: &str,
     event: &str,
     record: &str,
     (channel, target): (Channel, &str),
     now: UnixMillis,
     held_until: Option<UnixMillis>,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO alerts (rule, event, record, channel, target, status, next_attempt, created, held_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        rule,
-        event,
-        record,
-        channel.as_str(),
-        target,
-        held_until.unwrap_or(now).0,
-        now.0,
-        held_until.map(|t| t.0)
-    ])
+) -> Result<u64, SqlError> {
+    db.execute(
+        "INSERT INTO alerts (rule, event, record, channel, target, status, next_attempt, created, held_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        &params![
+            rule,
+            event,
+            record,
+            channel.as_str(),
+            target,
+            held_until.unwrap_or(now),
+            now,
+            held_until
+        ],
+    )
 }
 
 const COLUMNS: &str = "id, rule, event, record, channel, target, status, attempts, next_attempt, last_error, created, sent, held_until";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Alert, String, String)> {
+fn row(r: &Row) -> Result<(Alert, String, String), SqlError> {
     Ok((
         Alert {
             id: r.get(0)?,
@@ -99,12 +70,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Alert, String, String)> {
             channel: Channel::Email,
             target: r.get(5)?,
             status: AlertStatus::Pending,
-            attempts: r.get::<_, i64>(7)?.max(0) as u32,
-            next_attempt: UnixMillis(r.get(8)?),
+            attempts: r.get::<i64>(7)?.max(0) as u32,
+            next_attempt: r.get(8)?,
             last_error: r.get(9)?,
-            created: UnixMillis(r.get(10)?),
-            sent: r.get::<_, Option<i64>>(11)?.map(UnixMillis),
-            held_until: r.get::<_, Option<i64>>(12)?.map(UnixMillis),
+            created: r.get(10)?,
+            sent: r.get(11)?,
+            held_until: r.get(12)?,
         },
         r.get(4)?,
         r.get(6)?,
@@ -135,15 +106,8 @@ fn described(rule: &AlertRule) -> String {
 }
 
 impl SqliteStore {
-    fn query_alerts(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Alert>, StoreError> {
-        let what = "reading alerts";
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn.prepare_cached(sql).map_err(db(what))?;
-        let rows: Vec<_> = stmt
-            .query_map(p, row)
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what))?;
+    fn query_alerts(&self, sql: &str, p: &[Value]) -> Result<Vec<Alert>, StoreError> {
+        let rows = self.read("reading alerts", |db| db.query_map(sql, p, row))?;
         rows.into_iter().map(decoded).collect()
     }
 }
@@ -169,46 +133,43 @@ impl AlertStore for SqliteStore {
                 "SELECT {COLUMNS} FROM alerts WHERE status = 'pending' AND next_attempt <= ?1
                  ORDER BY next_attempt, id LIMIT ?2"
             ),
-            params![now.0, limit],
+            &params![now, limit],
         )
     }
 
     fn alert_sent(&self, alerts: &[Alert], now: UnixMillis) -> Result<(), StoreError> {
-        let what = "recording an alert sent";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
         let digest = if alerts.len() > 1 {
             format!(", in a digest of {}", alerts.len())
         } else {
             String::new()
         };
-        for alert in alerts {
-            tx.prepare_cached(
-                "UPDATE alerts SET status = 'sent', sent = ?2, attempts = attempts + 1, last_error = NULL
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![alert.id, now.0]))
-            .map_err(db(what))?;
-            insert_audit(
-                &tx,
-                &AuditEntry {
-                    actor: "console",
-                    action: AuditAction::AlertSent,
-                    target: &alert.record,
-                    detail: &format!(
-                        "rule {:?}, {} to {} ({}){digest}",
-                        alert.rule,
-                        alert.channel.as_str(),
-                        shown_target(&alert.target),
-                        alert.event
-                    ),
-                    origin: "",
-                    time: now,
-                },
-            )
-            .map_err(db(what))?;
-        }
-        tx.commit().map_err(db(what))
+        self.write("recording an alert sent", |db| {
+            for alert in alerts {
+                db.execute(
+                    "UPDATE alerts SET status = 'sent', sent = ?2, attempts = attempts + 1, last_error = NULL
+                     WHERE id = ?1",
+                    &params![alert.id, now],
+                )?;
+                write_audit(
+                    db,
+                    &AuditEntry {
+                        actor: "console",
+                        action: AuditAction::AlertSent,
+                        target: &alert.record,
+                        detail: &format!(
+                            "rule {:?}, {} to {} ({}){digest}",
+                            alert.rule,
+                            alert.channel.as_str(),
+                            shown_target(&alert.target),
+                            alert.event
+                        ),
+                        origin: "",
+                        time: now,
+                    },
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn alert_failed(
@@ -217,70 +178,63 @@ impl AlertStore for SqliteStore {
         error: &str,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let what = "recording an alert not sent";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        for alert in alerts {
-            let attempts = alert.attempts + 1;
-            let give_up = attempts >= MAX_ATTEMPTS;
-            tx.prepare_cached(
-                "UPDATE alerts SET status = ?2, attempts = ?3, next_attempt = ?4, last_error = ?5
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    alert.id,
-                    if give_up { "failed" } else { "pending" },
-                    attempts,
-                    now.0 + backoff(attempts),
-                    error
-                ])
-            })
-            .map_err(db(what))?;
-            insert_audit(
-                &tx,
-                &AuditEntry {
-                    actor: "console",
-                    action: AuditAction::AlertFailed,
-                    target: &alert.record,
-                    detail: &format!(
-                        "rule {:?}, {} to {}: attempt {attempts}{}: {error}",
-                        alert.rule,
-                        alert.channel.as_str(),
-                        shown_target(&alert.target),
-                        if give_up { ", given up" } else { "" }
-                    ),
-                    origin: "",
-                    time: now,
-                },
-            )
-            .map_err(db(what))?;
-        }
-        tx.commit().map_err(db(what))
+        self.write("recording an alert not sent", |db| {
+            for alert in alerts {
+                let attempts = alert.attempts + 1;
+                let give_up = attempts >= MAX_ATTEMPTS;
+                db.execute(
+                    "UPDATE alerts SET status = ?2, attempts = ?3, next_attempt = ?4, last_error = ?5
+                     WHERE id = ?1",
+                    &params![
+                        alert.id,
+                        if give_up { "failed" } else { "pending" },
+                        attempts,
+                        now.0 + backoff(attempts),
+                        error
+                    ],
+                )?;
+                write_audit(
+                    db,
+                    &AuditEntry {
+                        actor: "console",
+                        action: AuditAction::AlertFailed,
+                        target: &alert.record,
+                        detail: &format!(
+                            "rule {:?}, {} to {}: attempt {attempts}{}: {error}",
+                            alert.rule,
+                            alert.channel.as_str(),
+                            shown_target(&alert.target),
+                            if give_up { ", given up" } else { "" }
+                        ),
+                        origin: "",
+                        time: now,
+                    },
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn failing_alert_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .sqlite_reader()?
-            .query_row(
+        let n: i64 = self.read("counting alerts not delivered", |db| {
+            db.query_row(
                 "SELECT COUNT(*) FROM alerts
                  WHERE status = 'failed' OR (status = 'pending' AND attempts > 0)",
-                [],
+                &[],
                 |r| r.get(0),
             )
-            .map_err(db("counting alerts not delivered"))?;
+        })?;
         Ok(n.max(0) as u64)
     }
 
     fn alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
         self.query_alerts(
             &format!("SELECT {COLUMNS} FROM alerts ORDER BY id DESC LIMIT ?1"),
-            params![limit],
+            &params![limit],
         )
     }
 
     fn plan_escalations(&self, now: UnixMillis) -> Result<u64, StoreError> {
-        let what = "planning escalations";
         let rules = AlertStore::alert_rules(self);
         if rules
             .rules
@@ -289,54 +243,44 @@ impl AlertStore for SqliteStore {
         {
             return Ok(0);
         }
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        let mut written = 0;
-        for rule in &rules.rules {
-            let Some(minutes) = rule.escalate_after_minutes else {
-                continue;
-            };
-            let due = now.0 - i64::from(minutes) * UnixMillis::MINUTE;
-            let records: Vec<String> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT DISTINCT a.record FROM alerts a JOIN captures c ON c.id = a.record
-                         WHERE a.rule = ?1 AND a.event IN ('capture', 'concern')
-                           AND c.status = 'new' AND COALESCE(a.held_until, c.received) <= ?2
-                           AND NOT EXISTS (SELECT 1 FROM alerts e
-                                           WHERE e.rule = ?1 AND e.event = 'escalation' AND e.record = a.record)",
-                    )
-                    .map_err(db(what))?;
-                stmt.query_map(params![rule.name, due], |r| r.get(0))
-                    .map_err(db(what))?
-                    .collect::<Result<_, _>>()
-                    .map_err(db(what))?
-            };
-            // An escalation of a rule that waits for school hours waits
-            // for them too.
-            let held = rules.held_until(rule, now);
-            for record in records {
-                for recipient in rule.escalation() {
-                    written += insert(&tx, &rule.name, "escalation", &record, recipient, now, held)
-                        .map_err(db(what))? as u64;
+        self.write("planning escalations", |db| {
+            let mut written = 0;
+            for rule in &rules.rules {
+                let Some(minutes) = rule.escalate_after_minutes else {
+                    continue;
+                };
+                let due = now.0 - i64::from(minutes) * UnixMillis::MINUTE;
+                let records: Vec<String> = db.query_map(
+                    "SELECT DISTINCT a.record FROM alerts a JOIN captures c ON c.id = a.record
+                     WHERE a.rule = ?1 AND a.event IN ('capture', 'concern')
+                       AND c.status = 'new' AND COALESCE(a.held_until, c.received) <= ?2
+                       AND NOT EXISTS (SELECT 1 FROM alerts e
+                                       WHERE e.rule = ?1 AND e.event = 'escalation' AND e.record = a.record)",
+                    &params![rule.name, due],
+                    |r| r.get(0),
+                )?;
+                // An escalation of a rule that waits for school hours waits
+                // for them too.
+                let held = rules.held_until(rule, now);
+                for record in records {
+                    for recipient in rule.escalation() {
+                        written += insert(db, &rule.name, "escalation", &record, recipient, now, held)?;
+                    }
                 }
             }
-        }
-        tx.commit().map_err(db(what))?;
-        Ok(written)
+            Ok(written)
+        })
     }
 
     fn saved_alert_rules(&self) -> Result<Vec<AlertRule>, StoreError> {
-        let what = "reading the alert rules made on the Settings page";
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT name, rule FROM alert_rules ORDER BY name")
-            .map_err(db(what))?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what))?;
+        let rows: Vec<(String, String)> =
+            self.read("reading the alert rules made on the Settings page", |db| {
+                db.query_map(
+                    "SELECT name, rule FROM alert_rules ORDER BY name",
+                    &[],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })?;
         rows.into_iter()
             .map(|(name, json)| {
                 serde_json::from_str(&json).map_err(|e| {
@@ -353,38 +297,33 @@ impl AlertStore for SqliteStore {
         (actor, origin): (&str, &str),
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        let what = "saving an alert rule";
         let json = serde_json::to_string(rule)
             .map_err(|e| StoreError::Corrupt(format!("an alert rule does not serialise: {e}")))?;
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        if let Some(old) = replacing {
-            tx.execute("DELETE FROM alert_rules WHERE name = ?1", params![old])
-                .map_err(db(what))?;
-        }
-        tx.execute(
-            "INSERT INTO alert_rules (name, rule, changed, changed_by) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name) DO UPDATE SET rule = ?2, changed = ?3, changed_by = ?4",
-            params![rule.name, json, now.0, actor],
-        )
-        .map_err(db(what))?;
         let detail = match replacing {
             Some(old) if old != rule.name => format!("renamed from {old:?}: {}", described(rule)),
             _ => described(rule),
         };
-        insert_audit(
-            &tx,
-            &AuditEntry {
-                actor,
-                action: AuditAction::SetAlertRule,
-                target: &rule.name,
-                detail: &detail,
-                origin,
-                time: now,
-            },
-        )
-        .map_err(db(what))?;
-        tx.commit().map_err(db(what))
+        self.write("saving an alert rule", |db| {
+            if let Some(old) = replacing {
+                db.execute("DELETE FROM alert_rules WHERE name = ?1", &params![old])?;
+            }
+            db.execute(
+                "INSERT INTO alert_rules (name, rule, changed, changed_by) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET rule = ?2, changed = ?3, changed_by = ?4",
+                &params![rule.name, json, now, actor],
+            )?;
+            write_audit(
+                db,
+                &AuditEntry {
+                    actor,
+                    action: AuditAction::SetAlertRule,
+                    target: &rule.name,
+                    detail: &detail,
+                    origin,
+                    time: now,
+                },
+            )
+        })
     }
 
     fn delete_alert_rule(
@@ -393,28 +332,23 @@ impl AlertStore for SqliteStore {
         (actor, origin): (&str, &str),
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
-        let what = "deleting an alert rule";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        let gone = tx
-            .execute("DELETE FROM alert_rules WHERE name = ?1", params![name])
-            .map_err(db(what))?;
-        if gone > 0 {
-            insert_audit(
-                &tx,
-                &AuditEntry {
-                    actor,
-                    action: AuditAction::DeleteAlertRule,
-                    target: name,
-                    detail: "",
-                    origin,
-                    time: now,
-                },
-            )
-            .map_err(db(what))?;
-        }
-        tx.commit().map_err(db(what))?;
-        Ok(gone > 0)
+        self.write("deleting an alert rule", |db| {
+            let gone = db.execute("DELETE FROM alert_rules WHERE name = ?1", &params![name])?;
+            if gone > 0 {
+                write_audit(
+                    db,
+                    &AuditEntry {
+                        actor,
+                        action: AuditAction::DeleteAlertRule,
+                        target: name,
+                        detail: "",
+                        origin,
+                        time: now,
+                    },
+                )?;
+            }
+            Ok(gone > 0)
+        })
     }
 }
 

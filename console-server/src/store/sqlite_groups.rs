@@ -1,27 +1,30 @@
-//! [`super::groups::GroupStore`] on SQLite.
+//! [`super::groups::GroupStore`], on either database.
 
 use protocol::UnixMillis;
 use protocol::layers::{GroupAup, GroupKind, GroupLayers, Layer, Overrides, Term};
-use rusqlite::{Transaction, params};
 
 use super::groups::GroupStore;
-use super::sqlite::{SqliteStore, db, insert_audit};
+use super::sql::{Db, SqlError, params};
+use super::sqlite::SqliteStore;
+use super::sqlite_audit::write_audit;
 use super::{AuditAction, AuditEntry, StoreError};
 
-fn read_layers(conn: &rusqlite::Connection) -> Result<Vec<Layer>, StoreError> {
-    let what = "reading the policy layers";
-    let mut stmt = conn
-        .prepare_cached("SELECT grp, overrides FROM policy_layers ORDER BY grp")
-        .map_err(db(what))?;
-    let rows: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(db(what))?
-        .collect::<Result<_, _>>()
-        .map_err(db(what))?;
+fn abort(e: StoreError) -> SqlError {
+    SqlError::Abort(Box::new(e))
+}
+
+fn read_layers(db: &mut Db<'_, '_>) -> Result<Vec<Layer>, SqlError> {
+    let rows: Vec<(String, String)> = db.query_map(
+        "SELECT grp, overrides FROM policy_layers ORDER BY grp",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     rows.into_iter()
         .map(|(group, json)| {
             let overrides = serde_json::from_str(&json).map_err(|e| {
-                StoreError::Corrupt(format!("the policy layer of {group} does not read: {e}"))
+                abort(StoreError::Corrupt(format!(
+                    "the policy layer of {group} does not read: {e}"
+                )))
             })?;
             Ok(Layer { group, overrides })
         })
@@ -29,16 +32,12 @@ fn read_layers(conn: &rusqlite::Connection) -> Result<Vec<Layer>, StoreError> {
 }
 
 /// Members of every `accounts:` and `devices:` group.
-fn all_members(conn: &rusqlite::Connection) -> Result<Vec<(String, Vec<String>)>, StoreError> {
-    let what = "reading group members";
-    let mut stmt = conn
-        .prepare_cached("SELECT grp, member FROM group_members ORDER BY grp, member")
-        .map_err(db(what))?;
-    let rows: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(db(what))?
-        .collect::<Result<_, _>>()
-        .map_err(db(what))?;
+fn all_members(db: &mut Db<'_, '_>) -> Result<Vec<(String, Vec<String>)>, SqlError> {
+    let rows: Vec<(String, String)> = db.query_map(
+        "SELECT grp, member FROM group_members ORDER BY grp, member",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for (g, m) in rows {
         match out.last_mut() {
@@ -49,61 +48,53 @@ fn all_members(conn: &rusqlite::Connection) -> Result<Vec<(String, Vec<String>)>
     Ok(out)
 }
 
-/// Refuses the change just made in `tx` if it leaves a tie.
-fn refuse_ties(tx: &Transaction<'_>) -> Result<(), StoreError> {
+/// Refuses (rolling back) the change just made in `db` if it leaves a tie.
+fn refuse_ties(db: &mut Db<'_, '_>) -> Result<(), SqlError> {
     let layers = GroupLayers {
-        layers: read_layers(tx)?,
+        layers: read_layers(db)?,
         ..GroupLayers::default()
     };
-    let ties = layers.ties(&all_members(tx)?);
+    let ties = layers.ties(&all_members(db)?);
     if ties.is_empty() {
         Ok(())
     } else {
-        Err(StoreError::Refused(format!(
+        Err(abort(StoreError::Refused(format!(
             "not saved: {}",
             ties.join("; ")
-        )))
+        ))))
     }
 }
 
 /// The groups the register gives an account: its role and year group.
-fn read_group_aups(conn: &rusqlite::Connection) -> Result<Vec<GroupAup>, StoreError> {
-    let what = "reading the year groups' AUPs";
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT v.audience, v.version, v.markdown FROM aup_versions v
-             WHERE v.audience LIKE 'year:%'
-               AND v.version = (SELECT MAX(version) FROM aup_versions w WHERE w.audience = v.audience)
-               AND trim(v.markdown) != ''
-             ORDER BY v.audience",
-        )
-        .map_err(db(what))?;
-    stmt.query_map([], |r| {
-        Ok(GroupAup {
-            group: r.get(0)?,
-            version: r.get(1)?,
-            markdown: r.get(2)?,
-        })
-    })
-    .map_err(db(what))?
-    .collect::<Result<_, _>>()
-    .map_err(db(what))
+fn read_group_aups(db: &mut Db<'_, '_>) -> Result<Vec<GroupAup>, SqlError> {
+    db.query_map(
+        "SELECT v.audience, v.version, v.markdown FROM aup_versions v
+         WHERE v.audience LIKE 'year:%'
+           AND v.version = (SELECT MAX(version) FROM aup_versions w WHERE w.audience = v.audience)
+           AND trim(v.markdown) != ''
+         ORDER BY v.audience",
+        &[],
+        |r| {
+            Ok(GroupAup {
+                group: r.get(0)?,
+                version: r.get(1)?,
+                markdown: r.get(2)?,
+            })
+        },
+    )
 }
 
-fn read_terms(conn: &rusqlite::Connection) -> Result<Vec<Term>, StoreError> {
-    let what = "reading the school's terms";
-    let mut stmt = conn
-        .prepare_cached("SELECT first, last FROM school_terms ORDER BY first")
-        .map_err(db(what))?;
-    stmt.query_map([], |r| {
-        Ok(Term {
-            first: r.get(0)?,
-            last: r.get(1)?,
-        })
-    })
-    .map_err(db(what))?
-    .collect::<Result<_, _>>()
-    .map_err(db(what))
+fn read_terms(db: &mut Db<'_, '_>) -> Result<Vec<Term>, SqlError> {
+    db.query_map(
+        "SELECT first, last FROM school_terms ORDER BY first",
+        &[],
+        |r| {
+            Ok(Term {
+                first: r.get(0)?,
+                last: r.get(1)?,
+            })
+        },
+    )
 }
 
 fn register_groups(role: Option<String>, year: Option<String>) -> Vec<String> {
@@ -113,30 +104,23 @@ fn register_groups(role: Option<String>, year: Option<String>) -> Vec<String> {
     groups
 }
 
-/// Ends a change to layers or groups made in `tx`: refused if it leaves a
-/// tie; otherwise the version raised, the audit line written, committed.
-fn commit_change(
-    tx: Transaction<'_>,
-    what: &'static str,
-    audit: &AuditEntry<'_>,
-) -> Result<(), StoreError> {
-    refuse_ties(&tx)?;
-    tx.execute("UPDATE layers_version SET version = version + 1", [])
-        .map_err(db(what))?;
-    insert_audit(&tx, audit).map_err(db(what))?;
-    tx.commit().map_err(db(what))
+/// Ends a change to layers or groups made in `db`: refused if it leaves a
+/// tie; otherwise the version raised and the audit line written.
+fn finish_change(db: &mut Db<'_, '_>, audit: &AuditEntry<'_>) -> Result<(), SqlError> {
+    refuse_ties(db)?;
+    db.execute("UPDATE layers_version SET version = version + 1", &[])?;
+    write_audit(db, audit)
 }
 
 impl GroupStore for SqliteStore {
     fn layers(&self) -> Result<Vec<Layer>, StoreError> {
-        read_layers(&*self.sqlite_reader()?)
+        self.read("reading the policy layers", read_layers)
     }
 
     fn layers_version(&self) -> Result<u64, StoreError> {
-        let v: i64 = self
-            .sqlite_reader()?
-            .query_row("SELECT version FROM layers_version", [], |r| r.get(0))
-            .map_err(db("reading the layers' version"))?;
+        let v: i64 = self.read("reading the layers' version", |db| {
+            db.query_row("SELECT version FROM layers_version", &[], |r| r.get(0))
+        })?;
         Ok(v.max(0) as u64)
     }
 
@@ -148,54 +132,50 @@ impl GroupStore for SqliteStore {
         now: UnixMillis,
     ) -> Result<(), StoreError> {
         GroupKind::of(group).map_err(StoreError::Refused)?;
-        let what = "saving a policy layer";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        let detail = match overrides {
-            Some(o) => {
-                let json = serde_json::to_string(o).map_err(|e| {
+        let json = overrides
+            .map(|o| {
+                serde_json::to_string(o).map_err(|e| {
                     StoreError::Corrupt(format!("a policy layer does not serialise: {e}"))
-                })?;
-                tx.execute(
-                    "INSERT INTO policy_layers (grp, overrides, changed, changed_by) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (grp) DO UPDATE SET overrides = ?2, changed = ?3, changed_by = ?4",
-                    params![group, json, now.0, actor],
-                )
-                .map_err(db(what))?;
-                json
-            }
-            None => {
-                tx.execute("DELETE FROM policy_layers WHERE grp = ?1", params![group])
-                    .map_err(db(what))?;
-                "removed".to_owned()
-            }
-        };
-        commit_change(
-            tx,
-            what,
-            &AuditEntry {
-                actor,
-                action: AuditAction::SetPolicyLayer,
-                target: group,
-                detail: &detail,
-                origin,
-                time: now,
-            },
-        )
+                })
+            })
+            .transpose()?;
+        self.write("saving a policy layer", |db| {
+            let detail = match &json {
+                Some(json) => {
+                    db.execute(
+                        "INSERT INTO policy_layers (grp, overrides, changed, changed_by) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (grp) DO UPDATE SET overrides = ?2, changed = ?3, changed_by = ?4",
+                        &params![group, json, now, actor],
+                    )?;
+                    json.clone()
+                }
+                None => {
+                    db.execute("DELETE FROM policy_layers WHERE grp = ?1", &params![group])?;
+                    "removed".to_owned()
+                }
+            };
+            finish_change(
+                db,
+                &AuditEntry {
+                    actor,
+                    action: AuditAction::SetPolicyLayer,
+                    target: group,
+                    detail: &detail,
+                    origin,
+                    time: now,
+                },
+            )
+        })
     }
 
     fn group_members(&self, group: &str) -> Result<Vec<String>, StoreError> {
-        let what = "reading a group's members";
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT member FROM group_members WHERE grp = ?1 ORDER BY member")
-            .map_err(db(what))?;
-        let rows: Vec<String> = stmt
-            .query_map(params![group], |r| r.get(0))
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what))?;
-        Ok(rows)
+        self.read("reading a group's members", |db| {
+            db.query_map(
+                "SELECT member FROM group_members WHERE grp = ?1 ORDER BY member",
+                &params![group],
+                |r| r.get(0),
+            )
+        })
     }
 
     fn set_group_members(
@@ -213,34 +193,31 @@ impl GroupStore for SqliteStore {
                 )));
             }
         }
-        let what = "saving a group's members";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        tx.execute("DELETE FROM group_members WHERE grp = ?1", params![group])
-            .map_err(db(what))?;
-        for m in members {
-            tx.execute(
-                "INSERT OR IGNORE INTO group_members (grp, member) VALUES (?1, ?2)",
-                params![group, m.trim()],
+        let detail = format!("{} members: {}", members.len(), members.join(", "));
+        self.write("saving a group's members", |db| {
+            db.execute("DELETE FROM group_members WHERE grp = ?1", &params![group])?;
+            for m in members {
+                db.execute(
+                    "INSERT INTO group_members (grp, member) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    &params![group, m.trim()],
+                )?;
+            }
+            finish_change(
+                db,
+                &AuditEntry {
+                    actor,
+                    action: AuditAction::SetGroupMembers,
+                    target: group,
+                    detail: &detail,
+                    origin,
+                    time: now,
+                },
             )
-            .map_err(db(what))?;
-        }
-        commit_change(
-            tx,
-            what,
-            &AuditEntry {
-                actor,
-                action: AuditAction::SetGroupMembers,
-                target: group,
-                detail: &format!("{} members: {}", members.len(), members.join(", ")),
-                origin,
-                time: now,
-            },
-        )
+        })
     }
 
     fn group_aups(&self) -> Result<Vec<GroupAup>, StoreError> {
-        read_group_aups(&*self.sqlite_reader()?)
+        self.read("reading the year groups' AUPs", read_group_aups)
     }
 
     fn publish_group_aup(
@@ -255,43 +232,38 @@ impl GroupStore for SqliteStore {
                 "{group} is not a year group: an AUP of its own is for a year group (year:NAME); roles have the pupils' and staff AUPs"
             )));
         }
-        let what = "publishing a year group's AUP";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        let version: u32 = tx
-            .query_row(
+        self.write("publishing a year group's AUP", |db| {
+            let version: u32 = db.query_row(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM aup_versions WHERE audience = ?1",
-                params![group],
+                &params![group],
                 |r| r.get(0),
-            )
-            .map_err(db(what))?;
-        tx.execute(
-            "INSERT INTO aup_versions (audience, version, markdown, published, staff)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![group, version, markdown, now.0, actor],
-        )
-        .map_err(db(what))?;
-        commit_change(
-            tx,
-            what,
-            &AuditEntry {
-                actor,
-                action: AuditAction::PublishAup,
-                target: group,
-                detail: &if markdown.trim().is_empty() {
-                    format!("version {version}: withdrawn (the pupils' AUP again)")
-                } else {
-                    format!("version {version}, {} bytes", markdown.len())
+            )?;
+            db.execute(
+                "INSERT INTO aup_versions (audience, version, markdown, published, staff)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                &params![group, version, markdown, now, actor],
+            )?;
+            finish_change(
+                db,
+                &AuditEntry {
+                    actor,
+                    action: AuditAction::PublishAup,
+                    target: group,
+                    detail: &if markdown.trim().is_empty() {
+                        format!("version {version}: withdrawn (the pupils' AUP again)")
+                    } else {
+                        format!("version {version}, {} bytes", markdown.len())
+                    },
+                    origin,
+                    time: now,
                 },
-                origin,
-                time: now,
-            },
-        )?;
-        Ok(version)
+            )?;
+            Ok(version)
+        })
     }
 
     fn terms(&self) -> Result<Vec<Term>, StoreError> {
-        read_terms(&*self.sqlite_reader()?)
+        self.read("reading the school's terms", read_terms)
     }
 
     fn set_terms(
@@ -308,152 +280,121 @@ impl GroupStore for SqliteStore {
                 w[0], w[1]
             )));
         }
-        let what = "saving the school's terms";
-        let mut conn = self.sqlite_writer()?;
-        let tx = conn.transaction().map_err(db(what))?;
-        tx.execute("DELETE FROM school_terms", [])
-            .map_err(db(what))?;
-        for t in &sorted {
-            tx.execute(
-                "INSERT INTO school_terms (first, last) VALUES (?1, ?2)",
-                params![t.first, t.last],
-            )
-            .map_err(db(what))?;
-        }
         let said: Vec<String> = sorted.iter().map(ToString::to_string).collect();
-        commit_change(
-            tx,
-            what,
-            &AuditEntry {
-                actor,
-                action: AuditAction::SetTermDates,
-                target: "",
-                detail: &if said.is_empty() {
-                    "none (every day is term time)".to_owned()
-                } else {
-                    said.join(", ")
+        let detail = if said.is_empty() {
+            "none (every day is term time)".to_owned()
+        } else {
+            said.join(", ")
+        };
+        self.write("saving the school's terms", |db| {
+            db.execute("DELETE FROM school_terms", &[])?;
+            for t in &sorted {
+                db.execute(
+                    "INSERT INTO school_terms (first, last) VALUES (?1, ?2)",
+                    &params![t.first, t.last],
+                )?;
+            }
+            finish_change(
+                db,
+                &AuditEntry {
+                    actor,
+                    action: AuditAction::SetTermDates,
+                    target: "",
+                    detail: &detail,
+                    origin,
+                    time: now,
                 },
-                origin,
-                time: now,
-            },
-        )
+            )
+        })
     }
 
     fn known_groups(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let what = "listing the groups";
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare(
+        self.read("listing the groups", |db| {
+            db.query_map(
                 "SELECT 'year:' || year_group, COUNT(*) FROM accounts
                    WHERE year_group IS NOT NULL AND year_group != '' GROUP BY year_group
                  UNION ALL SELECT 'role:' || role, COUNT(*) FROM accounts
                    WHERE role IN ('pupil', 'staff') GROUP BY role
                  UNION ALL SELECT grp, COUNT(*) FROM group_members GROUP BY grp
                  ORDER BY 1",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map_err(db(what))?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what))
+        })
     }
 
     fn account_groups(&self, account: &str) -> Result<Vec<String>, StoreError> {
-        let what = "reading an account's groups";
-        let conn = self.sqlite_reader()?;
-        let found: Option<(Option<String>, Option<String>)> = conn
-            .query_row(
+        self.read("reading an account's groups", |db| {
+            let found: Option<(Option<String>, Option<String>)> = db.query_opt(
                 "SELECT role, year_group FROM accounts WHERE account = ?1",
-                params![account],
+                &params![account],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
-            .map_err(db(what))?;
-        let mut groups = found.map_or_else(Vec::new, |(role, year)| register_groups(role, year));
-        let mut stmt = conn
-            .prepare_cached(
+            )?;
+            let mut groups =
+                found.map_or_else(Vec::new, |(role, year)| register_groups(role, year));
+            let named: Vec<String> = db.query_map(
                 "SELECT grp FROM group_members WHERE member = ?1 AND grp LIKE 'accounts:%' ORDER BY grp",
-            )
-            .map_err(db(what))?;
-        let named: Vec<String> = stmt
-            .query_map(params![account], |r| r.get(0))
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what))?;
-        groups.extend(named);
-        Ok(groups)
+                &params![account],
+                |r| r.get(0),
+            )?;
+            groups.extend(named);
+            Ok(groups)
+        })
     }
 
     fn device_groups(&self, device: &str) -> Result<Vec<String>, StoreError> {
-        let what = "reading a laptop's groups";
-        let conn = self.sqlite_reader()?;
-        let mut stmt = conn
-            .prepare_cached(
+        self.read("reading a laptop's groups", |db| {
+            db.query_map(
                 "SELECT grp FROM group_members WHERE member = ?1 AND grp LIKE 'devices:%' ORDER BY grp",
+                &params![device],
+                |r| r.get(0),
             )
-            .map_err(db(what))?;
-        stmt.query_map(params![device], |r| r.get(0))
-            .map_err(db(what))?
-            .collect::<Result<_, _>>()
-            .map_err(db(what))
+        })
     }
 
     fn layers_for_device(&self, device: &str) -> Result<GroupLayers, StoreError> {
-        let what = "reading the layers for a laptop";
-        let conn = self.sqlite_reader()?;
-        let version: i64 = conn
-            .query_row("SELECT version FROM layers_version", [], |r| r.get(0))
-            .map_err(db(what))?;
-        let layers = read_layers(&conn)?;
-        let mut accounts: Vec<(String, Vec<String>)> = Vec::new();
-        {
-            let mut stmt = conn
-                .prepare_cached(
+        self.read("reading the layers for a laptop", |db| {
+            let version: i64 =
+                db.query_row("SELECT version FROM layers_version", &[], |r| r.get(0))?;
+            let layers = read_layers(db)?;
+            let mut accounts: Vec<(String, Vec<String>)> = db
+                .query_map(
                     "SELECT account, role, year_group FROM accounts
                      WHERE COALESCE(role, '') != '' OR COALESCE(year_group, '') != ''
                      ORDER BY account",
+                    &[],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?
+                .into_iter()
+                .map(
+                    |(account, role, year): (String, Option<String>, Option<String>)| {
+                        (account, register_groups(role, year))
+                    },
                 )
-                .map_err(db(what))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                    ))
-                })
-                .map_err(db(what))?;
-            for row in rows {
-                let (account, role, year) = row.map_err(db(what))?;
-                accounts.push((account, register_groups(role, year)));
-            }
-        }
-        let mut device_groups = Vec::new();
-        for (group, members) in all_members(&conn)? {
-            if group.starts_with("devices:") {
-                if members.iter().any(|m| m == device) {
-                    device_groups.push(group);
+                .collect();
+            let mut device_groups = Vec::new();
+            for (group, members) in all_members(db)? {
+                if group.starts_with("devices:") {
+                    if members.iter().any(|m| m == device) {
+                        device_groups.push(group);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            for m in members {
-                match accounts.binary_search_by(|(a, _)| a.as_str().cmp(&m)) {
-                    Ok(i) => accounts[i].1.push(group.clone()),
-                    Err(i) => accounts.insert(i, (m, vec![group.clone()])),
+                for m in members {
+                    match accounts.binary_search_by(|(a, _)| a.as_str().cmp(&m)) {
+                        Ok(i) => accounts[i].1.push(group.clone()),
+                        Err(i) => accounts.insert(i, (m, vec![group.clone()])),
+                    }
                 }
             }
-        }
-        Ok(GroupLayers {
-            version: version.max(0) as u64,
-            layers,
-            accounts,
-            device_groups,
-            terms: read_terms(&conn)?,
-            aups: read_group_aups(&conn)?,
+            Ok(GroupLayers {
+                version: version.max(0) as u64,
+                layers,
+                accounts,
+                device_groups,
+                terms: read_terms(db)?,
+                aups: read_group_aups(db)?,
+            })
         })
     }
 }

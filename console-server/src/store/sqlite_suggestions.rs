@@ -184,13 +184,13 @@ mod tests {
         assert_ne!(c, a.id);
 
         // A status nobody wrote is an error, not a default.
-        s.sqlite_writer()
-            .unwrap()
-            .execute(
+        s.write("damaging a row", |db| {
+            db.execute(
                 "UPDATE exception_suggestions SET status = 'maybe' WHERE id = ?1",
-                [c],
+                &params![c],
             )
-            .unwrap();
+        })
+        .unwrap();
         assert!(matches!(
             s.exception_suggestion(c),
             Err(StoreError::Corrupt(_))
