@@ -10,6 +10,12 @@
 //!   console.db    SQLite (WAL: also console.db-wal, console.db-shm)
 //!   images/       screenshots
 //! ```
+//!
+//! With a PostgreSQL database (`database` in `console.toml`, or
+//! `--database`), the rows and the screenshots are kept there instead, and
+//! the directory holds only the certificates and the settings: several
+//! console instances, each with a copy of the same CA and server
+//! certificate, share the one database.
 
 use std::fs;
 use std::io::Write;
@@ -88,12 +94,23 @@ fn read(path: &Path) -> Result<String, DataDirError> {
 }
 
 impl DataDir {
-    /// Opens `path`, creating everything on first run.
+    /// Opens `path`, creating everything on first run, with the store
+    /// where its settings say.
     ///
     /// # Errors
     /// If the directory cannot be created or read, or what is in it is
     /// damaged.
     pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
+        DataDir::open_with(path, None)
+    }
+
+    /// [`DataDir::open`], with the store in the PostgreSQL database at
+    /// `database` if given (overriding the settings' `database`).
+    ///
+    /// # Errors
+    /// If the directory cannot be created or read, what is in it is
+    /// damaged, or the database cannot be reached.
+    pub fn open_with(path: &Path, database: Option<&str>) -> Result<DataDir, DataDirError> {
         if !path.exists() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -153,9 +170,20 @@ impl DataDir {
             issued
         };
         let settings = Settings::load_or_create(&path.join("console.toml"))?;
-        let images_path = path.join("images");
-        let images = FsImageStore::open(&images_path).map_err(io("create", &images_path))?;
-        let store = SqliteStore::open(&path.join("console.db"), Arc::new(images), default_policy)?;
+        let database = database
+            .map(str::to_owned)
+            .unwrap_or_else(|| settings.database.clone());
+        let store = if database.trim().is_empty() {
+            let images_path = path.join("images");
+            let images = FsImageStore::open(&images_path).map_err(io("create", &images_path))?;
+            SqliteStore::open(&path.join("console.db"), Arc::new(images), default_policy)?
+        } else {
+            SqliteStore::open_postgres(
+                database.trim(),
+                settings.database_connections.max(1) as usize,
+                default_policy,
+            )?
+        };
         Ok(DataDir {
             path: path.to_owned(),
             authority: Arc::new(authority),

@@ -25,6 +25,21 @@ use protocol::UnixMillis;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The store in a PostgreSQL database (postgres://USER@HOST:PORT/DB),
+    /// which several console instances may share, instead of SQLite in the
+    /// data directory; overrides `database` in DIR/console.toml.
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
+}
+
+/// `--database`, for every command that opens the store.
+static DATABASE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The data directory at `data`, its store where `--database` or its
+/// settings say.
+fn open_dir(data: &std::path::Path) -> anyhow::Result<DataDir> {
+    let database = DATABASE.get().and_then(Option::as_deref);
+    Ok(DataDir::open_with(data, database)?)
 }
 
 /// What a console built for a school says when asked for the demo.
@@ -393,7 +408,7 @@ fn enroll_token(args: EnrollTokenArgs) -> anyhow::Result<()> {
     let now = UnixMillis::now();
     match args.command {
         Some(EnrollTokenCommand::List { data }) => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             let tokens = dir.store.enroll_tokens(now)?;
             if tokens.is_empty() {
                 println!("no enrollment token can be used now");
@@ -403,7 +418,7 @@ fn enroll_token(args: EnrollTokenArgs) -> anyhow::Result<()> {
             }
         }
         Some(EnrollTokenCommand::Revoke { data, id }) => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             if !dir.store.revoke_enroll_token(&id, now)? {
                 bail!(
                     "no unused enrollment token has the id {id:?}; `console-server enroll-token list` shows them"
@@ -414,7 +429,7 @@ fn enroll_token(args: EnrollTokenArgs) -> anyhow::Result<()> {
         }
         None => {
             let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
-            let dir = DataDir::open(&args.data)?;
+            let dir = open_dir(&args.data)?;
             let (text, token) = mint_enroll_token(&dir, ttl, args.address.as_deref())?;
             audit_cli(
                 &dir,
@@ -444,7 +459,7 @@ fn api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
     let now = UnixMillis::now();
     match args.command {
         Some(ApiTokenCommand::List { data }) => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             println!(
                 "id            name                 role      owner        expires                   last used                 state"
             );
@@ -466,7 +481,7 @@ fn api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
             }
         }
         Some(ApiTokenCommand::Revoke { data, name, id }) => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             let n = dir
                 .store
                 .revoke_api_tokens(name.as_deref(), id.as_deref(), now)?;
@@ -489,7 +504,7 @@ fn api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
                 bail!("--name and --role are needed to make a token");
             };
             let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
-            let dir = DataDir::open(&args.data)?;
+            let dir = open_dir(&args.data)?;
             let token =
                 mint_api_token(dir.store.as_ref(), &name, role, args.owner.as_deref(), ttl)?;
             audit_cli(&dir, AuditAction::MintApiToken, &name, role.as_str())?;
@@ -526,6 +541,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let _ = DATABASE.set(cli.database.clone());
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
         #[cfg(feature = "demo")]
@@ -619,12 +635,16 @@ fn serve(
     agent_listen: Option<SocketAddr>,
     web_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     println!(
         "data directory {} (CA fingerprint {})",
         data.display(),
         dir.ca_fingerprint()
     );
+    match dir.store.postgres_url() {
+        Some(url) => println!("store: PostgreSQL at {url}"),
+        None => println!("store: SQLite in {}", data.join("console.db").display()),
+    }
     runtime.block_on(async {
         let console = Console::start(
             &dir,
@@ -657,7 +677,7 @@ fn user_add(data: PathBuf, name: String, role: Role) -> anyhow::Result<()> {
         bail!("the password must be at least 12 characters");
     }
     let hash = console_server::secret::hash_password(password)?;
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     dir.store.add_user(&name, role, &hash, UnixMillis::now())?;
     audit_cli(&dir, AuditAction::AddStaff, &name, role.as_str())?;
     println!("added {} user {name}", role.as_str());
@@ -667,7 +687,7 @@ fn user_add(data: PathBuf, name: String, role: Role) -> anyhow::Result<()> {
 /// `user scope`: the groups a reviewer is limited to.
 fn user_scope(data: PathBuf, name: String, groups: Vec<String>) -> anyhow::Result<()> {
     let scope = console_server::store::scope::Scope::of(&groups).map_err(anyhow::Error::msg)?;
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     dir.store
         .set_staff_scope(&name, &scope, (&cli_actor(), "cli"), UnixMillis::now())?;
     match dir.store.scope_accounts(&scope)? {
@@ -684,7 +704,7 @@ fn user_scope(data: PathBuf, name: String, groups: Vec<String>) -> anyhow::Resul
 
 /// `device list`.
 fn device_list(data: PathBuf) -> anyhow::Result<()> {
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     let minutes = i64::from(dir.settings.offline_after_minutes);
     let since = UnixMillis(UnixMillis::now().0 - minutes * 60_000);
     for d in dir.store.devices(since)? {
@@ -704,7 +724,7 @@ fn device_list(data: PathBuf) -> anyhow::Result<()> {
 
 /// `device revoke`.
 fn device_revoke(data: PathBuf, id: uuid::Uuid, reason: String) -> anyhow::Result<()> {
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     if !dir.store.revoke_device(id, &reason, UnixMillis::now())? {
         bail!("no device {id}; `console-server device list` shows them");
     }
@@ -743,7 +763,7 @@ fn domains_import(
             got.skipped.len()
         );
     }
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     let info = console_server::store::visits::DomainListInfo {
         category: category.clone(),
         severity,
@@ -774,6 +794,13 @@ fn domains_import(
 
 /// `backup`: a checked copy of a running console.
 fn backup(data: PathBuf, to: PathBuf) -> anyhow::Result<()> {
+    if let Some(url) = open_dir(&data)?.store.postgres_url() {
+        bail!(
+            "the store is in PostgreSQL ({url}), not in {}: back it up with PostgreSQL's own tools (pg_dump, or a streaming replica and base backups; see docs/trust.md), and keep a copy of {} for its certificates",
+            data.display(),
+            data.display()
+        );
+    }
     let got = console_server::backup::backup(&data, &to)?;
     println!(
         "backed up {} to {}: {} captures, {} screenshots, {} weekly reports, {:.1} MB; the copy passed its integrity check",
@@ -789,8 +816,13 @@ fn backup(data: PathBuf, to: PathBuf) -> anyhow::Result<()> {
 
 /// `subject-export`: everything held about one account.
 fn subject_export(data: PathBuf, user: String, out: PathBuf) -> anyhow::Result<()> {
+    if let Some(url) = open_dir(&data)?.store.postgres_url() {
+        bail!(
+            "the store is in PostgreSQL ({url}); subject-export reads only the embedded SQLite store so far. Ask the trust's database administrator for the rows of {user:?} until it does"
+        );
+    }
     let got = console_server::subject_access::export(&data, &user, &out)?;
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     audit_cli(
         &dir,
         AuditAction::SubjectExport,
@@ -821,7 +853,7 @@ fn register_import(data: PathBuf, file: PathBuf) -> anyhow::Result<()> {
     }
     let people = console_server::mis_import::parse(&bytes)
         .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     let actor = cli_actor();
     let counts = dir.store.import_people(
         &people,
@@ -875,7 +907,7 @@ fn register_import(data: PathBuf, file: PathBuf) -> anyhow::Result<()> {
 
 /// `register list`.
 fn register_list(data: PathBuf) -> anyhow::Result<()> {
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     for a in dir.store.accounts()? {
         println!(
             "{:<24} {:<30} {:<10} {:<6} last seen {}",
@@ -907,7 +939,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             reset,
             remove,
         } => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             if remove {
                 dir.store
                     .set_layer(&group, None, ("console-server", "cli"), UnixMillis::now())?;
@@ -953,7 +985,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             device,
             at,
         } => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             if let Ok(tz) = console_server::school_week::parse_zone(&dir.settings.time_zone) {
                 console_server::school_week::set_zone(tz);
             }
@@ -972,7 +1004,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&e)?);
         }
         PolicyCommand::Layers { data } => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             let layers: Vec<serde_json::Value> = dir
                 .store
                 .layers()?
@@ -982,7 +1014,7 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&layers)?);
         }
         PolicyCommand::Terms { data, terms, clear } => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             if clear || !terms.is_empty() {
                 let terms = terms
                     .iter()
@@ -1013,7 +1045,7 @@ fn group_command(command: GroupCommand) -> anyhow::Result<()> {
             group,
             members,
         } => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             dir.store.set_group_members(
                 &group,
                 &members,
@@ -1023,7 +1055,7 @@ fn group_command(command: GroupCommand) -> anyhow::Result<()> {
             println!("{group}: {} members", members.len());
         }
         GroupCommand::Show { data, group } => {
-            let dir = DataDir::open(&data)?;
+            let dir = open_dir(&data)?;
             for m in dir.store.group_members(&group)? {
                 println!("{m}");
             }
@@ -1034,7 +1066,7 @@ fn group_command(command: GroupCommand) -> anyhow::Result<()> {
 
 /// `domains list`.
 fn domains_list(data: PathBuf) -> anyhow::Result<()> {
-    let dir = DataDir::open(&data)?;
+    let dir = open_dir(&data)?;
     let builtin = console_server::site_report::builtin_categories();
     for c in &builtin.categories {
         println!("built-in  {:<20} severity {}", c.name, c.severity);

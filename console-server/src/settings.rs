@@ -52,6 +52,14 @@ pub struct Settings {
     /// Alert rules (`[[alerts]]`): see [`crate::alerts::rules`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<crate::alerts::rules::AlertRule>,
+    /// Where the store is kept: empty for SQLite in the data directory
+    /// (one school), or `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE`
+    /// for a trust's database, which several console instances may share.
+    /// `--database` on the command line overrides it. A password here is
+    /// kept out of the process list, which a command line is not.
+    pub database: String,
+    /// Connections one console instance keeps open to PostgreSQL, at most.
+    pub database_connections: u32,
 }
 
 /// The weekly report's mail: nobody and no server by default.
@@ -146,6 +154,8 @@ impl Default for Settings {
             school_hours: crate::alerts::hours::SchoolHours::default(),
             alerts: Vec::new(),
             web_certificate: WebCertificateSettings::default(),
+            database: String::new(),
+            database_connections: 16,
         }
     }
 }

@@ -10,9 +10,12 @@
 //! instances exactly as they hold in one SQLite file. Reads run in a
 //! read-only `REPEATABLE READ` transaction: one consistent snapshot.
 //!
-//! The client is the synchronous `postgres` crate. Like every store call
-//! it blocks, so it runs on a blocking thread, never on the async runtime
-//! itself (see [`super`]).
+//! The client is the synchronous `postgres` crate, which drives each
+//! connection on a small runtime of its own and so cannot be called from
+//! a thread that is running async tasks. Store calls made from async code
+//! (as SQLite's are, for short queries) are therefore run on a scoped
+//! thread of their own (see [`off_runtime`]); from a blocking thread they
+//! run where they are.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -137,7 +140,7 @@ impl Postgres {
             freed: Condvar::new(),
             max: max.max(1),
         };
-        store.migrate()?;
+        off_runtime(|| store.migrate())?;
         Ok(store)
     }
 
@@ -197,7 +200,15 @@ impl Postgres {
     ///
     /// # Errors
     /// `f`'s error, a database error, or conflicts [`WRITE_TRIES`] times.
-    pub fn write<T>(
+    pub fn write<T: Send>(
+        &self,
+        during: &'static str,
+        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| self.write_here(during, &mut f))
+    }
+
+    fn write_here<T>(
         &self,
         during: &'static str,
         mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
@@ -219,13 +230,15 @@ impl Postgres {
     ///
     /// # Errors
     /// `f`'s error or a database error.
-    pub fn read<T>(
+    pub fn read<T: Send>(
         &self,
         during: &'static str,
-        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
+        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError> + Send,
     ) -> Result<T, StoreError> {
-        self.transaction(IsolationLevel::RepeatableRead, true, &mut f)
-            .map_err(|e| e.during(during))
+        off_runtime(|| {
+            self.transaction(IsolationLevel::RepeatableRead, true, &mut f)
+                .map_err(|e| e.during(during))
+        })
     }
 
     fn transaction<T>(
@@ -291,6 +304,19 @@ impl Postgres {
         conn.prepared.clear();
         Ok(())
     }
+}
+
+/// Runs `f` where the `postgres` client may block: here, unless this
+/// thread is running async tasks, in which case on a scoped thread (a few
+/// microseconds, against a round trip to the database).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 fn is_conflict(e: &SqlError) -> bool {

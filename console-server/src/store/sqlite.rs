@@ -146,10 +146,10 @@ impl SqliteStore {
     ///
     /// # Errors
     /// `f`'s error or the database's.
-    pub(super) fn write<T>(
+    pub(super) fn write<T: Send>(
         &self,
         during: &'static str,
-        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
+        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError> + Send,
     ) -> Result<T, StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
@@ -169,10 +169,10 @@ impl SqliteStore {
     ///
     /// # Errors
     /// `f`'s error or the database's.
-    pub(super) fn read<T>(
+    pub(super) fn read<T: Send>(
         &self,
         during: &'static str,
-        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
+        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError> + Send,
     ) -> Result<T, StoreError> {
         match &self.backend {
             Backend::Sqlite { reader, .. } => {
@@ -185,6 +185,15 @@ impl SqliteStore {
                 Ok(value)
             }
             Backend::Postgres(pg) => pg.read(during, f),
+        }
+    }
+
+    /// The PostgreSQL database the store is in (its URL, no password), or
+    /// `None` for SQLite.
+    pub fn postgres_url(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Sqlite { .. } => None,
+            Backend::Postgres(pg) => Some(pg.url()),
         }
     }
 
@@ -216,14 +225,14 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let mut writer = open_connection(path)?;
         migrate(&mut writer)?;
-        let mut default_policy = Some(default_policy);
+        let default_policy = default_policy();
         let during = "writing the first policy";
         let week_zone = {
             let tx = writer
                 .transaction()
                 .map_err(|e| SqlError::from(e).during(during))?;
             let mut db = Db::Sqlite(&tx);
-            super::sqlite_policy::first_policy(&mut db, &mut default_policy)
+            super::sqlite_policy::first_policy(&mut db, &default_policy)
                 .map_err(|e| e.during(during))?;
             let zone = super::week_totals::recorded_zone(&mut db)
                 .map_err(|e| e.during("reading the weekly totals' zone"))?;
@@ -263,10 +272,11 @@ impl SqliteStore {
         default_policy: impl FnOnce() -> Policy,
     ) -> Result<Self, StoreError> {
         let pg = super::postgres::Postgres::connect(url, connections)?;
-        let mut default_policy = Some(default_policy);
+        // Made here: the transaction may run on another thread, and again.
+        let default_policy = default_policy();
         let week_zone = pg
             .write("writing the first policy", |db| {
-                super::sqlite_policy::first_policy(db, &mut default_policy)?;
+                super::sqlite_policy::first_policy(db, &default_policy)?;
                 super::week_totals::recorded_zone(db)
             })?
             .unwrap_or_else(crate::school_week::zone);

@@ -18,17 +18,11 @@ pub(super) fn newest_policy(db: &mut Db<'_, '_>) -> Result<Option<String>, SqlEr
 }
 
 /// Writes `default_policy` as version 1 if there is no policy yet.
-pub(super) fn first_policy(
-    db: &mut Db<'_, '_>,
-    default_policy: &mut Option<impl FnOnce() -> Policy>,
-) -> Result<(), SqlError> {
+pub(super) fn first_policy(db: &mut Db<'_, '_>, default_policy: &Policy) -> Result<(), SqlError> {
     if newest_policy(db)?.is_some() {
         return Ok(());
     }
-    let Some(make) = default_policy.take() else {
-        return Ok(());
-    };
-    let mut policy = make();
+    let mut policy = default_policy.clone();
     policy.version = 1;
     let body = serde_json::to_string(&policy).expect("a policy serialises");
     db.execute(
