@@ -12,12 +12,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub mod agent_process;
+pub mod balancer;
 pub mod browser;
 pub mod desktop;
 pub mod fault_proxy;
 pub mod firefox;
 pub mod headful_chromium;
+pub mod laptop;
 pub mod load;
+pub mod postgres;
 pub mod pupil;
 pub mod session_bus;
 pub mod sinks;
@@ -108,11 +111,26 @@ impl ConsoleProcess {
     /// # Errors
     /// As [`ConsoleProcess::start`].
     pub fn start_on(data: &Path, agent: &str, web: &str) -> anyhow::Result<ConsoleProcess> {
+        Self::start_with(data, agent, web, &[])
+    }
+
+    /// As [`ConsoleProcess::start_on`], with more arguments to `serve`
+    /// (`--database URL`).
+    ///
+    /// # Errors
+    /// As [`ConsoleProcess::start`].
+    pub fn start_with(
+        data: &Path,
+        agent: &str,
+        web: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<ConsoleProcess> {
         let log = data.with_extension(format!("{}.log", UnixMillis::now().0));
         let mut child = Command::new(workspace_binary("console-server")?)
             .args(["serve", "--data"])
             .arg(data)
             .args(["--agent-listen", agent, "--web-listen", web])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,0 +1,242 @@
+//! A trust's console: two `console-server` processes on one PostgreSQL
+//! database, behind a TCP load balancer, with real agents enrolled through
+//! it (one reaches each instance). What either laptop captures appears in
+//! both instances' APIs; when one instance is killed with SIGKILL in the
+//! middle of a laptop's stream, its laptops reconnect to the other and
+//! every capture is stored exactly once.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::Capture;
+use tests::agent_process::{AgentProcess, enroll_agent, feed};
+use tests::balancer::Balancer;
+use tests::laptop::deliver;
+use tests::postgres::TestDatabase;
+use tests::*;
+use tokio::time::timeout;
+
+/// Captures the simulated laptop streams while an instance is killed.
+const STREAMED: usize = 300;
+
+/// Gives `to` the certificates of the instance at `from`: every instance
+/// of a trust serves the same CA (the laptops pin it) and certificate.
+fn copy_certificates(from: &Path, to: &Path) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(0o700).create(to).unwrap();
+    for f in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+        std::fs::set_permissions(to.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// The contexts of the captures an instance's API lists.
+fn contexts(api: &Api) -> Vec<String> {
+    let (status, body) = api.get("/api/v1/captures?limit=500").unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["captures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["context"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn wait_until(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_instances_on_one_database_share_every_capture_and_lose_none_when_one_dies() {
+    let database = TestDatabase::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let db_args = ["--database", database.url.as_str()];
+    let mut a =
+        ConsoleProcess::start_with(&data_a, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    copy_certificates(&data_a, &data_b);
+    let b = ConsoleProcess::start_with(&data_b, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    let balancer = Balancer::start(&[&a.agent_addr, &b.agent_addr]).unwrap();
+    let address = balancer.addr.to_string();
+
+    // Tokens minted on either instance are good on both: they are rows.
+    let token = |data: &Path| {
+        let data = data.to_str().unwrap();
+        let out = console_cli(
+            &[
+                "enroll-token",
+                "--data",
+                data,
+                "--database",
+                &database.url,
+                "--address",
+                &address,
+            ],
+            None,
+        )
+        .unwrap();
+        out.lines().last().unwrap().trim().to_owned()
+    };
+    let api_key = console_cli(
+        &[
+            "api-token",
+            "--data",
+            data_b.to_str().unwrap(),
+            "--database",
+            &database.url,
+            "--name",
+            "trust-lead",
+            "--role",
+            "admin",
+        ],
+        None,
+    )
+    .unwrap()
+    .lines()
+    .last()
+    .unwrap()
+    .trim()
+    .to_owned();
+    let api_a = Api::new(&data_a, &a.web_addr, &api_key).unwrap();
+    let api_b = Api::new(&data_b, &b.web_addr, &api_key).unwrap();
+
+    // Two real agents enrolled through the balancer: the first enrollment
+    // reaches instance A, the second instance B.
+    let homes: Vec<_> = (0..2)
+        .map(|i| {
+            let state = tmp.path().join(format!("agent-{i}"));
+            enroll_agent(&state, &token(if i == 0 { &data_a } else { &data_b })).unwrap();
+            let home = tmp.path().join(format!("home-{i}"));
+            std::fs::create_dir_all(&home).unwrap();
+            (state, home)
+        })
+        .collect();
+    assert_eq!(balancer.taken(), [1, 1], "one enrollment through each");
+    let agents: Vec<AgentProcess> = homes
+        .iter()
+        .map(|(state, home)| {
+            let agent = AgentProcess::start("run", state, None, home, &[]).unwrap();
+            agent
+                .wait_log("policy version 1 in force", Duration::from_secs(30))
+                .unwrap();
+            agent
+        })
+        .collect();
+    assert!(
+        balancer.taken().iter().sum::<usize>() >= 4,
+        "each agent connected through the balancer: {:?}",
+        balancer.taken()
+    );
+    for (i, (state, _)) in homes.iter().enumerate() {
+        feed(
+            state,
+            "Chat",
+            "chat",
+            &format!("laptop {i} says i want to kill myself"),
+        )
+        .unwrap();
+    }
+    for (name, api) in [("A", &api_a), ("B", &api_b)] {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("both laptops' captures in instance {name}'s API"),
+            || {
+                let seen = contexts(api);
+                (0..2).all(|i| seen.iter().any(|c| c.contains(&format!("laptop {i} says"))))
+            },
+        );
+    }
+
+    // A laptop streams captures through the balancer; instance A is killed
+    // with SIGKILL once a quarter are acked.
+    let identity = identity_from_ca(&data_a).unwrap();
+    let captures: Vec<Capture> = (0..STREAMED)
+        .map(|i| capture("i want to kms", "kms", Some(fake_png(20, i as u64))))
+        .collect();
+    let ids: Vec<uuid::Uuid> = captures.iter().map(|c| c.id).collect();
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.spawn(deliver(
+        identity,
+        captures,
+        Arc::new(Mutex::new(address.clone())),
+        acked.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < STREAMED / 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "too slow: {}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let taken_before = balancer.taken();
+    a.kill();
+    let acked_at_kill = acked.lock().unwrap().len();
+    assert!(
+        acked_at_kill < STREAMED,
+        "the kill came too late to test anything"
+    );
+    runtime
+        .block_on(async { timeout(Duration::from_secs(120), client).await })
+        .expect("delivered within 120 s")
+        .unwrap()
+        .unwrap();
+    let taken_after = balancer.taken();
+    assert!(
+        taken_after[1] > taken_before[1],
+        "the laptop reconnected to instance B: {taken_before:?} then {taken_after:?}"
+    );
+
+    // Every capture stored once, its screenshot whole, in the one database.
+    let mut pg = database.client().unwrap();
+    let id_texts: Vec<String> = ids.iter().map(|id| id.hyphenated().to_string()).collect();
+    let rows = pg
+        .query(
+            "SELECT c.id, length(i.bytes) FROM captures c LEFT JOIN images i ON i.key = c.image
+             WHERE c.id = ANY($1)",
+            &[&id_texts],
+        )
+        .unwrap();
+    let stored: HashSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    assert_eq!(rows.len(), STREAMED, "each capture stored exactly once");
+    assert_eq!(stored.len(), STREAMED);
+    for r in &rows {
+        assert_eq!(
+            r.get::<_, Option<i32>>(1),
+            Some(20 * 1024),
+            "the screenshot of {}",
+            r.get::<_, String>(0)
+        );
+    }
+
+    // The real agents carry on through instance B, whichever they were on.
+    for (i, (state, _)) in homes.iter().enumerate() {
+        feed(
+            state,
+            "Chat",
+            "chat",
+            &format!("after the kill laptop {i} says kms"),
+        )
+        .unwrap();
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "both laptops' captures after the kill in instance B's API",
+        || {
+            let seen = contexts(&api_b);
+            (0..2).all(|i| {
+                seen.iter()
+                    .any(|c| c.contains(&format!("after the kill laptop {i} says")))
+            })
+        },
+    );
+    drop(agents);
+}
