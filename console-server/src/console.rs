@@ -19,6 +19,7 @@ use crate::https::TlsListener;
 use crate::ingest;
 use crate::storage_health::StorageHealth;
 use crate::store::Store;
+use crate::store::jobs::JobGate;
 use crate::web::{self, WebState};
 
 /// How often revocations and policy changes made by another process (the
@@ -45,6 +46,11 @@ pub struct Console {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// What the other instances sharing the database store, announced here
+    /// (PostgreSQL only).
+    _live_listener: Option<crate::store::live::Listener>,
+    /// This instance's leases on the shared jobs, given up at shutdown.
+    jobs: JobGate,
 }
 
 /// Why the console could not start.
@@ -118,6 +124,12 @@ impl Console {
         let web_addr = web_tcp.local_addr().expect("a bound socket has an address");
 
         let (live, _) = tokio::sync::broadcast::channel(1024);
+        let live_listener = store.listen_live(live.clone());
+        // The shared jobs, each run by one instance of those on the store.
+        let jobs = JobGate::new(
+            store.clone(),
+            format!("{}/{}", crate::data_dir::hostname(), uuid::Uuid::now_v7()),
+        );
         let health = Arc::new(StorageHealth::new(&dir.path));
         let (ingest, writer) = ingest::start(store.clone(), 4096, live.clone(), health.clone());
         let agent_tls = protocol::tls::server_config_devices(
@@ -247,6 +259,7 @@ impl Console {
         let offline_after = Duration::from_secs(u64::from(settings.offline_after_minutes) * 60);
         tasks.push(tokio::spawn(presence(
             store.clone(),
+            jobs.clone(),
             Presence {
                 offline_after,
                 silent_after: Duration::from_secs(u64::from(settings.silent_after_seconds)),
@@ -257,12 +270,14 @@ impl Console {
         )));
         tasks.push(tokio::spawn(crate::weekly_mail::run(
             store.clone(),
+            jobs.clone(),
             dir.path.join("reports"),
             settings.report.clone(),
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(crate::alerts::sender::run(
             alerts,
+            jobs.clone(),
             alert_wakes,
             shutdown_rx.clone(),
         )));
@@ -272,6 +287,7 @@ impl Console {
         )));
         tasks.push(tokio::spawn(retention(
             store.clone(),
+            jobs.clone(),
             settings.retention,
             shutdown_rx,
         )));
@@ -284,6 +300,8 @@ impl Console {
             shutdown,
             tasks,
             writer: Some(writer),
+            _live_listener: live_listener,
+            jobs,
         })
     }
 
@@ -297,6 +315,8 @@ impl Console {
         if let Some(writer) = self.writer.take() {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
+        let jobs = self.jobs.clone();
+        let _ = tokio::task::spawn_blocking(move || jobs.release()).await;
         tracing::info!("console stopped");
     }
 }
@@ -368,7 +388,12 @@ struct Presence {
 /// it comes back; a tamper event when a device monitoring a logged-in
 /// session goes quiet for `silent_after`, closed with the gap's length
 /// when it is heard again.
-async fn presence(store: Arc<dyn Store>, p: Presence, mut shutdown: watch::Receiver<bool>) {
+async fn presence(
+    store: Arc<dyn Store>,
+    jobs: JobGate,
+    p: Presence,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let (offline_ms, silent_ms) = (ms(p.offline_after), ms(p.silent_after));
     // Checked often enough that a silent device is found within a third of
@@ -377,10 +402,17 @@ async fn presence(store: Arc<dyn Store>, p: Presence, mut shutdown: watch::Recei
         .min(p.offline_after)
         .min(p.silent_after / 3)
         .max(Duration::from_secs(1));
+    let announced = store.announces_live();
     loop {
         let s = store.clone();
         let started = p.started;
+        let gate = jobs.clone();
+        let lease = (every * 3).max(Duration::from_secs(30));
         let checked = tokio::task::spawn_blocking(move || {
+            // One instance of those sharing the store checks for all.
+            if !gate.may_run("presence", lease) {
+                return Ok((Vec::new(), Vec::new()));
+            }
             let now = UnixMillis::now();
             let events = s.update_presence(UnixMillis(now.0.saturating_sub(offline_ms)), now)?;
             // Until the console has run for `silent_after`, a laptop that
@@ -406,7 +438,10 @@ async fn presence(store: Arc<dyn Store>, p: Presence, mut shutdown: watch::Recei
                     tracing::warn!(
                         "a device went silent while a user was logged in (tamper event {id})"
                     );
-                    let _ = p.live.send(ingest::Live::Tamper(id));
+                    // On PostgreSQL the store announced it to every instance.
+                    if !announced {
+                        let _ = p.live.send(ingest::Live::Tamper(id));
+                    }
                 }
             }
             Ok(Err(e)) => tracing::error!("checking device presence failed: {e}"),
@@ -422,14 +457,25 @@ async fn presence(store: Arc<dyn Store>, p: Presence, mut shutdown: watch::Recei
 /// Deletes expired captures and site visits at start and then hourly.
 async fn retention(
     store: Arc<dyn Store>,
+    jobs: JobGate,
     rules: crate::store::Retention,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // One instance of those sharing the store applies retention for all;
+    // the lease outlasts the hour between rounds.
+    let lease = RETENTION_EVERY * 2;
+    let gate = jobs.clone();
+    let mine = tokio::task::spawn_blocking(move || gate.may_run("retention", lease))
+        .await
+        .unwrap_or(false);
     // Screenshot files no capture names (a stop between deleting a row and
     // its file): swept once at start. Only files an hour old, so an image
     // written just before its row commits is never taken.
     let s = store.clone();
     let swept = tokio::task::spawn_blocking(move || {
+        if !mine {
+            return Ok(0);
+        }
         let before = std::time::SystemTime::now() - Duration::from_secs(3600);
         s.sweep_images(before, UnixMillis::now())
     })
@@ -441,6 +487,17 @@ async fn retention(
         Err(e) => tracing::error!("sweeping screenshot files failed: {e}"),
     }
     loop {
+        let gate = jobs.clone();
+        if !tokio::task::spawn_blocking(move || gate.may_run("retention", lease))
+            .await
+            .unwrap_or(false)
+        {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            }
+            continue;
+        }
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.expire_records(&rules, UnixMillis::now())).await
         {

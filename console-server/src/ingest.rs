@@ -13,7 +13,6 @@ use std::thread::JoinHandle;
 
 use protocol::{AgentMessage, RecordId, Screenshot};
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
-use uuid::Uuid;
 
 use crate::storage_health::StorageHealth;
 use crate::store::{Incoming, Store, Stored};
@@ -61,13 +60,7 @@ impl IngestHandle {
     }
 }
 
-/// What the live feed announces once it is committed: a new capture or a
-/// new tamper event, by id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Live {
-    Capture(Uuid),
-    Tamper(Uuid),
-}
+pub use crate::store::live::Live;
 
 /// Starts the writer thread. It ends when every [`IngestHandle`] is dropped
 /// and the queue is drained. Every newly stored capture and tamper event is
@@ -128,9 +121,13 @@ fn write_batch(
     match result {
         Ok(outcomes) => {
             health.stored();
-            for (outcome, event) in outcomes.iter().zip(&announce) {
-                if let (Stored::New, Some(event)) = (outcome, event) {
-                    let _ = live.send(*event);
+            // On PostgreSQL the store announced them to every instance
+            // (this one included) as it committed them.
+            if !store.announces_live() {
+                for (outcome, event) in outcomes.iter().zip(&announce) {
+                    if let (Stored::New, Some(event)) = (outcome, event) {
+                        let _ = live.send(*event);
+                    }
                 }
             }
             for (((reply, window, _budget), outcome), id) in

@@ -39,6 +39,7 @@ pub fn due_week(now: UnixMillis, tz: &jiff::tz::TimeZone) -> Week {
 /// Runs until shutdown.
 pub async fn run(
     store: Arc<dyn Store>,
+    jobs: crate::store::jobs::JobGate,
     reports_dir: PathBuf,
     mail: ReportMail,
     mut shutdown: watch::Receiver<bool>,
@@ -47,8 +48,16 @@ pub async fn run(
         let s = store.clone();
         let dir = reports_dir.clone();
         let m = mail.clone();
-        match tokio::task::spawn_blocking(move || make_due(&*s, &dir, &m, UnixMillis::now())).await
-        {
+        let gate = jobs.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            // One instance of those sharing the store makes and mails the
+            // report; the lease outlasts the wait between looks.
+            if !gate.may_run("weekly-report", LOOK_EVERY * 2) {
+                return Ok(None);
+            }
+            make_due(&*s, &dir, &m, UnixMillis::now())
+        });
+        match made.await {
             Ok(Ok(Some(done))) => tracing::info!("weekly report: {done}"),
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!("weekly report: {e:#}"),

@@ -246,3 +246,139 @@ fn an_unreachable_database_is_a_clear_error() {
         "the password is shown: {message}"
     );
 }
+
+/// Two console instances on one database: one holds a shared job's lease
+/// at a time; it passes on when it runs out or is given up.
+#[test]
+fn a_shared_job_is_held_by_one_instance_at_a_time() {
+    use console_server::policy::default_policy;
+    use console_server::store::jobs::JobStore;
+    use console_server::store::sqlite::SqliteStore;
+    use protocol::UnixMillis;
+    use std::time::Duration;
+
+    let database = TestDatabase::new();
+    let a = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let b = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let t = |s: i64| UnixMillis(1_800_000_000_000 + s * 1000);
+    let lease = Duration::from_secs(60);
+    assert!(a.hold_job("alerts", "a", t(0), lease).unwrap());
+    assert!(
+        !b.hold_job("alerts", "b", t(10), lease).unwrap(),
+        "a holds it"
+    );
+    assert!(
+        b.hold_job("retention", "b", t(10), lease).unwrap(),
+        "another job is free"
+    );
+    assert!(a.hold_job("alerts", "a", t(50), lease).unwrap(), "a renews");
+    assert!(
+        !b.hold_job("alerts", "b", t(100), lease).unwrap(),
+        "renewed till 110"
+    );
+    assert!(
+        b.hold_job("alerts", "b", t(111), lease).unwrap(),
+        "ran out: b takes it"
+    );
+    assert!(!a.hold_job("alerts", "a", t(112), lease).unwrap());
+    b.release_jobs("b").unwrap();
+    assert!(
+        a.hold_job("alerts", "a", t(113), lease).unwrap(),
+        "given up: a takes it"
+    );
+
+    // Many instances asking at once: exactly one gets it.
+    let stores: Vec<_> = (0..6)
+        .map(|_| {
+            std::sync::Arc::new(
+                SqliteStore::open_postgres(&database.url, 2, default_policy).unwrap(),
+            )
+        })
+        .collect();
+    let winners: usize = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                usize::from(
+                    s.hold_job("weekly-report", &format!("i{i}"), t(200), lease)
+                        .unwrap(),
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(winners, 1);
+
+    // On SQLite the console is the only instance.
+    let tmp = tempfile::tempdir().unwrap();
+    let images = console_server::store::images::FsImageStore::open(&tmp.path().join("i")).unwrap();
+    let lone = SqliteStore::open(
+        &tmp.path().join("c.db"),
+        std::sync::Arc::new(images),
+        default_policy,
+    )
+    .unwrap();
+    assert!(lone.hold_job("alerts", "x", t(0), lease).unwrap());
+    assert!(lone.hold_job("alerts", "y", t(1), lease).unwrap());
+}
+
+/// What one instance stores is announced to a listener on another: the
+/// live feed across a trust's instances.
+#[test]
+fn a_record_stored_through_one_instance_is_announced_to_another() {
+    use console_server::policy::default_policy;
+    use console_server::store::live::{Live, LiveStore};
+    use console_server::store::sqlite::SqliteStore;
+    use console_server::store::{Incoming, IngestStore};
+    use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
+    use std::time::Duration;
+
+    let database = TestDatabase::new();
+    let a = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let b = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    assert!(a.announces_live() && b.announces_live());
+    let (tx, mut rx) = tokio::sync::broadcast::channel(16);
+    let _listener = b.listen_live(tx).expect("PostgreSQL announces");
+    // The listener is up once it has said LISTEN; give it a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let capture = Capture {
+        id: uuid::Uuid::now_v7(),
+        time: UnixMillis::now(),
+        user: "amy".into(),
+        source: Source::Typed,
+        app: "chat".into(),
+        window_title: "Chat".into(),
+        url: None,
+        term: "kms".into(),
+        category: "self-harm".into(),
+        severity: 5,
+        context: "kms".into(),
+        context_match: (0, 3),
+        screenshot: Screenshot::Missing("test".into()),
+    };
+    let item = Incoming {
+        device: uuid::Uuid::now_v7(),
+        received: UnixMillis::now(),
+        message: AgentMessage::Capture(capture.clone()),
+    };
+    a.store_batch(std::slice::from_ref(&item)).unwrap();
+    // Sent again: a duplicate, announced no more.
+    a.store_batch(&[item]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let heard = loop {
+        match rx.try_recv() {
+            Ok(live) => break live,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("nothing announced within 10 s: {e:?}"),
+        }
+    };
+    assert_eq!(heard, Live::Capture(capture.id));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(rx.try_recv().is_err(), "the duplicate was announced");
+}

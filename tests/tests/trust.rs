@@ -240,3 +240,68 @@ fn two_instances_on_one_database_share_every_capture_and_lose_none_when_one_dies
     );
     drop(agents);
 }
+
+/// Both instances run an alert sender; the lease on delivering alerts lets
+/// one of them send each alert, once.
+#[test]
+fn an_alert_is_sent_once_with_two_instances_up() {
+    let hook = tests::sinks::WebhookSink::start();
+    let database = TestDatabase::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let settings = format!(
+        "[[alerts]]\nname = \"urgent\"\nmin_severity = 5\nevents = [\"capture\"]\nwebhook_urls = [\"{}\"]\n",
+        hook.url
+    );
+    std::fs::create_dir_all(&data_a).unwrap();
+    std::fs::write(data_a.join("console.toml"), &settings).unwrap();
+    let db_args = ["--database", database.url.as_str()];
+    let a = ConsoleProcess::start_with(&data_a, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    copy_certificates(&data_a, &data_b);
+    std::fs::write(data_b.join("console.toml"), &settings).unwrap();
+    let b = ConsoleProcess::start_with(&data_b, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+
+    // A grave capture reaches instance A; both instances hear of it.
+    let grave = capture("i want to kill myself", "kill myself", None);
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(async {
+            timeout(
+                Duration::from_secs(60),
+                deliver(
+                    identity_from_ca(&data_a).unwrap(),
+                    vec![grave],
+                    Arc::new(Mutex::new(a.agent_addr.clone())),
+                    acked.clone(),
+                ),
+            )
+            .await
+        })
+        .expect("delivered within 60 s")
+        .unwrap();
+    hook.received
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the alert is posted within 30 s");
+    // Both senders poll every 2 s: a second post would come within this.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        hook.attempts(),
+        1,
+        "the alert was posted {} times",
+        hook.attempts()
+    );
+    let mut pg = database.client().unwrap();
+    let row = pg
+        .query_one("SELECT status, attempts FROM alerts", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i64>(1)),
+        ("sent".to_owned(), 1)
+    );
+    let leases = pg
+        .query("SELECT job FROM job_leases WHERE job = 'alerts'", &[])
+        .unwrap();
+    assert_eq!(leases.len(), 1, "one instance holds the alerts' lease");
+    drop((a, b));
+}

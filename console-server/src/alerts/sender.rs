@@ -27,6 +27,10 @@ use crate::store::alerts::Alert;
 
 /// How often the sender looks for work.
 const POLL: Duration = Duration::from_secs(2);
+/// How long the lease on delivering alerts lasts unrenewed: the longest a
+/// round may take (a slow mail server) before another instance may start
+/// one, and the longest alerts wait when the instance delivering them dies.
+const LEASE: Duration = Duration::from_secs(120);
 /// How long one delivery may take.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Alerts sent in one round, at most.
@@ -332,13 +336,24 @@ fn deliveries(due: Vec<Alert>) -> Vec<Vec<Alert>> {
 /// alerts it raised), so an alert does not wait for the next poll.
 pub async fn run(
     sender: Arc<Sender>,
+    jobs: crate::store::jobs::JobGate,
     mut live: tokio::sync::broadcast::Receiver<crate::ingest::Live>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     loop {
         let s = sender.clone();
-        match tokio::task::spawn_blocking(move || s.round(UnixMillis::now())).await {
+        let gate = jobs.clone();
+        let round = tokio::task::spawn_blocking(move || {
+            // One instance of those sharing the store delivers alerts, so
+            // none is sent twice; another takes over within the lease if
+            // it stops.
+            if !gate.may_run("alerts", LEASE) {
+                return Ok(0);
+            }
+            s.round(UnixMillis::now())
+        });
+        match round.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!("alerts: {e}; trying again shortly"),
             Err(e) => tracing::error!("the alert sender failed: {e}"),

@@ -441,12 +441,22 @@ CREATE TABLE school_terms (
     last  INTEGER NOT NULL
 ) STRICT;
 "#,
+    // 16: leases on the work one console instance does for all (the
+    // Monday report, retention, alert delivery, presence): see
+    // `store::jobs`.
+    r#"
+CREATE TABLE job_leases (
+    job    TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 /// The same schema for PostgreSQL, as its own numbered migrations (kept
-/// in the `schema_version` table). The first is SQLite's fifteen at once;
-/// from then on, a migration appended to [`MIGRATIONS`] gets its
-/// PostgreSQL form appended here.
+/// in the `schema_version` table). The first is SQLite's first fifteen at
+/// once; from then on, a migration appended to [`MIGRATIONS`] gets its
+/// PostgreSQL form appended here (PostgreSQL's `n` is SQLite's `n + 14`).
 ///
 /// Differences, all invisible to the SQL the store runs: integers are
 /// `BIGINT`, an `INTEGER PRIMARY KEY` is an identity column, bytes are
@@ -454,7 +464,8 @@ CREATE TABLE school_terms (
 /// `user` and `end` (reserved words in PostgreSQL) are quoted here and by
 /// [`super::sql`] in every statement. Screenshots live in the `images`
 /// table (see [`super::images`]), so that every console instance sees them.
-pub const POSTGRES_MIGRATIONS: &[&str] = &[r#"
+pub const POSTGRES_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE devices (
     id            TEXT PRIMARY KEY,
     hostname      TEXT NOT NULL DEFAULT '',
@@ -820,4 +831,13 @@ CREATE INDEX images_by_written ON images (written);
 -- SQLite's instr(), which the store's searches use.
 CREATE FUNCTION instr(haystack TEXT, needle TEXT) RETURNS INTEGER
     LANGUAGE SQL IMMUTABLE STRICT AS $$ SELECT strpos(haystack, needle) $$;
-"#];
+"#,
+    // 2 (SQLite's 16): leases on the work one instance does for all.
+    r#"
+CREATE TABLE job_leases (
+    job    TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  BIGINT NOT NULL
+);
+"#,
+];

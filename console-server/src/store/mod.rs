@@ -28,6 +28,8 @@ pub mod groups;
 pub use audit_action::AuditAction;
 pub use tokens::TokenRefusal;
 pub mod images;
+pub mod jobs;
+pub mod live;
 pub mod migrations;
 pub mod postgres;
 pub mod register;
@@ -918,6 +920,8 @@ pub trait Store:
     + alerts::AlertStore
     + groups::GroupStore
     + scope::ScopeStore
+    + live::LiveStore
+    + jobs::JobStore
     + Send
     + Sync
 {
@@ -940,6 +944,8 @@ impl<T> Store for T where
         + alerts::AlertStore
         + groups::GroupStore
         + scope::ScopeStore
+        + live::LiveStore
+        + jobs::JobStore
         + Send
         + Sync
 {

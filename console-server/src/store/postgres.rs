@@ -149,6 +149,11 @@ impl Postgres {
         &self.shown
     }
 
+    /// How to connect, for a connection of its own (the live listener).
+    pub fn config(&self) -> postgres::Config {
+        self.config.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pool> {
         self.idle
             .lock()

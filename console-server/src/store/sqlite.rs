@@ -290,6 +290,24 @@ impl SqliteStore {
     }
 }
 
+impl super::live::LiveStore for SqliteStore {
+    fn announces_live(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    fn listen_live(
+        &self,
+        live: tokio::sync::broadcast::Sender<super::live::Live>,
+    ) -> Option<super::live::Listener> {
+        match &self.backend {
+            Backend::Sqlite { .. } => None,
+            Backend::Postgres(pg) => {
+                Some(super::live::listen(pg.config(), pg.url().to_owned(), live))
+            }
+        }
+    }
+}
+
 /// The term and category a pupil's concern is stored under.
 pub const CONCERN_TERM: &str = "Report a concern";
 pub const CONCERN_CATEGORY: &str = "concern";

@@ -260,6 +260,7 @@ impl DeviceStore for SqliteStore {
                 )?;
                 insert_event(db, now, "device_silent", Some(&id), &detail)?;
                 plan_in(db, &rules, Happening::Tamper, "tamper", &id_str(event), now)?;
+                super::live::notify(db, super::live::Live::Tamper(event))?;
                 opened.push(event);
             }
             Ok(opened)

@@ -454,6 +454,18 @@ fn update_health(
     Ok(())
 }
 
+/// What the live feed announces of a new record.
+fn live_event(message: &AgentMessage) -> Option<super::live::Live> {
+    use super::live::Live;
+    match message {
+        // A pupil's concern is stored as a capture of its own.
+        AgentMessage::Capture(c) => Some(Live::Capture(c.id)),
+        AgentMessage::Concern(c) => Some(Live::Capture(c.id)),
+        AgentMessage::TamperEvent(t) => Some(Live::Tamper(t.id)),
+        _ => None,
+    }
+}
+
 fn table_of(message: &AgentMessage) -> Option<&'static str> {
     match message {
         AgentMessage::Capture(_) => Some("captures"),
@@ -536,7 +548,13 @@ impl IngestStore for SqliteStore {
             let mut out = Vec::with_capacity(batch.len());
             for (i, item) in batch.iter().enumerate() {
                 let key = key_of.get(&i).copied();
-                out.push(insert_record(db, item, key, &cx)?);
+                let stored = insert_record(db, item, key, &cx)?;
+                if stored == Stored::New
+                    && let Some(event) = live_event(&item.message)
+                {
+                    super::live::notify(db, event)?;
+                }
+                out.push(stored);
             }
             for (device, at) in &last_seen {
                 db.execute(
