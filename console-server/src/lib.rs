@@ -3,7 +3,8 @@
 //!
 //! - [`data_dir`]: the data directory (CA, certificates, database, images);
 //! - [`settings`]: the settings file, `console.toml`;
-//! - [`store`]: storage traits and the SQLite implementation;
+//! - [`store`]: storage traits, on SQLite or PostgreSQL;
+//! - [`migrate`]: a school's SQLite console copied into a trust's PostgreSQL;
 //! - [`agent_listener`]: enrollment and device sessions over TLS;
 //! - [`ingest`]: checking records and storing them in batches before acks;
 //! - [`alerts`]: alerts by mail and webhook to staff who are not looking;
@@ -32,6 +33,7 @@ pub mod https;
 pub mod ingest;
 pub mod layers_cache;
 pub mod mail;
+pub mod migrate;
 pub mod mis_import;
 pub mod policy;
 pub mod policy_service;

@@ -185,6 +185,18 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Copies a school's SQLite console (its data directory) into a trust's
+    /// PostgreSQL database, then checks the copy (every table's rows,
+    /// every screenshot byte for byte). The laptops keep their enrollment:
+    /// give the trust's instances this directory's certificates.
+    Migrate {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// The trust's database: postgres://USER@HOST:PORT/DATABASE (empty
+        /// of any console's records).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Exports everything held about one user (a subject-access request)
     /// into a new folder: captures, reviews, screenshots, site visits, AUP
     /// answers, the register entry. The export is written to the audit log.
@@ -586,6 +598,7 @@ fn main() -> anyhow::Result<()> {
                 },
         } => domains_import(data, category, severity, definition, file)?,
         Command::Backup { data, to } => backup(data, to)?,
+        Command::Migrate { data, to } => migrate(&data, &to)?,
         Command::SubjectExport { data, user, out } => subject_export(data, user, out)?,
         Command::Register {
             command: RegisterCommand::Import { data, file },
@@ -810,6 +823,29 @@ fn backup(data: PathBuf, to: PathBuf) -> anyhow::Result<()> {
         got.images,
         got.reports,
         got.bytes as f64 / 1_048_576.0
+    );
+    Ok(())
+}
+
+/// `migrate`: a school's SQLite console into a trust's PostgreSQL database.
+fn migrate(data: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    let copied = console_server::migrate::to_postgres(data, to)?;
+    let total: u64 = copied.rows.values().sum();
+    println!(
+        "copied {} into {}: {total} rows in {} tables, {} screenshots ({:.1} MB); the copy was checked (row counts, screenshots byte for byte)",
+        data.display(),
+        console_server::store::postgres::shown_url(to),
+        copied.rows.len(),
+        copied.images,
+        copied.image_bytes as f64 / 1_048_576.0
+    );
+    for (table, n) in &copied.rows {
+        println!("  {table}: {n}");
+    }
+    println!(
+        "next: put `database = \"{}\"` in {}/console.toml (or run with --database), and give every instance this directory's ca.pem, ca-key.pem, server.pem and server-key.pem; the laptops need not enroll again",
+        console_server::store::postgres::shown_url(to),
+        data.display()
     );
     Ok(())
 }

@@ -386,6 +386,17 @@ impl Api {
         })
     }
 
+    /// The same client and token, for a console listening at `web_addr`
+    /// (another instance, or the same console started again).
+    pub fn at(&self, web_addr: &str) -> Api {
+        let port = web_addr.rsplit(':').next().unwrap_or_default();
+        Api {
+            agent: self.agent.clone(),
+            base: format!("https://localhost:{port}"),
+            token: self.token.clone(),
+        }
+    }
+
     /// The same client with another bearer token.
     pub fn with_token(&self, token: &str) -> Api {
         Api {

@@ -305,3 +305,92 @@ fn an_alert_is_sent_once_with_two_instances_up() {
     assert_eq!(leases.len(), 1, "one instance holds the alerts' lease");
     drop((a, b));
 }
+
+/// A school moves up: its SQLite console is copied into the trust's
+/// database with `console-server migrate`, and the console started again
+/// on PostgreSQL; the laptop, enrolled before, carries on without
+/// enrolling again, and what it sent before is still there.
+#[test]
+fn a_schools_console_moves_into_the_trusts_database_and_its_laptop_carries_on() {
+    let bed = tests::agent_process::EnrolledBed::new().unwrap();
+    let agent = AgentProcess::start("run", &bed.state, None, &bed.home, &[]).unwrap();
+    agent
+        .wait_log("policy version 1 in force", Duration::from_secs(30))
+        .unwrap();
+    feed(
+        &bed.state,
+        "Chat",
+        "chat",
+        "before the move i want to kill myself",
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the first capture on SQLite",
+        || {
+            contexts(&bed.api)
+                .iter()
+                .any(|c| c.contains("before the move"))
+        },
+    );
+    let tests::agent_process::EnrolledBed {
+        tmp: _tmp,
+        mut console,
+        state,
+        api,
+        ..
+    } = bed;
+    let data = console.data.clone();
+    let agent_addr = console.agent_addr.clone();
+    console.terminate(Duration::from_secs(30)).unwrap();
+
+    let database = TestDatabase::new().unwrap();
+    let out = console_cli(
+        &[
+            "migrate",
+            "--data",
+            data.to_str().unwrap(),
+            "--to",
+            &database.url,
+        ],
+        None,
+    )
+    .unwrap();
+    assert!(out.contains("the copy was checked"), "{out}");
+
+    // The same directory (its certificates), the same address, the store
+    // in PostgreSQL: the laptop reconnects with the certificate it has.
+    let moved = ConsoleProcess::start_with(
+        &data,
+        &agent_addr,
+        "127.0.0.1:0",
+        &["--database", &database.url],
+    )
+    .unwrap();
+    let api = api.at(&moved.web_addr);
+    // Another phrase: the agent does not capture one phrase twice running.
+    feed(
+        &state,
+        "Chat",
+        "chat",
+        "after the move how to buy a gun online",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = contexts(&api);
+        if seen.iter().any(|c| c.contains("after the move"))
+            && seen.iter().any(|c| c.contains("before the move"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the capture after the move, and the one before, on PostgreSQL: seen {seen:?}\nagent:\n{}\nconsole:\n{}",
+            agent.log_text(),
+            moved.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(agent);
+}
