@@ -110,10 +110,9 @@ pub fn to_postgres(data: &Path, url: &str) -> anyhow::Result<Copied> {
     for chunk in keys.chunks(64) {
         let mut batch: Vec<(String, Vec<u8>)> = Vec::with_capacity(chunk.len());
         for key in chunk {
-            match images.get(key)? {
-                Some(bytes) => batch.push((key.clone(), bytes)),
-                // A row naming a file that is gone: the check below says so.
-                None => {}
+            // A row naming a file that is gone: the check below says so.
+            if let Some(bytes) = images.get(key)? {
+                batch.push((key.clone(), bytes));
             }
         }
         let now = protocol::UnixMillis::now();
