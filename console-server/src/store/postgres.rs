@@ -213,15 +213,41 @@ impl Postgres {
         off_runtime(|| self.write_here(during, &mut f))
     }
 
+    /// [`Postgres::write`] at `READ COMMITTED`, for writes each of whose
+    /// statements is safe beside other instances' by itself (inserts that
+    /// do nothing on a conflicting key, upserts that add to a total): many
+    /// instances' ingest touches shared rows (an account, a week's totals
+    /// for a site), which `SERIALIZABLE` would have them retry over and
+    /// over. Run again on a deadlock only.
+    ///
+    /// # Errors
+    /// As [`Postgres::write`].
+    pub fn write_concurrent<T: Send>(
+        &self,
+        during: &'static str,
+        mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| self.write_at(IsolationLevel::ReadCommitted, during, &mut f))
+    }
+
     fn write_here<T>(
         &self,
+        during: &'static str,
+        f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
+    ) -> Result<T, StoreError> {
+        self.write_at(IsolationLevel::Serializable, during, f)
+    }
+
+    fn write_at<T>(
+        &self,
+        level: IsolationLevel,
         during: &'static str,
         mut f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError>,
     ) -> Result<T, StoreError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.transaction(IsolationLevel::Serializable, false, &mut f) {
+            match self.transaction(level, false, &mut f) {
                 Err(e) if tries < WRITE_TRIES && is_conflict(&e) => {
                     std::thread::sleep(Duration::from_millis(u64::from(tries) * 2));
                 }

@@ -165,6 +165,24 @@ impl SqliteStore {
         }
     }
 
+    /// [`SqliteStore::write`] for a write each of whose statements is safe
+    /// beside other instances' writes by itself (see
+    /// [`super::postgres::Postgres::write_concurrent`]): ingest. On SQLite,
+    /// the same one writer.
+    ///
+    /// # Errors
+    /// `f`'s error or the database's.
+    pub(super) fn write_concurrent<T: Send>(
+        &self,
+        during: &'static str,
+        f: impl FnMut(&mut Db<'_, '_>) -> Result<T, SqlError> + Send,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { .. } => self.write(during, f),
+            Backend::Postgres(pg) => pg.write_concurrent(during, f),
+        }
+    }
+
     /// Runs `f` over one consistent view of the database.
     ///
     /// # Errors

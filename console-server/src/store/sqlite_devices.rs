@@ -159,39 +159,54 @@ impl DeviceStore for SqliteStore {
         now: UnixMillis,
     ) -> Result<Vec<Event>, StoreError> {
         let rules = super::alerts::AlertStore::alert_rules(self);
-        self.write("updating presence", |db| {
-            let mut events = Vec::new();
-            let changes: Vec<(String, String, bool)> = db.query_map(
-                "SELECT id, hostname, online FROM devices
-                 WHERE revoked IS NULL AND last_seen IS NOT NULL
-                   AND ((online = 1 AND last_seen < ?1) OR (online = 0 AND last_seen >= ?1))",
-                &params![cutoff],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            for (id, hostname, was_online) in changes {
-                let name = if hostname.is_empty() { &id } else { &hostname };
-                let (online, kind, detail) = if was_online {
-                    (
-                        0,
-                        "device_offline",
-                        format!("{name} has not been heard from"),
-                    )
-                } else {
-                    (1, "device_online", format!("{name} is back online"))
-                };
-                db.execute(
-                    "UPDATE devices SET online = ?2 WHERE id = ?1",
-                    &params![id, online],
+        // In slices of a few hundred laptops, each its own transaction: when
+        // a whole school comes online at once, one transaction over every
+        // laptop would hold up (on PostgreSQL, conflict with) the ingest
+        // that updates the same rows.
+        const SLICE: usize = 200;
+        let mut events = Vec::new();
+        for _ in 0..10_000 {
+            let slice = self.write("updating presence", |db| {
+                let mut events = Vec::new();
+                let changes: Vec<(String, String, bool)> = db.query_map(
+                    "SELECT id, hostname, online FROM devices
+                     WHERE revoked IS NULL AND last_seen IS NOT NULL
+                       AND ((online = 1 AND last_seen < ?1) OR (online = 0 AND last_seen >= ?1))
+                     ORDER BY id LIMIT ?2",
+                    &params![cutoff, SLICE],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
-                let event = insert_event(db, now, kind, Some(&id), &detail)?;
-                if was_online {
-                    let record = format!("{id}/{}", event.id);
-                    plan_in(db, &rules, Happening::Offline, "offline", &record, now)?;
+                for (id, hostname, was_online) in changes {
+                    let name = if hostname.is_empty() { &id } else { &hostname };
+                    let (online, kind, detail) = if was_online {
+                        (
+                            0,
+                            "device_offline",
+                            format!("{name} has not been heard from"),
+                        )
+                    } else {
+                        (1, "device_online", format!("{name} is back online"))
+                    };
+                    db.execute(
+                        "UPDATE devices SET online = ?2 WHERE id = ?1",
+                        &params![id, online],
+                    )?;
+                    let event = insert_event(db, now, kind, Some(&id), &detail)?;
+                    if was_online {
+                        let record = format!("{id}/{}", event.id);
+                        plan_in(db, &rules, Happening::Offline, "offline", &record, now)?;
+                    }
+                    events.push(event);
                 }
-                events.push(event);
+                Ok(events)
+            })?;
+            let done = slice.len() < SLICE;
+            events.extend(slice);
+            if done {
+                break;
             }
-            Ok(events)
-        })
+        }
+        Ok(events)
     }
 
     fn update_silence(

@@ -542,7 +542,10 @@ impl IngestStore for SqliteStore {
             let seen = last_seen.entry(item.device).or_insert(item.received.0);
             *seen = (*seen).max(item.received.0);
         }
-        self.write("storing a batch of records", |db| {
+        // Every statement below is safe beside another instance's ingest
+        // by itself (inserts keyed by the laptop's id that do nothing on a
+        // conflict, upserts that add to totals).
+        self.write_concurrent("storing a batch of records", |db| {
             // A resend whose first copy is in this same batch has no key;
             // its row is ignored as a duplicate anyway.
             let mut out = Vec::with_capacity(batch.len());

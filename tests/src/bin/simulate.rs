@@ -4,7 +4,7 @@
 //! captures a second in all. Afterwards it checks the console's database:
 //! every capture sent must be there exactly once.
 //!
-//! `cargo run --release -p tests --bin simulate -- --data DIR --agent-addr HOST:PORT --agents N --seconds S [--image-kb K] [--rate R]`
+//! `cargo run --release -p tests --bin simulate -- --data DIR --agent-addr HOST:PORT[,HOST:PORT…] [--database URL] --agents N --seconds S [--image-kb K] [--rate R]`
 //!
 //! Last line: `sent=… stored=… lost=… duplicated=… captures_per_s=… p50_ack_ms=… p99_ack_ms=…`.
 
@@ -31,9 +31,14 @@ struct Args {
     /// and its database is checked afterwards).
     #[arg(long)]
     data: PathBuf,
-    /// The console's agent listener.
+    /// The console's agent listener; several, comma-separated, for a
+    /// trust's instances (the laptops are shared out among them in turn).
     #[arg(long)]
     agent_addr: String,
+    /// The PostgreSQL database the console (or the trust's instances)
+    /// store in, checked afterwards instead of DIR/console.db.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     #[arg(long, default_value_t = 100)]
     agents: usize,
     #[arg(long, default_value_t = 60)]
@@ -75,10 +80,17 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
 
     println!("connecting {} agents to {}", args.agents, args.agent_addr);
+    let addresses: Vec<String> = args
+        .agent_addr
+        .split(',')
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect();
+    anyhow::ensure!(!addresses.is_empty(), "--agent-addr names no address");
     let handshakes = Arc::new(Semaphore::new(64));
     let mut connecting = Vec::new();
-    for identity in identities {
-        let addr = args.agent_addr.clone();
+    for (n, identity) in identities.into_iter().enumerate() {
+        let addr = addresses[n % addresses.len()].clone();
         let handshakes = handshakes.clone();
         connecting.push(tokio::spawn(async move {
             let _permit = handshakes.acquire().await;
@@ -130,7 +142,14 @@ async fn main() -> anyhow::Result<()> {
     for e in totals.errors.iter().take(5) {
         eprintln!("agent error: {e}");
     }
-    let (stored, duplicated) = check_database(&args.data, &totals.sent, &devices)?;
+    let (stored, duplicated) = match &args.database {
+        Some(url) => {
+            // The synchronous client may not block a runtime's thread.
+            let (url, sent, devices) = (url.clone(), totals.sent.clone(), devices.clone());
+            tokio::task::spawn_blocking(move || check_postgres(&url, &sent, &devices)).await??
+        }
+        None => check_database(&args.data, &totals.sent, &devices)?,
+    };
     let sent = totals.sent.len();
     let mut lat = totals.latencies_us;
     lat.sort_unstable();
@@ -295,4 +314,26 @@ fn check_database(
         rows += n as usize;
     }
     Ok((stored, rows.saturating_sub(stored)))
+}
+
+/// [`check_database`] for a console storing in PostgreSQL.
+fn check_postgres(url: &str, ids: &[Uuid], devices: &[Uuid]) -> anyhow::Result<(usize, usize)> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)
+        .with_context(|| format!("cannot connect to {url} to check what was stored"))?;
+    let ids: Vec<String> = ids.iter().map(|i| i.hyphenated().to_string()).collect();
+    let devices: Vec<String> = devices.iter().map(|d| d.hyphenated().to_string()).collect();
+    let stored: i64 = client
+        .query_one("SELECT COUNT(*) FROM captures WHERE id = ANY($1)", &[&ids])?
+        .get(0);
+    let rows: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM captures WHERE device = ANY($1)",
+            &[&devices],
+        )?
+        .get(0);
+    let stored = usize::try_from(stored).unwrap_or(0);
+    Ok((
+        stored,
+        usize::try_from(rows).unwrap_or(0).saturating_sub(stored),
+    ))
 }
