@@ -382,3 +382,53 @@ fn a_record_stored_through_one_instance_is_announced_to_another() {
     std::thread::sleep(Duration::from_millis(700));
     assert!(rx.try_recv().is_err(), "the duplicate was announced");
 }
+
+/// TLS to the database when the URL asks for it: the server's certificate
+/// checked against the CA given; a plain connection, a certificate from
+/// another CA, and TLS with no CA to check against all refused.
+#[test]
+fn tls_to_the_database_is_checked_against_the_ca_named() {
+    let cluster = common::postgres::TlsCluster::start();
+    let with = |options: &str| format!("{}?{options}", cluster.base);
+    let good = with(&format!(
+        "sslmode=require&sslrootcert={}",
+        cluster.ca.display()
+    ));
+    let pg = Postgres::connect(&good, 2).expect("over TLS, the server's certificate checked");
+    let n = pg
+        .read("counting over TLS", |db| {
+            db.query_row("SELECT COUNT(*) FROM policies", &[], |r| r.get::<i64>(0))
+        })
+        .unwrap();
+    assert_eq!(n, 0);
+    let on_the_wire: bool = pg
+        .read("asking the server", |db| {
+            db.query_row(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+                |r| r.get(0),
+            )
+        })
+        .unwrap();
+    assert!(on_the_wire, "the server says the connection is not TLS");
+
+    let plain = Postgres::connect(&with("sslmode=disable"), 1).unwrap_err();
+    assert!(
+        plain.to_string().contains("cannot connect"),
+        "a plain connection: {plain}"
+    );
+    let wrong = Postgres::connect(
+        &with(&format!(
+            "sslmode=require&sslrootcert={}",
+            cluster.other_ca.display()
+        )),
+        1,
+    )
+    .unwrap_err();
+    assert!(
+        wrong.to_string().contains("cannot connect"),
+        "another CA's root: {wrong}"
+    );
+    let blind = Postgres::connect(&with("sslmode=require"), 1).unwrap_err();
+    assert!(blind.to_string().contains("sslrootcert"), "{blind}");
+}

@@ -96,7 +96,11 @@ impl Drop for Listener {
 
 /// Listens on [`CHANNEL`] over a connection of its own (made again after
 /// a failure, with the failure logged) and sends what it hears on `live`.
-pub fn listen(config: postgres::Config, shown: String, live: broadcast::Sender<Live>) -> Listener {
+pub fn listen(
+    connector: super::pg_connector::Connector,
+    shown: String,
+    live: broadcast::Sender<Live>,
+) -> Listener {
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let thread = std::thread::Builder::new()
@@ -104,7 +108,7 @@ pub fn listen(config: postgres::Config, shown: String, live: broadcast::Sender<L
         .spawn(move || {
             let mut wait = Duration::from_millis(200);
             while !stopping.load(Ordering::Relaxed) {
-                match listen_once(&config, &live, &stopping) {
+                match listen_once(&connector, &live, &stopping) {
                     Ok(()) => return,
                     Err(e) => {
                         tracing::error!(
@@ -125,12 +129,12 @@ pub fn listen(config: postgres::Config, shown: String, live: broadcast::Sender<L
 }
 
 fn listen_once(
-    config: &postgres::Config,
+    connector: &super::pg_connector::Connector,
     live: &broadcast::Sender<Live>,
     stop: &AtomicBool,
 ) -> Result<(), postgres::Error> {
     use postgres::fallible_iterator::FallibleIterator;
-    let mut client = config.connect(postgres::NoTls)?;
+    let mut client = connector.connect()?;
     client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
     while !stop.load(Ordering::Relaxed) {
         let mut heard = client.notifications();

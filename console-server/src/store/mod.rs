@@ -31,6 +31,7 @@ pub mod images;
 pub mod jobs;
 pub mod live;
 pub mod migrations;
+pub mod pg_connector;
 pub mod postgres;
 pub mod register;
 pub mod retention;

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::{Client, IsolationLevel, NoTls, Statement};
+use postgres::{Client, IsolationLevel, Statement};
 
 use super::StoreError;
 use super::migrations::POSTGRES_MIGRATIONS;
@@ -36,7 +36,7 @@ const MIGRATION_LOCK: i64 = 0x636e_736c;
 
 /// A pool of connections to one PostgreSQL database.
 pub struct Postgres {
-    config: postgres::Config,
+    connector: super::pg_connector::Connector,
     /// The URL as shown in messages: no password.
     shown: String,
     idle: Mutex<Pool>,
@@ -115,23 +115,19 @@ impl Postgres {
     /// or a `key=value` string), keeping up to `max` connections, and
     /// migrates its schema.
     ///
+    /// TLS as the URL asks (`sslmode=require&sslrootcert=/path/ca.pem`; see
+    /// [`super::pg_connector`]).
+    ///
     /// # Errors
-    /// The URL does not parse, asks for TLS (not yet supported), the
-    /// server cannot be reached, or its schema is newer than this console's.
+    /// The URL does not parse, asks for TLS without a CA to check the
+    /// server against, the server cannot be reached, or its schema is newer
+    /// than this console's.
     pub fn connect(url: &str, max: usize) -> Result<Postgres, StoreError> {
         let shown = shown_url(url);
-        let config: postgres::Config = url.parse().map_err(|e| {
-            StoreError::Refused(format!(
-                "{shown} is not a PostgreSQL URL ({e}); write postgres://USER@HOST:PORT/DATABASE"
-            ))
-        })?;
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(StoreError::Refused(format!(
-                "{shown} asks for TLS to the database (sslmode=require), which this console cannot do yet; reach the database over a private network or a TLS tunnel, and leave sslmode out"
-            )));
-        }
+        let connector =
+            super::pg_connector::Connector::new(url, &shown).map_err(StoreError::Refused)?;
         let store = Postgres {
-            config,
+            connector,
             shown,
             idle: Mutex::new(Pool {
                 idle: Vec::new(),
@@ -150,8 +146,8 @@ impl Postgres {
     }
 
     /// How to connect, for a connection of its own (the live listener).
-    pub fn config(&self) -> postgres::Config {
-        self.config.clone()
+    pub fn connector(&self) -> super::pg_connector::Connector {
+        self.connector.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Pool> {
@@ -174,7 +170,7 @@ impl Postgres {
             if pool.open < self.max {
                 pool.open += 1;
                 drop(pool);
-                return match self.config.connect(NoTls) {
+                return match self.connector.connect() {
                     Ok(client) => Ok(Taken {
                         pool: self,
                         conn: Some(Conn {

@@ -319,9 +319,11 @@ impl super::live::LiveStore for SqliteStore {
     ) -> Option<super::live::Listener> {
         match &self.backend {
             Backend::Sqlite { .. } => None,
-            Backend::Postgres(pg) => {
-                Some(super::live::listen(pg.config(), pg.url().to_owned(), live))
-            }
+            Backend::Postgres(pg) => Some(super::live::listen(
+                pg.connector(),
+                pg.url().to_owned(),
+                live,
+            )),
         }
     }
 }
