@@ -54,6 +54,8 @@ mod sqlite_suggestions;
 mod sqlite_tokens;
 mod sqlite_visits;
 pub mod suggestions;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tokens;
 pub mod visits;
 pub mod week_totals;

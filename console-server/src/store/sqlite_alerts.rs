@@ -354,14 +354,12 @@ impl AlertStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use protocol::{AgentMessage, Policy, Screenshot};
     use uuid::Uuid;
 
     use super::*;
     use crate::alerts::rules::AlertEvent;
-    use crate::store::images::FsImageStore;
     use crate::store::{CaptureStore, DeviceStore, Incoming, IngestStore, Status, Triage};
 
     fn capture(severity: u8, at: i64) -> protocol::Capture {
@@ -401,84 +399,83 @@ mod tests {
 
     #[test]
     fn an_evening_alert_waits_for_school_hours_and_escalates_from_then() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        store.set_alert_rules(rules(vec![
-            AlertRule {
-                name: "daytime".into(),
-                min_severity: 4,
-                email_to: vec!["dsl@school.example".into()],
-                escalate_after_minutes: Some(15),
-                escalate_to: vec!["head@school.example".into()],
-                when: crate::alerts::rules::Delivery::SchoolHours,
-                ..AlertRule::default()
-            },
-            AlertRule {
-                name: "urgent".into(),
-                min_severity: 5,
-                webhook_urls: vec!["https://hooks.example/a".into()],
-                ..AlertRule::default()
-            },
-        ]));
-        // Monday 2026-12-07, 22:00: school hours (08:00–16:30) are over.
-        let evening = at("2026-12-07T22:00");
-        let opening = at("2026-12-08T08:00");
-        let (grave, mild) = (capture(5, evening), capture(4, evening));
-        store_one(&store, &grave, evening);
-        store_one(&store, &mild, evening);
-        let now = store.due_alerts(UnixMillis(evening), 100).unwrap();
-        assert_eq!(now.len(), 1, "only the at-once rule goes now: {now:?}");
-        assert_eq!((now[0].rule.as_str(), now[0].held_until), ("urgent", None));
-        assert!(
-            store
-                .due_alerts(UnixMillis(opening - 1), 100)
+        crate::store::testing::on_each(Policy::baseline, |store| {
+            store.set_alert_rules(rules(vec![
+                AlertRule {
+                    name: "daytime".into(),
+                    min_severity: 4,
+                    email_to: vec!["dsl@school.example".into()],
+                    escalate_after_minutes: Some(15),
+                    escalate_to: vec!["head@school.example".into()],
+                    when: crate::alerts::rules::Delivery::SchoolHours,
+                    ..AlertRule::default()
+                },
+                AlertRule {
+                    name: "urgent".into(),
+                    min_severity: 5,
+                    webhook_urls: vec!["https://hooks.example/a".into()],
+                    ..AlertRule::default()
+                },
+            ]));
+            // Monday 2026-12-07, 22:00: school hours (08:00–16:30) are over.
+            let evening = at("2026-12-07T22:00");
+            let opening = at("2026-12-08T08:00");
+            let (grave, mild) = (capture(5, evening), capture(4, evening));
+            store_one(store, &grave, evening);
+            store_one(store, &mild, evening);
+            let now = store.due_alerts(UnixMillis(evening), 100).unwrap();
+            assert_eq!(now.len(), 1, "only the at-once rule goes now: {now:?}");
+            assert_eq!((now[0].rule.as_str(), now[0].held_until), ("urgent", None));
+            assert!(
+                store
+                    .due_alerts(UnixMillis(opening - 1), 100)
+                    .unwrap()
+                    .iter()
+                    .all(|a| a.rule == "urgent"),
+                "nothing of the daytime rule before the opening"
+            );
+            // Not escalated overnight: the 15 minutes count from the opening.
+            assert_eq!(
+                store
+                    .plan_escalations(UnixMillis(evening + 60 * 60_000))
+                    .unwrap(),
+                0
+            );
+            let morning: Vec<Alert> = store
+                .due_alerts(UnixMillis(opening), 100)
                 .unwrap()
-                .iter()
-                .all(|a| a.rule == "urgent"),
-            "nothing of the daytime rule before the opening"
-        );
-        // Not escalated overnight: the 15 minutes count from the opening.
-        assert_eq!(
-            store
-                .plan_escalations(UnixMillis(evening + 60 * 60_000))
-                .unwrap(),
-            0
-        );
-        let morning: Vec<Alert> = store
-            .due_alerts(UnixMillis(opening), 100)
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.rule == "daytime")
-            .collect();
-        assert_eq!(morning.len(), 2, "both captures, held: {morning:?}");
-        assert!(
-            morning
-                .iter()
-                .all(|a| a.held_until == Some(UnixMillis(opening)))
-        );
-        store.alert_sent(&morning, UnixMillis(opening + 1)).unwrap();
-        assert_eq!(
-            store
-                .plan_escalations(UnixMillis(opening + 14 * 60_000))
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            store
-                .plan_escalations(UnixMillis(opening + 16 * 60_000))
-                .unwrap(),
-            2,
-            "each untriaged capture escalated once, in school hours at once"
-        );
-        let escalations: Vec<Alert> = store
-            .due_alerts(UnixMillis(opening + 16 * 60_000), 100)
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.event == "escalation")
-            .collect();
-        assert_eq!(escalations.len(), 2);
-        assert!(escalations.iter().all(|a| a.held_until.is_none()));
+                .into_iter()
+                .filter(|a| a.rule == "daytime")
+                .collect();
+            assert_eq!(morning.len(), 2, "both captures, held: {morning:?}");
+            assert!(
+                morning
+                    .iter()
+                    .all(|a| a.held_until == Some(UnixMillis(opening)))
+            );
+            store.alert_sent(&morning, UnixMillis(opening + 1)).unwrap();
+            assert_eq!(
+                store
+                    .plan_escalations(UnixMillis(opening + 14 * 60_000))
+                    .unwrap(),
+                0
+            );
+            assert_eq!(
+                store
+                    .plan_escalations(UnixMillis(opening + 16 * 60_000))
+                    .unwrap(),
+                2,
+                "each untriaged capture escalated once, in school hours at once"
+            );
+            let escalations: Vec<Alert> = store
+                .due_alerts(UnixMillis(opening + 16 * 60_000), 100)
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.event == "escalation")
+                .collect();
+            assert_eq!(escalations.len(), 2);
+            assert!(escalations.iter().all(|a| a.held_until.is_none()));
+        });
     }
 
     fn store_one(store: &SqliteStore, c: &protocol::Capture, at: i64) {
@@ -493,158 +490,156 @@ mod tests {
 
     #[test]
     fn alerts_are_planned_once_sent_retried_and_escalated_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        store.set_alert_rules(rules(vec![AlertRule {
-            name: "urgent".into(),
-            min_severity: 5,
-            events: vec![AlertEvent::Capture],
-            email_to: vec!["dsl@school.example".into()],
-            webhook_urls: vec!["https://hooks.example/a".into()],
-            escalate_after_minutes: Some(15),
-            escalate_to: vec!["head@school.example".into()],
-            ..AlertRule::default()
-        }]));
-        let t0 = 1_800_000_000_000;
-        let (grave, mild, triaged) = (capture(5, t0), capture(4, t0), capture(5, t0));
-        for c in [&grave, &mild, &triaged, &grave] {
-            store_one(&store, c, t0);
-        }
-        let due = store.due_alerts(UnixMillis(t0), 100).unwrap();
-        assert_eq!(
-            due.len(),
-            4,
-            "two recipients for each grave capture, once: {due:?}"
-        );
-        assert!(
-            due.iter()
-                .all(|a| a.event == "capture" && a.status == AlertStatus::Pending)
-        );
+        crate::store::testing::on_each(Policy::baseline, |store| {
+            store.set_alert_rules(rules(vec![AlertRule {
+                name: "urgent".into(),
+                min_severity: 5,
+                events: vec![AlertEvent::Capture],
+                email_to: vec!["dsl@school.example".into()],
+                webhook_urls: vec!["https://hooks.example/a".into()],
+                escalate_after_minutes: Some(15),
+                escalate_to: vec!["head@school.example".into()],
+                ..AlertRule::default()
+            }]));
+            let t0 = 1_800_000_000_000;
+            let (grave, mild, triaged) = (capture(5, t0), capture(4, t0), capture(5, t0));
+            for c in [&grave, &mild, &triaged, &grave] {
+                store_one(store, c, t0);
+            }
+            let due = store.due_alerts(UnixMillis(t0), 100).unwrap();
+            assert_eq!(
+                due.len(),
+                4,
+                "two recipients for each grave capture, once: {due:?}"
+            );
+            assert!(
+                due.iter()
+                    .all(|a| a.event == "capture" && a.status == AlertStatus::Pending)
+            );
 
-        // Sent, failed and retried after the backoff, given up in the end.
-        let (first, second) = (&due[0], &due[1]);
-        store
-            .alert_sent(std::slice::from_ref(first), UnixMillis(t0 + 1))
-            .unwrap();
-        store
-            .alert_failed(std::slice::from_ref(second), "refused", UnixMillis(t0 + 1))
-            .unwrap();
-        let due = store.due_alerts(UnixMillis(t0 + 2), 100).unwrap();
-        assert_eq!(due.len(), 2, "one sent, one waiting for its retry");
-        let retry = store
-            .due_alerts(UnixMillis(t0 + 1 + backoff(1)), 100)
-            .unwrap();
-        let again = retry.iter().find(|a| a.id == second.id).unwrap();
-        assert_eq!(
-            (again.attempts, again.last_error.as_deref()),
-            (1, Some("refused"))
-        );
-        let mut a = again.clone();
-        for n in 2..=MAX_ATTEMPTS {
+            // Sent, failed and retried after the backoff, given up in the end.
+            let (first, second) = (&due[0], &due[1]);
             store
-                .alert_failed(
-                    std::slice::from_ref(&a),
-                    "still refused",
-                    UnixMillis(t0 + 10),
+                .alert_sent(std::slice::from_ref(first), UnixMillis(t0 + 1))
+                .unwrap();
+            store
+                .alert_failed(std::slice::from_ref(second), "refused", UnixMillis(t0 + 1))
+                .unwrap();
+            let due = store.due_alerts(UnixMillis(t0 + 2), 100).unwrap();
+            assert_eq!(due.len(), 2, "one sent, one waiting for its retry");
+            let retry = store
+                .due_alerts(UnixMillis(t0 + 1 + backoff(1)), 100)
+                .unwrap();
+            let again = retry.iter().find(|a| a.id == second.id).unwrap();
+            assert_eq!(
+                (again.attempts, again.last_error.as_deref()),
+                (1, Some("refused"))
+            );
+            let mut a = again.clone();
+            for n in 2..=MAX_ATTEMPTS {
+                store
+                    .alert_failed(
+                        std::slice::from_ref(&a),
+                        "still refused",
+                        UnixMillis(t0 + 10),
+                    )
+                    .unwrap();
+                a.attempts = n;
+            }
+            let listed = store.alerts(100).unwrap();
+            let given_up = listed.iter().find(|x| x.id == second.id).unwrap();
+            assert_eq!(given_up.status, AlertStatus::Failed);
+            assert_eq!(
+                listed.iter().find(|x| x.id == first.id).unwrap().status,
+                AlertStatus::Sent
+            );
+
+            // Escalation: not before 15 minutes; a triaged capture never; once.
+            store
+                .triage(
+                    triaged.id,
+                    &Triage {
+                        actor: "lead".into(),
+                        status: Status::Violation,
+                        note: String::new(),
+                        time: UnixMillis(t0 + 60_000),
+                        action: None,
+                    },
                 )
                 .unwrap();
-            a.attempts = n;
-        }
-        let listed = store.alerts(100).unwrap();
-        let given_up = listed.iter().find(|x| x.id == second.id).unwrap();
-        assert_eq!(given_up.status, AlertStatus::Failed);
-        assert_eq!(
-            listed.iter().find(|x| x.id == first.id).unwrap().status,
-            AlertStatus::Sent
-        );
-
-        // Escalation: not before 15 minutes; a triaged capture never; once.
-        store
-            .triage(
-                triaged.id,
-                &Triage {
-                    actor: "lead".into(),
-                    status: Status::Violation,
-                    note: String::new(),
-                    time: UnixMillis(t0 + 60_000),
-                    action: None,
-                },
-            )
-            .unwrap();
-        assert_eq!(
-            store
-                .plan_escalations(UnixMillis(t0 + 14 * 60_000))
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            store
-                .plan_escalations(UnixMillis(t0 + 16 * 60_000))
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            store
-                .plan_escalations(UnixMillis(t0 + 30 * 60_000))
-                .unwrap(),
-            0
-        );
-        let escalated: Vec<Alert> = store
-            .alerts(100)
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.event == "escalation")
-            .collect();
-        assert_eq!(escalated.len(), 1);
-        assert_eq!(
-            (escalated[0].record.as_str(), escalated[0].target.as_str()),
-            (grave.id.to_string().as_str(), "head@school.example")
-        );
+            assert_eq!(
+                store
+                    .plan_escalations(UnixMillis(t0 + 14 * 60_000))
+                    .unwrap(),
+                0
+            );
+            assert_eq!(
+                store
+                    .plan_escalations(UnixMillis(t0 + 16 * 60_000))
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                store
+                    .plan_escalations(UnixMillis(t0 + 30 * 60_000))
+                    .unwrap(),
+                0
+            );
+            let escalated: Vec<Alert> = store
+                .alerts(100)
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.event == "escalation")
+                .collect();
+            assert_eq!(escalated.len(), 1);
+            assert_eq!(
+                (escalated[0].record.as_str(), escalated[0].target.as_str()),
+                (grave.id.to_string().as_str(), "head@school.example")
+            );
+        });
     }
 
     #[test]
     fn a_laptop_going_offline_raises_one_alert_each_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        store.set_alert_rules(rules(vec![AlertRule {
-            name: "laptops".into(),
-            events: vec![AlertEvent::Offline],
-            webhook_urls: vec!["https://hooks.example/a".into()],
-            ..AlertRule::default()
-        }]));
-        let lab = Uuid::now_v7();
-        let t0 = 1_800_000_000_000;
-        store
-            .add_device(lab, "lab-1", "Debian", "1", UnixMillis(t0))
-            .unwrap();
-        store.device_connected(lab, "1", UnixMillis(t0)).unwrap();
-        store
-            .update_presence(UnixMillis(t0 - 1), UnixMillis(t0))
-            .unwrap();
-        store
-            .update_presence(UnixMillis(t0 + 1), UnixMillis(t0 + 2))
-            .unwrap();
-        store
-            .device_connected(lab, "1", UnixMillis(t0 + 3))
-            .unwrap();
-        store
-            .update_presence(UnixMillis(t0 + 2), UnixMillis(t0 + 4))
-            .unwrap();
-        store
-            .update_presence(UnixMillis(t0 + 5), UnixMillis(t0 + 6))
-            .unwrap();
-        let alerts = store.alerts(10).unwrap();
-        assert_eq!(
-            alerts.len(),
-            2,
-            "offline twice, back online between: {alerts:?}"
-        );
-        assert!(
-            alerts
-                .iter()
-                .all(|a| a.event == "offline" && a.record.starts_with(&lab.to_string()))
-        );
+        crate::store::testing::on_each(Policy::baseline, |store| {
+            store.set_alert_rules(rules(vec![AlertRule {
+                name: "laptops".into(),
+                events: vec![AlertEvent::Offline],
+                webhook_urls: vec!["https://hooks.example/a".into()],
+                ..AlertRule::default()
+            }]));
+            let lab = Uuid::now_v7();
+            let t0 = 1_800_000_000_000;
+            store
+                .add_device(lab, "lab-1", "Debian", "1", UnixMillis(t0))
+                .unwrap();
+            store.device_connected(lab, "1", UnixMillis(t0)).unwrap();
+            store
+                .update_presence(UnixMillis(t0 - 1), UnixMillis(t0))
+                .unwrap();
+            store
+                .update_presence(UnixMillis(t0 + 1), UnixMillis(t0 + 2))
+                .unwrap();
+            store
+                .device_connected(lab, "1", UnixMillis(t0 + 3))
+                .unwrap();
+            store
+                .update_presence(UnixMillis(t0 + 2), UnixMillis(t0 + 4))
+                .unwrap();
+            store
+                .update_presence(UnixMillis(t0 + 5), UnixMillis(t0 + 6))
+                .unwrap();
+            let alerts = store.alerts(10).unwrap();
+            assert_eq!(
+                alerts.len(),
+                2,
+                "offline twice, back online between: {alerts:?}"
+            );
+            assert!(
+                alerts
+                    .iter()
+                    .all(|a| a.event == "offline" && a.record.starts_with(&lab.to_string()))
+            );
+        });
     }
 }

@@ -401,166 +401,159 @@ impl GroupStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use protocol::Policy;
     use protocol::layers::MonitoringHours;
 
     use super::*;
-    use crate::store::images::FsImageStore;
     use crate::store::register::{PersonRecord, PersonRole, RegisterStore};
-
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        (dir, store)
-    }
 
     #[test]
     fn layers_and_groups_reach_a_laptop_and_a_tie_is_refused() {
-        let (_d, s) = store();
-        let now = UnixMillis(1_800_000_000_000);
-        let who = ("it", "cli");
-        s.import_people(
-            &[
-                PersonRecord {
-                    account: "amy".into(),
-                    name: "Amy".into(),
-                    year_group: "Year 7".into(),
-                    role: PersonRole::Pupil,
+        crate::store::testing::on_each(Policy::baseline, |s| {
+            let now = UnixMillis(1_800_000_000_000);
+            let who = ("it", "cli");
+            s.import_people(
+                &[
+                    PersonRecord {
+                        account: "amy".into(),
+                        name: "Amy".into(),
+                        year_group: "Year 7".into(),
+                        role: PersonRole::Pupil,
+                    },
+                    PersonRecord {
+                        account: "mr.b".into(),
+                        name: "Mr B".into(),
+                        year_group: String::new(),
+                        role: PersonRole::Staff,
+                    },
+                ],
+                &AuditEntry {
+                    actor: "it",
+                    action: AuditAction::ImportRegister,
+                    target: "",
+                    detail: "",
+                    origin: "",
+                    time: now,
                 },
-                PersonRecord {
-                    account: "mr.b".into(),
-                    name: "Mr B".into(),
-                    year_group: String::new(),
-                    role: PersonRole::Staff,
-                },
-            ],
-            &AuditEntry {
-                actor: "it",
-                action: AuditAction::ImportRegister,
-                target: "",
-                detail: "",
-                origin: "",
-                time: now,
-            },
-        )
-        .unwrap();
-        let seven = Overrides {
-            categories: vec![("gambling".into(), false)],
-            hours: Some(MonitoringHours::parse("Mon-Fri 08:00-16:00").unwrap()),
-            ..Overrides::default()
-        };
-        s.set_layer("year:Year 7", Some(&seven), who, now).unwrap();
-        assert!(s.set_layer("Year 7", Some(&seven), who, now).is_err());
-        s.set_group_members("devices:library", &["d1".into()], who, now)
+            )
             .unwrap();
-        s.set_group_members("accounts:art club", &["amy".into(), "zed".into()], who, now)
-            .unwrap();
-        assert!(
-            s.set_group_members("year:Year 7", &["amy".into()], who, now)
-                .is_err(),
-            "a year group's members come from the register"
-        );
-        let v = s.layers_version().unwrap();
-        assert_eq!(
-            s.account_groups("amy").unwrap(),
-            vec!["role:pupil", "year:Year 7", "accounts:art club"]
-        );
-        let on_d1 = s.layers_for_device("d1").unwrap();
-        assert_eq!(on_d1.device_groups, vec!["devices:library"]);
-        assert_eq!(
-            on_d1.groups_of("zed"),
-            vec!["accounts:art club", "devices:library"]
-        );
-        assert_eq!(
-            on_d1.groups_of("mr.b"),
-            vec!["role:staff", "devices:library"]
-        );
-        assert!(s.layers_for_device("d2").unwrap().device_groups.is_empty());
+            let seven = Overrides {
+                categories: vec![("gambling".into(), false)],
+                hours: Some(MonitoringHours::parse("Mon-Fri 08:00-16:00").unwrap()),
+                ..Overrides::default()
+            };
+            s.set_layer("year:Year 7", Some(&seven), who, now).unwrap();
+            assert!(s.set_layer("Year 7", Some(&seven), who, now).is_err());
+            s.set_group_members("devices:library", &["d1".into()], who, now)
+                .unwrap();
+            s.set_group_members("accounts:art club", &["amy".into(), "zed".into()], who, now)
+                .unwrap();
+            assert!(
+                s.set_group_members("year:Year 7", &["amy".into()], who, now)
+                    .is_err(),
+                "a year group's members come from the register"
+            );
+            let v = s.layers_version().unwrap();
+            assert_eq!(
+                s.account_groups("amy").unwrap(),
+                vec!["role:pupil", "year:Year 7", "accounts:art club"]
+            );
+            let on_d1 = s.layers_for_device("d1").unwrap();
+            assert_eq!(on_d1.device_groups, vec!["devices:library"]);
+            assert_eq!(
+                on_d1.groups_of("zed"),
+                vec!["accounts:art club", "devices:library"]
+            );
+            assert_eq!(
+                on_d1.groups_of("mr.b"),
+                vec!["role:staff", "devices:library"]
+            );
+            assert!(s.layers_for_device("d2").unwrap().device_groups.is_empty());
 
-        // Two device layers that both set the minimum severity, and a
-        // laptop in both: the second is refused, nothing changes.
-        let four = Overrides {
-            min_severity: Some(4),
-            ..Overrides::default()
-        };
-        let two = Overrides {
-            min_severity: Some(2),
-            ..Overrides::default()
-        };
-        s.set_layer("devices:library", Some(&four), who, now)
-            .unwrap();
-        s.set_group_members("devices:trolley", &["d1".into()], who, now)
-            .unwrap();
-        let e = s
-            .set_layer("devices:trolley", Some(&two), who, now)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("minimum severity") && e.contains("d1"), "{e}");
-        assert_eq!(s.layers().unwrap().len(), 2);
-        assert!(s.layers_version().unwrap() > v);
+            // Two device layers that both set the minimum severity, and a
+            // laptop in both: the second is refused, nothing changes.
+            let four = Overrides {
+                min_severity: Some(4),
+                ..Overrides::default()
+            };
+            let two = Overrides {
+                min_severity: Some(2),
+                ..Overrides::default()
+            };
+            s.set_layer("devices:library", Some(&four), who, now)
+                .unwrap();
+            s.set_group_members("devices:trolley", &["d1".into()], who, now)
+                .unwrap();
+            let e = s
+                .set_layer("devices:trolley", Some(&two), who, now)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("minimum severity") && e.contains("d1"), "{e}");
+            assert_eq!(s.layers().unwrap().len(), 2);
+            assert!(s.layers_version().unwrap() > v);
+        });
     }
 
     #[test]
     fn terms_and_year_groups_aups_reach_a_laptop_with_the_layers() {
-        let (_d, s) = store();
-        let now = UnixMillis(1_800_000_000_000);
-        let who = ("it", "cli");
-        let v0 = s.layers_version().unwrap();
+        crate::store::testing::on_each(Policy::baseline, |s| {
+            let now = UnixMillis(1_800_000_000_000);
+            let who = ("it", "cli");
+            let v0 = s.layers_version().unwrap();
 
-        // Terms: kept in order, overlapping ones refused, audited.
-        let autumn = Term::parse("2026-09-03..2026-12-18").unwrap();
-        let spring = Term::parse("2027-01-05..2027-03-26").unwrap();
-        s.set_terms(&[spring, autumn], who, now).unwrap();
-        assert_eq!(s.terms().unwrap(), vec![autumn, spring]);
-        let clash = Term::parse("2026-12-01..2027-01-10").unwrap();
-        let e = s.set_terms(&[autumn, clash], who, now).unwrap_err();
-        assert!(e.to_string().contains("overlap"), "{e}");
-        assert_eq!(s.terms().unwrap().len(), 2, "nothing changed");
-        let v1 = s.layers_version().unwrap();
-        assert!(v1 > v0, "laptops are sent the terms");
-        assert_eq!(
-            s.layers_for_device("d1").unwrap().terms,
-            vec![autumn, spring]
-        );
-
-        // A year group's own AUP: versions count up, an empty text
-        // withdraws it, and only year groups have one.
-        assert_eq!(
-            s.publish_group_aup("year:Year 7", "# Year 7 v1", who, now)
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            s.publish_group_aup("year:Year 7", "# Year 7 v2", who, now)
-                .unwrap(),
-            2
-        );
-        s.publish_group_aup("year:Year 9", "# Year 9", who, now)
-            .unwrap();
-        let sent = s.layers_for_device("d1").unwrap().aups;
-        assert_eq!(
-            sent.iter()
-                .map(|a| (a.group.as_str(), a.version, a.markdown.as_str()))
-                .collect::<Vec<_>>(),
-            vec![
-                ("year:Year 7", 2, "# Year 7 v2"),
-                ("year:Year 9", 1, "# Year 9")
-            ]
-        );
-        assert!(s.layers_version().unwrap() > v1);
-        assert_eq!(s.publish_group_aup("year:Year 9", "", who, now).unwrap(), 2);
-        assert_eq!(s.group_aups().unwrap().len(), 1, "Year 9's withdrawn");
-        for not_a_year in ["role:pupil", "accounts:club", "Year 7"] {
-            assert!(
-                s.publish_group_aup(not_a_year, "# x", who, now).is_err(),
-                "{not_a_year}"
+            // Terms: kept in order, overlapping ones refused, audited.
+            let autumn = Term::parse("2026-09-03..2026-12-18").unwrap();
+            let spring = Term::parse("2027-01-05..2027-03-26").unwrap();
+            s.set_terms(&[spring, autumn], who, now).unwrap();
+            assert_eq!(s.terms().unwrap(), vec![autumn, spring]);
+            let clash = Term::parse("2026-12-01..2027-01-10").unwrap();
+            let e = s.set_terms(&[autumn, clash], who, now).unwrap_err();
+            assert!(e.to_string().contains("overlap"), "{e}");
+            assert_eq!(s.terms().unwrap().len(), 2, "nothing changed");
+            let v1 = s.layers_version().unwrap();
+            assert!(v1 > v0, "laptops are sent the terms");
+            assert_eq!(
+                s.layers_for_device("d1").unwrap().terms,
+                vec![autumn, spring]
             );
-        }
-        let audit = crate::store::AuditStore::audit_events(&s, 20).unwrap();
-        let count = |a: &str| audit.iter().filter(|e| e.action == a).count();
-        assert_eq!((count("set_term_dates"), count("publish_aup")), (1, 4));
+
+            // A year group's own AUP: versions count up, an empty text
+            // withdraws it, and only year groups have one.
+            assert_eq!(
+                s.publish_group_aup("year:Year 7", "# Year 7 v1", who, now)
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                s.publish_group_aup("year:Year 7", "# Year 7 v2", who, now)
+                    .unwrap(),
+                2
+            );
+            s.publish_group_aup("year:Year 9", "# Year 9", who, now)
+                .unwrap();
+            let sent = s.layers_for_device("d1").unwrap().aups;
+            assert_eq!(
+                sent.iter()
+                    .map(|a| (a.group.as_str(), a.version, a.markdown.as_str()))
+                    .collect::<Vec<_>>(),
+                vec![
+                    ("year:Year 7", 2, "# Year 7 v2"),
+                    ("year:Year 9", 1, "# Year 9")
+                ]
+            );
+            assert!(s.layers_version().unwrap() > v1);
+            assert_eq!(s.publish_group_aup("year:Year 9", "", who, now).unwrap(), 2);
+            assert_eq!(s.group_aups().unwrap().len(), 1, "Year 9's withdrawn");
+            for not_a_year in ["role:pupil", "accounts:club", "Year 7"] {
+                assert!(
+                    s.publish_group_aup(not_a_year, "# x", who, now).is_err(),
+                    "{not_a_year}"
+                );
+            }
+            let audit = crate::store::AuditStore::audit_events(s, 20).unwrap();
+            let count = |a: &str| audit.iter().filter(|e| e.action == a).count();
+            assert_eq!((count("set_term_dates"), count("publish_aup")), (1, 4));
+        });
     }
 }

@@ -171,7 +171,6 @@ impl RegisterStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use protocol::{
         AgentMessage, Audience, AupDecision, Concern, Decision, Heartbeat, Policy, Screenshot,
@@ -180,7 +179,6 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::images::FsImageStore;
     use crate::store::{CaptureQuery, CaptureStore, DeviceStore, Incoming, IngestStore};
 
     fn incoming(device: Uuid, message: AgentMessage) -> Incoming {
@@ -193,129 +191,128 @@ mod tests {
 
     #[test]
     fn accounts_are_seen_at_ingest_imported_and_concerns_are_captures() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        let (laptop, other) = (Uuid::now_v7(), Uuid::now_v7());
-        let t0 = 1_800_000_000_000;
-        store
-            .add_device(other, "lab-3", "Debian", "0.1.0", UnixMillis(t0))
-            .unwrap();
-        let decision = |user: &str, t: i64, d| {
-            AgentMessage::AupDecision(AupDecision {
+        crate::store::testing::on_each(Policy::baseline, |store| {
+            let (laptop, other) = (Uuid::now_v7(), Uuid::now_v7());
+            let t0 = 1_800_000_000_000;
+            store
+                .add_device(other, "lab-3", "Debian", "0.1.0", UnixMillis(t0))
+                .unwrap();
+            let decision = |user: &str, t: i64, d| {
+                AgentMessage::AupDecision(AupDecision {
+                    id: Uuid::now_v7(),
+                    time: UnixMillis(t),
+                    user: user.into(),
+                    audience: Audience::Pupils,
+                    aup_version: 1,
+                    decision: d,
+                })
+            };
+            let concern = AgentMessage::Concern(Concern {
                 id: Uuid::now_v7(),
-                time: UnixMillis(t),
-                user: user.into(),
-                audience: Audience::Pupils,
-                aup_version: 1,
-                decision: d,
-            })
-        };
-        let concern = AgentMessage::Concern(Concern {
-            id: Uuid::now_v7(),
-            time: UnixMillis(t0 + 5),
-            user: "amy".into(),
-            text: "someone keeps messaging me".into(),
-            app: "Chromium".into(),
-            window_title: "Forum - Chromium".into(),
-            url: Some("https://forum.example/7".into()),
-            page_title: Some("Forum".into()),
-            screenshot: Screenshot::Missing("the pupil chose not to include a picture".into()),
+                time: UnixMillis(t0 + 5),
+                user: "amy".into(),
+                text: "someone keeps messaging me".into(),
+                app: "Chromium".into(),
+                window_title: "Forum - Chromium".into(),
+                url: Some("https://forum.example/7".into()),
+                page_title: Some("Forum".into()),
+                screenshot: Screenshot::Missing("the pupil chose not to include a picture".into()),
+            });
+            let batch = vec![
+                incoming(laptop, decision("amy", t0, Decision::Decline)),
+                incoming(laptop, decision("amy", t0 + 10, Decision::Accept)),
+                incoming(other, concern.clone()),
+                incoming(
+                    other,
+                    AgentMessage::Heartbeat(Heartbeat {
+                        time: UnixMillis(t0 + 20),
+                        hostname: "lab-3".into(),
+                        os: "Debian".into(),
+                        agent_version: "0.1.0".into(),
+                        user: Some("ben".into()),
+                        uptime_seconds: 1,
+                        load: [0.0; 3],
+                        memory_total_bytes: 1,
+                        memory_used_bytes: 1,
+                        spool_depth: 0,
+                        spool_dropped: 0,
+                        policy_version: 1,
+                    }),
+                ),
+            ];
+            store.store_batch(&batch).unwrap();
+            // The concern sent again is stored once.
+            store.store_batch(&[incoming(other, concern)]).unwrap();
+
+            let accounts = store.accounts().unwrap();
+            let names: Vec<&str> = accounts.iter().map(|a| a.account.as_str()).collect();
+            assert_eq!(names, ["amy", "ben"]);
+            let amy = &accounts[0];
+            assert_eq!(amy.first_seen, Some(UnixMillis(t0)));
+            assert_eq!(amy.last_seen, Some(UnixMillis(t0 + 10)));
+            assert_eq!(amy.devices.len(), 2, "{amy:?}");
+            let answer = amy.answer_to("pupils", 1).unwrap();
+            assert_eq!(answer.decision, "accept", "the latest answer wins");
+            assert_eq!(accounts[1].devices, ["lab-3"]);
+
+            let concerns = store
+                .captures(&CaptureQuery {
+                    category: Some(super::super::sqlite::CONCERN_CATEGORY.into()),
+                    limit: 10,
+                    ..CaptureQuery::default()
+                })
+                .unwrap();
+            assert_eq!(concerns.len(), 1);
+            assert_eq!(
+                (
+                    concerns[0].source.as_str(),
+                    concerns[0].severity,
+                    concerns[0].context.as_str(),
+                    concerns[0].url.as_deref()
+                ),
+                (
+                    "concern",
+                    5,
+                    "someone keeps messaging me",
+                    Some("https://forum.example/7")
+                )
+            );
+
+            let audit = AuditEntry {
+                time: UnixMillis(t0 + 100),
+                actor: "it",
+                action: crate::store::AuditAction::ImportRegister,
+                target: "",
+                detail: "2 people",
+                origin: "test",
+            };
+            let people = [
+                PersonRecord {
+                    account: "amy".into(),
+                    name: "Amy Jones".into(),
+                    year_group: "Year 9".into(),
+                    role: PersonRole::Pupil,
+                },
+                PersonRecord {
+                    account: "mrsmith".into(),
+                    name: "John Smith".into(),
+                    year_group: String::new(),
+                    role: PersonRole::Staff,
+                },
+            ];
+            let counts = store.import_people(&people, &audit).unwrap();
+            assert_eq!((counts.added, counts.updated, counts.unchanged), (1, 1, 0));
+            let again = store.import_people(&people, &audit).unwrap();
+            assert_eq!(again.unchanged, 2);
+            assert_eq!(store.mis_staff_accounts().unwrap(), ["mrsmith"]);
+            let smith = store
+                .accounts()
+                .unwrap()
+                .into_iter()
+                .find(|a| a.account == "mrsmith")
+                .unwrap();
+            assert_eq!(smith.audience(), Audience::Staff);
+            assert_eq!(smith.last_seen, None, "imported, never seen");
         });
-        let batch = vec![
-            incoming(laptop, decision("amy", t0, Decision::Decline)),
-            incoming(laptop, decision("amy", t0 + 10, Decision::Accept)),
-            incoming(other, concern.clone()),
-            incoming(
-                other,
-                AgentMessage::Heartbeat(Heartbeat {
-                    time: UnixMillis(t0 + 20),
-                    hostname: "lab-3".into(),
-                    os: "Debian".into(),
-                    agent_version: "0.1.0".into(),
-                    user: Some("ben".into()),
-                    uptime_seconds: 1,
-                    load: [0.0; 3],
-                    memory_total_bytes: 1,
-                    memory_used_bytes: 1,
-                    spool_depth: 0,
-                    spool_dropped: 0,
-                    policy_version: 1,
-                }),
-            ),
-        ];
-        store.store_batch(&batch).unwrap();
-        // The concern sent again is stored once.
-        store.store_batch(&[incoming(other, concern)]).unwrap();
-
-        let accounts = store.accounts().unwrap();
-        let names: Vec<&str> = accounts.iter().map(|a| a.account.as_str()).collect();
-        assert_eq!(names, ["amy", "ben"]);
-        let amy = &accounts[0];
-        assert_eq!(amy.first_seen, Some(UnixMillis(t0)));
-        assert_eq!(amy.last_seen, Some(UnixMillis(t0 + 10)));
-        assert_eq!(amy.devices.len(), 2, "{amy:?}");
-        let answer = amy.answer_to("pupils", 1).unwrap();
-        assert_eq!(answer.decision, "accept", "the latest answer wins");
-        assert_eq!(accounts[1].devices, ["lab-3"]);
-
-        let concerns = store
-            .captures(&CaptureQuery {
-                category: Some(super::super::sqlite::CONCERN_CATEGORY.into()),
-                limit: 10,
-                ..CaptureQuery::default()
-            })
-            .unwrap();
-        assert_eq!(concerns.len(), 1);
-        assert_eq!(
-            (
-                concerns[0].source.as_str(),
-                concerns[0].severity,
-                concerns[0].context.as_str(),
-                concerns[0].url.as_deref()
-            ),
-            (
-                "concern",
-                5,
-                "someone keeps messaging me",
-                Some("https://forum.example/7")
-            )
-        );
-
-        let audit = AuditEntry {
-            time: UnixMillis(t0 + 100),
-            actor: "it",
-            action: crate::store::AuditAction::ImportRegister,
-            target: "",
-            detail: "2 people",
-            origin: "test",
-        };
-        let people = [
-            PersonRecord {
-                account: "amy".into(),
-                name: "Amy Jones".into(),
-                year_group: "Year 9".into(),
-                role: PersonRole::Pupil,
-            },
-            PersonRecord {
-                account: "mrsmith".into(),
-                name: "John Smith".into(),
-                year_group: String::new(),
-                role: PersonRole::Staff,
-            },
-        ];
-        let counts = store.import_people(&people, &audit).unwrap();
-        assert_eq!((counts.added, counts.updated, counts.unchanged), (1, 1, 0));
-        let again = store.import_people(&people, &audit).unwrap();
-        assert_eq!(again.unchanged, 2);
-        assert_eq!(store.mis_staff_accounts().unwrap(), ["mrsmith"]);
-        let smith = store
-            .accounts()
-            .unwrap()
-            .into_iter()
-            .find(|a| a.account == "mrsmith")
-            .unwrap();
-        assert_eq!(smith.audience(), Audience::Staff);
-        assert_eq!(smith.last_seen, None, "imported, never seen");
     }
 }

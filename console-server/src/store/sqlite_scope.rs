@@ -192,14 +192,12 @@ impl ScopeStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use protocol::{AgentMessage, Policy, Screenshot, TamperEvent, TamperKind};
     use uuid::Uuid;
 
     use super::*;
     use crate::store::groups::GroupStore;
-    use crate::store::images::FsImageStore;
     use crate::store::register::{PersonRecord, PersonRole, RegisterStore};
 
     const T0: i64 = 1_800_000_000_000;
@@ -233,153 +231,153 @@ mod tests {
 
     #[test]
     fn a_scope_limits_lists_counts_trends_and_single_records_to_its_groups() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let s = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        let now = UnixMillis(T0);
-        let who = ("it", "cli");
-        s.import_people(
-            &[person("amy", "Year 7"), person("bob", "Year 9")],
-            &AuditEntry {
-                actor: "it",
-                action: AuditAction::ImportRegister,
-                target: "",
-                detail: "",
-                origin: "",
-                time: now,
-            },
-        )
-        .unwrap();
-        let (laptop, library) = (Uuid::now_v7(), Uuid::now_v7());
-        s.set_group_members("devices:library", &[id_str(library)], who, now)
+        crate::store::testing::on_each(Policy::baseline, |s| {
+            let now = UnixMillis(T0);
+            let who = ("it", "cli");
+            s.import_people(
+                &[person("amy", "Year 7"), person("bob", "Year 9")],
+                &AuditEntry {
+                    actor: "it",
+                    action: AuditAction::ImportRegister,
+                    target: "",
+                    detail: "",
+                    origin: "",
+                    time: now,
+                },
+            )
             .unwrap();
-        let (amy, bob, bob_in_library) = (
-            capture("amy", T0),
-            capture("bob", T0 + 1),
-            capture("bob", T0 + 2),
-        );
-        let tamper = TamperEvent {
-            id: Uuid::now_v7(),
-            time: UnixMillis(T0),
-            user: Some("bob".into()),
-            kind: TamperKind::AgentKilled,
-            detail: String::new(),
-        };
-        for (device, message) in [
-            (laptop, AgentMessage::Capture(amy.clone())),
-            (laptop, AgentMessage::Capture(bob.clone())),
-            (library, AgentMessage::Capture(bob_in_library.clone())),
-            (laptop, AgentMessage::TamperEvent(tamper.clone())),
-        ] {
-            s.store_batch(&[crate::store::Incoming {
-                device,
-                received: now,
-                message,
-            }])
-            .unwrap();
-        }
-        s.add_user("head7", Role::Reviewer, "x", now).unwrap();
-        s.add_user("lead", Role::Admin, "x", now).unwrap();
+            let (laptop, library) = (Uuid::now_v7(), Uuid::now_v7());
+            s.set_group_members("devices:library", &[id_str(library)], who, now)
+                .unwrap();
+            let (amy, bob, bob_in_library) = (
+                capture("amy", T0),
+                capture("bob", T0 + 1),
+                capture("bob", T0 + 2),
+            );
+            let tamper = TamperEvent {
+                id: Uuid::now_v7(),
+                time: UnixMillis(T0),
+                user: Some("bob".into()),
+                kind: TamperKind::AgentKilled,
+                detail: String::new(),
+            };
+            for (device, message) in [
+                (laptop, AgentMessage::Capture(amy.clone())),
+                (laptop, AgentMessage::Capture(bob.clone())),
+                (library, AgentMessage::Capture(bob_in_library.clone())),
+                (laptop, AgentMessage::TamperEvent(tamper.clone())),
+            ] {
+                s.store_batch(&[crate::store::Incoming {
+                    device,
+                    received: now,
+                    message,
+                }])
+                .unwrap();
+            }
+            s.add_user("head7", Role::Reviewer, "x", now).unwrap();
+            s.add_user("lead", Role::Admin, "x", now).unwrap();
 
-        let year7 = Scope::of(&["year:Year 7".into()]).unwrap();
-        let library_scope = Scope::of(&["devices:library".into()]).unwrap();
-        let listed = |scope: &Scope| -> Vec<Uuid> {
-            let mut ids: Vec<Uuid> = s
-                .captures(&CaptureQuery {
-                    limit: 100,
-                    scope: scope.clone(),
-                    ..CaptureQuery::default()
+            let year7 = Scope::of(&["year:Year 7".into()]).unwrap();
+            let library_scope = Scope::of(&["devices:library".into()]).unwrap();
+            let listed = |scope: &Scope| -> Vec<Uuid> {
+                let mut ids: Vec<Uuid> = s
+                    .captures(&CaptureQuery {
+                        limit: 100,
+                        scope: scope.clone(),
+                        ..CaptureQuery::default()
+                    })
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect();
+                ids.sort();
+                ids
+            };
+            assert_eq!(listed(&Scope::School).len(), 3);
+            assert_eq!(listed(&year7), vec![amy.id]);
+            assert_eq!(listed(&library_scope), vec![bob_in_library.id]);
+            let count = |scope: &Scope| -> u64 {
+                s.capture_counts(scope).unwrap().iter().map(|c| c.1).sum()
+            };
+            assert_eq!((count(&Scope::School), count(&year7)), (3, 1));
+            let buckets = s
+                .capture_buckets(UnixMillis(T0 - 1), UnixMillis(T0 + 10), &year7)
+                .unwrap();
+            assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 1);
+            assert!(s.capture_in_scope(amy.id, &year7).unwrap());
+            assert!(!s.capture_in_scope(bob.id, &year7).unwrap());
+            assert!(!s.capture_in_scope(Uuid::now_v7(), &year7).unwrap());
+            assert!(s.capture_in_scope(bob.id, &Scope::School).unwrap());
+            assert!(!s.tamper_in_scope(tamper.id, &year7).unwrap());
+            assert!(
+                s.tamper_in_scope(tamper.id, &Scope::of(&["year:Year 9".into()]).unwrap())
+                    .unwrap()
+            );
+            let tamper_listed = s
+                .tamper_events(&TamperQuery {
+                    limit: 10,
+                    scope: year7.clone(),
+                    ..TamperQuery::default()
                 })
-                .unwrap()
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
-            ids.sort();
-            ids
-        };
-        assert_eq!(listed(&Scope::School).len(), 3);
-        assert_eq!(listed(&year7), vec![amy.id]);
-        assert_eq!(listed(&library_scope), vec![bob_in_library.id]);
-        let count =
-            |scope: &Scope| -> u64 { s.capture_counts(scope).unwrap().iter().map(|c| c.1).sum() };
-        assert_eq!((count(&Scope::School), count(&year7)), (3, 1));
-        let buckets = s
-            .capture_buckets(UnixMillis(T0 - 1), UnixMillis(T0 + 10), &year7)
-            .unwrap();
-        assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 1);
-        assert!(s.capture_in_scope(amy.id, &year7).unwrap());
-        assert!(!s.capture_in_scope(bob.id, &year7).unwrap());
-        assert!(!s.capture_in_scope(Uuid::now_v7(), &year7).unwrap());
-        assert!(s.capture_in_scope(bob.id, &Scope::School).unwrap());
-        assert!(!s.tamper_in_scope(tamper.id, &year7).unwrap());
-        assert!(
-            s.tamper_in_scope(tamper.id, &Scope::of(&["year:Year 9".into()]).unwrap())
-                .unwrap()
-        );
-        let tamper_listed = s
-            .tamper_events(&TamperQuery {
-                limit: 10,
-                scope: year7.clone(),
-                ..TamperQuery::default()
-            })
-            .unwrap();
-        assert!(tamper_listed.is_empty());
-        assert_eq!(
-            s.scope_accounts(&year7).unwrap(),
-            Some(["amy".to_owned()].into())
-        );
-        assert_eq!(
-            s.scope_accounts(&library_scope).unwrap(),
-            Some(["bob".to_owned()].into())
-        );
-        assert_eq!(s.scope_accounts(&Scope::School).unwrap(), None);
+                .unwrap();
+            assert!(tamper_listed.is_empty());
+            assert_eq!(
+                s.scope_accounts(&year7).unwrap(),
+                Some(["amy".to_owned()].into())
+            );
+            assert_eq!(
+                s.scope_accounts(&library_scope).unwrap(),
+                Some(["bob".to_owned()].into())
+            );
+            assert_eq!(s.scope_accounts(&Scope::School).unwrap(), None);
 
-        // An alert is in scope through its record: a capture, a tamper
-        // event, or a laptop.
-        let alert = |event: &str, record: String| alerts::Alert {
-            id: 1,
-            rule: "r".into(),
-            event: event.into(),
-            record,
-            channel: crate::alerts::rules::Channel::Email,
-            target: "dsl@school.example".into(),
-            status: alerts::AlertStatus::Pending,
-            attempts: 0,
-            next_attempt: now,
-            last_error: None,
-            created: now,
-            sent: None,
-            held_until: None,
-        };
-        let in_scope = |a: &alerts::Alert, scope: &Scope| s.alert_in_scope(a, scope).unwrap();
-        assert!(in_scope(&alert("capture", id_str(amy.id)), &year7));
-        assert!(!in_scope(&alert("escalation", id_str(bob.id)), &year7));
-        assert!(!in_scope(&alert("tamper", id_str(tamper.id)), &year7));
-        s.add_device(library, "lib-1", "Debian", "0.1", now)
-            .unwrap();
-        assert!(in_scope(&alert("offline", id_str(library)), &library_scope));
-        assert!(!in_scope(&alert("offline", id_str(library)), &year7));
-        assert!(in_scope(
-            &alert("tamper", id_str(tamper.id)),
-            &Scope::School
-        ));
+            // An alert is in scope through its record: a capture, a tamper
+            // event, or a laptop.
+            let alert = |event: &str, record: String| alerts::Alert {
+                id: 1,
+                rule: "r".into(),
+                event: event.into(),
+                record,
+                channel: crate::alerts::rules::Channel::Email,
+                target: "dsl@school.example".into(),
+                status: alerts::AlertStatus::Pending,
+                attempts: 0,
+                next_attempt: now,
+                last_error: None,
+                created: now,
+                sent: None,
+                held_until: None,
+            };
+            let in_scope = |a: &alerts::Alert, scope: &Scope| s.alert_in_scope(a, scope).unwrap();
+            assert!(in_scope(&alert("capture", id_str(amy.id)), &year7));
+            assert!(!in_scope(&alert("escalation", id_str(bob.id)), &year7));
+            assert!(!in_scope(&alert("tamper", id_str(tamper.id)), &year7));
+            s.add_device(library, "lib-1", "Debian", "0.1", now)
+                .unwrap();
+            assert!(in_scope(&alert("offline", id_str(library)), &library_scope));
+            assert!(!in_scope(&alert("offline", id_str(library)), &year7));
+            assert!(in_scope(
+                &alert("tamper", id_str(tamper.id)),
+                &Scope::School
+            ));
 
-        // Scopes are kept for reviewers only, audited, and dropped when
-        // the role changes.
-        s.set_staff_scope("head7", &year7, who, now).unwrap();
-        assert_eq!(s.staff_scope("head7").unwrap(), year7);
-        let refused = s.set_staff_scope("lead", &year7, who, now).unwrap_err();
-        assert!(refused.to_string().contains("whole school"), "{refused}");
-        assert!(s.set_staff_scope("nobody", &year7, who, now).is_err());
-        let audit = s.audit_events(10).unwrap();
-        assert!(
-            audit
-                .iter()
-                .any(|e| e.action == "set_staff_scope" && e.target == "head7"),
-            "{audit:?}"
-        );
-        s.set_staff_role("head7", Role::Admin).unwrap();
-        s.set_staff_role("head7", Role::Reviewer).unwrap();
-        assert_eq!(s.staff_scope("head7").unwrap(), Scope::School);
+            // Scopes are kept for reviewers only, audited, and dropped when
+            // the role changes.
+            s.set_staff_scope("head7", &year7, who, now).unwrap();
+            assert_eq!(s.staff_scope("head7").unwrap(), year7);
+            let refused = s.set_staff_scope("lead", &year7, who, now).unwrap_err();
+            assert!(refused.to_string().contains("whole school"), "{refused}");
+            assert!(s.set_staff_scope("nobody", &year7, who, now).is_err());
+            let audit = s.audit_events(10).unwrap();
+            assert!(
+                audit
+                    .iter()
+                    .any(|e| e.action == "set_staff_scope" && e.target == "head7"),
+                "{audit:?}"
+            );
+            s.set_staff_role("head7", Role::Admin).unwrap();
+            s.set_staff_role("head7", Role::Reviewer).unwrap();
+            assert_eq!(s.staff_scope("head7").unwrap(), Scope::School);
+        });
     }
 }

@@ -125,75 +125,62 @@ impl SuggestionStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::store::images::FsImageStore;
-
-    fn store(dir: &std::path::Path) -> SqliteStore {
-        let images = FsImageStore::open(&dir.join("images")).unwrap();
-        SqliteStore::open(
-            &dir.join("console.db"),
-            Arc::new(images),
-            crate::policy::default_policy,
-        )
-        .unwrap()
-    }
 
     #[test]
     fn a_suggestion_waits_once_and_is_decided_once() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = store(tmp.path());
-        let capture = Uuid::now_v7();
-        let a = s
-            .suggest_exception(
-                "weapons",
-                "knife skills",
-                "lead",
-                Some(capture),
-                UnixMillis(1),
-            )
-            .unwrap();
-        let again = s
-            .suggest_exception("weapons", "knife skills", "other", None, UnixMillis(2))
-            .unwrap();
-        assert_eq!(a, again, "the same phrase pending is one suggestion");
-        let b = s
-            .suggest_exception("drugs", "weed the garden", "lead", None, UnixMillis(3))
-            .unwrap();
-        let listed = s.exception_suggestions(10).unwrap();
-        assert_eq!(listed.iter().map(|x| x.id).collect::<Vec<_>>(), [a, b]);
-        assert_eq!(listed[0].capture, Some(capture));
-        assert_eq!(listed[0].status, SuggestionStatus::Pending);
+        crate::store::testing::on_each(crate::policy::default_policy, |s| {
+            let capture = Uuid::now_v7();
+            let a = s
+                .suggest_exception(
+                    "weapons",
+                    "knife skills",
+                    "lead",
+                    Some(capture),
+                    UnixMillis(1),
+                )
+                .unwrap();
+            let again = s
+                .suggest_exception("weapons", "knife skills", "other", None, UnixMillis(2))
+                .unwrap();
+            assert_eq!(a, again, "the same phrase pending is one suggestion");
+            let b = s
+                .suggest_exception("drugs", "weed the garden", "lead", None, UnixMillis(3))
+                .unwrap();
+            let listed = s.exception_suggestions(10).unwrap();
+            assert_eq!(listed.iter().map(|x| x.id).collect::<Vec<_>>(), [a, b]);
+            assert_eq!(listed[0].capture, Some(capture));
+            assert_eq!(listed[0].status, SuggestionStatus::Pending);
 
-        assert!(s.decide_exception(a, true, "head", UnixMillis(4)).unwrap());
-        assert!(
-            !s.decide_exception(a, false, "other", UnixMillis(5))
-                .unwrap(),
-            "the first decision stands"
-        );
-        assert!(s.decide_exception(b, false, "head", UnixMillis(6)).unwrap());
-        let a = s.exception_suggestion(a).unwrap().unwrap();
-        assert_eq!(a.status, SuggestionStatus::Approved);
-        assert_eq!(a.decided_by.as_deref(), Some("head"));
-        assert!(s.exception_suggestion(999).unwrap().is_none());
-        // Decided, the phrase may be suggested afresh.
-        let c = s
-            .suggest_exception("weapons", "knife skills", "lead", None, UnixMillis(7))
-            .unwrap();
-        assert_ne!(c, a.id);
+            assert!(s.decide_exception(a, true, "head", UnixMillis(4)).unwrap());
+            assert!(
+                !s.decide_exception(a, false, "other", UnixMillis(5))
+                    .unwrap(),
+                "the first decision stands"
+            );
+            assert!(s.decide_exception(b, false, "head", UnixMillis(6)).unwrap());
+            let a = s.exception_suggestion(a).unwrap().unwrap();
+            assert_eq!(a.status, SuggestionStatus::Approved);
+            assert_eq!(a.decided_by.as_deref(), Some("head"));
+            assert!(s.exception_suggestion(999).unwrap().is_none());
+            // Decided, the phrase may be suggested afresh.
+            let c = s
+                .suggest_exception("weapons", "knife skills", "lead", None, UnixMillis(7))
+                .unwrap();
+            assert_ne!(c, a.id);
 
-        // A status nobody wrote is an error, not a default.
-        s.write("damaging a row", |db| {
-            db.execute(
-                "UPDATE exception_suggestions SET status = 'maybe' WHERE id = ?1",
-                &params![c],
-            )
-        })
-        .unwrap();
-        assert!(matches!(
-            s.exception_suggestion(c),
-            Err(StoreError::Corrupt(_))
-        ));
+            // A status nobody wrote is an error, not a default.
+            s.write("damaging a row", |db| {
+                db.execute(
+                    "UPDATE exception_suggestions SET status = 'maybe' WHERE id = ?1",
+                    &params![c],
+                )
+            })
+            .unwrap();
+            assert!(matches!(
+                s.exception_suggestion(c),
+                Err(StoreError::Corrupt(_))
+            ));
+        });
     }
 }

@@ -248,13 +248,11 @@ impl VisitStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use protocol::{AgentMessage, Policy, SiteVisit, SiteVisits};
     use uuid::Uuid;
 
     use super::*;
-    use crate::store::images::FsImageStore;
     use crate::store::{Incoming, IngestStore};
 
     fn visit(url: &str, user: &str, start: i64, active: u32) -> SiteVisit {
@@ -273,97 +271,96 @@ mod tests {
 
     #[test]
     fn totals_first_sightings_duplicates_and_retention() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        let device = Uuid::now_v7();
-        let day = 86_400_000;
-        let t0 = 1_800_000_000_000;
-        let batch = Incoming {
-            device,
-            received: UnixMillis(t0),
-            message: AgentMessage::SiteVisits(SiteVisits {
-                id: Uuid::now_v7(),
-                visits: vec![
-                    visit("https://www.bbc.co.uk/a", "amy", t0, 30),
-                    visit("https://bbc.co.uk/b", "amy", t0 + 60_000, 20),
-                    visit("https://old.example/", "ben", t0 - 30 * day, 5),
-                ],
-            }),
-        };
-        store.store_batch(std::slice::from_ref(&batch)).unwrap();
-        store.store_batch(&[batch]).unwrap();
-        let zone = crate::school_week::zone();
-        let this_week = Week::containing(UnixMillis(t0), &zone).to_string();
-        let old_week = Week::containing(UnixMillis(t0 - 30 * day), &zone).to_string();
-        let week = store.week_totals(&this_week).unwrap();
-        assert_eq!(week.domains.len(), 1, "one domain: {week:?}");
-        assert_eq!(
-            (
-                week.domains[0].domain.as_str(),
-                week.domains[0].visits,
-                week.domains[0].active_seconds,
-                week.domains[0].users
-            ),
-            ("bbc.co.uk", 2, 50, 1),
-            "the console's domain, and a batch sent twice counts once"
-        );
-        assert_eq!(
-            (week.users[0].user.as_str(), week.users[0].sites),
-            ("amy", 1)
-        );
-        assert_eq!((week.devices[0].device, week.devices[0].users), (device, 1));
-        let new = store
-            .domains_first_seen(UnixMillis(t0 - day), UnixMillis(t0 + day))
-            .unwrap();
-        assert_eq!(new, ["bbc.co.uk"]);
-        assert_eq!(
-            store.first_visit().unwrap().unwrap().0 / 3_600_000,
-            (t0 - 30 * day) / 3_600_000
-        );
+        crate::store::testing::on_each(Policy::baseline, |store| {
+            let device = Uuid::now_v7();
+            let day = 86_400_000;
+            let t0 = 1_800_000_000_000;
+            let batch = Incoming {
+                device,
+                received: UnixMillis(t0),
+                message: AgentMessage::SiteVisits(SiteVisits {
+                    id: Uuid::now_v7(),
+                    visits: vec![
+                        visit("https://www.bbc.co.uk/a", "amy", t0, 30),
+                        visit("https://bbc.co.uk/b", "amy", t0 + 60_000, 20),
+                        visit("https://old.example/", "ben", t0 - 30 * day, 5),
+                    ],
+                }),
+            };
+            store.store_batch(std::slice::from_ref(&batch)).unwrap();
+            store.store_batch(&[batch]).unwrap();
+            let zone = crate::school_week::zone();
+            let this_week = Week::containing(UnixMillis(t0), &zone).to_string();
+            let old_week = Week::containing(UnixMillis(t0 - 30 * day), &zone).to_string();
+            let week = store.week_totals(&this_week).unwrap();
+            assert_eq!(week.domains.len(), 1, "one domain: {week:?}");
+            assert_eq!(
+                (
+                    week.domains[0].domain.as_str(),
+                    week.domains[0].visits,
+                    week.domains[0].active_seconds,
+                    week.domains[0].users
+                ),
+                ("bbc.co.uk", 2, 50, 1),
+                "the console's domain, and a batch sent twice counts once"
+            );
+            assert_eq!(
+                (week.users[0].user.as_str(), week.users[0].sites),
+                ("amy", 1)
+            );
+            assert_eq!((week.devices[0].device, week.devices[0].users), (device, 1));
+            let new = store
+                .domains_first_seen(UnixMillis(t0 - day), UnixMillis(t0 + day))
+                .unwrap();
+            assert_eq!(new, ["bbc.co.uk"]);
+            assert_eq!(
+                store.first_visit().unwrap().unwrap().0 / 3_600_000,
+                (t0 - 30 * day) / 3_600_000
+            );
 
-        let signoff = WeekSignoff {
-            week: "2027-W02".into(),
-            staff: "lead".into(),
-            time: UnixMillis(t0),
-            notes: "checked".into(),
-        };
-        assert!(store.sign_off_week(&signoff, "10.0.0.5").unwrap());
-        assert!(
-            !store.sign_off_week(&signoff, "10.0.0.5").unwrap(),
-            "once only"
-        );
-        let audited: Vec<_> = crate::store::AuditStore::audit_query(
-            &store,
-            &crate::store::AuditQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "sign_off_week")
-        .map(|e| (e.actor, e.target, e.origin))
-        .collect();
-        assert_eq!(
-            audited,
-            [(
-                "lead".to_owned(),
-                "2027-W02".to_owned(),
-                "10.0.0.5".to_owned()
-            )],
-            "one audit entry, written with the sign-off"
-        );
+            let signoff = WeekSignoff {
+                week: "2027-W02".into(),
+                staff: "lead".into(),
+                time: UnixMillis(t0),
+                notes: "checked".into(),
+            };
+            assert!(store.sign_off_week(&signoff, "10.0.0.5").unwrap());
+            assert!(
+                !store.sign_off_week(&signoff, "10.0.0.5").unwrap(),
+                "once only"
+            );
+            let audited: Vec<_> = crate::store::AuditStore::audit_query(
+                store,
+                &crate::store::AuditQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "sign_off_week")
+            .map(|e| (e.actor, e.target, e.origin))
+            .collect();
+            assert_eq!(
+                audited,
+                [(
+                    "lead".to_owned(),
+                    "2027-W02".to_owned(),
+                    "10.0.0.5".to_owned()
+                )],
+                "one audit entry, written with the sign-off"
+            );
 
-        assert_eq!(store.week_totals(&old_week).unwrap().domains.len(), 1);
-        let deleted = store.expire_visits(UnixMillis(t0 - day)).unwrap();
-        assert_eq!(deleted, 1, "only the old visit");
-        assert_eq!(
-            store.week_totals(&old_week).unwrap(),
-            WeekTotals::default(),
-            "its week's totals went with it"
-        );
-        assert_eq!(store.week_totals(&this_week).unwrap().domains.len(), 1);
+            assert_eq!(store.week_totals(&old_week).unwrap().domains.len(), 1);
+            let deleted = store.expire_visits(UnixMillis(t0 - day)).unwrap();
+            assert_eq!(deleted, 1, "only the old visit");
+            assert_eq!(
+                store.week_totals(&old_week).unwrap(),
+                WeekTotals::default(),
+                "its week's totals went with it"
+            );
+            assert_eq!(store.week_totals(&this_week).unwrap().domains.len(), 1);
+        });
     }
 
     /// Distinct users per site and per laptop and sites per user are
@@ -371,68 +368,67 @@ mod tests {
     /// another zone, a visit near midnight on Sunday moves week.
     #[test]
     fn week_totals_count_distinct_people_and_follow_the_zone() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let store = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
-        let utc = jiff::tz::TimeZone::UTC;
-        assert!(store.ensure_week_totals(&utc).unwrap(), "counted at first");
-        assert!(!store.ensure_week_totals(&utc).unwrap(), "once per zone");
-        let (lab1, lab2) = (Uuid::now_v7(), Uuid::now_v7());
-        // Monday 2027-01-11 00:30 UTC: in New York, still Sunday (week 1).
-        let monday = 1_799_627_400_000;
-        let batch = |device, visits| Incoming {
-            device,
-            received: UnixMillis(monday),
-            message: AgentMessage::SiteVisits(SiteVisits {
-                id: Uuid::now_v7(),
-                visits,
-            }),
-        };
-        store
-            .store_batch(&[
-                batch(
-                    lab1,
-                    vec![
-                        visit("https://bbc.co.uk/", "amy", monday, 10),
-                        visit("https://bbc.co.uk/x", "ben", monday + 1000, 20),
-                        visit("https://a.example/", "amy", monday + 2000, 5),
-                    ],
-                ),
-                batch(
-                    lab2,
-                    vec![visit("https://bbc.co.uk/", "ben", monday + 3000, 40)],
-                ),
-            ])
-            .unwrap();
-        let w = store.week_totals("2027-W02").unwrap();
-        let bbc = w.domains.iter().find(|d| d.domain == "bbc.co.uk").unwrap();
-        assert_eq!((bbc.visits, bbc.active_seconds, bbc.users), (3, 70, 2));
-        let ben = w.users.iter().find(|u| u.user == "ben").unwrap();
-        assert_eq!((ben.sites, ben.visits, ben.active_seconds), (1, 2, 60));
-        let amy = w.users.iter().find(|u| u.user == "amy").unwrap();
-        assert_eq!(amy.sites, 2);
-        let l1 = w.devices.iter().find(|d| d.device == lab1).unwrap();
-        assert_eq!((l1.users, l1.visits), (2, 3));
-        let pairs = store.week_pairs("2027-W02", Some(&["bbc.co.uk"])).unwrap();
-        assert_eq!(pairs.len(), 2, "amy and ben on the BBC: {pairs:?}");
-        assert_eq!(store.week_pairs("2027-W02", None).unwrap().len(), 3);
+        crate::store::testing::on_each(Policy::baseline, |store| {
+            let utc = jiff::tz::TimeZone::UTC;
+            assert!(store.ensure_week_totals(&utc).unwrap(), "counted at first");
+            assert!(!store.ensure_week_totals(&utc).unwrap(), "once per zone");
+            let (lab1, lab2) = (Uuid::now_v7(), Uuid::now_v7());
+            // Monday 2027-01-11 00:30 UTC: in New York, still Sunday (week 1).
+            let monday = 1_799_627_400_000;
+            let batch = |device, visits| Incoming {
+                device,
+                received: UnixMillis(monday),
+                message: AgentMessage::SiteVisits(SiteVisits {
+                    id: Uuid::now_v7(),
+                    visits,
+                }),
+            };
+            store
+                .store_batch(&[
+                    batch(
+                        lab1,
+                        vec![
+                            visit("https://bbc.co.uk/", "amy", monday, 10),
+                            visit("https://bbc.co.uk/x", "ben", monday + 1000, 20),
+                            visit("https://a.example/", "amy", monday + 2000, 5),
+                        ],
+                    ),
+                    batch(
+                        lab2,
+                        vec![visit("https://bbc.co.uk/", "ben", monday + 3000, 40)],
+                    ),
+                ])
+                .unwrap();
+            let w = store.week_totals("2027-W02").unwrap();
+            let bbc = w.domains.iter().find(|d| d.domain == "bbc.co.uk").unwrap();
+            assert_eq!((bbc.visits, bbc.active_seconds, bbc.users), (3, 70, 2));
+            let ben = w.users.iter().find(|u| u.user == "ben").unwrap();
+            assert_eq!((ben.sites, ben.visits, ben.active_seconds), (1, 2, 60));
+            let amy = w.users.iter().find(|u| u.user == "amy").unwrap();
+            assert_eq!(amy.sites, 2);
+            let l1 = w.devices.iter().find(|d| d.device == lab1).unwrap();
+            assert_eq!((l1.users, l1.visits), (2, 3));
+            let pairs = store.week_pairs("2027-W02", Some(&["bbc.co.uk"])).unwrap();
+            assert_eq!(pairs.len(), 2, "amy and ben on the BBC: {pairs:?}");
+            assert_eq!(store.week_pairs("2027-W02", None).unwrap().len(), 3);
 
-        let new_york = jiff::tz::TimeZone::get("America/New_York").unwrap();
-        assert!(store.ensure_week_totals(&new_york).unwrap());
-        assert_eq!(
-            store.week_totals("2027-W02").unwrap(),
-            WeekTotals::default()
-        );
-        let moved = store.week_totals("2027-W01").unwrap();
-        assert_eq!(moved.users.len(), 2, "{moved:?}");
-        assert_eq!(
-            moved
-                .domains
-                .iter()
-                .find(|d| d.domain == "bbc.co.uk")
-                .unwrap()
-                .users,
-            2
-        );
+            let new_york = jiff::tz::TimeZone::get("America/New_York").unwrap();
+            assert!(store.ensure_week_totals(&new_york).unwrap());
+            assert_eq!(
+                store.week_totals("2027-W02").unwrap(),
+                WeekTotals::default()
+            );
+            let moved = store.week_totals("2027-W01").unwrap();
+            assert_eq!(moved.users.len(), 2, "{moved:?}");
+            assert_eq!(
+                moved
+                    .domains
+                    .iter()
+                    .find(|d| d.domain == "bbc.co.uk")
+                    .unwrap()
+                    .users,
+                2
+            );
+        });
     }
 }
