@@ -28,7 +28,7 @@ use protocol::pki::{Authority, Issued, SecretPem};
 use crate::policy::default_policy;
 use crate::settings::Settings;
 use crate::store::images::FsImageStore;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sql_store::SqlStore;
 
 /// An opened data directory.
 pub struct DataDir {
@@ -36,7 +36,7 @@ pub struct DataDir {
     pub authority: Arc<Authority>,
     pub server: Issued,
     pub settings: Settings,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<SqlStore>,
 }
 
 impl std::fmt::Debug for DataDir {
@@ -176,9 +176,9 @@ impl DataDir {
         let store = if database.trim().is_empty() {
             let images_path = path.join("images");
             let images = FsImageStore::open(&images_path).map_err(io("create", &images_path))?;
-            SqliteStore::open(&path.join("console.db"), Arc::new(images), default_policy)?
+            SqlStore::open(&path.join("console.db"), Arc::new(images), default_policy)?
         } else {
-            SqliteStore::open_postgres(
+            SqlStore::open_postgres(
                 database.trim(),
                 settings.database_connections.max(1) as usize,
                 default_policy,

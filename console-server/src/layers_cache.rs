@@ -51,13 +51,13 @@ mod tests {
     use super::*;
     use crate::store::groups::GroupStore;
     use crate::store::images::FsImageStore;
-    use crate::store::sqlite::SqliteStore;
+    use crate::store::sql_store::SqlStore;
 
     #[test]
     fn each_laptop_gets_its_own_groups_and_a_change_is_read_afresh() {
         let dir = tempfile::tempdir().unwrap();
         let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-        let s = SqliteStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
+        let s = SqlStore::open(&dir.path().join("c.db"), images, Policy::baseline).unwrap();
         let (who, now) = (("it", "cli"), UnixMillis(1_800_000_000_000));
         s.set_group_members("devices:library", &["d1".into()], who, now)
             .unwrap();

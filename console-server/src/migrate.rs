@@ -68,7 +68,7 @@ pub fn to_postgres(data: &Path, url: &str) -> anyhow::Result<Copied> {
         FsImageStore::open(&data.join("images"))
             .with_context(|| format!("cannot open {}", data.join("images").display()))?,
     );
-    drop(crate::store::sqlite::SqliteStore::open(
+    drop(crate::store::sql_store::SqlStore::open(
         &db_path,
         images.clone(),
         crate::policy::default_policy,

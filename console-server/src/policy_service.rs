@@ -157,12 +157,12 @@ mod tests {
 
     use super::*;
     use crate::store::images::FsImageStore;
-    use crate::store::sqlite::SqliteStore;
+    use crate::store::sql_store::SqlStore;
     use crate::store::{AuditQuery, AuditStore, PolicyStore};
 
-    fn store(dir: &std::path::Path) -> SqliteStore {
+    fn store(dir: &std::path::Path) -> SqlStore {
         let images = FsImageStore::open(&dir.join("images")).unwrap();
-        SqliteStore::open(
+        SqlStore::open(
             &dir.join("console.db"),
             Arc::new(images),
             crate::policy::default_policy,

@@ -10,7 +10,7 @@ use common::postgres::TestDatabase;
 use console_server::policy::default_policy;
 use console_server::store::images::FsImageStore;
 use console_server::store::register::RegisterStore;
-use console_server::store::sqlite::SqliteStore;
+use console_server::store::sql_store::SqlStore;
 use console_server::store::tokens::{NewApiToken, NewDevice, TokenStore};
 use console_server::store::visits::VisitStore;
 use console_server::store::*;
@@ -41,7 +41,7 @@ fn capture(i: u8, shot: Screenshot) -> Capture {
 }
 
 /// What a store holds, read through its traits, for comparing two stores.
-fn everything(s: &SqliteStore) -> String {
+fn everything(s: &SqlStore) -> String {
     let captures = s
         .captures(&CaptureQuery {
             limit: 1000,
@@ -83,7 +83,7 @@ fn everything(s: &SqliteStore) -> String {
 fn a_schools_console_is_copied_into_postgres_whole_and_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let images = FsImageStore::open(&tmp.path().join("images")).unwrap();
-    let school = SqliteStore::open(
+    let school = SqlStore::open(
         &tmp.path().join("console.db"),
         Arc::new(images),
         default_policy,
@@ -211,7 +211,7 @@ fn a_schools_console_is_copied_into_postgres_whole_and_checked() {
     assert_eq!(copied.rows["captures"], 12);
     assert_eq!(copied.rows["site_visits"], 1);
 
-    let trust = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let trust = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     assert_eq!(everything(&trust), before, "the store reads the same");
     // The laptop's enrollment came along: its certificate's device is known.
     assert!(trust.revoked_devices().unwrap().is_empty());

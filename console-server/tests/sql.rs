@@ -253,13 +253,13 @@ fn an_unreachable_database_is_a_clear_error() {
 fn a_shared_job_is_held_by_one_instance_at_a_time() {
     use console_server::policy::default_policy;
     use console_server::store::jobs::JobStore;
-    use console_server::store::sqlite::SqliteStore;
+    use console_server::store::sql_store::SqlStore;
     use protocol::UnixMillis;
     use std::time::Duration;
 
     let database = TestDatabase::new();
-    let a = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
-    let b = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let a = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let b = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     let t = |s: i64| UnixMillis(1_800_000_000_000 + s * 1000);
     let lease = Duration::from_secs(60);
     assert!(a.hold_job("alerts", "a", t(0), lease).unwrap());
@@ -290,9 +290,7 @@ fn a_shared_job_is_held_by_one_instance_at_a_time() {
     // Many instances asking at once: exactly one gets it.
     let stores: Vec<_> = (0..6)
         .map(|_| {
-            std::sync::Arc::new(
-                SqliteStore::open_postgres(&database.url, 2, default_policy).unwrap(),
-            )
+            std::sync::Arc::new(SqlStore::open_postgres(&database.url, 2, default_policy).unwrap())
         })
         .collect();
     let winners: usize = stores
@@ -316,7 +314,7 @@ fn a_shared_job_is_held_by_one_instance_at_a_time() {
     // On SQLite the console is the only instance.
     let tmp = tempfile::tempdir().unwrap();
     let images = console_server::store::images::FsImageStore::open(&tmp.path().join("i")).unwrap();
-    let lone = SqliteStore::open(
+    let lone = SqlStore::open(
         &tmp.path().join("c.db"),
         std::sync::Arc::new(images),
         default_policy,
@@ -332,14 +330,14 @@ fn a_shared_job_is_held_by_one_instance_at_a_time() {
 fn a_record_stored_through_one_instance_is_announced_to_another() {
     use console_server::policy::default_policy;
     use console_server::store::live::{Live, LiveStore};
-    use console_server::store::sqlite::SqliteStore;
+    use console_server::store::sql_store::SqlStore;
     use console_server::store::{Incoming, IngestStore};
     use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
     use std::time::Duration;
 
     let database = TestDatabase::new();
-    let a = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
-    let b = SqliteStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let a = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
+    let b = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     assert!(a.announces_live() && b.announces_live());
     let (tx, mut rx) = tokio::sync::broadcast::channel(16);
     let _listener = b.listen_live(tx).expect("PostgreSQL announces");

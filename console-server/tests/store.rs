@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use console_server::store::register::RegisterStore;
 use console_server::store::retention::RecordRetention;
-use console_server::store::sqlite::SqliteStore;
+use console_server::store::sql_store::SqlStore;
 use console_server::store::tokens::*;
 use console_server::store::*;
 use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
@@ -39,7 +39,7 @@ fn capture_at(time: UnixMillis) -> Capture {
     }
 }
 
-fn ingest(store: &SqliteStore, device: Uuid, c: &Capture) -> Stored {
+fn ingest(store: &SqlStore, device: Uuid, c: &Capture) -> Stored {
     store
         .store_batch(&[Incoming {
             device,
@@ -184,12 +184,7 @@ fn silent_devices_raise_an_offline_alert_once_and_a_back_online_one(kind: Kind) 
     assert_eq!(events[0].kind, "device_online");
 }
 
-fn enroll(
-    store: &SqliteStore,
-    hash: &str,
-    device: Uuid,
-    now: UnixMillis,
-) -> Result<(), TokenRefusal> {
+fn enroll(store: &SqlStore, hash: &str, device: Uuid, now: UnixMillis) -> Result<(), TokenRefusal> {
     store
         .enroll_device(
             hash,

@@ -4,7 +4,7 @@
 //! popularity in school hours. Deterministic, so runs compare.
 
 use console_server::school_week::{self, Week};
-use console_server::store::sqlite::SqliteStore;
+use console_server::store::sql_store::SqlStore;
 use console_server::store::{Incoming, IngestStore};
 use protocol::{AgentMessage, Capture, Screenshot, SiteVisit, SiteVisits, Source, UnixMillis};
 use uuid::Uuid;
@@ -60,7 +60,7 @@ pub fn site(r: u64) -> String {
 /// # Errors
 /// A storage failure.
 pub fn fill_visits(
-    store: &SqliteStore,
+    store: &SqlStore,
     week: Week,
     rows: usize,
     devices: &[Uuid],
@@ -123,7 +123,7 @@ pub fn fill_visits(
 /// # Errors
 /// A storage failure.
 pub fn fill_captures(
-    store: &SqliteStore,
+    store: &SqlStore,
     count: usize,
     now: i64,
     span_ms: i64,

@@ -12,7 +12,7 @@ use protocol::UnixMillis;
 
 use super::StoreError;
 use super::sql::params;
-use super::sqlite::SqliteStore;
+use super::sql_store::SqlStore;
 
 /// The leases on shared jobs.
 pub trait JobStore {
@@ -39,7 +39,7 @@ pub trait JobStore {
     fn release_jobs(&self, holder: &str) -> Result<(), StoreError>;
 }
 
-impl JobStore for SqliteStore {
+impl JobStore for SqlStore {
     fn hold_job(
         &self,
         job: &str,

@@ -1,18 +1,21 @@
-//! Everything the console keeps, behind narrow traits so that a multi-school
-//! trust can move to PostgreSQL and object storage without touching ingest,
-//! the API or the web console.
+//! Everything the console keeps, behind narrow traits, on SQLite (one
+//! school, embedded) or PostgreSQL (a trust's instances sharing one
+//! database).
 //!
-//! The traits are synchronous: a call may block on disk, so async callers
-//! run them on a blocking thread ([`tokio::task::spawn_blocking`]) and the
-//! ingest writer runs on a thread of its own. [`Store`] is all of them
-//! together; [`sqlite::SqliteStore`] is the embedded implementation.
+//! The traits are synchronous: a call may block on disk or the network, so
+//! async callers run them on a blocking thread
+//! ([`tokio::task::spawn_blocking`]) and the ingest writer runs on a thread
+//! of its own. [`Store`] is all of them together; [`sql_store::SqlStore`]
+//! implements them once for both databases, through the SQL layer
+//! [`sql`] (one dialect, a backend of SQLite connections or a
+//! [`postgres::Postgres`] pool).
 //!
 //! Layout: the traits of the core records (captures, devices, activity,
 //! audit, staff, policy, ingest) are here, and a domain's own trait sits in
 //! its module with its types ([`visits`], [`register`], [`tokens`],
-//! [`suggestions`], [`retention`]); each trait's SQLite implementation is
-//! in `sqlite_<name>.rs` beside it, and the connection, the migrations and
-//! the helpers they share in [`sqlite`] and [`migrations`].
+//! [`suggestions`], [`retention`], [`jobs`], [`live`]); each trait's
+//! implementation is in `sql_<name>.rs` beside it, the store and its
+//! connections in [`sql_store`], the schemas in [`migrations`].
 //!
 //! Invariants every implementation keeps:
 //! - a record is stored at most once, by the agent's id: storing a batch
@@ -37,22 +40,22 @@ pub mod register;
 pub mod retention;
 pub mod scope;
 pub mod sql;
-pub mod sqlite;
-mod sqlite_activity;
-mod sqlite_alerts;
-mod sqlite_audit;
-mod sqlite_captures;
-mod sqlite_devices;
-mod sqlite_groups;
-mod sqlite_ingest;
-mod sqlite_policy;
-mod sqlite_register;
-mod sqlite_retention;
-mod sqlite_scope;
-mod sqlite_staff;
-mod sqlite_suggestions;
-mod sqlite_tokens;
-mod sqlite_visits;
+mod sql_activity;
+mod sql_alerts;
+mod sql_audit;
+mod sql_captures;
+mod sql_devices;
+mod sql_groups;
+mod sql_ingest;
+mod sql_policy;
+mod sql_register;
+mod sql_retention;
+mod sql_scope;
+mod sql_staff;
+pub mod sql_store;
+mod sql_suggestions;
+mod sql_tokens;
+mod sql_visits;
 pub mod suggestions;
 #[cfg(test)]
 pub(crate) mod testing;

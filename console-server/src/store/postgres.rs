@@ -14,7 +14,7 @@
 //! connection on a small runtime of its own and so cannot be called from
 //! a thread that is running async tasks. Store calls made from async code
 //! (as SQLite's are, for short queries) are therefore run on a scoped
-//! thread of their own (see [`off_runtime`]); from a blocking thread they
+//! thread of their own (see `off_runtime`); from a blocking thread they
 //! run where they are.
 
 use std::collections::HashMap;
@@ -200,7 +200,7 @@ impl Postgres {
     /// again when it conflicts with another transaction.
     ///
     /// # Errors
-    /// `f`'s error, a database error, or conflicts [`WRITE_TRIES`] times.
+    /// `f`'s error, a database error, or conflicts `WRITE_TRIES` times.
     pub fn write<T: Send>(
         &self,
         during: &'static str,

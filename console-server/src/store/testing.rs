@@ -8,7 +8,7 @@ use std::sync::Arc;
 use protocol::Policy;
 
 use super::images::FsImageStore;
-use super::sqlite::SqliteStore;
+use super::sql_store::SqlStore;
 
 /// A database made for one test, dropped with it.
 struct TestDatabase {
@@ -51,10 +51,10 @@ impl Drop for TestDatabase {
 
 /// Runs `test` on a fresh SQLite store, then on a fresh PostgreSQL one,
 /// each made with `policy` as its first.
-pub(crate) fn on_each(policy: fn() -> Policy, test: impl Fn(&SqliteStore)) {
+pub(crate) fn on_each(policy: fn() -> Policy, test: impl Fn(&SqlStore)) {
     let dir = tempfile::tempdir().unwrap();
     let images = Arc::new(FsImageStore::open(&dir.path().join("images")).unwrap());
-    test(&SqliteStore::open(&dir.path().join("c.db"), images, policy).unwrap());
+    test(&SqlStore::open(&dir.path().join("c.db"), images, policy).unwrap());
     let database = TestDatabase::new();
-    test(&SqliteStore::open_postgres(&database.url, 4, policy).unwrap());
+    test(&SqlStore::open_postgres(&database.url, 4, policy).unwrap());
 }

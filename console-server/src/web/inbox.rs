@@ -165,7 +165,7 @@ pub async fn page(
             },
             s.captures(&CaptureQuery {
                 status: Some(Status::New),
-                category: Some(crate::store::sqlite::CONCERN_CATEGORY.to_owned()),
+                category: Some(crate::store::sql_store::CONCERN_CATEGORY.to_owned()),
                 limit: 20,
                 scope: scope.clone(),
                 ..CaptureQuery::default()

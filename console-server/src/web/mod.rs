@@ -176,13 +176,13 @@ impl Definitions {
         // A pupil's own report is listed with the captures, first.
         terms.insert(
             (
-                crate::store::sqlite::CONCERN_CATEGORY.to_owned(),
-                crate::store::sqlite::CONCERN_TERM.to_owned(),
+                crate::store::sql_store::CONCERN_CATEGORY.to_owned(),
+                crate::store::sql_store::CONCERN_TERM.to_owned(),
             ),
             (5, CONCERN_DEFINITION.to_owned()),
         );
         let mut categories = vec![(
-            crate::store::sqlite::CONCERN_CATEGORY.to_owned(),
+            crate::store::sql_store::CONCERN_CATEGORY.to_owned(),
             "Pupil's concern".to_owned(),
         )];
         categories.extend(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use console_server::policy::default_policy;
 use console_server::store::images::{FsImageStore, ImageStore};
-use console_server::store::sqlite::SqliteStore;
+use console_server::store::sql_store::SqlStore;
 
 use super::postgres::TestDatabase;
 
@@ -18,19 +18,19 @@ pub enum Kind {
 
 /// A store, what it is kept in, and a way round it to the raw database.
 pub struct Harness {
-    pub store: SqliteStore,
+    pub store: SqlStore,
     pub kind: Kind,
     pub tmp: tempfile::TempDir,
     pg: Option<TestDatabase>,
 }
 
-fn open_store(kind: Kind, tmp: &std::path::Path, pg: Option<&TestDatabase>) -> SqliteStore {
+fn open_store(kind: Kind, tmp: &std::path::Path, pg: Option<&TestDatabase>) -> SqlStore {
     match (kind, pg) {
-        (Kind::Postgres, Some(db)) => SqliteStore::open_postgres(&db.url, 8, default_policy)
+        (Kind::Postgres, Some(db)) => SqlStore::open_postgres(&db.url, 8, default_policy)
             .expect("open the store on PostgreSQL"),
         _ => {
             let images = FsImageStore::open(&tmp.join("images")).unwrap();
-            SqliteStore::open(&tmp.join("console.db"), Arc::new(images), default_policy)
+            SqlStore::open(&tmp.join("console.db"), Arc::new(images), default_policy)
                 .expect("open the store on SQLite")
         }
     }
@@ -50,12 +50,12 @@ impl Harness {
     }
 
     /// Opens the store again without keeping it: the error, if any.
-    pub fn open_again(&self) -> Result<SqliteStore, String> {
+    pub fn open_again(&self) -> Result<SqlStore, String> {
         match &self.pg {
-            Some(db) => SqliteStore::open_postgres(&db.url, 2, default_policy),
+            Some(db) => SqlStore::open_postgres(&db.url, 2, default_policy),
             None => {
                 let images = FsImageStore::open(&self.tmp.path().join("images")).unwrap();
-                SqliteStore::open(
+                SqlStore::open(
                     &self.tmp.path().join("console.db"),
                     Arc::new(images),
                     default_policy,

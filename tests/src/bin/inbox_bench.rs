@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::Parser;
 use console_server::store::images::FsImageStore;
 use console_server::store::scope::Scope;
-use console_server::store::sqlite::SqliteStore;
+use console_server::store::sql_store::SqlStore;
 use console_server::store::{CaptureQuery, CaptureStore, Status};
 use protocol::{Policy, UnixMillis};
 use uuid::Uuid;
@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let dir = tempfile::tempdir()?;
     let images = Arc::new(FsImageStore::open(&dir.path().join("images"))?);
-    let store = SqliteStore::open(&dir.path().join("console.db"), images, Policy::baseline)?;
+    let store = SqlStore::open(&dir.path().join("console.db"), images, Policy::baseline)?;
     let now = UnixMillis::now().0;
     let span = 12 * 7 * 24 * 3_600_000_i64;
     let device = Uuid::now_v7();

@@ -14,7 +14,7 @@ use clap::Parser;
 use console_server::school_week::{self, Week};
 use console_server::site_report::{self, WeeklyReport};
 use console_server::store::images::FsImageStore;
-use console_server::store::sqlite::SqliteStore;
+use console_server::store::sql_store::SqlStore;
 use protocol::{Policy, UnixMillis};
 use tests::load::{DEVICES, fill_visits};
 use uuid::Uuid;
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let dir = tempfile::tempdir()?;
     let images = Arc::new(FsImageStore::open(&dir.path().join("images"))?);
-    let store = SqliteStore::open(&dir.path().join("console.db"), images, Policy::baseline)?;
+    let store = SqlStore::open(&dir.path().join("console.db"), images, Policy::baseline)?;
     {
         use console_server::store::visits::VisitStore;
         store.ensure_week_totals(&school_week::zone())?;

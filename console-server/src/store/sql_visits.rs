@@ -1,8 +1,8 @@
 //! [`super::visits::VisitStore`], on either database.
 
 use super::sql::params;
-use super::sqlite::SqliteStore;
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::SqlStore;
 use super::visits::*;
 use super::week_totals::{self, PairTotal, WeekTotals};
 use super::{AuditEntry, StoreError};
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 const HOUR_MS: i64 = UnixMillis::HOUR;
 
-impl VisitStore for SqliteStore {
+impl VisitStore for SqlStore {
     fn week_totals(&self, week: &str) -> Result<WeekTotals, StoreError> {
         self.read("reading the week's totals", |db| {
             week_totals::read(db, week)

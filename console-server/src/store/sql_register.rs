@@ -2,11 +2,11 @@
 
 use super::register::*;
 use super::sql::params;
-use super::sqlite::SqliteStore;
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::SqlStore;
 use super::{AuditEntry, StoreError};
 
-impl RegisterStore for SqliteStore {
+impl RegisterStore for SqlStore {
     fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
         self.read("listing the register of users", |db| {
             let mut rows: Vec<AccountRow> = db.query_map(
@@ -257,7 +257,7 @@ mod tests {
 
             let concerns = store
                 .captures(&CaptureQuery {
-                    category: Some(super::super::sqlite::CONCERN_CATEGORY.into()),
+                    category: Some(super::super::sql_store::CONCERN_CATEGORY.into()),
                     limit: 10,
                     ..CaptureQuery::default()
                 })

@@ -1,8 +1,8 @@
 //! [`super::tokens::TokenStore`], on either database.
 
 use super::sql::params;
-use super::sqlite::SqliteStore;
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::SqlStore;
 use super::tokens::*;
 use super::{AuditEntry, Role, StoreError, rfc3339};
 use protocol::UnixMillis;
@@ -26,7 +26,7 @@ fn id_pattern(id: &str) -> Option<String> {
         .then(|| format!("{id}%"))
 }
 
-impl TokenStore for SqliteStore {
+impl TokenStore for SqlStore {
     fn add_api_token(&self, t: &NewApiToken<'_>, now: UnixMillis) -> Result<(), StoreError> {
         self.write("adding an API token", |db| {
             db.execute(

@@ -1,17 +1,18 @@
-//! The embedded store: SQLite in WAL mode with `synchronous = FULL` (a
-//! commit is on disk when it returns, which is what lets the console ack),
-//! and screenshots in an [`ImageStore`].
+//! The store, on either database.
 //!
-//! One writer connection (ingest batches, triage, audit, retention) and
-//! four readers for pages and the API, so a long report never holds up
-//! ingest or other pages; WAL lets them run at once.
+//! - **SQLite** (one school, embedded): WAL mode with `synchronous = FULL`
+//!   (a commit is on disk when it returns, which is what lets the console
+//!   ack), one writer connection (ingest batches, triage, audit, retention)
+//!   and four readers for pages and the API, so a long report never holds
+//!   up ingest or other pages; screenshots in an [`ImageStore`] of files.
+//! - **PostgreSQL** (a trust): a pool of connections shared by writes and
+//!   reads (see [`super::postgres`]), screenshots in its `images` table.
 //!
-//! This file holds the store, its connections and the helpers its parts
-//! share; each trait is implemented in a file of its own beside it
-//! (`sqlite_ingest.rs`, `sqlite_captures.rs`, `sqlite_devices.rs`,
-//! `sqlite_activity.rs`, `sqlite_audit.rs`, `sqlite_staff.rs`,
-//! `sqlite_policy.rs`; tokens, suggestions, retention, visits and the
-//! register in theirs).
+//! Every part runs its SQL through `SqlStore::write` and
+//! `SqlStore::read`, which hand it a [`Db`] on whichever database the
+//! store is on. This file holds the store, its SQLite connections and the
+//! helpers its parts share; each trait is implemented in a file of its own
+//! beside it (`sql_ingest.rs`, `sql_captures.rs`, `sql_devices.rs`, …).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +28,7 @@ use super::*;
 
 /// The console's store: SQLite plus image files for one school, or a
 /// PostgreSQL database a trust's console instances share.
-pub struct SqliteStore {
+pub struct SqlStore {
     pub(super) backend: Backend,
     pub(super) images: Arc<dyn ImageStore>,
     /// The zone the weekly totals are counted in (see
@@ -39,9 +40,9 @@ pub struct SqliteStore {
     pub(super) alert_rules: Mutex<Arc<crate::alerts::rules::RuleSet>>,
 }
 
-impl std::fmt::Debug for SqliteStore {
+impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SqliteStore")
+        f.write_str("SqlStore")
     }
 }
 
@@ -138,7 +139,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// Runs `f` in one write transaction and commits it: on SQLite, on the
     /// one writer connection; on PostgreSQL, serializable, and run again
     /// when another instance's transaction conflicts with it (so `f` must
@@ -165,7 +166,7 @@ impl SqliteStore {
         }
     }
 
-    /// [`SqliteStore::write`] for a write each of whose statements is safe
+    /// [`SqlStore::write`] for a write each of whose statements is safe
     /// beside other instances' writes by itself (see
     /// [`super::postgres::Postgres::write_concurrent`]): ingest. On SQLite,
     /// the same one writer.
@@ -250,7 +251,7 @@ impl SqliteStore {
                 .transaction()
                 .map_err(|e| SqlError::from(e).during(during))?;
             let mut db = Db::Sqlite(&tx);
-            super::sqlite_policy::first_policy(&mut db, &default_policy)
+            super::sql_policy::first_policy(&mut db, &default_policy)
                 .map_err(|e| e.during(during))?;
             let zone = super::week_totals::recorded_zone(&mut db)
                 .map_err(|e| e.during("reading the weekly totals' zone"))?;
@@ -261,7 +262,7 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<Result<_, _>>()?;
-        Ok(SqliteStore {
+        Ok(SqlStore {
             week_zone: Mutex::new(week_zone),
             alert_rules: Mutex::new(Arc::new(crate::alerts::rules::RuleSet::default())),
             backend: Backend::Sqlite {
@@ -276,7 +277,7 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// Opens the store in the PostgreSQL database at `url` (migrating its
     /// schema, one instance at a time), with screenshots in the same
     /// database; writes `default_policy` as version 1 if there is no
@@ -294,12 +295,12 @@ impl SqliteStore {
         let default_policy = default_policy();
         let week_zone = pg
             .write("writing the first policy", |db| {
-                super::sqlite_policy::first_policy(db, &default_policy)?;
+                super::sql_policy::first_policy(db, &default_policy)?;
                 super::week_totals::recorded_zone(db)
             })?
             .unwrap_or_else(crate::school_week::zone);
         let pg = Arc::new(pg);
-        Ok(SqliteStore {
+        Ok(SqlStore {
             week_zone: Mutex::new(week_zone),
             alert_rules: Mutex::new(Arc::new(crate::alerts::rules::RuleSet::default())),
             images: Arc::new(super::images::PgImageStore::new(pg.clone())),
@@ -308,7 +309,7 @@ impl SqliteStore {
     }
 }
 
-impl super::live::LiveStore for SqliteStore {
+impl super::live::LiveStore for SqlStore {
     fn announces_live(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
     }

@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::scope::Scope;
 use super::sql::{Row, SqlError, ToValue, Value, params};
-use super::sqlite::*;
-use super::sqlite_scope::scope_filter;
+use super::sql_scope::scope_filter;
+use super::sql_store::*;
 use super::*;
 
-impl ActivityStore for SqliteStore {
+impl ActivityStore for SqlStore {
     fn aup_decisions(&self, limit: u32, scope: &Scope) -> Result<Vec<AupDecisionRow>, StoreError> {
         let mut args: Vec<Value> = Vec::new();
         let filter = scope_filter(scope, "a.user", "a.device", &mut args, self.dialect());

@@ -7,8 +7,8 @@ use protocol::UnixMillis;
 use uuid::Uuid;
 
 use super::sql::{Db, Row, SqlError, params};
-use super::sqlite::*;
-use super::sqlite_alerts::plan_in;
+use super::sql_alerts::plan_in;
+use super::sql_store::*;
 use super::*;
 use crate::alerts::rules::Happening;
 
@@ -101,7 +101,7 @@ fn insert_event(
     })
 }
 
-impl DeviceStore for SqliteStore {
+impl DeviceStore for SqlStore {
     fn add_device(
         &self,
         id: Uuid,

@@ -2,13 +2,13 @@
 
 use super::retention::*;
 use super::sql::{ToValue, Value, params};
-use super::sqlite::{SqliteStore, img};
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::{SqlStore, img};
 use super::{AuditAction, AuditEntry, Retention, StoreError};
 use protocol::UnixMillis;
 use std::time::SystemTime;
 
-impl RecordRetention for SqliteStore {
+impl RecordRetention for SqlStore {
     fn expire_records(
         &self,
         r: &Retention,

@@ -4,8 +4,8 @@
 use protocol::{Policy, UnixMillis};
 
 use super::sql::{Db, SqlError, params};
-use super::sqlite::*;
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::*;
 use super::*;
 
 /// The newest policy.
@@ -32,7 +32,7 @@ pub(super) fn first_policy(db: &mut Db<'_, '_>, default_policy: &Policy) -> Resu
     Ok(())
 }
 
-impl PolicyStore for SqliteStore {
+impl PolicyStore for SqlStore {
     fn policy(&self) -> Result<Policy, StoreError> {
         let body = self
             .read("reading the policy", newest_policy)?

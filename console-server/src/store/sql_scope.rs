@@ -7,8 +7,8 @@ use protocol::UnixMillis;
 
 use super::scope::{Scope, ScopeStore};
 use super::sql::{Dialect, ToValue, Value, params};
-use super::sqlite::*;
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::*;
 use super::*;
 
 /// `" AND (…)"` keeping only rows in `scope`, where `user` and `device`
@@ -40,7 +40,7 @@ pub(super) fn scope_filter(
     )
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// Whether the row of `table` with `id` is in `scope`; `user` and
     /// `device` are its columns (or SQL expressions) for the account and
     /// the laptop.
@@ -66,7 +66,7 @@ const TAMPER: (&str, &str, &str) = ("tamper_events", "t.user", "t.device");
 /// A laptop is in scope through a `devices:` group only.
 const DEVICES: (&str, &str, &str) = ("devices", "''", "t.id");
 
-impl ScopeStore for SqliteStore {
+impl ScopeStore for SqlStore {
     fn staff_scope(&self, name: &str) -> Result<Scope, StoreError> {
         let groups: Vec<String> = self.read("reading a reviewer's groups", |db| {
             db.query_map(

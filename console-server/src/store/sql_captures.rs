@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use super::scope::Scope;
 use super::sql::{Db, Row, SqlError, ToValue, Value, params};
-use super::sqlite::*;
-use super::sqlite_audit::write_audit;
-use super::sqlite_scope::scope_filter;
+use super::sql_audit::write_audit;
+use super::sql_scope::scope_filter;
+use super::sql_store::*;
 use super::*;
 
 const SUMMARY_COLUMNS: &str = "c.id, c.device, COALESCE(d.hostname, ''), c.user, c.time, c.source,
@@ -38,7 +38,7 @@ fn summary_row(r: &Row) -> Result<CaptureSummary, SqlError> {
     })
 }
 
-impl SqliteStore {
+impl SqlStore {
     fn delete_capture_in(
         db: &mut Db<'_, '_>,
         id: Uuid,
@@ -66,7 +66,7 @@ impl SqliteStore {
     }
 }
 
-impl CaptureStore for SqliteStore {
+impl CaptureStore for SqlStore {
     fn captures(&self, q: &CaptureQuery) -> Result<Vec<CaptureSummary>, StoreError> {
         let mut sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM captures c LEFT JOIN devices d ON d.id = c.device WHERE TRUE"

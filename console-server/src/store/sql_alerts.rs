@@ -7,8 +7,8 @@ use protocol::UnixMillis;
 
 use super::alerts::*;
 use super::sql::{Db, Row, SqlError, Value, params};
-use super::sqlite::SqliteStore;
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::SqlStore;
 use super::{AuditAction, AuditEntry, StoreError};
 use crate::alerts::rules::{AlertRule, Channel, Happening, RuleSet};
 
@@ -105,14 +105,14 @@ fn described(rule: &AlertRule) -> String {
     serde_json::to_string(&shown).unwrap_or_default()
 }
 
-impl SqliteStore {
+impl SqlStore {
     fn query_alerts(&self, sql: &str, p: &[Value]) -> Result<Vec<Alert>, StoreError> {
         let rows = self.read("reading alerts", |db| db.query_map(sql, p, row))?;
         rows.into_iter().map(decoded).collect()
     }
 }
 
-impl AlertStore for SqliteStore {
+impl AlertStore for SqlStore {
     fn set_alert_rules(&self, rules: RuleSet) {
         *self
             .alert_rules
@@ -478,7 +478,7 @@ mod tests {
         });
     }
 
-    fn store_one(store: &SqliteStore, c: &protocol::Capture, at: i64) {
+    fn store_one(store: &SqlStore, c: &protocol::Capture, at: i64) {
         store
             .store_batch(&[Incoming {
                 device: Uuid::now_v7(),

@@ -2,7 +2,7 @@
 //! filtered newest first.
 
 use super::sql::{Db, SqlError, ToValue, Value, params};
-use super::sqlite::*;
+use super::sql_store::*;
 use super::*;
 
 /// Writes one line of the audit log, in the caller's transaction.
@@ -25,7 +25,7 @@ pub(super) fn write_audit(db: &mut Db<'_, '_>, e: &AuditEntry<'_>) -> Result<(),
     Ok(())
 }
 
-impl AuditStore for SqliteStore {
+impl AuditStore for SqlStore {
     fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
         self.write("writing the audit log", |db| write_audit(db, entry))
     }

@@ -1,7 +1,7 @@
 //! [`super::suggestions::SuggestionStore`], on either database.
 
 use super::sql::{Row, SqlError, params};
-use super::sqlite::SqliteStore;
+use super::sql_store::SqlStore;
 use super::suggestions::*;
 use super::{StoreError, rfc3339};
 use protocol::UnixMillis;
@@ -33,7 +33,7 @@ fn with_status((mut s, status): (Suggestion, String)) -> Result<Suggestion, Stor
     Ok(s)
 }
 
-impl SuggestionStore for SqliteStore {
+impl SuggestionStore for SqlStore {
     fn suggest_exception(
         &self,
         category: &str,

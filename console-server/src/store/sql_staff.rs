@@ -3,10 +3,10 @@
 use protocol::UnixMillis;
 
 use super::sql::{Row, SqlError, params};
-use super::sqlite::*;
+use super::sql_store::*;
 use super::*;
 
-impl UserStore for SqliteStore {
+impl UserStore for SqlStore {
     fn add_user(
         &self,
         name: &str,
@@ -56,7 +56,7 @@ fn session_row(r: &Row) -> Result<WebSession, SqlError> {
 const SESSION_COLUMNS: &str =
     "s.id_hash, s.user, u.role, s.csrf, s.created, s.last_seen, s.origin, s.agent";
 
-impl StaffStore for SqliteStore {
+impl StaffStore for SqlStore {
     fn staff_account(&self, name: &str) -> Result<Option<StaffAccount>, StoreError> {
         self.read("reading a staff account", |db| {
             db.query_opt(

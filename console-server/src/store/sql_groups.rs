@@ -5,8 +5,8 @@ use protocol::layers::{GroupAup, GroupKind, GroupLayers, Layer, Overrides, Term}
 
 use super::groups::GroupStore;
 use super::sql::{Db, SqlError, params};
-use super::sqlite::SqliteStore;
-use super::sqlite_audit::write_audit;
+use super::sql_audit::write_audit;
+use super::sql_store::SqlStore;
 use super::{AuditAction, AuditEntry, StoreError};
 
 fn abort(e: StoreError) -> SqlError {
@@ -112,7 +112,7 @@ fn finish_change(db: &mut Db<'_, '_>, audit: &AuditEntry<'_>) -> Result<(), SqlE
     write_audit(db, audit)
 }
 
-impl GroupStore for SqliteStore {
+impl GroupStore for SqlStore {
     fn layers(&self) -> Result<Vec<Layer>, StoreError> {
         self.read("reading the policy layers", read_layers)
     }

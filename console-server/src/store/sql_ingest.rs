@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::register::audience_str;
 use super::sql::{Db, SqlError, params};
-use super::sqlite::*;
-use super::sqlite_alerts;
+use super::sql_alerts;
+use super::sql_store::*;
 use super::week_totals;
 use super::*;
 use crate::alerts::rules::{Happening, RuleSet};
@@ -97,14 +97,14 @@ fn insert_record(
                     severity: c.severity,
                     category: &c.category,
                 };
-                sqlite_alerts::plan_in(db, cx.rules, what, "capture", &id_str(c.id), received)?;
+                sql_alerts::plan_in(db, cx.rules, what, "capture", &id_str(c.id), received)?;
             }
             new
         }
         AgentMessage::Concern(c) => {
             let new = insert_concern(db, c, &device, received, image)?;
             if new {
-                sqlite_alerts::plan_in(
+                sql_alerts::plan_in(
                     db,
                     cx.rules,
                     Happening::Concern,
@@ -127,7 +127,7 @@ fn insert_record(
         AgentMessage::TamperEvent(t) => {
             let new = insert_tamper_event(db, t, &device)?;
             if new {
-                sqlite_alerts::plan_in(
+                sql_alerts::plan_in(
                     db,
                     cx.rules,
                     Happening::Tamper,
@@ -482,7 +482,7 @@ fn image_of(message: &AgentMessage) -> Option<(Uuid, &[u8])> {
     }
 }
 
-impl IngestStore for SqliteStore {
+impl IngestStore for SqlStore {
     fn store_batch(&self, batch: &[Incoming]) -> Result<Vec<Stored>, StoreError> {
         // Images of records not stored yet are made durable first, before
         // the batch's transaction begins: a slow disk then holds up no page
