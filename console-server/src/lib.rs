@@ -46,6 +46,8 @@ pub mod site_report;
 pub mod storage_health;
 pub mod store;
 pub mod subject_access;
+#[doc(hidden)]
+pub mod test_database;
 pub mod web;
 pub mod web_certificate;
 pub mod weekly_mail;

@@ -205,7 +205,7 @@ fn a_schools_console_is_copied_into_postgres_whole_and_checked() {
     let before = everything(&school);
     drop(school);
 
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let copied = console_server::migrate::to_postgres(tmp.path(), &database.url).unwrap();
     assert_eq!(copied.images, 9, "the nine screenshots");
     assert_eq!(copied.rows["captures"], 12);

@@ -77,7 +77,7 @@ fn one_statement_gives_one_result_on_sqlite_and_on_postgres() {
     conn.execute_batch(&TABLE.replace("BYTEA", "BLOB")).unwrap();
     let on_sqlite = exercise(&mut Db::Sqlite(&conn)).unwrap();
 
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let pg = Postgres::connect(&database.url, 4).unwrap();
     pg.write("making a table", |db| {
         db.batch(&TABLE.replace("user", "\"user\""))
@@ -112,7 +112,7 @@ fn one_statement_gives_one_result_on_sqlite_and_on_postgres() {
 
 #[test]
 fn consoles_starting_together_migrate_the_schema_once() {
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let url = database.url.clone();
     let starts: Vec<_> = (0..4)
         .map(|_| {
@@ -146,7 +146,7 @@ fn consoles_starting_together_migrate_the_schema_once() {
 
 #[test]
 fn a_newer_schema_in_postgres_is_refused_not_damaged() {
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let pg = Postgres::connect(&database.url, 1).unwrap();
     pg.write("pretending to be newer", |db| {
         db.execute("UPDATE schema_version SET version = 999", &[])
@@ -161,7 +161,7 @@ fn a_newer_schema_in_postgres_is_refused_not_damaged() {
 
 #[test]
 fn the_audit_log_in_postgres_cannot_be_changed_or_deleted() {
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let pg = Postgres::connect(&database.url, 1).unwrap();
     pg.write("auditing", |db| {
         db.execute(
@@ -194,7 +194,7 @@ fn the_audit_log_in_postgres_cannot_be_changed_or_deleted() {
 /// when it conflicts, so none is lost, as with SQLite's single writer.
 #[test]
 fn conflicting_writes_are_run_again_and_none_is_lost() {
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let pg = std::sync::Arc::new(Postgres::connect(&database.url, 8).unwrap());
     pg.write("a counter", |db| {
         db.batch("CREATE TABLE counter (n BIGINT NOT NULL); INSERT INTO counter VALUES (0);")
@@ -257,7 +257,7 @@ fn a_shared_job_is_held_by_one_instance_at_a_time() {
     use protocol::UnixMillis;
     use std::time::Duration;
 
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let a = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     let b = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     let t = |s: i64| UnixMillis(1_800_000_000_000 + s * 1000);
@@ -335,7 +335,7 @@ fn a_record_stored_through_one_instance_is_announced_to_another() {
     use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
     use std::time::Duration;
 
-    let database = TestDatabase::new();
+    let database = TestDatabase::new().unwrap();
     let a = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     let b = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     assert!(a.announces_live() && b.announces_live());

@@ -39,7 +39,7 @@ fn open_store(kind: Kind, tmp: &std::path::Path, pg: Option<&TestDatabase>) -> S
 impl Harness {
     pub fn new(kind: Kind) -> Harness {
         let tmp = tempfile::tempdir().unwrap();
-        let pg = (kind == Kind::Postgres).then(TestDatabase::new);
+        let pg = (kind == Kind::Postgres).then(|| TestDatabase::new().unwrap());
         let store = open_store(kind, tmp.path(), pg.as_ref());
         Harness {
             store,
