@@ -31,7 +31,7 @@ impl TestDatabase {
     /// No cluster, or the database cannot be made.
     pub fn new() -> anyhow::Result<TestDatabase> {
         let admin = cluster_url()?;
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("test_{}", uuid::Uuid::now_v7().simple());
         let mut client = Client::connect(&admin, NoTls)
             .with_context(|| format!("cannot connect to POSTGRES_TEST_URL {admin}"))?;
         client

@@ -77,11 +77,19 @@ impl Connector {
     /// password) and what to write instead.
     pub fn new(url: &str, shown: &str) -> Result<Connector, String> {
         let (url, root) = split_root_cert(url);
-        let config: postgres::Config = url.parse().map_err(|e| {
+        let mut config: postgres::Config = url.parse().map_err(|e| {
             format!(
                 "{shown} is not a PostgreSQL URL ({e}); write postgres://USER@HOST:PORT/DATABASE"
             )
         })?;
+        // A database host that drops packets must not hold every store
+        // call for the system's TCP timeout (minutes): give up on a
+        // connection after 10 s unless the URL says otherwise
+        // (`connect_timeout=`), and notice a dead peer on an idle one.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        config.keepalives(true);
         let tls = match (config.get_ssl_mode(), root) {
             (SslMode::Require, None) => {
                 return Err(format!(
