@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::store::images::{FsImageStore, ImageStore};
 use crate::store::postgres::Postgres;
-use crate::store::sql::{Value, params};
+use crate::store::sql::{params, sqlite_value};
 
 /// Tables not copied: leases belong to running instances.
 const NOT_COPIED: [&str; 1] = ["job_leases"];
@@ -147,7 +147,7 @@ pub fn to_postgres(data: &Path, url: &str) -> anyhow::Result<Copied> {
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let row = (0..columns.len())
-                    .map(|i| r.get_ref(i).map(value))
+                    .map(|i| r.get_ref(i).map(sqlite_value))
                     .collect::<Result<Vec<_>, _>>()?;
                 db.execute(&insert, &row)?;
             }
@@ -210,17 +210,6 @@ pub fn to_postgres(data: &Path, url: &str) -> anyhow::Result<Copied> {
         );
     }
     Ok(copied)
-}
-
-fn value(v: rusqlite::types::ValueRef<'_>) -> Value {
-    use rusqlite::types::ValueRef;
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Int(i),
-        ValueRef::Real(r) => Value::Real(r),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
 }
 
 /// The source's tables, in the order their rows can be inserted (a table

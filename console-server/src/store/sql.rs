@@ -468,7 +468,8 @@ impl Db<'_, '_> {
     }
 }
 
-fn sqlite_value(v: rusqlite::types::ValueRef<'_>) -> Value {
+/// A value SQLite gave, as a [`Value`].
+pub fn sqlite_value(v: rusqlite::types::ValueRef<'_>) -> Value {
     use rusqlite::types::ValueRef;
     match v {
         ValueRef::Null => Value::Null,
