@@ -177,7 +177,12 @@ impl FromRequestParts<AppState> for Caller {
             blocking(state, move |s| s.check_api_token(&hash, UnixMillis::now())).await?
         };
         match checked {
-            ApiTokenCheck::Valid { name, role, owner } => {
+            ApiTokenCheck::Valid {
+                name,
+                role,
+                owner,
+                school,
+            } => {
                 if state.token_uses.due(&hash) {
                     blocking(state, move |s| s.touch_api_token(&hash, UnixMillis::now())).await?;
                 }
@@ -190,7 +195,7 @@ impl FromRequestParts<AppState> for Caller {
                         })
                         .await?
                     }
-                    None => Scope::School,
+                    None => Scope::all().in_school(school),
                 };
                 Ok(Caller {
                     name,
@@ -205,6 +210,20 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
+    /// Refuses a school's own token what is the trust's to read or set
+    /// (the policy of every school).
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] saying whom to ask.
+    pub fn require_trust(&self) -> Result<(), ApiError> {
+        match self.scope.school() {
+            None => Ok(()),
+            Some(school) => Err(ApiError::Forbidden(format!(
+                "this is set for every school of the trust; this token serves {school}, so ask one of the trust's admins"
+            ))),
+        }
+    }
+
     pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if allowed.contains(&self.role) {
             Ok(())
@@ -421,6 +440,7 @@ async fn delete_capture(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    crate::web::capture_in_scope(&state.store, &caller.scope, id).await?;
     let (actor, origin) = (caller.name.clone(), caller.origin.clone());
     // The store writes the audit event in the same transaction.
     if blocking(&state, move |s| s.delete_capture(id, &actor, &origin)).await? {
@@ -542,11 +562,25 @@ async fn alerts(
 
 async fn events(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(p): Query<LimitParams>,
 ) -> Result<Response, ApiError> {
     let limit = p.limit.unwrap_or(200).clamp(1, 10_000);
-    let events = blocking(&state, move |s| s.events(limit)).await?;
+    let scope = caller.scope.clone();
+    let events = blocking(&state, move |s| {
+        let mut events = s.events(limit)?;
+        if scope.school().is_some() {
+            // A school's staff hear of their school's laptops only.
+            let mine: std::collections::HashSet<Uuid> =
+                crate::store::scope::devices_in_scope(s, UnixMillis(0), &scope)?
+                    .into_iter()
+                    .map(|d| d.id)
+                    .collect();
+            events.retain(|e| e.device.is_some_and(|d| mine.contains(&d)));
+        }
+        Ok(events)
+    })
+    .await?;
     Ok(Json(json!({ "events": events })).into_response())
 }
 
@@ -596,11 +630,19 @@ async fn aup_decisions(
 
 async fn audit(
     State(state): State<AppState>,
-    _caller: OversightCaller,
+    caller: OversightCaller,
     Query(p): Query<LimitParams>,
 ) -> Result<Response, ApiError> {
     let limit = p.limit.unwrap_or(500).clamp(1, 100_000);
-    let events = blocking(&state, move |s| s.audit_events(limit)).await?;
+    let school = caller.scope.school().map(str::to_owned);
+    let events = blocking(&state, move |s| {
+        s.audit_query(&crate::store::AuditQuery {
+            school,
+            limit,
+            ..Default::default()
+        })
+    })
+    .await?;
     Ok(Json(json!({ "events": events })).into_response())
 }
 
@@ -647,8 +689,9 @@ async fn tamper(
 
 async fn get_policy(
     State(state): State<AppState>,
-    _caller: AdminCaller,
+    caller: AdminCaller,
 ) -> Result<Response, ApiError> {
+    caller.require_trust()?;
     let policy = state.policy.borrow().clone();
     Ok(Json(&*policy).into_response())
 }
@@ -658,6 +701,7 @@ async fn put_policy(
     caller: AdminCaller,
     body: Result<Json<Policy>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    caller.require_trust()?;
     use crate::policy_service::{Author, ChangeNote, PolicyChangeError};
     let Json(policy) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let author = Author {

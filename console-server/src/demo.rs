@@ -51,6 +51,7 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
         DEMO_TOKEN,
         Role::Admin,
         Some(DEMO_ADMIN),
+        None,
         Duration::from_secs(86_400),
     )?;
     let ca_path = dir.path.join("ca.pem");
@@ -67,7 +68,7 @@ pub async fn run(data: &Path, listen: Listen, watch_desktop: bool) -> anyhow::Re
         if state.private().exists() {
             std::fs::remove_dir_all(state.private())?;
         }
-        let token = mint_enroll_token(&dir, Duration::from_secs(600), Some(&agent_addr))?.1;
+        let token = mint_enroll_token(&dir, Duration::from_secs(600), Some(&agent_addr), None)?.1;
         let enrolled = enroll(
             &token,
             &DeviceFacts {
@@ -247,8 +248,13 @@ fn demo_login(dir: &DataDir) -> anyhow::Result<String> {
     let hash = crate::secret::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
     if !dir.store.set_staff_password(DEMO_ADMIN, &hash)? {
-        dir.store
-            .add_user(DEMO_ADMIN, Role::Admin, &hash, protocol::UnixMillis::now())?;
+        dir.store.add_user(
+            DEMO_ADMIN,
+            Role::Admin,
+            &hash,
+            None,
+            protocol::UnixMillis::now(),
+        )?;
     }
     dir.store
         .set_staff_disabled(DEMO_ADMIN, false, protocol::UnixMillis::now())?;

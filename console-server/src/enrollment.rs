@@ -49,6 +49,7 @@ pub fn mint_enroll_token(
     dir: &DataDir,
     ttl: Duration,
     address: Option<&str>,
+    school: Option<&str>,
 ) -> Result<(String, EnrollToken), StoreError> {
     if ttl > MAX_ENROLL_TTL {
         return Err(StoreError::Refused(format!(
@@ -60,7 +61,13 @@ pub fn mint_enroll_token(
         Some(a) => a.to_owned(),
         None => default_address(&dir.settings, dir.settings.agent_listen.port()),
     };
-    record_enroll_token(dir.store.as_ref(), &dir.ca_fingerprint(), ttl, address)
+    record_enroll_token(
+        dir.store.as_ref(),
+        &dir.ca_fingerprint(),
+        ttl,
+        address,
+        school,
+    )
 }
 
 /// Where laptops reach the console: the configured public address, or this
@@ -79,19 +86,34 @@ pub fn default_address(settings: &crate::settings::Settings, agent_port: u16) ->
 }
 
 /// Records a new enrollment token for `address` and returns it, printable.
+/// The laptop it enrols belongs to `school`. On a console with schools
+/// (a trust's) a token must name one: a laptop of no school would be
+/// seen by the trust's staff only.
 ///
 /// # Errors
-/// A storage failure.
+/// [`StoreError::Refused`] for a school there is not, or none named on a
+/// console with schools; a storage failure.
 pub fn record_enroll_token(
     store: &dyn crate::store::Store,
     ca_fingerprint: &str,
     ttl: Duration,
     address: String,
+    school: Option<&str>,
 ) -> Result<(String, EnrollToken), StoreError> {
+    if school.is_none() {
+        let schools = store.schools()?;
+        if !schools.is_empty() {
+            let ids: Vec<&str> = schools.iter().map(|s| s.id.as_str()).collect();
+            return Err(StoreError::Refused(format!(
+                "this console serves several schools: say which school the laptop is for (--school, one of: {})",
+                ids.join(", ")
+            )));
+        }
+    }
     let secret = random_token();
     let now = UnixMillis::now();
     let expires = UnixMillis(now.0 + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
-    store.add_enroll_token(&token_hash(&secret), expires, now)?;
+    store.add_enroll_token(&token_hash(&secret), expires, school, now)?;
     let token = EnrollToken {
         address,
         ca_fingerprint: ca_fingerprint.to_owned(),
@@ -104,17 +126,20 @@ pub fn record_enroll_token(
 /// Records a new API token for `name` and returns it. The token acts
 /// for `owner` (a staff account), or, when none is named, for the staff
 /// account called `name` if there is one: it stops working when that
-/// account is disabled or loses the role. With neither, it is a script's
-/// token, owned by nobody, and lives until it expires or is revoked.
+/// account is disabled or loses the role, and sees its school. With
+/// neither, it is a script's token, owned by nobody, serving `school`
+/// (the trust's, with none), and lives until it expires or is revoked.
 ///
 /// # Errors
 /// [`StoreError::Refused`] if the owner has no account, is disabled or
-/// does not hold the role; a storage failure.
+/// does not hold the role, or `school` is not theirs or not a school; a
+/// storage failure.
 pub fn mint_api_token(
     store: &dyn crate::store::Store,
     name: &str,
     role: Role,
     owner: Option<&str>,
+    school: Option<&str>,
     ttl: Duration,
 ) -> Result<String, StoreError> {
     let named = match owner {
@@ -141,6 +166,20 @@ pub fn mint_api_token(
             )));
         }
     }
+    match (&named, school) {
+        (Some(account), Some(school)) if account.school.as_deref() != Some(school) => {
+            return Err(StoreError::Refused(format!(
+                "the token acts for {:?}, who is {}; it sees what they see, so leave --school out",
+                account.name,
+                match &account.school {
+                    Some(s) => format!("of the school {s}"),
+                    None => "of the trust".into(),
+                }
+            )));
+        }
+        (None, Some(school)) => crate::store::schools::require_school(store, school)?,
+        _ => {}
+    }
     let token = format!("sgapi_{}", random_token());
     let now = UnixMillis::now();
     store.add_api_token(
@@ -150,6 +189,7 @@ pub fn mint_api_token(
             owner: named.as_ref().map(|a| a.name.as_str()),
             hash: &token_hash(&token),
             expires: UnixMillis(now.0 + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)),
+            school: if named.is_some() { None } else { school },
         },
         now,
     )?;

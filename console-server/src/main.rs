@@ -60,6 +60,10 @@ struct EnrollTokenArgs {
     /// settings' public_address, else this host and the agent port).
     #[arg(long)]
     address: Option<String>,
+    /// The school of the trust the laptop is for (needed once the console
+    /// has schools: `console-server school list`).
+    #[arg(long, value_name = "ID")]
+    school: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +98,11 @@ struct ApiTokenArgs {
     /// NAME, if there is one; otherwise nobody's (a script's token).
     #[arg(long)]
     owner: Option<String>,
+    /// For a token with no owner: the school whose records it serves
+    /// (default: every school, the trust's). A token with an owner serves
+    /// the owner's school.
+    #[arg(long, value_name = "ID")]
+    school: Option<String>,
     /// How long it works: 30d, 24h (at most 365 days).
     #[arg(long, default_value = "90d")]
     ttl: String,
@@ -139,6 +148,13 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// The schools of a trust: each laptop, staff account, register and
+    /// audit line belongs to one, and a school's staff see only theirs.
+    /// A console of one school needs none.
+    School {
+        #[command(subcommand)]
+        command: SchoolCommand,
     },
     /// Prints a bearer token for the JSON API, on the last line (`list`
     /// and `revoke` for those made).
@@ -226,6 +242,26 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum SchoolCommand {
+    /// Adds a school to the trust's console.
+    Add {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Short and fixed: 1 to 40 of a-z, 0-9 and '-' (north-academy).
+        #[arg(long)]
+        id: String,
+        /// As staff read it: "North Academy".
+        #[arg(long)]
+        name: String,
+    },
+    /// Every school: id, name, laptops, staff.
+    List {
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCommand {
     /// Creates a staff account; the password is read from standard input.
     Add {
@@ -235,6 +271,11 @@ enum UserCommand {
         name: String,
         #[arg(long, value_parser = parse_role)]
         role: Role,
+        /// The school whose staff they are: they see that school only.
+        /// Without it, on a trust's console, they are the trust's and see
+        /// every school.
+        #[arg(long, value_name = "ID")]
+        school: Option<String>,
     },
     /// Limits a reviewer to the captures of groups (a head of year to her
     /// year groups), or gives her the whole school again; prints what she
@@ -282,6 +323,9 @@ enum RegisterCommand {
         data: PathBuf,
         /// The CSV file, or - for standard input.
         file: PathBuf,
+        /// The school whose register this is (on a trust's console).
+        #[arg(long, value_name = "ID")]
+        school: Option<String>,
     },
     /// Every account: name, year group, role, last seen.
     List {
@@ -426,7 +470,13 @@ fn enroll_token(args: EnrollTokenArgs) -> anyhow::Result<()> {
                 println!("no enrollment token can be used now");
             }
             for t in tokens {
-                println!("{}  made {}  usable until {}", t.id, t.created, t.expires);
+                match &t.school {
+                    Some(school) => println!(
+                        "{}  made {}  usable until {}  school {school}",
+                        t.id, t.created, t.expires
+                    ),
+                    None => println!("{}  made {}  usable until {}", t.id, t.created, t.expires),
+                }
             }
         }
         Some(EnrollTokenCommand::Revoke { data, id }) => {
@@ -442,7 +492,8 @@ fn enroll_token(args: EnrollTokenArgs) -> anyhow::Result<()> {
         None => {
             let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
             let dir = open_dir(&args.data)?;
-            let (text, token) = mint_enroll_token(&dir, ttl, args.address.as_deref())?;
+            let (text, token) =
+                mint_enroll_token(&dir, ttl, args.address.as_deref(), args.school.as_deref())?;
             audit_cli(
                 &dir,
                 AuditAction::MintEnrollToken,
@@ -517,8 +568,14 @@ fn api_token(args: ApiTokenArgs) -> anyhow::Result<()> {
             };
             let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
             let dir = open_dir(&args.data)?;
-            let token =
-                mint_api_token(dir.store.as_ref(), &name, role, args.owner.as_deref(), ttl)?;
+            let token = mint_api_token(
+                dir.store.as_ref(),
+                &name,
+                role,
+                args.owner.as_deref(),
+                args.school.as_deref(),
+                ttl,
+            )?;
             audit_cli(&dir, AuditAction::MintApiToken, &name, role.as_str())?;
             println!(
                 "API token for {name} ({}), valid for {}; keep it secret:",
@@ -569,8 +626,15 @@ fn main() -> anyhow::Result<()> {
         } => serve(&runtime, data, agent_listen, web_listen)?,
         Command::EnrollToken(args) => enroll_token(args)?,
         Command::User {
-            command: UserCommand::Add { data, name, role },
-        } => user_add(data, name, role)?,
+            command:
+                UserCommand::Add {
+                    data,
+                    name,
+                    role,
+                    school,
+                },
+        } => user_add(data, name, role, school)?,
+        Command::School { command } => school_command(command)?,
         Command::User {
             command:
                 UserCommand::Scope {
@@ -601,8 +665,8 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate { data, to } => migrate(&data, &to)?,
         Command::SubjectExport { data, user, out } => subject_export(data, user, out)?,
         Command::Register {
-            command: RegisterCommand::Import { data, file },
-        } => register_import(data, file)?,
+            command: RegisterCommand::Import { data, file, school },
+        } => register_import(data, file, school)?,
         Command::Register {
             command: RegisterCommand::List { data },
         } => register_list(data)?,
@@ -680,7 +744,7 @@ fn serve(
 }
 
 /// `user add`: a staff account, its password from standard input.
-fn user_add(data: PathBuf, name: String, role: Role) -> anyhow::Result<()> {
+fn user_add(data: PathBuf, name: String, role: Role, school: Option<String>) -> anyhow::Result<()> {
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
@@ -691,9 +755,40 @@ fn user_add(data: PathBuf, name: String, role: Role) -> anyhow::Result<()> {
     }
     let hash = console_server::secret::hash_password(password)?;
     let dir = open_dir(&data)?;
-    dir.store.add_user(&name, role, &hash, UnixMillis::now())?;
+    dir.store
+        .add_user(&name, role, &hash, school.as_deref(), UnixMillis::now())?;
     audit_cli(&dir, AuditAction::AddStaff, &name, role.as_str())?;
-    println!("added {} user {name}", role.as_str());
+    match school {
+        Some(school) => println!("added {} user {name} of {school}", role.as_str()),
+        None => println!("added {} user {name}", role.as_str()),
+    }
+    Ok(())
+}
+
+/// `school add` and `school list`.
+fn school_command(command: SchoolCommand) -> anyhow::Result<()> {
+    use console_server::store::schools::SchoolStore;
+    match command {
+        SchoolCommand::Add { data, id, name } => {
+            let dir = open_dir(&data)?;
+            dir.store
+                .add_school(&id, &name, (&cli_actor(), "cli"), UnixMillis::now())?;
+            println!("added school {id} ({})", name.trim());
+        }
+        SchoolCommand::List { data } => {
+            let dir = open_dir(&data)?;
+            let schools = dir.store.schools()?;
+            if schools.is_empty() {
+                println!("no schools: this console serves one school");
+            }
+            for s in schools {
+                println!(
+                    "{}  {}  {} laptop(s)  {} staff account(s)",
+                    s.id, s.name, s.devices, s.staff
+                );
+            }
+        }
+    }
     Ok(())
 }
 
@@ -880,7 +975,7 @@ fn subject_export(data: PathBuf, user: String, out: PathBuf) -> anyhow::Result<(
 }
 
 /// `register import`: the MIS export, all or nothing; staff accounts go into the policy.
-fn register_import(data: PathBuf, file: PathBuf) -> anyhow::Result<()> {
+fn register_import(data: PathBuf, file: PathBuf, school: Option<String>) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     if file.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut bytes)?;
@@ -893,6 +988,7 @@ fn register_import(data: PathBuf, file: PathBuf) -> anyhow::Result<()> {
     let actor = cli_actor();
     let counts = dir.store.import_people(
         &people,
+        school.as_deref(),
         &AuditEntry {
             time: UnixMillis::now(),
             actor: &actor,

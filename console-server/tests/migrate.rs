@@ -91,7 +91,7 @@ fn a_schools_console_is_copied_into_postgres_whole_and_checked() {
     .unwrap();
     let now = UnixMillis(T0);
     school
-        .add_user("lead", Role::Admin, "argon2-hash", now)
+        .add_user("lead", Role::Admin, "argon2-hash", None, now)
         .unwrap();
     school
         .add_api_token(
@@ -101,13 +101,14 @@ fn a_schools_console_is_copied_into_postgres_whole_and_checked() {
                 owner: None,
                 hash: "aaaaaaaaaaaaaaaa",
                 expires: UnixMillis(T0 + 86_400_000),
+                school: None,
             },
             now,
         )
         .unwrap();
     let laptop = Uuid::now_v7();
     school
-        .add_enroll_token("token-hash", UnixMillis(T0 + 60_000), now)
+        .add_enroll_token("token-hash", UnixMillis(T0 + 60_000), None, now)
         .unwrap();
     school
         .enroll_device(

@@ -212,7 +212,7 @@ fn an_enrollment_token_is_used_once_even_under_a_race(kind: Kind) {
     let store = Arc::new(h.store);
     let now = UnixMillis::now();
     store
-        .add_enroll_token("hash", UnixMillis(now.0 + 60_000), now)
+        .add_enroll_token("hash", UnixMillis(now.0 + 60_000), None, now)
         .unwrap();
     let winners: usize = (0..8)
         .map(|_| {
@@ -232,7 +232,7 @@ fn an_enrollment_token_is_used_once_even_under_a_race(kind: Kind) {
         Err(TokenRefusal::Unknown)
     );
     store
-        .add_enroll_token("old", UnixMillis(now.0 - 1), UnixMillis(now.0 - 10))
+        .add_enroll_token("old", UnixMillis(now.0 - 1), None, UnixMillis(now.0 - 10))
         .unwrap();
     assert!(matches!(
         enroll(&store, "old", Uuid::now_v7(), now),
@@ -246,7 +246,7 @@ fn an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_one
     let now = UnixMillis::now();
     let hash = "a1b2c3d4e5f6a7b8c9d0";
     store
-        .add_enroll_token(hash, UnixMillis(now.0 + 60_000), now)
+        .add_enroll_token(hash, UnixMillis(now.0 + 60_000), None, now)
         .unwrap();
     // The device cannot be stored (its id is taken): nothing is used up.
     let taken = Uuid::now_v7();
@@ -299,7 +299,9 @@ fn an_api_token_works_only_while_live_and_while_its_owner_may(kind: Kind) {
     let h = Harness::new(kind);
     let store = &h.store;
     let now = UnixMillis::now();
-    store.add_user("lead", Role::Reviewer, "x", now).unwrap();
+    store
+        .add_user("lead", Role::Reviewer, "x", None, now)
+        .unwrap();
     let add = |name: &str, role, owner, hash: &str, expires: i64| {
         store
             .add_api_token(
@@ -309,6 +311,7 @@ fn an_api_token_works_only_while_live_and_while_its_owner_may(kind: Kind) {
                     owner,
                     hash,
                     expires: UnixMillis(expires),
+                    school: None,
                 },
                 now,
             )
@@ -336,6 +339,7 @@ fn an_api_token_works_only_while_live_and_while_its_owner_may(kind: Kind) {
             name: "lead-script".into(),
             role: Role::Reviewer,
             owner: Some("lead".into()),
+            school: None,
         }
     );
     assert!(matches!(check("cccccccccccc03"), ApiTokenCheck::Refused(w) if w.contains("expired")));
@@ -778,7 +782,9 @@ fn a_stored_value_no_console_wrote_is_an_error_not_a_default(kind: Kind) {
     let h = Harness::new(kind);
     let store = &h.store;
     let now = UnixMillis::now();
-    store.add_user("lead", Role::Reviewer, "x", now).unwrap();
+    store
+        .add_user("lead", Role::Reviewer, "x", None, now)
+        .unwrap();
     let c = capture_at(now);
     assert_eq!(ingest(store, Uuid::now_v7(), &c), Stored::New);
     // A role nobody gave must not quietly become one (it was read as auditor).
@@ -796,7 +802,7 @@ fn a_stored_value_no_console_wrote_is_an_error_not_a_default(kind: Kind) {
         "{err}"
     );
     assert!(matches!(
-        store.capture_counts(&scope::Scope::School),
+        store.capture_counts(&scope::Scope::all()),
         Err(StoreError::Corrupt(_))
     ));
 }

@@ -111,6 +111,8 @@ audit_actions! {
     ExpireRecords = "expire_records",
     /// Screenshot files no capture names, removed.
     SweepImages = "sweep_images",
+    /// A school added to the trust's console.
+    AddSchool = "add_school",
 }
 
 impl AuditAction {

@@ -451,6 +451,26 @@ CREATE TABLE job_leases (
     until  INTEGER NOT NULL
 ) STRICT;
 "#,
+    // 17: schools within a trust (`store::schools`). A laptop belongs to
+    // the school its enrolment token named, and every record made on it
+    // with it; staff, API tokens, the register's accounts and audit lines
+    // name their school. NULL everywhere on a console of one school (and
+    // for the trust's own staff): nothing changes until a school is added.
+    r#"
+CREATE TABLE schools (
+    id      TEXT PRIMARY KEY,
+    name    TEXT NOT NULL,
+    created INTEGER NOT NULL
+) STRICT;
+ALTER TABLE devices ADD COLUMN school TEXT;
+ALTER TABLE enroll_tokens ADD COLUMN school TEXT;
+ALTER TABLE users ADD COLUMN school TEXT;
+ALTER TABLE api_tokens ADD COLUMN school TEXT;
+ALTER TABLE accounts ADD COLUMN school TEXT;
+ALTER TABLE audit ADD COLUMN school TEXT;
+CREATE INDEX devices_by_school ON devices (school);
+CREATE INDEX audit_by_school ON audit (school, seq);
+"#,
 ];
 
 /// The same schema for PostgreSQL, as its own numbered migrations (kept
@@ -839,5 +859,21 @@ CREATE TABLE job_leases (
     holder TEXT NOT NULL,
     until  BIGINT NOT NULL
 );
+"#,
+    // 3 (SQLite's 17): schools within a trust.
+    r#"
+CREATE TABLE schools (
+    id      TEXT PRIMARY KEY,
+    name    TEXT NOT NULL,
+    created BIGINT NOT NULL
+);
+ALTER TABLE devices ADD COLUMN school TEXT;
+ALTER TABLE enroll_tokens ADD COLUMN school TEXT;
+ALTER TABLE users ADD COLUMN school TEXT;
+ALTER TABLE api_tokens ADD COLUMN school TEXT;
+ALTER TABLE accounts ADD COLUMN school TEXT;
+ALTER TABLE audit ADD COLUMN school TEXT;
+CREATE INDEX devices_by_school ON devices (school);
+CREATE INDEX audit_by_school ON audit (school, seq);
 "#,
 ];

@@ -38,6 +38,7 @@ pub mod pg_connector;
 pub mod postgres;
 pub mod register;
 pub mod retention;
+pub mod schools;
 pub mod scope;
 pub mod sql;
 mod sql_activity;
@@ -50,6 +51,7 @@ mod sql_ingest;
 mod sql_policy;
 mod sql_register;
 mod sql_retention;
+mod sql_schools;
 mod sql_scope;
 mod sql_staff;
 pub mod sql_store;
@@ -522,6 +524,9 @@ pub struct Device {
     /// When it was last heard, if it has gone silent while a user was
     /// logged in and has not been heard since.
     pub silent_since: Option<String>,
+    /// The school of the trust it was enrolled for; none on a console of
+    /// one school.
+    pub school: Option<String>,
 }
 
 /// A console event worth an alert (a device gone quiet, back again, …).
@@ -729,6 +734,8 @@ pub struct AuditQuery {
     pub to: Option<UnixMillis>,
     /// Only events before this sequence number.
     pub before: Option<i64>,
+    /// Only the lines about this school (for a school's own staff).
+    pub school: Option<String>,
     pub limit: u32,
 }
 
@@ -779,11 +786,18 @@ pub trait AuditStore {
 pub trait UserStore {
     /// # Errors
     /// A storage failure, or [`StoreError::Refused`] if the name is taken.
+    /// Adds a staff account, of `school` (which must exist) or of the
+    /// trust (`None`).
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`] for a name taken or a school there is not;
+    /// a storage failure.
     fn add_user(
         &self,
         name: &str,
         role: Role,
         password_hash: &str,
+        school: Option<&str>,
         now: UnixMillis,
     ) -> Result<(), StoreError>;
 }
@@ -797,6 +811,9 @@ pub struct StaffAccount {
     pub disabled: bool,
     /// Argon2id, PHC string.
     pub password_hash: String,
+    /// The school whose staff they are; none for the trust's staff (and
+    /// on a console of one school).
+    pub school: Option<String>,
 }
 
 /// A signed-in browser. The cookie holds a secret whose SHA-256 is `id_hash`.
@@ -926,6 +943,7 @@ pub trait Store:
     + alerts::AlertStore
     + groups::GroupStore
     + scope::ScopeStore
+    + schools::SchoolStore
     + live::LiveStore
     + jobs::JobStore
     + Send
@@ -950,6 +968,7 @@ impl<T> Store for T where
         + alerts::AlertStore
         + groups::GroupStore
         + scope::ScopeStore
+        + schools::SchoolStore
         + live::LiveStore
         + jobs::JobStore
         + Send

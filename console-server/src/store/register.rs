@@ -149,13 +149,17 @@ pub trait RegisterStore {
     fn mis_staff_accounts(&self) -> Result<Vec<String>, StoreError>;
 
     /// Writes an MIS import (already checked whole) and its audit entry in
-    /// one transaction.
+    /// one transaction; its accounts belong to `school` (`None` on a
+    /// console of one school).
     ///
     /// # Errors
-    /// A storage failure; nothing is written.
+    /// [`StoreError::Refused`] if an account is on another school's
+    /// register, or the school does not exist; a storage failure. Nothing
+    /// is written then.
     fn import_people(
         &self,
         people: &[PersonRecord],
+        school: Option<&str>,
         audit: &AuditEntry<'_>,
     ) -> Result<ImportCounts, StoreError>;
 

@@ -20,18 +20,25 @@ use uuid::Uuid;
 use super::StoreError;
 use super::alerts::Alert;
 
-/// The records a member of staff sees.
+/// The records a member of staff sees: those of one school of a trust
+/// (or every school), and within it those of some groups (or all).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// Everything: the safeguarding lead, admins, auditors.
-    #[default]
-    School,
-    /// The records of these groups only (never empty).
-    Groups(Vec<String>),
+pub struct Scope {
+    /// The school, for a school's own staff; `None` for the trust's staff
+    /// and on a console of one school.
+    school: Option<String>,
+    /// The groups, for a scoped reviewer; empty for all (never a list of
+    /// blanks).
+    groups: Vec<String>,
 }
 
 impl Scope {
+    /// Everything: the safeguarding lead, admins, auditors of a console of
+    /// one school, and the trust's own staff.
+    pub fn all() -> Scope {
+        Scope::default()
+    }
+
     /// A scope of `groups`, each checked; none means the whole school.
     ///
     /// # Errors
@@ -49,30 +56,45 @@ impl Scope {
             }
         }
         checked.sort();
-        Ok(if checked.is_empty() {
-            Scope::School
-        } else {
-            Scope::Groups(checked)
+        Ok(Scope {
+            school: None,
+            groups: checked,
         })
     }
 
-    pub fn is_school(&self) -> bool {
-        matches!(self, Scope::School)
+    /// This scope within `school` (`None`: every school).
+    pub fn in_school(mut self, school: Option<String>) -> Scope {
+        self.school = school;
+        self
+    }
+
+    /// Whether nothing is left out: no school and no groups.
+    pub fn is_all(&self) -> bool {
+        self.school.is_none() && self.groups.is_empty()
+    }
+
+    /// Whether the scope is some groups (a reviewer limited to them).
+    pub fn has_groups(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    /// The school, `None` for every school.
+    pub fn school(&self) -> Option<&str> {
+        self.school.as_deref()
     }
 
     /// The groups, none for the whole school.
     pub fn groups(&self) -> &[String] {
-        match self {
-            Scope::School => &[],
-            Scope::Groups(g) => g,
-        }
+        &self.groups
     }
 
-    /// "the whole school", or the groups joined.
+    /// "the whole school", or the groups joined, and the school if any.
     pub fn describe(&self) -> String {
-        match self {
-            Scope::School => "the whole school".into(),
-            Scope::Groups(g) => g.join(", "),
+        match (&self.school, self.groups.is_empty()) {
+            (None, true) => "the whole school".to_owned(),
+            (None, false) => self.groups.join(", "),
+            (Some(school), true) => format!("the school {school}"),
+            (Some(school), false) => format!("{} at the school {school}", self.groups.join(", ")),
         }
     }
 
@@ -135,9 +157,9 @@ pub trait ScopeStore {
     fn scope_accounts(&self, scope: &Scope) -> Result<Option<HashSet<String>>, StoreError>;
 }
 
-/// The scope of `name` signed in as `role`: a reviewer's groups, the
-/// whole school for any other role (the store is asked for reviewers
-/// only).
+/// The scope of `name` signed in as `role`: their school if they belong
+/// to one, and within it a reviewer's groups (any other role sees the
+/// whole school).
 ///
 /// # Errors
 /// A storage failure.
@@ -146,11 +168,13 @@ pub fn scope_of(
     name: &str,
     role: super::Role,
 ) -> Result<Scope, StoreError> {
-    if role == super::Role::Reviewer {
-        store.staff_scope(name)
+    let school = store.staff_school(name)?;
+    let groups = if role == super::Role::Reviewer {
+        store.staff_scope(name)?
     } else {
-        Ok(Scope::School)
-    }
+        Scope::all()
+    };
+    Ok(groups.in_school(school))
 }
 
 /// The newest `limit` alerts whose records are in `scope`.
@@ -162,7 +186,7 @@ pub fn alerts_in_scope(
     limit: u32,
     scope: &Scope,
 ) -> Result<Vec<Alert>, StoreError> {
-    let all = store.alerts(if scope.is_school() { limit } else { 10_000 })?;
+    let all = store.alerts(if scope.is_all() { limit } else { 10_000 })?;
     let mut kept = Vec::new();
     for a in all {
         if kept.len() == limit as usize {
@@ -190,7 +214,8 @@ pub fn accounts_in_scope(
     Ok(accounts)
 }
 
-/// The laptops, each naming who is logged in only if that account is in
+/// The laptops of the scope's school (all of them for the trust's
+/// staff), each naming who is logged in only if that account is in
 /// `scope` (a laptop is the school's; who uses it is the pupil's).
 ///
 /// # Errors
@@ -201,6 +226,9 @@ pub fn devices_in_scope(
     scope: &Scope,
 ) -> Result<Vec<super::Device>, StoreError> {
     let mut devices = store.devices(online_since)?;
+    if let Some(school) = scope.school() {
+        devices.retain(|d| d.school.as_deref() == Some(school));
+    }
     if let Some(only) = store.scope_accounts(scope)? {
         for d in &mut devices {
             if d.user.as_ref().is_some_and(|u| !only.contains(u)) {
@@ -217,19 +245,20 @@ mod tests {
 
     #[test]
     fn a_scope_is_checked_groups_and_none_is_the_whole_school() {
-        assert_eq!(Scope::of(&[]).unwrap(), Scope::School);
-        assert_eq!(Scope::of(&[" ".into()]).unwrap(), Scope::School);
+        assert_eq!(Scope::of(&[]).unwrap(), Scope::all());
+        assert_eq!(Scope::of(&[" ".into()]).unwrap(), Scope::all());
         let s = Scope::of(&[
             "year:Year 9".into(),
             "year:Year 7".into(),
             "year:Year 7".into(),
         ])
         .unwrap();
-        assert_eq!(
-            s,
-            Scope::Groups(vec!["year:Year 7".into(), "year:Year 9".into()])
-        );
+        assert_eq!(s.groups(), ["year:Year 7", "year:Year 9"]);
         assert_eq!(s.describe(), "year:Year 7, year:Year 9");
+        let s = s.in_school(Some("north".into()));
+        assert!(!s.is_all());
+        assert_eq!(s.describe(), "year:Year 7, year:Year 9 at the school north");
+        assert!(!Scope::all().in_school(Some("north".into())).is_all());
         assert_eq!(s.groups_json(), r#"["year:Year 7","year:Year 9"]"#);
         let e = Scope::of(&["Year 7".into()]).unwrap_err();
         assert!(e.contains("year:NAME"), "{e}");

@@ -10,9 +10,18 @@ use super::*;
 /// # Errors
 /// The database's.
 pub(super) fn write_audit(db: &mut Db<'_, '_>, e: &AuditEntry<'_>) -> Result<(), SqlError> {
+    // The school the line concerns: the actor's if they are a school's
+    // staff (or its token), else that of the capture or laptop it names.
     db.execute(
-        "INSERT INTO audit (time, actor, action, target, detail, origin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit (time, actor, action, target, detail, origin, school)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, COALESCE(
+             (SELECT school FROM users WHERE name = ?2),
+             (SELECT CASE WHEN t.owner IS NULL THEN t.school ELSE u.school END
+              FROM api_tokens t LEFT JOIN users u ON u.name = t.owner
+              WHERE t.name = ?2 AND t.revoked IS NULL ORDER BY t.created DESC LIMIT 1),
+             (SELECT d.school FROM captures c JOIN devices d ON d.id = c.device
+              WHERE c.id = ?4),
+             (SELECT school FROM devices WHERE id = ?4)))",
         &params![
             e.time,
             e.actor,
@@ -65,6 +74,10 @@ impl AuditStore for SqlStore {
         if let Some(before) = q.before {
             sql.push_str(" AND seq < ?");
             args.push(before.to_value());
+        }
+        if let Some(school) = &q.school {
+            sql.push_str(" AND school = ?");
+            args.push(school.to_value());
         }
         sql.push_str(" ORDER BY seq DESC LIMIT ?");
         args.push(q.limit.to_value());

@@ -30,6 +30,7 @@ fn device_row(r: &Row) -> Result<Device, SqlError> {
             .and_then(|h| serde_json::from_str(&h).ok()),
         open_tamper_events: r.get::<i64>(11)?.max(0) as u64,
         silent_since: r.get::<Option<UnixMillis>>(12)?.map(rfc3339),
+        school: r.get(13)?,
     })
 }
 
@@ -145,7 +146,7 @@ impl DeviceStore for SqlStore {
                      heartbeat, health,
                      (SELECT COUNT(*) FROM tamper_events t
                       WHERE t.device = devices.id AND t.ack_time IS NULL),
-                     silent_since
+                     silent_since, school
                  FROM devices ORDER BY hostname, id",
                 &params![online_since],
                 device_row,

@@ -428,6 +428,7 @@ mod tests {
                         role: PersonRole::Staff,
                     },
                 ],
+                None,
                 &AuditEntry {
                     actor: "it",
                     action: AuditAction::ImportRegister,

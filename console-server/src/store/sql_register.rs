@@ -90,11 +90,30 @@ impl RegisterStore for SqlStore {
     fn import_people(
         &self,
         people: &[PersonRecord],
+        school: Option<&str>,
         audit: &AuditEntry<'_>,
     ) -> Result<ImportCounts, StoreError> {
+        if let Some(school) = school {
+            super::schools::require_school(self, school)?;
+        }
         self.write("importing the register of users", |db| {
             let mut counts = ImportCounts::default();
             for p in people {
+                let theirs: Option<Option<String>> = db.query_opt(
+                    "SELECT school FROM accounts WHERE account = ?1",
+                    &params![p.account],
+                    |r| r.get(0),
+                )?;
+                if let Some(Some(other)) = theirs
+                    && Some(other.as_str()) != school
+                {
+                    return Err(super::sql::SqlError::Abort(Box::new(StoreError::Refused(
+                        format!(
+                            "the account {:?} is on the register of {other}; nothing was imported (a school imports its own pupils and staff only)",
+                            p.account
+                        ),
+                    ))));
+                }
                 let before: Option<(String, String, String)> = db.query_opt(
                     "SELECT name, year_group, role FROM accounts
                      WHERE account = ?1 AND imported IS NOT NULL",
@@ -125,12 +144,19 @@ impl RegisterStore for SqlStore {
                     }
                 }
                 db.execute(
-                    "INSERT INTO accounts (account, name, year_group, role, imported)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO accounts (account, name, year_group, role, imported, school)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (account) DO UPDATE SET name = excluded.name,
                          year_group = excluded.year_group, role = excluded.role,
-                         imported = excluded.imported",
-                    &params![p.account, p.name, p.year_group, p.role.as_str(), audit.time],
+                         imported = excluded.imported, school = excluded.school",
+                    &params![
+                        p.account,
+                        p.name,
+                        p.year_group,
+                        p.role.as_str(),
+                        audit.time,
+                        school
+                    ],
                 )?;
             }
             write_audit(db, audit)?;
@@ -300,9 +326,9 @@ mod tests {
                     role: PersonRole::Staff,
                 },
             ];
-            let counts = store.import_people(&people, &audit).unwrap();
+            let counts = store.import_people(&people, None, &audit).unwrap();
             assert_eq!((counts.added, counts.updated, counts.unchanged), (1, 1, 0));
-            let again = store.import_people(&people, &audit).unwrap();
+            let again = store.import_people(&people, None, &audit).unwrap();
             assert_eq!(again.unchanged, 2);
             assert_eq!(store.mis_staff_accounts().unwrap(), ["mrsmith"]);
             let smith = store

@@ -13,8 +13,8 @@ use super::*;
 
 /// `" AND (…)"` keeping only rows in `scope`, where `user` and `device`
 /// are the SQL expressions of a row's account and laptop id, with its
-/// arguments pushed after those already in `args`; empty for the whole
-/// school.
+/// arguments pushed after those already in `args`; empty for everything.
+/// A row is in a school when its laptop is.
 pub(super) fn scope_filter(
     scope: &Scope,
     user: &str,
@@ -22,14 +22,33 @@ pub(super) fn scope_filter(
     args: &mut Vec<Value>,
     dialect: Dialect,
 ) -> String {
-    if scope.is_school() {
-        return String::new();
+    let school = format!("{device} IN (SELECT id FROM devices WHERE school = ?)");
+    filter_with(scope, (user, device, &school), args, dialect)
+}
+
+/// [`scope_filter`] with `school` the SQL condition that a row is the
+/// school's (each `?` in it the school's id).
+fn filter_with(
+    scope: &Scope,
+    (user, device, school): (&str, &str, &str),
+    args: &mut Vec<Value>,
+    dialect: Dialect,
+) -> String {
+    let mut out = String::new();
+    if let Some(id) = scope.school() {
+        for _ in 0..school.matches('?').count() {
+            args.push(id.to_value());
+        }
+        out.push_str(&format!(" AND ({school})"));
+    }
+    if !scope.has_groups() {
+        return out;
     }
     for _ in 0..4 {
         args.push(scope.groups_json().to_value());
     }
     let values = dialect.json_text_values();
-    format!(
+    out.push_str(&format!(
         " AND ({user} IN (SELECT account FROM accounts
                WHERE 'year:' || year_group IN ({values})
                   OR 'role:' || role IN ({values}))
@@ -37,7 +56,8 @@ pub(super) fn scope_filter(
                WHERE grp LIKE 'accounts:%' AND grp IN ({values}))
            OR {device} IN (SELECT member FROM group_members
                WHERE grp LIKE 'devices:%' AND grp IN ({values})))"
-    )
+    ));
+    out
 }
 
 impl SqlStore {
@@ -114,7 +134,7 @@ impl ScopeStore for SqlStore {
             match role.as_deref() {
                 None => return Ok(Some(format!("there is no staff account {name:?}"))),
                 Some("reviewer") => {}
-                Some(role) if !scope.is_school() => {
+                Some(role) if scope.has_groups() => {
                     return Ok(Some(format!(
                         "{name} is an {role}, who sees the whole school; only reviewers are limited to groups (make them a reviewer first)"
                     )));
@@ -156,7 +176,7 @@ impl ScopeStore for SqlStore {
     }
 
     fn alert_in_scope(&self, alert: &alerts::Alert, scope: &Scope) -> Result<bool, StoreError> {
-        if scope.is_school() {
+        if scope.is_all() {
             return Ok(true);
         }
         let table = match alert.event.as_str() {
@@ -170,16 +190,27 @@ impl ScopeStore for SqlStore {
     }
 
     fn scope_accounts(&self, scope: &Scope) -> Result<Option<HashSet<String>>, StoreError> {
-        if scope.is_school() {
+        if scope.is_all() {
             return Ok(None);
         }
         let mut args: Vec<Value> = Vec::new();
-        let filter = scope_filter(scope, "a.account", "a.device", &mut args, self.dialect());
+        // An account is a school's when its register names it, or it was
+        // seen on one of the school's laptops.
+        let filter = filter_with(
+            scope,
+            (
+                "a.account",
+                "a.device",
+                "a.school = ? OR a.device IN (SELECT id FROM devices WHERE school = ?)",
+            ),
+            &mut args,
+            self.dialect(),
+        );
         // Every account known, with each laptop it was seen on (or none).
         let sql = format!(
             "SELECT DISTINCT a.account FROM (
-                 SELECT account, CAST(NULL AS TEXT) AS device FROM accounts
-                 UNION ALL SELECT account, device FROM account_devices
+                 SELECT account, CAST(NULL AS TEXT) AS device, school FROM accounts
+                 UNION ALL SELECT account, device, CAST(NULL AS TEXT) FROM account_devices
              ) a WHERE TRUE{filter}"
         );
         let accounts: Vec<String> = self
@@ -236,6 +267,7 @@ mod tests {
             let who = ("it", "cli");
             s.import_people(
                 &[person("amy", "Year 7"), person("bob", "Year 9")],
+                None,
                 &AuditEntry {
                     actor: "it",
                     action: AuditAction::ImportRegister,
@@ -274,8 +306,8 @@ mod tests {
                 }])
                 .unwrap();
             }
-            s.add_user("head7", Role::Reviewer, "x", now).unwrap();
-            s.add_user("lead", Role::Admin, "x", now).unwrap();
+            s.add_user("head7", Role::Reviewer, "x", None, now).unwrap();
+            s.add_user("lead", Role::Admin, "x", None, now).unwrap();
 
             let year7 = Scope::of(&["year:Year 7".into()]).unwrap();
             let library_scope = Scope::of(&["devices:library".into()]).unwrap();
@@ -293,13 +325,13 @@ mod tests {
                 ids.sort();
                 ids
             };
-            assert_eq!(listed(&Scope::School).len(), 3);
+            assert_eq!(listed(&Scope::all()).len(), 3);
             assert_eq!(listed(&year7), vec![amy.id]);
             assert_eq!(listed(&library_scope), vec![bob_in_library.id]);
             let count = |scope: &Scope| -> u64 {
                 s.capture_counts(scope).unwrap().iter().map(|c| c.1).sum()
             };
-            assert_eq!((count(&Scope::School), count(&year7)), (3, 1));
+            assert_eq!((count(&Scope::all()), count(&year7)), (3, 1));
             let buckets = s
                 .capture_buckets(UnixMillis(T0 - 1), UnixMillis(T0 + 10), &year7)
                 .unwrap();
@@ -307,7 +339,7 @@ mod tests {
             assert!(s.capture_in_scope(amy.id, &year7).unwrap());
             assert!(!s.capture_in_scope(bob.id, &year7).unwrap());
             assert!(!s.capture_in_scope(Uuid::now_v7(), &year7).unwrap());
-            assert!(s.capture_in_scope(bob.id, &Scope::School).unwrap());
+            assert!(s.capture_in_scope(bob.id, &Scope::all()).unwrap());
             assert!(!s.tamper_in_scope(tamper.id, &year7).unwrap());
             assert!(
                 s.tamper_in_scope(tamper.id, &Scope::of(&["year:Year 9".into()]).unwrap())
@@ -329,7 +361,7 @@ mod tests {
                 s.scope_accounts(&library_scope).unwrap(),
                 Some(["bob".to_owned()].into())
             );
-            assert_eq!(s.scope_accounts(&Scope::School).unwrap(), None);
+            assert_eq!(s.scope_accounts(&Scope::all()).unwrap(), None);
 
             // An alert is in scope through its record: a capture, a tamper
             // event, or a laptop.
@@ -356,10 +388,7 @@ mod tests {
                 .unwrap();
             assert!(in_scope(&alert("offline", id_str(library)), &library_scope));
             assert!(!in_scope(&alert("offline", id_str(library)), &year7));
-            assert!(in_scope(
-                &alert("tamper", id_str(tamper.id)),
-                &Scope::School
-            ));
+            assert!(in_scope(&alert("tamper", id_str(tamper.id)), &Scope::all()));
 
             // Scopes are kept for reviewers only, audited, and dropped when
             // the role changes.
@@ -377,7 +406,7 @@ mod tests {
             );
             s.set_staff_role("head7", Role::Admin).unwrap();
             s.set_staff_role("head7", Role::Reviewer).unwrap();
-            assert_eq!(s.staff_scope("head7").unwrap(), Scope::School);
+            assert_eq!(s.staff_scope("head7").unwrap(), Scope::all());
         });
     }
 }

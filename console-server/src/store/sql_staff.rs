@@ -12,13 +12,17 @@ impl UserStore for SqlStore {
         name: &str,
         role: Role,
         password_hash: &str,
+        school: Option<&str>,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
+        if let Some(school) = school {
+            super::schools::require_school(self, school)?;
+        }
         let changed = self.write("adding a user", |db| {
             db.execute(
-                "INSERT INTO users (name, role, password_hash, created)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                &params![name, role.as_str(), password_hash, now],
+                "INSERT INTO users (name, role, password_hash, created, school)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                &params![name, role.as_str(), password_hash, now, school],
             )
         })?;
         if changed == 0 {
@@ -37,6 +41,7 @@ fn staff_row(r: &Row) -> Result<StaffAccount, SqlError> {
         created: r.get(2)?,
         disabled: r.get::<Option<i64>>(3)?.is_some(),
         password_hash: r.get(4)?,
+        school: r.get(5)?,
     })
 }
 
@@ -60,7 +65,7 @@ impl StaffStore for SqlStore {
     fn staff_account(&self, name: &str) -> Result<Option<StaffAccount>, StoreError> {
         self.read("reading a staff account", |db| {
             db.query_opt(
-                "SELECT name, role, created, disabled, password_hash FROM users WHERE name = ?1",
+                "SELECT name, role, created, disabled, password_hash, school FROM users WHERE name = ?1",
                 &params![name],
                 staff_row,
             )
@@ -70,7 +75,7 @@ impl StaffStore for SqlStore {
     fn staff_accounts(&self) -> Result<Vec<StaffAccount>, StoreError> {
         self.read("listing staff accounts", |db| {
             db.query_map(
-                "SELECT name, role, created, disabled, password_hash FROM users ORDER BY name",
+                "SELECT name, role, created, disabled, password_hash, school FROM users ORDER BY name",
                 &[],
                 staff_row,
             )

@@ -30,9 +30,17 @@ impl TokenStore for SqlStore {
     fn add_api_token(&self, t: &NewApiToken<'_>, now: UnixMillis) -> Result<(), StoreError> {
         self.write("adding an API token", |db| {
             db.execute(
-                "INSERT INTO api_tokens (hash, name, role, created, owner, expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                &params![t.hash, t.name, t.role.as_str(), now, t.owner, t.expires],
+                "INSERT INTO api_tokens (hash, name, role, created, owner, expires, school)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &params![
+                    t.hash,
+                    t.name,
+                    t.role.as_str(),
+                    now,
+                    t.owner,
+                    t.expires,
+                    t.school
+                ],
             )
         })?;
         Ok(())
@@ -47,10 +55,12 @@ impl TokenStore for SqlStore {
             Option<i64>,
             Option<String>,
             Option<i64>,
+            Option<String>,
         );
         let row: Option<Row> = self.read("checking an API token", |db| {
             db.query_opt(
-                "SELECT t.name, t.role, t.owner, t.expires, t.revoked, u.role, u.disabled
+                "SELECT t.name, t.role, t.owner, t.expires, t.revoked, u.role, u.disabled,
+                        CASE WHEN t.owner IS NULL THEN t.school ELSE u.school END
                  FROM api_tokens t LEFT JOIN users u ON u.name = t.owner
                  WHERE t.hash = ?1",
                 &params![hash],
@@ -63,11 +73,13 @@ impl TokenStore for SqlStore {
                         r.get(4)?,
                         r.get(5)?,
                         r.get(6)?,
+                        r.get(7)?,
                     ))
                 },
             )
         })?;
-        let Some((name, token_role, owner, expires, revoked, owner_role, disabled)) = row else {
+        let Some((name, token_role, owner, expires, revoked, owner_role, disabled, school)) = row
+        else {
             return Ok(ApiTokenCheck::Refused(
                 "the bearer token is not valid (unknown); make one with `console-server api-token`"
                     .into(),
@@ -110,6 +122,7 @@ impl TokenStore for SqlStore {
             name,
             role: token_role,
             owner,
+            school,
         })
     }
 
@@ -133,11 +146,14 @@ impl TokenStore for SqlStore {
             i64,
             Option<i64>,
             Option<i64>,
+            Option<String>,
         );
         let rows: Vec<Row> = self.read("listing API tokens", |db| {
             db.query_map(
-                "SELECT hash, name, role, owner, created, expires, last_used, revoked
-                 FROM api_tokens ORDER BY created DESC, name",
+                "SELECT t.hash, t.name, t.role, t.owner, t.created, t.expires, t.last_used,
+                        t.revoked, CASE WHEN t.owner IS NULL THEN t.school ELSE u.school END
+                 FROM api_tokens t LEFT JOIN users u ON u.name = t.owner
+                 ORDER BY t.created DESC, t.name",
                 &[],
                 |r| {
                     Ok((
@@ -149,18 +165,20 @@ impl TokenStore for SqlStore {
                         r.get(5)?,
                         r.get(6)?,
                         r.get(7)?,
+                        r.get(8)?,
                     ))
                 },
             )
         })?;
         rows.into_iter()
             .map(
-                |(hash, name, r, owner, created, expires, last_used, revoked)| {
+                |(hash, name, r, owner, created, expires, last_used, revoked, school)| {
                     Ok(ApiTokenInfo {
                         id: token_id(&hash),
                         name,
                         role: role(&r)?,
                         owner,
+                        school,
                         created: rfc3339(UnixMillis(created)),
                         expires: rfc3339(UnixMillis(expires)),
                         last_used: last_used.map(|t| rfc3339(UnixMillis(t))),
@@ -196,12 +214,17 @@ impl TokenStore for SqlStore {
         &self,
         secret_hash: &str,
         expires: UnixMillis,
+        school: Option<&str>,
         now: UnixMillis,
     ) -> Result<(), StoreError> {
+        if let Some(school) = school {
+            super::schools::require_school(self, school)?;
+        }
         self.write("recording an enrollment token", |db| {
             db.execute(
-                "INSERT INTO enroll_tokens (hash, created, expires) VALUES (?1, ?2, ?3)",
-                &params![secret_hash, now, expires],
+                "INSERT INTO enroll_tokens (hash, created, expires, school)
+                 VALUES (?1, ?2, ?3, ?4)",
+                &params![secret_hash, now, expires, school],
             )
         })?;
         Ok(())
@@ -210,7 +233,7 @@ impl TokenStore for SqlStore {
     fn enroll_tokens(&self, now: UnixMillis) -> Result<Vec<EnrollTokenInfo>, StoreError> {
         self.read("listing enrollment tokens", |db| {
             db.query_map(
-                "SELECT hash, created, expires FROM enroll_tokens
+                "SELECT hash, created, expires, school FROM enroll_tokens
                  WHERE used IS NULL AND revoked IS NULL AND expires > ?1
                  ORDER BY created DESC",
                 &params![now],
@@ -219,6 +242,7 @@ impl TokenStore for SqlStore {
                         id: token_id(&r.get::<String>(0)?),
                         created: rfc3339(r.get(1)?),
                         expires: rfc3339(r.get(2)?),
+                        school: r.get(3)?,
                     })
                 },
             )
@@ -275,14 +299,15 @@ impl TokenStore for SqlStore {
                 }));
             }
             db.execute(
-                "INSERT INTO devices (id, hostname, os, agent_version, enrolled, first_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                "INSERT INTO devices (id, hostname, os, agent_version, enrolled, first_seen, school)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, (SELECT school FROM enroll_tokens WHERE hash = ?6))",
                 &params![
                     device.id,
                     device.hostname,
                     device.os,
                     device.agent_version,
-                    now
+                    now,
+                    secret_hash
                 ],
             )?;
             write_audit(db, audit)?;

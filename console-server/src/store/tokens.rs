@@ -29,6 +29,9 @@ pub struct NewApiToken<'a> {
     pub owner: Option<&'a str>,
     pub hash: &'a str,
     pub expires: UnixMillis,
+    /// The school it serves, for a token with no owner (one with an owner
+    /// serves its owner's school); `None` for the trust.
+    pub school: Option<&'a str>,
 }
 
 /// An API token as listed.
@@ -38,6 +41,8 @@ pub struct ApiTokenInfo {
     pub name: String,
     pub role: Role,
     pub owner: Option<String>,
+    /// Its school (its owner's, for a token with one); none for the trust.
+    pub school: Option<String>,
     pub created: String,
     pub expires: String,
     pub last_used: Option<String>,
@@ -55,6 +60,9 @@ pub enum ApiTokenCheck {
         /// The staff account it acts for, if any: a reviewer's token sees
         /// that reviewer's groups.
         owner: Option<String>,
+        /// The school it serves: its owner's, or its own for a token with
+        /// no owner; `None` for the trust.
+        school: Option<String>,
     },
     /// Why it is refused, for the caller.
     Refused(String),
@@ -66,6 +74,8 @@ pub struct EnrollTokenInfo {
     pub id: String,
     pub created: String,
     pub expires: String,
+    /// The school the laptop it enrols will belong to.
+    pub school: Option<String>,
 }
 
 /// A laptop being enrolled.
@@ -134,12 +144,17 @@ pub trait TokenStore {
         now: UnixMillis,
     ) -> Result<u64, StoreError>;
 
+    /// Records an enrolment token; the laptop it enrols belongs to
+    /// `school` (which must exist), `None` on a console of one school.
+    ///
     /// # Errors
-    /// A storage failure.
+    /// [`StoreError::Refused`] for a school there is not; a storage
+    /// failure.
     fn add_enroll_token(
         &self,
         secret_hash: &str,
         expires: UnixMillis,
+        school: Option<&str>,
         now: UnixMillis,
     ) -> Result<(), StoreError>;
 

@@ -279,6 +279,7 @@ pub async fn save(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let replacing = form
         .get("replacing")
@@ -331,6 +332,7 @@ pub async fn delete(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let name = form.get("name").unwrap_or_default().to_owned();
     if state.rule_book.in_file(&name) {

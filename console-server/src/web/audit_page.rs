@@ -36,7 +36,8 @@ fn nonempty(s: &Option<String>) -> Option<String> {
 }
 
 impl Filters {
-    fn query(&self, limit: u32) -> Result<AuditQuery, WebError> {
+    /// The query, limited to `school`'s lines for a school's own staff.
+    fn query(&self, limit: u32, school: Option<&str>) -> Result<AuditQuery, WebError> {
         Ok(AuditQuery {
             actor: nonempty(&self.actor),
             action: nonempty(&self.action)
@@ -56,6 +57,7 @@ impl Filters {
                 .map(|d| day_start(&d, "to").map(|t| t.plus(protocol::UnixMillis::DAY)))
                 .transpose()?,
             before: self.before,
+            school: school.map(str::to_owned),
             limit,
         })
     }
@@ -82,7 +84,7 @@ pub async fn page(
     staff: OversightStaff,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
-    let query = filters.query(PAGE)?;
+    let query = filters.query(PAGE, staff.scope.school())?;
     let detail = format!("{query:?}");
     let events = blocking(&state, move |s| s.audit_query(&query)).await?;
     staff
@@ -145,7 +147,7 @@ pub async fn csv(
     staff: OversightStaff,
     Query(filters): Query<Filters>,
 ) -> Result<Response, WebError> {
-    let query = filters.query(MAX_EXPORT)?;
+    let query = filters.query(MAX_EXPORT, staff.scope.school())?;
     let detail = format!("{query:?}");
     staff
         .audit(&state, AuditAction::ExportAudit, String::new(), detail)

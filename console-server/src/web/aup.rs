@@ -221,6 +221,7 @@ pub async fn publish(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     if let Some(group) = form.get("audience").filter(|a| a.starts_with("year:")) {
         return publish_year(&state, &staff, group, &form).await;

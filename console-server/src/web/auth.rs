@@ -196,6 +196,21 @@ impl OptionalFromRequestParts<AppState> for Staff {
 }
 
 impl Staff {
+    /// Refuses a school's own staff what is the trust's to set (libraries,
+    /// settings, policies, alert rules, the AUP): on a console of one
+    /// school nobody is refused.
+    ///
+    /// # Errors
+    /// [`WebError::Forbidden`] saying whom to ask.
+    pub fn require_trust(&self) -> Result<(), WebError> {
+        match self.scope.school() {
+            None => Ok(()),
+            Some(school) => Err(WebError::Forbidden(format!(
+                "this is set for every school of the trust; you are staff of {school}, so ask one of the trust's admins"
+            ))),
+        }
+    }
+
     /// Refuses roles not in `allowed`.
     ///
     /// # Errors

@@ -376,6 +376,7 @@ pub async fn delete(
     staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
     let id = parse_id(&id)?;
+    super::capture_in_scope(&state.store, &staff.scope, id).await?;
     let (actor, origin) = (staff.name.clone(), staff.origin.clone());
     // The store writes the audit event in the same transaction.
     if blocking(&state, move |s| s.delete_capture(id, &actor, &origin)).await? {

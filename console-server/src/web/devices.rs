@@ -82,10 +82,14 @@ async fn devices_page(
 ) -> Result<Response, WebError> {
     let since = UnixMillis(UnixMillis::now().0 - state.offline_after_ms);
     let scope = staff.scope.clone();
-    let devices = blocking(state, move |s| {
-        crate::store::scope::devices_in_scope(s, since, &scope)
+    let (devices, schools) = blocking(state, move |s| {
+        Ok((
+            crate::store::scope::devices_in_scope(s, since, &scope)?,
+            s.schools()?,
+        ))
     })
     .await?;
+    let trust = !schools.is_empty();
     let online = devices.iter().filter(|d| d.online).count();
     let tokens = if staff.role == Role::Admin {
         Some(super::tokens::enroll_tokens_section(state, staff).await?)
@@ -116,19 +120,26 @@ async fn devices_page(
                     option value="24" selected { "valid 24 hours" }
                     option value="168" { "valid 7 days" }
                 }
+                @if trust && staff.scope.school().is_none() {
+                    " for "
+                    select name="school" aria-label="school" {
+                        @for s in &schools { option value=(s.id) { (s.name) } }
+                    }
+                }
                 button type="submit" { "Mint an enrollment token" }
             }
         }
         @if let Some(tokens) = tokens { (tokens) }
         table #devices {
             thead { tr {
-                th { "Device" } th { "Status" } th { "Last seen" } th { "User" } th { "Monitoring" } th { "Tamper" } th { "OS" } th { "Agent" }
+                th { "Device" } @if trust { th { "School" } } th { "Status" } th { "Last seen" } th { "User" } th { "Monitoring" } th { "Tamper" } th { "OS" } th { "Agent" }
                 @if staff.role == Role::Admin { th {} }
             } }
             tbody {
                 @for d in &devices {
                     tr {
                         td { @if d.hostname.is_empty() { (d.id) } @else { (d.hostname) } br; span.muted { (d.id) } }
+                        @if trust { td { (d.school.as_deref().unwrap_or("")) } }
                         td {
                             @if let Some(r) = &d.revoked { span.status.violation { "Revoked" } " " (local_time(r)) }
                             @else if let Some(since) = &d.silent_since {
@@ -182,6 +193,18 @@ pub async fn revoke(
     staff.check_post(&headers, &form)?;
     let id = Uuid::parse_str(&id)
         .map_err(|_| WebError::NotFound(format!("{id:?} is not a device id")))?;
+    let scope = staff.scope.clone();
+    let in_school = blocking(&state, move |s| {
+        Ok(
+            crate::store::scope::devices_in_scope(s, UnixMillis(0), &scope)?
+                .iter()
+                .any(|d| d.id == id),
+        )
+    })
+    .await?;
+    if !in_school {
+        return Err(WebError::NotFound(format!("there is no device {id}")));
+    }
     let reason = form.get("reason").unwrap_or_default().trim().to_owned();
     let reason = if reason.is_empty() {
         format!("revoked by {}", staff.name)
@@ -213,6 +236,7 @@ pub async fn enroll_token(
     form: Form,
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
+    let school = super::staff::school_for(&staff, &form)?;
     let hours: u64 = match form.get("ttl").unwrap_or("24") {
         "1" => 1,
         "24" => 24,
@@ -228,7 +252,10 @@ pub async fn enroll_token(
             &state,
             AuditAction::MintEnrollToken,
             String::new(),
-            format!("valid {hours} h"),
+            match &school {
+                Some(school) => format!("valid {hours} h, for {school}"),
+                None => format!("valid {hours} h"),
+            },
         )
         .await?;
     let (address, fingerprint) = (state.enroll_address.clone(), state.ca_fingerprint.clone());
@@ -238,6 +265,7 @@ pub async fn enroll_token(
             &fingerprint,
             Duration::from_secs(hours * 3600),
             address,
+            school.as_deref(),
         )
     })
     .await?;

@@ -63,7 +63,7 @@ pub async fn page(
                 && !only.contains(&u)
             {
                 return Err(crate::store::StoreError::Refused(format!(
-                    "{u} is not in your groups ({})",
+                    "{u} is not among those you see ({})",
                     scope.describe()
                 )));
             }

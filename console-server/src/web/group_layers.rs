@@ -154,6 +154,7 @@ fn layer_form(staff: &Staff, group: Option<&str>, o: &Overrides, categories: &[S
 
 /// `GET /policy/groups`.
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
+    staff.require_trust()?;
     let (layers, groups, terms) =
         blocking(&state, |s| Ok((s.layers()?, s.known_groups()?, s.terms()?))).await?;
     let categories = {
@@ -366,6 +367,7 @@ pub async fn save(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let group = group_of(&form)?;
     let categories = {
@@ -394,6 +396,7 @@ pub async fn remove(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let group = group_of(&form)?;
     let who = (staff.name.clone(), staff.origin.clone());
@@ -411,6 +414,7 @@ pub async fn terms(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let terms = form
         .get("terms")
@@ -435,6 +439,7 @@ pub async fn members(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let group = group_of(&form)?;
     let list: Vec<String> = form

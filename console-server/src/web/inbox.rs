@@ -155,10 +155,10 @@ pub async fn page(
         Ok((
             s.captures(&query)?,
             s.capture_counts(&scope)?,
-            s.devices(UnixMillis(0))?,
+            crate::store::scope::devices_in_scope(s, UnixMillis(0), &scope)?,
             // The weekly report is the school's, signed off by those who
             // see the whole school.
-            if scope.is_school() {
+            if scope.is_all() {
                 super::site_visits::recent_weeks(s)?
             } else {
                 Vec::new()
@@ -433,7 +433,7 @@ pub async fn bulk_triage(
             "the note is over {MAX_NOTE} bytes"
         )));
     }
-    if !staff.scope.is_school() {
+    if !staff.scope.is_all() {
         let (ids, scope) = (ids.clone(), staff.scope.clone());
         let outside = blocking(&state, move |s| {
             let mut n = 0;
@@ -445,7 +445,7 @@ pub async fn bulk_triage(
         .await?;
         if outside > 0 {
             return Err(WebError::NotFound(format!(
-                "{outside} of the selected captures are not in your groups ({}); nothing was changed",
+                "{outside} of the selected captures are not among those you see ({}); nothing was changed",
                 staff.scope.describe()
             )));
         }

@@ -135,7 +135,7 @@ pub async fn page(
     let (scope, me) = (staff.scope.clone(), staff.name.clone());
     let suggestions = blocking(&state, move |s| {
         let mut all = s.exception_suggestions(20)?;
-        if !scope.is_school() {
+        if !scope.is_all() {
             // A reviewer limited to groups sees her own suggestions and
             // those made on her groups' captures.
             let mut kept = Vec::new();
@@ -247,6 +247,7 @@ pub async fn add_term(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let category = category_of(&state, &form)?;
     let term = phrase(form.get("term").unwrap_or_default(), "term")?;
@@ -284,6 +285,7 @@ pub async fn add_exception(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let category = category_of(&state, &form)?;
     add_exception_to_policy(
@@ -403,6 +405,7 @@ pub async fn approve_suggestion(
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     decide(&state, &staff, &headers, id, &form, true).await
 }
 
@@ -414,6 +417,7 @@ pub async fn reject_suggestion(
     Path(id): Path<String>,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     decide(&state, &staff, &headers, id, &form, false).await
 }
 

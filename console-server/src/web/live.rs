@@ -133,7 +133,7 @@ fn events(
 async fn capture_event(state: &AppState, id: Uuid, scope: &Scope) -> Option<Event> {
     let scope = scope.clone();
     let capture = blocking(state, move |s| {
-        Ok(if scope.is_school() || s.capture_in_scope(id, &scope)? {
+        Ok(if scope.is_all() || s.capture_in_scope(id, &scope)? {
             s.capture(id)?
         } else {
             None
@@ -162,7 +162,7 @@ async fn capture_event(state: &AppState, id: Uuid, scope: &Scope) -> Option<Even
 async fn tamper_event(state: &AppState, id: Uuid, scope: &Scope) -> Option<Event> {
     let scope = scope.clone();
     let t = blocking(state, move |s| {
-        Ok(if scope.is_school() || s.tamper_in_scope(id, &scope)? {
+        Ok(if scope.is_all() || s.tamper_in_scope(id, &scope)? {
             s.tamper_event(id)?
         } else {
             None

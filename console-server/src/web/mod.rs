@@ -369,18 +369,19 @@ pub async fn capture_in_scope(
     scope: &crate::store::scope::Scope,
     id: uuid::Uuid,
 ) -> Result<(), layout::WebError> {
-    if scope.is_school() {
+    if scope.is_all() {
         return Ok(());
     }
-    let (store, scope) = (store.clone(), scope.clone());
-    let found = tokio::task::spawn_blocking(move || store.capture_in_scope(id, &scope))
+    let (store, asked) = (store.clone(), scope.clone());
+    let found = tokio::task::spawn_blocking(move || store.capture_in_scope(id, &asked))
         .await
         .map_err(|e| layout::WebError::Internal(format!("a storage task failed: {e}")))??;
     if found {
         Ok(())
     } else {
         Err(layout::WebError::NotFound(format!(
-            "there is no capture {id} in your groups"
+            "there is no capture {id} in what you see ({})",
+            scope.describe()
         )))
     }
 }

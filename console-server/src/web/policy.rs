@@ -24,6 +24,7 @@ pub async fn update_policy(
     detail: String,
     change: impl FnMut(&mut Policy) -> Result<(), WebError> + Send + 'static,
 ) -> Result<std::sync::Arc<Policy>, WebError> {
+    staff.require_trust()?;
     use crate::policy_service::{Author, ChangeNote, PolicyChangeError};
     let author = Author {
         name: staff.name.clone(),

@@ -257,10 +257,12 @@ pub async fn import(
         }
     };
     let n = people.len();
+    let school = super::staff::school_for(&staff, &form)?;
     let (actor, origin) = (staff.name.clone(), staff.origin.clone());
     let counts = blocking(&state, move |s| {
         s.import_people(
             &people,
+            school.as_deref(),
             &AuditEntry {
                 time: UnixMillis::now(),
                 actor: &actor,

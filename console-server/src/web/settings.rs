@@ -15,6 +15,7 @@ use super::roles::AdminStaff;
 use crate::store::AuditAction;
 
 pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Response, WebError> {
+    staff.require_trust()?;
     let p = state.policy.borrow().clone();
     let defs = state.definitions();
     let src = &p.sources;
@@ -77,6 +78,7 @@ pub async fn save(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, WebError> {
+    staff.require_trust()?;
     staff.check_post(&headers, &form)?;
     let num = |name: &str| -> Result<u32, WebError> {
         form.get(name)

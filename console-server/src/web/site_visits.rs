@@ -151,7 +151,7 @@ pub async fn page(
     }
     let can_sign = <super::roles::CaptureReaders as super::roles::Roles>::ROLES
         .contains(&staff.role)
-        && staff.scope.is_school();
+        && staff.scope.is_all();
     let body = html! {
         div.report-nav {
             a href={ "/reports/weekly?week=" (week.previous()) } { "← " (week.previous()) }
@@ -165,9 +165,9 @@ pub async fn page(
                 a.button href={ "/reports/weekly.csv?week=" (week) "&table=" (t) } { "CSV: " (t) }
             }
         }
-        @if !staff.scope.is_school() {
+        @if !staff.scope.is_all() {
             p.notice #scope {
-                "The accounts of your groups only (" (staff.scope.describe()) "): their sites and "
+                "Only the accounts you see (" (staff.scope.describe()) "): their sites and "
                 "time, counted from their own visits. Laptops are not listed, and the school's "
                 "report is signed off by those who see the whole school."
             }
@@ -425,9 +425,9 @@ pub async fn sign_off(
     form: Form,
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
-    if !staff.scope.is_school() {
+    if !staff.scope.is_all() {
         return Err(WebError::Forbidden(format!(
-            "the weekly report is the school's, signed off by those who see the whole school; you see your groups ({})",
+            "the weekly report is the school's, signed off by those who see the whole school; you see {}",
             staff.scope.describe()
         )));
     }

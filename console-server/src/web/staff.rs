@@ -18,8 +18,52 @@ use crate::store::AuditAction;
 use crate::store::Role;
 use crate::store::scope::Scope;
 
+/// Treats an account of another school as one that does not exist, for a
+/// school's own admin (the trust's admins manage every school's staff).
+///
+/// # Errors
+/// [`WebError::NotFound`]; a storage failure.
+async fn require_in_school(
+    state: &AppState,
+    staff: &AdminStaff,
+    name: &str,
+) -> Result<(), WebError> {
+    let Some(mine) = staff.scope.school().map(str::to_owned) else {
+        return Ok(());
+    };
+    let n = name.to_owned();
+    let theirs = blocking(state, move |s| s.staff_account(&n)).await?;
+    match theirs {
+        Some(a) if a.school.as_deref() == Some(mine.as_str()) => Ok(()),
+        _ => Err(WebError::NotFound(format!("there is no account {name:?}"))),
+    }
+}
+
+/// The school a new account (or token) is for: a school's admin adds to
+/// her own school only; the trust's admins choose one, or none for the
+/// trust.
+///
+/// # Errors
+/// [`WebError::Forbidden`] for a school admin naming another school.
+pub fn school_for(staff: &AdminStaff, form: &Form) -> Result<Option<String>, WebError> {
+    let asked = form
+        .get("school")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    match (staff.scope.school(), asked) {
+        (None, asked) => Ok(asked),
+        (Some(mine), None) => Ok(Some(mine.to_owned())),
+        (Some(mine), Some(asked)) if asked == mine => Ok(Some(asked)),
+        (Some(mine), Some(_)) => Err(WebError::Forbidden(format!(
+            "you are an admin of {mine}, so you add accounts to {mine} only"
+        ))),
+    }
+}
+
 pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Response, WebError> {
-    let (accounts, scopes) = blocking(&state, |s| {
+    let mine = staff.scope.school().map(str::to_owned);
+    let (accounts, scopes, schools) = blocking(&state, move |s| {
         let scopes = s.staff_scopes()?;
         // How many accounts each scope covers, so a mistyped group (none)
         // shows at once.
@@ -28,7 +72,11 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
             let n = s.scope_accounts(&scope)?.map_or(0, |a| a.len());
             covered.insert(name, (scope, n));
         }
-        Ok((s.staff_accounts()?, covered))
+        let mut accounts = s.staff_accounts()?;
+        if let Some(mine) = &mine {
+            accounts.retain(|a| a.school.as_deref() == Some(mine.as_str()));
+        }
+        Ok((accounts, covered, s.schools()?))
     })
     .await?;
     let tokens = super::tokens::api_tokens_section(&state, &staff).await?;
@@ -42,11 +90,16 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
             "only the captures of their accounts and laptops, on every page and through the API."
         }
         table #staff {
-            thead { tr { th { "Name" } th { "Role" } th { "Created" } th { "Status" } th { "Change role" } th { "Access" } th { "Sees" } } }
+            thead { tr {
+                th { "Name" } th { "Role" }
+                @if !schools.is_empty() { th { "School" } }
+                th { "Created" } th { "Status" } th { "Change role" } th { "Access" } th { "Sees" }
+            } }
             tbody {
                 @for a in &accounts {
                     tr {
                         td { (a.name) }
+                        @if !schools.is_empty() { td { (a.school.as_deref().unwrap_or("the trust: every school")) } }
                         td { (a.role.as_str()) }
                         td { (local_time(&crate::store::rfc3339(a.created))) }
                         td { @if a.disabled { "disabled" } @else { "enabled" } }
@@ -102,6 +155,14 @@ pub async fn page(State(state): State<AppState>, staff: AdminStaff) -> Result<Re
             }
             label { " Their first password (at least 12 characters) " input type="password" name="new_password" required minlength="12" autocomplete="new-password"; }
             label { " Groups (a reviewer only; empty for the whole school) " input name="groups" placeholder="year:Year 7, year:Year 8" size="28"; }
+            @if !schools.is_empty() && staff.scope.school().is_none() {
+                label { " School "
+                    select name="school" {
+                        option value="" { "the trust (every school)" }
+                        @for s in &schools { option value=(s.id) { (s.name) " (" (s.id) ")" } }
+                    }
+                }
+            }
             (confirm_password())
             button type="submit" { "Add account" }
         }
@@ -151,7 +212,8 @@ pub async fn add(
     }
     let role = role_of(&form)?;
     let scope = groups_of(&form)?;
-    if role != Role::Reviewer && !scope.is_school() {
+    let school = school_for(&staff, &form)?;
+    if role != Role::Reviewer && scope.has_groups() {
         return Err(WebError::BadRequest(format!(
             "only reviewers are limited to groups; an {} sees the whole school",
             role.as_str()
@@ -169,8 +231,8 @@ pub async fn add(
     let n = name.clone();
     let who = (staff.name.clone(), staff.origin.clone());
     blocking(&state, move |s| {
-        s.add_user(&n, role, &hash, UnixMillis::now())?;
-        if !scope.is_school() {
+        s.add_user(&n, role, &hash, school.as_deref(), UnixMillis::now())?;
+        if scope.has_groups() {
             s.set_staff_scope(&n, &scope, (&who.0, &who.1), UnixMillis::now())?;
         }
         Ok(())
@@ -201,6 +263,7 @@ pub async fn set_scope(
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
+    require_in_school(&state, &staff, &name).await?;
     let scope = groups_of(&form)?;
     let who = (staff.name.clone(), staff.origin.clone());
     // The store writes the audit line in the same transaction.
@@ -220,6 +283,7 @@ pub async fn set_role(
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
+    require_in_school(&state, &staff, &name).await?;
     if name == staff.name {
         return Err(WebError::BadRequest(
             "you cannot change your own role; ask another admin".into(),
@@ -250,6 +314,7 @@ pub async fn set_disabled(
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
     staff.reauthenticate(&state, &form).await?;
+    require_in_school(&state, &staff, &name).await?;
     if name == staff.name {
         return Err(WebError::BadRequest(
             "you cannot disable your own account; ask another admin".into(),

@@ -177,10 +177,7 @@ pub async fn acknowledge(
     }
     let scope = staff.scope.clone();
     if !blocking(&state, move |s| {
-        Ok(
-            s.tamper_event(id)?.is_some()
-                && (scope.is_school() || s.tamper_in_scope(id, &scope)?),
-        )
+        Ok(s.tamper_event(id)?.is_some() && (scope.is_all() || s.tamper_in_scope(id, &scope)?))
     })
     .await?
     {

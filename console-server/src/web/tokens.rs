@@ -20,8 +20,7 @@ use crate::store::tokens::{ApiTokenInfo, EnrollTokenInfo};
 
 /// The API tokens, live ones first, for the Staff page.
 pub async fn api_tokens_section(state: &AppState, staff: &Staff) -> Result<Markup, WebError> {
-    let mut tokens: Vec<ApiTokenInfo> =
-        blocking(state, |s| s.api_tokens(UnixMillis::now())).await?;
+    let mut tokens = school_api_tokens(state, staff).await?;
     tokens.sort_by_key(|t| !t.live);
     Ok(html! {
         section #api-tokens {
@@ -41,7 +40,7 @@ pub async fn api_tokens_section(state: &AppState, staff: &Staff) -> Result<Marku
                                 td { code { (t.id) } }
                                 td { (t.name) }
                                 td { (t.role.as_str()) }
-                                td { (t.owner.as_deref().unwrap_or("nobody (a script's)")) }
+                                td { (t.owner.as_deref().unwrap_or("nobody (a script's)")) @if let Some(s) = &t.school { br; span.muted { (s) } } }
                                 td { (local_time(&t.created)) }
                                 td { (local_time(&t.expires)) }
                                 td { (t.last_used.as_deref().map(local_time).unwrap_or_else(|| "never".into())) }
@@ -67,11 +66,35 @@ pub async fn api_tokens_section(state: &AppState, staff: &Staff) -> Result<Marku
     })
 }
 
+/// The API tokens `staff` manages: their school's, or every one for the
+/// trust's admins.
+async fn school_api_tokens(state: &AppState, staff: &Staff) -> Result<Vec<ApiTokenInfo>, WebError> {
+    let mut tokens: Vec<ApiTokenInfo> =
+        blocking(state, |s| s.api_tokens(UnixMillis::now())).await?;
+    if let Some(mine) = staff.scope.school() {
+        tokens.retain(|t| t.school.as_deref() == Some(mine));
+    }
+    Ok(tokens)
+}
+
+/// The enrolment tokens `staff` manages: their school's, or every one
+/// for the trust's admins.
+async fn school_enroll_tokens(
+    state: &AppState,
+    staff: &Staff,
+) -> Result<Vec<EnrollTokenInfo>, WebError> {
+    let mut tokens: Vec<EnrollTokenInfo> =
+        blocking(state, |s| s.enroll_tokens(UnixMillis::now())).await?;
+    if let Some(mine) = staff.scope.school() {
+        tokens.retain(|t| t.school.as_deref() == Some(mine));
+    }
+    Ok(tokens)
+}
+
 /// The enrollment tokens that could still enroll a laptop, for the
 /// Devices page.
 pub async fn enroll_tokens_section(state: &AppState, staff: &Staff) -> Result<Markup, WebError> {
-    let tokens: Vec<EnrollTokenInfo> =
-        blocking(state, |s| s.enroll_tokens(UnixMillis::now())).await?;
+    let tokens = school_enroll_tokens(state, staff).await?;
     Ok(html! {
         section #enroll-tokens {
             h2 { "Enrollment tokens not yet used" }
@@ -79,11 +102,12 @@ pub async fn enroll_tokens_section(state: &AppState, staff: &Staff) -> Result<Ma
                 p.muted { "None: no laptop can enroll until a token is minted." }
             } @else {
                 table #enroll-token-list {
-                    thead { tr { th { "Id" } th { "Made" } th { "Usable until" } th {} } }
+                    thead { tr { th { "Id" } th { "School" } th { "Made" } th { "Usable until" } th {} } }
                     tbody {
                         @for t in &tokens {
                             tr data-id=(t.id) {
                                 td { code { (t.id) } }
+                                td { (t.school.as_deref().unwrap_or("")) }
                                 td { (local_time(&t.created)) }
                                 td { (local_time(&t.expires)) }
                                 td {
@@ -110,6 +134,16 @@ pub async fn revoke_api_token(
     form: Form,
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
+    if staff.scope.school().is_some()
+        && !school_api_tokens(&state, &staff)
+            .await?
+            .iter()
+            .any(|t| t.live && t.id.eq_ignore_ascii_case(id.trim()))
+    {
+        return Err(WebError::NotFound(format!(
+            "no live API token of your school has the id {id:?}"
+        )));
+    }
     staff
         .audit(
             &state,
@@ -140,6 +174,16 @@ pub async fn revoke_enroll_token(
     form: Form,
 ) -> Result<Response, WebError> {
     staff.check_post(&headers, &form)?;
+    if staff.scope.school().is_some()
+        && !school_enroll_tokens(&state, &staff)
+            .await?
+            .iter()
+            .any(|t| t.id.eq_ignore_ascii_case(id.trim()))
+    {
+        return Err(WebError::NotFound(format!(
+            "no usable enrollment token of your school has the id {id:?}"
+        )));
+    }
     staff
         .audit(
             &state,

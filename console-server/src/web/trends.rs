@@ -234,8 +234,8 @@ pub async fn page(
     devices.truncate(30);
     let body = html! {
         h1 { "Trends" }
-        @if !staff.scope.is_school() {
-            p.notice #scope { "The captures of your groups only: " (staff.scope.describe()) "." }
+        @if !staff.scope.is_all() {
+            p.notice #scope { "Only the captures you see: " (staff.scope.describe()) "." }
         }
         form.filters method="get" action="/trends" {
             label { "Weeks"

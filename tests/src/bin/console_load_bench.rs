@@ -87,12 +87,13 @@ fn main() -> anyhow::Result<()> {
         let hash = console_server::secret::hash_password(PASSWORD)
             .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
         dir.store
-            .add_user("head", Role::Auditor, &hash, UnixMillis::now())?;
+            .add_user("head", Role::Auditor, &hash, None, UnixMillis::now())?;
         for n in 0..cli.staff {
             dir.store.add_user(
                 &format!("lead{n}"),
                 Role::Reviewer,
                 &hash,
+                None,
                 UnixMillis::now(),
             )?;
         }

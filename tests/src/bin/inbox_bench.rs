@@ -90,14 +90,14 @@ fn main() -> anyhow::Result<()> {
     }
     let (t, _) = tests::load::median(15, || {
         store
-            .capture_counts(&Scope::School)
+            .capture_counts(&Scope::all())
             .map(|c| c.len())
             .unwrap_or(0)
     });
     println!("counts per status: {:.1} ms", t.as_secs_f64() * 1000.0);
     let (t, n) = tests::load::median(15, || {
         store
-            .capture_buckets(UnixMillis(now - span), UnixMillis(now + 1), &Scope::School)
+            .capture_buckets(UnixMillis(now - span), UnixMillis(now + 1), &Scope::all())
             .map(|b| b.len())
             .unwrap_or(0)
     });
