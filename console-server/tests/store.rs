@@ -807,8 +807,218 @@ fn a_stored_value_no_console_wrote_is_an_error_not_a_default(kind: Kind) {
     ));
 }
 
+
+/// Issue 25, part 3: two schools of a trust on one store. Each laptop is
+/// the school's its enrolment token named, and every record made on it
+/// with it; a school's staff see their school's captures, tamper events,
+/// AUP answers, laptops, accounts and audit lines only, and the trust's
+/// staff see both. Each check is made on both schools, so none could pass
+/// by showing nothing.
+fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
+    use console_server::store::schools::SchoolStore;
+    use console_server::store::scope::{self, Scope, ScopeStore};
+    let h = Harness::new(kind);
+    let s = &h.store;
+    let now = UnixMillis::now();
+    let later = UnixMillis(now.0 + 60_000);
+    let who = ("trust-it", "cli");
+
+    // A school that does not exist is refused everywhere one is named.
+    let refused = s.add_enroll_token("t", later, Some("north"), now);
+    assert!(matches!(&refused, Err(StoreError::Refused(m)) if m.contains("no schools")), "{refused:?}");
+    s.add_school("north", "North Academy", who, now).unwrap();
+    s.add_school("south", "South School", who, now).unwrap();
+    for (id, name) in [("north", "Again"), ("North!", "Bad"), ("", "Empty")] {
+        assert!(
+            matches!(s.add_school(id, name, who, now), Err(StoreError::Refused(_))),
+            "{id:?} must be refused"
+        );
+    }
+    let refused = s.add_user("x", Role::Admin, "h", Some("east"), now);
+    assert!(matches!(&refused, Err(StoreError::Refused(m)) if m.contains("north, south")), "{refused:?}");
+
+    // A laptop, a capture, a tamper event and an AUP answer at each school.
+    let mut laptops = Vec::new();
+    let mut captures = Vec::new();
+    let mut tampers = Vec::new();
+    for school in ["north", "south"] {
+        let hash = format!("token-{school}");
+        s.add_enroll_token(&hash, later, Some(school), now).unwrap();
+        let laptop = Uuid::now_v7();
+        s.enroll_device(
+            &hash,
+            &NewDevice {
+                id: laptop,
+                hostname: &format!("{school}-laptop"),
+                os: "linux",
+                agent_version: "1",
+            },
+            &AuditEntry {
+                time: now,
+                actor: "enrollment",
+                action: AuditAction::EnrollDevice,
+                target: &laptop.to_string(),
+                detail: school,
+                origin: "test",
+            },
+            now,
+        )
+        .unwrap()
+        .unwrap();
+        let mut c = capture_at(now);
+        c.user = format!("{school}.pupil");
+        c.context = format!("{school} words");
+        let tamper = protocol::TamperEvent {
+            id: Uuid::now_v7(),
+            time: now,
+            user: Some(c.user.clone()),
+            kind: protocol::TamperKind::AgentKilled,
+            detail: format!("{school} tamper"),
+        };
+        let answer = protocol::AupDecision {
+            id: Uuid::now_v7(),
+            time: now,
+            user: c.user.clone(),
+            audience: protocol::Audience::Pupils,
+            aup_version: 1,
+            decision: protocol::Decision::Accept,
+        };
+        let stored = s
+            .store_batch(
+                &[
+                    AgentMessage::Capture(c.clone()),
+                    AgentMessage::TamperEvent(tamper.clone()),
+                    AgentMessage::AupDecision(answer),
+                ]
+                .map(|message| Incoming {
+                    device: laptop,
+                    received: now,
+                    message,
+                }),
+            )
+            .unwrap();
+        assert_eq!(stored, vec![Stored::New; 3]);
+        laptops.push(laptop);
+        captures.push(c);
+        tampers.push(tamper);
+    }
+    s.add_user("north-dsl", Role::Admin, "h", Some("north"), now).unwrap();
+    s.add_user("south-dsl", Role::Reviewer, "h", Some("south"), now).unwrap();
+    s.add_user("trust-dsl", Role::Admin, "h", None, now).unwrap();
+    assert_eq!(s.staff_account("north-dsl").unwrap().unwrap().school.as_deref(), Some("north"));
+    let listed = s.schools().unwrap();
+    assert_eq!(
+        listed.iter().map(|l| (l.id.as_str(), l.devices, l.staff)).collect::<Vec<_>>(),
+        [("north", 1, 1), ("south", 1, 1)]
+    );
+
+    let trust = scope::scope_of(s, "trust-dsl", Role::Admin).unwrap();
+    assert!(trust.is_all(), "the trust's staff see every school");
+    for (i, (name, role)) in [("north-dsl", Role::Admin), ("south-dsl", Role::Reviewer)]
+        .into_iter()
+        .enumerate()
+    {
+        let school = ["north", "south"][i];
+        let (mine, theirs) = (i, 1 - i);
+        let scope = scope::scope_of(s, name, role).unwrap();
+        assert_eq!(scope.school(), Some(school));
+        let listed = s
+            .captures(&CaptureQuery {
+                limit: 100,
+                scope: scope.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            listed.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [captures[mine].id],
+            "{name}: captures"
+        );
+        let counted: u64 = s.capture_counts(&scope).unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(counted, 1, "{name}: counts");
+        assert!(s.capture_in_scope(captures[mine].id, &scope).unwrap());
+        assert!(!s.capture_in_scope(captures[theirs].id, &scope).unwrap());
+        assert!(s.tamper_in_scope(tampers[mine].id, &scope).unwrap());
+        assert!(!s.tamper_in_scope(tampers[theirs].id, &scope).unwrap());
+        let t = s
+            .tamper_events(&TamperQuery {
+                limit: 100,
+                scope: scope.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(t.iter().map(|t| t.id).collect::<Vec<_>>(), [tampers[mine].id]);
+        let answers = s.aup_decisions(100, &scope).unwrap();
+        assert_eq!(
+            answers.iter().map(|a| a.user.as_str()).collect::<Vec<_>>(),
+            [captures[mine].user.as_str()]
+        );
+        let devices = scope::devices_in_scope(s, UnixMillis(0), &scope).unwrap();
+        assert_eq!(devices.iter().map(|d| d.id).collect::<Vec<_>>(), [laptops[mine]]);
+        assert_eq!(devices[0].school.as_deref(), Some(school));
+        let accounts = s.scope_accounts(&scope).unwrap().unwrap();
+        assert!(accounts.contains(&captures[mine].user), "{name}: {accounts:?}");
+        assert!(!accounts.contains(&captures[theirs].user), "{name}: {accounts:?}");
+        // The audit lines about each laptop are its school's.
+        let lines = s
+            .audit_query(&AuditQuery {
+                school: Some(school.into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(lines.iter().any(|l| l.target == laptops[mine].to_string()), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.target == laptops[theirs].to_string()));
+    }
+    // The trust sees both.
+    let all = s
+        .captures(&CaptureQuery {
+            limit: 100,
+            scope: trust.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(scope::devices_in_scope(s, UnixMillis(0), &trust).unwrap().len(), 2);
+    // A school's scope within it still narrows by group.
+    let grouped = Scope::of(&["accounts:none".into()]).unwrap().in_school(Some("north".into()));
+    assert!(!s.capture_in_scope(captures[0].id, &grouped).unwrap());
+
+    // A school imports its own register only: an account on another
+    // school's register refuses the whole import.
+    let person = |account: &str| register::PersonRecord {
+        account: account.into(),
+        name: account.into(),
+        year_group: "Year 7".into(),
+        role: register::PersonRole::Pupil,
+    };
+    let import = |people: &[register::PersonRecord], school| {
+        s.import_people(
+            people,
+            Some(school),
+            &AuditEntry {
+                time: now,
+                actor: "it",
+                action: AuditAction::ImportRegister,
+                target: "",
+                detail: "",
+                origin: "test",
+            },
+        )
+    };
+    import(&[person("north.new")], "north").unwrap();
+    let refused = import(&[person("south.new"), person("north.new")], "south");
+    assert!(matches!(&refused, Err(StoreError::Refused(m)) if m.contains("register of north")), "{refused:?}");
+    let south = scope::scope_of(s, "south-dsl", Role::Reviewer).unwrap();
+    let north = scope::scope_of(s, "north-dsl", Role::Admin).unwrap();
+    assert!(!s.scope_accounts(&south).unwrap().unwrap().contains("south.new"), "nothing of a refused import is kept");
+    assert!(s.scope_accounts(&north).unwrap().unwrap().contains("north.new"));
+    assert!(!s.scope_accounts(&south).unwrap().unwrap().contains("north.new"));
+}
+
 // Parts written for both databases.
 on_both!(
+    each_school_sees_only_its_own_records_and_the_trust_sees_all,
     an_api_token_works_only_while_live_and_while_its_owner_may,
     an_enrollment_that_cannot_be_recorded_leaves_its_token_unused_and_revoked_ones_fail,
     an_enrollment_token_is_used_once_even_under_a_race,
