@@ -473,6 +473,14 @@ async fn revoke(
     body: Option<Json<RevokeBody>>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    let scope = caller.scope.clone();
+    if !blocking(&state, move |s| {
+        crate::store::scope::device_in_scope(s, id, &scope)
+    })
+    .await?
+    {
+        return Err(ApiError::NotFound(format!("no device {id}")));
+    }
     let reason = body.map(|b| b.0.reason).unwrap_or_default();
     let reason = if reason.is_empty() {
         format!("revoked by {}", caller.name)

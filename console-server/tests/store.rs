@@ -807,7 +807,6 @@ fn a_stored_value_no_console_wrote_is_an_error_not_a_default(kind: Kind) {
     ));
 }
 
-
 /// Issue 25, part 3: two schools of a trust on one store. Each laptop is
 /// the school's its enrolment token named, and every record made on it
 /// with it; a school's staff see their school's captures, tamper events,
@@ -825,17 +824,26 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
 
     // A school that does not exist is refused everywhere one is named.
     let refused = s.add_enroll_token("t", later, Some("north"), now);
-    assert!(matches!(&refused, Err(StoreError::Refused(m)) if m.contains("no schools")), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(m)) if m.contains("no schools")),
+        "{refused:?}"
+    );
     s.add_school("north", "North Academy", who, now).unwrap();
     s.add_school("south", "South School", who, now).unwrap();
     for (id, name) in [("north", "Again"), ("North!", "Bad"), ("", "Empty")] {
         assert!(
-            matches!(s.add_school(id, name, who, now), Err(StoreError::Refused(_))),
+            matches!(
+                s.add_school(id, name, who, now),
+                Err(StoreError::Refused(_))
+            ),
             "{id:?} must be refused"
         );
     }
     let refused = s.add_user("x", Role::Admin, "h", Some("east"), now);
-    assert!(matches!(&refused, Err(StoreError::Refused(m)) if m.contains("north, south")), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(m)) if m.contains("north, south")),
+        "{refused:?}"
+    );
 
     // A laptop, a capture, a tamper event and an AUP answer at each school.
     let mut laptops = Vec::new();
@@ -902,13 +910,26 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
         captures.push(c);
         tampers.push(tamper);
     }
-    s.add_user("north-dsl", Role::Admin, "h", Some("north"), now).unwrap();
-    s.add_user("south-dsl", Role::Reviewer, "h", Some("south"), now).unwrap();
-    s.add_user("trust-dsl", Role::Admin, "h", None, now).unwrap();
-    assert_eq!(s.staff_account("north-dsl").unwrap().unwrap().school.as_deref(), Some("north"));
+    s.add_user("north-dsl", Role::Admin, "h", Some("north"), now)
+        .unwrap();
+    s.add_user("south-dsl", Role::Reviewer, "h", Some("south"), now)
+        .unwrap();
+    s.add_user("trust-dsl", Role::Admin, "h", None, now)
+        .unwrap();
+    assert_eq!(
+        s.staff_account("north-dsl")
+            .unwrap()
+            .unwrap()
+            .school
+            .as_deref(),
+        Some("north")
+    );
     let listed = s.schools().unwrap();
     assert_eq!(
-        listed.iter().map(|l| (l.id.as_str(), l.devices, l.staff)).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|l| (l.id.as_str(), l.devices, l.staff))
+            .collect::<Vec<_>>(),
         [("north", 1, 1), ("south", 1, 1)]
     );
 
@@ -934,7 +955,12 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
             [captures[mine].id],
             "{name}: captures"
         );
-        let counted: u64 = s.capture_counts(&scope).unwrap().iter().map(|(_, n)| n).sum();
+        let counted: u64 = s
+            .capture_counts(&scope)
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
         assert_eq!(counted, 1, "{name}: counts");
         assert!(s.capture_in_scope(captures[mine].id, &scope).unwrap());
         assert!(!s.capture_in_scope(captures[theirs].id, &scope).unwrap());
@@ -947,18 +973,30 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
                 ..Default::default()
             })
             .unwrap();
-        assert_eq!(t.iter().map(|t| t.id).collect::<Vec<_>>(), [tampers[mine].id]);
+        assert_eq!(
+            t.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [tampers[mine].id]
+        );
         let answers = s.aup_decisions(100, &scope).unwrap();
         assert_eq!(
             answers.iter().map(|a| a.user.as_str()).collect::<Vec<_>>(),
             [captures[mine].user.as_str()]
         );
         let devices = scope::devices_in_scope(s, UnixMillis(0), &scope).unwrap();
-        assert_eq!(devices.iter().map(|d| d.id).collect::<Vec<_>>(), [laptops[mine]]);
+        assert_eq!(
+            devices.iter().map(|d| d.id).collect::<Vec<_>>(),
+            [laptops[mine]]
+        );
         assert_eq!(devices[0].school.as_deref(), Some(school));
         let accounts = s.scope_accounts(&scope).unwrap().unwrap();
-        assert!(accounts.contains(&captures[mine].user), "{name}: {accounts:?}");
-        assert!(!accounts.contains(&captures[theirs].user), "{name}: {accounts:?}");
+        assert!(
+            accounts.contains(&captures[mine].user),
+            "{name}: {accounts:?}"
+        );
+        assert!(
+            !accounts.contains(&captures[theirs].user),
+            "{name}: {accounts:?}"
+        );
         // The audit lines about each laptop are its school's.
         let lines = s
             .audit_query(&AuditQuery {
@@ -967,8 +1005,15 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
                 ..Default::default()
             })
             .unwrap();
-        assert!(lines.iter().any(|l| l.target == laptops[mine].to_string()), "{lines:?}");
-        assert!(!lines.iter().any(|l| l.target == laptops[theirs].to_string()));
+        assert!(
+            lines.iter().any(|l| l.target == laptops[mine].to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.target == laptops[theirs].to_string())
+        );
     }
     // The trust sees both.
     let all = s
@@ -979,9 +1024,16 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
         })
         .unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(scope::devices_in_scope(s, UnixMillis(0), &trust).unwrap().len(), 2);
+    assert_eq!(
+        scope::devices_in_scope(s, UnixMillis(0), &trust)
+            .unwrap()
+            .len(),
+        2
+    );
     // A school's scope within it still narrows by group.
-    let grouped = Scope::of(&["accounts:none".into()]).unwrap().in_school(Some("north".into()));
+    let grouped = Scope::of(&["accounts:none".into()])
+        .unwrap()
+        .in_school(Some("north".into()));
     assert!(!s.capture_in_scope(captures[0].id, &grouped).unwrap());
 
     // A school imports its own register only: an account on another
@@ -1008,12 +1060,31 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
     };
     import(&[person("north.new")], "north").unwrap();
     let refused = import(&[person("south.new"), person("north.new")], "south");
-    assert!(matches!(&refused, Err(StoreError::Refused(m)) if m.contains("register of north")), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(m)) if m.contains("register of north")),
+        "{refused:?}"
+    );
     let south = scope::scope_of(s, "south-dsl", Role::Reviewer).unwrap();
     let north = scope::scope_of(s, "north-dsl", Role::Admin).unwrap();
-    assert!(!s.scope_accounts(&south).unwrap().unwrap().contains("south.new"), "nothing of a refused import is kept");
-    assert!(s.scope_accounts(&north).unwrap().unwrap().contains("north.new"));
-    assert!(!s.scope_accounts(&south).unwrap().unwrap().contains("north.new"));
+    assert!(
+        !s.scope_accounts(&south)
+            .unwrap()
+            .unwrap()
+            .contains("south.new"),
+        "nothing of a refused import is kept"
+    );
+    assert!(
+        s.scope_accounts(&north)
+            .unwrap()
+            .unwrap()
+            .contains("north.new")
+    );
+    assert!(
+        !s.scope_accounts(&south)
+            .unwrap()
+            .unwrap()
+            .contains("north.new")
+    );
 }
 
 // Parts written for both databases.

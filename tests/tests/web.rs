@@ -112,9 +112,14 @@ async fn ingest(bed: &Bed, captures: Vec<Capture>) {
 
 /// Sends records as a laptop would and waits until each is acked (stored).
 async fn ingest_records(bed: &Bed, records: Vec<AgentMessage>) {
+    ingest_as(bed, &bed.device, records).await;
+}
+
+/// [`ingest_records`] from the laptop `device`.
+async fn ingest_as(bed: &Bed, device: &DeviceIdentity, records: Vec<AgentMessage>) {
     let mut link = tokio::time::timeout(
         WAIT,
-        DeviceLink::connect(&bed.console.agent_addr, &bed.device, "test", 0),
+        DeviceLink::connect(&bed.console.agent_addr, device, "test", 0),
     )
     .await
     .expect("connected in time")
@@ -1929,6 +1934,644 @@ async fn a_head_of_year_sees_counts_and_triages_only_her_year_through_every_rout
             .iter()
             .any(|e| e["action"] == "set_staff_scope" && e["target"] == "head7"),
         "{audit}"
+    );
+}
+
+/// A laptop enrolled through the real enrolment protocol with a token
+/// minted for `school`.
+async fn enrol_for_school(bed: &Bed, school: &str, hostname: &str) -> DeviceIdentity {
+    use protocol::enroll::{DeviceFacts, EnrollToken, enroll};
+    let said = console_cli(
+        &[
+            "enroll-token",
+            "--data",
+            bed.console.data.to_str().unwrap(),
+            "--address",
+            &bed.console.agent_addr,
+            "--school",
+            school,
+        ],
+        None,
+    )
+    .unwrap();
+    let token = EnrollToken::decode(said.lines().last().unwrap()).unwrap();
+    let facts = DeviceFacts {
+        hostname: hostname.into(),
+        os: "Debian 13".into(),
+        agent_version: "test".into(),
+    };
+    let e = tokio::time::timeout(WAIT, enroll(&token, &facts))
+        .await
+        .expect("enrolled in time")
+        .expect("enrolled");
+    DeviceIdentity {
+        device_id: e.device_id,
+        certificate_pem: e.certificate_pem,
+        key_pem: e.key_pem,
+        ca_pem: e.ca_pem,
+    }
+}
+
+const NORTH_PW: &str = "north academy staff pass";
+const SOUTH_PW: &str = "south school staff pass";
+
+/// Issue 25, part 3: two schools of a trust on one console. Laptops are
+/// enrolled for each through the real protocol and send a capture with a
+/// screenshot, a concern, a tamper event, an AUP answer and last week's
+/// site visits. North's admin, reviewer and auditor each ask every GET
+/// route their role may use (with South's ids, names and filters, through
+/// pages and through their own API tokens) and get nothing of South: no
+/// text, account, name, laptop, id or site. The same routes show them
+/// North's records, and show both schools to the trust's staff, so each
+/// check could fail. What is the trust's to set is refused to them; every
+/// change they try on South's records is refused and changes nothing; the
+/// live stream sends them North's captures only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schools_staff_get_nothing_of_another_school_through_any_route() {
+    let bed = bed();
+    let d = bed.console.data.to_str().unwrap();
+    for (id, name) in [("north", "North Academy"), ("south", "South School")] {
+        console_cli(
+            &["school", "add", "--data", d, "--id", id, "--name", name],
+            None,
+        )
+        .unwrap();
+    }
+    // Once there are schools, a laptop's token must say whose it is.
+    let refused = console_cli(
+        &[
+            "enroll-token",
+            "--data",
+            d,
+            "--address",
+            &bed.console.agent_addr,
+        ],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("--school"), "{refused}");
+    let north_laptop = enrol_for_school(&bed, "north", "north-laptop").await;
+    let south_laptop = enrol_for_school(&bed, "south", "south-laptop").await;
+    for (school, line) in [
+        ("north", "nora.north,Nora North,Year 7,pupil"),
+        ("south", "sam.south,Sam South,Year 7,pupil"),
+    ] {
+        let file = bed.console.data.join(format!("../{school}.csv"));
+        std::fs::write(&file, format!("account,name,year group,role\n{line}\n")).unwrap();
+        console_cli(
+            &[
+                "register",
+                "import",
+                "--data",
+                d,
+                file.to_str().unwrap(),
+                "--school",
+                school,
+            ],
+            None,
+        )
+        .unwrap();
+    }
+    let north_staff = [
+        ("north-admin", "admin", ADM),
+        ("north-reviewer", "reviewer", REV),
+        ("north-auditor", "auditor", AUD),
+    ];
+    for (name, role, _) in north_staff {
+        console_cli(
+            &[
+                "user", "add", "--data", d, "--name", name, "--role", role, "--school", "north",
+            ],
+            Some(&format!("{NORTH_PW}\n")),
+        )
+        .unwrap();
+    }
+    console_cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            d,
+            "--name",
+            "south-admin",
+            "--role",
+            "admin",
+            "--school",
+            "south",
+        ],
+        Some(&format!("{SOUTH_PW}\n")),
+    )
+    .unwrap();
+
+    // Each school's records, made on its own laptop.
+    let (last, last_start) = week_start(1);
+    let mut made = Vec::new();
+    for (laptop, upper, lower, account) in [
+        (&north_laptop, "NORTH", "north", "nora.north"),
+        (&south_laptop, "SOUTH", "south", "sam.south"),
+    ] {
+        let mut c = capture(
+            &format!("{upper}WORDS i want to kill myself"),
+            "kill myself",
+            Some(screenshot_png()),
+        );
+        c.user = account.into();
+        let concern = concern_of(account, &format!("{upper}CONCERN someone is hurting me"));
+        let mut tamper = tamper_event(protocol::TamperKind::AgentKilled, &format!("{upper}TAMPER"));
+        tamper.user = Some(account.into());
+        ingest_as(
+            &bed,
+            laptop,
+            vec![
+                AgentMessage::Capture(c.clone()),
+                AgentMessage::Concern(concern.clone()),
+                AgentMessage::TamperEvent(tamper.clone()),
+                AgentMessage::AupDecision(protocol::AupDecision {
+                    id: uuid::Uuid::now_v7(),
+                    time: protocol::UnixMillis::now(),
+                    user: account.into(),
+                    audience: protocol::Audience::Pupils,
+                    aup_version: 1,
+                    decision: protocol::Decision::Accept,
+                }),
+                AgentMessage::SiteVisits(protocol::SiteVisits {
+                    id: uuid::Uuid::now_v7(),
+                    visits: vec![visit(
+                        account,
+                        &format!("https://{lower}-site.example/"),
+                        upper,
+                        last_start,
+                        60,
+                        1,
+                    )],
+                }),
+            ],
+        )
+        .await;
+        made.push((c, concern, tamper));
+    }
+    let (north, south) = (&made[0], &made[1]);
+    let south_ids = [
+        south.0.id.to_string(),
+        south.1.id.to_string(),
+        south.2.id.to_string(),
+        south_laptop.device_id.to_string(),
+    ];
+    let secrets: Vec<&str> = [
+        "SOUTHWORDS",
+        "SOUTHCONCERN",
+        "SOUTHTAMPER",
+        "sam.south",
+        "Sam South",
+        "south-site",
+        "south-laptop",
+        "south-admin",
+        "South School",
+    ]
+    .into_iter()
+    .chain(south_ids.iter().map(String::as_str))
+    .collect();
+
+    let web = Web::new(&bed.console.data, &bed.base);
+    // The trust's lead looks at South's capture: an audit line about South
+    // made by the trust's staff.
+    let (lead, _) = web.sign_in("lead", REVIEWER_PW, "");
+    let page = web.get(&format!("/captures/{}", south.0.id), &lead);
+    assert!(page.status == 200 && page.body.contains("SOUTHWORDS"));
+    // The audit log, read before North's staff search for South's things
+    // (their own searches are then in it, as they typed them).
+    let audit_routes = ["/audit", "/audit.csv", "/api/v1/audit"];
+    for (name, role, bit) in [north_staff[0], north_staff[2]] {
+        let (session, _) = web.sign_in(name, NORTH_PW, "");
+        let owned = console_cli(
+            &[
+                "api-token",
+                "--data",
+                d,
+                "--name",
+                &format!("{name}-reader"),
+                "--role",
+                role,
+                "--owner",
+                name,
+            ],
+            None,
+        )
+        .unwrap();
+        let api = bed.admin.with_token(owned.lines().last().unwrap());
+        assert!(bit & (ADM | AUD) != 0, "the audit log is theirs to read");
+        for path in [
+            "/audit",
+            "/audit.csv",
+            "/audit?actor=lead",
+            "/api/v1/audit?limit=1000",
+        ] {
+            let body = if path.starts_with("/api/") {
+                let (status, _, body) = api.get_bytes(path).unwrap();
+                assert_eq!(status, 200, "{name}: GET {path}");
+                String::from_utf8_lossy(&body).into_owned()
+            } else {
+                let r = web.get(path, &session);
+                assert_eq!(r.status, 200, "{name}: GET {path}");
+                r.body
+            };
+            for secret in &secrets {
+                assert!(
+                    !body.contains(secret),
+                    "{name}: GET {path} shows {secret:?} of the other school"
+                );
+            }
+            assert!(
+                path.contains("actor=") || body.contains(&north_laptop.device_id.to_string()),
+                "{name}: GET {path} lacks North's own laptop's enrolment"
+            );
+        }
+    }
+    // The pages and routes that are the trust's to read or set.
+    let trust_only = ["/settings", "/policy/groups", "/api/v1/policy"];
+    let mut asked = 0;
+    for (name, role, bit) in north_staff {
+        let (session, _) = web.sign_in(name, NORTH_PW, "");
+        let token = console_cli(
+            &[
+                "api-token",
+                "--data",
+                d,
+                "--name",
+                &format!("{name}-script"),
+                "--role",
+                role,
+                "--owner",
+                name,
+            ],
+            None,
+        )
+        .unwrap();
+        let api = bed.admin.with_token(token.lines().last().unwrap());
+        let get = |path: &str| -> (u16, String) {
+            if path.starts_with("/api/") {
+                let (status, _, body) = api.get_bytes(path).unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            } else {
+                let r = web.get(path, &session);
+                (r.status, r.body)
+            }
+        };
+        let mut paths: Vec<String> = Vec::new();
+        for (method, path, who) in ACCESS {
+            if *method != "GET" || who & bit == 0 || *path == "/live" || *who == PUBLIC {
+                continue;
+            }
+            for id in &south_ids {
+                paths.push(path.replace("{id}", id).replace("{name}", "app.css"));
+            }
+        }
+        let laptop = south_laptop.device_id;
+        for extra in [
+            "/inbox?status=all".to_owned(),
+            "/inbox?status=all&user=sam.south".to_owned(),
+            "/inbox?status=all&q=SOUTHWORDS".to_owned(),
+            format!("/inbox?status=all&device={laptop}"),
+            format!("/tamper?device={laptop}"),
+            format!("/reports/weekly?week={last}"),
+            format!("/reports/weekly.csv?week={last}&table=pairs"),
+            format!("/reports/weekly.csv?week={last}&table=users"),
+            format!("/reports/weekly.csv?week={last}&table=domains"),
+            format!("/reports/weekly.csv?week={last}&table=devices"),
+            "/aup/decisions?user=sam.south".to_owned(),
+            "/trends.csv?weeks=4".to_owned(),
+            "/policy/effective?user=sam.south".to_owned(),
+            "/audit?actor=south-admin".to_owned(),
+            "/audit.csv".to_owned(),
+            "/api/v1/captures?user=sam.south".to_owned(),
+            "/api/v1/captures?q=SOUTHWORDS".to_owned(),
+            format!("/api/v1/site-visits/weekly?week={last}"),
+            format!("/api/v1/site-visits/weekly?week={last}&format=csv"),
+            "/api/v1/audit?limit=1000".to_owned(),
+        ] {
+            // An auditor never filters captures by pupil or text (refused
+            // whole, whatever the school).
+            if !(bit == AUD && extra.starts_with("/api/v1/captures?")) {
+                paths.push(extra);
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        for path in &paths {
+            let (status, body) = get(path);
+            let bare = path.split('?').next().unwrap();
+            let allowed = ACCESS
+                .iter()
+                .find(|(m, p, _)| *m == "GET" && *p == bare)
+                .is_none_or(|(_, _, who)| who & bit != 0);
+            if !allowed {
+                assert_eq!(status, 403, "{name}: GET {path} is not the {role}'s");
+                continue;
+            }
+            if trust_only.contains(&bare) {
+                assert_eq!(status, 403, "{name}: GET {path} is the trust's");
+                continue;
+            }
+            assert!(
+                status != 401 && status != 403,
+                "{name}: GET {path} answered {status}"
+            );
+            // Checked above, before North's own searches named South.
+            if audit_routes.contains(&bare) {
+                continue;
+            }
+            for secret in secrets.iter().filter(|s| !path.contains(*s)) {
+                assert!(
+                    !body.contains(secret),
+                    "{name}: GET {path} ({status}) shows {secret:?} of the other school"
+                );
+            }
+            if path.contains(south.0.id.to_string().as_str()) && path.contains("/captures/") {
+                assert_eq!(
+                    status, 404,
+                    "{name}: GET {path} must not find South's capture"
+                );
+            }
+            asked += 1;
+        }
+
+        // The same routes show North's own records.
+        let mut own: Vec<(String, String)> = vec![
+            ("/devices".into(), "north-laptop".into()),
+            ("/api/v1/devices".into(), "north-laptop".into()),
+            ("/register".into(), "nora.north".into()),
+            ("/aup/decisions".into(), "nora.north".into()),
+            (format!("/reports/weekly?week={last}"), "north-site".into()),
+            (
+                format!("/api/v1/site-visits/weekly?week={last}"),
+                "north-site".into(),
+            ),
+        ];
+        if bit != AUD {
+            own.push(("/inbox?status=all".into(), "NORTHWORDS".into()));
+            own.push((format!("/captures/{}", north.0.id), "NORTHWORDS".into()));
+            own.push(("/tamper".into(), "NORTHTAMPER".into()));
+            own.push(("/api/v1/captures".into(), "NORTHWORDS".into()));
+        }
+        if bit != REV {
+            own.push((
+                "/api/v1/audit?limit=1000".into(),
+                north_laptop.device_id.to_string(),
+            ));
+        }
+        if bit == ADM {
+            own.push(("/staff".into(), "north-reviewer".into()));
+        }
+        for (path, mine) in own {
+            let (status, body) = get(&path);
+            assert_eq!(status, 200, "{name}: GET {path}");
+            assert!(body.contains(&mine), "{name}: GET {path} lacks {mine:?}");
+        }
+    }
+    assert!(asked > 60, "only {asked} routes asked");
+
+    // The trust's staff see both schools.
+    let inbox = web.get("/inbox?status=all", &lead).body;
+    assert!(
+        inbox.contains("NORTHWORDS") && inbox.contains("SOUTHWORDS"),
+        "the trust's lead sees both schools"
+    );
+    let (_, devices) = bed.admin.get("/api/v1/devices").unwrap();
+    let schools: Vec<&str> = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["school"].as_str())
+        .collect();
+    assert!(
+        schools.contains(&"north") && schools.contains(&"south"),
+        "{devices}"
+    );
+    let (_, audit) = bed.admin.get("/api/v1/audit?limit=1000").unwrap();
+    assert!(
+        audit
+            .to_string()
+            .contains(&south_laptop.device_id.to_string())
+    );
+
+    // Changes: North's admin is refused on South's records and on what is
+    // the trust's, and nothing changes.
+    let (admin, _) = web.sign_in("north-admin", NORTH_PW, "");
+    let csrf = csrf_of(&web.get("/account", &admin).body);
+    let south_capture = south.0.id.to_string();
+    let south_tamper = south.2.id.to_string();
+    let south_device = south_laptop.device_id.to_string();
+    let north_capture = north.0.id.to_string();
+    // A form's path, its fields, and the answer it must get.
+    type Post<'a> = (String, Vec<(&'a str, &'a str)>, u16);
+    let posts: Vec<Post> = vec![
+        (
+            format!("/captures/{south_capture}/triage"),
+            vec![("status", "false_positive"), ("note", "x")],
+            404,
+        ),
+        (
+            "/inbox/triage".into(),
+            vec![
+                ("status", "false_positive"),
+                ("id", &north_capture),
+                ("id", &south_capture),
+            ],
+            404,
+        ),
+        (
+            format!("/captures/{south_capture}/delete"),
+            vec![("password", NORTH_PW)],
+            404,
+        ),
+        (
+            format!("/tamper/{south_tamper}/acknowledge"),
+            vec![("note", "x")],
+            404,
+        ),
+        (
+            format!("/devices/{south_device}/revoke"),
+            vec![("reason", "x")],
+            404,
+        ),
+        (
+            "/staff/south-admin/role".into(),
+            vec![("role", "auditor"), ("password", NORTH_PW)],
+            404,
+        ),
+        (
+            "/staff/south-admin/disabled".into(),
+            vec![("disabled", "1"), ("password", NORTH_PW)],
+            404,
+        ),
+        (
+            "/staff".into(),
+            vec![
+                ("name", "intruder"),
+                ("role", "admin"),
+                ("new_password", "a long enough password"),
+                ("school", "south"),
+                ("password", NORTH_PW),
+            ],
+            403,
+        ),
+        (
+            "/devices/enroll-token".into(),
+            vec![("ttl", "1"), ("school", "south")],
+            403,
+        ),
+        ("/settings".into(), vec![], 403),
+        ("/libraries/terms".into(), vec![("term", "x")], 403),
+        ("/policy/groups".into(), vec![("group", "year:Year 7")], 403),
+        ("/aup/publish".into(), vec![("markdown", "x")], 403),
+        ("/settings/alert-rules".into(), vec![("name", "x")], 403),
+    ];
+    for (path, fields, expected) in &posts {
+        let mut fields = fields.clone();
+        fields.push(("csrf", &csrf));
+        let r = web.post(path, &admin, &fields);
+        assert_eq!(r.status, *expected, "north-admin: POST {path}: {}", r.body);
+        // (What was asked for may be echoed in the answer that it was not found.)
+        for secret in secrets
+            .iter()
+            .filter(|s| !path.contains(*s) && !fields.iter().any(|(_, v)| v.contains(*s)))
+        {
+            assert!(!r.body.contains(secret), "POST {path} tells of {secret:?}");
+        }
+    }
+    let admin_api = bed.admin.with_token(
+        console_cli(
+            &[
+                "api-token",
+                "--data",
+                d,
+                "--name",
+                "north-admin-changes",
+                "--role",
+                "admin",
+                "--owner",
+                "north-admin",
+            ],
+            None,
+        )
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap(),
+    );
+    let policy = bed.admin.get("/api/v1/policy").unwrap().1;
+    for (method, path, body, expected) in [
+        (
+            "POST",
+            format!("/api/v1/captures/{south_capture}/triage"),
+            serde_json::json!({"status": "violation"}),
+            404,
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/captures/{south_capture}"),
+            serde_json::json!({}),
+            404,
+        ),
+        (
+            "POST",
+            format!("/api/v1/devices/{south_device}/revoke"),
+            serde_json::json!({"reason": "x"}),
+            404,
+        ),
+        ("PUT", "/api/v1/policy".to_owned(), policy, 403),
+    ] {
+        let (status, answer) = admin_api.send(method, &path, &body).unwrap();
+        assert_eq!(
+            status, expected,
+            "north-admin's token: {method} {path}: {answer}"
+        );
+    }
+    // Nothing of South changed.
+    let (status, c) = bed
+        .admin
+        .get(&format!("/api/v1/captures/{south_capture}"))
+        .unwrap();
+    assert_eq!(status, 200, "South's capture is still there");
+    let c = if c["capture"].is_object() {
+        &c["capture"]
+    } else {
+        &c
+    };
+    assert_eq!(c["status"], "new", "{c}");
+    let (_, devices) = bed.admin.get("/api/v1/devices").unwrap();
+    assert!(
+        devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["id"] == south_device.as_str())
+            .all(|d| d["revoked"].is_null()),
+        "{devices}"
+    );
+    let (south_session, r) = web.sign_in("south-admin", SOUTH_PW, "");
+    assert!(
+        !south_session.is_empty(),
+        "south-admin still signs in: {}",
+        r.status
+    );
+    assert_eq!(
+        web.get("/staff", &south_session).status,
+        200,
+        "and is still an admin"
+    );
+    // South's admin sees South, and not North.
+    let body = web.get("/inbox?status=all", &south_session).body;
+    assert!(body.contains("SOUTHWORDS") && !body.contains("NORTHWORDS"));
+    // North's admin changes her own school's records.
+    let r = web.post(
+        &format!("/captures/{north_capture}/triage"),
+        &admin,
+        &[
+            ("csrf", &csrf),
+            ("status", "false_positive"),
+            ("note", "seen"),
+        ],
+    );
+    assert_eq!(r.status, 303, "north-admin triages North: {}", r.body);
+
+    // Live: a South capture then a North one; North's reviewer is sent
+    // the second only.
+    let (reviewer, _) = web.sign_in("north-reviewer", NORTH_PW, "");
+    let lines = live_lines(&web, &bed.base, &reviewer);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut later_south = capture("SOUTHLATER kill myself", "kill myself", None);
+    later_south.user = "sam.south".into();
+    let mut later_north = capture("NORTHLATER kill myself", "kill myself", None);
+    later_north.user = "nora.north".into();
+    ingest_as(
+        &bed,
+        &south_laptop,
+        vec![AgentMessage::Capture(later_south.clone())],
+    )
+    .await;
+    ingest_as(
+        &bed,
+        &north_laptop,
+        vec![AgentMessage::Capture(later_north.clone())],
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    let mut seen = String::new();
+    while !seen.contains(&later_north.id.to_string()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(e) => panic!("North's capture never came live ({e}); got:\n{seen}"),
+        }
+    }
+    assert!(
+        !seen.contains(&later_south.id.to_string()) && !seen.contains("sam.south"),
+        "South's capture reached North's live stream:\n{seen}"
     );
 }
 

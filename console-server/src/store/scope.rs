@@ -239,6 +239,21 @@ pub fn devices_in_scope(
     Ok(devices)
 }
 
+/// Whether the laptop `id` is one of the scope's school's (every laptop
+/// for the trust's staff); false if there is none.
+///
+/// # Errors
+/// A storage failure.
+pub fn device_in_scope(
+    store: &dyn super::Store,
+    id: Uuid,
+    scope: &Scope,
+) -> Result<bool, StoreError> {
+    Ok(devices_in_scope(store, UnixMillis(0), scope)?
+        .iter()
+        .any(|d| d.id == id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,11 +195,7 @@ pub async fn revoke(
         .map_err(|_| WebError::NotFound(format!("{id:?} is not a device id")))?;
     let scope = staff.scope.clone();
     let in_school = blocking(&state, move |s| {
-        Ok(
-            crate::store::scope::devices_in_scope(s, UnixMillis(0), &scope)?
-                .iter()
-                .any(|d| d.id == id),
-        )
+        crate::store::scope::device_in_scope(s, id, &scope)
     })
     .await?;
     if !in_school {
