@@ -596,6 +596,8 @@ async fn events(
 struct WeekParams {
     week: String,
     format: Option<String>,
+    /// One school of a trust.
+    school: Option<String>,
 }
 
 async fn weekly_visits(
@@ -604,8 +606,15 @@ async fn weekly_visits(
     Query(p): Query<WeekParams>,
 ) -> Result<Response, ApiError> {
     let week = Week::parse(&p.week).map_err(ApiError::BadRequest)?;
-    let scope = caller.scope.clone();
+    let asked = p.school.clone().filter(|s| !s.trim().is_empty());
+    let scope = caller
+        .scope
+        .narrowed_to(asked.as_deref())
+        .map_err(ApiError::Forbidden)?;
     let report = blocking(&state, move |s| {
+        if let Some(school) = &asked {
+            crate::store::schools::require_school(s, school)?;
+        }
         WeeklyReport::load_in_scope(s, week, site_report::Detail::Pairs, &scope)
     })
     .await?;

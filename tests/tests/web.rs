@@ -2354,6 +2354,36 @@ async fn a_schools_staff_get_nothing_of_another_school_through_any_route() {
             .to_string()
             .contains(&south_laptop.device_id.to_string())
     );
+    // Reports across the trust, and per school.
+    let report = |session: &str, school: &str| {
+        web.get(&format!("/reports/weekly?week={last}{school}"), session)
+    };
+    let trust_wide = report(&lead, "").body;
+    assert!(trust_wide.contains("north-site") && trust_wide.contains("south-site"));
+    let one = report(&lead, "&school=south");
+    assert_eq!(one.status, 200);
+    assert!(
+        one.body.contains("south-site") && !one.body.contains("north-site"),
+        "the trust's report of South alone"
+    );
+    let (status, _, csv) = bed
+        .admin
+        .get_bytes(&format!(
+            "/api/v1/site-visits/weekly?week={last}&format=csv&school=north"
+        ))
+        .unwrap();
+    let csv = String::from_utf8_lossy(&csv);
+    assert_eq!(status, 200, "{csv}");
+    assert!(
+        csv.contains("north-site") && !csv.contains("south-site"),
+        "{csv}"
+    );
+    let (north_admin, _) = web.sign_in("north-admin", NORTH_PW, "");
+    assert_eq!(
+        report(&north_admin, "&school=south").status,
+        403,
+        "a school's staff cannot ask for another school's report"
+    );
 
     // Changes: North's admin is refused on South's records and on what is
     // the trust's, and nothing changes.

@@ -68,6 +68,22 @@ impl Scope {
         self
     }
 
+    /// This scope narrowed to `school` (a report of one school of the
+    /// trust); `None` leaves it as it is.
+    ///
+    /// # Errors
+    /// A school other than the one this scope is already limited to.
+    pub fn narrowed_to(&self, school: Option<&str>) -> Result<Scope, String> {
+        match (school, self.school()) {
+            (None, _) => Ok(self.clone()),
+            (Some(asked), None) => Ok(self.clone().in_school(Some(asked.to_owned()))),
+            (Some(asked), Some(mine)) if asked == mine => Ok(self.clone()),
+            (Some(_), Some(mine)) => Err(format!(
+                "you see the school {mine} only; leave the school out of the address"
+            )),
+        }
+    }
+
     /// Whether nothing is left out: no school and no groups.
     pub fn is_all(&self) -> bool {
         self.school.is_none() && self.groups.is_empty()

@@ -5,6 +5,7 @@
 //! Admins, reviewers and auditors (senior leaders) may read reports; every
 //! read is audited. Admins and reviewers sign weeks off.
 
+use crate::web::auth::Staff;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -32,6 +33,38 @@ pub struct Params {
     week: Option<String>,
     print: Option<String>,
     table: Option<String>,
+    /// One school of a trust (the trust's staff see every school's by
+    /// default, and may ask for one).
+    school: Option<String>,
+}
+
+/// The scope a report is made for: the staff's own, narrowed to the
+/// school asked for, which must exist.
+///
+/// # Errors
+/// [`WebError::Forbidden`] for another school than the staff's own;
+/// [`WebError::BadRequest`] for a school there is not.
+async fn report_scope(state: &AppState, staff: &Staff, p: &Params) -> Result<Scope, WebError> {
+    let asked = p.school.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let scope = staff
+        .scope
+        .narrowed_to(asked)
+        .map_err(WebError::Forbidden)?;
+    if let Some(school) = asked.map(str::to_owned) {
+        blocking(state, move |s| {
+            crate::store::schools::require_school(s, &school)
+        })
+        .await?;
+    }
+    Ok(scope)
+}
+
+/// `&school=ID` for the links of a report of one school, else nothing.
+fn school_param(scope: &Scope, staff: &Staff) -> String {
+    match (scope.school(), staff.scope.school()) {
+        (Some(school), None) => format!("&school={}", super::auth::urlencode(school)),
+        _ => String::new(),
+    }
 }
 
 /// The last complete week.
@@ -127,7 +160,14 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let week = chosen(&p)?;
     let print = p.print.is_some();
-    let (report, signoff) = load(&state, week, &staff.scope).await?;
+    let scope = report_scope(&state, &staff, &p).await?;
+    let (report, signoff) = load(&state, week, &scope).await?;
+    let schools = if staff.scope.school().is_none() {
+        blocking(&state, |s| s.schools()).await?
+    } else {
+        Vec::new()
+    };
+    let one = school_param(&scope, &staff);
     staff
         .audit(
             &state,
@@ -151,23 +191,33 @@ pub async fn page(
     }
     let can_sign = <super::roles::CaptureReaders as super::roles::Roles>::ROLES
         .contains(&staff.role)
-        && staff.scope.is_all();
+        && scope.is_all();
     let body = html! {
         div.report-nav {
-            a href={ "/reports/weekly?week=" (week.previous()) } { "← " (week.previous()) }
-            @if week < last_week() { a href={ "/reports/weekly?week=" (week.next()) } { (week.next()) " →" } }
+            a href={ "/reports/weekly?week=" (week.previous()) (one) } { "← " (week.previous()) }
+            @if week < last_week() { a href={ "/reports/weekly?week=" (week.next()) (one) } { (week.next()) " →" } }
             a href="/reports" { "All weeks" }
         }
-        div.report-actions {
-            a.button href={ "/reports/weekly?week=" (week) "&print=1" } { "Print view" }
-            a.button href={ "/reports/weekly.pdf?week=" (week) } { "PDF" }
-            @for t in ["domains", "users", "devices", "pairs"] {
-                a.button href={ "/reports/weekly.csv?week=" (week) "&table=" (t) } { "CSV: " (t) }
+        @if !schools.is_empty() {
+            nav.report-schools aria-label="school" {
+                @if scope.school().is_none() { strong { "Every school" } } @else { a href={ "/reports/weekly?week=" (week) } { "Every school" } }
+                @for s in &schools {
+                    " · "
+                    @if scope.school() == Some(s.id.as_str()) { strong { (s.name) } }
+                    @else { a href={ "/reports/weekly?week=" (week) "&school=" (s.id) } { (s.name) } }
+                }
             }
         }
-        @if !staff.scope.is_all() {
+        div.report-actions {
+            a.button href={ "/reports/weekly?week=" (week) "&print=1" (one) } { "Print view" }
+            a.button href={ "/reports/weekly.pdf?week=" (week) (one) } { "PDF" }
+            @for t in ["domains", "users", "devices", "pairs"] {
+                a.button href={ "/reports/weekly.csv?week=" (week) "&table=" (t) (one) } { "CSV: " (t) }
+            }
+        }
+        @if !scope.is_all() {
             p.notice #scope {
-                "Only the accounts you see (" (staff.scope.describe()) "): their sites and "
+                "Only the accounts of " (scope.describe()) ": their sites and "
                 "time, counted from their own visits. Laptops are not listed, and the school's "
                 "report is signed off by those who see the whole school."
             }
@@ -368,7 +418,7 @@ pub async fn csv(
     } else {
         Detail::Summary
     };
-    let scope = staff.scope.clone();
+    let scope = report_scope(&state, &staff, &p).await?;
     let report = blocking(&state, move |s| {
         WeeklyReport::load_in_scope(s, week, detail, &scope)
     })
@@ -400,7 +450,8 @@ pub async fn pdf(
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let week = chosen(&p)?;
-    let (report, signoff) = load(&state, week, &staff.scope).await?;
+    let scope = report_scope(&state, &staff, &p).await?;
+    let (report, signoff) = load(&state, week, &scope).await?;
     let bytes = crate::report_pdf::render(&report, week, signoff.as_ref());
     staff
         .audit(
