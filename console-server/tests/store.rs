@@ -1085,6 +1085,48 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
             .unwrap()
             .contains("north.new")
     );
+
+    // A school's policy layer is the group `school:ID`, which its laptops
+    // are in; each laptop is sent its own school's register only.
+    use console_server::store::groups::GroupStore;
+    import(&[person("south.new")], "south").unwrap();
+    let layer = protocol::layers::Overrides {
+        min_severity: Some(4),
+        ..Default::default()
+    };
+    s.set_layer("school:north", Some(&layer), who, now).unwrap();
+    let refused = s.set_layer("school:east", Some(&layer), who, now);
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
+    assert!(
+        Scope::of(&["school:north".into()]).is_err(),
+        "a school is not a reviewer's group"
+    );
+    for (i, (mine, theirs)) in [("north", "south"), ("south", "north")]
+        .into_iter()
+        .enumerate()
+    {
+        let sent = s.layers_for_device(&laptops[i].to_string()).unwrap();
+        assert!(
+            sent.device_groups.contains(&format!("school:{mine}")),
+            "{:?}",
+            sent.device_groups
+        );
+        assert!(!sent.device_groups.contains(&format!("school:{theirs}")));
+        let accounts: Vec<&str> = sent.accounts.iter().map(|(a, _)| a.as_str()).collect();
+        assert!(
+            accounts.contains(&format!("{mine}.new").as_str()),
+            "{accounts:?}"
+        );
+        assert!(
+            !accounts.contains(&format!("{theirs}.new").as_str()),
+            "{accounts:?}"
+        );
+        let groups = s.device_groups(&laptops[i].to_string()).unwrap();
+        assert_eq!(groups, [format!("school:{mine}")]);
+    }
 }
 
 // Parts written for both databases.

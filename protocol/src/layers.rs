@@ -39,6 +39,8 @@ pub mod wire5;
 /// The kinds of group, least specific first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum GroupKind {
+    /// The laptops of one school of a trust (`school:ID`), least specific.
+    School,
     Role,
     Year,
     Accounts,
@@ -48,6 +50,7 @@ pub enum GroupKind {
 impl GroupKind {
     pub fn prefix(self) -> &'static str {
         match self {
+            GroupKind::School => "school",
             GroupKind::Role => "role",
             GroupKind::Year => "year",
             GroupKind::Accounts => "accounts",
@@ -63,17 +66,18 @@ impl GroupKind {
         let (kind, name) = group.split_once(':').unwrap_or(("", ""));
         if name.trim().is_empty() {
             return Err(format!(
-                "{group:?} is not a group: write role:pupil, role:staff, year:NAME, accounts:NAME or devices:NAME"
+                "{group:?} is not a group: write role:pupil, role:staff, year:NAME, accounts:NAME, devices:NAME or school:ID"
             ));
         }
         match kind {
+            "school" => Ok(GroupKind::School),
             "role" if matches!(name, "pupil" | "staff") => Ok(GroupKind::Role),
             "role" => Err(format!("{group:?}: a role is pupil or staff")),
             "year" => Ok(GroupKind::Year),
             "accounts" => Ok(GroupKind::Accounts),
             "devices" => Ok(GroupKind::Devices),
             _ => Err(format!(
-                "{group:?} is not a group: write role:pupil, role:staff, year:NAME, accounts:NAME or devices:NAME"
+                "{group:?} is not a group: write role:pupil, role:staff, year:NAME, accounts:NAME, devices:NAME or school:ID"
             )),
         }
     }

@@ -50,7 +50,11 @@ impl Scope {
             if g.is_empty() {
                 continue;
             }
-            GroupKind::of(g)?;
+            if GroupKind::of(g)? == GroupKind::School {
+                return Err(format!(
+                    "{g:?}: a reviewer's school is her account's (user add --school), not one of her groups"
+                ));
+            }
             if !checked.iter().any(|c| c == g) {
                 checked.push(g.to_owned());
             }

@@ -112,6 +112,17 @@ fn finish_change(db: &mut Db<'_, '_>, audit: &AuditEntry<'_>) -> Result<(), SqlE
     write_audit(db, audit)
 }
 
+/// `school:ID` for a laptop of a school of a trust, for that school's
+/// policy layer.
+fn school_group(db: &mut Db<'_, '_>, device: &str) -> Result<Option<String>, SqlError> {
+    let school: Option<Option<String>> = db.query_opt(
+        "SELECT school FROM devices WHERE id = ?1",
+        &params![device],
+        |r| r.get(0),
+    )?;
+    Ok(school.flatten().map(|s| format!("school:{s}")))
+}
+
 impl GroupStore for SqlStore {
     fn layers(&self) -> Result<Vec<Layer>, StoreError> {
         self.read("reading the policy layers", read_layers)
@@ -131,7 +142,10 @@ impl GroupStore for SqlStore {
         (actor, origin): (&str, &str),
         now: UnixMillis,
     ) -> Result<(), StoreError> {
-        GroupKind::of(group).map_err(StoreError::Refused)?;
+        if GroupKind::of(group).map_err(StoreError::Refused)? == GroupKind::School {
+            let id = group.trim_start_matches("school:");
+            super::schools::require_school(self, id)?;
+        }
         let json = overrides
             .map(|o| {
                 serde_json::to_string(o).map_err(|e| {
@@ -189,7 +203,7 @@ impl GroupStore for SqlStore {
             GroupKind::Accounts | GroupKind::Devices => {}
             _ => {
                 return Err(StoreError::Refused(format!(
-                    "{group} comes from the register (the MIS import); only accounts: and devices: groups have members set here"
+                    "{group} comes from the register (the MIS import) or the laptops' enrolment; only accounts: and devices: groups have members set here"
                 )));
             }
         }
@@ -344,11 +358,13 @@ impl GroupStore for SqlStore {
 
     fn device_groups(&self, device: &str) -> Result<Vec<String>, StoreError> {
         self.read("reading a laptop's groups", |db| {
-            db.query_map(
+            let mut groups: Vec<String> = db.query_map(
                 "SELECT grp FROM group_members WHERE member = ?1 AND grp LIKE 'devices:%' ORDER BY grp",
                 &params![device],
                 |r| r.get(0),
-            )
+            )?;
+            groups.extend(school_group(db, device)?);
+            Ok(groups)
         })
     }
 
@@ -357,12 +373,16 @@ impl GroupStore for SqlStore {
             let version: i64 =
                 db.query_row("SELECT version FROM layers_version", &[], |r| r.get(0))?;
             let layers = read_layers(db)?;
+            // A laptop of a school of a trust is sent that school's
+            // register only (and the accounts no school's register names).
             let mut accounts: Vec<(String, Vec<String>)> = db
                 .query_map(
                     "SELECT account, role, year_group FROM accounts
-                     WHERE COALESCE(role, '') != '' OR COALESCE(year_group, '') != ''
+                     WHERE (COALESCE(role, '') != '' OR COALESCE(year_group, '') != '')
+                       AND (school IS NULL
+                            OR school = (SELECT d.school FROM devices d WHERE d.id = ?1))
                      ORDER BY account",
-                    &[],
+                    &params![device],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?
                 .into_iter()
@@ -387,6 +407,7 @@ impl GroupStore for SqlStore {
                     }
                 }
             }
+            device_groups.extend(school_group(db, device)?);
             Ok(GroupLayers {
                 version: version.max(0) as u64,
                 layers,
