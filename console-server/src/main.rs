@@ -947,13 +947,8 @@ fn migrate(data: &std::path::Path, to: &str) -> anyhow::Result<()> {
 
 /// `subject-export`: everything held about one account.
 fn subject_export(data: PathBuf, user: String, out: PathBuf) -> anyhow::Result<()> {
-    if let Some(url) = open_dir(&data)?.store.postgres_url() {
-        bail!(
-            "the store is in PostgreSQL ({url}); subject-export reads only the embedded SQLite store so far. Ask the trust's database administrator for the rows of {user:?} until it does"
-        );
-    }
-    let got = console_server::subject_access::export(&data, &user, &out)?;
     let dir = open_dir(&data)?;
+    let got = console_server::subject_access::export(&dir.store, &user, &out)?;
     audit_cli(
         &dir,
         AuditAction::SubjectExport,

@@ -3,14 +3,19 @@
 //! for a request under UK GDPR. Written to a new folder: one JSON file per
 //! kind of record, the screenshots, and a `README.txt` saying what each
 //! file is. Text is exported exactly as stored (it is the pupil's own).
+//! It reads the store it is given, SQLite or PostgreSQL, the same way.
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use rusqlite::types::ValueRef;
 use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::store::CaptureStore;
+use crate::store::sql::{ToValue, Value as SqlValue};
+use crate::store::sql_store::SqlStore;
 
 /// How many records of each kind went into an export.
 #[derive(Debug, Default)]
@@ -30,67 +35,147 @@ impl ExportSummary {
     }
 }
 
-/// What goes in the export: file, what it is, and the query (one `?1`: the
-/// user).
-const PARTS: [(&str, &str, &str); 7] = [
+/// What goes in the export: file, what it is, its columns (an expression
+/// `AS` a name, or a column named as it is), and the rest of the query
+/// (one `?1`: the user).
+const PARTS: [(&str, &str, &[&str], &str); 7] = [
     (
         "captures.json",
         "Every capture made while this user was signed in: when, on which laptop, in which application and window, the term that matched, its category and severity, the text around it, and its review status. Concerns the user reported themselves are among them (source \"concern\").",
-        "SELECT id, device, time, received, user, source, app, window_title, url, term, category, severity, context, image_missing, status, status_time FROM captures WHERE user = ?1 ORDER BY time",
+        &[
+            "id",
+            "device",
+            "time",
+            "received",
+            "user",
+            "source",
+            "app",
+            "window_title",
+            "url",
+            "term",
+            "category",
+            "severity",
+            "context",
+            "image_missing",
+            "status",
+            "status_time",
+        ],
+        "FROM captures WHERE user = ?1 ORDER BY time, id",
     ),
     (
         "reviews.json",
         "What staff decided about each of those captures: violation or false positive, the action taken and the note, who and when.",
-        "SELECT t.capture, t.time, t.actor, t.status, t.note, t.action FROM triage t JOIN captures c ON c.id = t.capture WHERE c.user = ?1 ORDER BY t.capture, t.seq",
+        &[
+            "t.capture AS capture",
+            "t.time AS time",
+            "t.actor AS actor",
+            "t.status AS status",
+            "t.note AS note",
+            "t.action AS action",
+        ],
+        "FROM triage t JOIN captures c ON c.id = t.capture WHERE c.user = ?1 ORDER BY t.capture, t.seq",
     ),
     (
         "site_visits.json",
         "Websites the user had open: address, title, browser, when, and for how long.",
-        "SELECT device, browser, url, domain, title, start, end, active_seconds, visits FROM site_visits WHERE user = ?1 ORDER BY start",
+        &[
+            "device",
+            "browser",
+            "url",
+            "domain",
+            "title",
+            "start",
+            "end",
+            "active_seconds",
+            "visits",
+        ],
+        "FROM site_visits WHERE user = ?1 ORDER BY start, url",
     ),
     (
         "site_hours.json",
         "The same visits summed by hour and website, which the weekly report is made from (kept as long as the visits).",
-        "SELECT hour * 3600000 AS hour_start, domain, device, visits, active_seconds, first, last FROM visit_hours WHERE user = ?1 ORDER BY hour, domain",
+        &[
+            "hour * 3600000 AS hour_start",
+            "domain",
+            "device",
+            "visits",
+            "active_seconds",
+            "first",
+            "last",
+        ],
+        "FROM visit_hours WHERE user = ?1 ORDER BY hour, domain, device",
     ),
     (
         "aup_decisions.json",
         "Each time the user accepted or declined the Acceptable Use Policy, and which version.",
-        "SELECT id, device, time, audience, version, decision FROM aup_decisions WHERE user = ?1 ORDER BY time",
+        &["id", "device", "time", "audience", "version", "decision"],
+        "FROM aup_decisions WHERE user = ?1 ORDER BY time, id",
     ),
     (
         "tamper_events.json",
         "Events on a laptop while this user was signed in that suggest the monitoring was interfered with.",
-        "SELECT id, device, time, kind, detail FROM tamper_events WHERE user = ?1 ORDER BY time",
+        &["id", "device", "time", "kind", "detail"],
+        "FROM tamper_events WHERE user = ?1 ORDER BY time, id",
     ),
     (
         "account.json",
         "The user's entry in the register (from the school's MIS and from laptops), and the laptops they used.",
-        "SELECT account, name, year_group, role, imported, first_seen, last_seen FROM accounts WHERE account = ?1",
+        &[
+            "account",
+            "name",
+            "year_group",
+            "role",
+            "imported",
+            "first_seen",
+            "last_seen",
+            "school",
+        ],
+        "FROM accounts WHERE account = ?1",
     ),
 ];
 
-/// Writes everything held about `user` from the data directory `data` into
-/// `out` (which must not exist yet).
+/// The laptops the user was seen on, first and last: in `account.json`,
+/// under `laptops`.
+const LAPTOPS: (&[&str], &str) = (
+    &["device", "first_seen", "last_seen"],
+    "FROM account_devices WHERE account = ?1 ORDER BY first_seen, device",
+);
+
+/// A column's name in the export: what follows `AS`, else the column.
+fn column_name(column: &str) -> &str {
+    column.rsplit(" AS ").next().unwrap_or(column)
+}
+
+/// Writes everything held about `user` in `store` (either database) into
+/// `out` (which must not exist yet), read in one consistent snapshot.
 ///
 /// # Errors
-/// `data` is not a console's data directory, `out` exists, or a read or
-/// write fails.
-pub fn export(data: &Path, user: &str, out: &Path) -> anyhow::Result<ExportSummary> {
-    let db = data.join("console.db");
-    if !db.exists() {
-        bail!(
-            "{} has no console.db; give the console's data directory (--data)",
-            data.display()
-        );
-    }
+/// `out` exists, or a read or write fails.
+pub fn export(store: &SqlStore, user: &str, out: &Path) -> anyhow::Result<ExportSummary> {
     if out.exists() {
         bail!("{} exists; export into a new folder", out.display());
     }
-    let conn =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("cannot open {}", db.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    let queries: Vec<(String, Vec<SqlValue>)> = PARTS
+        .iter()
+        .map(|(_, _, columns, rest)| (*columns, *rest))
+        .chain([LAPTOPS])
+        .map(|(columns, rest)| {
+            (
+                format!("SELECT {} {rest}", columns.join(", ")),
+                vec![user.to_value()],
+            )
+        })
+        .collect();
+    let mut tables = store.snapshot_rows(
+        "reading a user's records for a subject-access export",
+        &queries,
+    )?;
+    let laptops: Vec<Value> = tables
+        .pop()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| object(LAPTOPS.0, row))
+        .collect();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -103,17 +188,19 @@ pub fn export(data: &Path, user: &str, out: &Path) -> anyhow::Result<ExportSumma
          exported {}.\nTimes are milliseconds since 1970-01-01 UTC.\n\n",
         jiff::Timestamp::now()
     );
-    for (file, what, sql) in PARTS {
-        let mut rows = query(&conn, sql, user)?;
-        if file == "account.json" {
-            let devices = query(
-                &conn,
-                "SELECT device, first_seen, last_seen FROM account_devices WHERE account = ?1 ORDER BY first_seen",
-                user,
-            )?;
-            if let Some(Value::Object(account)) = rows.first_mut() {
-                account.insert("laptops".into(), Value::Array(devices));
-            }
+    let mut captures = Vec::new();
+    for ((file, what, columns, _), rows) in PARTS.iter().zip(tables) {
+        let mut rows: Vec<Value> = rows.into_iter().map(|row| object(columns, row)).collect();
+        if *file == "account.json"
+            && let Some(Value::Object(account)) = rows.first_mut()
+        {
+            account.insert("laptops".into(), Value::Array(laptops.clone()));
+        }
+        if *file == "captures.json" {
+            captures = rows
+                .iter()
+                .filter_map(|r| r["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()))
+                .collect();
         }
         let n = rows.len();
         summary.files.push((file, n));
@@ -122,28 +209,18 @@ pub fn export(data: &Path, user: &str, out: &Path) -> anyhow::Result<ExportSumma
         readme.push_str(&format!("{file} ({n}): {what}\n\n"));
     }
 
-    let mut stmt =
-        conn.prepare("SELECT id, image FROM captures WHERE user = ?1 AND image IS NOT NULL")?;
-    let images: Vec<(String, String)> = stmt
-        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    if !images.is_empty() {
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(out.join("screenshots"))?;
-    }
-    for (id, key) in images {
-        if key.contains("..") || key.starts_with('/') {
-            bail!("the database names an image outside images/: {key:?}");
+    for id in captures {
+        let Some(png) = store.capture_image(id)? else {
+            continue;
+        };
+        if summary.screenshots == 0 {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(out.join("screenshots"))?;
         }
-        match fs::copy(
-            data.join("images").join(&key),
-            out.join("screenshots").join(format!("{id}.png")),
-        ) {
-            Ok(_) => summary.screenshots += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).context("cannot copy a screenshot"),
-        }
+        fs::write(out.join("screenshots").join(format!("{id}.png")), png)
+            .context("cannot write a screenshot")?;
+        summary.screenshots += 1;
     }
     readme.push_str(&format!(
         "screenshots/ ({}): the screenshot taken with each capture, named by the capture's id.\n",
@@ -153,23 +230,23 @@ pub fn export(data: &Path, user: &str, out: &Path) -> anyhow::Result<ExportSumma
     Ok(summary)
 }
 
-/// Rows of `sql` (one parameter) as JSON objects named by column.
-fn query(conn: &rusqlite::Connection, sql: &str, user: &str) -> anyhow::Result<Vec<Value>> {
-    let mut stmt = conn.prepare(sql)?;
-    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-    let rows = stmt.query_map([user], |r| {
-        let mut obj = Map::new();
-        for (i, name) in names.iter().enumerate() {
-            let v = match r.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => Value::from(n),
-                ValueRef::Real(f) => Value::from(f),
-                ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => Value::from(b.len()),
-            };
-            obj.insert(name.clone(), v);
-        }
-        Ok(Value::Object(obj))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+/// A row as a JSON object named by its columns.
+fn object(columns: &[&str], row: Vec<SqlValue>) -> Value {
+    let obj: Map<String, Value> = columns
+        .iter()
+        .zip(row)
+        .map(|(c, v)| (column_name(c).to_owned(), json(v)))
+        .collect();
+    Value::Object(obj)
+}
+
+/// A stored value as JSON (bytes are given by their length).
+fn json(v: SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Int(n) => Value::from(n),
+        SqlValue::Real(f) => Value::from(f),
+        SqlValue::Text(t) => Value::from(t),
+        SqlValue::Blob(b) => Value::from(b.len()),
+    }
 }

@@ -204,6 +204,15 @@ fn a_schools_console_is_copied_into_postgres_whole_and_checked() {
         )
         .unwrap();
     let before = everything(&school);
+    let exports = tempfile::tempdir().unwrap();
+    for user in ["pupil1", "pupil2"] {
+        console_server::subject_access::export(
+            &school,
+            user,
+            &exports.path().join(format!("sqlite-{user}")),
+        )
+        .unwrap();
+    }
     drop(school);
 
     let database = TestDatabase::new().unwrap();
@@ -214,6 +223,62 @@ fn a_schools_console_is_copied_into_postgres_whole_and_checked() {
 
     let trust = SqlStore::open_postgres(&database.url, 4, default_policy).unwrap();
     assert_eq!(everything(&trust), before, "the store reads the same");
+    // A subject-access export from PostgreSQL is the export from SQLite,
+    // file for file and byte for byte (but the README's time of export).
+    for user in ["pupil1", "pupil2"] {
+        let (lite, pg) = (
+            exports.path().join(format!("sqlite-{user}")),
+            exports.path().join(format!("postgres-{user}")),
+        );
+        let got = console_server::subject_access::export(&trust, user, &pg).unwrap();
+        if user == "pupil1" {
+            assert_eq!(
+                (
+                    got.rows("captures.json"),
+                    got.rows("reviews.json"),
+                    got.screenshots
+                ),
+                (4, 1, 3),
+                "{got:?}"
+            );
+            assert_eq!(
+                (got.rows("site_visits.json"), got.rows("aup_decisions.json")),
+                (1, 1)
+            );
+        } else {
+            assert_eq!(got.rows("tamper_events.json"), 1, "{got:?}");
+        }
+        let files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+            let mut out = Vec::new();
+            for sub in ["", "screenshots"] {
+                let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                    continue;
+                };
+                for e in entries {
+                    let path = e.unwrap().path();
+                    if path.is_file() && !path.ends_with("README.txt") {
+                        let name = path.strip_prefix(dir).unwrap().display().to_string();
+                        out.push((name, std::fs::read(&path).unwrap()));
+                    }
+                }
+            }
+            out.sort();
+            out
+        };
+        let (a, b) = (files(&lite), files(&pg));
+        assert_eq!(
+            a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            b.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        );
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(
+                x == y,
+                "{user}: {name} differs:\n{}\n---\n{}",
+                String::from_utf8_lossy(x),
+                String::from_utf8_lossy(y)
+            );
+        }
+    }
     // The laptop's enrollment came along: its certificate's device is known.
     assert!(trust.revoked_devices().unwrap().is_empty());
     assert_eq!(trust.devices(now).unwrap()[0].id, laptop);

@@ -343,6 +343,11 @@ impl Row {
     /// # Errors
     /// [`SqlError::Column`] if there is no such column or it holds a value
     /// of another kind.
+    /// Every column, in order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
     pub fn get<T: FromValue>(&self, i: usize) -> Result<T, SqlError> {
         let v = self.values.get(i).ok_or_else(|| SqlError::Column {
             column: i,

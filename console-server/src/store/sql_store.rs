@@ -207,6 +207,25 @@ impl SqlStore {
         }
     }
 
+    /// The rows of read-only queries, all read in one consistent snapshot,
+    /// as values in their columns' order: for an export that names its
+    /// own columns (see [`crate::subject_access`]).
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn snapshot_rows(
+        &self,
+        during: &'static str,
+        queries: &[(String, Vec<super::sql::Value>)],
+    ) -> Result<Vec<Vec<Vec<super::sql::Value>>>, StoreError> {
+        self.read(during, |db| {
+            queries
+                .iter()
+                .map(|(sql, params)| db.query_map(sql, params, |r| Ok(r.values().to_vec())))
+                .collect()
+        })
+    }
+
     /// The PostgreSQL database the store is in (its URL, no password), or
     /// `None` for SQLite.
     pub fn postgres_url(&self) -> Option<&str> {
