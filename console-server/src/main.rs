@@ -722,6 +722,12 @@ fn serve(
         Some(url) => println!("store: PostgreSQL at {url}"),
         None => println!("store: SQLite in {}", data.join("console.db").display()),
     }
+    for rule in &dir.settings.alerts {
+        for school in &rule.schools {
+            console_server::store::schools::require_school(dir.store.as_ref(), school)
+                .map_err(|e| anyhow::anyhow!("console.toml: alerts rule {:?}: {e}", rule.name))?;
+        }
+    }
     runtime.block_on(async {
         let console = Console::start(
             &dir,

@@ -845,6 +845,22 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
         "{refused:?}"
     );
 
+    // North's own lead is told of North's laptops only; the trust's team
+    // of every school's.
+    use console_server::alerts::rules::{AlertEvent, AlertRule, RuleSet};
+    use console_server::store::alerts::AlertStore;
+    let told = |name: &str, schools: &[&str]| AlertRule {
+        name: name.into(),
+        events: vec![AlertEvent::Capture, AlertEvent::Tamper],
+        email_to: vec![format!("{name}@trust.example")],
+        schools: schools.iter().map(|s| (*s).to_owned()).collect(),
+        ..AlertRule::default()
+    };
+    s.set_alert_rules(RuleSet {
+        rules: vec![told("north-lead", &["north"]), told("trust-team", &[])],
+        ..RuleSet::default()
+    });
+
     // A laptop, a capture, a tamper event and an AUP answer at each school.
     let mut laptops = Vec::new();
     let mut captures = Vec::new();
@@ -910,6 +926,26 @@ fn each_school_sees_only_its_own_records_and_the_trust_sees_all(kind: Kind) {
         captures.push(c);
         tampers.push(tamper);
     }
+    let alerts = s.alerts(100).unwrap();
+    for (i, c) in captures.iter().enumerate() {
+        let mut rules: Vec<&str> = alerts
+            .iter()
+            .filter(|a| a.record == c.id.to_string())
+            .map(|a| a.rule.as_str())
+            .collect();
+        rules.sort();
+        let want: &[&str] = if i == 0 {
+            &["north-lead", "trust-team"]
+        } else {
+            &["trust-team"]
+        };
+        assert_eq!(rules, want, "who is told of capture {i}");
+    }
+    assert_eq!(
+        alerts.len(),
+        6,
+        "three for each school's capture and tamper event: {alerts:?}"
+    );
     s.add_user("north-dsl", Role::Admin, "h", Some("north"), now)
         .unwrap();
     s.add_user("south-dsl", Role::Reviewer, "h", Some("south"), now)

@@ -1988,7 +1988,35 @@ const SOUTH_PW: &str = "south school staff pass";
 /// live stream sends them North's captures only.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_schools_staff_get_nothing_of_another_school_through_any_route() {
-    let bed = bed();
+    schools_keep_to_themselves(bed()).await;
+}
+
+/// The same on a trust's PostgreSQL store (named in `console.toml`, so
+/// every command the test runs with `--data` uses it).
+#[test]
+fn on_postgres_a_schools_staff_get_nothing_of_another_school_through_any_route() {
+    // (The database's own client blocks: it is made and dropped outside
+    // the test's runtime.)
+    let database = tests::postgres::TestDatabase::new().unwrap();
+    let bed = bed_with(&format!("database = {:?}\n", database.url));
+    // The console and the commands run on PostgreSQL: no SQLite store was
+    // made.
+    assert!(bed.console.data.join("ca.pem").exists());
+    assert!(!bed.console.data.join("console.db").exists());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(schools_keep_to_themselves(bed));
+    let mut db = database.client().unwrap();
+    let schools: i64 = db
+        .query_one("SELECT COUNT(DISTINCT school) FROM devices", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(schools, 2, "both schools' laptops are in PostgreSQL");
+}
+
+async fn schools_keep_to_themselves(bed: Bed) {
     let d = bed.console.data.to_str().unwrap();
     for (id, name) in [("north", "North Academy"), ("south", "South School")] {
         console_cli(

@@ -15,6 +15,8 @@
 //! initials_only = false            # name the user by initials only
 //! when = "at_once"                 # or "school_hours": what comes in outside
 //!                                  # [school_hours] waits for one digest
+//! schools = ["north-academy"]      # a trust's: laptops of these schools only;
+//!                                  # empty: every school
 //! ```
 
 use protocol::UnixMillis;
@@ -97,6 +99,9 @@ pub struct AlertRule {
     pub initials_only: bool,
     /// At once, or in school hours with a digest of the rest.
     pub when: Delivery,
+    /// On a trust's console: the laptops of these schools only (a school's
+    /// own safeguarding lead hears of her school); empty: every school.
+    pub schools: Vec<String>,
 }
 
 impl Default for AlertRule {
@@ -113,6 +118,7 @@ impl Default for AlertRule {
             include_text: false,
             initials_only: false,
             when: Delivery::AtOnce,
+            schools: Vec::new(),
         }
     }
 }
@@ -172,6 +178,12 @@ impl AlertRule {
             Happening::Tamper => self.events.contains(&AlertEvent::Tamper),
             Happening::Offline => self.events.contains(&AlertEvent::Offline),
         }
+    }
+
+    /// Whether the rule is for a laptop of `school` (`None`: a laptop of
+    /// no school, which only a rule for every school covers).
+    pub fn covers(&self, school: Option<&str>) -> bool {
+        self.schools.is_empty() || school.is_some_and(|s| self.schools.iter().any(|r| r == s))
     }
 
     /// Who hears of an alert at once: each address and webhook.
@@ -306,6 +318,16 @@ mod tests {
             webhook_urls: vec!["https://hooks.example/abc".into()],
             ..AlertRule::default()
         }
+    }
+
+    #[test]
+    fn a_rule_for_some_schools_covers_their_laptops_only() {
+        let mut r = rule();
+        assert!(r.covers(None) && r.covers(Some("north")), "every school");
+        r.schools = vec!["north".into()];
+        assert!(r.covers(Some("north")));
+        assert!(!r.covers(Some("south")));
+        assert!(!r.covers(None), "a laptop of no school is the trust's");
     }
 
     #[test]

@@ -22,9 +22,25 @@ pub(super) fn plan_in(
     what: Happening<'_>,
     event: &str,
     record: &str,
+    device: &str,
     now: UnixMillis,
 ) -> Result<(), SqlError> {
-    for rule in rules.rules.iter().filter(|r| r.matches(what)) {
+    // The laptop's school, asked for only when a rule is for some schools.
+    let school: Option<String> = if rules.rules.iter().any(|r| !r.schools.is_empty()) {
+        db.query_opt(
+            "SELECT school FROM devices WHERE id = ?1",
+            &params![device],
+            |r| r.get::<Option<String>>(0),
+        )?
+        .flatten()
+    } else {
+        None
+    };
+    for rule in rules
+        .rules
+        .iter()
+        .filter(|r| r.matches(what) && r.covers(school.as_deref()))
+    {
         let held = rules.held_until(rule, now);
         for (channel, target) in rule.recipients() {
             insert(db, &rule.name, event, record, (channel, target), now, held)?;

@@ -195,7 +195,7 @@ impl DeviceStore for SqlStore {
                     let event = insert_event(db, now, kind, Some(&id), &detail)?;
                     if was_online {
                         let record = format!("{id}/{}", event.id);
-                        plan_in(db, &rules, Happening::Offline, "offline", &record, now)?;
+                        plan_in(db, &rules, Happening::Offline, "offline", &record, &id, now)?;
                     }
                     events.push(event);
                 }
@@ -275,7 +275,7 @@ impl DeviceStore for SqlStore {
                     &params![id, last_seen, event],
                 )?;
                 insert_event(db, now, "device_silent", Some(&id), &detail)?;
-                plan_in(db, &rules, Happening::Tamper, "tamper", &id_str(event), now)?;
+                plan_in(db, &rules, Happening::Tamper, "tamper", &id_str(event), &id, now)?;
                 super::live::notify(db, super::live::Live::Tamper(event))?;
                 opened.push(event);
             }

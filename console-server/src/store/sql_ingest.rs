@@ -97,7 +97,15 @@ fn insert_record(
                     severity: c.severity,
                     category: &c.category,
                 };
-                sql_alerts::plan_in(db, cx.rules, what, "capture", &id_str(c.id), received)?;
+                sql_alerts::plan_in(
+                    db,
+                    cx.rules,
+                    what,
+                    "capture",
+                    &id_str(c.id),
+                    &device,
+                    received,
+                )?;
             }
             new
         }
@@ -110,6 +118,7 @@ fn insert_record(
                     Happening::Concern,
                     "concern",
                     &id_str(c.id),
+                    &device,
                     received,
                 )?;
             }
@@ -133,6 +142,7 @@ fn insert_record(
                     Happening::Tamper,
                     "tamper",
                     &id_str(t.id),
+                    &device,
                     received,
                 )?;
             }

@@ -178,6 +178,9 @@ fn rule_form(
                         option value="school_hours" selected[r.when == Delivery::SchoolHours] { "in school hours; the rest as one digest when school opens" }
                     }
                 }
+                label { "Laptops of these schools only (a trust's school ids, one a line; blank: every school)"
+                    textarea name="schools" rows="2" cols="30" { (r.schools.join("\n")) }
+                }
                 label { input type="checkbox" name="initials_only" value="1" checked[r.initials_only]; " Name the pupil by initials only" }
                 label { input type="checkbox" name="include_text" value="1" checked[r.include_text]; " Put the captured words in the alert (mail and chat tools are not safe places for a child's messages)" }
             }
@@ -269,6 +272,7 @@ pub fn rule_from_form(form: &Form, old: Option<&AlertRule>) -> Result<AlertRule,
         include_text: form.get("include_text") == Some("1"),
         initials_only: form.get("initials_only") == Some("1"),
         when,
+        schools: list(form.get("schools").unwrap_or_default()),
     })
 }
 
@@ -301,6 +305,13 @@ pub async fn save(
         None => None,
     };
     let rule = rule_from_form(&form, old.as_ref()).map_err(WebError::BadRequest)?;
+    let schools = rule.schools.clone();
+    blocking(&state, move |s| {
+        schools
+            .iter()
+            .try_for_each(|id| crate::store::schools::require_school(s, id))
+    })
+    .await?;
     if replacing.is_none() && saved.iter().any(|r| r.name == rule.name) {
         return Err(WebError::BadRequest(format!(
             "an alert rule named {:?} already exists; change that one, or choose another name",
