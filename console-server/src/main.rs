@@ -728,6 +728,10 @@ fn serve(
                 .map_err(|e| anyhow::anyhow!("console.toml: alerts rule {:?}: {e}", rule.name))?;
         }
     }
+    for report in &dir.settings.report.schools {
+        console_server::store::schools::require_school(dir.store.as_ref(), &report.school)
+            .map_err(|e| anyhow::anyhow!("console.toml: [[report.schools]]: {e}"))?;
+    }
     runtime.block_on(async {
         let console = Console::start(
             &dir,

@@ -69,6 +69,18 @@ pub struct ReportMail {
     /// Addresses the report goes to; empty: it is made and kept, not mailed.
     pub email_to: Vec<String>,
     pub smtp: Smtp,
+    /// On a trust's console, each school's own report (its laptops only)
+    /// and who it goes to: `[[report.schools]]`, `school` and `email_to`.
+    pub schools: Vec<SchoolReportMail>,
+}
+
+/// One school's Monday report, mailed to its own staff.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchoolReportMail {
+    /// The school's id (`console-server school list`).
+    pub school: String,
+    pub email_to: Vec<String>,
 }
 
 /// An SMTP relay.
@@ -242,10 +254,18 @@ impl Settings {
         self.school_hours.parse()?;
         crate::alerts::rules::check(&self.alerts, smtp_ready)?;
         let mail = &self.report;
-        if !mail.email_to.is_empty() {
+        for s in &mail.schools {
+            if s.school.trim().is_empty() || s.email_to.is_empty() {
+                return Err(
+                    "each [[report.schools]] needs its school's id (school = \"ID\") and email_to"
+                        .into(),
+                );
+            }
+        }
+        if !mail.email_to.is_empty() || !mail.schools.is_empty() {
             if mail.smtp.host.is_empty() || mail.smtp.from.is_empty() {
                 return Err(
-                    "report.email_to is set, so report.smtp.host and report.smtp.from are needed too"
+                    "report.email_to (or report.schools) is set, so report.smtp.host and report.smtp.from are needed too"
                         .into(),
                 );
             }

@@ -1,6 +1,8 @@
 //! The Monday report: every Monday at 07:00 in the school's zone, the week
 //! just ended is made into a PDF and a CSV, kept in `DIR/reports/`, and
-//! mailed to the addresses in `console.toml` when an SMTP relay is set.
+//! mailed to the addresses in `console.toml` when an SMTP relay is set. On
+//! a trust's console each school named in `[[report.schools]]` also gets
+//! its own report, of its laptops only, mailed to its own staff.
 //!
 //! The task looks at the clock at start and then at most every ten
 //! minutes, so a console that was down on Monday morning makes the report
@@ -79,12 +81,13 @@ pub async fn run(
     }
 }
 
-/// Makes (and mails) the report due at `now` if that is still to do;
-/// says what it did.
+/// Makes (and mails) the reports due at `now` that are still to do: the
+/// whole console's, then each school's in `[[report.schools]]`; says what
+/// it did.
 ///
 /// # Errors
-/// The report could not be read, written or recorded. A failed mail is
-/// recorded with the report, not returned.
+/// A report could not be read, written or recorded. A failed mail is
+/// recorded with its report, not returned.
 pub fn make_due(
     store: &dyn Store,
     reports_dir: &Path,
@@ -96,17 +99,65 @@ pub fn make_due(
         return Ok(None);
     }
     let week = due_week(now, &school_week::zone());
-    let existing = store.scheduled_report(&week.to_string())?;
-    let wants_mail = !mail.email_to.is_empty();
+    let mut said: Vec<String> = Vec::new();
+    said.extend(make_one(
+        store,
+        reports_dir,
+        mail,
+        &mail.email_to,
+        None,
+        week,
+        now,
+    )?);
+    for s in &mail.schools {
+        said.extend(make_one(
+            store,
+            reports_dir,
+            mail,
+            &s.email_to,
+            Some(&s.school),
+            week,
+            now,
+        )?);
+    }
+    Ok((!said.is_empty()).then(|| said.join("; ")))
+}
+
+/// [`make_due`] for one report: the whole console's (`school` none), or
+/// one school's, mailed to `to`. A school's report is recorded under
+/// `"{week} {school}"` and kept as `site-visits-{week}-{school}.pdf`.
+fn make_one(
+    store: &dyn Store,
+    reports_dir: &Path,
+    mail: &ReportMail,
+    to: &[String],
+    school: Option<&str>,
+    week: Week,
+    now: UnixMillis,
+) -> anyhow::Result<Option<String>> {
+    let (key, name) = match school {
+        None => (week.to_string(), format!("site-visits-{week}")),
+        Some(s) => (format!("{week} {s}"), format!("site-visits-{week}-{s}")),
+    };
+    let existing = store.scheduled_report(&key)?;
+    let wants_mail = !to.is_empty();
     let (pdf, csv, report) = match &existing {
         Some(r) if r.emailed.is_some() || !wants_mail => return Ok(None),
         _ => {
-            let report = WeeklyReport::load(
-                store,
-                site_report::builtin_categories(),
-                week,
-                site_report::Detail::Summary,
-            )?;
+            let report = match school {
+                None => WeeklyReport::load(
+                    store,
+                    site_report::builtin_categories(),
+                    week,
+                    site_report::Detail::Summary,
+                )?,
+                Some(s) => WeeklyReport::load_in_scope(
+                    store,
+                    week,
+                    site_report::Detail::Summary,
+                    &crate::store::scope::Scope::all().in_school(Some(s.to_owned())),
+                )?,
+            };
             let signoff = store.week_signoffs()?.remove(&week.to_string());
             let pdf = crate::report_pdf::render(&report, week, signoff.as_ref());
             let csv = site_report::csv(&report, "domains").unwrap_or_default();
@@ -114,29 +165,31 @@ pub fn make_due(
         }
     };
     if existing.is_none() {
-        write_private(&reports_dir.join(format!("site-visits-{week}.pdf")), &pdf)?;
+        write_private(&reports_dir.join(format!("{name}.pdf")), &pdf)?;
         write_private(
-            &reports_dir.join(format!("site-visits-{week}-domains.csv")),
+            &reports_dir.join(format!("{name}-domains.csv")),
             csv.as_bytes(),
         )?;
     }
     let mut record = existing.unwrap_or(ScheduledReport {
-        week: week.to_string(),
+        week: key.clone(),
         generated: now,
         emailed: None,
         email_error: None,
     });
-    let mut said = format!("{week} made and kept in {}", reports_dir.display());
+    let mut said = format!("{key} made and kept in {}", reports_dir.display());
     if wants_mail {
-        match send(mail, &report, week, &pdf, &csv) {
+        match send(mail, to, school, &report, week, &pdf, &csv) {
             Ok(()) => {
                 record.emailed = Some(UnixMillis::now());
                 record.email_error = None;
-                said.push_str(&format!("; mailed to {}", mail.email_to.join(", ")));
+                said.push_str(&format!(", mailed to {}", to.join(", ")));
             }
             Err(e) => {
                 record.email_error = Some(format!("{e:#}"));
-                said.push_str(&format!("; the mail failed and will be tried again: {e:#}"));
+                said.push_str(&format!(
+                    ", but the mail failed and will be tried again: {e:#}"
+                ));
             }
         }
     }
@@ -205,6 +258,8 @@ pub fn summary(report: &WeeklyReport, week: Week) -> String {
 
 fn send(
     mail: &ReportMail,
+    to: &[String],
+    school: Option<&str>,
     report: &WeeklyReport,
     week: Week,
     pdf: &[u8],
@@ -219,10 +274,16 @@ fn send(
         .from
         .parse()
         .with_context(|| format!("report.smtp.from {:?} is not an address", smtp.from))?;
-    let mut builder = Message::builder()
-        .from(from)
-        .subject(format!("Site-visit report {week} ({})", week.span_label()));
-    for to in &mail.email_to {
+    let subject = match school {
+        None => format!("Site-visit report {week} ({})", week.span_label()),
+        Some(s) => format!("Site-visit report {week} ({}), {s}", week.span_label()),
+    };
+    let file = match school {
+        None => format!("site-visits-{week}"),
+        Some(s) => format!("site-visits-{week}-{s}"),
+    };
+    let mut builder = Message::builder().from(from).subject(subject);
+    for to in to {
         let to: Mailbox = to
             .parse()
             .with_context(|| format!("report.email_to {to:?} is not an address"))?;
@@ -233,15 +294,13 @@ fn send(
             MultiPart::mixed()
                 .singlepart(SinglePart::plain(summary(report, week)))
                 .singlepart(
-                    Attachment::new(format!("site-visits-{week}.pdf"))
+                    Attachment::new(format!("{file}.pdf"))
                         .body(pdf.to_vec(), ContentType::parse("application/pdf")?),
                 )
-                .singlepart(
-                    Attachment::new(format!("site-visits-{week}-domains.csv")).body(
-                        csv.to_owned(),
-                        ContentType::parse("text/csv; charset=utf-8")?,
-                    ),
-                ),
+                .singlepart(Attachment::new(format!("{file}-domains.csv")).body(
+                    csv.to_owned(),
+                    ContentType::parse("text/csv; charset=utf-8")?,
+                )),
         )
         .context("cannot build the mail")?;
     crate::mail::transport(smtp)?

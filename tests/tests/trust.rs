@@ -306,6 +306,120 @@ fn an_alert_is_sent_once_with_two_instances_up() {
     drop((a, b));
 }
 
+/// Both instances run the Monday report and retention at start; the
+/// leases let one of them do each: the report is mailed once, and the old
+/// capture retention is for is deleted once, by one holder.
+#[test]
+fn the_monday_report_is_mailed_once_and_retention_runs_once_with_two_instances_up() {
+    use console_server::store::{Incoming, IngestStore};
+    let (smtp_port, mails) = tests::sinks::smtp_sink();
+    let database = TestDatabase::new().unwrap();
+    // What the instances find when they start: last week's and the week
+    // before's visits (the report due is one of them), and a capture
+    // nobody reviewed, older than the 90 days retention keeps those.
+    let now = protocol::UnixMillis::now();
+    let day = 24 * 3600 * 1000;
+    let laptop = uuid::Uuid::now_v7();
+    let mut old = capture("i want to kill myself", "kill myself", None);
+    old.time = protocol::UnixMillis(now.0 - 100 * day);
+    {
+        let store = console_server::store::sql_store::SqlStore::open_postgres(
+            &database.url,
+            2,
+            console_server::policy::default_policy,
+        )
+        .unwrap();
+        let visits = (1..=2)
+            .map(|weeks| protocol::SiteVisit {
+                user: "pupil".into(),
+                browser: "Firefox".into(),
+                url: "https://www.bbc.co.uk/news".into(),
+                domain: "bbc.co.uk".into(),
+                title: "News".into(),
+                start: protocol::UnixMillis(now.0 - weeks * 7 * day),
+                end: protocol::UnixMillis(now.0 - weeks * 7 * day + 60_000),
+                active_seconds: 60,
+                visits: 1,
+            })
+            .collect();
+        store
+            .store_batch(&[
+                Incoming {
+                    device: laptop,
+                    received: old.time,
+                    message: protocol::AgentMessage::Capture(old.clone()),
+                },
+                Incoming {
+                    device: laptop,
+                    received: now,
+                    message: protocol::AgentMessage::SiteVisits(protocol::SiteVisits {
+                        id: uuid::Uuid::now_v7(),
+                        visits,
+                    }),
+                },
+            ])
+            .unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let settings = format!(
+        "[report]\nemail_to = [\"dsl@trust.example\"]\n\n[report.smtp]\nhost = \"127.0.0.1\"\n\
+         port = {smtp_port}\nsecurity = \"none\"\nfrom = \"Safeguard <safeguard@trust.example>\"\n"
+    );
+    std::fs::create_dir_all(&data_a).unwrap();
+    std::fs::write(data_a.join("console.toml"), &settings).unwrap();
+    let db_args = ["--database", database.url.as_str()];
+    let a = ConsoleProcess::start_with(&data_a, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    copy_certificates(&data_a, &data_b);
+    std::fs::write(data_b.join("console.toml"), &settings).unwrap();
+    let b = ConsoleProcess::start_with(&data_b, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+
+    let mail = mails
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the Monday report is mailed within 60 s");
+    assert!(mail.contains("Subject: Site-visit report"), "{mail}");
+    // Each instance looked at start; a second mail would have come by now.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(mails.try_recv().is_err(), "the report was mailed twice");
+    let mut pg = database.client().unwrap();
+    wait_until(Duration::from_secs(30), "the mail recorded as sent", || {
+        pg.query_one(
+            "SELECT COUNT(*) FROM weekly_reports WHERE emailed IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+            == 1
+    });
+    wait_until(Duration::from_secs(30), "the old capture expired", || {
+        pg.query_one("SELECT COUNT(*) FROM captures", &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+    });
+    let deleted = pg
+        .query_one(
+            "SELECT COUNT(*) FROM audit WHERE action = 'delete_capture' AND target = $1",
+            &[&old.id.to_string()],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(deleted, 1, "retention deleted the capture once");
+    for job in ["weekly-report", "retention"] {
+        let holders = pg
+            .query("SELECT holder FROM job_leases WHERE job = $1", &[&job])
+            .unwrap();
+        assert_eq!(holders.len(), 1, "one instance holds the {job} lease");
+    }
+    // Only the holder's log says it made the report.
+    let made = [&a, &b]
+        .iter()
+        .filter(|c| c.log_text().contains("weekly report:"))
+        .count();
+    assert_eq!(made, 1, "one instance made the report");
+    drop((a, b));
+}
+
 /// A school moves up: its SQLite console is copied into the trust's
 /// database with `console-server migrate`, and the console started again
 /// on PostgreSQL; the laptop, enrolled before, carries on without

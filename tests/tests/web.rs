@@ -2016,7 +2016,7 @@ fn on_postgres_a_schools_staff_get_nothing_of_another_school_through_any_route()
     assert_eq!(schools, 2, "both schools' laptops are in PostgreSQL");
 }
 
-async fn schools_keep_to_themselves(bed: Bed) {
+async fn schools_keep_to_themselves(mut bed: Bed) {
     let d = bed.console.data.to_str().unwrap();
     for (id, name) in [("north", "North Academy"), ("south", "South School")] {
         console_cli(
@@ -2125,14 +2125,19 @@ async fn schools_keep_to_themselves(bed: Bed) {
                 }),
                 AgentMessage::SiteVisits(protocol::SiteVisits {
                     id: uuid::Uuid::now_v7(),
-                    visits: vec![visit(
-                        account,
-                        &format!("https://{lower}-site.example/"),
-                        upper,
-                        last_start,
-                        60,
-                        1,
-                    )],
+                    visits: [last_start, week_start(2).1]
+                        .into_iter()
+                        .map(|start| {
+                            visit(
+                                account,
+                                &format!("https://{lower}-site.example/"),
+                                upper,
+                                start,
+                                60,
+                                1,
+                            )
+                        })
+                        .collect(),
                 }),
             ],
         )
@@ -2631,6 +2636,81 @@ async fn schools_keep_to_themselves(bed: Bed) {
         !seen.contains(&later_south.id.to_string()) && !seen.contains("sam.south"),
         "South's capture reached North's live stream:\n{seen}"
     );
+
+    // The Monday report: the trust's, of every school, to the trust's
+    // team, and North's own, of North's laptops, to North's lead (the
+    // console makes what is due when it starts).
+    let (smtp_port, mails) = tests::sinks::smtp_sink();
+    let data = bed.console.data.clone();
+    bed.console.terminate(WAIT).unwrap();
+    let path = data.join("console.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // (A console.toml the console wrote has a [report] section; one the
+    // test wrote, with the database only, does not.)
+    let head = &text[..text.find("\n[report]").unwrap_or(text.len())];
+    std::fs::write(
+        &path,
+        format!(
+            "{head}\n[report]\nemail_to = [\"team@trust.example\"]\n\n\
+             [report.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"none\"\n\
+             from = \"Safeguard <safeguard@trust.example>\"\n\n\
+             [[report.schools]]\nschool = \"north\"\nemail_to = [\"dsl@north.example\"]\n"
+        ),
+    )
+    .unwrap();
+    bed.console = ConsoleProcess::start(&data).unwrap();
+    let due = console_server::weekly_mail::due_week(
+        protocol::UnixMillis::now(),
+        &jiff::tz::TimeZone::system(),
+    )
+    .to_string();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(
+            mails
+                .recv_timeout(Duration::from_secs(60))
+                .expect("two mails to the sink"),
+        );
+    }
+    let to_north = got
+        .iter()
+        .find(|m| m.contains("To: dsl@north.example"))
+        .expect("North's own report");
+    let to_trust = got
+        .iter()
+        .find(|m| m.contains("To: team@trust.example"))
+        .expect("the trust's report");
+    assert!(to_north.contains(&format!("Subject: Site-visit report {due}")));
+    assert!(to_north.contains(", north"), "{to_north}");
+    assert!(
+        to_north.contains("1 users, 1 sites"),
+        "North's report counts North only: {to_north}"
+    );
+    assert!(!to_north.contains("south"), "{to_north}");
+    assert!(
+        to_trust.contains("2 users, 2 sites"),
+        "the trust's counts both: {to_trust}"
+    );
+    assert!(
+        data.join(format!("reports/site-visits-{due}-north.pdf"))
+            .is_file()
+    );
+    assert!(
+        data.join(format!("reports/site-visits-{due}.pdf"))
+            .is_file()
+    );
+    // A school there is not stops the console starting, saying so.
+    bed.console.terminate(WAIT).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("school = \"north\"", "school = \"east\""),
+    )
+    .unwrap();
+    let refused = ConsoleProcess::start(&data);
+    assert!(refused.is_err(), "a report for a school there is not");
+    let said = format!("{:#}", refused.err().unwrap());
+    assert!(said.contains("east"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
