@@ -2587,6 +2587,34 @@ async fn schools_keep_to_themselves(mut bed: Bed) {
     // South's admin sees South, and not North.
     let body = web.get("/inbox?status=all", &south_session).body;
     assert!(body.contains("SOUTHWORDS") && !body.contains("NORTHWORDS"));
+    // A trust admin imports South's register on the Users page; it is
+    // South's alone.
+    add_staff(&bed, "trust-it", "admin", "trust it team pass phrase");
+    let (trust_it, _) = web.sign_in("trust-it", "trust it team pass phrase", "");
+    let page = web.get("/register", &trust_it).body;
+    assert!(
+        page.contains(r#"name="school""#),
+        "the trust's admin chooses the school"
+    );
+    let r = web.post(
+        "/register/import",
+        &trust_it,
+        &[
+            ("csrf", &csrf_of(&page)),
+            (
+                "csv",
+                "account,name,year group,role\nsid.south,Sid South,Year 8,pupil\n",
+            ),
+            ("school", "south"),
+        ],
+    );
+    assert!(r.status == 200 && r.body.contains("1 new"), "{}", r.body);
+    assert!(
+        web.get("/register", &south_session)
+            .body
+            .contains("sid.south")
+    );
+    assert!(!web.get("/register", &admin).body.contains("sid.south"));
     // North's admin changes her own school's records.
     let r = web.post(
         &format!("/captures/{north_capture}/triage"),

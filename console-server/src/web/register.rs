@@ -150,10 +150,11 @@ pub fn account_cells(a: &AccountRow, status: &AupStatus) -> Markup {
 pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Response, WebError> {
     // Every role reads the register (auditors oversee it); admins change it.
     let scope = staff.scope.clone();
-    let (accounts, years) = blocking(&state, move |s| {
+    let (accounts, years, schools) = blocking(&state, move |s| {
         Ok((
             crate::store::scope::accounts_in_scope(s, &scope)?,
             s.group_aups()?,
+            s.schools()?,
         ))
     })
     .await?;
@@ -191,13 +192,15 @@ pub async fn page(State(state): State<AppState>, staff: AnyStaff) -> Result<Resp
             }
         }
         @if staff.role == Role::Admin {
-            (import_form(&staff, ""))
+            (import_form(&staff, "", &schools))
         }
     };
     Ok(shell(&staff, "Users", "Users", body).into_response())
 }
 
-fn import_form(staff: &Staff, text: &str) -> Markup {
+/// The import form; the trust's admins choose whose register it is (a
+/// school's admin imports her own school's).
+fn import_form(staff: &Staff, text: &str, schools: &[crate::store::schools::School]) -> Markup {
     html! {
         section #import {
             h2 { "Import from the MIS" }
@@ -212,6 +215,13 @@ fn import_form(staff: &Staff, text: &str) -> Markup {
                 (csrf(staff))
                 label { "CSV file " input #csv-file type="file" accept=".csv,text/csv"; }
                 textarea #csv-text name="csv" rows="10" cols="90" placeholder="name,account,year group,role" { (text) }
+                @if !schools.is_empty() && staff.scope.school().is_none() {
+                    label { "The register of "
+                        select name="school" required {
+                            @for s in schools { option value=(s.id) { (s.name) } }
+                        }
+                    }
+                }
                 button type="submit" { "Import" }
             }
         }
@@ -238,6 +248,7 @@ pub async fn import(
                     format!("{} problem(s)", refused.problems.len()),
                 )
                 .await?;
+            let schools = blocking(&state, |s| s.schools()).await?;
             let body = html! {
                 h1 { "Users: import refused" }
                 p.error #import-refused { "Nothing was imported. Fix these lines and import the file again:" }
@@ -247,7 +258,7 @@ pub async fn import(
                     }
                     @if refused.more { li { "… and more." } }
                 }
-                (import_form(&staff, &text))
+                (import_form(&staff, &text, &schools))
             };
             return Ok((
                 StatusCode::BAD_REQUEST,
