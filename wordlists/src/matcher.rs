@@ -1056,7 +1056,7 @@ impl Matcher {
                 0
             } else {
                 let cues = concepts.get_or_insert_with(&mut region_concepts);
-                self.cue_shift(lower, cues, *s, *e, text)
+                self.cue_shift(lower, cues, *s, *e, std::slice::from_ref(&(*s..*e)), text)
             };
             hits.push(Hit {
                 entry,
@@ -1190,13 +1190,17 @@ impl Matcher {
                     continue;
                 }
                 let entry = &self.entries[rule.entry as usize];
-                let up = self.cue_shift(&rule.raise, occurrences, start, end, text);
-                let down = self.cue_shift(&rule.lower, occurrences, start, end, text)
+                let own: Vec<_> = parts.iter().map(|p| p.start..p.end).collect();
+                // A rule's own words may raise it ("r u" is the second
+                // person a question to a child needs), never lower it.
+                let up = self.cue_shift(&rule.raise, occurrences, start, end, &[], text);
+                let down = self.cue_shift(&rule.lower, occurrences, start, end, &own, text)
                     + self.cue_shift(
                         &self.category_lower[cat as usize],
                         occurrences,
                         start,
                         end,
+                        &own,
                         text,
                     );
                 hits.push(Hit {
@@ -1204,7 +1208,7 @@ impl Matcher {
                     severity: shift(entry.severity, up - down),
                     start,
                     end,
-                    because: parts.iter().map(|p| p.start..p.end).collect(),
+                    because: own,
                 });
             }
         }
@@ -1212,12 +1216,15 @@ impl Matcher {
 
     /// The summed weight of the cue concepts in `cues` found within
     /// [`CUE_WORDS`] words of `start..end` (each concept counted once).
+    /// `own`: the hit's own words (the term, or a rule's concepts), which
+    /// are not looked at as cues (a hit's own words never lower it).
     fn cue_shift(
         &self,
         cues: &[u32],
         occurrences: &[Occurrence],
         start: usize,
         end: usize,
+        own: &[std::ops::Range<usize>],
         text: &str,
     ) -> i32 {
         if cues.is_empty() {
@@ -1227,8 +1234,12 @@ impl Matcher {
         cues.iter()
             .filter(|c| {
                 near.iter().any(|o| {
-                    // A cue may overlap the hit ("never send" around "send").
+                    // A cue may overlap the hit ("never send" around "send"),
+                    // but the hit's own words are not its context: "the
+                    // government" does not make "overthrow the government"
+                    // news.
                     o.concept == **c
+                        && !own.iter().any(|w| w.start <= o.start && o.end <= w.end)
                         && words_in(text, o.end.min(start), o.start.max(end)) <= CUE_WORDS + 1
                 })
             })

@@ -15,7 +15,7 @@ lower = ["advice"]
 [[group]]
 severity = 4
 definition = "Secrecy."
-terms = ["kill yourself", "our secret", "mum at work"]
+terms = ["kill yourself", "our secret", "mum at work", "dont tell an adult"]
 
 [[concept]]
 name = "adults"
@@ -131,6 +131,18 @@ fn a_categorys_cues_lower_its_term_hits_and_rule_hits() {
         "asks when the adults are out",
     );
     assert_eq!(rule[0].severity, 2, "3 + 1 (you) - 2 (advice)");
+}
+
+#[test]
+fn a_hits_own_words_never_lower_it() {
+    let m = matcher();
+    // The cue "tell an adult" is inside the term: the term is not advice.
+    let own = m.scan("dont tell an adult ok");
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0].severity, 4, "{own:?}");
+    // The same cue beside it still lowers it.
+    let advised = m.scan("if he says dont tell an adult then tell an adult");
+    assert_eq!(advised[0].severity, 2, "{advised:?}");
 }
 
 #[test]
