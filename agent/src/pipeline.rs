@@ -446,7 +446,7 @@ mod tests {
         };
         // On screen: a short block (a message received) is judged once,
         // however often it is shown; a paragraph only where a term marks it.
-        let received = "do u have ur own room";
+        let received = "does ur mum read ur messages";
         assert_eq!(p.scan(received, &screen).len(), 1, "a short block");
         assert!(p.scan(received, &screen).is_empty(), "shown again");
         let paragraph = format!(

@@ -112,7 +112,7 @@ fn a_message_received_without_a_risky_word_is_captured_by_the_semantic_layer() -
     let r = Reading::start(&["--semantic-model", &model])?;
     r.agent
         .wait_log("semantic layer loaded", Duration::from_secs(60))?;
-    let _zenity = r.show_messages("Messages from Sam\n\nSam: do u have ur own room\n")?;
+    let _zenity = r.show_messages("Messages from Sam\n\nSam: does ur mum read ur messages\n")?;
     let found = r.captures_until(|found| !found.is_empty())?;
     let c = &found[0];
     ensure!(
