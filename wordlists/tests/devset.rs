@@ -208,7 +208,8 @@ fn the_semantic_layer_adds_what_the_rules_miss() {
         figures.push((part, rules, both));
     }
     // A fresh batch, measured before anything is tuned to it:
-    // `DEVSET_BATCH=DIR` (with DIR/risky.txt and DIR/innocent.txt) prints
+    // `DEVSET_BATCH=DIR` (with DIR/risky.txt and DIR/innocent.txt; a
+    // relative DIR is from wordlists/, where cargo runs the test) prints
     // its figures too; they are never asserted (a fresh batch's figure is
     // what it is).
     if let Some(dir) = std::env::var_os("DEVSET_BATCH") {
