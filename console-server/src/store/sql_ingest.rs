@@ -45,32 +45,60 @@ fn missing(shot: &Screenshot) -> Option<&str> {
     }
 }
 
-/// Notes that `user` was on `device` at `time`, for the register of users.
-fn account_seen(db: &mut Db<'_, '_>, user: &str, device: &str, time: i64) -> Result<(), SqlError> {
-    if user.is_empty() {
-        return Ok(());
+/// The accounts a batch saw, each once with its earliest and latest
+/// time, for the register of users. Written after the batch's records, in
+/// the order of their names: two console instances' batches then lock the
+/// account rows they share in one order, and never deadlock on them (in
+/// the order of the records they did, and PostgreSQL took a second to find
+/// each deadlock).
+#[derive(Default)]
+struct AccountsSeen {
+    accounts: BTreeMap<String, (i64, i64)>,
+    on_devices: BTreeMap<(String, String), (i64, i64)>,
+}
+
+impl AccountsSeen {
+    /// Notes that `user` was on `device` at `time`.
+    fn note(&mut self, user: &str, device: &str, time: i64) {
+        if user.is_empty() {
+            return;
+        }
+        let widen = |span: &mut (i64, i64)| *span = (span.0.min(time), span.1.max(time));
+        widen(self.accounts.entry(user.to_owned()).or_insert((time, time)));
+        widen(
+            self.on_devices
+                .entry((user.to_owned(), device.to_owned()))
+                .or_insert((time, time)),
+        );
     }
-    db.execute(
-        "INSERT INTO accounts (account, first_seen, last_seen) VALUES (?1, ?2, ?2)
-         ON CONFLICT (account) DO UPDATE SET
-             first_seen = CASE WHEN accounts.first_seen IS NULL
-                 OR excluded.first_seen < accounts.first_seen
-                 THEN excluded.first_seen ELSE accounts.first_seen END,
-             last_seen = CASE WHEN accounts.last_seen IS NULL
-                 OR excluded.last_seen > accounts.last_seen
-                 THEN excluded.last_seen ELSE accounts.last_seen END",
-        &params![user, time],
-    )?;
-    db.execute(
-        "INSERT INTO account_devices (account, device, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
-         ON CONFLICT (account, device) DO UPDATE SET
-             first_seen = CASE WHEN excluded.first_seen < account_devices.first_seen
-                 THEN excluded.first_seen ELSE account_devices.first_seen END,
-             last_seen = CASE WHEN excluded.last_seen > account_devices.last_seen
-                 THEN excluded.last_seen ELSE account_devices.last_seen END",
-        &params![user, device, time],
-    )?;
-    Ok(())
+
+    fn write(&self, db: &mut Db<'_, '_>) -> Result<(), SqlError> {
+        for (account, (first, last)) in &self.accounts {
+            db.execute(
+                "INSERT INTO accounts (account, first_seen, last_seen) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account) DO UPDATE SET
+                     first_seen = CASE WHEN accounts.first_seen IS NULL
+                         OR excluded.first_seen < accounts.first_seen
+                         THEN excluded.first_seen ELSE accounts.first_seen END,
+                     last_seen = CASE WHEN accounts.last_seen IS NULL
+                         OR excluded.last_seen > accounts.last_seen
+                         THEN excluded.last_seen ELSE accounts.last_seen END",
+                &params![account, first, last],
+            )?;
+        }
+        for ((account, device), (first, last)) in &self.on_devices {
+            db.execute(
+                "INSERT INTO account_devices (account, device, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account, device) DO UPDATE SET
+                     first_seen = CASE WHEN excluded.first_seen < account_devices.first_seen
+                         THEN excluded.first_seen ELSE account_devices.first_seen END,
+                     last_seen = CASE WHEN excluded.last_seen > account_devices.last_seen
+                         THEN excluded.last_seen ELSE account_devices.last_seen END",
+                &params![account, device, first, last],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What storing a batch needs besides the records: the zone its visits
@@ -85,9 +113,10 @@ fn insert_record(
     item: &Incoming,
     image: Option<&str>,
     cx: &Context<'_>,
+    seen: &mut AccountsSeen,
 ) -> Result<Stored, SqlError> {
     let device = id_str(item.device);
-    accounts_seen(db, &item.message, &device)?;
+    accounts_seen(seen, &item.message, &device);
     let received = item.received;
     let inserted = match &item.message {
         AgentMessage::Capture(c) => {
@@ -166,37 +195,32 @@ fn insert_record(
 }
 
 /// The register of users: each account seen on the laptop, and when.
-fn accounts_seen(
-    db: &mut Db<'_, '_>,
-    message: &AgentMessage,
-    device: &str,
-) -> Result<(), SqlError> {
+fn accounts_seen(seen: &mut AccountsSeen, message: &AgentMessage, device: &str) {
     match message {
-        AgentMessage::Capture(c) => account_seen(db, &c.user, device, c.time.0),
-        AgentMessage::Concern(c) => account_seen(db, &c.user, device, c.time.0),
-        AgentMessage::AupDecision(a) => account_seen(db, &a.user, device, a.time.0),
-        AgentMessage::GroupAupDecision(g) => {
-            account_seen(db, &g.decision.user, device, g.decision.time.0)
+        AgentMessage::Capture(c) => seen.note(&c.user, device, c.time.0),
+        AgentMessage::Concern(c) => seen.note(&c.user, device, c.time.0),
+        AgentMessage::AupDecision(a) => seen.note(&a.user, device, a.time.0),
+        AgentMessage::GroupAupDecision(g) => seen.note(&g.decision.user, device, g.decision.time.0),
+        AgentMessage::Heartbeat(h) => {
+            if let Some(user) = &h.user {
+                seen.note(user, device, h.time.0);
+            }
         }
-        AgentMessage::Heartbeat(h) => match &h.user {
-            Some(user) => account_seen(db, user, device, h.time.0),
-            None => Ok(()),
-        },
         AgentMessage::SiteVisits(batch) => {
+            // Each account as seen when its last visit in the batch ended.
             let mut last: HashMap<&str, i64> = HashMap::new();
             for v in &batch.visits {
                 let t = last.entry(v.user.as_str()).or_insert(v.end.0);
                 *t = (*t).max(v.end.0);
             }
             for (user, time) in last {
-                account_seen(db, user, device, time)?;
+                seen.note(user, device, time);
             }
-            Ok(())
         }
         AgentMessage::TamperEvent(_)
         | AgentMessage::Hello(_)
         | AgentMessage::Health(_)
-        | AgentMessage::HealthV7(_) => Ok(()),
+        | AgentMessage::HealthV7(_) => {}
     }
 }
 
@@ -559,9 +583,10 @@ impl IngestStore for SqlStore {
             // A resend whose first copy is in this same batch has no key;
             // its row is ignored as a duplicate anyway.
             let mut out = Vec::with_capacity(batch.len());
+            let mut seen = AccountsSeen::default();
             for (i, item) in batch.iter().enumerate() {
                 let key = key_of.get(&i).copied();
-                let stored = insert_record(db, item, key, &cx)?;
+                let stored = insert_record(db, item, key, &cx, &mut seen)?;
                 if stored == Stored::New
                     && let Some(event) = live_event(&item.message)
                 {
@@ -569,6 +594,7 @@ impl IngestStore for SqlStore {
                 }
                 out.push(stored);
             }
+            seen.write(db)?;
             for (device, at) in &last_seen {
                 db.execute(
                     "UPDATE devices SET last_seen = CASE
