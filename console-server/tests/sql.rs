@@ -431,17 +431,18 @@ fn tls_to_the_database_is_checked_against_the_ca_named() {
     assert!(blind.to_string().contains("sslrootcert"), "{blind}");
 }
 
-/// Two instances storing batches whose records share accounts, in opposite
-/// orders, all at once: every record stored, and PostgreSQL never finds a
-/// deadlock (the register's rows are locked in one order; in the records'
-/// order, each deadlock cost a second before PostgreSQL broke it, which
-/// was the 10,000-laptop load's p99 of 1.2 s).
+/// Two instances storing batches whose records share accounts and sites,
+/// in opposite orders, all at once: every record stored, the week's totals
+/// those of every visit, and PostgreSQL never finds a deadlock (the shared
+/// rows are locked in one order; in the records' order, each deadlock cost
+/// a second before PostgreSQL broke it, which was the 10,000-laptop load's
+/// p99 of 1.2 s).
 #[test]
 fn two_instances_storing_records_of_shared_accounts_never_deadlock() {
     use console_server::policy::default_policy;
     use console_server::store::sql_store::SqlStore;
     use console_server::store::{Incoming, IngestStore};
-    use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
+    use protocol::{AgentMessage, Capture, Screenshot, SiteVisit, SiteVisits, Source, UnixMillis};
 
     let database = TestDatabase::new().unwrap();
     let deadlocks = || {
@@ -463,6 +464,31 @@ fn two_instances_storing_records_of_shared_accounts_never_deadlock() {
         if reverse {
             users.reverse();
         }
+        let visits = SiteVisits {
+            id: uuid::Uuid::now_v7(),
+            visits: users
+                .iter()
+                .map(|user| {
+                    let site = format!("site{}.example", &user["pupil".len()..]);
+                    SiteVisit {
+                        user: (*user).clone(),
+                        browser: "chromium".into(),
+                        url: format!("https://{site}/"),
+                        domain: site,
+                        title: "A site".into(),
+                        start: UnixMillis::now(),
+                        end: UnixMillis::now(),
+                        active_seconds: 3,
+                        visits: 1,
+                    }
+                })
+                .collect(),
+        };
+        let site_visits = Incoming {
+            device,
+            received: UnixMillis::now(),
+            message: AgentMessage::SiteVisits(visits),
+        };
         users
             .into_iter()
             .map(|user| Incoming {
@@ -484,6 +510,7 @@ fn two_instances_storing_records_of_shared_accounts_never_deadlock() {
                     screenshot: Screenshot::Missing("test".into()),
                 }),
             })
+            .chain([site_visits])
             .collect()
     };
     const BATCHES: usize = 40;
@@ -508,14 +535,42 @@ fn two_instances_storing_records_of_shared_accounts_never_deadlock() {
             .map(|w| w.join().unwrap())
             .sum::<usize>()
     });
-    assert_eq!(stored, 2 * BATCHES * accounts.len());
+    assert_eq!(stored, 2 * BATCHES * (accounts.len() + 1));
     let pg = Postgres::connect(&database.url, 1).unwrap();
     let captures = pg
         .read("counting", |db| {
             db.query_row("SELECT COUNT(*) FROM captures", &[], |r| r.get::<i64>(0))
         })
         .unwrap();
-    assert_eq!(captures as usize, stored);
+    assert_eq!(captures as usize, 2 * BATCHES * accounts.len());
+    // Every visit counted once in the week's totals: each site's, each
+    // pupil's, and the pairs'.
+    let totals = pg
+        .read("totals", |db| {
+            db.query_row(
+                "SELECT CAST((SELECT SUM(visits) FROM week_domains) AS BIGINT),
+                        CAST((SELECT SUM(users) FROM week_domains) AS BIGINT),
+                        CAST((SELECT SUM(visits) FROM week_users) AS BIGINT),
+                        CAST((SELECT SUM(sites) FROM week_users) AS BIGINT),
+                        (SELECT COUNT(*) FROM week_pairs),
+                        CAST((SELECT SUM(visits) FROM visit_hours) AS BIGINT)",
+                &[],
+                |r| {
+                    Ok([
+                        r.get::<i64>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ])
+                },
+            )
+        })
+        .unwrap();
+    let visits = (2 * BATCHES * accounts.len()) as i64;
+    let pairs = accounts.len() as i64;
+    assert_eq!(totals, [visits, pairs, visits, pairs, pairs, visits]);
     // A backend's statistics reach pg_stat_database when it ends.
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(deadlocks() - before, 0, "PostgreSQL broke deadlocks");

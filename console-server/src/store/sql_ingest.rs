@@ -101,6 +101,118 @@ impl AccountsSeen {
     }
 }
 
+/// A batch's site visits as they add to the totals other laptops share
+/// (an hour's, a site's, a week's): written after the batch's records, each
+/// table once, its rows in the order of their keys, so that two console
+/// instances' batches never deadlock on them. The totals are those of
+/// adding the visits one by one.
+#[derive(Default)]
+struct VisitTotals {
+    hours: BTreeMap<HourKey, Tally>,
+    /// Each domain's first visit.
+    domains: BTreeMap<String, i64>,
+    counted: Vec<Visited>,
+}
+
+/// A row of `visit_hours`: (hour, domain, user, laptop).
+type HourKey = (i64, String, String, String);
+
+/// Visits, active seconds, first and last.
+type Tally = (i64, i64, i64, i64);
+
+/// A visit as its week counts it.
+struct Visited {
+    week: String,
+    domain: String,
+    user: String,
+    device: String,
+    tally: Tally,
+}
+
+impl VisitTotals {
+    fn add(
+        &mut self,
+        v: &protocol::SiteVisit,
+        domain: String,
+        device: &str,
+        end: i64,
+        zone: &jiff::tz::TimeZone,
+    ) {
+        let (visits, active) = (i64::from(v.visits), i64::from(v.active_seconds));
+        let (first, last) = (v.start.0, end);
+        let hour = self
+            .hours
+            .entry((
+                v.start.hour_number(),
+                domain.clone(),
+                v.user.clone(),
+                device.to_owned(),
+            ))
+            .or_insert((0, 0, first, last));
+        *hour = (
+            hour.0 + visits,
+            hour.1 + active,
+            hour.2.min(first),
+            hour.3.max(last),
+        );
+        let seen = self.domains.entry(domain.clone()).or_insert(first);
+        *seen = (*seen).min(first);
+        // Each visit counts in the school week it started in.
+        let week = Week::containing(v.start, zone).to_string();
+        self.counted.push(Visited {
+            week,
+            domain,
+            user: v.user.clone(),
+            device: device.to_owned(),
+            tally: (visits, active, first, last),
+        });
+    }
+
+    fn write(&self, db: &mut Db<'_, '_>) -> Result<(), SqlError> {
+        for ((hour, domain, user, device), (visits, active, first, last)) in &self.hours {
+            db.execute(
+                "INSERT INTO visit_hours (hour, domain, user, device, visits, active_seconds, first, last)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (hour, domain, user, device) DO UPDATE SET
+                         visits = visit_hours.visits + excluded.visits,
+                         active_seconds = visit_hours.active_seconds + excluded.active_seconds,
+                         first = CASE WHEN excluded.first < visit_hours.first
+                             THEN excluded.first ELSE visit_hours.first END,
+                         last = CASE WHEN excluded.last > visit_hours.last
+                             THEN excluded.last ELSE visit_hours.last END",
+                &params![hour, domain, user, device, visits, active, first, last],
+            )?;
+        }
+        for (domain, first) in &self.domains {
+            db.execute(
+                "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
+                     ON CONFLICT (domain) DO UPDATE SET first_seen = CASE
+                         WHEN excluded.first_seen < domains_seen.first_seen
+                         THEN excluded.first_seen ELSE domains_seen.first_seen END",
+                &params![domain, first],
+            )?;
+        }
+        let counted: Vec<week_totals::Counted<'_>> = self
+            .counted
+            .iter()
+            .map(|v| {
+                let (visits, active_seconds, first, last) = v.tally;
+                week_totals::Counted {
+                    week: &v.week,
+                    domain: &v.domain,
+                    user: &v.user,
+                    device: &v.device,
+                    visits,
+                    active_seconds,
+                    first,
+                    last,
+                }
+            })
+            .collect();
+        week_totals::add_all(db, &counted)
+    }
+}
+
 /// What storing a batch needs besides the records: the zone its visits
 /// are counted in, and the alert rules its records are matched against.
 struct Context<'a> {
@@ -114,6 +226,7 @@ fn insert_record(
     image: Option<&str>,
     cx: &Context<'_>,
     seen: &mut AccountsSeen,
+    totals: &mut VisitTotals,
 ) -> Result<Stored, SqlError> {
     let device = id_str(item.device);
     accounts_seen(seen, &item.message, &device);
@@ -154,7 +267,7 @@ fn insert_record(
             new
         }
         AgentMessage::SiteVisits(batch) => {
-            insert_site_visits(db, batch, &device, received, cx.zone)?
+            insert_site_visits(db, batch, &device, received, cx.zone, totals)?
         }
         AgentMessage::AupDecision(a) => {
             insert_aup_decision(db, a, audience_str(a.audience), &device)?
@@ -302,6 +415,7 @@ fn insert_site_visits(
     device: &str,
     received: UnixMillis,
     zone: &jiff::tz::TimeZone,
+    totals: &mut VisitTotals,
 ) -> Result<bool, SqlError> {
     let new = db.execute(
         "INSERT INTO visit_batches (id, device, received) VALUES (?1, ?2, ?3)
@@ -335,48 +449,7 @@ fn insert_site_visits(
                 v.visits,
             ],
         )?;
-        db.execute(
-            "INSERT INTO visit_hours (hour, domain, user, device, visits, active_seconds, first, last)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (hour, domain, user, device) DO UPDATE SET
-                     visits = visit_hours.visits + excluded.visits,
-                     active_seconds = visit_hours.active_seconds + excluded.active_seconds,
-                     first = CASE WHEN excluded.first < visit_hours.first
-                         THEN excluded.first ELSE visit_hours.first END,
-                     last = CASE WHEN excluded.last > visit_hours.last
-                         THEN excluded.last ELSE visit_hours.last END",
-            &params![
-                v.start.hour_number(),
-                domain,
-                v.user,
-                device,
-                v.visits,
-                v.active_seconds,
-                v.start,
-                end,
-            ],
-        )?;
-        db.execute(
-            "INSERT INTO domains_seen (domain, first_seen) VALUES (?1, ?2)
-                 ON CONFLICT (domain) DO UPDATE SET first_seen = CASE
-                     WHEN excluded.first_seen < domains_seen.first_seen
-                     THEN excluded.first_seen ELSE domains_seen.first_seen END",
-            &params![domain, v.start],
-        )?;
-        let week = Week::containing(v.start, zone).to_string();
-        week_totals::add(
-            db,
-            &week_totals::Counted {
-                week: &week,
-                domain: &domain,
-                user: &v.user,
-                device,
-                visits: i64::from(v.visits),
-                active_seconds: i64::from(v.active_seconds),
-                first: v.start.0,
-                last: end,
-            },
-        )?;
+        totals.add(v, domain, device, end, zone);
     }
     Ok(true)
 }
@@ -584,9 +657,10 @@ impl IngestStore for SqlStore {
             // its row is ignored as a duplicate anyway.
             let mut out = Vec::with_capacity(batch.len());
             let mut seen = AccountsSeen::default();
+            let mut totals = VisitTotals::default();
             for (i, item) in batch.iter().enumerate() {
                 let key = key_of.get(&i).copied();
-                let stored = insert_record(db, item, key, &cx, &mut seen)?;
+                let stored = insert_record(db, item, key, &cx, &mut seen, &mut totals)?;
                 if stored == Stored::New
                     && let Some(event) = live_event(&item.message)
                 {
@@ -595,6 +669,7 @@ impl IngestStore for SqlStore {
                 out.push(stored);
             }
             seen.write(db)?;
+            totals.write(db)?;
             for (device, at) in &last_seen {
                 db.execute(
                     "UPDATE devices SET last_seen = CASE

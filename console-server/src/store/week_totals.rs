@@ -83,63 +83,143 @@ pub struct Counted<'a> {
 /// # Errors
 /// A storage failure.
 pub fn add(db: &mut Db<'_, '_>, c: &Counted<'_>) -> Result<(), SqlError> {
-    let new_pair = db.execute(
-        "INSERT INTO week_pairs (week, domain, user, visits, active_seconds, first, last)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-        &params![
-            c.week,
-            c.domain,
-            c.user,
-            c.visits,
-            c.active_seconds,
-            c.first,
-            c.last
-        ],
-    )? == 1;
-    if !new_pair {
-        db.execute(
-            "UPDATE week_pairs SET visits = visits + ?4, active_seconds = active_seconds + ?5,
-                 first = CASE WHEN ?6 < first THEN ?6 ELSE first END,
-                 last = CASE WHEN ?7 > last THEN ?7 ELSE last END
-             WHERE week = ?1 AND domain = ?2 AND user = ?3",
+    add_all(db, std::slice::from_ref(c))
+}
+
+/// Adds many visits to their weeks' totals, inside the caller's
+/// transaction: each table's rows once, one table after another, each in
+/// the order of its keys. Two console instances adding batches that share
+/// rows (a popular site's week, a pupil's week) then lock them in one
+/// order and never deadlock. The totals are those of adding the visits
+/// one by one: sums, earliest and latest, and a user or site counted once,
+/// when its pair is new.
+///
+/// # Errors
+/// A storage failure.
+pub fn add_all(db: &mut Db<'_, '_>, counted: &[Counted<'_>]) -> Result<(), SqlError> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[derive(Clone, Copy)]
+    struct Sum {
+        visits: i64,
+        active_seconds: i64,
+        first: i64,
+        last: i64,
+    }
+    impl Sum {
+        fn of(c: &Counted<'_>) -> Sum {
+            Sum {
+                visits: c.visits,
+                active_seconds: c.active_seconds,
+                first: c.first,
+                last: c.last,
+            }
+        }
+        fn add(&mut self, c: &Counted<'_>) {
+            self.visits += c.visits;
+            self.active_seconds += c.active_seconds;
+            self.first = self.first.min(c.first);
+            self.last = self.last.max(c.last);
+        }
+    }
+    let mut pairs: BTreeMap<(&str, &str, &str), Sum> = BTreeMap::new();
+    for c in counted {
+        pairs
+            .entry((c.week, c.domain, c.user))
+            .and_modify(|s| s.add(c))
+            .or_insert_with(|| Sum::of(c));
+    }
+    let mut new_pairs = BTreeSet::new();
+    for (&(week, domain, user), s) in &pairs {
+        let new_pair = db.execute(
+            "INSERT INTO week_pairs (week, domain, user, visits, active_seconds, first, last)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             &params![
-                c.week,
-                c.domain,
-                c.user,
-                c.visits,
-                c.active_seconds,
-                c.first,
-                c.last
+                week,
+                domain,
+                user,
+                s.visits,
+                s.active_seconds,
+                s.first,
+                s.last
             ],
+        )? == 1;
+        if new_pair {
+            new_pairs.insert((week, domain, user));
+        } else {
+            db.execute(
+                "UPDATE week_pairs SET visits = visits + ?4, active_seconds = active_seconds + ?5,
+                     first = CASE WHEN ?6 < first THEN ?6 ELSE first END,
+                     last = CASE WHEN ?7 > last THEN ?7 ELSE last END
+                 WHERE week = ?1 AND domain = ?2 AND user = ?3",
+                &params![
+                    week,
+                    domain,
+                    user,
+                    s.visits,
+                    s.active_seconds,
+                    s.first,
+                    s.last
+                ],
+            )?;
+        }
+    }
+    // (visits, active seconds, new pairs) per week and domain, and per
+    // week and user.
+    let mut domains: BTreeMap<(&str, &str), (i64, i64, i64)> = BTreeMap::new();
+    let mut users: BTreeMap<(&str, &str), (i64, i64, i64)> = BTreeMap::new();
+    for (&(week, domain, user), s) in &pairs {
+        let new = i64::from(new_pairs.contains(&(week, domain, user)));
+        for (total, key) in [(&mut domains, (week, domain)), (&mut users, (week, user))] {
+            let t = total.entry(key).or_default();
+            *t = (t.0 + s.visits, t.1 + s.active_seconds, t.2 + new);
+        }
+    }
+    for (&(week, domain), &(visits, active_seconds, new)) in &domains {
+        db.execute(
+            "INSERT INTO week_domains (week, domain, visits, active_seconds, users) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (week, domain) DO UPDATE SET visits = week_domains.visits + excluded.visits,
+                 active_seconds = week_domains.active_seconds + excluded.active_seconds,
+                 users = week_domains.users + excluded.users",
+            &params![week, domain, visits, active_seconds, new],
         )?;
     }
-    let pair = i64::from(new_pair);
-    db.execute(
-        "INSERT INTO week_domains (week, domain, visits, active_seconds, users) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (week, domain) DO UPDATE SET visits = week_domains.visits + excluded.visits,
-             active_seconds = week_domains.active_seconds + excluded.active_seconds,
-             users = week_domains.users + excluded.users",
-        &params![c.week, c.domain, c.visits, c.active_seconds, pair],
-    )?;
-    db.execute(
-        "INSERT INTO week_users (week, user, visits, active_seconds, sites) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (week, user) DO UPDATE SET visits = week_users.visits + excluded.visits,
-             active_seconds = week_users.active_seconds + excluded.active_seconds,
-             sites = week_users.sites + excluded.sites",
-        &params![c.week, c.user, c.visits, c.active_seconds, pair],
-    )?;
-    let new_device_user = db.execute(
-        "INSERT INTO week_device_users (week, device, user) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
-        &params![c.week, c.device, c.user],
-    )?;
-    db.execute(
-        "INSERT INTO week_devices (week, device, visits, active_seconds, users) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (week, device) DO UPDATE SET visits = week_devices.visits + excluded.visits,
-             active_seconds = week_devices.active_seconds + excluded.active_seconds,
-             users = week_devices.users + excluded.users",
-        &params![c.week, c.device, c.visits, c.active_seconds, new_device_user],
-    )?;
+    for (&(week, user), &(visits, active_seconds, new)) in &users {
+        db.execute(
+            "INSERT INTO week_users (week, user, visits, active_seconds, sites) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (week, user) DO UPDATE SET visits = week_users.visits + excluded.visits,
+                 active_seconds = week_users.active_seconds + excluded.active_seconds,
+                 sites = week_users.sites + excluded.sites",
+            &params![week, user, visits, active_seconds, new],
+        )?;
+    }
+    // Per week and laptop: its visits and the users new to it.
+    let mut device_users: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
+    let mut devices: BTreeMap<(&str, &str), (i64, i64, i64)> = BTreeMap::new();
+    for c in counted {
+        device_users.insert((c.week, c.device, c.user));
+        let t = devices.entry((c.week, c.device)).or_default();
+        *t = (t.0 + c.visits, t.1 + c.active_seconds, t.2);
+    }
+    for &(week, device, user) in &device_users {
+        let new = db.execute(
+            "INSERT INTO week_device_users (week, device, user) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            &params![week, device, user],
+        )?;
+        if let Some(t) = devices.get_mut(&(week, device)) {
+            t.2 += new as i64;
+        }
+    }
+    for (&(week, device), &(visits, active_seconds, new)) in &devices {
+        db.execute(
+            "INSERT INTO week_devices (week, device, visits, active_seconds, users) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (week, device) DO UPDATE SET visits = week_devices.visits + excluded.visits,
+                 active_seconds = week_devices.active_seconds + excluded.active_seconds,
+                 users = week_devices.users + excluded.users",
+            &params![week, device, visits, active_seconds, new],
+        )?;
+    }
     Ok(())
 }
 
