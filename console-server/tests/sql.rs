@@ -332,7 +332,7 @@ fn a_record_stored_through_one_instance_is_announced_to_another() {
     use console_server::store::live::{Live, LiveStore};
     use console_server::store::sql_store::SqlStore;
     use console_server::store::{Incoming, IngestStore};
-    use protocol::{AgentMessage, Capture, Screenshot, Source, UnixMillis};
+    use protocol::{AgentMessage, UnixMillis};
     use std::time::Duration;
 
     let database = TestDatabase::new().unwrap();
@@ -343,21 +343,7 @@ fn a_record_stored_through_one_instance_is_announced_to_another() {
     let _listener = b.listen_live(tx).expect("PostgreSQL announces");
     // The listener is up once it has said LISTEN; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
-    let capture = Capture {
-        id: uuid::Uuid::now_v7(),
-        time: UnixMillis::now(),
-        user: "amy".into(),
-        source: Source::Typed,
-        app: "chat".into(),
-        window_title: "Chat".into(),
-        url: None,
-        term: "kms".into(),
-        category: "self-harm".into(),
-        severity: 5,
-        context: "kms".into(),
-        context_match: (0, 3),
-        screenshot: Screenshot::Missing("test".into()),
-    };
+    let capture = capture_by("amy");
     let item = Incoming {
         device: uuid::Uuid::now_v7(),
         received: UnixMillis::now(),
@@ -379,6 +365,26 @@ fn a_record_stored_through_one_instance_is_announced_to_another() {
     assert_eq!(heard, Live::Capture(capture.id));
     std::thread::sleep(Duration::from_millis(700));
     assert!(rx.try_recv().is_err(), "the duplicate was announced");
+}
+
+/// A capture of `user`'s with no screenshot.
+fn capture_by(user: &str) -> protocol::Capture {
+    use protocol::{Screenshot, Source, UnixMillis};
+    protocol::Capture {
+        id: uuid::Uuid::now_v7(),
+        time: UnixMillis::now(),
+        user: user.into(),
+        source: Source::Typed,
+        app: "chat".into(),
+        window_title: "Chat".into(),
+        url: None,
+        term: "kms".into(),
+        category: "self-harm".into(),
+        severity: 5,
+        context: "kms".into(),
+        context_match: (0, 3),
+        screenshot: Screenshot::Missing("test".into()),
+    }
 }
 
 /// TLS to the database when the URL asks for it: the server's certificate
@@ -442,7 +448,7 @@ fn two_instances_storing_records_of_shared_accounts_never_deadlock() {
     use console_server::policy::default_policy;
     use console_server::store::sql_store::SqlStore;
     use console_server::store::{Incoming, IngestStore};
-    use protocol::{AgentMessage, Capture, Screenshot, SiteVisit, SiteVisits, Source, UnixMillis};
+    use protocol::{AgentMessage, SiteVisit, SiteVisits, UnixMillis};
 
     let database = TestDatabase::new().unwrap();
     let deadlocks = || {
@@ -494,21 +500,7 @@ fn two_instances_storing_records_of_shared_accounts_never_deadlock() {
             .map(|user| Incoming {
                 device,
                 received: UnixMillis::now(),
-                message: AgentMessage::Capture(Capture {
-                    id: uuid::Uuid::now_v7(),
-                    time: UnixMillis::now(),
-                    user: user.clone(),
-                    source: Source::Typed,
-                    app: "chat".into(),
-                    window_title: "Chat".into(),
-                    url: None,
-                    term: "kms".into(),
-                    category: "self-harm".into(),
-                    severity: 5,
-                    context: "kms".into(),
-                    context_match: (0, 3),
-                    screenshot: Screenshot::Missing("test".into()),
-                }),
+                message: AgentMessage::Capture(capture_by(user)),
             })
             .chain([site_visits])
             .collect()
