@@ -32,6 +32,28 @@ fn copy_certificates(from: &Path, to: &Path) {
     }
 }
 
+/// Two instances on `database`: A in `data_a`, then B in `data_b` with A's
+/// certificates, each with `settings` as its console.toml if any.
+fn two_instances(
+    data_a: &Path,
+    data_b: &Path,
+    database: &str,
+    settings: Option<&str>,
+) -> (ConsoleProcess, ConsoleProcess) {
+    let db_args = ["--database", database];
+    if let Some(settings) = settings {
+        std::fs::create_dir_all(data_a).unwrap();
+        std::fs::write(data_a.join("console.toml"), settings).unwrap();
+    }
+    let a = ConsoleProcess::start_with(data_a, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    copy_certificates(data_a, data_b);
+    if let Some(settings) = settings {
+        std::fs::write(data_b.join("console.toml"), settings).unwrap();
+    }
+    let b = ConsoleProcess::start_with(data_b, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    (a, b)
+}
+
 /// The contexts of the captures an instance's API lists.
 fn contexts(api: &Api) -> Vec<String> {
     let (status, body) = api.get("/api/v1/captures?limit=500").unwrap();
@@ -57,11 +79,7 @@ fn two_instances_on_one_database_share_every_capture_and_lose_none_when_one_dies
     let database = TestDatabase::new().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let db_args = ["--database", database.url.as_str()];
-    let mut a =
-        ConsoleProcess::start_with(&data_a, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
-    copy_certificates(&data_a, &data_b);
-    let b = ConsoleProcess::start_with(&data_b, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    let (mut a, b) = two_instances(&data_a, &data_b, &database.url, None);
     let balancer = Balancer::start(&[&a.agent_addr, &b.agent_addr]).unwrap();
     let address = balancer.addr.to_string();
 
@@ -253,13 +271,7 @@ fn an_alert_is_sent_once_with_two_instances_up() {
         "[[alerts]]\nname = \"urgent\"\nmin_severity = 5\nevents = [\"capture\"]\nwebhook_urls = [\"{}\"]\n",
         hook.url
     );
-    std::fs::create_dir_all(&data_a).unwrap();
-    std::fs::write(data_a.join("console.toml"), &settings).unwrap();
-    let db_args = ["--database", database.url.as_str()];
-    let a = ConsoleProcess::start_with(&data_a, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
-    copy_certificates(&data_a, &data_b);
-    std::fs::write(data_b.join("console.toml"), &settings).unwrap();
-    let b = ConsoleProcess::start_with(&data_b, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    let (a, b) = two_instances(&data_a, &data_b, &database.url, Some(&settings));
 
     // A grave capture reaches instance A; both instances hear of it.
     let grave = capture("i want to kill myself", "kill myself", None);
@@ -366,13 +378,7 @@ fn the_monday_report_is_mailed_once_and_retention_runs_once_with_two_instances_u
         "[report]\nemail_to = [\"dsl@trust.example\"]\n\n[report.smtp]\nhost = \"127.0.0.1\"\n\
          port = {smtp_port}\nsecurity = \"none\"\nfrom = \"Safeguard <safeguard@trust.example>\"\n"
     );
-    std::fs::create_dir_all(&data_a).unwrap();
-    std::fs::write(data_a.join("console.toml"), &settings).unwrap();
-    let db_args = ["--database", database.url.as_str()];
-    let a = ConsoleProcess::start_with(&data_a, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
-    copy_certificates(&data_a, &data_b);
-    std::fs::write(data_b.join("console.toml"), &settings).unwrap();
-    let b = ConsoleProcess::start_with(&data_b, "127.0.0.1:0", "127.0.0.1:0", &db_args).unwrap();
+    let (a, b) = two_instances(&data_a, &data_b, &database.url, Some(&settings));
 
     let mail = mails
         .recv_timeout(Duration::from_secs(60))

@@ -2175,15 +2175,15 @@ async fn schools_keep_to_themselves(mut bed: Bed) {
     // The audit log, read before North's staff search for South's things
     // (their own searches are then in it, as they typed them).
     let audit_routes = ["/audit", "/audit.csv", "/api/v1/audit"];
-    for (name, role, bit) in [north_staff[0], north_staff[2]] {
-        let (session, _) = web.sign_in(name, NORTH_PW, "");
-        let owned = console_cli(
+    // An API token a staff member owns, as her own scripts would hold.
+    let token_of = |name: &str, role: &str, label: &str| {
+        let out = console_cli(
             &[
                 "api-token",
                 "--data",
                 d,
                 "--name",
-                &format!("{name}-reader"),
+                &format!("{name}-{label}"),
                 "--role",
                 role,
                 "--owner",
@@ -2192,7 +2192,11 @@ async fn schools_keep_to_themselves(mut bed: Bed) {
             None,
         )
         .unwrap();
-        let api = bed.admin.with_token(owned.lines().last().unwrap());
+        bed.admin.with_token(out.lines().last().unwrap())
+    };
+    for (name, role, bit) in [north_staff[0], north_staff[2]] {
+        let (session, _) = web.sign_in(name, NORTH_PW, "");
+        let api = token_of(name, role, "reader");
         assert!(bit & (ADM | AUD) != 0, "the audit log is theirs to read");
         for path in [
             "/audit",
@@ -2226,22 +2230,7 @@ async fn schools_keep_to_themselves(mut bed: Bed) {
     let mut asked = 0;
     for (name, role, bit) in north_staff {
         let (session, _) = web.sign_in(name, NORTH_PW, "");
-        let token = console_cli(
-            &[
-                "api-token",
-                "--data",
-                d,
-                "--name",
-                &format!("{name}-script"),
-                "--role",
-                role,
-                "--owner",
-                name,
-            ],
-            None,
-        )
-        .unwrap();
-        let api = bed.admin.with_token(token.lines().last().unwrap());
+        let api = token_of(name, role, "script");
         let get = |path: &str| -> (u16, String) {
             if path.starts_with("/api/") {
                 let (status, _, body) = api.get_bytes(path).unwrap();
