@@ -34,6 +34,7 @@ pub mod minilm;
 pub mod normalize;
 pub mod semantic;
 pub mod skeleton;
+pub mod spelling;
 pub mod stream;
 pub mod verify;
 pub mod walk;
