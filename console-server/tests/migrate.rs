@@ -16,7 +16,7 @@ use console_server::store::visits::VisitStore;
 use console_server::store::*;
 use protocol::{
     AgentMessage, Audience, AupDecision, Capture, Decision, Screenshot, SiteVisit, SiteVisits,
-    Source, TamperEvent, TamperKind, UnixMillis,
+    TamperEvent, TamperKind, UnixMillis,
 };
 use uuid::Uuid;
 
@@ -24,19 +24,13 @@ const T0: i64 = 1_800_000_000_000;
 
 fn capture(i: u8, shot: Screenshot) -> Capture {
     Capture {
-        id: Uuid::now_v7(),
-        time: UnixMillis(T0 + i64::from(i)),
-        user: format!("pupil{}", i % 3),
-        source: Source::Typed,
-        app: "chat".into(),
-        window_title: "Chat".into(),
-        url: None,
-        term: "kms".into(),
-        category: "self-harm".into(),
-        severity: 5,
         context: format!("line {i}: kms"),
         context_match: (8, 11),
-        screenshot: shot,
+        ..common::captures::capture(
+            &format!("pupil{}", i % 3),
+            UnixMillis(T0 + i64::from(i)),
+            shot,
+        )
     }
 }
 

@@ -367,24 +367,13 @@ fn a_record_stored_through_one_instance_is_announced_to_another() {
     assert!(rx.try_recv().is_err(), "the duplicate was announced");
 }
 
-/// A capture of `user`'s with no screenshot.
+/// A capture of `user`'s, now, with no screenshot.
 fn capture_by(user: &str) -> protocol::Capture {
-    use protocol::{Screenshot, Source, UnixMillis};
-    protocol::Capture {
-        id: uuid::Uuid::now_v7(),
-        time: UnixMillis::now(),
-        user: user.into(),
-        source: Source::Typed,
-        app: "chat".into(),
-        window_title: "Chat".into(),
-        url: None,
-        term: "kms".into(),
-        category: "self-harm".into(),
-        severity: 5,
-        context: "kms".into(),
-        context_match: (0, 3),
-        screenshot: Screenshot::Missing("test".into()),
-    }
+    common::captures::capture(
+        user,
+        protocol::UnixMillis::now(),
+        protocol::Screenshot::Missing("test".into()),
+    )
 }
 
 /// TLS to the database when the URL asks for it: the server's certificate

@@ -22,21 +22,11 @@ use uuid::Uuid;
 const DAY: i64 = 24 * 3600 * 1000;
 
 fn capture_at(time: UnixMillis) -> Capture {
-    Capture {
-        id: Uuid::now_v7(),
+    common::captures::capture(
+        "pupil",
         time,
-        user: "pupil".into(),
-        source: Source::Typed,
-        app: "app".into(),
-        window_title: "w".into(),
-        url: None,
-        term: "kms".into(),
-        category: "self-harm".into(),
-        severity: 5,
-        context: "kms".into(),
-        context_match: (0, 3),
-        screenshot: Screenshot::Png(b"\x89PNG\r\n\x1a\nimage".to_vec()),
-    }
+        Screenshot::Png(b"\x89PNG\r\n\x1a\nimage".to_vec()),
+    )
 }
 
 fn ingest(store: &SqlStore, device: Uuid, c: &Capture) -> Stored {

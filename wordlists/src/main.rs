@@ -492,7 +492,12 @@ fn semantic_command(out: &mut impl Write, command: SemanticCommand) -> Result<Ex
                 }
             }
             eprintln!(
-                "encoded {labelled_count} labelled lines and {} prose records in {:.1} s",
+                "encoded {labelled_count} labelled examples{} and {} prose records in {:.1} s",
+                if standard_spelling {
+                    " (each line as written and in standard spelling)"
+                } else {
+                    ""
+                },
                 examples.len() - labelled_count,
                 t.elapsed().as_secs_f64()
             );
