@@ -263,9 +263,11 @@ proptest! {
     }
 
     /// A term embedded in random words is found (no hidden dependence on
-    /// what surrounds it, beyond word boundaries).
+    /// what surrounds it, beyond word boundaries). The words start "zq",
+    /// which no English word does, so that they never complete one of the
+    /// libraries' exceptions ("ill shoot you a" message is one).
     #[test]
-    fn terms_are_found_among_other_words(idx in 0usize..1000, before in "[a-z]{1,8}", after in "[a-z]{1,8}") {
+    fn terms_are_found_among_other_words(idx in 0usize..1000, before in "zq[a-z]{0,6}", after in "zq[a-z]{0,6}") {
         let entries = matcher().entries();
         let e = &entries[idx % entries.len()];
         prop_assume!(!matches!(e.rule, Rule::Pattern | Rule::Context));
