@@ -1,7 +1,9 @@
 //! What one character means to the matcher: letters folded to ASCII
 //! (NFKD with marks dropped, case folded, Cyrillic and Greek look-alikes,
 //! fullwidth and mathematical forms), characters to ignore (zero-width,
-//! combining marks, soft hyphen), and everything else a word boundary.
+//! combining marks, soft hyphen), the pictographs pupils use as code
+//! words (🍃 for cannabis, 🔌 for a dealer, 🔪 for a knife) read as words
+//! of their own, and everything else a word boundary.
 //!
 //! ASCII is answered by a 256-entry table ([`ASCII`]); other characters by
 //! [`fold_char`], which is slower and rare in the text schools see.
@@ -77,6 +79,9 @@ pub enum Fold {
     Opaque,
     /// Drop it: zero-width, combining mark, soft hyphen, variation selector.
     Ignore,
+    /// A pictograph that is a word of its own (see [`emoji_word`]): a
+    /// boundary, these letters, a boundary.
+    Word(&'static str),
     /// Punctuation, symbols, spaces, emoji.
     Boundary,
 }
@@ -160,10 +165,44 @@ fn is_ignorable(c: char) -> bool {
     ) || is_combining_mark(c)
 }
 
+/// The word a pictograph reads as, for the emoji that pupils use in
+/// place of words about drugs, weapons and sex. Each becomes a made-up
+/// word ("emojipill") that no text spells, so a library names it by
+/// writing the emoji itself in a term or concept ("got 💊 hmu"), and an
+/// emoji no library names matches nothing, as before.
+pub fn emoji_word(c: char) -> Option<&'static str> {
+    Some(match c {
+        '🍃' | '🍁' | '🌿' | '🌱' | '🥦' => "emojileaf",
+        '🌲' | '🌳' => "emojitree",
+        '❄' | '⛄' | '☃' => "emojisnow",
+        '💊' => "emojipill",
+        '🔌' => "emojiplug",
+        '🍄' => "emojimushroom",
+        '💉' => "emojineedle",
+        '💨' => "emojismoke",
+        '🚬' => "emojicigarette",
+        '⚡' => "emojibolt",
+        '🔪' | '🗡' => "emojiknife",
+        '🔫' => "emojigun",
+        '💣' => "emojibomb",
+        '🍆' => "emojiaubergine",
+        '🍑' => "emojipeach",
+        '💦' => "emojidroplets",
+        '👅' => "emojitongue",
+        '🩸' => "emojiblood",
+        '🪢' => "emojirope",
+        '⚰' => "emojicoffin",
+        _ => return None,
+    })
+}
+
 /// Folds one non-ASCII character.
 pub fn fold_char(c: char) -> Fold {
     if is_ignorable(c) {
         return Fold::Ignore;
+    }
+    if let Some(w) = emoji_word(c) {
+        return Fold::Word(w);
     }
     if let Some(s) = confusable(c) {
         return letters(s);
@@ -225,5 +264,9 @@ mod tests {
         assert_eq!(fold_char('😀'), Fold::Boundary);
         assert_eq!(fold_char('—'), Fold::Boundary);
         assert_eq!(fold_char('中'), Fold::Opaque);
+        assert_eq!(fold_char('💊'), Fold::Word("emojipill"));
+        // ❄️ is ❄ and a variation selector, which is ignored.
+        assert_eq!(fold_char('❄'), Fold::Word("emojisnow"));
+        assert_eq!(fold_char('\u{FE0F}'), Fold::Ignore);
     }
 }

@@ -280,6 +280,33 @@ fn normalize_general(text: &str, join_spaced: bool) -> Normalized {
                 }),
                 Fold::Ignore => {}
                 Fold::Boundary => boundary = true,
+                Fold::Word(w) => {
+                    // A word of its own: the word before it ends here,
+                    // and the next one starts after it.
+                    if units.len() > current {
+                        tokens.push(Token {
+                            units: current..units.len(),
+                            gap: token_gap,
+                        });
+                        current = units.len();
+                        gap = (start, start);
+                    }
+                    for &byte in w.as_bytes() {
+                        units.push(Unit {
+                            byte,
+                            kind: Kind::Letter,
+                            start,
+                            end,
+                        });
+                    }
+                    tokens.push(Token {
+                        units: current..units.len(),
+                        gap,
+                    });
+                    current = units.len();
+                    gap = (end, end);
+                    continue;
+                }
             }
         }
         if before == 0 && units.len() > current {
@@ -446,6 +473,21 @@ mod tests {
         assert_eq!(n("don't"), " dont ");
         assert_eq!(n("self-harm"), " selfharm ");
         assert_eq!(n("s3lf h@rm"), " self harm ");
+    }
+
+    #[test]
+    fn an_emoji_code_word_is_a_word_of_its_own() {
+        assert_eq!(n("got ❄️ and 🍃 hmu"), " got emojisnow and emojileaf hmu ");
+        // Touching words on either side stay words of their own.
+        assert_eq!(n("weed🍃x"), " weed emojileaf x ");
+        assert_eq!(n("🔌🍃"), " emojiplug emojileaf ");
+        // An emoji no library reads is a boundary, as before.
+        assert_eq!(n("hi 😀 there"), " hi there ");
+        // Its letters map back to the emoji's own bytes.
+        let norm = normalize("a💊b");
+        let at = norm.bytes.iter().position(|&b| b == b'e').unwrap();
+        assert_eq!(norm.spans[at], (1, 5));
+        assert_eq!(normalize_term("💊"), b"emojipill".to_vec());
     }
 
     #[test]

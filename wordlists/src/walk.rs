@@ -233,6 +233,13 @@ impl Walk {
             Fold::Opaque => self.letter(dfa, OPAQUE_SYMBOL, i, sink),
             Fold::Ignore => {}
             Fold::Boundary => self.boundary(dfa, i, sink),
+            Fold::Word(w) => {
+                self.boundary(dfa, i, sink);
+                for &b in w.as_bytes() {
+                    self.letter(dfa, symbol(b), i, sink);
+                }
+                self.boundary(dfa, i, sink);
+            }
         }
         i + c.len_utf8()
     }
@@ -286,7 +293,7 @@ fn unit_before_is_not_a_digit(text: &str, at: usize) -> bool {
             Fold::Letters(out, n) => return !out[n as usize - 1].is_ascii_digit(),
             Fold::Opaque => return true,
             Fold::Ignore => continue,
-            Fold::Boundary => return false,
+            Fold::Boundary | Fold::Word(_) => return false,
         }
     }
 }
@@ -314,7 +321,7 @@ fn letter_follows(text: &str, at: usize) -> bool {
             Fold::Letters(out, _) => return !out[0].is_ascii_digit(),
             Fold::Opaque => return true,
             Fold::Ignore => j += c.len_utf8(),
-            Fold::Boundary => return false,
+            Fold::Boundary | Fold::Word(_) => return false,
         }
     }
 }

@@ -212,6 +212,35 @@ fn risk_in_text_nobody_wrote_for_the_purpose() {
 }
 
 /// Two libraries asking for the same detector each get their hit.
+/// Pupils write drugs, weapons and sex in emoji ("got ❄️ and 🍁 hmu"):
+/// the libraries name the emoji themselves, and a hit's span is the
+/// emoji's own bytes.
+#[test]
+fn emoji_code_words_are_read_in_context() {
+    let captured = |text: &str, category: &str| {
+        matcher()
+            .scan(text)
+            .iter()
+            .any(|h| h.severity >= 3 && h.entry.category == category)
+    };
+    assert!(captured("got ❄️ and 🍁 hmu", "drugs"));
+    assert!(captured("who's the 🔌 for 🍃", "drugs"));
+    assert!(captured("drop me a 🍃 later", "drugs"));
+    assert!(captured("i'll 🔪 u after school", "weapons"));
+    assert!(captured("send me a pic of ur 🍑", "sexting"));
+    // The same emoji in innocent use.
+    assert!(!captured("autumn vibes 🍁🍂", "drugs"));
+    assert!(!captured("going skiing ❄️❄️ so cold", "drugs"));
+    assert!(!captured("took my 💊 for my cold", "drugs"));
+    let text = "got 🍁 hmu";
+    let hit = matcher()
+        .scan(text)
+        .into_iter()
+        .find(|h| h.entry.category == "drugs" && h.severity >= 3)
+        .expect("a drugs hit");
+    assert_eq!(&text[hit.start..hit.end], "🍁 hmu");
+}
+
 #[test]
 fn every_library_with_a_detector_reports_it() {
     let extra = r#"
@@ -253,7 +282,7 @@ proptest! {
     /// Hit offsets land on character boundaries of the original and the
     /// scan never panics, whatever the input.
     #[test]
-    fn offsets_are_char_boundaries(text in "(\\PC|[ .!1|@$\u{200B}кiIlL]){0,80}") {
+    fn offsets_are_char_boundaries(text in "(\\PC|[ .!1|@$\u{200B}кiIlL🍃💊🔪❄\u{FE0F}]){0,80}") {
         for h in matcher().scan(&text) {
             prop_assert!(h.start <= h.end && h.end <= text.len());
             prop_assert!(text.is_char_boundary(h.start) && text.is_char_boundary(h.end));
