@@ -328,11 +328,13 @@ impl MatcherBuilder {
                 _ => (context_needles(&e.raise), context_needles(&e.lower)),
             })
             .collect();
+        let rule_needs = RuleNeeds::new(&rules, concepts.len());
         Ok(Matcher {
             terms,
             exceptions,
             concepts: concept_set,
             concept_weight,
+            rule_needs,
             rules,
             category_lower,
             entries,
@@ -592,6 +594,44 @@ struct CompiledRule {
     lower: Vec<u32>,
 }
 
+/// Which concepts each rule needs, as bits (`words` u64s a rule), so that
+/// whether some rule could stand among the concepts a region holds is a
+/// few ANDs rather than a search.
+#[derive(Debug)]
+struct RuleNeeds {
+    words: usize,
+    bits: Vec<u64>,
+}
+
+impl RuleNeeds {
+    fn new(rules: &[CompiledRule], concepts: usize) -> RuleNeeds {
+        let words = concepts.div_ceil(64).max(1);
+        let mut bits = vec![0; rules.len() * words];
+        for (need, rule) in bits.chunks_exact_mut(words).zip(rules) {
+            for &c in &rule.all {
+                set_bit(need, c);
+            }
+        }
+        RuleNeeds { words, bits }
+    }
+
+    /// No concepts: a set to fill with [`set_bit`].
+    fn none(&self) -> Vec<u64> {
+        vec![0; self.words]
+    }
+
+    /// Whether every concept of some rule is in `held`.
+    fn any_met(&self, held: &[u64]) -> bool {
+        self.bits
+            .chunks_exact(self.words)
+            .any(|need| need.iter().zip(held).all(|(n, h)| n & h == *n))
+    }
+}
+
+fn set_bit(bits: &mut [u64], c: u32) {
+    bits[c as usize / 64] |= 1 << (c % 64);
+}
+
 /// One reading of a region: its normalised text and that text's skeleton.
 struct Reading<'n> {
     norm: &'n crate::normalize::Normalized,
@@ -658,6 +698,7 @@ pub struct Matcher {
     concepts: Option<Patterns<ContiguousNfa>>,
     concept_weight: Vec<u8>,
     rules: Vec<CompiledRule>,
+    rule_needs: RuleNeeds,
     /// Per category: the cue concepts that lower its hits.
     category_lower: Vec<Vec<u32>>,
     entries: Vec<Entry>,
@@ -964,11 +1005,11 @@ impl Matcher {
         // its exceptions, needed only to except a rule's hit, wait till then.
         if !marks.term {
             let occurrences = self.region_occurrences(&readings, from);
-            if !self.rules.iter().any(|r| {
-                r.all
-                    .iter()
-                    .all(|c| occurrences.iter().any(|o| o.concept == *c))
-            }) {
+            let mut held = self.rule_needs.none();
+            for o in &occurrences {
+                set_bit(&mut held, o.concept);
+            }
+            if !self.rule_needs.any_met(&held) {
                 return;
             }
             concepts = Some(occurrences);
@@ -1088,19 +1129,11 @@ impl Matcher {
         };
         let mut seen = ConceptsSeen {
             concepts,
-            seen: Vec::new(),
+            seen: self.rule_needs.none(),
             spaced: false,
         };
         Walk::all(&concepts.dfa, region, &mut seen);
-        if seen.spaced {
-            return true;
-        }
-        let mut seen = seen.seen;
-        seen.sort_unstable();
-        seen.dedup();
-        self.rules
-            .iter()
-            .any(|r| r.all.iter().all(|c| seen.binary_search(c).is_ok()))
+        seen.spaced || self.rule_needs.any_met(&seen.seen)
     }
 
     /// Every concept in a region, in each reading of spaced letters ("r u
@@ -1377,7 +1410,8 @@ const WALKS: usize = 4;
 /// The concepts a walk over a region meets (see [`Matcher::rule_possible`]).
 struct ConceptsSeen<'p> {
     concepts: &'p Patterns<ContiguousNfa>,
-    seen: Vec<u32>,
+    /// As bits (see [`RuleNeeds`]).
+    seen: Vec<u64>,
     spaced: bool,
 }
 
@@ -1385,7 +1419,7 @@ impl Sink for ConceptsSeen<'_> {
     fn pattern(&mut self, pid: PatternID, _: usize, _: usize) {
         for v in &self.concepts.variants[pid.as_usize()] {
             if let Target::Concept(c) = v.target {
-                self.seen.push(c);
+                set_bit(&mut self.seen, c);
             }
         }
     }
