@@ -8,7 +8,8 @@
 //! `--nocapture` to see the table. `DEVSET_SHOW=1` also lists the dev
 //! part's misses and false alarms (never the held-out part's);
 //! `DEVSET_BATCH=DIR` also measures a fresh batch (DIR/risky.txt,
-//! DIR/innocent.txt) without listing its lines.
+//! DIR/innocent.txt) without listing its lines. Both parts are measured
+//! again with their chat-speak written out in standard spelling.
 //!
 //! The floors asserted below are today's figures less a margin: they catch
 //! a regression, they are not the targets (95% caught, 1% false alarms on
@@ -256,3 +257,68 @@ fn the_semantic_layer_adds_what_the_rules_miss() {
         );
     }
 }
+
+/// The same lines with their chat-speak written out in standard spelling
+/// (`wordlists::spelling`: "r u home alone rn" becomes "are you home alone
+/// right now"): risk said in full words must be caught as well as in
+/// chat-speak. The semantic layer alone catches far fewer lines in
+/// standard spelling (the README's cross-validation); this measures the
+/// rules and the layer together.
+#[test]
+fn the_same_lines_in_standard_spelling() {
+    let semantic = common::semantic();
+    let matcher = MatcherBuilder::new(Libraries::builtin().unwrap())
+        .build()
+        .unwrap();
+    let standard = |file: &str| -> String {
+        lines(file)
+            .iter()
+            .map(|l| format!("{} | {}\n", l.label, wordlists::spelling::standard(l.text)))
+            .collect()
+    };
+    for (part, risky, innocent, min_recall, max_alarms) in [
+        (
+            "heldout",
+            include_str!("devset/heldout/risky.txt"),
+            include_str!("devset/heldout/innocent.txt"),
+            MIN_STANDARD.0,
+            MAX_STANDARD.0,
+        ),
+        (
+            "dev",
+            include_str!("devset/dev/risky.txt"),
+            include_str!("devset/dev/innocent.txt"),
+            MIN_STANDARD.1,
+            MAX_STANDARD.1,
+        ),
+    ] {
+        let (risky, innocent) = (standard(risky), standard(innocent));
+        let name = format!("{part} in standard spelling");
+        let (rules_recall, rules_alarms) = report(&matcher, None, &name, &risky, &innocent);
+        let (recall, alarms) = report(
+            &matcher,
+            Some(&semantic),
+            &format!("{name} with the semantic layer"),
+            &risky,
+            &innocent,
+        );
+        println!(
+            "{name}: rules {rules_recall:.1}% caught, {rules_alarms:.1}% false alarms; \
+             with the semantic layer {recall:.1}% and {alarms:.1}%"
+        );
+        assert!(
+            recall >= min_recall,
+            "{name} with the semantic layer: {recall:.1}% caught, below the floor of {min_recall}%"
+        );
+        assert!(
+            alarms <= max_alarms,
+            "{name} with the semantic layer: {alarms:.1}% flagged, above the ceiling of {max_alarms}%"
+        );
+    }
+}
+
+/// Floors on lines caught in standard spelling (held-out, dev), with the
+/// layer: today's figures less a margin.
+const MIN_STANDARD: (f64, f64) = (95.0, 95.0);
+/// Ceilings on innocent lines flagged in standard spelling.
+const MAX_STANDARD: (f64, f64) = (6.0, 2.5);
