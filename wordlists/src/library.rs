@@ -17,6 +17,10 @@
 //! terms = ["kill myself", "end my life"]
 //! ```
 //!
+//! A term may hold the emoji pupils use as code words ("got ❄️ hmu", "🔌"):
+//! those [`crate::fold::emoji_word`] lists are read as words of their own;
+//! any other emoji is a word boundary, and a term of nothing else is refused.
+//!
 //! Context rules find risk said in ordinary words, where no single word is
 //! enough. A **concept** is a set of words and phrases that mean one thing;
 //! a **rule** fires when all its concepts stand within a few words of each
@@ -360,7 +364,7 @@ pub fn parse(file: &str, text: &str) -> Result<Category, LibraryError> {
             let t = term.trim();
             if normalize_term(t).iter().all(|&b| b == b' ') {
                 return Err(err(format!(
-                    "{what}: term {term:?} has no letters or digits to match"
+                    "{what}: term {term:?} has no letters or digits to match (of emoji, only the code words `wordlists::fold::emoji_word` lists are read)"
                 )));
             }
             let rule = group.rule.unwrap_or(if t.contains(' ') {
@@ -382,7 +386,7 @@ pub fn parse(file: &str, text: &str) -> Result<Category, LibraryError> {
     for e in &raw.exceptions {
         if normalize_term(e).iter().all(|&b| b == b' ') {
             return Err(err(format!(
-                "exception {e:?} has no letters or digits to match"
+                "exception {e:?} has no letters or digits to match (of emoji, only the code words `wordlists::fold::emoji_word` lists are read)"
             )));
         }
     }
@@ -409,7 +413,7 @@ fn parse_concept(c: &ConceptToml) -> Result<Concept, String> {
     for t in &c.terms {
         if normalize_term(t).iter().all(|&b| b == b' ') {
             return Err(format!(
-                "concept {name:?}: term {t:?} has no letters or digits to match"
+                "concept {name:?}: term {t:?} has no letters or digits to match (of emoji, only the code words `wordlists::fold::emoji_word` lists are read)"
             ));
         }
     }
