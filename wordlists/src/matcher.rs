@@ -620,11 +620,24 @@ impl RuleNeeds {
         vec![0; self.words]
     }
 
+    /// The concepts among `occurrences`.
+    fn held(&self, occurrences: &[Occurrence]) -> Vec<u64> {
+        let mut held = self.none();
+        for o in occurrences {
+            set_bit(&mut held, o.concept);
+        }
+        held
+    }
+
+    /// Whether every concept of rule `r` is in `held`.
+    fn met(&self, r: usize, held: &[u64]) -> bool {
+        let need = &self.bits[r * self.words..(r + 1) * self.words];
+        need.iter().zip(held).all(|(n, h)| n & h == *n)
+    }
+
     /// Whether every concept of some rule is in `held`.
     fn any_met(&self, held: &[u64]) -> bool {
-        self.bits
-            .chunks_exact(self.words)
-            .any(|need| need.iter().zip(held).all(|(n, h)| n & h == *n))
+        (0..self.bits.len() / self.words).any(|r| self.met(r, held))
     }
 }
 
@@ -1005,11 +1018,7 @@ impl Matcher {
         // its exceptions, needed only to except a rule's hit, wait till then.
         if !marks.term {
             let occurrences = self.region_occurrences(&readings, from);
-            let mut held = self.rule_needs.none();
-            for o in &occurrences {
-                set_bit(&mut held, o.concept);
-            }
-            if !self.rule_needs.any_met(&held) {
+            if !self.rule_needs.any_met(&self.rule_needs.held(&occurrences)) {
                 return;
             }
             concepts = Some(occurrences);
@@ -1205,13 +1214,10 @@ impl Matcher {
         excepted: &dyn Fn(u32, usize, usize) -> bool,
         hits: &mut Vec<Hit<'m>>,
     ) {
-        let mut present = vec![false; self.concept_weight.len()];
-        for o in occurrences {
-            present[o.concept as usize] = true;
-        }
-        for rule in &self.rules {
+        let held = self.rule_needs.held(occurrences);
+        for (r, rule) in self.rules.iter().enumerate() {
             // Every concept present at all, before any pairing.
-            if !rule.all.iter().all(|c| present[*c as usize]) {
+            if !self.rule_needs.met(r, &held) {
                 continue;
             }
             let cat = self.entry_category[rule.entry as usize];

@@ -397,6 +397,8 @@ proptest! {
         let fillers = [
             "the", "i", "u", "k i l l", "45kg", "13yo", "2nd", "888", "n0t", "m.u.m", "lol!!", "naïve", "ｋｉｌｌ",
             "0o55kg", "４５kg", "12.5kg", "45\u{200B}kg", "4@5kg", "1!5yo", "x45kg", "45.kg", "45кg",
+            // Emoji read as words, touching words and each other.
+            "got ❄️ and 🍁 hmu", "weed🍃x", "🔌🍃", "i'll 🔪u", "45🍃kg", "k 🔪 i l l",
         ];
         let mut text = String::new();
         for (n, (idx, how)) in picks.iter().enumerate() {
