@@ -11,6 +11,11 @@
 //! DIR/innocent.txt) without listing its lines. Both parts are measured
 //! again with their chat-speak written out in standard spelling.
 //!
+//! The held-out part is also measured without the lines that have a near
+//! copy in dev ("heldout-unseen", see [`COPIED`]): one author wrote both,
+//! and some held-out lines were written again into dev, where rules were
+//! tuned to them. That figure is the one to read.
+//!
 //! The floors asserted below are today's figures less a margin: they catch
 //! a regression, they are not the targets (95% caught, 1% false alarms on
 //! the held-out part), which the README reports against.
@@ -45,8 +50,8 @@ fn lines(file: &str) -> Vec<Line<'_>> {
         .collect()
 }
 
-/// The two parts: name, risky lines, innocent lines.
-const PARTS: [(&str, &str, &str); 2] = [
+/// The two parts as written: name, risky lines, innocent lines.
+const WRITTEN: [(&str, &str, &str); 2] = [
     (
         "heldout",
         include_str!("devset/heldout/risky.txt"),
@@ -58,6 +63,92 @@ const PARTS: [(&str, &str, &str); 2] = [
         include_str!("devset/dev/innocent.txt"),
     ),
 ];
+
+/// How alike two lines are, 0 to 1: one less their edit distance over
+/// the longer's length, on letters, digits and single spaces in lower
+/// case (so "i'm" and "im" are one).
+fn likeness(a: &str, b: &str) -> f64 {
+    let (a, b) = (plain(a), plain(b));
+    let longer = a.len().max(b.len()).max(1);
+    1.0 - edit_distance(&a, &b) as f64 / longer as f64
+}
+
+fn plain(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for b in text.bytes().map(|b| b.to_ascii_lowercase()) {
+        if b.is_ascii_alphanumeric() {
+            out.push(b);
+        } else if b.is_ascii_whitespace() && out.last().is_some_and(|&l| l != b' ') {
+            out.push(b' ');
+        }
+    }
+    if out.last() == Some(&b' ') {
+        out.pop();
+    }
+    out
+}
+
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(x != y));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// A held-out line is *copied* when a dev line is this alike
+/// ([`likeness`]): "can u get me some mandy for the party" and "can u get
+/// me some molly for saturday" are; "whats the wifi password at urs" and
+/// "whats the teachers wifi password" are not. One author wrote both
+/// parts, and across twenty batches wrote some held-out lines again, word
+/// for word or nearly, into dev, where rules were tuned to them.
+const COPIED: f64 = 0.7;
+
+/// Whether a dev line is a near copy of `line` ([`COPIED`]). Lines whose
+/// lengths differ by more than the allowance cannot be, and are skipped.
+fn copied_in(line: &str, dev: &[Line<'_>]) -> bool {
+    let n = plain(line).len() as f64;
+    dev.iter().any(|d| {
+        let m = plain(d.text).len() as f64;
+        (n - m).abs() <= (1.0 - COPIED) * n.max(m) && likeness(line, d.text) >= COPIED
+    })
+}
+
+/// The parts measured: dev, held-out, and "unseen", the held-out lines
+/// with no near copy in dev ([`copied_in`]): the figure no tuning to a
+/// copied line can have flattered.
+fn parts() -> Vec<(String, String, String)> {
+    let [heldout, dev] = WRITTEN;
+    let dev_lines: Vec<Line<'_>> = lines(dev.1).into_iter().chain(lines(dev.2)).collect();
+    let unseen = |file: &str| -> String {
+        lines(file)
+            .iter()
+            .filter(|l| !copied_in(l.text, &dev_lines))
+            .map(|l| format!("{} | {}\n", l.label, l.text))
+            .collect()
+    };
+    let mut parts: Vec<(String, String, String)> = WRITTEN
+        .iter()
+        .map(|(p, r, i)| (p.to_string(), r.to_string(), i.to_string()))
+        .collect();
+    parts.insert(
+        1,
+        (
+            "heldout-unseen".to_string(),
+            unseen(heldout.1),
+            unseen(heldout.2),
+        ),
+    );
+    parts
+}
 
 /// Per label: (lines, flagged at the threshold, flagged in the label's own
 /// category).
@@ -160,12 +251,13 @@ fn risky_messages_are_captured_and_hard_innocent_lines_are_not() {
     let matcher = MatcherBuilder::new(Libraries::builtin().unwrap())
         .build()
         .unwrap();
-    for (part, risky, innocent) in PARTS {
+    for (part, risky, innocent) in parts() {
+        let (part, risky, innocent) = (part.as_str(), risky.as_str(), innocent.as_str());
         let (recall, alarms) = report(&matcher, None, part, risky, innocent);
-        let (min_recall, max_alarms) = if part == "dev" {
-            (93.0, 2.5)
-        } else {
-            (93.0, 5.5)
+        let (min_recall, max_alarms) = match part {
+            "dev" => (93.0, 2.5),
+            "heldout" => (93.0, 5.5),
+            _ => (92.0, 8.0),
         };
         assert!(
             recall >= min_recall,
@@ -189,7 +281,8 @@ fn the_semantic_layer_adds_what_the_rules_miss() {
         .build()
         .unwrap();
     let mut figures = Vec::new();
-    for (part, risky, innocent) in PARTS {
+    for (part, risky, innocent) in parts() {
+        let (part, risky, innocent) = (part.as_str(), risky.as_str(), innocent.as_str());
         let rules = report(&matcher, None, part, risky, innocent);
         let both = report(
             &matcher,
@@ -198,7 +291,7 @@ fn the_semantic_layer_adds_what_the_rules_miss() {
             risky,
             innocent,
         );
-        figures.push((part, rules, both));
+        figures.push((part.to_string(), rules, both));
     }
     // A fresh batch, measured before anything is tuned to it:
     // `DEVSET_BATCH=DIR` (with DIR/risky.txt and DIR/innocent.txt; a
@@ -234,10 +327,10 @@ fn the_semantic_layer_adds_what_the_rules_miss() {
         // It only adds captures: never fewer caught.
         assert!(recall >= rules_recall, "{part}: {recall} < {rules_recall}");
         // Floors and ceilings: today's figures less a margin.
-        let (min_recall, max_alarms) = if part == "dev" {
-            (97.0, 2.5)
-        } else {
-            (95.0, 6.0)
+        let (min_recall, max_alarms) = match part.as_str() {
+            "dev" => (97.0, 2.5),
+            "heldout" => (95.0, 6.0),
+            _ => (94.0, 10.0),
         };
         assert!(
             recall >= min_recall,
@@ -268,12 +361,13 @@ fn the_same_lines_in_standard_spelling() {
             .map(|l| format!("{} | {}\n", l.label, wordlists::spelling::standard(l.text)))
             .collect()
     };
-    for (part, risky, innocent) in PARTS {
+    for (part, risky, innocent) in parts() {
+        let (part, risky, innocent) = (part.as_str(), risky.as_str(), innocent.as_str());
         // Floors and ceilings: today's figures less a margin.
-        let (min_recall, max_alarms) = if part == "dev" {
-            (95.0, 2.5)
-        } else {
-            (95.0, 6.0)
+        let (min_recall, max_alarms) = match part {
+            "dev" => (95.0, 2.5),
+            "heldout" => (95.0, 6.0),
+            _ => (94.0, 10.0),
         };
         let (risky, innocent) = (standard(risky), standard(innocent));
         let name = format!("{part} in standard spelling");
@@ -298,4 +392,45 @@ fn the_same_lines_in_standard_spelling() {
             "{name} with the semantic layer: {alarms:.1}% flagged, above the ceiling of {max_alarms}%"
         );
     }
+}
+
+/// Held-out lines with a near copy in dev ([`COPIED`]) may not grow in
+/// number: a line added to dev must not be one the held-out part already
+/// holds. (115 were found in session 23, written over earlier sessions;
+/// the "heldout-unseen" figures leave them out.)
+#[test]
+fn dev_does_not_gain_copies_of_held_out_lines() {
+    const FOUND: usize = 115;
+    let [heldout, dev] = WRITTEN;
+    let dev_lines: Vec<Line<'_>> = lines(dev.1).into_iter().chain(lines(dev.2)).collect();
+    let held: Vec<Line<'_>> = lines(heldout.1)
+        .into_iter()
+        .chain(lines(heldout.2))
+        .collect();
+    let copied: Vec<&Line<'_>> = held
+        .iter()
+        .filter(|l| copied_in(l.text, &dev_lines))
+        .collect();
+    println!(
+        "{} of {} held-out lines have a near copy in dev",
+        copied.len(),
+        held.len()
+    );
+    if copied.len() > FOUND {
+        // Name the dev lines, never the held-out ones.
+        for d in &dev_lines {
+            if copied
+                .iter()
+                .any(|h| copied_in(h.text, std::slice::from_ref(d)))
+            {
+                println!("  dev line copying a held-out line: {}", d.text);
+            }
+        }
+    }
+    assert!(
+        copied.len() <= FOUND,
+        "dev holds near copies of {} held-out lines, more than the {FOUND} known: \
+         reword or drop the dev lines named above",
+        copied.len()
+    );
 }
