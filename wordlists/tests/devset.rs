@@ -164,6 +164,30 @@ fn parts() -> Vec<(String, String, String)> {
     parts
 }
 
+/// What each test measures, for [`floor`].
+#[derive(Clone, Copy)]
+enum Measure {
+    Rules,
+    WithLayer,
+    StandardSpelling,
+}
+
+/// Floor on recall and ceiling on false alarms (percent) of a part:
+/// today's figures less a margin.
+fn floor(part: &str, measure: Measure) -> (f64, f64) {
+    use Measure::*;
+    match (part, measure) {
+        ("dev", Rules) => (93.0, 2.5),
+        ("dev", WithLayer) => (97.0, 2.5),
+        ("dev", StandardSpelling) => (95.0, 2.5),
+        ("heldout", Rules) => (93.0, 5.5),
+        ("heldout", WithLayer | StandardSpelling) => (95.0, 6.0),
+        ("heldout-unseen", Rules) => (92.0, 8.0),
+        ("heldout-unseen", WithLayer | StandardSpelling) => (94.0, 10.0),
+        _ => panic!("no floor for the part {part:?}"),
+    }
+}
+
 /// Per label: (lines, flagged at the threshold, flagged in the label's own
 /// category).
 type Table<'a> = BTreeMap<&'a str, (usize, usize, usize)>;
@@ -268,11 +292,7 @@ fn risky_messages_are_captured_and_hard_innocent_lines_are_not() {
     for (part, risky, innocent) in parts() {
         let (part, risky, innocent) = (part.as_str(), risky.as_str(), innocent.as_str());
         let (recall, alarms) = report(&matcher, None, part, risky, innocent);
-        let (min_recall, max_alarms) = match part {
-            "dev" => (93.0, 2.5),
-            "heldout" => (93.0, 5.5),
-            _ => (92.0, 8.0),
-        };
+        let (min_recall, max_alarms) = floor(part, Measure::Rules);
         assert!(
             recall >= min_recall,
             "{part}: {recall:.1}% of risky lines captured, below the floor of {min_recall}%"
@@ -340,12 +360,7 @@ fn the_semantic_layer_adds_what_the_rules_miss() {
         );
         // It only adds captures: never fewer caught.
         assert!(recall >= rules_recall, "{part}: {recall} < {rules_recall}");
-        // Floors and ceilings: today's figures less a margin.
-        let (min_recall, max_alarms) = match part.as_str() {
-            "dev" => (97.0, 2.5),
-            "heldout" => (95.0, 6.0),
-            _ => (94.0, 10.0),
-        };
+        let (min_recall, max_alarms) = floor(&part, Measure::WithLayer);
         assert!(
             recall >= min_recall,
             "{part} with the semantic layer: {recall:.1}% caught, below the floor of {min_recall}%"
@@ -377,12 +392,7 @@ fn the_same_lines_in_standard_spelling() {
     };
     for (part, risky, innocent) in parts() {
         let (part, risky, innocent) = (part.as_str(), risky.as_str(), innocent.as_str());
-        // Floors and ceilings: today's figures less a margin.
-        let (min_recall, max_alarms) = match part {
-            "dev" => (95.0, 2.5),
-            "heldout" => (95.0, 6.0),
-            _ => (94.0, 10.0),
-        };
+        let (min_recall, max_alarms) = floor(part, Measure::StandardSpelling);
         let (risky, innocent) = (standard(risky), standard(innocent));
         let name = format!("{part} in standard spelling");
         let (rules_recall, rules_alarms) = report(&matcher, None, &name, &risky, &innocent);
