@@ -1100,7 +1100,10 @@ impl Matcher {
                 continue;
             }
             let entry = &self.entries[*idx as usize];
-            let severity = self.contextual_severity(*idx as usize, *s, *e, text);
+            let mut severity = self.contextual_severity(*idx as usize, *s, *e, text);
+            if is_a_name(text, *s) {
+                severity = shift(severity, -NAME_LOWERS);
+            }
             let lower = &self.category_lower[cat as usize];
             let lowered = if lower.is_empty() {
                 0
@@ -1311,6 +1314,80 @@ impl Matcher {
 }
 
 /// The most words (split at whitespace) of any concept's term.
+/// Words that make the term right after them a name: "mr dyke", "dr
+/// butt". ("miss" is left out: "i miss cutting" is a verb.)
+const TITLES: &[&str] = &[
+    "mr",
+    "mrs",
+    "ms",
+    "mx",
+    "dr",
+    "prof",
+    "professor",
+    "named",
+    "surname",
+];
+
+/// Two words that make the term right after them a name: "my cousin's
+/// name is isis", "a village called shitterton". ("called" alone is left
+/// out: "getting called gay" is bullying.)
+const NAME_FRAMES: &[(&str, &str)] = &[
+    ("name", "is"),
+    ("name", "was"),
+    ("surname", "is"),
+    ("village", "called"),
+    ("town", "called"),
+    ("city", "called"),
+    ("place", "called"),
+    ("road", "called"),
+    ("street", "called"),
+    ("band", "called"),
+    ("team", "called"),
+    ("shop", "called"),
+    ("pub", "called"),
+];
+
+/// How far a term named as a name is lowered: a severity 4 word as a
+/// surname is a 2, below the capture threshold.
+const NAME_LOWERS: i32 = 2;
+
+/// Whether the term at byte `start` stands as a name: right after a title
+/// or a naming frame ([`TITLES`], [`NAME_FRAMES`]), on the same line.
+fn is_a_name(text: &str, start: usize) -> bool {
+    let before = &text.as_bytes()[..start];
+    let Some((last, rest)) = word_before(before) else {
+        return false;
+    };
+    if TITLES
+        .iter()
+        .any(|t| last.eq_ignore_ascii_case(t.as_bytes()))
+    {
+        return true;
+    }
+    let Some((first, _)) = word_before(rest) else {
+        return false;
+    };
+    NAME_FRAMES.iter().any(|(a, b)| {
+        first.eq_ignore_ascii_case(a.as_bytes()) && last.eq_ignore_ascii_case(b.as_bytes())
+    })
+}
+
+/// The last word of `bytes` (ASCII letters, past any spaces and
+/// punctuation, not past a line break), and what comes before it.
+fn word_before(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = bytes
+        .iter()
+        .rposition(|b| b.is_ascii_alphanumeric() || *b == b'\n' || !b.is_ascii())?;
+    if !bytes[end].is_ascii_alphabetic() {
+        return None;
+    }
+    let start = bytes[..end]
+        .iter()
+        .rposition(|b| !b.is_ascii_alphabetic())
+        .map_or(0, |i| i + 1);
+    Some((&bytes[start..=end], &bytes[..start]))
+}
+
 fn longest_concept_words(concepts: &[crate::library::Concept]) -> usize {
     concepts
         .iter()

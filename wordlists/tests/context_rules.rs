@@ -134,6 +134,20 @@ fn a_categorys_cues_lower_its_term_hits_and_rule_hits() {
 }
 
 #[test]
+fn a_term_right_after_a_title_or_a_naming_frame_is_a_name() {
+    let m = matcher();
+    let sev = |text: &str| m.scan(text).iter().map(|h| h.severity).max();
+    assert_eq!(sev("its our secret"), Some(4));
+    // A title, or "name is", right before the term: a name, 4 - 2.
+    assert_eq!(sev("we met mr. our secret"), Some(2));
+    assert_eq!(sev("her name is our secret"), Some(2));
+    // Not right before it, or across a line break, or a verb ("miss").
+    assert_eq!(sev("mr jones said its our secret"), Some(4));
+    assert_eq!(sev("ask mr\nour secret"), Some(4));
+    assert_eq!(sev("i miss our secret"), Some(4));
+}
+
+#[test]
 fn a_hits_own_words_never_lower_it() {
     let m = matcher();
     // The cue "tell an adult" is inside the term: the term is not advice.
