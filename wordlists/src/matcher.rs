@@ -1313,7 +1313,6 @@ impl Matcher {
     }
 }
 
-/// The most words (split at whitespace) of any concept's term.
 /// Words that make the term right after them a name: "mr dyke", "dr
 /// butt". ("miss" is left out: "i miss cutting" is a verb.)
 const TITLES: &[&str] = &[
@@ -1388,6 +1387,7 @@ fn word_before(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&bytes[start..=end], &bytes[..start]))
 }
 
+/// The most words (split at whitespace) of any concept's term.
 fn longest_concept_words(concepts: &[crate::library::Concept]) -> usize {
     concepts
         .iter()
