@@ -145,6 +145,9 @@ fn a_term_right_after_a_title_or_a_naming_frame_is_a_name() {
     assert_eq!(sev("mr jones said its our secret"), Some(4));
     assert_eq!(sev("ask mr\nour secret"), Some(4));
     assert_eq!(sev("i miss our secret"), Some(4));
+    // "called" alone is no frame ("getting called gay"); a place is.
+    assert_eq!(sev("getting called our secret"), Some(4));
+    assert_eq!(sev("a village called our secret"), Some(2));
 }
 
 #[test]
