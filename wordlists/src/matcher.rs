@@ -175,7 +175,7 @@ impl MatcherBuilder {
             for e in &cat.entries {
                 let idx = entries.len() as u32;
                 let form = crate::normalize::normalize_term(&e.term);
-                for f in chat_forms(&form, e.rule) {
+                for f in chat_forms(&form, e.rule, Joins::All) {
                     let len = terms.add(f, Target::Term(idx));
                     // The fast pass remembers where the last RING symbols
                     // came from; a longer term could not be placed.
@@ -214,7 +214,7 @@ impl MatcherBuilder {
                 } else {
                     Rule::Word
                 };
-                for f in chat_forms(&form, rule) {
+                for f in chat_forms(&form, rule, Joins::Clean) {
                     if c.anchor {
                         terms.add(f.clone(), Target::Anchor);
                     }
@@ -350,19 +350,41 @@ impl MatcherBuilder {
 
 /// The forms a term is matched in: each of its chat-speak spellings
 /// (see [`crate::chatspeak`]) in each of its rule's forms.
-fn chat_forms(term: &[u8], rule: Rule) -> Vec<Vec<u8>> {
+fn chat_forms(term: &[u8], rule: Rule, joins: Joins) -> Vec<Vec<u8>> {
     match rule {
         // Inside words, a chat spelling of a word means nothing.
-        Rule::Substring | Rule::Pattern | Rule::Context => forms(term, rule),
+        Rule::Substring | Rule::Pattern | Rule::Context => forms(term, rule, joins),
         _ => crate::chatspeak::variants(term)
             .iter()
-            .flat_map(|v| forms(v, rule))
+            .flat_map(|v| forms(v, rule, joins))
             .collect(),
     }
 }
 
+/// Which phrases are also matched with their words run together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joins {
+    /// Every phrase ("killmyself").
+    All,
+    /// Only where no two words meet on letters of one skeleton symbol:
+    /// "i live" run together is "ilive", whose skeleton " ive " is also
+    /// that of "live" and "i've". A concept goes without such a form; in
+    /// the fast pass it would mark every such everyday word for nothing.
+    Clean,
+}
+
+/// Whether two words of `phrase` meet on letters that share a skeleton
+/// symbol, so that running them together loses one.
+fn merges_at_a_join(phrase: &[u8]) -> bool {
+    phrase.windows(3).any(|w| {
+        w[1] == b' '
+            && w[0] != b' '
+            && crate::skeleton::symbol(w[0]) == crate::skeleton::symbol(w[2])
+    })
+}
+
 /// The normalised forms a term is matched in, boundaries included.
-fn forms(term: &[u8], rule: Rule) -> Vec<Vec<u8>> {
+fn forms(term: &[u8], rule: Rule, joins: Joins) -> Vec<Vec<u8>> {
     let wrap = |lead: bool, body: &[u8], trail: bool| {
         let mut f = Vec::with_capacity(body.len() + 2);
         if lead {
@@ -381,7 +403,7 @@ fn forms(term: &[u8], rule: Rule) -> Vec<Vec<u8>> {
         Rule::Substring | Rule::Pattern | Rule::Context => vec![term.to_vec()],
         Rule::Phrase => {
             let mut v = vec![wrap(true, term, true)];
-            if term.contains(&b' ') {
+            if term.contains(&b' ') && (joins == Joins::All || !merges_at_a_join(term)) {
                 let joined: Vec<u8> = term.iter().copied().filter(|&b| b != b' ').collect();
                 v.push(wrap(true, &joined, true));
             }
