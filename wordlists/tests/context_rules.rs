@@ -266,6 +266,49 @@ fn a_schools_concept_file_adds_terms_to_a_shared_concept() {
 }
 
 #[test]
+fn a_concepts_phrase_run_together_is_not_read_where_its_words_merge() {
+    // "i live" run together is "ilive", whose skeleton (" ive ") is that
+    // of "live" and "i've": such a joined form would mark every one of
+    // those everyday words as a region for the rules.
+    let mut libs = Libraries::default();
+    libs.add(
+        parse(
+            "where.toml",
+            r#"
+category = "test-where"
+
+[[concept]]
+name = "i-live"
+terms = ["i live", "we live"]
+
+[[concept]]
+name = "street"
+anchor = false
+terms = ["road"]
+
+[[rule]]
+name = "says where they live"
+severity = 3
+definition = "Gives where they live."
+all = ["i-live", "street"]
+within = 6
+"#,
+        )
+        .unwrap(),
+    );
+    let m = MatcherBuilder::new(libs).build().unwrap();
+    assert_eq!(
+        m.candidate_regions("ive got tickets to the live show on the road"),
+        0
+    );
+    let rule = "says where they live";
+    assert_eq!(rule_hits(&m, "i live on oak road", rule).len(), 1);
+    // A phrase whose words meet on different symbols keeps its joined form.
+    assert_eq!(rule_hits(&m, "welive on oak road", rule).len(), 1);
+    assert!(rule_hits(&m, "ive been down that road", rule).is_empty());
+}
+
+#[test]
 fn a_rule_hit_that_a_term_already_covers_is_left_out() {
     let m = matcher();
     let hits = m.scan("when is ur mum at work");
