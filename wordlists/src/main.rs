@@ -96,13 +96,13 @@ enum SemanticCommand {
         prose: Vec<PathBuf>,
         /// (The defaults are the shipped head's: chosen by leaving out one
         /// later batch of the dev part at a time, see the README.)
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 5.0)]
         prose_weight: f32,
         /// Inverse strength of the penalty on the weights.
         #[arg(long, default_value_t = 10.0)]
         c: f32,
         /// The chance of risk at which a line is flagged.
-        #[arg(long, default_value_t = 0.85)]
+        #[arg(long, default_value_t = 0.87)]
         threshold: f32,
         /// Also learn each labelled line in standard spelling (chat-speak
         /// written out, see `wordlists::spelling`). Off in the shipped

@@ -151,7 +151,7 @@ fn the_semantic_layer_rarely_reads_ordinary_prose_as_risky() {
         println!("  {f}");
     }
     assert!(records.len() > 2_000, "only {} records", records.len());
-    // Today 0.3% (8 of 2,514, the third head); a head that reads much more prose as
+    // Today 0.44% (11 of 2,514, session 26's head); a head that reads much more prose as
     // risky would flood staff with captures of pages and quotes.
     assert!(
         flagged.len() * 200 <= records.len(),
