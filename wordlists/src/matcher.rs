@@ -1368,6 +1368,37 @@ const NAME_FRAMES: &[(&str, &str)] = &[
     ("pub", "called"),
 ];
 
+/// Who or what "called" names when it follows them, straight or after
+/// "is" or "was": "a boy called isis", "the new boy is called isis", "our
+/// dog was called tank". (Not "he" or "she": "he is called gay by
+/// everyone" is bullying.)
+const NAMED_BEINGS: &[&str] = &[
+    "boy",
+    "girl",
+    "kid",
+    "baby",
+    "man",
+    "woman",
+    "lady",
+    "guy",
+    "brother",
+    "sister",
+    "cousin",
+    "friend",
+    "teacher",
+    "neighbour",
+    "dog",
+    "cat",
+    "puppy",
+    "kitten",
+    "hamster",
+    "rabbit",
+    "horse",
+    "pony",
+    "character",
+    "player",
+];
+
 /// How far a term named as a name is lowered: a severity 4 word as a
 /// surname is a 2, below the capture threshold.
 const NAME_LOWERS: i32 = 2;
@@ -1385,12 +1416,23 @@ fn is_a_name(text: &str, start: usize) -> bool {
     {
         return true;
     }
-    let Some((first, _)) = word_before(rest) else {
+    let Some((first, rest)) = word_before(rest) else {
         return false;
     };
-    NAME_FRAMES.iter().any(|(a, b)| {
+    let is =
+        |word: &[u8], list: &[&str]| list.iter().any(|w| word.eq_ignore_ascii_case(w.as_bytes()));
+    if NAME_FRAMES.iter().any(|(a, b)| {
         first.eq_ignore_ascii_case(a.as_bytes()) && last.eq_ignore_ascii_case(b.as_bytes())
-    })
+    }) {
+        return true;
+    }
+    if !last.eq_ignore_ascii_case(b"called") {
+        return false;
+    }
+    // "a boy called isis", "the new boy is called isis".
+    is(first, NAMED_BEINGS)
+        || (is(first, &["is", "was"])
+            && word_before(rest).is_some_and(|(being, _)| is(being, NAMED_BEINGS)))
 }
 
 /// The last word of `bytes` (ASCII letters, past any spaces and

@@ -148,6 +148,13 @@ fn a_term_right_after_a_title_or_a_naming_frame_is_a_name() {
     // "called" alone is no frame ("getting called gay"); a place is.
     assert_eq!(sev("getting called our secret"), Some(4));
     assert_eq!(sev("a village called our secret"), Some(2));
+    // A person or a pet "called", straight or after "is" or "was", is a
+    // frame; "he is called" is not.
+    assert_eq!(sev("a girl called our secret"), Some(2));
+    assert_eq!(sev("the new boy is called our secret"), Some(2));
+    assert_eq!(sev("our dog was called our secret"), Some(2));
+    assert_eq!(sev("he is called our secret"), Some(4));
+    assert_eq!(sev("the boy is not called our secret"), Some(4));
 }
 
 #[test]
