@@ -1410,29 +1410,30 @@ fn is_a_name(text: &str, start: usize) -> bool {
     let Some((last, rest)) = word_before(before) else {
         return false;
     };
-    if TITLES
-        .iter()
-        .any(|t| last.eq_ignore_ascii_case(t.as_bytes()))
-    {
+    if one_of(last, TITLES) {
         return true;
     }
     let Some((first, rest)) = word_before(rest) else {
         return false;
     };
-    let is =
-        |word: &[u8], list: &[&str]| list.iter().any(|w| word.eq_ignore_ascii_case(w.as_bytes()));
-    if NAME_FRAMES.iter().any(|(a, b)| {
-        first.eq_ignore_ascii_case(a.as_bytes()) && last.eq_ignore_ascii_case(b.as_bytes())
-    }) {
+    if NAME_FRAMES
+        .iter()
+        .any(|(a, b)| one_of(first, &[a]) && one_of(last, &[b]))
+    {
         return true;
     }
-    if !last.eq_ignore_ascii_case(b"called") {
+    if !one_of(last, &["called"]) {
         return false;
     }
     // "a boy called isis", "the new boy is called isis".
-    is(first, NAMED_BEINGS)
-        || (is(first, &["is", "was"])
-            && word_before(rest).is_some_and(|(being, _)| is(being, NAMED_BEINGS)))
+    one_of(first, NAMED_BEINGS)
+        || (one_of(first, &["is", "was"])
+            && word_before(rest).is_some_and(|(being, _)| one_of(being, NAMED_BEINGS)))
+}
+
+/// Whether `word` is one of `list`, ignoring ASCII case.
+fn one_of(word: &[u8], list: &[&str]) -> bool {
+    list.iter().any(|w| word.eq_ignore_ascii_case(w.as_bytes()))
 }
 
 /// The last word of `bytes` (ASCII letters, past any spaces and

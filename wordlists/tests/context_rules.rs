@@ -55,8 +55,13 @@ ordered = true
 "#;
 
 fn matcher() -> Matcher {
+    matcher_of("test.toml", LIBRARY)
+}
+
+/// A matcher over one library file, which must lint clean.
+fn matcher_of(file: &str, toml: &str) -> Matcher {
     let mut libs = Libraries::default();
-    libs.add(parse("test.toml", LIBRARY).unwrap());
+    libs.add(parse(file, toml).unwrap());
     assert_eq!(libs.lint(), Vec::<String>::new());
     MatcherBuilder::new(libs).build().unwrap()
 }
@@ -277,11 +282,9 @@ fn a_concepts_phrase_run_together_is_not_read_where_its_words_merge() {
     // "i live" run together is "ilive", whose skeleton (" ive ") is that
     // of "live" and "i've": such a joined form would mark every one of
     // those everyday words as a region for the rules.
-    let mut libs = Libraries::default();
-    libs.add(
-        parse(
-            "where.toml",
-            r#"
+    let m = matcher_of(
+        "where.toml",
+        r#"
 category = "test-where"
 
 [[concept]]
@@ -300,10 +303,7 @@ definition = "Gives where they live."
 all = ["i-live", "street"]
 within = 6
 "#,
-        )
-        .unwrap(),
     );
-    let m = MatcherBuilder::new(libs).build().unwrap();
     assert_eq!(
         m.candidate_regions("ive got tickets to the live show on the road"),
         0
