@@ -1312,7 +1312,9 @@ impl Matcher {
     }
 
     /// The severity of entry `idx` found at `start..end`, raised or
-    /// lowered by its context words within [`CONTEXT_REACH`] bytes.
+    /// lowered by its context words within [`CONTEXT_REACH`] bytes. The
+    /// hit's own words are not its context: "school" raises a weapon
+    /// named near a school, not the term "school shooting" itself.
     fn contextual_severity(&self, idx: usize, start: usize, end: usize, text: &str) -> u8 {
         let e = &self.entries[idx];
         let (raise, lower) = &self.context_words[idx];
@@ -1321,8 +1323,15 @@ impl Matcher {
         }
         let from = floor_char(text, start.saturating_sub(CONTEXT_REACH));
         let to = ceil_char(text, (end + CONTEXT_REACH).min(text.len()));
+        let mut window = normalize(&text[from..to]);
+        let own = (start - from) as u32..(end - from) as u32;
+        for (b, span) in window.bytes.iter_mut().zip(&window.spans) {
+            if span.0 < span.1 && own.start <= span.0 && span.1 <= own.end {
+                *b = b' ';
+            }
+        }
         // Normalised text is ASCII.
-        let norm = String::from_utf8(normalize(&text[from..to]).bytes).unwrap_or_default();
+        let norm = String::from_utf8(window.bytes).unwrap_or_default();
         let near = |words: &[String]| words.iter().any(|w| norm.contains(w.as_str()));
         let mut sev = e.severity as i32;
         if near(raise) {

@@ -175,6 +175,38 @@ fn a_hits_own_words_never_lower_it() {
 }
 
 #[test]
+fn a_hits_own_words_are_not_its_context_words() {
+    let m = matcher_of(
+        "weapons.toml",
+        r#"
+category = "test-weapons"
+
+[[group]]
+severity = 3
+definition = "A weapon at school."
+raise = ["school"]
+lower = ["game"]
+terms = ["school shooting", "knife", "game knife"]
+"#,
+    );
+    let sev = |text: &str, term: &str| {
+        m.scan(text)
+            .into_iter()
+            .find(|h| h.entry.term == term)
+            .map(|h| h.severity)
+    };
+    // "school" inside the term does not raise it, nor "game" lower it.
+    assert_eq!(
+        sev("a play about a school shooting", "school shooting"),
+        Some(3)
+    );
+    assert_eq!(sev("the game knife skin", "game knife"), Some(3));
+    // Beside the term they still do.
+    assert_eq!(sev("bringing a knife to school", "knife"), Some(4));
+    assert_eq!(sev("a knife in the game", "knife"), Some(2));
+}
+
+#[test]
 fn chat_spellings_match_the_written_term_at_the_original_offsets() {
     let m = matcher();
     for (text, written) in [
